@@ -1,0 +1,701 @@
+//! The sender state machine. It announces the session, sends the manifest (object 0) and then
+//! the payload (object 1) block by block, source symbols followed by a share of proactive repair
+//! symbols, paced by a token bucket; it aggregates NAKs and answers them with fresh repair
+//! symbols; it flushes at the end of the pass and collects completion reports.
+//!
+//! Rate policy: one token bucket covers every datagram. Control datagrams (announce, probe,
+//! flush, repair advertisement, report ack) are small and rare: they are charged but never wait.
+//! Queued repairs go before new data, because they unblock receivers and free their memory.
+//!
+//! The core never reads files: it asks for block contents with [`Event::NeedBlock`] and is handed
+//! a prepared [`BlockEncoder`] through [`Sender::handle_block`]. It holds at most
+//! `cache_blocks` payload blocks and asks again for a block it has evicted.
+
+mod grtt;
+mod pacer;
+mod repair;
+
+pub use grtt::Grtt;
+pub use pacer::Pacer;
+pub use repair::{BlockKey, Repairs};
+
+use crate::proto::fec::{BlockEncoder, FecError};
+use crate::proto::layout::Layout;
+use crate::proto::manifest::{Manifest, ManifestError};
+use crate::proto::stats::SenderStats;
+use crate::proto::time::{Duration, Instant};
+use crate::proto::wire::{self, *};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Sender settings.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Session id (random per transfer).
+    pub session: u32,
+    /// This node's id.
+    pub node: u32,
+    /// Send rate, bits per second.
+    pub rate_bps: u64,
+    /// Proactive repair symbols per block, as a share of its source symbols.
+    pub fec_overhead: f64,
+    /// GRTT before any echo, and its bounds.
+    pub grtt_initial: Duration,
+    /// Lower bound of the GRTT estimate (scheduling jitter floor).
+    pub grtt_min: Duration,
+    /// Upper bound of the GRTT estimate.
+    pub grtt_max: Duration,
+    /// Interval between announcements.
+    pub announce_interval: Duration,
+    /// Interval between GRTT probes.
+    pub probe_interval: Duration,
+    /// NAK aggregation window, in GRTTs.
+    pub holdoff_grtts: u32,
+    /// Repair symbols sent beyond the largest need.
+    pub repair_margin: u16,
+    /// Payload blocks held in memory at most.
+    pub cache_blocks: usize,
+    /// Payload blocks requested ahead of the one being sent.
+    pub read_ahead: usize,
+    /// Finish once this many receivers have reported (any status).
+    pub expected_receivers: Option<u32>,
+    /// Without `expected_receivers`: finish after this long with no NAK once flushing.
+    pub linger: Duration,
+    /// Token bucket depth in bytes.
+    pub burst_bytes: usize,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            session: 1,
+            node: 1,
+            rate_bps: 100_000_000,
+            fec_overhead: 0.05,
+            grtt_initial: Duration::from_millis(10),
+            grtt_min: Duration::from_millis(1),
+            grtt_max: Duration::from_secs(5),
+            announce_interval: Duration::from_millis(100),
+            probe_interval: Duration::from_millis(100),
+            holdoff_grtts: 1,
+            repair_margin: 1,
+            cache_blocks: 32,
+            read_ahead: 4,
+            expected_receivers: None,
+            linger: Duration::from_secs(2),
+            burst_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Sender construction failures.
+#[derive(Debug, Error)]
+pub enum SenderError {
+    /// The manifest describes an impossible layout.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The manifest is too large to announce.
+    #[error("manifest of {0} bytes is too large")]
+    ManifestTooLarge(usize),
+    /// A prepared block does not match the layout.
+    #[error("block {block}: {reason}")]
+    Block {
+        /// Block number.
+        block: u32,
+        /// What was wrong.
+        reason: String,
+    },
+    /// FEC refused the data.
+    #[error(transparent)]
+    Fec(#[from] FecError),
+}
+
+/// A completion report from one receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverInfo {
+    /// Receiver node id.
+    pub node: u32,
+    /// Address its report came from.
+    pub addr: SocketAddr,
+    /// The report.
+    pub report: Report,
+    /// When it first arrived.
+    pub at: Instant,
+}
+
+/// Something the driver must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Read payload bytes `offset..offset+len`, build `BlockEncoder::new(symbol_size, symbols,
+    /// data)` and hand it back with [`Sender::handle_block`].
+    NeedBlock {
+        /// Block number.
+        block: u32,
+        /// Byte offset in the payload.
+        offset: u64,
+        /// Bytes to read.
+        len: usize,
+        /// Source symbols in the block.
+        symbols: u16,
+        /// Symbol size.
+        symbol_size: u16,
+    },
+    /// A receiver reported (first report from that node only).
+    ReceiverReport(ReceiverInfo),
+    /// The transfer is over (expected reports in, or quiet for `linger` after the flush).
+    Finished,
+}
+
+/// A datagram to send to the group; its bytes are in the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Datagram length.
+    pub size: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    object: ObjectId,
+    block: u32,
+    esi: u32,
+}
+
+/// The sender state machine.
+pub struct Sender {
+    cfg: SenderConfig,
+    header: Header,
+    announce: Announce,
+    layout: Layout,
+    manifest_layout: Layout,
+    manifest_blocks: Vec<BlockEncoder>,
+    cache: HashMap<u32, (Arc<BlockEncoder>, u64)>,
+    use_clock: u64,
+    requested: HashSet<u32>,
+    next_repair_esi: [Vec<u32>; 2],
+    cursor: Option<Cursor>,
+    pacer: Pacer,
+    grtt: Grtt,
+    repairs: Repairs,
+    announce_burst: u8,
+    next_announce: Instant,
+    next_probe: Instant,
+    flush_seq: u32,
+    next_flush: Option<Instant>,
+    quiet_since: Instant,
+    acks: BTreeSet<u32>,
+    receivers: BTreeMap<u32, ReceiverInfo>,
+    loss_ppm: BTreeMap<u32, u32>,
+    finished: bool,
+    events: VecDeque<Event>,
+    scratch: Vec<u8>,
+    last_now: Instant,
+    stats: SenderStats,
+}
+
+impl Sender {
+    /// A sender for the payload described by `manifest`, starting at `now`.
+    pub fn new(cfg: SenderConfig, manifest: &Manifest, now: Instant) -> Result<Self, SenderError> {
+        let layout = manifest.layout()?;
+        let bytes = manifest.encode();
+        let manifest_len = u32::try_from(bytes.len())
+            .ok()
+            .filter(|l| *l <= MAX_MANIFEST_LEN)
+            .ok_or(SenderError::ManifestTooLarge(bytes.len()))?;
+        let manifest_layout = Layout::new(
+            u64::from(manifest_len),
+            layout.symbol_size(),
+            layout.block_symbols(),
+        )
+        .expect("same T and K as a valid layout");
+        let manifest_blocks = (0..manifest_layout.block_count())
+            .map(|b| {
+                let off = manifest_layout.block_offset(b).unwrap_or(0) as usize;
+                let len = manifest_layout.block_len(b).unwrap_or(0);
+                let k = manifest_layout.source_symbols(b).unwrap_or(0);
+                BlockEncoder::new(layout.symbol_size(), k, bytes[off..off + len].to_vec())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let announce = Announce {
+            object_size: layout.object_size(),
+            symbol_size: layout.symbol_size(),
+            block_symbols: layout.block_symbols(),
+            manifest_len,
+            manifest_hash: *blake3::hash(&bytes).as_bytes(),
+            rate_bps: cfg.rate_bps,
+            grtt_us: 0,
+        };
+        let next_repair_esi = [
+            (0..manifest_layout.block_count())
+                .map(|b| u32::from(manifest_layout.source_symbols(b).unwrap_or(0)))
+                .collect(),
+            (0..layout.block_count())
+                .map(|b| u32::from(layout.source_symbols(b).unwrap_or(0)))
+                .collect(),
+        ];
+        Ok(Sender {
+            header: Header {
+                flags: 0,
+                session: cfg.session,
+                node: cfg.node,
+            },
+            announce,
+            layout,
+            manifest_layout,
+            manifest_blocks,
+            cache: HashMap::new(),
+            use_clock: 0,
+            requested: HashSet::new(),
+            next_repair_esi,
+            cursor: Some(Cursor {
+                object: ObjectId::Manifest,
+                block: 0,
+                esi: 0,
+            }),
+            pacer: Pacer::new(cfg.rate_bps, cfg.burst_bytes, now),
+            grtt: Grtt::new(cfg.grtt_initial, cfg.grtt_min, cfg.grtt_max),
+            repairs: Repairs::default(),
+            announce_burst: 3,
+            next_announce: now,
+            next_probe: now,
+            flush_seq: 0,
+            next_flush: None,
+            quiet_since: now,
+            acks: BTreeSet::new(),
+            receivers: BTreeMap::new(),
+            loss_ppm: BTreeMap::new(),
+            finished: false,
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            last_now: now,
+            stats: SenderStats::default(),
+            cfg,
+        })
+    }
+
+    /// Payload layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SenderStats {
+        &self.stats
+    }
+
+    /// Reports received so far, by node id.
+    pub fn receivers(&self) -> &BTreeMap<u32, ReceiverInfo> {
+        &self.receivers
+    }
+
+    /// Last loss rate each receiver echoed, parts per million.
+    pub fn receiver_loss(&self) -> &BTreeMap<u32, u32> {
+        &self.loss_ppm
+    }
+
+    /// Current GRTT estimate.
+    pub fn grtt(&self) -> Duration {
+        self.grtt.get()
+    }
+
+    /// Whether [`Event::Finished`] has been issued.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    fn layout_of(&self, object: ObjectId) -> &Layout {
+        match object {
+            ObjectId::Manifest => &self.manifest_layout,
+            ObjectId::Payload => &self.layout,
+        }
+    }
+
+    /// Hand over a block asked for with [`Event::NeedBlock`].
+    pub fn handle_block(&mut self, block: u32, encoder: BlockEncoder) -> Result<(), SenderError> {
+        if self.layout.source_symbols(block) != Some(encoder.source_symbols()) {
+            return Err(SenderError::Block {
+                block,
+                reason: "does not match the layout".into(),
+            });
+        }
+        self.requested.remove(&block);
+        if self.cache.len() >= self.cfg.cache_blocks.max(1) {
+            if let Some(oldest) = self
+                .cache
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(b, _)| *b)
+            {
+                self.cache.remove(&oldest);
+            }
+        }
+        self.use_clock += 1;
+        self.cache
+            .insert(block, (Arc::new(encoder), self.use_clock));
+        Ok(())
+    }
+
+    fn available(&self, key: BlockKey) -> bool {
+        match key.0 {
+            ObjectId::Manifest => true,
+            ObjectId::Payload => self.cache.contains_key(&key.1),
+        }
+    }
+
+    fn request(&mut self, block: u32) {
+        if block >= self.layout.block_count()
+            || self.cache.contains_key(&block)
+            || !self.requested.insert(block)
+        {
+            return;
+        }
+        self.stats.blocks_requested += 1;
+        self.events.push_back(Event::NeedBlock {
+            block,
+            offset: self.layout.block_offset(block).unwrap_or(0),
+            len: self.layout.block_len(block).unwrap_or(0),
+            symbols: self.layout.source_symbols(block).unwrap_or(0),
+            symbol_size: self.layout.symbol_size(),
+        });
+    }
+
+    /// Feed one datagram received from the group. Bad input is counted and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.last_now = self.last_now.max(now);
+        let (header, packet) = match wire::parse(data) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                return;
+            }
+        };
+        if header.node == self.cfg.node && header.session == self.cfg.session {
+            return; // our own datagram looped back
+        }
+        if header.session != self.cfg.session {
+            self.stats.dropped_foreign += 1;
+            return;
+        }
+        match packet {
+            Packet::Nak(list) => {
+                self.stats.naks_received += 1;
+                self.quiet_since = now;
+                let holdoff_end = now + self.grtt.get() * self.cfg.holdoff_grtts;
+                for need in list.needs {
+                    let Some(k) = self.layout_of(need.object).source_symbols(need.block) else {
+                        self.stats.needs_ignored += 1;
+                        continue;
+                    };
+                    // Nobody can need more than a whole block plus a few failed decodes.
+                    let need = Need {
+                        count: need.count.min(k.saturating_add(16)),
+                        ..need
+                    };
+                    if !self
+                        .repairs
+                        .on_need(now, need, self.cfg.repair_margin, holdoff_end)
+                    {
+                        self.stats.needs_ignored += 1;
+                    }
+                }
+            }
+            Packet::Echo(e) => {
+                self.stats.echoes_received += 1;
+                let sent = Instant::from_micros(e.probe_time_us);
+                self.grtt
+                    .on_echo(now, sent, Duration::from_micros(u64::from(e.delay_us)));
+                self.loss_ppm.insert(header.node, e.loss_ppm);
+            }
+            Packet::Report(report) => {
+                self.stats.reports_received += 1;
+                self.acks.insert(header.node);
+                if !self.receivers.contains_key(&header.node) {
+                    let info = ReceiverInfo {
+                        node: header.node,
+                        addr: from,
+                        report,
+                        at: now,
+                    };
+                    self.receivers.insert(header.node, info.clone());
+                    self.events.push_back(Event::ReceiverReport(info));
+                }
+                self.check_finished(now);
+            }
+            _ => self.stats.dropped_foreign += 1,
+        }
+    }
+
+    /// Advance timers to `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.repairs.on_timeout(now, self.cfg.repair_margin);
+        self.repairs.prune(now);
+        self.check_finished(now);
+    }
+
+    fn check_finished(&mut self, now: Instant) {
+        if self.finished {
+            return;
+        }
+        let done = match self.cfg.expected_receivers {
+            Some(n) => self.receivers.len() as u64 >= u64::from(n),
+            None => {
+                self.next_flush.is_some()
+                    && !self.repairs.has_queued()
+                    && self.repairs.deadline().is_none()
+                    && now >= self.quiet_since + self.cfg.linger
+            }
+        };
+        if done {
+            self.finished = true;
+            self.events.push_back(Event::Finished);
+        }
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Sender::handle_timeout`] or [`Sender::poll_transmit`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = [
+            Some(self.next_announce),
+            Some(self.next_probe),
+            self.next_flush,
+            self.repairs.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if self.cfg.expected_receivers.is_none() && self.next_flush.is_some() && !self.finished {
+            t = t.min(Some(self.quiet_since + self.cfg.linger));
+        }
+        if !self.acks.is_empty() {
+            return Some(self.last_now);
+        }
+        let data_ready = self
+            .cursor
+            .is_some_and(|c| self.available((c.object, c.block)));
+        let repair_ready = self.repairs.queued_blocks().any(|k| self.available(k));
+        if data_ready || repair_ready {
+            t = Some(t.map_or(self.pacer.next_ready(), |t| t.min(self.pacer.next_ready())));
+        }
+        t
+    }
+
+    /// The next datagram to send, written into `buf`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        if let Some(packet) = self.next_control(now) {
+            wire::emit(&self.header, &packet, buf);
+            self.stats.control_packets += 1;
+            return Some(self.sent(now, buf.len()));
+        }
+        if !self.pacer.ready(now) {
+            return None;
+        }
+        if self.next_repair(now, buf) || self.next_data(now, buf) {
+            return Some(self.sent(now, buf.len()));
+        }
+        None
+    }
+
+    fn sent(&mut self, now: Instant, size: usize) -> Transmit {
+        self.pacer.charge(now, size);
+        self.stats.bytes_sent += size as u64;
+        Transmit { size }
+    }
+
+    fn next_control(&mut self, now: Instant) -> Option<Packet<'static>> {
+        if !self.acks.is_empty() {
+            let n = self.acks.len().min(MAX_ACK_NODES);
+            let nodes: Vec<u32> = self.acks.iter().copied().take(n).collect();
+            for node in &nodes {
+                self.acks.remove(node);
+            }
+            return Some(Packet::ReportAck(ReportAck { nodes }));
+        }
+        if now >= self.next_announce {
+            if self.announce_burst > 0 {
+                self.announce_burst -= 1;
+            } else {
+                self.next_announce = now + self.cfg.announce_interval;
+            }
+            let grtt_us = self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32;
+            return Some(Packet::Announce(Announce {
+                grtt_us,
+                ..self.announce
+            }));
+        }
+        if now >= self.next_probe {
+            self.next_probe = now + self.cfg.probe_interval;
+            self.grtt.on_probe();
+            let grtt_us = self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32;
+            return Some(Packet::Probe(Probe {
+                send_time_us: now.as_micros(),
+                grtt_us,
+            }));
+        }
+        let adverts = self.repairs.take_adverts(MAX_NEEDS);
+        if !adverts.is_empty() {
+            return Some(Packet::RepairAdvert(NeedList { needs: adverts }));
+        }
+        if let Some(at) = self.next_flush {
+            if now >= at {
+                let interval = (self.grtt.get() * 2)
+                    .clamp(Duration::from_millis(5), Duration::from_millis(500));
+                self.next_flush = Some(now + interval);
+                self.flush_seq = self.flush_seq.wrapping_add(1);
+                return Some(Packet::Flush(Flush {
+                    seq: self.flush_seq,
+                }));
+            }
+        }
+        None
+    }
+
+    fn encoder(&mut self, key: BlockKey) -> Option<Arc<BlockEncoder>> {
+        match key.0 {
+            ObjectId::Manifest => None,
+            ObjectId::Payload => {
+                self.use_clock += 1;
+                let clock = self.use_clock;
+                self.cache.get_mut(&key.1).map(|(enc, used)| {
+                    *used = clock;
+                    Arc::clone(enc)
+                })
+            }
+        }
+    }
+
+    /// Emit repair symbol number `esi` or the next fresh repair of `key` into `buf`.
+    fn emit_symbol(&mut self, key: BlockKey, esi: Option<u32>, buf: &mut Vec<u8>) -> bool {
+        let payload_enc = self.encoder(key);
+        let enc = match key.0 {
+            ObjectId::Manifest => &self.manifest_blocks[key.1 as usize],
+            ObjectId::Payload => match &payload_enc {
+                Some(e) => e,
+                None => return false,
+            },
+        };
+        let esi = match esi {
+            Some(esi) => esi,
+            None => {
+                let next = &mut self.next_repair_esi[key.0 as usize][key.1 as usize];
+                if *next > MAX_ESI {
+                    return false;
+                }
+                *next += 1;
+                *next - 1
+            }
+        };
+        let symbol = match enc.source_symbol(esi) {
+            Some(s) if esi < u32::from(enc.source_symbols()) => s,
+            _ => {
+                if enc.repair_symbol(esi, &mut self.scratch).is_err() {
+                    return false;
+                }
+                &self.scratch
+            }
+        };
+        let data = Data {
+            object: key.0,
+            block: key.1,
+            esi,
+            symbol,
+        };
+        wire::emit(&self.header, &Packet::Data(data), buf);
+        true
+    }
+
+    fn next_repair(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        if !self.repairs.has_queued() {
+            return false;
+        }
+        let Some(key) = self.repairs.queued_blocks().find(|k| self.available(*k)) else {
+            let missing: Vec<u32> = self
+                .repairs
+                .queued_blocks()
+                .take(self.cfg.read_ahead.max(1))
+                .map(|k| k.1)
+                .collect();
+            for b in missing {
+                self.request(b);
+            }
+            return false;
+        };
+        let in_flight_until = now + self.grtt.get() * 2;
+        self.repairs.on_sent(key, in_flight_until);
+        if self.emit_symbol(key, None, buf) {
+            self.stats.repair_packets += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn proactive(&self, k: u16) -> u32 {
+        (f64::from(k) * self.cfg.fec_overhead.max(0.0)).ceil() as u32
+    }
+
+    fn next_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        loop {
+            let Some(mut cur) = self.cursor else {
+                return false;
+            };
+            let layout = *self.layout_of(cur.object);
+            let Some(k) = layout.source_symbols(cur.block) else {
+                // Past the end of this object.
+                self.cursor = match cur.object {
+                    ObjectId::Manifest => Some(Cursor {
+                        object: ObjectId::Payload,
+                        block: 0,
+                        esi: 0,
+                    }),
+                    ObjectId::Payload => {
+                        self.next_flush = Some(now);
+                        self.quiet_since = now;
+                        None
+                    }
+                };
+                continue;
+            };
+            if cur.esi >= u32::from(k) + self.proactive(k) {
+                self.cursor = Some(Cursor {
+                    block: cur.block + 1,
+                    esi: 0,
+                    ..cur
+                });
+                continue;
+            }
+            let key = (cur.object, cur.block);
+            if cur.esi == 0 && cur.object == ObjectId::Payload {
+                for b in cur.block..cur.block.saturating_add(1 + self.cfg.read_ahead as u32) {
+                    self.request(b);
+                }
+            }
+            if !self.available(key) {
+                self.request(cur.block);
+                return false;
+            }
+            let source = cur.esi < u32::from(k);
+            let esi = source.then_some(cur.esi);
+            cur.esi += 1;
+            self.cursor = Some(cur);
+            if !self.emit_symbol(key, esi, buf) {
+                continue;
+            }
+            if source {
+                self.stats.data_packets += 1;
+            } else {
+                self.stats.repair_packets += 1;
+                self.stats.proactive_repair_packets += 1;
+            }
+            return true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+//! Counters the sender and receiver state machines expose: what was sent, what was received,
+//! and what was dropped and why. Drivers copy them into reports.
+
+use serde::Serialize;
+
+/// Sender counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SenderStats {
+    /// Source symbols sent (first pass).
+    pub data_packets: u64,
+    /// Repair symbols sent, proactive and on request.
+    pub repair_packets: u64,
+    /// Of `repair_packets`, those sent proactively.
+    pub proactive_repair_packets: u64,
+    /// Control datagrams sent (announce, probe, flush, advert, ack).
+    pub control_packets: u64,
+    /// Bytes of all datagrams sent.
+    pub bytes_sent: u64,
+    /// NAK datagrams received.
+    pub naks_received: u64,
+    /// Echo datagrams received.
+    pub echoes_received: u64,
+    /// Report datagrams received (including repeats).
+    pub reports_received: u64,
+    /// Datagrams dropped: malformed, bad checksum, unknown type.
+    pub dropped_malformed: u64,
+    /// Datagrams dropped: another session, or a type a sender ignores.
+    pub dropped_foreign: u64,
+    /// NAK entries ignored: unknown block, or already covered by repairs in flight.
+    pub needs_ignored: u64,
+    /// Blocks requested from the driver.
+    pub blocks_requested: u64,
+}
+
+/// Receiver counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReceiverStats {
+    /// Datagrams handed to the receiver.
+    pub datagrams: u64,
+    /// Dropped: malformed, bad checksum, unknown type.
+    pub dropped_malformed: u64,
+    /// Dropped: another session, or before any announcement.
+    pub dropped_foreign: u64,
+    /// Dropped: a symbol that does not fit the session (size, block or ESI out of range).
+    pub dropped_invalid: u64,
+    /// Dropped: too many blocks in progress (memory bound).
+    pub dropped_memory: u64,
+    /// New symbols stored.
+    pub symbols_new: u64,
+    /// Symbols already held, or for blocks already complete.
+    pub symbols_duplicate: u64,
+    /// Blocks recovered by copying (no loss).
+    pub blocks_systematic: u64,
+    /// Blocks recovered by RaptorQ decoding.
+    pub blocks_decoded: u64,
+    /// Decodes that failed and needed more symbols.
+    pub decode_failures: u64,
+    /// Blocks whose BLAKE3 did not match the manifest.
+    pub hash_failures: u64,
+    /// NAK datagrams sent.
+    pub naks_sent: u64,
+    /// NAK rounds suppressed by what was heard from others.
+    pub naks_suppressed: u64,
+    /// First-pass symbols expected (received plus gaps in the in-order ESI stream).
+    pub first_pass_expected: u64,
+    /// Of those, missing (first-pass loss).
+    pub first_pass_missing: u64,
+}
+
+impl ReceiverStats {
+    /// First-pass loss rate measured so far, in parts per million.
+    pub fn loss_ppm(&self) -> u32 {
+        if self.first_pass_expected == 0 {
+            return 0;
+        }
+        (self.first_pass_missing * 1_000_000 / self.first_pass_expected) as u32
+    }
+}

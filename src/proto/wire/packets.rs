@@ -1,0 +1,403 @@
+//! The packet types of wire format v1 as `Repr` structs: each knows how to parse its body from a
+//! checked [`Reader`] and emit it. Field ranges are enforced here, so a parsed packet is always
+//! usable without further bounds checks on the receiving side.
+
+use super::cursor::{Reader, Writer};
+use super::WireError;
+use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
+
+/// Largest manifest accepted (bytes): about 500 GiB of object at 1 MiB blocks.
+pub const MAX_MANIFEST_LEN: u32 = 16 << 20;
+/// Most block needs one NAK or repair advertisement carries (fits a 1500-byte MTU).
+pub const MAX_NEEDS: usize = 180;
+/// Most node ids one report acknowledgement carries.
+pub const MAX_ACK_NODES: usize = 256;
+/// Largest encoding symbol id (24 bits).
+pub const MAX_ESI: u32 = (1 << 24) - 1;
+/// Bytes of data-packet fields before the symbol.
+pub const DATA_FIELDS_LEN: usize = 8;
+const NEED_LEN: usize = 7;
+
+/// Packet type codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PacketType {
+    /// [`Announce`]
+    Announce = 1,
+    /// [`Data`]
+    Data = 2,
+    /// [`NeedList`] from a receiver
+    Nak = 3,
+    /// [`NeedList`] from the sender
+    RepairAdvert = 4,
+    /// [`Probe`]
+    Probe = 5,
+    /// [`Echo`]
+    Echo = 6,
+    /// [`Flush`]
+    Flush = 7,
+    /// [`Report`]
+    Report = 8,
+    /// [`ReportAck`]
+    ReportAck = 9,
+}
+
+/// Which object of a session a symbol or need refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum ObjectId {
+    /// Object 0: the manifest (metadata and per-block hashes).
+    Manifest = 0,
+    /// Object 1: the payload.
+    Payload = 1,
+}
+
+impl ObjectId {
+    fn parse(v: u8) -> Result<Self, WireError> {
+        match v {
+            0 => Ok(ObjectId::Manifest),
+            1 => Ok(ObjectId::Payload),
+            _ => Err(WireError::BadField("object")),
+        }
+    }
+}
+
+/// Periodic session announcement: what is being sent and how it is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announce {
+    /// Payload size in bytes.
+    pub object_size: u64,
+    /// Symbol size `T` for both objects.
+    pub symbol_size: u16,
+    /// Symbols per full block `K` for both objects.
+    pub block_symbols: u16,
+    /// Manifest length in bytes (object 0), at least 1.
+    pub manifest_len: u32,
+    /// BLAKE3 of the manifest bytes.
+    pub manifest_hash: [u8; 32],
+    /// Configured send rate in bits per second.
+    pub rate_bps: u64,
+    /// Sender's group round-trip time estimate, microseconds.
+    pub grtt_us: u32,
+}
+
+impl Announce {
+    /// Layout of the payload (always valid for a parsed announce).
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.object_size, self.symbol_size, self.block_symbols)
+            .expect("validated at parse")
+    }
+
+    /// Layout of the manifest object.
+    pub fn manifest_layout(&self) -> Layout {
+        Layout::new(
+            u64::from(self.manifest_len),
+            self.symbol_size,
+            self.block_symbols,
+        )
+        .expect("validated at parse")
+    }
+}
+
+/// One encoding symbol of one block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Data<'a> {
+    /// Object the block belongs to.
+    pub object: ObjectId,
+    /// Block number within the object.
+    pub block: u32,
+    /// Encoding symbol id (< 2^24): below the block's K a source symbol, else repair.
+    pub esi: u32,
+    /// Symbol bytes (length checked against the session's `T` by the receiver).
+    pub symbol: &'a [u8],
+}
+
+/// A block and a symbol count: "needs this many more" in a NAK, "will send this many" in a
+/// repair advertisement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    /// Object.
+    pub object: ObjectId,
+    /// Block number.
+    pub block: u32,
+    /// Symbols.
+    pub count: u16,
+}
+
+/// A list of 1..=[`MAX_NEEDS`] needs (NAK or repair advertisement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeedList {
+    /// The needs, in the order sent.
+    pub needs: Vec<Need>,
+}
+
+/// GRTT probe from the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Sender's clock when sent, microseconds.
+    pub send_time_us: u64,
+    /// Sender's current GRTT estimate, microseconds.
+    pub grtt_us: u32,
+}
+
+/// A receiver's answer to a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo {
+    /// The probe's `send_time_us`, echoed.
+    pub probe_time_us: u64,
+    /// How long the receiver held the probe before echoing, microseconds.
+    pub delay_us: u32,
+    /// Receiver's measured loss rate, parts per million.
+    pub loss_ppm: u32,
+}
+
+/// End of the sender's pass over the data: receivers may now NAK everything they lack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flush {
+    /// Flush sequence number.
+    pub seq: u32,
+}
+
+/// Outcome a receiver reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReportStatus {
+    /// Verified and placed at the destination.
+    Complete = 0,
+    /// Gave up (verification, storage or protocol failure).
+    Failed = 1,
+}
+
+/// A receiver's completion report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Outcome.
+    pub status: ReportStatus,
+    /// Bytes placed.
+    pub bytes: u64,
+    /// BLAKE3 of the object as verified on the receiver's disk.
+    pub object_hash: [u8; 32],
+    /// NAK datagrams sent.
+    pub naks_sent: u32,
+    /// NAKs suppressed by what the receiver heard.
+    pub naks_suppressed: u32,
+    /// Milliseconds from first datagram to completion.
+    pub elapsed_ms: u32,
+}
+
+/// The sender's acknowledgement of reports: the listed nodes may stop repeating theirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportAck {
+    /// 1..=[`MAX_ACK_NODES`] node ids.
+    pub nodes: Vec<u32>,
+}
+
+/// A parsed datagram body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// Session announcement.
+    Announce(Announce),
+    /// Data symbol.
+    Data(Data<'a>),
+    /// Negative acknowledgement from a receiver.
+    Nak(NeedList),
+    /// Sender's announcement of repairs about to be sent.
+    RepairAdvert(NeedList),
+    /// GRTT probe.
+    Probe(Probe),
+    /// GRTT echo.
+    Echo(Echo),
+    /// End-of-pass flush.
+    Flush(Flush),
+    /// Completion report.
+    Report(Report),
+    /// Report acknowledgement.
+    ReportAck(ReportAck),
+}
+
+impl Packet<'_> {
+    /// The type code of this packet.
+    pub fn kind(&self) -> PacketType {
+        match self {
+            Packet::Announce(_) => PacketType::Announce,
+            Packet::Data(_) => PacketType::Data,
+            Packet::Nak(_) => PacketType::Nak,
+            Packet::RepairAdvert(_) => PacketType::RepairAdvert,
+            Packet::Probe(_) => PacketType::Probe,
+            Packet::Echo(_) => PacketType::Echo,
+            Packet::Flush(_) => PacketType::Flush,
+            Packet::Report(_) => PacketType::Report,
+            Packet::ReportAck(_) => PacketType::ReportAck,
+        }
+    }
+
+    pub(super) fn parse_body(kind: u8, mut r: Reader<'_>) -> Result<Packet<'_>, WireError> {
+        let packet = match kind {
+            1 => Packet::Announce(parse_announce(&mut r)?),
+            2 => {
+                let object = ObjectId::parse(r.u8()?)?;
+                let esi_bytes: [u8; 3] = r.array()?;
+                let esi = u32::from_be_bytes([0, esi_bytes[0], esi_bytes[1], esi_bytes[2]]);
+                let block = r.u32()?;
+                let symbol = r.rest();
+                let len_ok =
+                    (MIN_SYMBOL_SIZE as usize..=MAX_SYMBOL_SIZE as usize).contains(&symbol.len());
+                if !len_ok {
+                    return Err(if symbol.len() < MIN_SYMBOL_SIZE as usize {
+                        WireError::Truncated
+                    } else {
+                        WireError::BadField("symbol length")
+                    });
+                }
+                Packet::Data(Data {
+                    object,
+                    block,
+                    esi,
+                    symbol,
+                })
+            }
+            3 => Packet::Nak(parse_needs(&mut r)?),
+            4 => Packet::RepairAdvert(parse_needs(&mut r)?),
+            5 => Packet::Probe(Probe {
+                send_time_us: r.u64()?,
+                grtt_us: r.u32()?,
+            }),
+            6 => Packet::Echo(Echo {
+                probe_time_us: r.u64()?,
+                delay_us: r.u32()?,
+                loss_ppm: r.u32()?,
+            }),
+            7 => Packet::Flush(Flush { seq: r.u32()? }),
+            8 => Packet::Report(parse_report(&mut r)?),
+            9 => {
+                let n = usize::from(r.u16()?);
+                if n == 0 || n > MAX_ACK_NODES {
+                    return Err(WireError::BadField("ack count"));
+                }
+                check_exact(&r, n * 4)?;
+                let nodes = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+                Packet::ReportAck(ReportAck { nodes })
+            }
+            other => return Err(WireError::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(packet)
+    }
+
+    pub(super) fn emit_body(&self, buf: &mut Vec<u8>) {
+        match self {
+            Packet::Announce(a) => {
+                buf.put_u64(a.object_size);
+                buf.put_u16(a.symbol_size);
+                buf.put_u16(a.block_symbols);
+                buf.put_u32(a.manifest_len);
+                buf.extend_from_slice(&a.manifest_hash);
+                buf.put_u64(a.rate_bps);
+                buf.put_u32(a.grtt_us);
+            }
+            Packet::Data(d) => {
+                buf.put_u8(d.object as u8);
+                buf.extend_from_slice(&d.esi.to_be_bytes()[1..]);
+                buf.put_u32(d.block);
+                buf.extend_from_slice(d.symbol);
+            }
+            Packet::Nak(l) | Packet::RepairAdvert(l) => {
+                buf.put_u16(l.needs.len() as u16);
+                for n in &l.needs {
+                    buf.put_u8(n.object as u8);
+                    buf.put_u32(n.block);
+                    buf.put_u16(n.count);
+                }
+            }
+            Packet::Probe(p) => {
+                buf.put_u64(p.send_time_us);
+                buf.put_u32(p.grtt_us);
+            }
+            Packet::Echo(e) => {
+                buf.put_u64(e.probe_time_us);
+                buf.put_u32(e.delay_us);
+                buf.put_u32(e.loss_ppm);
+            }
+            Packet::Flush(f) => buf.put_u32(f.seq),
+            Packet::Report(r) => {
+                buf.put_u8(r.status as u8);
+                buf.put_u64(r.bytes);
+                buf.extend_from_slice(&r.object_hash);
+                buf.put_u32(r.naks_sent);
+                buf.put_u32(r.naks_suppressed);
+                buf.put_u32(r.elapsed_ms);
+            }
+            Packet::ReportAck(a) => {
+                buf.put_u16(a.nodes.len() as u16);
+                for n in &a.nodes {
+                    buf.put_u32(*n);
+                }
+            }
+        }
+    }
+}
+
+fn check_exact(r: &Reader<'_>, want: usize) -> Result<(), WireError> {
+    match r.remaining().cmp(&want) {
+        std::cmp::Ordering::Less => Err(WireError::Truncated),
+        std::cmp::Ordering::Greater => Err(WireError::TrailingBytes(r.remaining() - want)),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+fn parse_announce(r: &mut Reader<'_>) -> Result<Announce, WireError> {
+    let a = Announce {
+        object_size: r.u64()?,
+        symbol_size: r.u16()?,
+        block_symbols: r.u16()?,
+        manifest_len: r.u32()?,
+        manifest_hash: r.array()?,
+        rate_bps: r.u64()?,
+        grtt_us: r.u32()?,
+    };
+    if a.manifest_len == 0 || a.manifest_len > MAX_MANIFEST_LEN {
+        return Err(WireError::BadField("manifest length"));
+    }
+    Layout::new(a.object_size, a.symbol_size, a.block_symbols)
+        .map_err(|_| WireError::BadField("layout"))?;
+    Ok(a)
+}
+
+fn parse_needs(r: &mut Reader<'_>) -> Result<NeedList, WireError> {
+    let n = usize::from(r.u16()?);
+    if n == 0 || n > MAX_NEEDS {
+        return Err(WireError::BadField("need count"));
+    }
+    check_exact(r, n * NEED_LEN)?;
+    let mut needs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let object = ObjectId::parse(r.u8()?)?;
+        let block = r.u32()?;
+        let count = r.u16()?;
+        if count == 0 {
+            return Err(WireError::BadField("need count zero"));
+        }
+        needs.push(Need {
+            object,
+            block,
+            count,
+        });
+    }
+    Ok(NeedList { needs })
+}
+
+fn parse_report(r: &mut Reader<'_>) -> Result<Report, WireError> {
+    let status = match r.u8()? {
+        0 => ReportStatus::Complete,
+        1 => ReportStatus::Failed,
+        _ => return Err(WireError::BadField("report status")),
+    };
+    Ok(Report {
+        status,
+        bytes: r.u64()?,
+        object_hash: r.array()?,
+        naks_sent: r.u32()?,
+        naks_suppressed: r.u32()?,
+        elapsed_ms: r.u32()?,
+    })
+}

@@ -1,0 +1,137 @@
+//! Storage layer: everything that touches files on disk.
+//!
+//! This module owns reading source files on the sender ([`FileSource`]),
+//! writing, verifying and atomically publishing received files on the
+//! receiver ([`FileSink`]), validation of file names that arrive from the
+//! network ([`validate_name`]) and cleanup of temporary files left behind by
+//! crashed runs ([`clean_stale_temps`]). All failures are reported as
+//! [`StorageError`]; nothing in here panics on bad input.
+
+mod names;
+mod sink;
+mod source;
+
+use std::path::PathBuf;
+
+pub use names::{clean_stale_temps, validate_name, MAX_NAME_BYTES};
+pub use sink::FileSink;
+pub use source::{FileSource, SourceHashes};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An operating-system I/O call failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// The file or directory the operation was applied to.
+        path: PathBuf,
+        /// Short description of the failed operation, e.g. `"open"`.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file name is not acceptable as a single plain path component.
+    #[error("invalid file name: {0}")]
+    BadName(String),
+    /// The path given as a source is not a regular file.
+    #[error("{} is not a regular file", .0.display())]
+    NotRegularFile(PathBuf),
+    /// The content hash of a received file does not match the expected one.
+    #[error("hash mismatch: expected {expected}, got {actual}")]
+    HashMismatch {
+        /// Expected BLAKE3 hash, lowercase hex.
+        expected: String,
+        /// Hash actually computed, lowercase hex.
+        actual: String,
+    },
+    /// A file does not have the size it is supposed to have (for example it
+    /// was truncated or extended by another process while in use).
+    #[error("size mismatch for {}: expected {expected} bytes, found {actual}", path.display())]
+    SizeMismatch {
+        /// The file concerned.
+        path: PathBuf,
+        /// Size the file should have.
+        expected: u64,
+        /// Size actually found.
+        actual: u64,
+    },
+    /// A read or write range reaches beyond the end of the file.
+    #[error("range {offset}+{len} is out of bounds for a file of {size} bytes")]
+    OutOfRange {
+        /// Start of the requested range.
+        offset: u64,
+        /// Length of the requested range.
+        len: u64,
+        /// Size of the file.
+        size: u64,
+    },
+    /// An argument is invalid (for example a block size of zero).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+}
+
+impl StorageError {
+    /// Builds a [`StorageError::Io`] for `op` on `path`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+}
+
+/// Checks that `[offset, offset + len)` lies inside a file of `size` bytes.
+pub(crate) fn check_range(offset: u64, len: u64, size: u64) -> Result<(), StorageError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(StorageError::OutOfRange { offset, len, size }),
+    }
+}
+
+/// Lowercase hex encoding of `bytes`.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Size of the scratch buffer used for sequential whole-file passes.
+pub(crate) const IO_CHUNK: u64 = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_checks() {
+        assert!(check_range(0, 0, 0).is_ok());
+        assert!(check_range(0, 10, 10).is_ok());
+        assert!(check_range(10, 0, 10).is_ok());
+        assert!(check_range(5, 6, 10).is_err());
+        assert!(check_range(11, 0, 10).is_err());
+        assert!(check_range(u64::MAX, 2, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn hex_encoding() {
+        assert_eq!(to_hex(&[]), "");
+        assert_eq!(to_hex(&[0x00, 0xab, 0x0f]), "00ab0f");
+    }
+
+    #[test]
+    fn error_messages_mention_path() {
+        let e = StorageError::io(
+            "open",
+            "/x/y",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert!(e.to_string().contains("/x/y"));
+        assert!(e.to_string().starts_with("open"));
+    }
+}

@@ -1,0 +1,219 @@
+//! File-name policy: validation of names received from the network, the
+//! naming scheme of receiver temp files, and removal of stale temp files.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::StorageError;
+
+/// Longest accepted file name in bytes (the usual `NAME_MAX`).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Marker between the destination name and the random suffix of a temp file.
+const TEMP_MARKER: &str = ".mcast-tmp-";
+
+/// Number of hex digits in a temp file's random suffix.
+const TEMP_SUFFIX_HEX: usize = 16;
+
+/// Validate a name received from the network: a single plain path component.
+///
+/// Rejected are the empty name, `"."`, `".."`, names containing `'/'`,
+/// `'\\'` or NUL, and names longer than [`MAX_NAME_BYTES`] bytes.
+pub fn validate_name(name: &str) -> Result<(), StorageError> {
+    let reason = if name.is_empty() {
+        Some("empty")
+    } else if name == "." || name == ".." {
+        Some("refers to a directory")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("contains a path separator")
+    } else if name.contains('\0') {
+        Some("contains a NUL byte")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("longer than 255 bytes")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(StorageError::BadName(format!(
+            "{:?}: {reason}",
+            abbreviate(name)
+        ))),
+    }
+}
+
+/// Shortens `name` for error messages (names from the network may be long).
+fn abbreviate(name: &str) -> String {
+    const KEEP: usize = 64;
+    if name.len() <= KEEP {
+        return name.to_owned();
+    }
+    let mut cut = KEEP;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &name[..cut])
+}
+
+/// Builds the temp file name `.{name}.mcast-tmp-{hex}` for destination `name`.
+///
+/// If the result would exceed [`MAX_NAME_BYTES`], the `name` part is
+/// shortened (at a character boundary) so the temp file can be created.
+pub(crate) fn temp_file_name(name: &str, random: u64) -> String {
+    let overhead = 1 + TEMP_MARKER.len() + TEMP_SUFFIX_HEX;
+    let mut keep = name.len().min(MAX_NAME_BYTES - overhead);
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!(".{}{TEMP_MARKER}{random:016x}", &name[..keep])
+}
+
+/// Whether `file_name` looks like a temp file made by [`temp_file_name`]:
+/// `.` + anything + `.mcast-tmp-` + a non-empty run of hex digits.
+pub(crate) fn is_temp_name(file_name: &OsStr) -> bool {
+    let bytes = file_name.as_bytes();
+    let Some(rest) = bytes.strip_prefix(b".") else {
+        return false;
+    };
+    let marker = TEMP_MARKER.as_bytes();
+    let Some(pos) = rest.windows(marker.len()).rposition(|w| w == marker) else {
+        return false;
+    };
+    let suffix = &rest[pos + marker.len()..];
+    !suffix.is_empty() && suffix.iter().all(u8::is_ascii_hexdigit)
+}
+
+/// A random 64-bit value for temp file names (OS randomness, with a
+/// time/pid-based fallback; uniqueness is enforced by `create_new` anyway).
+pub(crate) fn random_u64() -> u64 {
+    use rand::RngCore;
+    let mut buf = [0u8; 8];
+    if rand::rngs::OsRng.try_fill_bytes(&mut buf).is_ok() {
+        return u64::from_le_bytes(buf);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Remove stale temp files (`.*.mcast-tmp-*`) left in `dir` by a crashed
+/// earlier run; returns how many were removed.
+///
+/// Only regular files (not symlinks or directories) whose name is `.`,
+/// anything, `.mcast-tmp-` and a hex suffix are removed. Call this before
+/// starting transfers into `dir`: it would also remove the temp files of a
+/// [`FileSink`](super::FileSink) that is still in progress.
+pub fn clean_stale_temps(dir: &Path) -> Result<usize, StorageError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("read dir", dir, e))?;
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io("read dir", dir, e))?;
+        if !is_temp_name(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        let file_type = entry
+            .file_type()
+            .map_err(|e| StorageError::io("stat", &path, e))?;
+        if !file_type.is_file() {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed stale temp file");
+                removed += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove", path, e)),
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_names() {
+        for name in [
+            "release-1.2.tar.gz",
+            "a",
+            ".hidden",
+            "...",
+            "ü名前.txt",
+            "a b",
+        ] {
+            assert!(validate_name(name).is_ok(), "{name:?}");
+        }
+        assert!(validate_name(&"x".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        let long = "x".repeat(256);
+        for name in ["", ".", "..", "a/b", "/abs", "dir/", "a\\b", "a\0b", &long] {
+            assert!(
+                matches!(validate_name(name), Err(StorageError::BadName(_))),
+                "{name:?}"
+            );
+        }
+        // 255 bytes but made of multi-byte characters plus one more byte.
+        let multibyte = format!("{}x", "é".repeat(128));
+        assert_eq!(multibyte.len(), 257);
+        assert!(validate_name(&multibyte).is_err());
+    }
+
+    #[test]
+    fn bad_name_message_is_bounded() {
+        let err = validate_name(&"é".repeat(1000)).unwrap_err().to_string();
+        assert!(err.len() < 200, "{err}");
+    }
+
+    #[test]
+    fn temp_names_match_pattern() {
+        let t = temp_file_name("file.bin", 0xdead_beef);
+        assert_eq!(t, ".file.bin.mcast-tmp-00000000deadbeef");
+        assert!(is_temp_name(OsStr::new(&t)));
+    }
+
+    #[test]
+    fn temp_name_of_longest_name_fits() {
+        for name in ["x".repeat(255), "é".repeat(127)] {
+            let t = temp_file_name(&name, u64::MAX);
+            assert!(t.len() <= MAX_NAME_BYTES, "{}", t.len());
+            assert!(is_temp_name(OsStr::new(&t)));
+        }
+    }
+
+    #[test]
+    fn temp_name_detection() {
+        for yes in [
+            ".a.mcast-tmp-0f",
+            "..mcast-tmp-1",
+            ".x.mcast-tmp-y.mcast-tmp-ab",
+        ] {
+            assert!(is_temp_name(OsStr::new(yes)), "{yes:?}");
+        }
+        for no in [
+            "a.mcast-tmp-00",
+            ".mcast-tmp-00",
+            ".a.mcast-tmp-",
+            ".a.mcast-tmp-xyz",
+            ".a.mcast-tmp-00.bak",
+            ".a.mcast-tmp",
+            "plain.txt",
+            "",
+        ] {
+            assert!(!is_temp_name(OsStr::new(no)), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn random_values_differ() {
+        assert_ne!(random_u64(), random_u64());
+    }
+}
