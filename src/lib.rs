@@ -10,6 +10,7 @@
 //! Driving contract (quinn-proto style): feed inputs with `handle_datagram`/`handle_timeout`,
 //! then drain `poll_transmit` and `poll_event`, then sleep until `poll_timeout`.
 
+pub mod cli;
 pub mod net;
 pub mod proto;
 pub mod sim;

@@ -10,9 +10,7 @@ use mcast::storage::{
 use proptest::prelude::*;
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
 }
 
 fn write_file(dir: &Path, name: &str, content: &[u8]) -> std::path::PathBuf {
@@ -32,10 +30,7 @@ fn dir_listing(dir: &Path) -> Vec<String> {
 
 fn direct_hashes(content: &[u8], block: usize) -> SourceHashes {
     SourceHashes {
-        block_hashes: content
-            .chunks(block)
-            .map(|c| *blake3::hash(c).as_bytes())
-            .collect(),
+        block_hashes: content.chunks(block).map(|c| *blake3::hash(c).as_bytes()).collect(),
         object_hash: *blake3::hash(content).as_bytes(),
     }
 }
@@ -44,15 +39,7 @@ fn direct_hashes(content: &[u8], block: usize) -> SourceHashes {
 fn hash_blocks_matches_direct_blake3() {
     let dir = tempfile::tempdir().unwrap();
     let block = 4096usize;
-    for len in [
-        0,
-        1,
-        block - 1,
-        block,
-        block + 1,
-        7 * block,
-        7 * block + 123,
-    ] {
+    for len in [0, 1, block - 1, block, block + 1, 7 * block, 7 * block + 123] {
         let content = data(len, 3);
         let path = write_file(dir.path(), "f.bin", &content);
         let src = FileSource::open(&path).unwrap();
@@ -72,18 +59,9 @@ fn read_at_returns_slices_and_rejects_past_end() {
     assert_eq!(src.read_at(0, 1000).unwrap(), content);
     assert_eq!(src.read_at(999, 1).unwrap(), &content[999..]);
     assert_eq!(src.read_at(500, 0).unwrap(), Vec::<u8>::new());
-    assert!(matches!(
-        src.read_at(999, 2),
-        Err(StorageError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        src.read_at(1001, 0),
-        Err(StorageError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        src.read_at(u64::MAX, 10),
-        Err(StorageError::OutOfRange { .. })
-    ));
+    assert!(matches!(src.read_at(999, 2), Err(StorageError::OutOfRange { .. })));
+    assert!(matches!(src.read_at(1001, 0), Err(StorageError::OutOfRange { .. })));
+    assert!(matches!(src.read_at(u64::MAX, 10), Err(StorageError::OutOfRange { .. })));
 }
 
 #[test]
@@ -112,18 +90,9 @@ fn source_name_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let src = FileSource::open(&write_file(dir.path(), "release-1.2.tar.gz", b"x")).unwrap();
     assert_eq!(src.name().unwrap(), "release-1.2.tar.gz");
-    assert!(matches!(
-        FileSource::open(dir.path()),
-        Err(StorageError::NotRegularFile(_))
-    ));
-    assert!(matches!(
-        FileSource::open(&dir.path().join("missing")),
-        Err(StorageError::Io { .. })
-    ));
-    assert!(matches!(
-        src.hash_blocks(0),
-        Err(StorageError::InvalidArgument(_))
-    ));
+    assert!(matches!(FileSource::open(dir.path()), Err(StorageError::NotRegularFile(_))));
+    assert!(matches!(FileSource::open(&dir.path().join("missing")), Err(StorageError::Io { .. })));
+    assert!(matches!(src.hash_blocks(0), Err(StorageError::InvalidArgument(_))));
 }
 
 #[test]
@@ -148,10 +117,7 @@ fn sink_roundtrip_from_source() {
     let got = sink.finish(&hashes.object_hash).unwrap();
     assert_eq!(got, hashes.object_hash);
     assert!(!temp.exists());
-    assert_eq!(
-        std::fs::read(out_dir.path().join("payload")).unwrap(),
-        content
-    );
+    assert_eq!(std::fs::read(out_dir.path().join("payload")).unwrap(), content);
     assert_eq!(dir_listing(out_dir.path()), vec!["payload"]);
 }
 
@@ -204,28 +170,16 @@ fn write_at_out_of_range_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut sink = FileSink::create(dir.path(), "f", 100).unwrap();
     sink.write_at(90, &[0; 10]).unwrap();
-    assert!(matches!(
-        sink.write_at(91, &[0; 10]),
-        Err(StorageError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        sink.write_at(101, &[]),
-        Err(StorageError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        sink.write_at(u64::MAX - 1, &[0; 4]),
-        Err(StorageError::OutOfRange { .. })
-    ));
+    assert!(matches!(sink.write_at(91, &[0; 10]), Err(StorageError::OutOfRange { .. })));
+    assert!(matches!(sink.write_at(101, &[]), Err(StorageError::OutOfRange { .. })));
+    assert!(matches!(sink.write_at(u64::MAX - 1, &[0; 4]), Err(StorageError::OutOfRange { .. })));
 }
 
 #[test]
 fn validate_name_rules() {
     let long = "a".repeat(256);
     for bad in ["..", "a/b", "", ".", "a\0b", "a\\b", "/etc", long.as_str()] {
-        assert!(
-            matches!(validate_name(bad), Err(StorageError::BadName(_))),
-            "{bad:?} accepted"
-        );
+        assert!(matches!(validate_name(bad), Err(StorageError::BadName(_))), "{bad:?} accepted");
     }
     for good in ["release-1.2.tar.gz", ".profile", "a".repeat(255).as_str()] {
         assert!(validate_name(good).is_ok(), "{good:?} rejected");
@@ -236,10 +190,7 @@ fn validate_name_rules() {
 fn sink_rejects_bad_names_without_creating_files() {
     let dir = tempfile::tempdir().unwrap();
     for bad in ["..", "a/b", "", ".", "a\0b"] {
-        assert!(matches!(
-            FileSink::create(dir.path(), bad, 10),
-            Err(StorageError::BadName(_))
-        ));
+        assert!(matches!(FileSink::create(dir.path(), bad, 10), Err(StorageError::BadName(_))));
     }
     assert!(dir_listing(dir.path()).is_empty());
 }
@@ -274,10 +225,7 @@ fn clean_stale_temps_removes_only_matching_files() {
     expected.sort();
     assert_eq!(dir_listing(p), expected);
     assert_eq!(clean_stale_temps(p).unwrap(), 0);
-    assert!(matches!(
-        clean_stale_temps(&p.join("missing")),
-        Err(StorageError::Io { .. })
-    ));
+    assert!(matches!(clean_stale_temps(&p.join("missing")), Err(StorageError::Io { .. })));
 }
 
 proptest! {

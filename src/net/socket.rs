@@ -116,18 +116,12 @@ fn ipv4_interface_addrs() -> Result<Vec<IfAddrV4>, NetError> {
         if i32::from(family) != libc::AF_INET {
             continue;
         }
-        // SAFETY: for AF_INET the address is a sockaddr_in.
-        let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+        // SAFETY: for AF_INET the address is a sockaddr_in; read it without assuming alignment.
+        let sin = unsafe { std::ptr::read_unaligned(ifa.ifa_addr.cast::<libc::sockaddr_in>()) };
         let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
         // SAFETY: ifa_name is a non-null NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
-        out.push(IfAddrV4 {
-            name,
-            addr,
-            flags: ifa.ifa_flags,
-        });
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+        out.push(IfAddrV4 { name, addr, flags: ifa.ifa_flags });
     }
     Ok(out)
 }
@@ -162,21 +156,13 @@ pub fn resolve_interface(spec: &str) -> Result<Interface, NetError> {
             .ok_or_else(|| NetError::NoSuchInterface(spec.to_owned()))?;
         let index = interface_index(&found.name)
             .ok_or_else(|| NetError::NoSuchInterface(spec.to_owned()))?;
-        return Ok(Interface {
-            name: found.name.clone(),
-            addr: ip,
-            index,
-        });
+        return Ok(Interface { name: found.name.clone(), addr: ip, index });
     }
     match addrs.iter().find(|a| a.name == spec) {
         Some(found) => {
             let index = interface_index(&found.name)
                 .ok_or_else(|| NetError::NoSuchInterface(spec.to_owned()))?;
-            Ok(Interface {
-                name: found.name.clone(),
-                addr: found.addr,
-                index,
-            })
+            Ok(Interface { name: found.name.clone(), addr: found.addr, index })
         }
         None if interface_index(spec).is_some() => {
             Err(NetError::InterfaceHasNoIpv4(spec.to_owned()))
@@ -200,12 +186,7 @@ pub struct SocketOptions {
 
 impl Default for SocketOptions {
     fn default() -> Self {
-        SocketOptions {
-            ttl: 1,
-            loopback: true,
-            recv_buffer: 32 << 20,
-            send_buffer: 4 << 20,
-        }
+        SocketOptions { ttl: 1, loopback: true, recv_buffer: 32 << 20, send_buffer: 4 << 20 }
     }
 }
 
@@ -283,12 +264,8 @@ fn set_buffer(socket: &Socket, which: Buffer, requested: usize) -> Result<(usize
         }
     }
     let granted = match which {
-        Buffer::Recv => socket
-            .recv_buffer_size()
-            .map_err(|e| NetError::io("get SO_RCVBUF", e))?,
-        Buffer::Send => socket
-            .send_buffer_size()
-            .map_err(|e| NetError::io("get SO_SNDBUF", e))?,
+        Buffer::Recv => socket.recv_buffer_size().map_err(|e| NetError::io("get SO_RCVBUF", e))?,
+        Buffer::Send => socket.send_buffer_size().map_err(|e| NetError::io("get SO_SNDBUF", e))?,
     };
     Ok((granted, forced))
 }
@@ -331,28 +308,17 @@ pub fn open_multicast(
     }
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| NetError::io("create UDP socket", e))?;
-    socket
-        .set_reuse_address(true)
-        .map_err(|e| NetError::io("set SO_REUSEADDR", e))?;
+    socket.set_reuse_address(true).map_err(|e| NetError::io("set SO_REUSEADDR", e))?;
     #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
-    socket
-        .set_reuse_port(true)
-        .map_err(|e| NetError::io("set SO_REUSEPORT", e))?;
+    socket.set_reuse_port(true).map_err(|e| NetError::io("set SO_REUSEPORT", e))?;
 
     let (recv_buffer, recv_buffer_forced) = set_buffer(&socket, Buffer::Recv, opts.recv_buffer)?;
-    report_buffer(
-        Buffer::Recv,
-        opts.recv_buffer,
-        recv_buffer,
-        recv_buffer_forced,
-    );
+    report_buffer(Buffer::Recv, opts.recv_buffer, recv_buffer, recv_buffer_forced);
     let (send_buffer, send_forced) = set_buffer(&socket, Buffer::Send, opts.send_buffer)?;
     report_buffer(Buffer::Send, opts.send_buffer, send_buffer, send_forced);
 
     let bind_addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, group.port());
-    socket
-        .bind(&SockAddr::from(bind_addr))
-        .map_err(|e| NetError::io("bind", e))?;
+    socket.bind(&SockAddr::from(bind_addr)).map_err(|e| NetError::io("bind", e))?;
 
     #[cfg(target_os = "linux")]
     setsockopt_int(&socket, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0)
@@ -366,18 +332,12 @@ pub fn open_multicast(
     socket
         .join_multicast_v4_n(group.ip(), &membership)
         .map_err(|e| NetError::io("join multicast group", e))?;
-    socket
-        .set_multicast_if_v4(&iface.addr)
-        .map_err(|e| NetError::io("set IP_MULTICAST_IF", e))?;
-    socket
-        .set_multicast_ttl_v4(opts.ttl)
-        .map_err(|e| NetError::io("set IP_MULTICAST_TTL", e))?;
+    socket.set_multicast_if_v4(&iface.addr).map_err(|e| NetError::io("set IP_MULTICAST_IF", e))?;
+    socket.set_multicast_ttl_v4(opts.ttl).map_err(|e| NetError::io("set IP_MULTICAST_TTL", e))?;
     socket
         .set_multicast_loop_v4(opts.loopback)
         .map_err(|e| NetError::io("set IP_MULTICAST_LOOP", e))?;
-    socket
-        .set_nonblocking(false)
-        .map_err(|e| NetError::io("set blocking mode", e))?;
+    socket.set_nonblocking(false).map_err(|e| NetError::io("set blocking mode", e))?;
 
     tracing::info!(
         %group,
@@ -388,14 +348,7 @@ pub fn open_multicast(
         loopback = opts.loopback,
         "joined multicast group"
     );
-    Ok((
-        socket.into(),
-        SocketInfo {
-            recv_buffer,
-            send_buffer,
-            recv_buffer_forced,
-        },
-    ))
+    Ok((socket.into(), SocketInfo { recv_buffer, send_buffer, recv_buffer_forced }))
 }
 
 /// Parse a group like "239.255.0.1:7000" into a [`SocketAddrV4`].
@@ -403,10 +356,7 @@ pub fn open_multicast(
 /// The address must be IPv4 multicast ([`NetError::NotMulticast`] otherwise) and the port
 /// non-zero; malformed input gives [`NetError::BadGroup`].
 pub fn parse_group(s: &str) -> Result<SocketAddrV4, NetError> {
-    let addr: SocketAddrV4 = s
-        .trim()
-        .parse()
-        .map_err(|_| NetError::BadGroup(s.to_owned()))?;
+    let addr: SocketAddrV4 = s.trim().parse().map_err(|_| NetError::BadGroup(s.to_owned()))?;
     if !addr.ip().is_multicast() {
         return Err(NetError::NotMulticast(addr));
     }
@@ -450,11 +400,7 @@ pub fn parse_rate(s: &str) -> Result<u64, NetError> {
         return Err(bad());
     }
     let bps = if dots == 0 {
-        number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(multiplier))
-            .ok_or_else(bad)?
+        number.parse::<u64>().ok().and_then(|n| n.checked_mul(multiplier)).ok_or_else(bad)?
     } else {
         let v = number.parse::<f64>().map_err(|_| bad())? * multiplier as f64;
         // u64::MAX as f64 rounds up to 2^64, so `<` excludes everything that would saturate.
@@ -506,22 +452,13 @@ mod tests {
             parse_group("239.255.0.1:7000").expect("valid"),
             SocketAddrV4::new(Ipv4Addr::new(239, 255, 0, 1), 7000)
         );
-        assert_eq!(
-            parse_group(" 224.0.0.251:5353 ").expect("valid").port(),
-            5353
-        );
+        assert_eq!(parse_group(" 224.0.0.251:5353 ").expect("valid").port(), 5353);
     }
 
     #[test]
     fn parse_group_rejects_non_multicast_and_malformed() {
-        assert!(matches!(
-            parse_group("10.0.0.1:7000"),
-            Err(NetError::NotMulticast(_))
-        ));
-        assert!(matches!(
-            parse_group("240.0.0.1:7000"),
-            Err(NetError::NotMulticast(_))
-        ));
+        assert!(matches!(parse_group("10.0.0.1:7000"), Err(NetError::NotMulticast(_))));
+        assert!(matches!(parse_group("240.0.0.1:7000"), Err(NetError::NotMulticast(_))));
         for s in [
             "",
             "239.255.0.1",
@@ -629,11 +566,7 @@ mod tests {
             return;
         }
         let group = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 1), 47_931);
-        let opts = SocketOptions {
-            ttl: 0,
-            loopback: false,
-            ..SocketOptions::default()
-        };
+        let opts = SocketOptions { ttl: 0, loopback: false, ..SocketOptions::default() };
         let (a, info) = open_multicast(group, &lo, &opts).expect("open on lo");
         assert!(info.recv_buffer > 0);
         assert!(info.send_buffer > 0);

@@ -56,10 +56,7 @@ pub struct BlockEncoder {
 
 impl std::fmt::Debug for BlockEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockEncoder")
-            .field("t", &self.t)
-            .field("k", &self.k)
-            .finish()
+        f.debug_struct("BlockEncoder").field("t", &self.t).field("k", &self.k).finish()
     }
 }
 
@@ -73,20 +70,11 @@ impl BlockEncoder {
         let full = usize::from(t) * usize::from(k);
         let min = full - usize::from(t) + 1;
         if data.len() > full || data.len() < min {
-            return Err(FecError::BlockLength {
-                len: data.len(),
-                k,
-                t,
-            });
+            return Err(FecError::BlockLength { len: data.len(), k, t });
         }
         data.resize(full, 0);
         let encoder = SourceBlockEncoder::new(0, &oti(t, k), &data);
-        Ok(BlockEncoder {
-            t,
-            k,
-            data,
-            encoder,
-        })
+        Ok(BlockEncoder { t, k, data, encoder })
     }
 
     /// Source symbols in this block (`K`).
@@ -185,10 +173,7 @@ impl BlockSymbols {
     /// Store one symbol after checking its size and id.
     pub fn insert(&mut self, esi: u32, symbol: &[u8]) -> Result<Inserted, FecError> {
         if symbol.len() != usize::from(self.t) {
-            return Err(FecError::SymbolSize {
-                expected: self.t,
-                got: symbol.len(),
-            });
+            return Err(FecError::SymbolSize { expected: self.t, got: symbol.len() });
         }
         if esi > MAX_ESI {
             return Err(FecError::Esi(esi));
@@ -232,17 +217,12 @@ impl BlockSymbols {
         let t = usize::from(self.t);
         let mut decoder =
             SourceBlockDecoder::new(0, &oti(self.t, self.k), self.source.len() as u64);
-        let sources = self
-            .have_source
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| **h)
-            .map(|(i, _)| {
-                EncodingPacket::new(
-                    PayloadId::new(0, i as u32),
-                    self.source[i * t..(i + 1) * t].to_vec(),
-                )
-            });
+        let sources = self.have_source.iter().enumerate().filter(|(_, h)| **h).map(|(i, _)| {
+            EncodingPacket::new(
+                PayloadId::new(0, i as u32),
+                self.source[i * t..(i + 1) * t].to_vec(),
+            )
+        });
         let repairs = self
             .repairs
             .iter()
@@ -285,10 +265,7 @@ mod tests {
         let enc = BlockEncoder::new(100, 10, data.clone()).unwrap();
         let mut syms = BlockSymbols::new(100, 10).unwrap();
         for esi in 0..10 {
-            assert_eq!(
-                syms.insert(esi, enc.source_symbol(esi).unwrap()),
-                Ok(Inserted::New)
-            );
+            assert_eq!(syms.insert(esi, enc.source_symbol(esi).unwrap()), Ok(Inserted::New));
         }
         assert!(syms.is_systematic());
         assert_eq!(syms.decode().unwrap(), data);

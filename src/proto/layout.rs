@@ -52,12 +52,7 @@ impl Layout {
         let block_bytes = u64::from(symbol_size) * u64::from(block_symbols);
         let count = object_size.div_ceil(block_bytes);
         let block_count = u32::try_from(count).map_err(|_| LayoutError::TooLarge(object_size))?;
-        Ok(Layout {
-            object_size,
-            symbol_size,
-            block_symbols,
-            block_count,
-        })
+        Ok(Layout { object_size, symbol_size, block_symbols, block_count })
     }
 
     /// The number of symbols per full block that makes blocks about `target_block_bytes` long.
@@ -118,10 +113,7 @@ mod tests {
     #[test]
     fn boundaries() {
         assert!(Layout::new(1, MIN_SYMBOL_SIZE, 1).is_ok());
-        assert_eq!(
-            Layout::new(1, MIN_SYMBOL_SIZE - 1, 1),
-            Err(LayoutError::SymbolSize(15))
-        );
+        assert_eq!(Layout::new(1, MIN_SYMBOL_SIZE - 1, 1), Err(LayoutError::SymbolSize(15)));
         assert!(Layout::new(1, MAX_SYMBOL_SIZE, MAX_BLOCK_SYMBOLS).is_ok());
         assert!(Layout::new(1, MAX_SYMBOL_SIZE + 1, 1).is_err());
         assert!(Layout::new(1, 16, MAX_BLOCK_SYMBOLS + 1).is_err());

@@ -138,25 +138,16 @@ mod tests {
             manifest_hash: *blake3::hash(&bytes).as_bytes(),
             ..a
         };
-        assert!(matches!(
-            Manifest::decode(&bytes, &a2),
-            Err(ManifestError::Inconsistent(_))
-        ));
+        assert!(matches!(Manifest::decode(&bytes, &a2), Err(ManifestError::Inconsistent(_))));
         // Unsafe name.
-        let evil = Manifest {
-            name: "../etc/passwd".into(),
-            ..m
-        };
+        let evil = Manifest { name: "../etc/passwd".into(), ..m };
         let bytes = evil.encode();
         let a3 = Announce {
             manifest_len: bytes.len() as u32,
             manifest_hash: *blake3::hash(&bytes).as_bytes(),
             ..a
         };
-        assert!(matches!(
-            Manifest::decode(&bytes, &a3),
-            Err(ManifestError::Name(_))
-        ));
+        assert!(matches!(Manifest::decode(&bytes, &a3), Err(ManifestError::Name(_))));
     }
 
     #[test]

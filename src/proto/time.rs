@@ -32,10 +32,7 @@ impl Instant {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        Instant(
-            self.0
-                .saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-        )
+        Instant(self.0.saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))
     }
 }
 
@@ -61,9 +58,6 @@ mod tests {
         let a = Instant::from_micros(10);
         assert_eq!((a + Duration::from_micros(5)).as_micros(), 15);
         assert_eq!(a - Instant::from_micros(20), Duration::ZERO);
-        assert_eq!(
-            (Instant::from_micros(u64::MAX) + Duration::from_secs(1)).as_micros(),
-            u64::MAX
-        );
+        assert_eq!((Instant::from_micros(u64::MAX) + Duration::from_secs(1)).as_micros(), u64::MAX);
     }
 }

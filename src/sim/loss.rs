@@ -18,9 +18,7 @@ pub(crate) struct LossState {
 
 impl LossState {
     pub(crate) fn new(model: &LossModel, _receivers: usize) -> Self {
-        LossState {
-            model: model.clone(),
-        }
+        LossState { model: model.clone() }
     }
 
     /// Whether the copy from `from` to `to` of the current datagram is lost.

@@ -14,6 +14,7 @@ use crate::proto::receiver::{self, Outcome, Receiver, ReceiverConfig};
 use crate::proto::sender::{self, Sender, SenderConfig};
 use crate::proto::stats::{ReceiverStats, SenderStats};
 use crate::proto::time::{Duration, Instant};
+use crate::proto::Dest;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
@@ -113,24 +114,13 @@ impl SimResult {
 
     /// Time the last receiver placed the object.
     pub fn last_completion(&self) -> Option<Duration> {
-        self.receivers
-            .iter()
-            .map(|r| r.completed_at)
-            .collect::<Option<Vec<_>>>()?
-            .into_iter()
-            .max()
+        self.receivers.iter().map(|r| r.completed_at).collect::<Option<Vec<_>>>()?.into_iter().max()
     }
 }
 
 enum Item {
-    Deliver {
-        to: usize,
-        from: usize,
-        data: Rc<[u8]>,
-    },
-    Timer {
-        node: usize,
-    },
+    Deliver { to: usize, from: usize, data: Rc<[u8]> },
+    Timer { node: usize },
 }
 
 struct Node {
@@ -216,10 +206,7 @@ pub fn manifest_for(object: &[u8], symbol_size: u16, block_symbols: u16) -> Mani
         object_size: object.len() as u64,
         symbol_size,
         block_symbols,
-        block_hashes: object
-            .chunks(block)
-            .map(|c| *blake3::hash(c).as_bytes())
-            .collect(),
+        block_hashes: object.chunks(block).map(|c| *blake3::hash(c).as_bytes()).collect(),
         object_hash: *blake3::hash(object).as_bytes(),
     }
 }
@@ -295,17 +282,13 @@ impl World {
             let mut buf = std::mem::take(&mut self.buf);
             loop {
                 let sent = if i == 0 {
-                    self.sender
-                        .poll_transmit(self.now, &mut buf)
-                        .map(|t| t.size)
+                    self.sender.poll_transmit(self.now, &mut buf)
                 } else {
                     self.receivers[i - 1].poll_transmit(self.now, &mut buf)
                 };
-                if sent.is_none() {
-                    break;
-                }
+                let Some(t) = sent else { break };
                 progressed = true;
-                self.multicast(i, &buf);
+                self.multicast(i, t.dest, &buf);
             }
             self.buf = buf;
             if i == 0 {
@@ -323,11 +306,8 @@ impl World {
                 break;
             }
         }
-        let t = if i == 0 {
-            self.sender.poll_timeout()
-        } else {
-            self.receivers[i - 1].poll_timeout()
-        };
+        let t =
+            if i == 0 { self.sender.poll_timeout() } else { self.receivers[i - 1].poll_timeout() };
         if let Some(t) = t {
             let t = t.max(self.now);
             if self.nodes[i].timer != Some(t) {
@@ -337,12 +317,17 @@ impl World {
         }
     }
 
-    fn multicast(&mut self, from: usize, data: &[u8]) {
+    fn multicast(&mut self, from: usize, dest: Dest, data: &[u8]) {
         let data: Rc<[u8]> = Rc::from(data);
         let at = self.now + self.cfg.latency;
         let crc = &data[data.len().saturating_sub(4)..];
         for to in 0..self.nodes.len() {
-            if to == from {
+            let wanted = match dest {
+                Dest::Receivers => to != 0,
+                Dest::Sender => to == 0,
+                Dest::All => true,
+            };
+            if to == from || !wanted {
                 continue;
             }
             if self.loss.drops(&mut self.rng, from, to) {
@@ -352,33 +337,18 @@ impl World {
             self.trace.update(&[from as u8, to as u8, (to >> 8) as u8]);
             self.trace.update(&(data.len() as u32).to_le_bytes());
             self.trace.update(crc);
-            self.push(
-                at,
-                Item::Deliver {
-                    to,
-                    from,
-                    data: Rc::clone(&data),
-                },
-            );
+            self.push(at, Item::Deliver { to, from, data: Rc::clone(&data) });
         }
         self.loss.end_datagram();
     }
 
     fn on_sender_event(&mut self, ev: sender::Event) {
         match ev {
-            sender::Event::NeedBlock {
-                block,
-                offset,
-                len,
-                symbols,
-                symbol_size,
-            } => {
+            sender::Event::NeedBlock { block, offset, len, symbols, symbol_size } => {
                 let data = self.object[offset as usize..offset as usize + len].to_vec();
                 let enc =
                     BlockEncoder::new(symbol_size, symbols, data).expect("layout-consistent block");
-                self.sender
-                    .handle_block(block, enc)
-                    .expect("requested block");
+                self.sender.handle_block(block, enc).expect("requested block");
             }
             sender::Event::ReceiverReport(_) => {}
             sender::Event::Finished => self.sender_finished_at = Some(self.now - Instant::ZERO),
@@ -398,11 +368,8 @@ impl World {
             }
             receiver::Event::Complete { object_hash, .. } => {
                 let hash = *blake3::hash(&self.sinks[r]).as_bytes();
-                let result = if hash == object_hash {
-                    Ok(hash)
-                } else {
-                    Err("hash mismatch".into())
-                };
+                let result =
+                    if hash == object_hash { Ok(hash) } else { Err("hash mismatch".into()) };
                 self.results[r].correct = self.sinks[r] == self.object;
                 self.results[r].completed_at = Some(self.now - Instant::ZERO);
                 self.receivers[r].handle_stored(self.now, result);

@@ -74,11 +74,7 @@ pub enum StorageError {
 impl StorageError {
     /// Builds a [`StorageError::Io`] for `op` on `path`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StorageError::Io {
-            path: path.into(),
-            op,
-            source,
-        }
+        StorageError::Io { path: path.into(), op, source }
     }
 }
 
@@ -126,11 +122,8 @@ mod tests {
 
     #[test]
     fn error_messages_mention_path() {
-        let e = StorageError::io(
-            "open",
-            "/x/y",
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        );
+        let e =
+            StorageError::io("open", "/x/y", std::io::Error::from(std::io::ErrorKind::NotFound));
         assert!(e.to_string().contains("/x/y"));
         assert!(e.to_string().starts_with("open"));
     }

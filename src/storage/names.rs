@@ -36,10 +36,7 @@ pub fn validate_name(name: &str) -> Result<(), StorageError> {
     };
     match reason {
         None => Ok(()),
-        Some(reason) => Err(StorageError::BadName(format!(
-            "{:?}: {reason}",
-            abbreviate(name)
-        ))),
+        Some(reason) => Err(StorageError::BadName(format!("{:?}: {reason}", abbreviate(name)))),
     }
 }
 
@@ -115,9 +112,7 @@ pub fn clean_stale_temps(dir: &Path) -> Result<usize, StorageError> {
             continue;
         }
         let path = entry.path();
-        let file_type = entry
-            .file_type()
-            .map_err(|e| StorageError::io("stat", &path, e))?;
+        let file_type = entry.file_type().map_err(|e| StorageError::io("stat", &path, e))?;
         if !file_type.is_file() {
             continue;
         }
@@ -139,14 +134,7 @@ mod tests {
 
     #[test]
     fn accepts_plain_names() {
-        for name in [
-            "release-1.2.tar.gz",
-            "a",
-            ".hidden",
-            "...",
-            "ü名前.txt",
-            "a b",
-        ] {
+        for name in ["release-1.2.tar.gz", "a", ".hidden", "...", "ü名前.txt", "a b"] {
             assert!(validate_name(name).is_ok(), "{name:?}");
         }
         assert!(validate_name(&"x".repeat(255)).is_ok());
@@ -156,10 +144,7 @@ mod tests {
     fn rejects_bad_names() {
         let long = "x".repeat(256);
         for name in ["", ".", "..", "a/b", "/abs", "dir/", "a\\b", "a\0b", &long] {
-            assert!(
-                matches!(validate_name(name), Err(StorageError::BadName(_))),
-                "{name:?}"
-            );
+            assert!(matches!(validate_name(name), Err(StorageError::BadName(_))), "{name:?}");
         }
         // 255 bytes but made of multi-byte characters plus one more byte.
         let multibyte = format!("{}x", "é".repeat(128));
@@ -191,11 +176,7 @@ mod tests {
 
     #[test]
     fn temp_name_detection() {
-        for yes in [
-            ".a.mcast-tmp-0f",
-            "..mcast-tmp-1",
-            ".x.mcast-tmp-y.mcast-tmp-ab",
-        ] {
+        for yes in [".a.mcast-tmp-0f", "..mcast-tmp-1", ".x.mcast-tmp-y.mcast-tmp-ab"] {
             assert!(is_temp_name(OsStr::new(yes)), "{yes:?}");
         }
         for no in [

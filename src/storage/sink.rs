@@ -38,11 +38,7 @@ impl FileSink {
     pub fn create(dir: &Path, name: &str, size: u64) -> Result<Self, StorageError> {
         validate_name(name)?;
         // An empty path means the current directory (needed for the fsync).
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
         let final_path = dir.join(name);
         let mut attempt = 0;
         let (file, temp_path) = loop {
@@ -65,14 +61,8 @@ impl FileSink {
             }
         };
         // From here on, Drop removes the temp file on any error.
-        let sink = FileSink {
-            file,
-            dir: dir.to_path_buf(),
-            final_path,
-            temp_path,
-            size,
-            done: false,
-        };
+        let sink =
+            FileSink { file, dir: dir.to_path_buf(), final_path, temp_path, size, done: false };
         sink.file
             .set_len(size)
             .map_err(|e| StorageError::io("set length of", &sink.temp_path, e))?;
@@ -114,14 +104,9 @@ impl FileSink {
     /// file is deleted, any existing destination is left untouched and
     /// [`StorageError::HashMismatch`] is returned.
     pub fn finish(mut self, expected: &[u8; 32]) -> Result<[u8; 32], StorageError> {
-        self.file
-            .sync_all()
-            .map_err(|e| StorageError::io("fsync", &self.temp_path, e))?;
-        let actual_len = self
-            .file
-            .metadata()
-            .map_err(|e| StorageError::io("stat", &self.temp_path, e))?
-            .len();
+        self.file.sync_all().map_err(|e| StorageError::io("fsync", &self.temp_path, e))?;
+        let actual_len =
+            self.file.metadata().map_err(|e| StorageError::io("stat", &self.temp_path, e))?.len();
         if actual_len != self.size {
             return Err(StorageError::SizeMismatch {
                 path: self.temp_path.clone(),
@@ -293,10 +278,7 @@ mod tests {
         sink.write_at(10, &[]).unwrap();
         for (off, len) in [(0u64, 11usize), (10, 1), (9, 2), (u64::MAX, 1)] {
             assert!(
-                matches!(
-                    sink.write_at(off, &vec![0; len]),
-                    Err(StorageError::OutOfRange { .. })
-                ),
+                matches!(sink.write_at(off, &vec![0; len]), Err(StorageError::OutOfRange { .. })),
                 "{off} {len}"
             );
         }
@@ -308,19 +290,10 @@ mod tests {
     fn externally_resized_temp_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let sink = FileSink::create(dir.path(), "f", 10).unwrap();
-        OpenOptions::new()
-            .write(true)
-            .open(sink.temp_path())
-            .unwrap()
-            .set_len(4)
-            .unwrap();
+        OpenOptions::new().write(true).open(sink.temp_path()).unwrap().set_len(4).unwrap();
         assert!(matches!(
             sink.finish(&[0; 32]),
-            Err(StorageError::SizeMismatch {
-                expected: 10,
-                actual: 4,
-                ..
-            })
+            Err(StorageError::SizeMismatch { expected: 10, actual: 4, .. })
         ));
         assert!(entries(dir.path()).is_empty());
     }
@@ -329,17 +302,11 @@ mod tests {
     fn bad_names_and_missing_dir() {
         let dir = tempfile::tempdir().unwrap();
         for name in ["", ".", "..", "a/b", "../x"] {
-            assert!(matches!(
-                FileSink::create(dir.path(), name, 1),
-                Err(StorageError::BadName(_))
-            ));
+            assert!(matches!(FileSink::create(dir.path(), name, 1), Err(StorageError::BadName(_))));
         }
         assert!(entries(dir.path()).is_empty());
         let missing = dir.path().join("nope");
-        assert!(matches!(
-            FileSink::create(&missing, "f", 1),
-            Err(StorageError::Io { .. })
-        ));
+        assert!(matches!(FileSink::create(&missing, "f", 1), Err(StorageError::Io { .. })));
     }
 
     #[test]

@@ -40,17 +40,11 @@ impl FileSource {
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| StorageError::io("open", path, e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| StorageError::io("stat", path, e))?;
+        let meta = file.metadata().map_err(|e| StorageError::io("stat", path, e))?;
         if !meta.is_file() {
             return Err(StorageError::NotRegularFile(path.to_path_buf()));
         }
-        Ok(FileSource {
-            file,
-            path: path.to_path_buf(),
-            len: meta.len(),
-        })
+        Ok(FileSource { file, path: path.to_path_buf(), len: meta.len() })
     }
 
     /// Length of the file in bytes (as of [`open`](Self::open)).
@@ -78,10 +72,7 @@ impl FileSource {
             )));
         };
         let Some(name) = name.to_str() else {
-            return Err(StorageError::BadName(format!(
-                "{:?} is not valid UTF-8",
-                name
-            )));
+            return Err(StorageError::BadName(format!("{:?} is not valid UTF-8", name)));
         };
         validate_name(name)?;
         Ok(name.to_owned())
@@ -144,10 +135,7 @@ impl FileSource {
             }
             block_hashes.push(*block.finalize().as_bytes());
         }
-        Ok(SourceHashes {
-            block_hashes,
-            object_hash: *whole.finalize().as_bytes(),
-        })
+        Ok(SourceHashes { block_hashes, object_hash: *whole.finalize().as_bytes() })
     }
 }
 
@@ -159,10 +147,7 @@ mod tests {
     fn source_with(data: &[u8]) -> (tempfile::TempDir, FileSource) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("src.bin");
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(data)
-            .unwrap();
+        std::fs::File::create(&path).unwrap().write_all(data).unwrap();
         let src = FileSource::open(&path).unwrap();
         (dir, src)
     }
@@ -184,10 +169,8 @@ mod tests {
             let data = pattern(len);
             let (_dir, src) = source_with(&data);
             let h = src.hash_blocks(block as u64).unwrap();
-            let expected: Vec<[u8; 32]> = data
-                .chunks(block)
-                .map(|c| *blake3::hash(c).as_bytes())
-                .collect();
+            let expected: Vec<[u8; 32]> =
+                data.chunks(block).map(|c| *blake3::hash(c).as_bytes()).collect();
             assert_eq!(h.block_hashes, expected, "len {len}");
             assert_eq!(h.object_hash, *blake3::hash(&data).as_bytes());
         }
@@ -218,10 +201,7 @@ mod tests {
     #[test]
     fn zero_block_size_rejected() {
         let (_dir, src) = source_with(b"abc");
-        assert!(matches!(
-            src.hash_blocks(0),
-            Err(StorageError::InvalidArgument(_))
-        ));
+        assert!(matches!(src.hash_blocks(0), Err(StorageError::InvalidArgument(_))));
     }
 
     #[test]
@@ -245,20 +225,9 @@ mod tests {
     fn truncated_file_reports_size_mismatch() {
         let data = pattern(100);
         let (_dir, src) = source_with(&data);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(src.path())
-            .unwrap()
-            .set_len(10)
-            .unwrap();
-        assert!(matches!(
-            src.read_at(50, 10),
-            Err(StorageError::SizeMismatch { actual: 10, .. })
-        ));
-        assert!(matches!(
-            src.hash_blocks(16),
-            Err(StorageError::SizeMismatch { .. })
-        ));
+        std::fs::OpenOptions::new().write(true).open(src.path()).unwrap().set_len(10).unwrap();
+        assert!(matches!(src.read_at(50, 10), Err(StorageError::SizeMismatch { actual: 10, .. })));
+        assert!(matches!(src.hash_blocks(16), Err(StorageError::SizeMismatch { .. })));
     }
 
     #[test]
@@ -266,10 +235,7 @@ mod tests {
         let (dir, src) = source_with(b"x");
         assert_eq!(src.name().unwrap(), "src.bin");
         assert_eq!(src.path(), dir.path().join("src.bin"));
-        assert!(matches!(
-            FileSource::open(dir.path()),
-            Err(StorageError::NotRegularFile(_))
-        ));
+        assert!(matches!(FileSource::open(dir.path()), Err(StorageError::NotRegularFile(_))));
         assert!(matches!(
             FileSource::open(&dir.path().join("missing")),
             Err(StorageError::Io { op: "open", .. })
@@ -284,9 +250,6 @@ mod tests {
         if !matches!(status, Ok(s) if s.success()) {
             return; // mkfifo unavailable; nothing to test
         }
-        assert!(matches!(
-            FileSource::open(&fifo),
-            Err(StorageError::NotRegularFile(_))
-        ));
+        assert!(matches!(FileSource::open(&fifo), Err(StorageError::NotRegularFile(_))));
     }
 }

@@ -28,17 +28,12 @@ mod tests {
     fn bounded_and_skewed_to_max() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let max = Duration::from_millis(100);
-        let samples: Vec<Duration> = (0..10_000)
-            .map(|_| backoff(&mut rng, max, 1000.0))
-            .collect();
+        let samples: Vec<Duration> = (0..10_000).map(|_| backoff(&mut rng, max, 1000.0)).collect();
         assert!(samples.iter().all(|d| *d <= max));
         let early = samples.iter().filter(|d| **d < max / 2).count();
         // With lambda = ln(1000)+1 only about e^(lambda/2)/e^lambda ~ 2 % fall in the first half.
         assert!(early < 400, "{early}");
-        assert!(
-            samples.iter().any(|d| *d < max / 4),
-            "some receivers NAK early"
-        );
+        assert!(samples.iter().any(|d| *d < max / 4), "some receivers NAK early");
         assert_eq!(backoff(&mut rng, Duration::ZERO, 10.0), Duration::ZERO);
     }
 }

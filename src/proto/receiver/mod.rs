@@ -20,6 +20,7 @@ use crate::proto::manifest::Manifest;
 use crate::proto::stats::ReceiverStats;
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::{self, *};
+use crate::proto::{Dest, Transmit};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -34,6 +35,8 @@ pub struct ReceiverConfig {
     pub seed: u64,
     /// Accept only this session (else the first announced).
     pub session: Option<u32>,
+    /// Never lock onto these sessions (already received).
+    pub skip_sessions: Vec<u32>,
     /// Maximum NAK backoff in GRTTs (RFC 5401's K).
     pub backoff_factor: f64,
     /// Group size estimate for the backoff distribution.
@@ -50,6 +53,7 @@ impl Default for ReceiverConfig {
             node: 2,
             seed: 0,
             session: None,
+            skip_sessions: Vec::new(),
             backoff_factor: 4.0,
             group_size: 1000.0,
             max_pending_blocks: 32,
@@ -144,11 +148,7 @@ struct Cover {
 enum Phase {
     Receiving,
     Storing,
-    Reporting {
-        report: Report,
-        next: Instant,
-        tries_left: u32,
-    },
+    Reporting { report: Report, next: Instant, tries_left: u32 },
     Done,
 }
 
@@ -188,11 +188,7 @@ impl Receiver {
     pub fn new(cfg: ReceiverConfig) -> Self {
         Receiver {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
-            header: Header {
-                flags: 0,
-                session: 0,
-                node: cfg.node,
-            },
+            header: Header { flags: 0, session: 0, node: cfg.node },
             session: None,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -217,9 +213,7 @@ impl Receiver {
     pub fn progress(&self) -> Option<(u32, u32)> {
         let s = self.session.as_ref()?;
         let o = &s.objects[ObjectId::Payload as usize];
-        let done = (0..o.layout.block_count())
-            .filter(|b| o.is_done(*b))
-            .count() as u32;
+        let done = (0..o.layout.block_count()).filter(|b| o.is_done(*b)).count() as u32;
         Some((done, o.layout.block_count()))
     }
 
@@ -239,7 +233,10 @@ impl Receiver {
         }
         if self.session.is_none() {
             match &packet {
-                Packet::Announce(a) if self.cfg.session.is_none_or(|s| s == header.session) => {
+                Packet::Announce(a)
+                    if self.cfg.session.is_none_or(|s| s == header.session)
+                        && !self.cfg.skip_sessions.contains(&header.session) =>
+                {
                     self.start_session(now, header, *a);
                 }
                 _ => {
@@ -259,10 +256,7 @@ impl Receiver {
         match packet {
             Packet::Data(d) if from_sender => self.on_data(now, d),
             Packet::Announce(a) if from_sender => {
-                if a != (Announce {
-                    grtt_us: a.grtt_us,
-                    ..s.announce
-                }) {
+                if a != (Announce { grtt_us: a.grtt_us, ..s.announce }) {
                     self.stats.dropped_invalid += 1; // a changed announcement: not our transfer
                 } else {
                     s.grtt = grtt_of(a.grtt_us);
@@ -273,10 +267,7 @@ impl Receiver {
                 self.echo = Some((p.send_time_us, now));
             }
             Packet::Flush(_) if from_sender => {
-                let grew = s
-                    .objects
-                    .iter_mut()
-                    .fold(false, |g, o| o.advance(u32::MAX) | g);
+                let grew = s.objects.iter_mut().fold(false, |g, o| o.advance(u32::MAX) | g);
                 if grew {
                     self.update_nak_timer(now);
                 }
@@ -308,10 +299,7 @@ impl Receiver {
             announce: a,
             grtt: grtt_of(a.grtt_us),
             started: now,
-            objects: [
-                ObjectState::new(a.manifest_layout()),
-                ObjectState::new(a.layout()),
-            ],
+            objects: [ObjectState::new(a.manifest_layout()), ObjectState::new(a.layout())],
             manifest: None,
             manifest_bytes: Vec::new(),
             unverified: BTreeMap::new(),
@@ -338,15 +326,9 @@ impl Receiver {
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
         let until = now + Self::repair_wait(s, self.cfg.backoff_factor, total);
         for n in &list.needs {
-            let c = s
-                .covers
-                .entry((n.object, n.block))
-                .or_insert(Cover { count: 0, until });
+            let c = s.covers.entry((n.object, n.block)).or_insert(Cover { count: 0, until });
             if c.until <= now || u32::from(n.count) >= c.count {
-                *c = Cover {
-                    count: c.count.max(u32::from(n.count)),
-                    until: until.max(c.until),
-                };
+                *c = Cover { count: c.count.max(u32::from(n.count)), until: until.max(c.until) };
             }
         }
         s.cover_check = Some(s.cover_check.map_or(until, |c| c.min(until)));
@@ -528,11 +510,7 @@ impl Receiver {
         }
         o.set_done(block);
         let offset = o.layout.block_offset(block).unwrap_or(0);
-        self.events.push_back(Event::Block {
-            block,
-            offset,
-            data,
-        });
+        self.events.push_back(Event::Block { block, offset, data });
         self.check_complete();
     }
 
@@ -544,10 +522,8 @@ impl Receiver {
         if matches!(s.phase, Phase::Receiving) && s.objects[1].complete() {
             s.phase = Phase::Storing;
             s.nak_at = None;
-            self.events.push_back(Event::Complete {
-                bytes: m.object_size,
-                object_hash: m.object_hash,
-            });
+            self.events
+                .push_back(Event::Complete { bytes: m.object_size, object_hash: m.object_hash });
         }
     }
 
@@ -576,11 +552,7 @@ impl Receiver {
             naks_suppressed: self.stats.naks_suppressed as u32,
             elapsed_ms: elapsed.min(u128::from(u32::MAX)) as u32,
         };
-        s.phase = Phase::Reporting {
-            report,
-            next: now,
-            tries_left: self.cfg.report_tries,
-        };
+        s.phase = Phase::Reporting { report, next: now, tries_left: self.cfg.report_tries };
     }
 
     fn update_nak_timer(&mut self, now: Instant) {
@@ -590,18 +562,13 @@ impl Receiver {
         if s.nak_at.is_some() || !matches!(s.phase, Phase::Receiving) {
             return;
         }
-        let wanted = [ObjectId::Manifest, ObjectId::Payload]
-            .into_iter()
-            .any(|id| {
-                let o = &s.objects[id as usize];
-                o.outstanding.iter().any(|b| {
-                    let need = o.need(*b);
-                    need > 0
-                        && s.covers
-                            .get(&(id, *b))
-                            .is_none_or(|c| c.until <= now || c.count < need)
-                })
-            });
+        let wanted = [ObjectId::Manifest, ObjectId::Payload].into_iter().any(|id| {
+            let o = &s.objects[id as usize];
+            o.outstanding.iter().any(|b| {
+                let need = o.need(*b);
+                need > 0 && s.covers.get(&(id, *b)).is_none_or(|c| c.until <= now || c.count < need)
+            })
+        });
         if wanted {
             let max = s.grtt.mul_f64(self.cfg.backoff_factor);
             s.nak_at = Some(now + backoff(&mut self.rng, max, self.cfg.group_size));
@@ -630,12 +597,7 @@ impl Receiver {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        if let Phase::Reporting {
-            report,
-            next,
-            tries_left,
-        } = &mut s.phase
-        {
+        if let Phase::Reporting { report, next, tries_left } = &mut s.phase {
             if *next <= now {
                 if *tries_left == 0 {
                     let outcome = match report.status {
@@ -669,17 +631,11 @@ impl Receiver {
                     continue;
                 }
                 short = true;
-                let covered = s
-                    .covers
-                    .get(&(id, b))
-                    .is_some_and(|c| c.until > now && c.count >= need);
+                let covered =
+                    s.covers.get(&(id, b)).is_some_and(|c| c.until > now && c.count >= need);
                 if !covered {
                     let count = need.min(u32::from(u16::MAX)) as u16;
-                    needs.push(Need {
-                        object: id,
-                        block: b,
-                        count,
-                    });
+                    needs.push(Need { object: id, block: b, count });
                     if needs.len() == MAX_NEEDS {
                         break 'objects;
                     }
@@ -697,13 +653,7 @@ impl Receiver {
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
         let until = now + Self::repair_wait(s, self.cfg.backoff_factor, total);
         for n in &list.needs {
-            s.covers.insert(
-                (n.object, n.block),
-                Cover {
-                    count: u32::from(n.count),
-                    until,
-                },
-            );
+            s.covers.insert((n.object, n.block), Cover { count: u32::from(n.count), until });
         }
         s.cover_check = Some(s.cover_check.map_or(until, |c| c.min(until)));
         self.outbox.push_back(Packet::Nak(list));
@@ -724,28 +674,25 @@ impl Receiver {
             Phase::Reporting { next, .. } => Some(*next),
             _ => None,
         };
-        [s.nak_at, s.cover_check, report]
-            .into_iter()
-            .flatten()
-            .min()
+        [s.nak_at, s.cover_check, report].into_iter().flatten().min()
     }
 
     /// The next datagram to send to the group, written into `buf`.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         self.last_now = self.last_now.max(now);
         if let Some((probe_time_us, at)) = self.echo.take() {
             let delay_us = (now - at).as_micros().min(u128::from(u32::MAX)) as u32;
-            let echo = Echo {
-                probe_time_us,
-                delay_us,
-                loss_ppm: self.stats.loss_ppm(),
-            };
+            let echo = Echo { probe_time_us, delay_us, loss_ppm: self.stats.loss_ppm() };
             wire::emit(&self.header, &Packet::Echo(echo), buf);
-            return Some(buf.len());
+            return Some(Transmit { size: buf.len(), dest: Dest::Sender });
         }
         let packet = self.outbox.pop_front()?;
+        let dest = match packet {
+            Packet::Nak(_) => Dest::All,
+            _ => Dest::Sender,
+        };
         wire::emit(&self.header, &packet, buf);
-        Some(buf.len())
+        Some(Transmit { size: buf.len(), dest })
     }
 }
 

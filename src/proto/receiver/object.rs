@@ -116,18 +116,12 @@ mod tests {
         let mut o = ObjectState::new(Layout::new(10 * 64, 16, 4).unwrap()); // 10 blocks
         o.set_done(1);
         assert!(o.advance(3));
-        assert_eq!(
-            o.outstanding.iter().copied().collect::<Vec<_>>(),
-            vec![0, 2]
-        );
+        assert_eq!(o.outstanding.iter().copied().collect::<Vec<_>>(), vec![0, 2]);
         assert!(!o.advance(3));
         o.set_done(0);
         assert_eq!(o.need(2), 4);
         o.reset(1);
-        assert_eq!(
-            o.outstanding.iter().copied().collect::<Vec<_>>(),
-            vec![1, 2]
-        );
+        assert_eq!(o.outstanding.iter().copied().collect::<Vec<_>>(), vec![1, 2]);
         assert!(o.advance(u32::MAX));
         assert_eq!(o.outstanding.len(), 9);
         for b in 0..10 {

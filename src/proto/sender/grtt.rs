@@ -17,12 +17,7 @@ pub struct Grtt {
 impl Grtt {
     /// Starts at `initial`, kept within `[min, max]`.
     pub fn new(initial: Duration, min: Duration, max: Duration) -> Self {
-        Grtt {
-            estimate: initial.clamp(min, max),
-            min,
-            max,
-            peak: None,
-        }
+        Grtt { estimate: initial.clamp(min, max), min, max, peak: None }
     }
 
     /// Current estimate.
@@ -74,11 +69,7 @@ mod tests {
         assert_eq!(g.get(), 50 * MS);
         g.on_probe();
         g.on_echo(t0 + 12 * MS, t0, 2 * MS);
-        assert_eq!(
-            g.get(),
-            50 * MS,
-            "a lower sample does not lower it within the interval"
-        );
+        assert_eq!(g.get(), 50 * MS, "a lower sample does not lower it within the interval");
         g.on_probe();
         assert_eq!(g.get(), (150 * MS + 10 * MS) / 4);
         // Hold time longer than the round trip: implausible, ignored.

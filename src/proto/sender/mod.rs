@@ -25,6 +25,7 @@ use crate::proto::manifest::{Manifest, ManifestError};
 use crate::proto::stats::SenderStats;
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::{self, *};
+pub use crate::proto::{Dest, Transmit};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,13 +149,6 @@ pub enum Event {
     Finished,
 }
 
-/// A datagram to send to the group; its bytes are in the caller's buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// Datagram length.
-    pub size: usize,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Cursor {
     object: ObjectId,
@@ -203,12 +197,9 @@ impl Sender {
             .ok()
             .filter(|l| *l <= MAX_MANIFEST_LEN)
             .ok_or(SenderError::ManifestTooLarge(bytes.len()))?;
-        let manifest_layout = Layout::new(
-            u64::from(manifest_len),
-            layout.symbol_size(),
-            layout.block_symbols(),
-        )
-        .expect("same T and K as a valid layout");
+        let manifest_layout =
+            Layout::new(u64::from(manifest_len), layout.symbol_size(), layout.block_symbols())
+                .expect("same T and K as a valid layout");
         let manifest_blocks = (0..manifest_layout.block_count())
             .map(|b| {
                 let off = manifest_layout.block_offset(b).unwrap_or(0) as usize;
@@ -235,11 +226,7 @@ impl Sender {
                 .collect(),
         ];
         Ok(Sender {
-            header: Header {
-                flags: 0,
-                session: cfg.session,
-                node: cfg.node,
-            },
+            header: Header { flags: 0, session: cfg.session, node: cfg.node },
             announce,
             layout,
             manifest_layout,
@@ -248,11 +235,7 @@ impl Sender {
             use_clock: 0,
             requested: HashSet::new(),
             next_repair_esi,
-            cursor: Some(Cursor {
-                object: ObjectId::Manifest,
-                block: 0,
-                esi: 0,
-            }),
+            cursor: Some(Cursor { object: ObjectId::Manifest, block: 0, esi: 0 }),
             pacer: Pacer::new(cfg.rate_bps, cfg.burst_bytes, now),
             grtt: Grtt::new(cfg.grtt_initial, cfg.grtt_min, cfg.grtt_max),
             repairs: Repairs::default(),
@@ -314,25 +297,18 @@ impl Sender {
     /// Hand over a block asked for with [`Event::NeedBlock`].
     pub fn handle_block(&mut self, block: u32, encoder: BlockEncoder) -> Result<(), SenderError> {
         if self.layout.source_symbols(block) != Some(encoder.source_symbols()) {
-            return Err(SenderError::Block {
-                block,
-                reason: "does not match the layout".into(),
-            });
+            return Err(SenderError::Block { block, reason: "does not match the layout".into() });
         }
         self.requested.remove(&block);
         if self.cache.len() >= self.cfg.cache_blocks.max(1) {
-            if let Some(oldest) = self
-                .cache
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(b, _)| *b)
+            if let Some(oldest) =
+                self.cache.iter().min_by_key(|(_, (_, used))| *used).map(|(b, _)| *b)
             {
                 self.cache.remove(&oldest);
             }
         }
         self.use_clock += 1;
-        self.cache
-            .insert(block, (Arc::new(encoder), self.use_clock));
+        self.cache.insert(block, (Arc::new(encoder), self.use_clock));
         Ok(())
     }
 
@@ -388,14 +364,8 @@ impl Sender {
                         continue;
                     };
                     // Nobody can need more than a whole block plus a few failed decodes.
-                    let need = Need {
-                        count: need.count.min(k.saturating_add(16)),
-                        ..need
-                    };
-                    if !self
-                        .repairs
-                        .on_need(now, need, self.cfg.repair_margin, holdoff_end)
-                    {
+                    let need = Need { count: need.count.min(k.saturating_add(16)), ..need };
+                    if !self.repairs.on_need(now, need, self.cfg.repair_margin, holdoff_end) {
                         self.stats.needs_ignored += 1;
                     }
                 }
@@ -403,20 +373,14 @@ impl Sender {
             Packet::Echo(e) => {
                 self.stats.echoes_received += 1;
                 let sent = Instant::from_micros(e.probe_time_us);
-                self.grtt
-                    .on_echo(now, sent, Duration::from_micros(u64::from(e.delay_us)));
+                self.grtt.on_echo(now, sent, Duration::from_micros(u64::from(e.delay_us)));
                 self.loss_ppm.insert(header.node, e.loss_ppm);
             }
             Packet::Report(report) => {
                 self.stats.reports_received += 1;
                 self.acks.insert(header.node);
                 if !self.receivers.contains_key(&header.node) {
-                    let info = ReceiverInfo {
-                        node: header.node,
-                        addr: from,
-                        report,
-                        at: now,
-                    };
+                    let info = ReceiverInfo { node: header.node, addr: from, report, at: now };
                     self.receivers.insert(header.node, info.clone());
                     self.events.push_back(Event::ReceiverReport(info));
                 }
@@ -475,9 +439,7 @@ impl Sender {
         if !self.acks.is_empty() {
             return Some(self.last_now);
         }
-        let data_ready = self
-            .cursor
-            .is_some_and(|c| self.available((c.object, c.block)));
+        let data_ready = self.cursor.is_some_and(|c| self.available((c.object, c.block)));
         let repair_ready = self.repairs.queued_blocks().any(|k| self.available(k));
         if data_ready || repair_ready {
             t = Some(t.map_or(self.pacer.next_ready(), |t| t.min(self.pacer.next_ready())));
@@ -504,7 +466,7 @@ impl Sender {
     fn sent(&mut self, now: Instant, size: usize) -> Transmit {
         self.pacer.charge(now, size);
         self.stats.bytes_sent += size as u64;
-        Transmit { size }
+        Transmit { size, dest: Dest::Receivers }
     }
 
     fn next_control(&mut self, now: Instant) -> Option<Packet<'static>> {
@@ -523,19 +485,13 @@ impl Sender {
                 self.next_announce = now + self.cfg.announce_interval;
             }
             let grtt_us = self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32;
-            return Some(Packet::Announce(Announce {
-                grtt_us,
-                ..self.announce
-            }));
+            return Some(Packet::Announce(Announce { grtt_us, ..self.announce }));
         }
         if now >= self.next_probe {
             self.next_probe = now + self.cfg.probe_interval;
             self.grtt.on_probe();
             let grtt_us = self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32;
-            return Some(Packet::Probe(Probe {
-                send_time_us: now.as_micros(),
-                grtt_us,
-            }));
+            return Some(Packet::Probe(Probe { send_time_us: now.as_micros(), grtt_us }));
         }
         let adverts = self.repairs.take_adverts(MAX_NEEDS);
         if !adverts.is_empty() {
@@ -547,9 +503,7 @@ impl Sender {
                     .clamp(Duration::from_millis(5), Duration::from_millis(500));
                 self.next_flush = Some(now + interval);
                 self.flush_seq = self.flush_seq.wrapping_add(1);
-                return Some(Packet::Flush(Flush {
-                    seq: self.flush_seq,
-                }));
+                return Some(Packet::Flush(Flush { seq: self.flush_seq }));
             }
         }
         None
@@ -599,12 +553,7 @@ impl Sender {
                 &self.scratch
             }
         };
-        let data = Data {
-            object: key.0,
-            block: key.1,
-            esi,
-            symbol,
-        };
+        let data = Data { object: key.0, block: key.1, esi, symbol };
         wire::emit(&self.header, &Packet::Data(data), buf);
         true
     }
@@ -648,11 +597,9 @@ impl Sender {
             let Some(k) = layout.source_symbols(cur.block) else {
                 // Past the end of this object.
                 self.cursor = match cur.object {
-                    ObjectId::Manifest => Some(Cursor {
-                        object: ObjectId::Payload,
-                        block: 0,
-                        esi: 0,
-                    }),
+                    ObjectId::Manifest => {
+                        Some(Cursor { object: ObjectId::Payload, block: 0, esi: 0 })
+                    }
                     ObjectId::Payload => {
                         self.next_flush = Some(now);
                         self.quiet_since = now;
@@ -662,11 +609,7 @@ impl Sender {
                 continue;
             };
             if cur.esi >= u32::from(k) + self.proactive(k) {
-                self.cursor = Some(Cursor {
-                    block: cur.block + 1,
-                    esi: 0,
-                    ..cur
-                });
+                self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, ..cur });
                 continue;
             }
             let key = (cur.object, cur.block);

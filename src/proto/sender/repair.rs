@@ -67,10 +67,7 @@ impl Repairs {
             if extra == 0 {
                 continue;
             }
-            let round = self.rounds.entry(key).or_insert(Round {
-                budget: 0,
-                expires: now,
-            });
+            let round = self.rounds.entry(key).or_insert(Round { budget: 0, expires: now });
             if in_flight == 0 {
                 round.budget = 0;
             }
@@ -116,8 +113,7 @@ impl Repairs {
     /// Forget rounds that have expired (bounds memory).
     pub fn prune(&mut self, now: Instant) {
         let queue = &self.queue;
-        self.rounds
-            .retain(|k, r| queue.contains_key(k) || r.expires > now);
+        self.rounds.retain(|k, r| queue.contains_key(k) || r.expires > now);
     }
 }
 
@@ -127,11 +123,7 @@ mod tests {
     use crate::proto::time::Duration;
 
     fn need(block: u32, count: u16) -> Need {
-        Need {
-            object: ObjectId::Payload,
-            block,
-            count,
-        }
+        Need { object: ObjectId::Payload, block, count }
     }
 
     #[test]

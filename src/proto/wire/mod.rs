@@ -85,11 +85,7 @@ pub fn parse(datagram: &[u8]) -> Result<(Header, Packet<'_>), WireError> {
     }
     let mut r = Reader::new(&covered[5..]);
     let kind = r.u8()?;
-    let header = Header {
-        flags: r.u16()?,
-        session: r.u32()?,
-        node: r.u32()?,
-    };
+    let header = Header { flags: r.u16()?, session: r.u32()?, node: r.u32()? };
     let packet = Packet::parse_body(kind, r)?;
     Ok((header, packet))
 }

@@ -90,12 +90,8 @@ impl Announce {
 
     /// Layout of the manifest object.
     pub fn manifest_layout(&self) -> Layout {
-        Layout::new(
-            u64::from(self.manifest_len),
-            self.symbol_size,
-            self.block_symbols,
-        )
-        .expect("validated at parse")
+        Layout::new(u64::from(self.manifest_len), self.symbol_size, self.block_symbols)
+            .expect("validated at parse")
     }
 }
 
@@ -249,19 +245,11 @@ impl Packet<'_> {
                         WireError::BadField("symbol length")
                     });
                 }
-                Packet::Data(Data {
-                    object,
-                    block,
-                    esi,
-                    symbol,
-                })
+                Packet::Data(Data { object, block, esi, symbol })
             }
             3 => Packet::Nak(parse_needs(&mut r)?),
             4 => Packet::RepairAdvert(parse_needs(&mut r)?),
-            5 => Packet::Probe(Probe {
-                send_time_us: r.u64()?,
-                grtt_us: r.u32()?,
-            }),
+            5 => Packet::Probe(Probe { send_time_us: r.u64()?, grtt_us: r.u32()? }),
             6 => Packet::Echo(Echo {
                 probe_time_us: r.u64()?,
                 delay_us: r.u32()?,
@@ -377,11 +365,7 @@ fn parse_needs(r: &mut Reader<'_>) -> Result<NeedList, WireError> {
         if count == 0 {
             return Err(WireError::BadField("need count zero"));
         }
-        needs.push(Need {
-            object,
-            block,
-            count,
-        });
+        needs.push(Need { object, block, count });
     }
     Ok(NeedList { needs })
 }

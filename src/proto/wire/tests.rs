@@ -4,26 +4,14 @@
 use super::*;
 use proptest::prelude::*;
 
-const HDR: Header = Header {
-    flags: 0,
-    session: 0xdead_beef,
-    node: 42,
-};
+const HDR: Header = Header { flags: 0, session: 0xdead_beef, node: 42 };
 
 fn samples() -> Vec<Packet<'static>> {
     static SYMBOL: [u8; 64] = [7u8; 64];
     let needs = NeedList {
         needs: vec![
-            Need {
-                object: ObjectId::Manifest,
-                block: 0,
-                count: 3,
-            },
-            Need {
-                object: ObjectId::Payload,
-                block: u32::MAX,
-                count: u16::MAX,
-            },
+            Need { object: ObjectId::Manifest, block: 0, count: 3 },
+            Need { object: ObjectId::Payload, block: u32::MAX, count: u16::MAX },
         ],
     };
     vec![
@@ -36,23 +24,11 @@ fn samples() -> Vec<Packet<'static>> {
             rate_bps: 1_000_000_000,
             grtt_us: 1234,
         }),
-        Packet::Data(Data {
-            object: ObjectId::Payload,
-            block: 77,
-            esi: MAX_ESI,
-            symbol: &SYMBOL,
-        }),
+        Packet::Data(Data { object: ObjectId::Payload, block: 77, esi: MAX_ESI, symbol: &SYMBOL }),
         Packet::Nak(needs.clone()),
         Packet::RepairAdvert(needs),
-        Packet::Probe(Probe {
-            send_time_us: 99,
-            grtt_us: 1000,
-        }),
-        Packet::Echo(Echo {
-            probe_time_us: 99,
-            delay_us: 5,
-            loss_ppm: 10_000,
-        }),
+        Packet::Probe(Probe { send_time_us: 99, grtt_us: 1000 }),
+        Packet::Echo(Echo { probe_time_us: 99, delay_us: 5, loss_ppm: 10_000 }),
         Packet::Flush(Flush { seq: 3 }),
         Packet::Report(Report {
             status: ReportStatus::Complete,
@@ -62,9 +38,7 @@ fn samples() -> Vec<Packet<'static>> {
             naks_suppressed: 5,
             elapsed_ms: 6,
         }),
-        Packet::ReportAck(ReportAck {
-            nodes: vec![1, 2, 3],
-        }),
+        Packet::ReportAck(ReportAck { nodes: vec![1, 2, 3] }),
     ]
 }
 
@@ -94,10 +68,7 @@ fn round_trip_every_type() {
 #[test]
 fn data_overhead_fits_mtu_at_default_symbol_size() {
     assert_eq!(DATA_OVERHEAD, 28);
-    assert!(
-        1400 + DATA_OVERHEAD + 28 <= 1500,
-        "IPv4 + UDP headers are 28 bytes"
-    );
+    assert!(1400 + DATA_OVERHEAD + 28 <= 1500, "IPv4 + UDP headers are 28 bytes");
 }
 
 #[test]
@@ -111,11 +82,7 @@ fn every_truncation_of_every_type_is_rejected() {
             if cut >= HEADER_LEN {
                 let resealed = reseal(buf[..cut.min(buf.len() - TRAILER_LEN)].to_vec());
                 if resealed.len() < buf.len() {
-                    assert!(
-                        parse(&resealed).is_err(),
-                        "{:?} resealed cut at {cut}",
-                        p.kind()
-                    );
+                    assert!(parse(&resealed).is_err(), "{:?} resealed cut at {cut}", p.kind());
                 }
             }
         }
@@ -161,54 +128,27 @@ fn header_checks() {
     let mut bad = buf[..buf.len() - 4].to_vec();
     bad[5] = 200;
     assert_eq!(parse(&reseal(bad)), Err(WireError::UnknownType(200)));
-    assert_eq!(
-        parse(&buf[..HEADER_LEN + TRAILER_LEN - 1]),
-        Err(WireError::Truncated)
-    );
+    assert_eq!(parse(&buf[..HEADER_LEN + TRAILER_LEN - 1]), Err(WireError::Truncated));
 }
 
 #[test]
 fn field_ranges_are_enforced() {
     // Need count 0 and MAX_NEEDS + 1 (boundary pair with MAX_NEEDS, which must pass).
-    let need = Need {
-        object: ObjectId::Payload,
-        block: 1,
-        count: 1,
-    };
-    let ok = NeedList {
-        needs: vec![need; MAX_NEEDS],
-    };
+    let need = Need { object: ObjectId::Payload, block: 1, count: 1 };
+    let ok = NeedList { needs: vec![need; MAX_NEEDS] };
     assert!(parse(&encode(&Packet::Nak(ok))).is_ok());
-    let over = NeedList {
-        needs: vec![need; MAX_NEEDS + 1],
-    };
-    assert_eq!(
-        parse(&encode(&Packet::Nak(over))),
-        Err(WireError::BadField("need count"))
-    );
-    let zero = NeedList {
-        needs: vec![Need { count: 0, ..need }],
-    };
+    let over = NeedList { needs: vec![need; MAX_NEEDS + 1] };
+    assert_eq!(parse(&encode(&Packet::Nak(over))), Err(WireError::BadField("need count")));
+    let zero = NeedList { needs: vec![Need { count: 0, ..need }] };
     assert!(parse(&encode(&Packet::Nak(zero))).is_err());
     // Symbol length boundaries.
     let small = [0u8; crate::proto::layout::MIN_SYMBOL_SIZE as usize];
-    let d = Data {
-        object: ObjectId::Payload,
-        block: 0,
-        esi: 0,
-        symbol: &small,
-    };
+    let d = Data { object: ObjectId::Payload, block: 0, esi: 0, symbol: &small };
     assert!(parse(&encode(&Packet::Data(d))).is_ok());
-    let d = Data {
-        symbol: &small[1..],
-        ..d
-    };
+    let d = Data { symbol: &small[1..], ..d };
     assert!(parse(&encode(&Packet::Data(d))).is_err());
     // Unknown object id.
-    let mut b = encode(&Packet::Data(Data {
-        symbol: &small,
-        ..d
-    }));
+    let mut b = encode(&Packet::Data(Data { symbol: &small, ..d }));
     b.truncate(b.len() - 4);
     b[HEADER_LEN] = 2;
     assert_eq!(parse(&reseal(b)), Err(WireError::BadField("object")));
@@ -226,9 +166,7 @@ fn field_ranges_are_enforced() {
         assert!(parse(&encode(&Packet::Announce(a))).is_err());
     }
     // Ack list bounds.
-    let acks = ReportAck {
-        nodes: vec![1; MAX_ACK_NODES + 1],
-    };
+    let acks = ReportAck { nodes: vec![1; MAX_ACK_NODES + 1] };
     assert!(parse(&encode(&Packet::ReportAck(acks))).is_err());
 }
 

@@ -1,0 +1,93 @@
+//! What the two command-line programs share: argument value parsers, logging set-up, signal
+//! handling and exit codes. The binaries themselves only parse arguments and print reports.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Exit status: the transfer did not fully succeed (receivers missing, or timeout).
+pub const EXIT_INCOMPLETE: i32 = 3;
+/// Exit status: interrupted by SIGINT or SIGTERM.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Parse a share given as a percentage ("5%") or a fraction ("0.05"), within 0..=`max`.
+pub fn parse_share(s: &str, max: f64) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("{s:?} is not a share (try 5% or 0.05)"))?;
+    if !v.is_finite() || !(0.0..=max).contains(&v) {
+        return Err(format!("{s:?} must be between 0 and {}%", max * 100.0));
+    }
+    Ok(v)
+}
+
+/// Parse a byte size: a plain number, or with a KiB/MiB/GiB (or K/M/G, binary) suffix.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+/// Log to stderr at `info` (or `RUST_LOG`), `debug` with one `-v`, `trace` with two.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A flag set by SIGINT or SIGTERM.
+pub fn shutdown_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&flag))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&flag))?;
+    Ok(flag)
+}
+
+/// Whether stderr is a terminal (progress bars only then).
+pub fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares() {
+        assert_eq!(parse_share("5%", 1.0), Ok(0.05));
+        assert_eq!(parse_share("0.25", 1.0), Ok(0.25));
+        assert_eq!(parse_share("100%", 1.0), Ok(1.0));
+        assert!(parse_share("100.1%", 1.0).is_err());
+        assert!(parse_share("-1%", 1.0).is_err());
+        assert!(parse_share("abc", 1.0).is_err());
+        assert!(parse_share("NaN", 1.0).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1TB").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! Small I/O helpers shared by the send and receive loops: the monotonic clock that feeds the
+//! core its `now`, a microsecond-precision wait for a readable socket, datagram sending that
+//! rides out a full socket buffer, and a worker pool for CPU-heavy FEC work.
+
+use crate::proto::time::{Duration, Instant};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The driver's clock: microseconds since the clock was made.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Clock { origin: std::time::Instant::now() }
+    }
+
+    /// The core's `now`.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+    }
+}
+
+fn poll_fd(sock: &UdpSocket, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events, revents: 0 };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd and a valid timespec, both live for the call; no signal mask.
+    let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    match rc {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// Wait up to `timeout` for `sock` to become readable; true if it is.
+pub fn wait_readable(sock: &UdpSocket, timeout: Duration) -> io::Result<bool> {
+    poll_fd(sock, libc::POLLIN, timeout)
+}
+
+/// Send one datagram on a non-blocking socket, waiting (bounded) while the send buffer is full.
+pub fn send_datagram(sock: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<()> {
+    for _ in 0..1000 {
+        match sock.send_to(data, to) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                poll_fd(sock, libc::POLLOUT, Duration::from_millis(10))?;
+            }
+            // Linux reports a momentarily full device queue as ENOBUFS.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::TimedOut, "socket send buffer stayed full"))
+}
+
+/// A fixed pool of threads running one function over submitted jobs.
+pub struct Workers<J, R> {
+    jobs: Option<Sender<J>>,
+    results: Receiver<R>,
+    handles: Vec<JoinHandle<()>>,
+    in_flight: usize,
+}
+
+impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
+    /// Start `n` (at least 1) threads named `name` running `f`.
+    pub fn new(
+        n: usize,
+        name: &str,
+        f: impl Fn(J) -> R + Send + Sync + 'static,
+    ) -> io::Result<Self> {
+        let (jobs, job_rx) = mpsc::channel::<J>();
+        let (res_tx, results) = mpsc::channel::<R>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let f = Arc::new(f);
+        let mut handles = Vec::new();
+        for i in 0..n.max(1) {
+            let job_rx = Arc::clone(&job_rx);
+            let res_tx = res_tx.clone();
+            let f = Arc::clone(&f);
+            let handle =
+                std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    if res_tx.send(f(job)).is_err() {
+                        return;
+                    }
+                })?;
+            handles.push(handle);
+        }
+        Ok(Workers { jobs: Some(jobs), results, handles, in_flight: 0 })
+    }
+
+    /// Queue a job.
+    pub fn submit(&mut self, job: J) {
+        if let Some(tx) = &self.jobs {
+            if tx.send(job).is_ok() {
+                self.in_flight += 1;
+            }
+        }
+    }
+
+    /// A finished result, if any.
+    pub fn try_recv(&mut self) -> Option<R> {
+        let r = self.results.try_recv().ok()?;
+        self.in_flight -= 1;
+        Some(r)
+    }
+
+    /// Jobs submitted and not yet collected.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+}
+
+impl<J, R> Drop for Workers<J, R> {
+    fn drop(&mut self) {
+        self.jobs = None; // closes the queue: workers exit after their current job
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_run_every_job() {
+        let mut w = Workers::new(2, "t", |x: u32| x * 2).unwrap();
+        for i in 0..100 {
+            w.submit(i);
+        }
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            if let Some(r) = w.try_recv() {
+                got.push(r);
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        got.sort();
+        assert_eq!(got, (0..100).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(w.in_flight(), 0);
+    }
+
+    #[test]
+    fn clock_is_monotonic() {
+        let c = Clock::new();
+        let a = c.now();
+        assert!(c.now() >= a);
+    }
+}

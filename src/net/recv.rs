@@ -1,0 +1,291 @@
+//! The receive loop: join the group, drive the sans-IO [`Receiver`], decode short blocks on
+//! worker threads (a block that lost nothing is copied inline), write verified blocks into a
+//! temp file beside the destination and place it only once the whole object verifies.
+//! [`run_once`] is what `mcast-recv` calls for each object; tests can call it too.
+
+use crate::net::io::{send_datagram, wait_readable, Clock, Workers};
+use crate::net::send::{feedback_addr, progress_bar};
+use crate::net::socket::{open_multicast, resolve_interface, NetError, SocketOptions};
+use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
+use crate::proto::stats::ReceiverStats;
+use crate::proto::time::Duration;
+use crate::proto::Dest;
+use crate::storage::{clean_stale_temps, FileSink, StorageError};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use thiserror::Error;
+
+/// Settings of a receiver.
+#[derive(Debug, Clone)]
+pub struct RecvConfig {
+    /// Multicast group and port.
+    pub group: SocketAddrV4,
+    /// Interface to join on (IPv4 address or name).
+    pub interface: String,
+    /// Directory the object is placed in.
+    pub output: PathBuf,
+    /// Share of incoming datagrams to discard on purpose (tests, lab).
+    pub drop_rate: f64,
+    /// Seed for `drop_rate`.
+    pub drop_seed: u64,
+    /// Give up after this long.
+    pub timeout: Option<Duration>,
+    /// Create this file once the group is joined.
+    pub ready_file: Option<PathBuf>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Threads decoding short blocks.
+    pub workers: usize,
+    /// Sessions already received (not received again).
+    pub skip_sessions: Vec<u32>,
+    /// Multicast TTL of our feedback.
+    pub ttl: u32,
+}
+
+/// Why a receiver could not run at all.
+#[derive(Debug, Error)]
+pub enum RecvError {
+    /// Socket or interface trouble.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The output directory is unusable.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A socket call failed.
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// How one reception ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecvStatus {
+    /// Verified, placed, and the sender acknowledged the report.
+    Complete,
+    /// Verified and placed; the sender never acknowledged the report.
+    Unacknowledged,
+    /// Not placed: verification or storage failed.
+    Failed,
+    /// The timeout passed first; nothing placed.
+    Timeout,
+    /// Stopped by a signal; nothing placed.
+    Interrupted,
+}
+
+/// The receiver report (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecvReport {
+    /// Outcome.
+    pub status: RecvStatus,
+    /// Where the object was placed.
+    pub path: Option<PathBuf>,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Wall time from start to the end of reception, seconds.
+    pub seconds: f64,
+    /// NAK datagrams sent.
+    pub naks_sent: u64,
+    /// NAK rounds suppressed.
+    pub naks_suppressed: u64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Session received.
+    pub session: Option<u32>,
+    /// Datagrams discarded by `--drop-rate`.
+    pub dropped_on_purpose: u64,
+    /// Kernel receive buffer granted, bytes.
+    pub recv_buffer: usize,
+    /// All receiver counters.
+    pub stats: ReceiverStats,
+}
+
+struct Placed {
+    path: Option<PathBuf>,
+    bytes: u64,
+    error: Option<String>,
+}
+
+/// Receive one object. Returns when it is placed (or failed), on timeout, or when `shutdown`
+/// is set. An unfinished object leaves no file behind and any previous file untouched.
+pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, RecvError> {
+    let wall = std::time::Instant::now();
+    let stale = clean_stale_temps(&cfg.output)?;
+    if stale > 0 {
+        tracing::info!("removed {stale} stale temp file(s) in {}", cfg.output.display());
+    }
+    let iface = resolve_interface(&cfg.interface)?;
+    let opts = SocketOptions { ttl: cfg.ttl, ..SocketOptions::default() };
+    let (sock, info) = open_multicast(cfg.group, &iface, &opts)?;
+    sock.set_nonblocking(true).map_err(|source| RecvError::Io { op: "set_nonblocking", source })?;
+    if let Some(f) = &cfg.ready_file {
+        std::fs::write(f, b"ready\n")
+            .map_err(|source| RecvError::Io { op: "write ready file", source })?;
+    }
+    tracing::info!(
+        "joined {} on {} ({}), rcvbuf {} B",
+        cfg.group,
+        iface.name,
+        iface.addr,
+        info.recv_buffer
+    );
+    let mut receiver = Receiver::new(ReceiverConfig {
+        node: rand::rngs::OsRng.next_u32(),
+        seed: rand::rngs::OsRng.next_u64(),
+        skip_sessions: cfg.skip_sessions.clone(),
+        ..ReceiverConfig::default()
+    });
+    let mut workers: Workers<DecodeJob, Decoded> =
+        Workers::new(cfg.workers, "mcast-decode", DecodeJob::run)
+            .map_err(|source| RecvError::Io { op: "spawn workers", source })?;
+    let mut drop_rng = ChaCha8Rng::seed_from_u64(cfg.drop_seed);
+    let mut dropped_on_purpose = 0u64;
+    let clock = Clock::new();
+    let group = SocketAddr::V4(cfg.group);
+    let feedback = SocketAddr::V4(feedback_addr(cfg.group)?);
+    let mut rbuf = vec![0u8; 65536];
+    let mut tbuf = Vec::with_capacity(2048);
+    let mut sink: Option<FileSink> = None;
+    let mut placed = Placed { path: None, bytes: 0, error: None };
+    let mut progress = None;
+    let mut last_progress = std::time::Instant::now();
+    let status = loop {
+        if shutdown.load(Ordering::Relaxed) {
+            break RecvStatus::Interrupted;
+        }
+        if cfg.timeout.is_some_and(|t| wall.elapsed() >= t) {
+            break RecvStatus::Timeout;
+        }
+        for _ in 0..1024 {
+            match sock.recv_from(&mut rbuf) {
+                Ok((n, from)) => {
+                    if cfg.drop_rate > 0.0 && drop_rng.gen::<f64>() < cfg.drop_rate {
+                        dropped_on_purpose += 1;
+                        continue;
+                    }
+                    receiver.handle_datagram(clock.now(), from, &rbuf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(RecvError::Io { op: "recv", source }),
+            }
+        }
+        while let Some(done) = workers.try_recv() {
+            receiver.handle_decoded(clock.now(), done);
+        }
+        receiver.handle_timeout(clock.now());
+        let mut finished = None;
+        while let Some(ev) = receiver.poll_event() {
+            match ev {
+                Event::Manifest(m) => {
+                    tracing::info!("receiving {:?}: {} bytes", m.name, m.object_size);
+                    match FileSink::create(&cfg.output, &m.name, m.object_size) {
+                        Ok(s) => {
+                            placed.path = Some(s.final_path().to_path_buf());
+                            sink = Some(s);
+                        }
+                        Err(e) => placed.error = Some(e.to_string()),
+                    }
+                    if cfg.progress {
+                        progress = Some(progress_bar(m.object_size));
+                    }
+                }
+                Event::Decode(job) if job.symbols.is_systematic() => {
+                    receiver.handle_decoded(clock.now(), job.run());
+                }
+                Event::Decode(job) => workers.submit(job),
+                Event::Block { offset, data, .. } => {
+                    if let Some(s) = sink.as_mut() {
+                        if let Err(e) = s.write_at(offset, &data) {
+                            placed.error.get_or_insert(e.to_string());
+                        }
+                    }
+                }
+                Event::Complete { bytes, object_hash } => {
+                    let result = match (sink.take(), placed.error.clone()) {
+                        (Some(s), None) => s.finish(&object_hash).map_err(|e| e.to_string()),
+                        (_, Some(e)) => Err(e),
+                        (None, None) => Err("no destination file".to_string()),
+                    };
+                    if let Err(e) = &result {
+                        placed.error = Some(e.clone());
+                        placed.path = None;
+                    }
+                    placed.bytes = bytes;
+                    receiver.handle_stored(clock.now(), result);
+                }
+                Event::Finished(outcome) => finished = Some(outcome),
+            }
+        }
+        let now = clock.now();
+        while let Some(t) = receiver.poll_transmit(now, &mut tbuf) {
+            let to: &[SocketAddr] = match t.dest {
+                Dest::All => &[group, feedback],
+                Dest::Sender => &[feedback],
+                Dest::Receivers => &[group],
+            };
+            for addr in to {
+                send_datagram(&sock, &tbuf, *addr)
+                    .map_err(|source| RecvError::Io { op: "send", source })?;
+            }
+        }
+        if let (Some(pb), Some((done, total))) = (&progress, receiver.progress()) {
+            if last_progress.elapsed() >= Duration::from_millis(100) {
+                last_progress = std::time::Instant::now();
+                let len = pb.length().unwrap_or(0);
+                pb.set_position(len * u64::from(done) / u64::from(total.max(1)));
+                pb.set_message(format!("{} NAKs", receiver.stats().naks_sent));
+            }
+        }
+        if let Some(outcome) = finished {
+            break match outcome {
+                Outcome::Complete => RecvStatus::Complete,
+                Outcome::Unacknowledged => RecvStatus::Unacknowledged,
+                Outcome::Failed(e) => {
+                    placed.error.get_or_insert(e);
+                    RecvStatus::Failed
+                }
+            };
+        }
+        let max_wait = if workers.in_flight() > 0 {
+            Duration::from_micros(200)
+        } else {
+            Duration::from_millis(50)
+        };
+        let wait = receiver
+            .poll_timeout()
+            .map_or(max_wait, |t| t.saturating_duration_since(clock.now()))
+            .min(max_wait);
+        if !wait.is_zero() {
+            wait_readable(&sock, wait).map_err(|source| RecvError::Io { op: "poll", source })?;
+        }
+    };
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    // An unfinished sink is dropped here: its temp file goes, the destination is untouched.
+    drop(sink);
+    let stats = receiver.stats().clone();
+    let placed_ok = matches!(status, RecvStatus::Complete | RecvStatus::Unacknowledged);
+    Ok(RecvReport {
+        status,
+        path: if placed_ok { placed.path } else { None },
+        bytes: placed.bytes,
+        seconds: wall.elapsed().as_secs_f64(),
+        naks_sent: stats.naks_sent,
+        naks_suppressed: stats.naks_suppressed,
+        error: placed.error,
+        session: receiver.session_id(),
+        dropped_on_purpose,
+        recv_buffer: info.recv_buffer,
+        stats,
+    })
+}

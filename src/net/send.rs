@@ -1,0 +1,361 @@
+//! The send loop: hash the source into a manifest, open the multicast socket, and drive the
+//! sans-IO [`Sender`] with real time, real datagrams and blocks read and FEC-prepared on worker
+//! threads. [`run`] is what `mcast-send` calls; tests can call it too.
+
+use crate::net::io::{send_datagram, wait_readable, Clock, Workers};
+use crate::net::socket::{open_multicast, resolve_interface, NetError, SocketOptions};
+use crate::proto::fec::BlockEncoder;
+use crate::proto::layout::{Layout, LayoutError};
+use crate::proto::manifest::Manifest;
+use crate::proto::sender::{Event, Sender, SenderConfig, SenderError};
+use crate::proto::stats::SenderStats;
+use crate::proto::time::Duration;
+use crate::proto::wire::ReportStatus;
+use crate::storage::{FileSource, StorageError};
+use rand::RngCore;
+use serde::Serialize;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Settings of one push.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    /// File to send.
+    pub path: PathBuf,
+    /// Multicast group and port.
+    pub group: SocketAddrV4,
+    /// Outgoing interface (IPv4 address or name).
+    pub interface: String,
+    /// Send rate, bits per second.
+    pub rate_bps: u64,
+    /// Proactive repair share (0.05 = 5 %).
+    pub fec_overhead: f64,
+    /// Wait for this many completion reports.
+    pub expected_receivers: Option<u32>,
+    /// Give up after this long.
+    pub timeout: Option<Duration>,
+    /// Symbol size `T`.
+    pub symbol_size: u16,
+    /// Target block size in bytes.
+    pub block_bytes: u64,
+    /// Multicast TTL.
+    pub ttl: u32,
+    /// Without `expected_receivers`: quiet time after the flush before finishing.
+    pub linger: Duration,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Threads preparing blocks.
+    pub workers: usize,
+}
+
+/// Why a push could not run.
+#[derive(Debug, Error)]
+pub enum SendError {
+    /// Socket or interface trouble.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Reading the source failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The protocol core refused the input.
+    #[error(transparent)]
+    Sender(#[from] SenderError),
+    /// The layout is impossible.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// A socket call failed.
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// How a push ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendStatus {
+    /// Finished; with expected receivers, all reported complete.
+    Complete,
+    /// Some expected receivers failed or did not report.
+    Incomplete,
+    /// The timeout passed first.
+    Timeout,
+    /// Stopped by a signal.
+    Interrupted,
+}
+
+/// One receiver in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiverEntry {
+    /// Node id.
+    pub id: u32,
+    /// Address the report came from.
+    pub addr: String,
+    /// "complete" (verified hash matches) or "failed".
+    pub status: &'static str,
+    /// Bytes the receiver placed.
+    pub bytes: u64,
+    /// NAKs it sent.
+    pub naks_sent: u32,
+    /// NAK rounds it suppressed.
+    pub naks_suppressed: u32,
+    /// Seconds from its first datagram to completion, as it measured.
+    pub seconds: f64,
+    /// Seconds from the start of the push until its report arrived.
+    pub reported_at: f64,
+}
+
+/// The push report (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SendReport {
+    /// Outcome.
+    pub status: SendStatus,
+    /// Source path.
+    pub path: PathBuf,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Wall time of the whole push (hashing included), seconds.
+    pub seconds: f64,
+    /// Time spent hashing the source, seconds.
+    pub hash_seconds: f64,
+    /// Payload bytes over wall time, Mbit/s.
+    pub goodput_mbps: f64,
+    /// Source symbols sent.
+    pub data_packets: u64,
+    /// Repair symbols sent (proactive and on request).
+    pub repair_packets: u64,
+    /// NAK datagrams received.
+    pub naks_received: u64,
+    /// Receivers expected, if given.
+    pub expected_receivers: Option<u32>,
+    /// Receivers that reported a verified copy.
+    pub complete: usize,
+    /// Every receiver that reported.
+    pub receivers: Vec<ReceiverEntry>,
+    /// Session id.
+    pub session: u32,
+    /// Final GRTT estimate, microseconds.
+    pub grtt_us: u64,
+    /// All sender counters.
+    pub stats: SenderStats,
+}
+
+/// Push `cfg.path` to the group. Returns when finished, timed out, or `shutdown` is set.
+pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, SendError> {
+    let wall = std::time::Instant::now();
+    let source = Arc::new(FileSource::open(&cfg.path)?);
+    let k = Layout::block_symbols_for(cfg.symbol_size, cfg.block_bytes);
+    let layout = Layout::new(source.len(), cfg.symbol_size, k)?;
+    let hashes = source.hash_blocks(layout.block_bytes())?;
+    let hash_seconds = wall.elapsed().as_secs_f64();
+    let manifest = Manifest {
+        name: source.name()?,
+        object_size: source.len(),
+        symbol_size: cfg.symbol_size,
+        block_symbols: k,
+        block_hashes: hashes.block_hashes,
+        object_hash: hashes.object_hash,
+    };
+    let iface = resolve_interface(&cfg.interface)?;
+    let opts = SocketOptions { ttl: cfg.ttl, ..SocketOptions::default() };
+    // The sender listens on the feedback port only, so it never reads its own data back.
+    let feedback = feedback_addr(cfg.group)?;
+    let (sock, info) = open_multicast(feedback, &iface, &opts)?;
+    sock.set_nonblocking(true).map_err(|source| SendError::Io { op: "set_nonblocking", source })?;
+    let session = rand::rngs::OsRng.next_u32();
+    let node = rand::rngs::OsRng.next_u32();
+    tracing::info!(
+        "sending {} ({} bytes, {} blocks of {} symbols x {} B) to {} via {} ({}), session {:08x}, rate {} bit/s, rcvbuf {} B",
+        cfg.path.display(), layout.object_size(), layout.block_count(), k, cfg.symbol_size,
+        cfg.group, iface.name, iface.addr, session, cfg.rate_bps, info.recv_buffer
+    );
+    let clock = Clock::new();
+    let scfg = SenderConfig {
+        session,
+        node,
+        rate_bps: cfg.rate_bps,
+        fec_overhead: cfg.fec_overhead,
+        expected_receivers: cfg.expected_receivers,
+        linger: cfg.linger,
+        ..SenderConfig::default()
+    };
+    let mut sender = Sender::new(scfg, &manifest, clock.now())?;
+    let src = Arc::clone(&source);
+    let mut workers = Workers::new(
+        cfg.workers,
+        "mcast-prep",
+        move |(block, offset, len, k, t): (u32, u64, usize, u16, u16)| {
+            let prepared = src
+                .read_at(offset, len)
+                .map_err(|e| e.to_string())
+                .and_then(|data| BlockEncoder::new(t, k, data).map_err(|e| e.to_string()));
+            (block, prepared)
+        },
+    )
+    .map_err(|source| SendError::Io { op: "spawn workers", source })?;
+    let progress = cfg.progress.then(|| progress_bar(layout.object_size()));
+    let group = SocketAddr::V4(cfg.group);
+    let mut rbuf = vec![0u8; 65536];
+    let mut tbuf = Vec::with_capacity(usize::from(cfg.symbol_size) + 64);
+    let mut status = SendStatus::Complete;
+    let mut last_progress = std::time::Instant::now();
+    loop {
+        if shutdown.load(Ordering::Relaxed) {
+            status = SendStatus::Interrupted;
+            break;
+        }
+        if cfg.timeout.is_some_and(|t| wall.elapsed() >= t) {
+            status = SendStatus::Timeout;
+            break;
+        }
+        for _ in 0..1024 {
+            match sock.recv_from(&mut rbuf) {
+                Ok((n, from)) => sender.handle_datagram(clock.now(), from, &rbuf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(SendError::Io { op: "recv", source }),
+            }
+        }
+        while let Some((block, prepared)) = workers.try_recv() {
+            let enc = prepared.map_err(|reason| SenderError::Block { block, reason })?;
+            sender.handle_block(block, enc)?;
+        }
+        let now = clock.now();
+        sender.handle_timeout(now);
+        while sender.poll_transmit(now, &mut tbuf).is_some() {
+            send_datagram(&sock, &tbuf, group)
+                .map_err(|source| SendError::Io { op: "send", source })?;
+        }
+        let mut finished = false;
+        while let Some(ev) = sender.poll_event() {
+            match ev {
+                Event::NeedBlock { block, offset, len, symbols, symbol_size } => {
+                    workers.submit((block, offset, len, symbols, symbol_size));
+                }
+                Event::ReceiverReport(r) => {
+                    let ok = r.report.status == ReportStatus::Complete
+                        && r.report.object_hash == manifest.object_hash;
+                    tracing::info!(
+                        "receiver {:08x} at {} reported {} after {} ms ({} NAKs)",
+                        r.node,
+                        r.addr,
+                        if ok { "complete" } else { "FAILED" },
+                        r.report.elapsed_ms,
+                        r.report.naks_sent
+                    );
+                }
+                Event::Finished => finished = true,
+            }
+        }
+        if let Some(pb) = &progress {
+            if last_progress.elapsed() >= Duration::from_millis(100) || finished {
+                last_progress = std::time::Instant::now();
+                let s = sender.stats();
+                pb.set_position(
+                    (s.data_packets * u64::from(cfg.symbol_size)).min(layout.object_size()),
+                );
+                pb.set_message(format!(
+                    "{} reported, {} NAKs, {} repairs",
+                    sender.receivers().len(),
+                    s.naks_received,
+                    s.repair_packets
+                ));
+            }
+        }
+        if finished {
+            // Acknowledge the last reports before leaving.
+            while sender.poll_transmit(clock.now(), &mut tbuf).is_some() {
+                send_datagram(&sock, &tbuf, group)
+                    .map_err(|source| SendError::Io { op: "send", source })?;
+            }
+            break;
+        }
+        let max_wait = if workers.in_flight() > 0 {
+            Duration::from_micros(200)
+        } else {
+            Duration::from_millis(50)
+        };
+        let wait = sender
+            .poll_timeout()
+            .map_or(max_wait, |t| t.saturating_duration_since(clock.now()))
+            .min(max_wait);
+        if !wait.is_zero() {
+            wait_readable(&sock, wait).map_err(|source| SendError::Io { op: "poll", source })?;
+        }
+    }
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    let receivers: Vec<ReceiverEntry> = sender
+        .receivers()
+        .values()
+        .map(|r| {
+            let ok = r.report.status == ReportStatus::Complete
+                && r.report.object_hash == manifest.object_hash
+                && r.report.bytes == manifest.object_size;
+            ReceiverEntry {
+                id: r.node,
+                addr: r.addr.to_string(),
+                status: if ok { "complete" } else { "failed" },
+                bytes: r.report.bytes,
+                naks_sent: r.report.naks_sent,
+                naks_suppressed: r.report.naks_suppressed,
+                seconds: f64::from(r.report.elapsed_ms) / 1000.0,
+                reported_at: r.at.as_micros() as f64 / 1e6,
+            }
+        })
+        .collect();
+    let complete = receivers.iter().filter(|r| r.status == "complete").count();
+    if status == SendStatus::Complete
+        && cfg.expected_receivers.is_some_and(|n| complete < n as usize)
+    {
+        status = SendStatus::Incomplete;
+    }
+    let seconds = wall.elapsed().as_secs_f64();
+    let stats = sender.stats().clone();
+    Ok(SendReport {
+        status,
+        path: cfg.path.clone(),
+        bytes: layout.object_size(),
+        seconds,
+        hash_seconds,
+        goodput_mbps: layout.object_size() as f64 * 8.0 / seconds / 1e6,
+        data_packets: stats.data_packets,
+        repair_packets: stats.repair_packets,
+        naks_received: stats.naks_received,
+        expected_receivers: cfg.expected_receivers,
+        complete,
+        receivers,
+        session,
+        grtt_us: sender.grtt().as_micros() as u64,
+        stats,
+    })
+}
+
+/// The feedback address of a group: same group, data port + 1.
+pub fn feedback_addr(group: SocketAddrV4) -> Result<SocketAddrV4, NetError> {
+    let port = group.port().checked_add(1).ok_or_else(|| {
+        NetError::BadGroup(format!("{group}: port {} has no feedback port above it", group.port()))
+    })?;
+    Ok(SocketAddrV4::new(*group.ip(), port))
+}
+
+/// A byte progress bar on stderr.
+pub(crate) fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    pb.set_style(style.progress_chars("=> "));
+    pb
+}
