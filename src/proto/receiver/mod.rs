@@ -375,20 +375,20 @@ impl Receiver {
         if o.is_done(d.block) || o.decoding.contains(&d.block) {
             self.stats.symbols_duplicate += 1;
         } else {
-            if !o.pending.contains_key(&d.block) {
-                if in_memory >= max_pending {
-                    self.stats.dropped_memory += 1;
-                    if grew {
-                        self.update_nak_timer(now);
+            let symbols = match o.pending.entry(d.block) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    if in_memory >= max_pending {
+                        self.stats.dropped_memory += 1;
+                        if grew {
+                            self.update_nak_timer(now);
+                        }
+                        return;
                     }
-                    return;
+                    let Ok(b) = BlockSymbols::new(s.announce.symbol_size, k) else { return };
+                    e.insert(b)
                 }
-                match BlockSymbols::new(s.announce.symbol_size, k) {
-                    Ok(b) => o.pending.insert(d.block, b),
-                    Err(_) => return,
-                };
-            }
-            let symbols = o.pending.get_mut(&d.block).expect("inserted above");
+            };
             match symbols.insert(d.esi, d.symbol) {
                 Ok(Inserted::New) => self.stats.symbols_new += 1,
                 Ok(_) => self.stats.symbols_duplicate += 1,

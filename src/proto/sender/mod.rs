@@ -379,9 +379,11 @@ impl Sender {
             Packet::Report(report) => {
                 self.stats.reports_received += 1;
                 self.acks.insert(header.node);
-                if !self.receivers.contains_key(&header.node) {
+                if let std::collections::btree_map::Entry::Vacant(e) =
+                    self.receivers.entry(header.node)
+                {
                     let info = ReceiverInfo { node: header.node, addr: from, report, at: now };
-                    self.receivers.insert(header.node, info.clone());
+                    e.insert(info.clone());
                     self.events.push_back(Event::ReceiverReport(info));
                 }
                 self.check_finished(now);
