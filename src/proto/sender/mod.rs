@@ -225,7 +225,7 @@ impl Sender {
                 .map(|b| u32::from(layout.source_symbols(b).unwrap_or(0)))
                 .collect(),
         ];
-        Ok(Sender {
+        let mut sender = Sender {
             header: Header { flags: 0, session: cfg.session, node: cfg.node },
             announce,
             layout,
@@ -254,7 +254,12 @@ impl Sender {
             last_now: now,
             stats: SenderStats::default(),
             cfg,
-        })
+        };
+        // Start reading the first blocks while the manifest goes out.
+        for b in 0..=sender.cfg.read_ahead as u32 {
+            sender.request(b);
+        }
+        Ok(sender)
     }
 
     /// Payload layout.

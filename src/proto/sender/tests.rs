@@ -1,1 +1,155 @@
-//! sender tests
+//! Sender unit tests: pacing, fresh repair ESIs, NAK validation, block cache, completion.
+
+use super::*;
+use crate::sim::manifest_for;
+use std::collections::HashSet;
+
+const T: u16 = 100;
+const K: u16 = 10;
+
+fn addr() -> SocketAddr {
+    SocketAddr::from(([198, 18, 0, 2], 7001))
+}
+
+fn object(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+fn sender(len: usize, cfg: SenderConfig) -> (Sender, Vec<u8>) {
+    let obj = object(len);
+    let s = Sender::new(cfg, &manifest_for(&obj, T, K), Instant::ZERO).unwrap();
+    (s, obj)
+}
+
+fn serve_blocks(s: &mut Sender, obj: &[u8]) {
+    while let Some(ev) = s.poll_event() {
+        if let Event::NeedBlock { block, offset, len, symbols, symbol_size } = ev {
+            let data = obj[offset as usize..][..len].to_vec();
+            s.handle_block(block, BlockEncoder::new(symbol_size, symbols, data).unwrap()).unwrap();
+        }
+    }
+}
+
+fn nak(block: u32, count: u16) -> Vec<u8> {
+    let mut b = Vec::new();
+    let needs = vec![Need { object: ObjectId::Payload, block, count }];
+    wire::emit(&Header { flags: 0, session: 1, node: 9 }, &Packet::Nak(NeedList { needs }), &mut b);
+    b
+}
+
+/// Run the sender alone for `dur` of virtual time; returns every datagram it sent.
+fn run_for(s: &mut Sender, obj: &[u8], from: Instant, dur: Duration) -> Vec<(Instant, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut now = from;
+    let mut buf = Vec::new();
+    while now < from + dur {
+        s.handle_timeout(now);
+        serve_blocks(s, obj);
+        while s.poll_transmit(now, &mut buf).is_some() {
+            out.push((now, buf.clone()));
+            serve_blocks(s, obj);
+        }
+        now = s
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_millis(1))
+            .max(now + Duration::from_micros(1));
+    }
+    out
+}
+
+#[test]
+fn pacing_holds_the_configured_rate() {
+    // 8 Mbit/s = 1 MB/s; a 10 MB object cannot finish in 1 s, and about 1 MB goes out.
+    let cfg = SenderConfig { rate_bps: 8_000_000, burst_bytes: 4000, ..SenderConfig::default() };
+    let (mut s, obj) = sender(10_000_000, cfg);
+    let sent = run_for(&mut s, &obj, Instant::ZERO, Duration::from_secs(1));
+    let bytes: usize = sent.iter().map(|(_, d)| d.len()).sum();
+    assert!((990_000..=1_010_000).contains(&bytes), "{bytes}");
+    // No 10 ms window carries more than 10 ms of rate plus the burst.
+    for (i, (t0, _)) in sent.iter().enumerate() {
+        let window: usize = sent[i..]
+            .iter()
+            .take_while(|(t, _)| *t < *t0 + Duration::from_millis(10))
+            .map(|(_, d)| d.len())
+            .sum();
+        assert!(window <= 10_000 + 4000 + 200, "{window} bytes in 10 ms");
+    }
+}
+
+#[test]
+fn repair_symbols_are_always_fresh() {
+    let cfg = SenderConfig { fec_overhead: 0.2, ..SenderConfig::default() };
+    let (mut s, obj) = sender(5 * 1000, cfg);
+    let mut seen = HashSet::new();
+    let mut now = Instant::ZERO;
+    for round in 0..5 {
+        for (_, d) in run_for(&mut s, &obj, now, Duration::from_millis(200)) {
+            if let Ok((_, Packet::Data(data))) = wire::parse(&d) {
+                let key = (data.object, data.block, data.esi);
+                assert!(seen.insert(key), "round {round}: {key:?} sent twice");
+            }
+        }
+        now += Duration::from_millis(200);
+        s.handle_datagram(now, addr(), &nak(2, 4));
+    }
+    let repairs_of_2 = seen
+        .iter()
+        .filter(|(o, b, e)| *o == ObjectId::Payload && *b == 2 && *e >= u32::from(K))
+        .count();
+    // 2 proactive, then 5 NAK rounds of need 4 + margin 1, none covered by an earlier round.
+    assert_eq!(repairs_of_2, 2 + 4 * 5, "the last NAK arrived after the run");
+}
+
+#[test]
+fn naks_for_unknown_blocks_or_sessions_are_ignored() {
+    let (mut s, _obj) = sender(5 * 1000, SenderConfig::default());
+    s.handle_datagram(Instant::ZERO, addr(), &nak(5, 3)); // 5 blocks: 0..=4
+    assert_eq!(s.stats().needs_ignored, 1);
+    let mut b = nak(1, 3);
+    b[8] ^= 1; // session byte; checksum now wrong
+    s.handle_datagram(Instant::ZERO, addr(), &b);
+    assert_eq!(s.stats().dropped_malformed, 1);
+    assert!(s.repairs.deadline().is_none());
+}
+
+#[test]
+fn evicted_blocks_are_requested_again() {
+    let cfg = SenderConfig { cache_blocks: 2, read_ahead: 1, ..SenderConfig::default() };
+    let (mut s, obj) = sender(8 * 1000, cfg);
+    let mut now = Instant::ZERO;
+    run_for(&mut s, &obj, now, Duration::from_secs(1));
+    assert!(s.cache.len() <= 2);
+    let requested = s.stats().blocks_requested;
+    now += Duration::from_secs(1);
+    s.handle_datagram(now, addr(), &nak(0, 2));
+    let sent = run_for(&mut s, &obj, now, Duration::from_millis(100));
+    assert_eq!(s.stats().blocks_requested, requested + 1, "block 0 read again");
+    assert!(sent
+        .iter()
+        .any(|(_, d)| matches!(wire::parse(d), Ok((_, Packet::Data(x))) if x.block == 0)));
+}
+
+#[test]
+fn finishes_when_expected_receivers_report() {
+    let cfg = SenderConfig { expected_receivers: Some(2), ..SenderConfig::default() };
+    let (mut s, _obj) = sender(1000, cfg);
+    let report = Report {
+        status: ReportStatus::Complete,
+        bytes: 1000,
+        object_hash: [0; 32],
+        naks_sent: 0,
+        naks_suppressed: 0,
+        elapsed_ms: 1,
+    };
+    for node in [10, 10, 11] {
+        let mut b = Vec::new();
+        wire::emit(&Header { flags: 0, session: 1, node }, &Packet::Report(report), &mut b);
+        assert!(!s.is_finished());
+        s.handle_datagram(Instant::ZERO, addr(), &b);
+    }
+    assert!(s.is_finished());
+    assert_eq!(s.receivers().len(), 2);
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::ReceiverReport(_))).count(), 2);
+    assert_eq!(events.last(), Some(&Event::Finished));
+}
