@@ -92,6 +92,8 @@ pub struct RecvReport {
     pub bytes: u64,
     /// Wall time from start to the end of reception, seconds.
     pub seconds: f64,
+    /// Seconds until every block was received and written (before the final verification).
+    pub received_seconds: Option<f64>,
     /// NAK datagrams sent.
     pub naks_sent: u64,
     /// NAK rounds suppressed.
@@ -109,6 +111,7 @@ pub struct RecvReport {
 }
 
 struct Placed {
+    received_seconds: Option<f64>,
     path: Option<PathBuf>,
     bytes: u64,
     error: Option<String>,
@@ -154,7 +157,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, R
     let mut rbuf = vec![0u8; 65536];
     let mut tbuf = Vec::with_capacity(2048);
     let mut sink: Option<FileSink> = None;
-    let mut placed = Placed { path: None, bytes: 0, error: None };
+    let mut placed = Placed { received_seconds: None, path: None, bytes: 0, error: None };
     let mut progress = None;
     let mut last_progress = std::time::Instant::now();
     let status = loop {
@@ -210,6 +213,9 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, R
                     }
                 }
                 Event::Complete { bytes, object_hash } => {
+                    let received = wall.elapsed().as_secs_f64();
+                    tracing::info!("all {bytes} bytes received after {received:.2} s; verifying");
+                    placed.received_seconds = Some(received);
                     let result = match (sink.take(), placed.error.clone()) {
                         (Some(s), None) => s.finish(&object_hash).map_err(|e| e.to_string()),
                         (_, Some(e)) => Err(e),
@@ -220,6 +226,10 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, R
                         placed.path = None;
                     }
                     placed.bytes = bytes;
+                    tracing::info!(
+                        "verified and placed after {:.2} s (fsync, re-read, BLAKE3, rename)",
+                        wall.elapsed().as_secs_f64() - received
+                    );
                     receiver.handle_stored(clock.now(), result);
                 }
                 Event::Finished(outcome) => finished = Some(outcome),
@@ -280,6 +290,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, R
         path: if placed_ok { placed.path } else { None },
         bytes: placed.bytes,
         seconds: wall.elapsed().as_secs_f64(),
+        received_seconds: placed.received_seconds,
         naks_sent: stats.naks_sent,
         naks_suppressed: stats.naks_suppressed,
         error: placed.error,
