@@ -85,7 +85,7 @@ for ((i = 1; i <= RECEIVERS; i++)); do
 done
 
 if ((rc != 0)); then
-    echo "demo: FAILED (ns-run exit $rc); logs are printed above" >&2
+    echo "demo: FAILED (ns-run exit $rc); see the messages above" >&2
     exit 1
 fi
 

@@ -75,11 +75,15 @@ kill_started() {
 
 # shellcheck disable=SC2317  # invoked by trap
 on_signal() {
-    echo "ns-run: interrupted, stopping the processes I started" >&2
+    echo "ns-run: interrupted ($1), stopping the processes I started" >&2
     kill_started
+    # Die of the same signal, so that a calling shell sees the interruption too.
+    trap - "$1" EXIT
+    kill -s "$1" $$
     exit 130
 }
-trap on_signal INT TERM
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
 trap kill_started EXIT
 
 # Bound every process in wall-clock time, beyond its own --timeout.

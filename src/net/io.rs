@@ -80,6 +80,45 @@ pub fn send_datagram(sock: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Resul
     Err(io::Error::new(io::ErrorKind::TimedOut, "socket send buffer stayed full"))
 }
 
+/// Hand every datagram waiting on a non-blocking socket to `f` (at most `max`, so timers and
+/// transmissions get their turn). Returns how many were read.
+pub fn recv_batch(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    max: usize,
+    mut f: impl FnMut(SocketAddr, &[u8]),
+) -> io::Result<usize> {
+    let mut n = 0;
+    while n < max {
+        match sock.recv_from(buf) {
+            Ok((len, from)) => {
+                n += 1;
+                f(from, &buf[..len]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Sleep until the core's next deadline, at most `max_wait`, waking early when `sock` becomes
+/// readable.
+pub fn wait_until(
+    sock: &UdpSocket,
+    clock: &Clock,
+    deadline: Option<Instant>,
+    max_wait: Duration,
+) -> io::Result<()> {
+    let wait =
+        deadline.map_or(max_wait, |t| t.saturating_duration_since(clock.now())).min(max_wait);
+    if !wait.is_zero() {
+        wait_readable(sock, wait)?;
+    }
+    Ok(())
+}
+
 /// A fixed pool of threads running one function over submitted jobs.
 pub struct Workers<J, R> {
     jobs: Option<Sender<J>>,

@@ -10,6 +10,44 @@ pub mod recv;
 pub mod send;
 pub mod socket;
 
+use crate::proto::layout::LayoutError;
+use crate::proto::sender::SenderError;
+use crate::storage::StorageError;
+use thiserror::Error;
+
+/// Why a send or receive loop could not run.
+#[derive(Debug, Error)]
+pub enum DriverError {
+    /// Socket or interface trouble.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// Reading the source or preparing the destination failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The protocol core refused the input.
+    #[error(transparent)]
+    Sender(#[from] SenderError),
+    /// The layout is impossible.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// A socket or thread call failed.
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DriverError {
+    /// A closure mapping an I/O error of `op`.
+    pub fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> DriverError {
+        move |source| DriverError::Io { op, source }
+    }
+}
+
 pub use socket::{
     open_multicast, parse_group, parse_rate, resolve_interface, Interface, NetError, SocketInfo,
     SocketOptions,

@@ -3,21 +3,21 @@
 //! temp file beside the destination and place it only once the whole object verifies.
 //! [`run_once`] is what `mcast-recv` calls for each object; tests can call it too.
 
-use crate::net::io::{send_datagram, wait_readable, Clock, Workers};
-use crate::net::send::{feedback_addr, progress_bar};
-use crate::net::socket::{open_multicast, resolve_interface, NetError, SocketOptions};
+use crate::net::io::{recv_batch, send_datagram, wait_until, Clock, Workers};
+use crate::net::send::{feedback_addr, progress_bar, BLOCK_POLL, IDLE_POLL};
+use crate::net::socket::{open_multicast, resolve_interface, SocketOptions};
+use crate::net::DriverError;
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
 use crate::proto::stats::ReceiverStats;
 use crate::proto::time::Duration;
 use crate::proto::Dest;
-use crate::storage::{clean_stale_temps, FileSink, StorageError};
+use crate::storage::{clean_stale_temps, FileSink};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use thiserror::Error;
 
 /// Settings of a receiver.
 #[derive(Debug, Clone)]
@@ -44,25 +44,6 @@ pub struct RecvConfig {
     pub skip_sessions: Vec<u32>,
     /// Multicast TTL of our feedback.
     pub ttl: u32,
-}
-
-/// Why a receiver could not run at all.
-#[derive(Debug, Error)]
-pub enum RecvError {
-    /// Socket or interface trouble.
-    #[error(transparent)]
-    Net(#[from] NetError),
-    /// The output directory is unusable.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// A socket call failed.
-    #[error("{op}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
 }
 
 /// How one reception ended.
@@ -119,7 +100,7 @@ struct Placed {
 
 /// Receive one object. Returns when it is placed (or failed), on timeout, or when `shutdown`
 /// is set. An unfinished object leaves no file behind and any previous file untouched.
-pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, RecvError> {
+pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, DriverError> {
     let wall = std::time::Instant::now();
     let stale = clean_stale_temps(&cfg.output)?;
     if stale > 0 {
@@ -128,10 +109,9 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, R
     let iface = resolve_interface(&cfg.interface)?;
     let opts = SocketOptions { ttl: cfg.ttl, ..SocketOptions::default() };
     let (sock, info) = open_multicast(cfg.group, &iface, &opts)?;
-    sock.set_nonblocking(true).map_err(|source| RecvError::Io { op: "set_nonblocking", source })?;
+    sock.set_nonblocking(true).map_err(DriverError::io("set_nonblocking"))?;
     if let Some(f) = &cfg.ready_file {
-        std::fs::write(f, b"ready\n")
-            .map_err(|source| RecvError::Io { op: "write ready file", source })?;
+        std::fs::write(f, b"ready\n").map_err(DriverError::io("write ready file"))?;
     }
     tracing::info!(
         "joined {} on {} ({}), rcvbuf {} B",
@@ -148,7 +128,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, R
     });
     let mut workers: Workers<DecodeJob, Decoded> =
         Workers::new(cfg.workers, "mcast-decode", DecodeJob::run)
-            .map_err(|source| RecvError::Io { op: "spawn workers", source })?;
+            .map_err(DriverError::io("spawn workers"))?;
     let mut drop_rng = ChaCha8Rng::seed_from_u64(cfg.drop_seed);
     let mut dropped_on_purpose = 0u64;
     let clock = Clock::new();
@@ -167,20 +147,14 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, R
         if cfg.timeout.is_some_and(|t| wall.elapsed() >= t) {
             break RecvStatus::Timeout;
         }
-        for _ in 0..1024 {
-            match sock.recv_from(&mut rbuf) {
-                Ok((n, from)) => {
-                    if cfg.drop_rate > 0.0 && drop_rng.gen::<f64>() < cfg.drop_rate {
-                        dropped_on_purpose += 1;
-                        continue;
-                    }
-                    receiver.handle_datagram(clock.now(), from, &rbuf[..n]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(RecvError::Io { op: "recv", source }),
+        recv_batch(&sock, &mut rbuf, 1024, |from, d| {
+            if cfg.drop_rate > 0.0 && drop_rng.gen::<f64>() < cfg.drop_rate {
+                dropped_on_purpose += 1;
+            } else {
+                receiver.handle_datagram(clock.now(), from, d);
             }
-        }
+        })
+        .map_err(DriverError::io("recv"))?;
         while let Some(done) = workers.try_recv() {
             receiver.handle_decoded(clock.now(), done);
         }
@@ -243,8 +217,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, R
                 Dest::Receivers => &[group],
             };
             for addr in to {
-                send_datagram(&sock, &tbuf, *addr)
-                    .map_err(|source| RecvError::Io { op: "send", source })?;
+                send_datagram(&sock, &tbuf, *addr).map_err(DriverError::io("send"))?;
             }
         }
         if let (Some(pb), Some((done, total))) = (&progress, receiver.progress()) {
@@ -265,18 +238,9 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, R
                 }
             };
         }
-        let max_wait = if workers.in_flight() > 0 {
-            Duration::from_micros(200)
-        } else {
-            Duration::from_millis(50)
-        };
-        let wait = receiver
-            .poll_timeout()
-            .map_or(max_wait, |t| t.saturating_duration_since(clock.now()))
-            .min(max_wait);
-        if !wait.is_zero() {
-            wait_readable(&sock, wait).map_err(|source| RecvError::Io { op: "poll", source })?;
-        }
+        let max_wait = if workers.in_flight() > 0 { BLOCK_POLL } else { IDLE_POLL };
+        wait_until(&sock, &clock, receiver.poll_timeout(), max_wait)
+            .map_err(DriverError::io("poll"))?;
     };
     if let Some(pb) = progress {
         pb.finish_and_clear();

@@ -2,23 +2,28 @@
 //! sans-IO [`Sender`] with real time, real datagrams and blocks read and FEC-prepared on worker
 //! threads. [`run`] is what `mcast-send` calls; tests can call it too.
 
-use crate::net::io::{send_datagram, wait_readable, Clock, Workers};
+use crate::net::io::{recv_batch, send_datagram, wait_until, Clock, Workers};
 use crate::net::socket::{open_multicast, resolve_interface, NetError, SocketOptions};
+use crate::net::DriverError;
 use crate::proto::fec::BlockEncoder;
-use crate::proto::layout::{Layout, LayoutError};
+use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
 use crate::proto::sender::{Event, Sender, SenderConfig, SenderError};
 use crate::proto::stats::SenderStats;
 use crate::proto::time::Duration;
 use crate::proto::wire::ReportStatus;
-use crate::storage::{FileSource, StorageError};
+use crate::storage::FileSource;
 use rand::RngCore;
 use serde::Serialize;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use thiserror::Error;
+
+/// Longest wait while a worker holds a block the loop needs.
+pub(crate) const BLOCK_POLL: Duration = Duration::from_micros(200);
+/// Longest wait otherwise (signals and timeouts are checked this often).
+pub(crate) const IDLE_POLL: Duration = Duration::from_millis(50);
 
 /// Settings of one push.
 #[derive(Debug, Clone)]
@@ -49,31 +54,6 @@ pub struct SendConfig {
     pub progress: bool,
     /// Threads preparing blocks.
     pub workers: usize,
-}
-
-/// Why a push could not run.
-#[derive(Debug, Error)]
-pub enum SendError {
-    /// Socket or interface trouble.
-    #[error(transparent)]
-    Net(#[from] NetError),
-    /// Reading the source failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// The protocol core refused the input.
-    #[error(transparent)]
-    Sender(#[from] SenderError),
-    /// The layout is impossible.
-    #[error(transparent)]
-    Layout(#[from] LayoutError),
-    /// A socket call failed.
-    #[error("{op}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
 }
 
 /// How a push ended.
@@ -147,7 +127,7 @@ pub struct SendReport {
 }
 
 /// Push `cfg.path` to the group. Returns when finished, timed out, or `shutdown` is set.
-pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, SendError> {
+pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, DriverError> {
     let wall = std::time::Instant::now();
     let source = Arc::new(FileSource::open(&cfg.path)?);
     let k = Layout::block_symbols_for(cfg.symbol_size, cfg.block_bytes);
@@ -167,7 +147,7 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, SendEr
     // The sender listens on the feedback port only, so it never reads its own data back.
     let feedback = feedback_addr(cfg.group)?;
     let (sock, info) = open_multicast(feedback, &iface, &opts)?;
-    sock.set_nonblocking(true).map_err(|source| SendError::Io { op: "set_nonblocking", source })?;
+    sock.set_nonblocking(true).map_err(DriverError::io("set_nonblocking"))?;
     let session = rand::rngs::OsRng.next_u32();
     let node = rand::rngs::OsRng.next_u32();
     tracing::info!(
@@ -198,7 +178,7 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, SendEr
             (block, prepared)
         },
     )
-    .map_err(|source| SendError::Io { op: "spawn workers", source })?;
+    .map_err(DriverError::io("spawn workers"))?;
     let progress = cfg.progress.then(|| progress_bar(layout.object_size()));
     let group = SocketAddr::V4(cfg.group);
     let mut rbuf = vec![0u8; 65536];
@@ -214,14 +194,8 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, SendEr
             status = SendStatus::Timeout;
             break;
         }
-        for _ in 0..1024 {
-            match sock.recv_from(&mut rbuf) {
-                Ok((n, from)) => sender.handle_datagram(clock.now(), from, &rbuf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(SendError::Io { op: "recv", source }),
-            }
-        }
+        recv_batch(&sock, &mut rbuf, 1024, |from, d| sender.handle_datagram(clock.now(), from, d))
+            .map_err(DriverError::io("recv"))?;
         while let Some((block, prepared)) = workers.try_recv() {
             let enc = prepared.map_err(|reason| SenderError::Block { block, reason })?;
             sender.handle_block(block, enc)?;
@@ -229,8 +203,7 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, SendEr
         let now = clock.now();
         sender.handle_timeout(now);
         while sender.poll_transmit(now, &mut tbuf).is_some() {
-            send_datagram(&sock, &tbuf, group)
-                .map_err(|source| SendError::Io { op: "send", source })?;
+            send_datagram(&sock, &tbuf, group).map_err(DriverError::io("send"))?;
         }
         let mut finished = false;
         while let Some(ev) = sender.poll_event() {
@@ -271,23 +244,13 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, SendEr
         if finished {
             // Acknowledge the last reports before leaving.
             while sender.poll_transmit(clock.now(), &mut tbuf).is_some() {
-                send_datagram(&sock, &tbuf, group)
-                    .map_err(|source| SendError::Io { op: "send", source })?;
+                send_datagram(&sock, &tbuf, group).map_err(DriverError::io("send"))?;
             }
             break;
         }
-        let max_wait = if workers.in_flight() > 0 {
-            Duration::from_micros(200)
-        } else {
-            Duration::from_millis(50)
-        };
-        let wait = sender
-            .poll_timeout()
-            .map_or(max_wait, |t| t.saturating_duration_since(clock.now()))
-            .min(max_wait);
-        if !wait.is_zero() {
-            wait_readable(&sock, wait).map_err(|source| SendError::Io { op: "poll", source })?;
-        }
+        let max_wait = if workers.in_flight() > 0 { BLOCK_POLL } else { IDLE_POLL };
+        wait_until(&sock, &clock, sender.poll_timeout(), max_wait)
+            .map_err(DriverError::io("poll"))?;
     }
     if let Some(pb) = progress {
         pb.finish_and_clear();

@@ -81,18 +81,30 @@ impl Manifest {
     }
 }
 
-/// Accept only a single plain path component: not empty, not `.` or `..`, no `/`, `\` or NUL,
-/// at most [`MAX_NAME_LEN`] bytes.
-pub fn validate_name(name: &str) -> Result<(), ManifestError> {
-    let bad = name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.len() > MAX_NAME_LEN
-        || name.contains(['/', '\\', '\0']);
-    if bad {
-        Err(ManifestError::Name(name.to_string()))
+/// What is wrong with `name` as a file name from the network, if anything: it must be a single
+/// plain path component (not empty, not `.` or `..`, no `/`, `\` or NUL, at most
+/// [`MAX_NAME_LEN`] bytes).
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty")
+    } else if name == "." || name == ".." {
+        Some("refers to a directory")
+    } else if name.contains(['/', '\\']) {
+        Some("contains a path separator")
+    } else if name.contains('\0') {
+        Some("contains a NUL byte")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("longer than 255 bytes")
     } else {
-        Ok(())
+        None
+    }
+}
+
+/// Accept only a single plain path component (see [`name_problem`]).
+pub fn validate_name(name: &str) -> Result<(), ManifestError> {
+    match name_problem(name) {
+        None => Ok(()),
+        Some(_) => Err(ManifestError::Name(name.to_string())),
     }
 }
 

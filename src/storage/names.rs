@@ -8,7 +8,7 @@ use std::path::Path;
 use super::StorageError;
 
 /// Longest accepted file name in bytes (the usual `NAME_MAX`).
-pub const MAX_NAME_BYTES: usize = 255;
+pub const MAX_NAME_BYTES: usize = crate::proto::manifest::MAX_NAME_LEN;
 
 /// Marker between the destination name and the random suffix of a temp file.
 const TEMP_MARKER: &str = ".mcast-tmp-";
@@ -21,20 +21,7 @@ const TEMP_SUFFIX_HEX: usize = 16;
 /// Rejected are the empty name, `"."`, `".."`, names containing `'/'`,
 /// `'\\'` or NUL, and names longer than [`MAX_NAME_BYTES`] bytes.
 pub fn validate_name(name: &str) -> Result<(), StorageError> {
-    let reason = if name.is_empty() {
-        Some("empty")
-    } else if name == "." || name == ".." {
-        Some("refers to a directory")
-    } else if name.contains('/') || name.contains('\\') {
-        Some("contains a path separator")
-    } else if name.contains('\0') {
-        Some("contains a NUL byte")
-    } else if name.len() > MAX_NAME_BYTES {
-        Some("longer than 255 bytes")
-    } else {
-        None
-    };
-    match reason {
+    match crate::proto::manifest::name_problem(name) {
         None => Ok(()),
         Some(reason) => Err(StorageError::BadName(format!("{:?}: {reason}", abbreviate(name)))),
     }
