@@ -6,8 +6,13 @@ use mcast::proto::wire::{self, Data, Header, Need, NeedList, ObjectId, Packet, M
 fn bench(c: &mut Criterion) {
     let header = Header { flags: 0, session: 7, node: 9 };
     let symbol = vec![0xa5u8; 1400];
-    let data =
-        Packet::Data(Data { object: ObjectId::Payload, block: 12, esi: 345, symbol: &symbol });
+    let data = Packet::Data(Data {
+        object: ObjectId::Payload,
+        block: 12,
+        esi: 345,
+        seq: 99,
+        symbol: &symbol,
+    });
     let mut buf = Vec::with_capacity(2048);
     wire::emit(&header, &data, &mut buf);
     let datagram = buf.clone();
@@ -20,7 +25,7 @@ fn bench(c: &mut Criterion) {
     let needs = (0..MAX_NEEDS as u32)
         .map(|block| Need { object: ObjectId::Payload, block, count: 3 })
         .collect();
-    let nak = Packet::Nak(NeedList { needs });
+    let nak = Packet::Nak(NeedList { seq: 1, needs });
     wire::emit(&header, &nak, &mut buf);
     let nak_bytes = buf.clone();
     let mut g = c.benchmark_group("wire_nak_full");

@@ -43,6 +43,12 @@ pub struct SimConfig {
     pub sender: SenderConfig,
     /// Receiver settings (`node` and `seed` are set per receiver).
     pub receiver: ReceiverConfig,
+    /// Time a receiver spends on each datagram (zero: infinitely fast). A receiver slower than
+    /// the sender builds a queue, like a socket buffer.
+    pub receiver_service: Duration,
+    /// Longest a datagram may wait in a receiver's queue; beyond it the copy is dropped, like a
+    /// full socket buffer.
+    pub receiver_queue: Duration,
     /// Virtual time after which the run stops regardless.
     pub time_limit: Duration,
     /// Processed events after which the run stops regardless.
@@ -66,6 +72,8 @@ impl SimConfig {
                 ..SenderConfig::default()
             },
             receiver: ReceiverConfig::default(),
+            receiver_service: Duration::ZERO,
+            receiver_queue: Duration::from_millis(50),
             time_limit: Duration::from_secs(60),
             event_limit: 50_000_000,
         }
@@ -85,6 +93,8 @@ pub struct ReceiverResult {
     pub completed_at: Option<Duration>,
     /// Its counters.
     pub stats: ReceiverStats,
+    /// Datagrams dropped because its queue was full.
+    pub queue_drops: u64,
 }
 
 /// The result of a run.
@@ -119,12 +129,22 @@ impl SimResult {
 }
 
 enum Item {
-    Deliver { to: usize, from: usize, data: Rc<[u8]> },
-    Timer { node: usize },
+    /// `queued`: the copy has already waited its turn in the receiver's queue.
+    Deliver {
+        to: usize,
+        from: usize,
+        data: Rc<[u8]>,
+        queued: bool,
+    },
+    Timer {
+        node: usize,
+    },
 }
 
 struct Node {
     timer: Option<Instant>,
+    /// When the node is done with the datagrams already queued for it.
+    busy_until: Instant,
 }
 
 struct World {
@@ -175,6 +195,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
             correct: false,
             completed_at: None,
             stats: ReceiverStats::default(),
+            queue_drops: 0,
         })
         .collect();
     let w = World {
@@ -187,7 +208,9 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         rng,
         sender,
         receivers,
-        nodes: (0..=cfg.receivers).map(|_| Node { timer: None }).collect(),
+        nodes: (0..=cfg.receivers)
+            .map(|_| Node { timer: None, busy_until: Instant::ZERO })
+            .collect(),
         object,
         sinks: vec![Vec::new(); cfg.receivers],
         results,
@@ -235,7 +258,11 @@ impl World {
                 continue;
             };
             match item {
-                Item::Deliver { to, from, data } => {
+                Item::Deliver { to, from, data, queued } => {
+                    if to != 0 && !queued && !self.cfg.receiver_service.is_zero() {
+                        self.enqueue(to, from, data);
+                        continue;
+                    }
                     if to == 0 {
                         self.sender.handle_datagram(self.now, addr(from), &data);
                     } else {
@@ -337,9 +364,22 @@ impl World {
             self.trace.update(&[from as u8, to as u8, (to >> 8) as u8]);
             self.trace.update(&(data.len() as u32).to_le_bytes());
             self.trace.update(crc);
-            self.push(at, Item::Deliver { to, from, data: Rc::clone(&data) });
+            self.push(at, Item::Deliver { to, from, data: Rc::clone(&data), queued: false });
         }
         self.loss.end_datagram();
+    }
+
+    /// A copy reaches a slow receiver: it waits its turn, or is dropped when the queue is full.
+    fn enqueue(&mut self, to: usize, from: usize, data: Rc<[u8]>) {
+        let node = &mut self.nodes[to];
+        let start = node.busy_until.max(self.now);
+        if start - self.now > self.cfg.receiver_queue {
+            self.results[to - 1].queue_drops += 1;
+            return;
+        }
+        node.busy_until = start + self.cfg.receiver_service;
+        let at = node.busy_until;
+        self.push(at, Item::Deliver { to, from, data, queued: true });
     }
 
     fn on_sender_event(&mut self, ev: sender::Event) {

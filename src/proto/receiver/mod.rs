@@ -166,8 +166,20 @@ struct Session {
     covers: HashMap<(ObjectId, u32), Cover>,
     cover_check: Option<Instant>,
     nak_at: Option<Instant>,
-    stream_pos: Option<(u32, u32)>,
+    /// Highest data sequence number seen from the sender (or implied by a flush or advert).
+    seen_seq: Option<u32>,
     phase: Phase,
+}
+
+impl Session {
+    /// The sender reports that its next data datagram will carry `next`: everything before it
+    /// has been sent, and what we did not get of it is lost, not in flight.
+    fn saw_position(&mut self, next: u32) {
+        let last = next.wrapping_sub(1);
+        if self.seen_seq.is_none_or(|s| seq_after(last, s)) {
+            self.seen_seq = Some(last);
+        }
+    }
 }
 
 /// The receiver state machine.
@@ -266,13 +278,17 @@ impl Receiver {
                 s.grtt = grtt_of(p.grtt_us);
                 self.echo = Some((p.send_time_us, now));
             }
-            Packet::Flush(_) if from_sender => {
+            Packet::Flush(f) if from_sender => {
+                s.saw_position(f.seq);
                 let grew = s.objects.iter_mut().fold(false, |g, o| o.advance(u32::MAX) | g);
                 if grew {
                     self.update_nak_timer(now);
                 }
             }
-            Packet::RepairAdvert(list) if from_sender => self.on_cover(now, &list, true),
+            Packet::RepairAdvert(list) if from_sender => {
+                s.saw_position(list.seq);
+                self.on_cover(now, &list, true)
+            }
             Packet::ReportAck(ack) if from_sender => {
                 if ack.nodes.contains(&self.cfg.node) {
                     if let Phase::Reporting { report, .. } = &s.phase {
@@ -306,7 +322,7 @@ impl Receiver {
             covers: HashMap::new(),
             cover_check: None,
             nak_at: None,
-            stream_pos: None,
+            seen_seq: None,
             phase: Phase::Receiving,
         });
     }
@@ -348,21 +364,18 @@ impl Receiver {
             self.stats.dropped_invalid += 1;
             return;
         }
-        // First-pass loss estimate from gaps in the in-order ESI stream.
-        if d.object == ObjectId::Payload {
-            match s.stream_pos {
-                Some((b, e)) if d.block == b && d.esi > e => {
-                    self.stats.first_pass_missing += u64::from(d.esi - e - 1);
-                    self.stats.first_pass_expected += u64::from(d.esi - e);
-                    s.stream_pos = Some((b, d.esi));
-                }
-                Some((b, _)) if d.block <= b => {} // a repair for an earlier block
-                _ => {
-                    let first = d.esi.min(u32::from(k));
-                    self.stats.first_pass_missing += u64::from(first);
-                    self.stats.first_pass_expected += u64::from(first) + 1;
-                    s.stream_pos = Some((d.block, d.esi));
-                }
+        // Loss estimate from gaps in the sender's sequence numbers.
+        match s.seen_seq {
+            Some(prev) if seq_after(d.seq, prev) => {
+                let gap = d.seq.wrapping_sub(prev);
+                self.stats.first_pass_missing += u64::from(gap - 1);
+                self.stats.first_pass_expected += u64::from(gap);
+                s.seen_seq = Some(d.seq);
+            }
+            Some(_) => {} // reordered or duplicated
+            None => {
+                self.stats.first_pass_expected += 1;
+                s.seen_seq = Some(d.seq);
             }
         }
         // Everything below this block has been passed by the sender.
@@ -649,7 +662,7 @@ impl Receiver {
             return;
         }
         self.stats.naks_sent += 1;
-        let list = NeedList { needs };
+        let list = NeedList { seq: s.seen_seq.unwrap_or(0), needs };
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
         let until = now + Self::repair_wait(s, self.cfg.backoff_factor, total);
         for n in &list.needs {

@@ -175,7 +175,6 @@ pub struct Sender {
     announce_burst: u8,
     next_announce: Instant,
     next_probe: Instant,
-    flush_seq: u32,
     next_flush: Option<Instant>,
     quiet_since: Instant,
     acks: BTreeSet<u32>,
@@ -184,6 +183,8 @@ pub struct Sender {
     finished: bool,
     events: VecDeque<Event>,
     scratch: Vec<u8>,
+    /// Sequence number of the next data datagram.
+    seq: u32,
     last_now: Instant,
     stats: SenderStats,
 }
@@ -242,7 +243,6 @@ impl Sender {
             announce_burst: 3,
             next_announce: now,
             next_probe: now,
-            flush_seq: 0,
             next_flush: None,
             quiet_since: now,
             acks: BTreeSet::new(),
@@ -251,6 +251,7 @@ impl Sender {
             finished: false,
             events: VecDeque::new(),
             scratch: Vec::new(),
+            seq: 0,
             last_now: now,
             stats: SenderStats::default(),
             cfg,
@@ -370,7 +371,7 @@ impl Sender {
                     };
                     // Nobody can need more than a whole block plus a few failed decodes.
                     let need = Need { count: need.count.min(k.saturating_add(16)), ..need };
-                    if !self.repairs.on_need(now, need, self.cfg.repair_margin, holdoff_end) {
+                    if !self.repairs.on_need(need, list.seq, self.cfg.repair_margin, holdoff_end) {
                         self.stats.needs_ignored += 1;
                     }
                 }
@@ -400,8 +401,9 @@ impl Sender {
     /// Advance timers to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        self.repairs.on_timeout(now, self.cfg.repair_margin);
-        self.repairs.prune(now);
+        self.repairs.on_timeout(now);
+        // No receiver is a million datagrams (over a GiB) behind and still useful.
+        self.repairs.prune(self.seq.wrapping_sub(1 << 20));
         self.check_finished(now);
     }
 
@@ -464,7 +466,7 @@ impl Sender {
         if !self.pacer.ready(now) {
             return None;
         }
-        if self.next_repair(now, buf) || self.next_data(now, buf) {
+        if self.next_repair(buf) || self.next_data(now, buf) {
             return Some(self.sent(now, buf.len()));
         }
         None
@@ -502,15 +504,14 @@ impl Sender {
         }
         let adverts = self.repairs.take_adverts(MAX_NEEDS);
         if !adverts.is_empty() {
-            return Some(Packet::RepairAdvert(NeedList { needs: adverts }));
+            return Some(Packet::RepairAdvert(NeedList { seq: self.seq, needs: adverts }));
         }
         if let Some(at) = self.next_flush {
             if now >= at {
                 let interval = (self.grtt.get() * 2)
                     .clamp(Duration::from_millis(5), Duration::from_millis(500));
                 self.next_flush = Some(now + interval);
-                self.flush_seq = self.flush_seq.wrapping_add(1);
-                return Some(Packet::Flush(Flush { seq: self.flush_seq }));
+                return Some(Packet::Flush(Flush { seq: self.seq }));
             }
         }
         None
@@ -530,22 +531,20 @@ impl Sender {
         }
     }
 
-    /// Emit repair symbol number `esi` or the next fresh repair of `key` into `buf`.
-    fn emit_symbol(&mut self, key: BlockKey, esi: Option<u32>, buf: &mut Vec<u8>) -> bool {
+    /// Emit source symbol `esi`, or the next fresh repair of `key`, into `buf`; returns the
+    /// datagram's sequence number.
+    fn emit_symbol(&mut self, key: BlockKey, esi: Option<u32>, buf: &mut Vec<u8>) -> Option<u32> {
         let payload_enc = self.encoder(key);
         let enc = match key.0 {
             ObjectId::Manifest => &self.manifest_blocks[key.1 as usize],
-            ObjectId::Payload => match &payload_enc {
-                Some(e) => e,
-                None => return false,
-            },
+            ObjectId::Payload => payload_enc.as_deref()?,
         };
         let esi = match esi {
             Some(esi) => esi,
             None => {
                 let next = &mut self.next_repair_esi[key.0 as usize][key.1 as usize];
                 if *next > MAX_ESI {
-                    return false;
+                    return None;
                 }
                 *next += 1;
                 *next - 1
@@ -554,18 +553,18 @@ impl Sender {
         let symbol = match enc.source_symbol(esi) {
             Some(s) if esi < u32::from(enc.source_symbols()) => s,
             _ => {
-                if enc.repair_symbol(esi, &mut self.scratch).is_err() {
-                    return false;
-                }
+                enc.repair_symbol(esi, &mut self.scratch).ok()?;
                 &self.scratch
             }
         };
-        let data = Data { object: key.0, block: key.1, esi, symbol };
+        let seq = self.seq;
+        let data = Data { object: key.0, block: key.1, esi, seq, symbol };
         wire::emit(&self.header, &Packet::Data(data), buf);
-        true
+        self.seq = self.seq.wrapping_add(1);
+        Some(seq)
     }
 
-    fn next_repair(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+    fn next_repair(&mut self, buf: &mut Vec<u8>) -> bool {
         if !self.repairs.has_queued() {
             return false;
         }
@@ -581,14 +580,12 @@ impl Sender {
             }
             return false;
         };
-        let in_flight_until = now + self.grtt.get() * 2;
-        self.repairs.on_sent(key, in_flight_until);
-        if self.emit_symbol(key, None, buf) {
+        let seq = self.emit_symbol(key, None, buf);
+        self.repairs.on_sent(key, seq, true);
+        if seq.is_some() {
             self.stats.repair_packets += 1;
-            true
-        } else {
-            false
         }
+        seq.is_some()
     }
 
     fn proactive(&self, k: u16) -> u32 {
@@ -633,12 +630,11 @@ impl Sender {
             let esi = source.then_some(cur.esi);
             cur.esi += 1;
             self.cursor = Some(cur);
-            if !self.emit_symbol(key, esi, buf) {
-                continue;
-            }
+            let Some(seq) = self.emit_symbol(key, esi, buf) else { continue };
             if source {
                 self.stats.data_packets += 1;
             } else {
+                self.repairs.on_sent(key, Some(seq), false);
                 self.stats.repair_packets += 1;
                 self.stats.proactive_repair_packets += 1;
             }

@@ -1,50 +1,63 @@
-//! Repair aggregation (RFC 5740 style). NAKs heard during a holdoff window are merged per block
-//! by their largest need; when the window closes each block gets `max(need) + margin` fresh
-//! repair symbols, less what is already queued or was sent so recently that the NAK could not
-//! have seen it yet (a repair "round"). Queued repairs are sent in block order.
+//! Repair aggregation (RFC 5740 style) with exact in-flight accounting.
+//!
+//! Every data datagram carries the sender's sequence number, and every NAK quotes the highest
+//! one the receiver has seen. For each block the sender remembers the sequence numbers of the
+//! repair symbols it sent, so for a NAK it knows exactly how many repairs of that block are
+//! still on their way to that receiver (sent after its position, or queued). A NAK asks for
+//! `need + margin` minus those; NAKs heard during a holdoff window are merged per block by the
+//! largest remainder; when the window closes the remainder is queued. A receiver that lags far
+//! behind its socket queue therefore never causes the same repairs to be sent twice, however
+//! late its NAKs arrive. Queued repairs are sent in block order.
 
 use crate::proto::time::Instant;
-use crate::proto::wire::{Need, ObjectId};
-use std::collections::{BTreeMap, HashMap};
+use crate::proto::wire::{seq_after, Need, ObjectId};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// A block of an object.
 pub type BlockKey = (ObjectId, u32);
 
-#[derive(Debug, Clone, Copy)]
-struct Round {
-    /// Symbols queued or sent in this round.
-    budget: u32,
-    /// When the last symbol of the round has had time to reach every receiver.
-    expires: Instant,
-}
+/// Repair sequence numbers remembered per block (older ones are forgotten, which can only make
+/// the sender send more, never less).
+const SENT_MEMORY: usize = 4096;
 
 /// NAK aggregation and the repair queue.
 #[derive(Debug, Default)]
 pub struct Repairs {
-    heard: BTreeMap<BlockKey, u16>,
+    heard: BTreeMap<BlockKey, u32>,
     deadline: Option<Instant>,
     queue: BTreeMap<BlockKey, u32>,
-    rounds: HashMap<BlockKey, Round>,
+    sent: HashMap<BlockKey, VecDeque<u32>>,
     adverts: Vec<Need>,
 }
 
 impl Repairs {
-    /// Symbols of `key` queued, or sent recently enough to still be on their way.
-    fn in_flight(&self, key: BlockKey, now: Instant) -> u32 {
-        match self.rounds.get(&key) {
-            Some(r) if self.queue.contains_key(&key) || r.expires > now => r.budget,
-            _ => 0,
-        }
+    /// Repairs of `key` a receiver that has seen up to `seen_seq` has yet to receive: queued,
+    /// or sent after its position.
+    pub fn in_flight(&self, key: BlockKey, seen_seq: u32) -> u32 {
+        let queued = self.queue.get(&key).copied().unwrap_or(0);
+        let sent = self.sent.get(&key).map_or(0, |seqs| {
+            seqs.iter().rev().take_while(|s| seq_after(**s, seen_seq)).count() as u32
+        });
+        queued + sent
     }
 
-    /// A NAK asks for `need`; returns false when repairs in flight already cover it.
-    pub fn on_need(&mut self, now: Instant, need: Need, margin: u16, holdoff_end: Instant) -> bool {
+    /// A NAK from a receiver at `seen_seq` asks for `need`; returns false when repairs on their
+    /// way to it already cover it.
+    pub fn on_need(
+        &mut self,
+        need: Need,
+        seen_seq: u32,
+        margin: u16,
+        holdoff_end: Instant,
+    ) -> bool {
         let key = (need.object, need.block);
-        if u32::from(need.count) + u32::from(margin) <= self.in_flight(key, now) {
+        let want = u32::from(need.count) + u32::from(margin);
+        let extra = want.saturating_sub(self.in_flight(key, seen_seq));
+        if extra == 0 {
             return false;
         }
         let e = self.heard.entry(key).or_insert(0);
-        *e = (*e).max(need.count);
+        *e = (*e).max(extra);
         self.deadline.get_or_insert(holdoff_end);
         true
     }
@@ -55,29 +68,16 @@ impl Repairs {
     }
 
     /// Close the holdoff window if due: queue repairs and advertisements.
-    pub fn on_timeout(&mut self, now: Instant, margin: u16) {
+    pub fn on_timeout(&mut self, now: Instant) {
         if self.deadline.is_none_or(|d| d > now) {
             return;
         }
         self.deadline = None;
-        for (key, need) in std::mem::take(&mut self.heard) {
-            let want = u32::from(need) + u32::from(margin);
-            let in_flight = self.in_flight(key, now);
-            let extra = want.saturating_sub(in_flight);
-            if extra == 0 {
-                continue;
-            }
-            let round = self.rounds.entry(key).or_insert(Round { budget: 0, expires: now });
-            if in_flight == 0 {
-                round.budget = 0;
-            }
-            round.budget += extra;
-            *self.queue.entry(key).or_insert(0) += extra;
-            self.adverts.push(Need {
-                object: key.0,
-                block: key.1,
-                count: round.budget.min(u32::from(u16::MAX)) as u16,
-            });
+        for (key, extra) in std::mem::take(&mut self.heard) {
+            let queued = self.queue.entry(key).or_insert(0);
+            *queued += extra;
+            let count = (*queued).min(u32::from(u16::MAX)) as u16;
+            self.adverts.push(Need { object: key.0, block: key.1, count });
         }
     }
 
@@ -97,23 +97,34 @@ impl Repairs {
         self.queue.keys().copied()
     }
 
-    /// Record one repair symbol of `key` sent at `now`; it is in flight until `expires`.
-    pub fn on_sent(&mut self, key: BlockKey, expires: Instant) {
-        if let Some(q) = self.queue.get_mut(&key) {
-            *q -= 1;
-            if *q == 0 {
-                self.queue.remove(&key);
+    /// A repair symbol of `key` went out with sequence number `seq` (`None`: it could not be
+    /// made, e.g. the block's ESIs are used up). `queued` says whether it answered a NAK
+    /// (rather than being proactive).
+    pub fn on_sent(&mut self, key: BlockKey, seq: Option<u32>, queued: bool) {
+        if queued {
+            if let Some(q) = self.queue.get_mut(&key) {
+                *q -= 1;
+                if *q == 0 {
+                    self.queue.remove(&key);
+                }
             }
         }
-        if let Some(r) = self.rounds.get_mut(&key) {
-            r.expires = expires;
+        let Some(seq) = seq else { return };
+        let seqs = self.sent.entry(key).or_default();
+        if seqs.len() == SENT_MEMORY {
+            seqs.pop_front();
         }
+        seqs.push_back(seq);
     }
 
-    /// Forget rounds that have expired (bounds memory).
-    pub fn prune(&mut self, now: Instant) {
-        let queue = &self.queue;
-        self.rounds.retain(|k, r| queue.contains_key(k) || r.expires > now);
+    /// Forget repairs sent before `oldest` (no receiver can be that far behind).
+    pub fn prune(&mut self, oldest: u32) {
+        self.sent.retain(|_, seqs| {
+            while seqs.front().is_some_and(|s| !seq_after(*s, oldest)) {
+                seqs.pop_front();
+            }
+            !seqs.is_empty()
+        });
     }
 }
 
@@ -126,39 +137,60 @@ mod tests {
         Need { object: ObjectId::Payload, block, count }
     }
 
+    const KEY: BlockKey = (ObjectId::Payload, 3);
+
     #[test]
-    fn aggregates_max_need_plus_margin() {
+    fn aggregates_the_largest_remainder() {
         let mut r = Repairs::default();
         let t0 = Instant::ZERO;
         let end = t0 + Duration::from_millis(1);
-        assert!(r.on_need(t0, need(3, 5), 1, end));
-        assert!(r.on_need(t0, need(3, 9), 1, end));
-        assert!(r.on_need(t0, need(3, 2), 1, end));
-        r.on_timeout(t0, 1);
+        assert!(r.on_need(need(3, 5), 100, 1, end));
+        assert!(r.on_need(need(3, 9), 100, 1, end));
+        assert!(r.on_need(need(3, 2), 100, 1, end));
+        r.on_timeout(t0);
         assert!(!r.has_queued(), "window still open");
-        r.on_timeout(end, 1);
-        assert_eq!(r.queue.get(&(ObjectId::Payload, 3)), Some(&10));
+        r.on_timeout(end);
+        assert_eq!(r.queue.get(&KEY), Some(&10));
         assert_eq!(r.take_adverts(10), vec![need(3, 10)]);
-        // A NAK sent before those repairs arrived is covered by them.
-        assert!(!r.on_need(end, need(3, 9), 1, end));
+        // While queued, the same need from anyone is covered.
+        assert!(!r.on_need(need(3, 9), 100, 1, end));
         // A larger one gets only the difference.
-        assert!(r.on_need(end, need(3, 12), 1, end + Duration::from_millis(1)));
-        r.on_timeout(end + Duration::from_millis(1), 1);
-        assert_eq!(r.queue.get(&(ObjectId::Payload, 3)), Some(&13));
+        assert!(r.on_need(need(3, 12), 100, 1, end));
+        r.on_timeout(end);
+        assert_eq!(r.queue.get(&KEY), Some(&13));
     }
 
     #[test]
-    fn round_expires_after_last_send() {
+    fn a_lagging_receiver_counts_what_is_still_on_its_way() {
         let mut r = Repairs::default();
-        let t0 = Instant::ZERO;
-        r.on_need(t0, need(1, 1), 0, t0);
-        r.on_timeout(t0, 0);
-        let key = (ObjectId::Payload, 1);
-        r.on_sent(key, t0 + Duration::from_millis(5));
+        let end = Instant::ZERO;
+        r.on_need(need(3, 4), 100, 0, end);
+        r.on_timeout(end);
+        for seq in 200..204 {
+            r.on_sent(KEY, Some(seq), true);
+        }
         assert!(!r.has_queued());
-        assert!(!r.on_need(t0 + Duration::from_millis(4), need(1, 1), 0, t0));
-        assert!(r.on_need(t0 + Duration::from_millis(5), need(1, 1), 0, t0));
-        r.prune(t0 + Duration::from_millis(6));
-        assert!(r.rounds.is_empty());
+        // A receiver that has not yet seen seq 200 still has all four coming.
+        assert_eq!(r.in_flight(KEY, 150), 4);
+        assert!(!r.on_need(need(3, 4), 150, 0, end), "late NAK: nothing new");
+        // Seen up to 201: two are still coming, it needs 3 → one more.
+        assert!(r.on_need(need(3, 3), 201, 0, end));
+        r.on_timeout(end);
+        assert_eq!(r.queue.get(&KEY), Some(&1));
+        // Seen everything, still short: lost in transit → all of it again.
+        assert_eq!(r.in_flight(KEY, 300), 1);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        assert!(seq_after(1, u32::MAX));
+        assert!(!seq_after(u32::MAX, 1));
+        let mut r = Repairs::default();
+        r.on_sent(KEY, Some(u32::MAX), false);
+        r.on_sent(KEY, Some(0), false);
+        assert_eq!(r.in_flight(KEY, u32::MAX - 1), 2);
+        assert_eq!(r.in_flight(KEY, u32::MAX), 1);
+        r.prune(u32::MAX);
+        assert_eq!(r.sent.get(&KEY).map(|s| s.len()), Some(1));
     }
 }

@@ -30,10 +30,14 @@ fn serve_blocks(s: &mut Sender, obj: &[u8]) {
     }
 }
 
-fn nak(block: u32, count: u16) -> Vec<u8> {
+fn nak(block: u32, count: u16, seq: u32) -> Vec<u8> {
     let mut b = Vec::new();
     let needs = vec![Need { object: ObjectId::Payload, block, count }];
-    wire::emit(&Header { flags: 0, session: 1, node: 9 }, &Packet::Nak(NeedList { needs }), &mut b);
+    wire::emit(
+        &Header { flags: 0, session: 1, node: 9 },
+        &Packet::Nak(NeedList { seq, needs }),
+        &mut b,
+    );
     b
 }
 
@@ -90,22 +94,23 @@ fn repair_symbols_are_always_fresh() {
             }
         }
         now += Duration::from_millis(200);
-        s.handle_datagram(now, addr(), &nak(2, 4));
+        s.handle_datagram(now, addr(), &nak(2, 4, s.seq.wrapping_sub(1)));
     }
     let repairs_of_2 = seen
         .iter()
         .filter(|(o, b, e)| *o == ObjectId::Payload && *b == 2 && *e >= u32::from(K))
         .count();
-    // 2 proactive, then 5 NAK rounds of need 4 + margin 1, none covered by an earlier round.
-    assert_eq!(repairs_of_2, 2 + 4 * 5, "the last NAK arrived after the run");
+    // 2 proactive, then 4 answered NAK rounds (the 5th arrives after the last run) of
+    // need 4 + margin 1: each NAK quotes the latest sequence number, so nothing is in flight.
+    assert_eq!(repairs_of_2, 2 + 5 * 4);
 }
 
 #[test]
 fn naks_for_unknown_blocks_or_sessions_are_ignored() {
     let (mut s, _obj) = sender(5 * 1000, SenderConfig::default());
-    s.handle_datagram(Instant::ZERO, addr(), &nak(5, 3)); // 5 blocks: 0..=4
+    s.handle_datagram(Instant::ZERO, addr(), &nak(5, 3, 0)); // 5 blocks: 0..=4
     assert_eq!(s.stats().needs_ignored, 1);
-    let mut b = nak(1, 3);
+    let mut b = nak(1, 3, 0);
     b[8] ^= 1; // session byte; checksum now wrong
     s.handle_datagram(Instant::ZERO, addr(), &b);
     assert_eq!(s.stats().dropped_malformed, 1);
@@ -121,7 +126,7 @@ fn evicted_blocks_are_requested_again() {
     assert!(s.cache.len() <= 2);
     let requested = s.stats().blocks_requested;
     now += Duration::from_secs(1);
-    s.handle_datagram(now, addr(), &nak(0, 2));
+    s.handle_datagram(now, addr(), &nak(0, 2, s.seq.wrapping_sub(1)));
     let sent = run_for(&mut s, &obj, now, Duration::from_millis(100));
     assert_eq!(s.stats().blocks_requested, requested + 1, "block 0 read again");
     assert!(sent

@@ -15,8 +15,13 @@ pub const MAX_ACK_NODES: usize = 256;
 /// Largest encoding symbol id (24 bits).
 pub const MAX_ESI: u32 = (1 << 24) - 1;
 /// Bytes of data-packet fields before the symbol.
-pub const DATA_FIELDS_LEN: usize = 8;
+pub const DATA_FIELDS_LEN: usize = 12;
 const NEED_LEN: usize = 7;
+
+/// Whether data sequence number `a` comes after `b` (serial arithmetic: they wrap).
+pub fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
 
 /// Packet type codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +109,10 @@ pub struct Data<'a> {
     pub block: u32,
     /// Encoding symbol id (< 2^24): below the block's K a source symbol, else repair.
     pub esi: u32,
+    /// The sender's sequence number of this datagram (one per data datagram, wrapping). A
+    /// receiver's NAK quotes the highest it has seen, which tells the sender exactly which
+    /// repairs are still on their way to it.
+    pub seq: u32,
     /// Symbol bytes (length checked against the session's `T` by the receiver).
     pub symbol: &'a [u8],
 }
@@ -123,6 +132,9 @@ pub struct Need {
 /// A list of 1..=[`MAX_NEEDS`] needs (NAK or repair advertisement).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeedList {
+    /// NAK: the highest data sequence number the receiver has seen. Advertisement: the sender's
+    /// next sequence number.
+    pub seq: u32,
     /// The needs, in the order sent.
     pub needs: Vec<Need>,
 }
@@ -150,7 +162,7 @@ pub struct Echo {
 /// End of the sender's pass over the data: receivers may now NAK everything they lack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flush {
-    /// Flush sequence number.
+    /// The sequence number the sender's next data datagram will carry.
     pub seq: u32,
 }
 
@@ -235,6 +247,7 @@ impl Packet<'_> {
                 let esi_bytes: [u8; 3] = r.array()?;
                 let esi = u32::from_be_bytes([0, esi_bytes[0], esi_bytes[1], esi_bytes[2]]);
                 let block = r.u32()?;
+                let seq = r.u32()?;
                 let symbol = r.rest();
                 let len_ok =
                     (MIN_SYMBOL_SIZE as usize..=MAX_SYMBOL_SIZE as usize).contains(&symbol.len());
@@ -245,7 +258,7 @@ impl Packet<'_> {
                         WireError::BadField("symbol length")
                     });
                 }
-                Packet::Data(Data { object, block, esi, symbol })
+                Packet::Data(Data { object, block, esi, seq, symbol })
             }
             3 => Packet::Nak(parse_needs(&mut r)?),
             4 => Packet::RepairAdvert(parse_needs(&mut r)?),
@@ -287,9 +300,11 @@ impl Packet<'_> {
                 buf.put_u8(d.object as u8);
                 buf.extend_from_slice(&d.esi.to_be_bytes()[1..]);
                 buf.put_u32(d.block);
+                buf.put_u32(d.seq);
                 buf.extend_from_slice(d.symbol);
             }
             Packet::Nak(l) | Packet::RepairAdvert(l) => {
+                buf.put_u32(l.seq);
                 buf.put_u16(l.needs.len() as u16);
                 for n in &l.needs {
                     buf.put_u8(n.object as u8);
@@ -352,6 +367,7 @@ fn parse_announce(r: &mut Reader<'_>) -> Result<Announce, WireError> {
 }
 
 fn parse_needs(r: &mut Reader<'_>) -> Result<NeedList, WireError> {
+    let seq = r.u32()?;
     let n = usize::from(r.u16()?);
     if n == 0 || n > MAX_NEEDS {
         return Err(WireError::BadField("need count"));
@@ -367,7 +383,7 @@ fn parse_needs(r: &mut Reader<'_>) -> Result<NeedList, WireError> {
         }
         needs.push(Need { object, block, count });
     }
-    Ok(NeedList { needs })
+    Ok(NeedList { seq, needs })
 }
 
 fn parse_report(r: &mut Reader<'_>) -> Result<Report, WireError> {

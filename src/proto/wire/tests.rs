@@ -9,6 +9,7 @@ const HDR: Header = Header { flags: 0, session: 0xdead_beef, node: 42 };
 fn samples() -> Vec<Packet<'static>> {
     static SYMBOL: [u8; 64] = [7u8; 64];
     let needs = NeedList {
+        seq: 0x0102_0304,
         needs: vec![
             Need { object: ObjectId::Manifest, block: 0, count: 3 },
             Need { object: ObjectId::Payload, block: u32::MAX, count: u16::MAX },
@@ -24,7 +25,13 @@ fn samples() -> Vec<Packet<'static>> {
             rate_bps: 1_000_000_000,
             grtt_us: 1234,
         }),
-        Packet::Data(Data { object: ObjectId::Payload, block: 77, esi: MAX_ESI, symbol: &SYMBOL }),
+        Packet::Data(Data {
+            object: ObjectId::Payload,
+            block: 77,
+            esi: MAX_ESI,
+            seq: u32::MAX,
+            symbol: &SYMBOL,
+        }),
         Packet::Nak(needs.clone()),
         Packet::RepairAdvert(needs),
         Packet::Probe(Probe { send_time_us: 99, grtt_us: 1000 }),
@@ -67,7 +74,7 @@ fn round_trip_every_type() {
 
 #[test]
 fn data_overhead_fits_mtu_at_default_symbol_size() {
-    assert_eq!(DATA_OVERHEAD, 28);
+    assert_eq!(DATA_OVERHEAD, 32);
     const { assert!(1400 + DATA_OVERHEAD + 28 <= 1500, "IPv4 + UDP headers are 28 bytes") };
 }
 
@@ -142,15 +149,15 @@ fn header_checks() {
 fn field_ranges_are_enforced() {
     // Need count 0 and MAX_NEEDS + 1 (boundary pair with MAX_NEEDS, which must pass).
     let need = Need { object: ObjectId::Payload, block: 1, count: 1 };
-    let ok = NeedList { needs: vec![need; MAX_NEEDS] };
+    let ok = NeedList { seq: 1, needs: vec![need; MAX_NEEDS] };
     assert!(parse(&encode(&Packet::Nak(ok))).is_ok());
-    let over = NeedList { needs: vec![need; MAX_NEEDS + 1] };
+    let over = NeedList { seq: 1, needs: vec![need; MAX_NEEDS + 1] };
     assert_eq!(parse(&encode(&Packet::Nak(over))), Err(WireError::BadField("need count")));
-    let zero = NeedList { needs: vec![Need { count: 0, ..need }] };
+    let zero = NeedList { seq: 1, needs: vec![Need { count: 0, ..need }] };
     assert!(parse(&encode(&Packet::Nak(zero))).is_err());
     // Symbol length boundaries.
     let small = [0u8; crate::proto::layout::MIN_SYMBOL_SIZE as usize];
-    let d = Data { object: ObjectId::Payload, block: 0, esi: 0, symbol: &small };
+    let d = Data { object: ObjectId::Payload, block: 0, esi: 0, seq: 0, symbol: &small };
     assert!(parse(&encode(&Packet::Data(d))).is_ok());
     let d = Data { symbol: &small[1..], ..d };
     assert!(parse(&encode(&Packet::Data(d))).is_err());
@@ -211,7 +218,7 @@ proptest! {
             block,
             count,
         }).collect();
-        let p = Packet::Nak(NeedList { needs });
+        let p = Packet::Nak(NeedList { seq: 9, needs });
         let buf = encode(&p);
         prop_assert_eq!(parse(&buf).unwrap().1, p);
     }
