@@ -104,3 +104,24 @@ fn slow_receivers_converge_without_repair_storms() {
         r.sender.repair_packets
     );
 }
+
+#[test]
+fn a_full_receiver_asks_only_for_what_it_can_take() {
+    // Few block slots and slow receivers: blocks beyond the slots must wait their turn rather
+    // than be NAKed, repaired and dropped again.
+    let mut cfg = SimConfig { object_size: 2 << 20, ..SimConfig::small(3, 0.05, 11) };
+    cfg.receiver_service = mcast::proto::time::Duration::from_micros(50);
+    cfg.receiver.max_pending_blocks = 3;
+    let r = run(&cfg);
+    let mem: u64 = r.receivers.iter().map(|x| x.stats.dropped_memory).sum();
+    println!(
+        "dropped_memory={mem} data={} repair={} naks={} end={:?}",
+        r.sender.data_packets, r.sender.repair_packets, r.sender.naks_received, r.end
+    );
+    check(&r, 3, "small memory");
+    assert!(
+        r.sender.repair_packets < 3 * r.sender.data_packets,
+        "repair storm: {}",
+        r.sender.repair_packets
+    );
+}

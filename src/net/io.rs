@@ -6,6 +6,7 @@ use crate::proto::time::{Duration, Instant};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -122,6 +123,7 @@ pub fn wait_until(
 /// A fixed pool of threads running one function over submitted jobs.
 pub struct Workers<J, R> {
     jobs: Option<Sender<J>>,
+    stop: Arc<AtomicBool>,
     results: Receiver<R>,
     handles: Vec<JoinHandle<()>>,
     in_flight: usize,
@@ -138,11 +140,13 @@ impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
         let (res_tx, results) = mpsc::channel::<R>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let f = Arc::new(f);
+        let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
         for i in 0..n.max(1) {
             let job_rx = Arc::clone(&job_rx);
             let res_tx = res_tx.clone();
             let f = Arc::clone(&f);
+            let stop = Arc::clone(&stop);
             let handle =
                 std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || loop {
                     let job = match job_rx.lock() {
@@ -156,7 +160,7 @@ impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
                 })?;
             handles.push(handle);
         }
-        Ok(Workers { jobs: Some(jobs), results, handles, in_flight: 0 })
+        Ok(Workers { jobs: Some(jobs), stop, results, handles, in_flight: 0 })
     }
 
     /// Queue a job.
@@ -183,7 +187,9 @@ impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
 
 impl<J, R> Drop for Workers<J, R> {
     fn drop(&mut self) {
-        self.jobs = None; // closes the queue: workers exit after their current job
+        // Queued jobs are abandoned: each worker finishes at most the job it is running.
+        self.stop.store(true, Ordering::Relaxed);
+        self.jobs = None;
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
@@ -211,6 +217,24 @@ mod tests {
         got.sort();
         assert_eq!(got, (0..100).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(w.in_flight(), 0);
+    }
+
+    #[test]
+    fn dropping_abandons_queued_jobs() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut w = Workers::new(1, "t", move |x: u32| {
+            let _ = tx.send(x);
+            std::thread::sleep(Duration::from_millis(20));
+            x
+        })
+        .unwrap();
+        for i in 0..100 {
+            w.submit(i);
+        }
+        let started = std::time::Instant::now();
+        drop(w);
+        assert!(started.elapsed() < Duration::from_secs(1), "did not run the whole queue");
+        assert!(rx.try_iter().count() < 10);
     }
 
     #[test]

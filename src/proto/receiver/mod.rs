@@ -171,7 +171,27 @@ struct Session {
     phase: Phase,
 }
 
+/// Whether block `b` of `o` can take symbols: it already has a slot, or a free one is left
+/// (which this then counts as used).
+fn takes(o: &ObjectState, b: u32, free: &mut usize) -> bool {
+    if o.pending.contains_key(&b) {
+        return true;
+    }
+    if *free > 0 && !o.decoding.contains(&b) {
+        *free -= 1;
+        return true;
+    }
+    false
+}
+
 impl Session {
+    /// Block slots left under `max` (collecting, decoding and unverified blocks use one each).
+    fn free_slots(&self, max: usize) -> usize {
+        let used =
+            self.objects[0].in_memory() + self.objects[1].in_memory() + self.unverified.len();
+        max.saturating_sub(used)
+    }
+
     /// The sender reports that its next data datagram will carry `next`: everything before it
     /// has been sent, and what we did not get of it is lost, not in flight.
     fn saw_position(&mut self, next: u32) {
@@ -383,7 +403,7 @@ impl Receiver {
         if d.object == ObjectId::Payload {
             grew |= s.objects[0].advance(u32::MAX);
         }
-        let in_memory = s.objects[0].in_memory() + s.objects[1].in_memory() + s.unverified.len();
+        let full = s.free_slots(max_pending) == 0;
         let o = &mut s.objects[obj];
         if o.is_done(d.block) || o.decoding.contains(&d.block) {
             self.stats.symbols_duplicate += 1;
@@ -391,7 +411,7 @@ impl Receiver {
             let symbols = match o.pending.entry(d.block) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    if in_memory >= max_pending {
+                    if full {
                         self.stats.dropped_memory += 1;
                         if grew {
                             self.update_nak_timer(now);
@@ -575,11 +595,14 @@ impl Receiver {
         if s.nak_at.is_some() || !matches!(s.phase, Phase::Receiving) {
             return;
         }
+        let mut free = s.free_slots(self.cfg.max_pending_blocks);
         let wanted = [ObjectId::Manifest, ObjectId::Payload].into_iter().any(|id| {
             let o = &s.objects[id as usize];
             o.outstanding.iter().any(|b| {
                 let need = o.need(*b);
-                need > 0 && s.covers.get(&(id, *b)).is_none_or(|c| c.until <= now || c.count < need)
+                need > 0
+                    && s.covers.get(&(id, *b)).is_none_or(|c| c.until <= now || c.count < need)
+                    && takes(o, *b, &mut free)
             })
         });
         if wanted {
@@ -636,8 +659,10 @@ impl Receiver {
         };
         let mut needs = Vec::new();
         let mut short = false;
+        let mut free = s.free_slots(self.cfg.max_pending_blocks);
+        let (t, max) = (s.announce.symbol_size, MAX_NEEDS);
         'objects: for id in [ObjectId::Manifest, ObjectId::Payload] {
-            let o = &s.objects[id as usize];
+            let o = &mut s.objects[id as usize];
             for &b in &o.outstanding {
                 let need = o.need(b);
                 if need == 0 {
@@ -646,11 +671,22 @@ impl Receiver {
                 short = true;
                 let covered =
                     s.covers.get(&(id, b)).is_some_and(|c| c.until > now && c.count >= need);
-                if !covered {
+                // Ask only for blocks we can hold: the repairs for a block with no slot would
+                // be dropped on arrival and asked for again.
+                if !covered && takes(o, b, &mut free) {
                     let count = need.min(u32::from(u16::MAX)) as u16;
                     needs.push(Need { object: id, block: b, count });
-                    if needs.len() == MAX_NEEDS {
+                    if needs.len() == max {
                         break 'objects;
+                    }
+                }
+            }
+            // Reserve the slots of the blocks asked for, so their repairs find room.
+            for n in needs.iter().filter(|n| n.object == id) {
+                if !o.pending.contains_key(&n.block) {
+                    let k = o.layout.source_symbols(n.block).unwrap_or(0);
+                    if let Ok(slot) = BlockSymbols::new(t, k) {
+                        o.pending.insert(n.block, slot);
                     }
                 }
             }
