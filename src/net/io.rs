@@ -154,6 +154,9 @@ impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
                         Err(_) => return,
                     };
                     let Ok(job) = job else { return };
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     if res_tx.send(f(job)).is_err() {
                         return;
                     }
