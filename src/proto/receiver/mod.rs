@@ -10,6 +10,7 @@
 //! [`Receiver::handle_stored`].
 
 mod backoff;
+mod nak;
 mod object;
 
 pub use backoff::backoff;
@@ -169,19 +170,6 @@ struct Session {
     /// Highest data sequence number seen from the sender (or implied by a flush or advert).
     seen_seq: Option<u32>,
     phase: Phase,
-}
-
-/// Whether block `b` of `o` can take symbols: it already has a slot, or a free one is left
-/// (which this then counts as used).
-fn takes(o: &ObjectState, b: u32, free: &mut usize) -> bool {
-    if o.pending.contains_key(&b) {
-        return true;
-    }
-    if *free > 0 && !o.decoding.contains(&b) {
-        *free -= 1;
-        return true;
-    }
-    false
 }
 
 impl Session {
@@ -345,29 +333,6 @@ impl Receiver {
             seen_seq: None,
             phase: Phase::Receiving,
         });
-    }
-
-    fn repair_wait(s: &Session, backoff_factor: f64, symbols: u32) -> Duration {
-        let tx_us = u64::from(symbols) * u64::from(s.announce.symbol_size) * 8 * 1_000_000
-            / s.announce.rate_bps.max(1);
-        s.grtt.mul_f64(backoff_factor + 2.0) + Duration::from_micros(tx_us)
-    }
-
-    /// A NAK from another receiver or a repair advertisement: our need for those blocks is
-    /// covered if theirs is at least as large.
-    fn on_cover(&mut self, now: Instant, list: &NeedList, _from_sender: bool) {
-        let Some(s) = self.session.as_mut() else {
-            return;
-        };
-        let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
-        let until = now + Self::repair_wait(s, self.cfg.backoff_factor, total);
-        for n in &list.needs {
-            let c = s.covers.entry((n.object, n.block)).or_insert(Cover { count: 0, until });
-            if c.until <= now || u32::from(n.count) >= c.count {
-                *c = Cover { count: c.count.max(u32::from(n.count)), until: until.max(c.until) };
-            }
-        }
-        s.cover_check = Some(s.cover_check.map_or(until, |c| c.min(until)));
     }
 
     fn on_data(&mut self, now: Instant, d: Data<'_>) {
@@ -588,29 +553,6 @@ impl Receiver {
         s.phase = Phase::Reporting { report, next: now, tries_left: self.cfg.report_tries };
     }
 
-    fn update_nak_timer(&mut self, now: Instant) {
-        let Some(s) = self.session.as_mut() else {
-            return;
-        };
-        if s.nak_at.is_some() || !matches!(s.phase, Phase::Receiving) {
-            return;
-        }
-        let mut free = s.free_slots(self.cfg.max_pending_blocks);
-        let wanted = [ObjectId::Manifest, ObjectId::Payload].into_iter().any(|id| {
-            let o = &s.objects[id as usize];
-            o.outstanding.iter().any(|b| {
-                let need = o.need(*b);
-                need > 0
-                    && s.covers.get(&(id, *b)).is_none_or(|c| c.until <= now || c.count < need)
-                    && takes(o, *b, &mut free)
-            })
-        });
-        if wanted {
-            let max = s.grtt.mul_f64(self.cfg.backoff_factor);
-            s.nak_at = Some(now + backoff(&mut self.rng, max, self.cfg.group_size));
-        }
-    }
-
     /// Advance timers to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
@@ -651,61 +593,6 @@ impl Receiver {
                 }
             }
         }
-    }
-
-    fn send_nak(&mut self, now: Instant) {
-        let Some(s) = self.session.as_mut() else {
-            return;
-        };
-        let mut needs = Vec::new();
-        let mut short = false;
-        let mut free = s.free_slots(self.cfg.max_pending_blocks);
-        let (t, max) = (s.announce.symbol_size, MAX_NEEDS);
-        'objects: for id in [ObjectId::Manifest, ObjectId::Payload] {
-            let o = &mut s.objects[id as usize];
-            for &b in &o.outstanding {
-                let need = o.need(b);
-                if need == 0 {
-                    continue;
-                }
-                short = true;
-                let covered =
-                    s.covers.get(&(id, b)).is_some_and(|c| c.until > now && c.count >= need);
-                // Ask only for blocks we can hold: the repairs for a block with no slot would
-                // be dropped on arrival and asked for again.
-                if !covered && takes(o, b, &mut free) {
-                    let count = need.min(u32::from(u16::MAX)) as u16;
-                    needs.push(Need { object: id, block: b, count });
-                    if needs.len() == max {
-                        break 'objects;
-                    }
-                }
-            }
-            // Reserve the slots of the blocks asked for, so their repairs find room.
-            for n in needs.iter().filter(|n| n.object == id) {
-                if !o.pending.contains_key(&n.block) {
-                    let k = o.layout.source_symbols(n.block).unwrap_or(0);
-                    if let Ok(slot) = BlockSymbols::new(t, k) {
-                        o.pending.insert(n.block, slot);
-                    }
-                }
-            }
-        }
-        if needs.is_empty() {
-            if short {
-                self.stats.naks_suppressed += 1;
-            }
-            return;
-        }
-        self.stats.naks_sent += 1;
-        let list = NeedList { seq: s.seen_seq.unwrap_or(0), needs };
-        let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
-        let until = now + Self::repair_wait(s, self.cfg.backoff_factor, total);
-        for n in &list.needs {
-            s.covers.insert((n.object, n.block), Cover { count: u32::from(n.count), until });
-        }
-        s.cover_check = Some(s.cover_check.map_or(until, |c| c.min(until)));
-        self.outbox.push_back(Packet::Nak(list));
     }
 
     /// The next event for the driver.
