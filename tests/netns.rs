@@ -190,6 +190,8 @@ fn three_receivers_with_loss_in_private_namespace() {
         assert!(!reports.is_empty(), "receiver {i} printed no report");
         for r in &reports {
             eprintln!("==== receiver {i} report\n{}", pretty(r));
+            // "unacknowledged" means: verified and placed, but the sender's acknowledgement of
+            // the completion report never arrived. The contract asks for "complete".
             assert_eq!(str_field(r, "status"), "complete", "receiver {i} report");
             naks_sent += u64_field(r, "naks_sent");
         }

@@ -205,7 +205,6 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         while sender.poll_transmit(now, &mut tbuf).is_some() {
             send_datagram(&sock, &tbuf, group).map_err(DriverError::io("send"))?;
         }
-        let mut finished = false;
         while let Some(ev) = sender.poll_event() {
             match ev {
                 Event::NeedBlock { block, offset, len, symbols, symbol_size } => {
@@ -223,11 +222,11 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
                         r.report.naks_sent
                     );
                 }
-                Event::Finished => finished = true,
+                Event::Finished => tracing::info!("done; answering late reports briefly"),
             }
         }
         if let Some(pb) = &progress {
-            if last_progress.elapsed() >= Duration::from_millis(100) || finished {
+            if last_progress.elapsed() >= Duration::from_millis(100) {
                 last_progress = std::time::Instant::now();
                 let s = sender.stats();
                 pb.set_position(
@@ -241,11 +240,7 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
                 ));
             }
         }
-        if finished {
-            // Acknowledge the last reports before leaving.
-            while sender.poll_transmit(clock.now(), &mut tbuf).is_some() {
-                send_datagram(&sock, &tbuf, group).map_err(DriverError::io("send"))?;
-            }
+        if sender.leave_at().is_some_and(|t| clock.now() >= t) {
             break;
         }
         let max_wait = if workers.in_flight() > 0 { BLOCK_POLL } else { IDLE_POLL };

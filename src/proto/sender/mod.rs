@@ -181,6 +181,8 @@ pub struct Sender {
     receivers: BTreeMap<u32, ReceiverInfo>,
     loss_ppm: BTreeMap<u32, u32>,
     finished: bool,
+    finished_at: Instant,
+    last_report_at: Instant,
     events: VecDeque<Event>,
     scratch: Vec<u8>,
     /// Sequence number of the next data datagram.
@@ -249,6 +251,8 @@ impl Sender {
             receivers: BTreeMap::new(),
             loss_ppm: BTreeMap::new(),
             finished: false,
+            finished_at: now,
+            last_report_at: now,
             events: VecDeque::new(),
             scratch: Vec::new(),
             seq: 0,
@@ -291,6 +295,15 @@ impl Sender {
     /// Whether [`Event::Finished`] has been issued.
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// Once finished, when the driver may stop. Until then it keeps answering reports: a
+    /// receiver whose acknowledgement was lost repeats its report, and must be acknowledged
+    /// again rather than left to give up. The window runs from the last report heard.
+    pub fn leave_at(&self) -> Option<Instant> {
+        let linger =
+            (self.grtt.get() * 16).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        self.finished.then(|| self.finished_at.max(self.last_report_at) + linger)
     }
 
     fn layout_of(&self, object: ObjectId) -> &Layout {
@@ -384,6 +397,7 @@ impl Sender {
             }
             Packet::Report(report) => {
                 self.stats.reports_received += 1;
+                self.last_report_at = now;
                 self.acks.insert(header.node);
                 if let std::collections::btree_map::Entry::Vacant(e) =
                     self.receivers.entry(header.node)
@@ -422,6 +436,7 @@ impl Sender {
         };
         if done {
             self.finished = true;
+            self.finished_at = now;
             self.events.push_back(Event::Finished);
         }
     }

@@ -157,4 +157,21 @@ fn finishes_when_expected_receivers_report() {
     let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
     assert_eq!(events.iter().filter(|e| matches!(e, Event::ReceiverReport(_))).count(), 2);
     assert_eq!(events.last(), Some(&Event::Finished));
+    let mut buf = Vec::new();
+    while s.poll_transmit(Instant::ZERO, &mut buf).is_some() {}
+    let first_leave = s.leave_at().unwrap();
+    // A receiver whose ack was lost repeats its report after the sender finished: it is
+    // acknowledged again, and the sender stays longer.
+    let later = Instant::ZERO + Duration::from_millis(50);
+    let mut b = Vec::new();
+    wire::emit(&Header { flags: 0, session: 1, node: 11 }, &Packet::Report(report), &mut b);
+    s.handle_datagram(later, addr(), &b);
+    let mut acked = false;
+    while s.poll_transmit(later, &mut buf).is_some() {
+        if let Ok((_, Packet::ReportAck(a))) = wire::parse(&buf) {
+            acked |= a.nodes.contains(&11);
+        }
+    }
+    assert!(acked);
+    assert!(s.leave_at().unwrap() > first_leave);
 }
