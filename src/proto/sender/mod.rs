@@ -187,6 +187,8 @@ pub struct Sender {
     scratch: Vec<u8>,
     /// Sequence number of the next data datagram.
     seq: u32,
+    /// `seq` when old repair records were last pruned.
+    pruned_at: u32,
     last_now: Instant,
     stats: SenderStats,
 }
@@ -256,6 +258,7 @@ impl Sender {
             events: VecDeque::new(),
             scratch: Vec::new(),
             seq: 0,
+            pruned_at: 0,
             last_now: now,
             stats: SenderStats::default(),
             cfg,
@@ -416,8 +419,12 @@ impl Sender {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         self.repairs.on_timeout(now);
-        // No receiver is a million datagrams (over a GiB) behind and still useful.
-        self.repairs.prune(self.seq.wrapping_sub(1 << 20));
+        // No receiver is a million datagrams (over a GiB) behind and still useful; forgetting
+        // older repairs is bookkeeping, done every 64 Ki datagrams rather than every call.
+        if self.seq.wrapping_sub(self.pruned_at) >= 1 << 16 {
+            self.pruned_at = self.seq;
+            self.repairs.prune(self.seq.wrapping_sub(1 << 20));
+        }
         self.check_finished(now);
     }
 
