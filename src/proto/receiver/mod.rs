@@ -233,8 +233,7 @@ impl Receiver {
     pub fn progress(&self) -> Option<(u32, u32)> {
         let s = self.session.as_ref()?;
         let o = &s.objects[ObjectId::Payload as usize];
-        let done = (0..o.layout.block_count()).filter(|b| o.is_done(*b)).count() as u32;
-        Some((done, o.layout.block_count()))
+        Some((o.done_count(), o.layout.block_count()))
     }
 
     /// Feed one datagram. Bad input is counted and dropped.
@@ -295,7 +294,7 @@ impl Receiver {
             }
             Packet::RepairAdvert(list) if from_sender => {
                 s.saw_position(list.seq);
-                self.on_cover(now, &list, true)
+                self.on_cover(now, &list)
             }
             Packet::ReportAck(ack) if from_sender => {
                 if ack.nodes.contains(&self.cfg.node) {
@@ -309,7 +308,7 @@ impl Receiver {
                     }
                 }
             }
-            Packet::Nak(list) => self.on_cover(now, &list, false),
+            Packet::Nak(list) => self.on_cover(now, &list),
             Packet::Echo(_) | Packet::Report(_) => {} // other receivers' feedback
             _ => self.stats.dropped_foreign += 1,
         }

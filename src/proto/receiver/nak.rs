@@ -20,7 +20,27 @@ fn takes(o: &ObjectState, b: u32, free: &mut usize) -> bool {
     false
 }
 
+/// Whether a need of `need` symbols for block `b` is covered by what was heard or sent.
+fn covered(
+    covers: &HashMap<(ObjectId, u32), Cover>,
+    id: ObjectId,
+    b: u32,
+    need: u32,
+    now: Instant,
+) -> bool {
+    covers.get(&(id, b)).is_some_and(|c| c.until > now && c.count >= need)
+}
+
+impl Session {
+    /// See [`covered`].
+    fn covered(&self, id: ObjectId, b: u32, need: u32, now: Instant) -> bool {
+        covered(&self.covers, id, b, need, now)
+    }
+}
+
 impl Receiver {
+    /// How long a NAK for `symbols` symbols covers its blocks: the sender's holdoff, a round
+    /// trip, the longest backoff of the others, and the time to send the repairs.
     pub(super) fn repair_wait(s: &Session, backoff_factor: f64, symbols: u32) -> Duration {
         let tx_us = u64::from(symbols) * u64::from(s.announce.symbol_size) * 8 * 1_000_000
             / s.announce.rate_bps.max(1);
@@ -29,21 +49,25 @@ impl Receiver {
 
     /// A NAK from another receiver or a repair advertisement: our need for those blocks is
     /// covered if theirs is at least as large.
-    pub(super) fn on_cover(&mut self, now: Instant, list: &NeedList, _from_sender: bool) {
+    pub(super) fn on_cover(&mut self, now: Instant, list: &NeedList) {
         let Some(s) = self.session.as_mut() else {
             return;
         };
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
         let until = now + Self::repair_wait(s, self.cfg.backoff_factor, total);
         for n in &list.needs {
-            let c = s.covers.entry((n.object, n.block)).or_insert(Cover { count: 0, until });
-            if c.until <= now || u32::from(n.count) >= c.count {
-                *c = Cover { count: c.count.max(u32::from(n.count)), until: until.max(c.until) };
+            let heard = Cover { count: u32::from(n.count), until };
+            let c = s.covers.entry((n.object, n.block)).or_insert(heard);
+            if c.until <= now {
+                *c = heard; // the old cover has lapsed: only what was just heard counts
+            } else if heard.count >= c.count {
+                *c = Cover { count: heard.count, until: until.max(c.until) };
             }
         }
         s.cover_check = Some(s.cover_check.map_or(until, |c| c.min(until)));
     }
 
+    /// Arm the NAK backoff if some block we can take is short and uncovered.
     pub(super) fn update_nak_timer(&mut self, now: Instant) {
         let Some(s) = self.session.as_mut() else {
             return;
@@ -56,9 +80,7 @@ impl Receiver {
             let o = &s.objects[id as usize];
             o.outstanding.iter().any(|b| {
                 let need = o.need(*b);
-                need > 0
-                    && s.covers.get(&(id, *b)).is_none_or(|c| c.until <= now || c.count < need)
-                    && takes(o, *b, &mut free)
+                need > 0 && !s.covered(id, *b, need, now) && takes(o, *b, &mut free)
             })
         });
         if wanted {
@@ -67,6 +89,7 @@ impl Receiver {
         }
     }
 
+    /// The backoff expired: NAK what is still short and uncovered (or count a suppression).
     pub(super) fn send_nak(&mut self, now: Instant) {
         let Some(s) = self.session.as_mut() else {
             return;
@@ -83,11 +106,9 @@ impl Receiver {
                     continue;
                 }
                 short = true;
-                let covered =
-                    s.covers.get(&(id, b)).is_some_and(|c| c.until > now && c.count >= need);
                 // Ask only for blocks we can hold: the repairs for a block with no slot would
                 // be dropped on arrival and asked for again.
-                if !covered && takes(o, b, &mut free) {
+                if !covered(&s.covers, id, b, need, now) && takes(o, b, &mut free) {
                     let count = need.min(u32::from(u16::MAX)) as u16;
                     needs.push(Need { object: id, block: b, count });
                     if needs.len() == max {
@@ -120,5 +141,50 @@ impl Receiver {
         }
         s.cover_check = Some(s.cover_check.map_or(until, |c| c.min(until)));
         self.outbox.push_back(Packet::Nak(list));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receiver_in_session() -> Receiver {
+        let mut r = Receiver::new(ReceiverConfig::default());
+        let a = Announce {
+            object_size: 10_000,
+            symbol_size: 100,
+            block_symbols: 10,
+            manifest_len: 100,
+            manifest_hash: [0; 32],
+            rate_bps: 1_000_000_000,
+            grtt_us: 1000,
+        };
+        let mut b = Vec::new();
+        wire::emit(&Header { flags: 0, session: 9, node: 1 }, &Packet::Announce(a), &mut b);
+        r.handle_datagram(Instant::ZERO, "198.18.0.1:7000".parse().unwrap(), &b);
+        assert_eq!(r.session_id(), Some(9));
+        r
+    }
+
+    fn heard(count: u16) -> NeedList {
+        NeedList { seq: 0, needs: vec![Need { object: ObjectId::Payload, block: 3, count }] }
+    }
+
+    #[test]
+    fn covers_take_the_larger_need_and_lapse() {
+        let mut r = receiver_in_session();
+        let t0 = Instant::ZERO;
+        r.on_cover(t0, &heard(10));
+        r.on_cover(t0, &heard(4));
+        let s = r.session.as_ref().unwrap();
+        assert!(s.covered(ObjectId::Payload, 3, 10, t0), "the larger need stands");
+        assert!(!s.covered(ObjectId::Payload, 3, 11, t0), "but does not cover more");
+        let until = s.covers[&(ObjectId::Payload, 3)].until;
+        assert!(!s.covered(ObjectId::Payload, 3, 1, until), "lapsed at its deadline");
+        // After it lapsed, a smaller need heard covers only that much.
+        r.on_cover(until, &heard(2));
+        let s = r.session.as_ref().unwrap();
+        assert!(s.covered(ObjectId::Payload, 3, 2, until));
+        assert!(!s.covered(ObjectId::Payload, 3, 5, until), "stale count must not linger");
     }
 }

@@ -42,6 +42,11 @@ impl ObjectState {
         self.done.get(b as usize).copied().unwrap_or(false)
     }
 
+    /// Blocks done.
+    pub fn done_count(&self) -> u32 {
+        self.done_count
+    }
+
     /// Whether every block is done.
     pub fn complete(&self) -> bool {
         self.done_count == self.layout.block_count()
