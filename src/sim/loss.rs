@@ -10,24 +10,11 @@ pub enum LossModel {
     Independent(f64),
 }
 
-/// Per-run loss state.
-#[derive(Debug)]
-pub(crate) struct LossState {
-    model: LossModel,
-}
-
-impl LossState {
-    pub(crate) fn new(model: &LossModel, _receivers: usize) -> Self {
-        LossState { model: model.clone() }
-    }
-
-    /// Whether the copy from `from` to `to` of the current datagram is lost.
-    pub(crate) fn drops(&mut self, rng: &mut ChaCha8Rng, _from: usize, _to: usize) -> bool {
-        match self.model {
+impl LossModel {
+    /// Whether the next copy is lost.
+    pub(crate) fn drops(&self, rng: &mut ChaCha8Rng) -> bool {
+        match *self {
             LossModel::Independent(p) => p > 0.0 && rng.gen::<f64>() < p,
         }
     }
-
-    /// The current datagram has been delivered to everyone.
-    pub(crate) fn end_datagram(&mut self) {}
 }

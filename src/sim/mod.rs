@@ -154,7 +154,6 @@ struct World {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     items: HashMap<u64, Item>,
     rng: ChaCha8Rng,
-    loss: loss::LossState,
     sender: Sender,
     receivers: Vec<Receiver>,
     nodes: Vec<Node>,
@@ -199,7 +198,6 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         })
         .collect();
     let w = World {
-        loss: loss::LossState::new(&cfg.loss, cfg.receivers),
         cfg: cfg.clone(),
         now: Instant::ZERO,
         seq: 0,
@@ -357,7 +355,7 @@ impl World {
             if to == from || !wanted {
                 continue;
             }
-            if self.loss.drops(&mut self.rng, from, to) {
+            if self.cfg.loss.drops(&mut self.rng) {
                 continue;
             }
             self.trace.update(&at.as_micros().to_le_bytes());
@@ -366,7 +364,6 @@ impl World {
             self.trace.update(crc);
             self.push(at, Item::Deliver { to, from, data: Rc::clone(&data), queued: false });
         }
-        self.loss.end_datagram();
     }
 
     /// A copy reaches a slow receiver: it waits its turn, or is dropped when the queue is full.
