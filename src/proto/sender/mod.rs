@@ -455,27 +455,24 @@ impl Sender {
 
     /// When [`Sender::handle_timeout`] or [`Sender::poll_transmit`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = [
+        if !self.acks.is_empty() {
+            return Some(self.last_now);
+        }
+        let lingering =
+            self.cfg.expected_receivers.is_none() && self.next_flush.is_some() && !self.finished;
+        let data_ready = self.cursor.is_some_and(|c| self.available((c.object, c.block)));
+        let repair_ready = self.repairs.queued_blocks().any(|k| self.available(k));
+        [
             Some(self.next_announce),
             Some(self.next_probe),
             self.next_flush,
             self.repairs.deadline(),
+            lingering.then(|| self.quiet_since + self.cfg.linger),
+            (data_ready || repair_ready).then(|| self.pacer.next_ready()),
         ]
         .into_iter()
         .flatten()
-        .min();
-        if self.cfg.expected_receivers.is_none() && self.next_flush.is_some() && !self.finished {
-            t = t.min(Some(self.quiet_since + self.cfg.linger));
-        }
-        if !self.acks.is_empty() {
-            return Some(self.last_now);
-        }
-        let data_ready = self.cursor.is_some_and(|c| self.available((c.object, c.block)));
-        let repair_ready = self.repairs.queued_blocks().any(|k| self.available(k));
-        if data_ready || repair_ready {
-            t = Some(t.map_or(self.pacer.next_ready(), |t| t.min(self.pacer.next_ready())));
-        }
-        t
+        .min()
     }
 
     /// The next datagram to send, written into `buf`.
