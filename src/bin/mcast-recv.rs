@@ -24,7 +24,7 @@ Exit status: 0 complete, 1 failed, 3 timed out, 130 interrupted.";
 
 /// Receive files pushed with mcast-send: join, decode, verify, place atomically.
 #[derive(Parser, Debug)]
-#[command(name = "mcast-recv", version, about, after_help = EXAMPLES)]
+#[command(name = "mcast-recv", version, after_help = EXAMPLES)]
 struct Args {
     /// Multicast group and port, e.g. 239.255.0.1:7000.
     #[arg(long, value_parser = |s: &str| parse_group(s).map_err(|e| e.to_string()))]

@@ -23,7 +23,7 @@ Exit status: 0 done (with --receivers: all reported a verified copy), 1 error,
 
 /// Push a file to every receiver on an IP multicast group, reliably (RaptorQ FEC + NAK repair).
 #[derive(Parser, Debug)]
-#[command(name = "mcast-send", version, about, after_help = EXAMPLES)]
+#[command(name = "mcast-send", version, after_help = EXAMPLES)]
 struct Args {
     /// File to send.
     path: PathBuf,
