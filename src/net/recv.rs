@@ -200,10 +200,13 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
                         placed.path = None;
                     }
                     placed.bytes = bytes;
-                    tracing::info!(
-                        "verified and placed after {:.2} s (fsync, re-read, BLAKE3, rename)",
-                        wall.elapsed().as_secs_f64() - received
-                    );
+                    let took = wall.elapsed().as_secs_f64() - received;
+                    match &result {
+                        Ok(_) => tracing::info!(
+                            "verified and placed in {took:.2} s (fsync, re-read, BLAKE3, rename)"
+                        ),
+                        Err(e) => tracing::error!("not placed: {e}"),
+                    }
                     receiver.handle_stored(clock.now(), result);
                 }
                 Event::Finished(outcome) => finished = Some(outcome),
