@@ -199,6 +199,20 @@ impl<J, R> Drop for Workers<J, R> {
     }
 }
 
+/// A byte progress bar on stderr.
+pub(crate) fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    pb.set_style(style.progress_chars("=> "));
+    pb
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,9 +3,9 @@
 //! temp file beside the destination and place it only once the whole object verifies.
 //! [`run_once`] is what `mcast-recv` calls for each object; tests can call it too.
 
-use crate::net::io::{recv_batch, send_datagram, wait_until, Clock, Workers};
-use crate::net::send::{feedback_addr, progress_bar, BLOCK_POLL, IDLE_POLL};
-use crate::net::socket::{open_multicast, resolve_interface, SocketOptions};
+use crate::net::io::{progress_bar, recv_batch, send_datagram, wait_until, Clock, Workers};
+use crate::net::send::{BLOCK_POLL, IDLE_POLL};
+use crate::net::socket::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use crate::net::DriverError;
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
 use crate::proto::stats::ReceiverStats;
@@ -175,9 +175,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
                         progress = Some(progress_bar(m.object_size));
                     }
                 }
-                Event::Decode(job) if job.symbols.is_systematic() => {
-                    receiver.handle_decoded(clock.now(), job.run());
-                }
+                // Copy or decode, and hash: never on this loop.
                 Event::Decode(job) => workers.submit(job),
                 Event::Block { offset, data, .. } => {
                     if let Some(s) = sink.as_mut() {

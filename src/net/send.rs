@@ -2,8 +2,8 @@
 //! sans-IO [`Sender`] with real time, real datagrams and blocks read and FEC-prepared on worker
 //! threads. [`run`] is what `mcast-send` calls; tests can call it too.
 
-use crate::net::io::{recv_batch, send_datagram, wait_until, Clock, Workers};
-use crate::net::socket::{open_multicast, resolve_interface, NetError, SocketOptions};
+use crate::net::io::{progress_bar, recv_batch, send_datagram, wait_until, Clock, Workers};
+use crate::net::socket::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use crate::net::DriverError;
 use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
@@ -294,26 +294,4 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         grtt_us: sender.grtt().as_micros() as u64,
         stats,
     })
-}
-
-/// The feedback address of a group: same group, data port + 1.
-pub fn feedback_addr(group: SocketAddrV4) -> Result<SocketAddrV4, NetError> {
-    let port = group.port().checked_add(1).ok_or_else(|| {
-        NetError::BadGroup(format!("{group}: port {} has no feedback port above it", group.port()))
-    })?;
-    Ok(SocketAddrV4::new(*group.ip(), port))
-}
-
-/// A byte progress bar on stderr.
-pub(crate) fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(len),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let style = indicatif::ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    pb.set_style(style.progress_chars("=> "));
-    pb
 }

@@ -415,6 +415,14 @@ pub fn parse_rate(s: &str) -> Result<u64, NetError> {
     Ok(bps)
 }
 
+/// The feedback address of a group: same group, data port + 1.
+pub fn feedback_addr(group: SocketAddrV4) -> Result<SocketAddrV4, NetError> {
+    let port = group.port().checked_add(1).ok_or_else(|| {
+        NetError::BadGroup(format!("{group}: port {} has no feedback port above it", group.port()))
+    })?;
+    Ok(SocketAddrV4::new(*group.ip(), port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,5 +585,12 @@ mod tests {
         let (b, _) = open_multicast(group, &lo, &SocketOptions::default()).expect("second open");
         assert_eq!(b.multicast_ttl_v4().expect("ttl"), 1);
         assert!(b.multicast_loop_v4().expect("loop"));
+    }
+
+    #[test]
+    fn feedback_port_is_the_next_one() {
+        let g = |port| SocketAddrV4::new(Ipv4Addr::new(239, 255, 0, 1), port);
+        assert_eq!(feedback_addr(g(65534)).unwrap(), g(65535));
+        assert!(feedback_addr(g(65535)).is_err());
     }
 }

@@ -72,6 +72,8 @@ pub struct DecodeJob {
     pub block: u32,
     /// The symbols collected.
     pub symbols: BlockSymbols,
+    /// Bytes of object data in the block (the rest of `K * T` is padding).
+    pub len: usize,
 }
 
 /// The result of [`DecodeJob::run`], for [`Receiver::handle_decoded`].
@@ -83,19 +85,25 @@ pub struct Decoded {
     pub block: u32,
     /// Whether it was a copy (no loss).
     pub systematic: bool,
-    /// `K * T` bytes, or the symbols back when they were not enough.
-    pub result: Result<Vec<u8>, Box<BlockSymbols>>,
+    /// The block's data and its BLAKE3, or the symbols back when they were not enough.
+    pub result: Result<(Vec<u8>, [u8; 32]), Box<BlockSymbols>>,
 }
 
 impl DecodeJob {
-    /// Decode (or copy) the block.
+    /// Decode (or copy) the block and hash it: all the CPU work a block needs, so that a
+    /// driver can run it off its receive loop.
     pub fn run(self) -> Decoded {
         let systematic = self.symbols.is_systematic();
+        let len = self.len;
         Decoded {
             object: self.object,
             block: self.block,
             systematic,
-            result: self.symbols.decode(),
+            result: self.symbols.decode().map(|mut data| {
+                data.truncate(len);
+                let hash = *blake3::hash(&data).as_bytes();
+                (data, hash)
+            }),
         }
     }
 }
@@ -163,7 +171,8 @@ struct Session {
     objects: [ObjectState; 2],
     manifest: Option<Manifest>,
     manifest_bytes: Vec<u8>,
-    unverified: BTreeMap<u32, Vec<u8>>,
+    /// Decoded payload blocks, with their hashes, waiting for the manifest.
+    unverified: BTreeMap<u32, (Vec<u8>, [u8; 32])>,
     covers: HashMap<(ObjectId, u32), Cover>,
     cover_check: Option<Instant>,
     nak_at: Option<Instant>,
@@ -394,10 +403,12 @@ impl Receiver {
             if symbols.ready() {
                 let symbols = o.pending.remove(&d.block).expect("present");
                 o.decoding.insert(d.block);
+                let len = o.layout.block_len(d.block).unwrap_or(0);
                 self.events.push_back(Event::Decode(DecodeJob {
                     object: d.object,
                     block: d.block,
                     symbols,
+                    len,
                 }));
             }
         }
@@ -416,8 +427,8 @@ impl Receiver {
         if !o.decoding.remove(&decoded.block) {
             return; // not ours (stale or foreign)
         }
-        let mut data = match decoded.result {
-            Ok(data) => data,
+        let (data, hash) = match decoded.result {
+            Ok(done) => done,
             Err(symbols) => {
                 self.stats.decode_failures += 1;
                 o.pending.insert(decoded.block, *symbols);
@@ -430,18 +441,17 @@ impl Receiver {
         } else {
             self.stats.blocks_decoded += 1;
         }
-        let Some(len) = o.layout.block_len(decoded.block) else {
-            return;
-        };
-        data.truncate(len);
+        if o.layout.block_len(decoded.block) != Some(data.len()) {
+            return; // a job not built by this receiver
+        }
         match decoded.object {
             ObjectId::Manifest => self.on_manifest_block(now, decoded.block, &data),
             ObjectId::Payload => {
                 if s.manifest.is_some() {
-                    self.verify_block(now, decoded.block, data);
+                    self.verify_block(now, decoded.block, data, hash);
                 } else if s.unverified.len() < self.cfg.max_pending_blocks {
                     o.set_done(decoded.block);
-                    s.unverified.insert(decoded.block, data);
+                    s.unverified.insert(decoded.block, (data, hash));
                 } else {
                     self.stats.dropped_memory += 1;
                     o.reset(decoded.block);
@@ -476,8 +486,8 @@ impl Receiver {
                 for b in held.keys() {
                     s.objects[1].reset(*b);
                 }
-                for (b, data) in held {
-                    self.verify_block(now, b, data);
+                for (b, (data, hash)) in held {
+                    self.verify_block(now, b, data, hash);
                 }
                 self.check_complete();
             }
@@ -492,14 +502,15 @@ impl Receiver {
         }
     }
 
-    fn verify_block(&mut self, now: Instant, block: u32, data: Vec<u8>) {
+    /// Hand out `block` if `hash` (of `data`, computed by the decode job) is the manifest's.
+    fn verify_block(&mut self, now: Instant, block: u32, data: Vec<u8>, hash: [u8; 32]) {
         let Some(s) = self.session.as_mut() else {
             return;
         };
         let Some(m) = s.manifest.as_ref() else { return };
         let o = &mut s.objects[1];
         let expected = m.block_hashes.get(block as usize);
-        if expected != Some(blake3::hash(&data).as_bytes()) {
+        if expected != Some(&hash) {
             self.stats.hash_failures += 1;
             o.reset(block);
             self.update_nak_timer(now);
