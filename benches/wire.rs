@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
     let needs = (0..MAX_NEEDS as u32)
         .map(|block| Need { object: ObjectId::Payload, block, count: 3 })
         .collect();
-    let nak = Packet::Nak(NeedList { seq: 1, needs });
+    let nak = Packet::Nak(NeedList { seq: 1, loss_ppm: 0, needs });
     wire::emit(&header, &nak, &mut buf);
     let nak_bytes = buf.clone();
     let mut g = c.benchmark_group("wire_nak_full");

@@ -69,6 +69,7 @@ fn odd_sizes_and_multi_block_manifest() {
 fn no_proactive_repair_relies_on_naks() {
     let mut cfg = SimConfig::small(10, 0.05, 5);
     cfg.sender.fec_overhead = 0.0;
+    cfg.sender.auto_parity = false;
     let r = run(&cfg);
     check(&r, 10, "overhead 0");
     assert_eq!(r.sender.proactive_repair_packets, 0);

@@ -5,6 +5,7 @@ use clap::Parser;
 use mcast::cli;
 use mcast::net::send::{run, SendConfig, SendReport, SendStatus};
 use mcast::net::{parse_group, parse_rate};
+use mcast::proto::sender::StragglerPolicy;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +18,9 @@ Examples:
   # Same, by interface address, with 10 % proactive repair and a JSON report:
   mcast-send disk.img --group 239.255.0.1:7000 --interface 198.18.0.1 --rate 800M \\
       --fec-overhead 10% --receivers 200 --timeout 5m --json > report.json
+
+  # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
+  mcast-send image.raw --group 239.255.0.1:7000 --interface eth0 --rate 500M --repeat
 
 Exit status: 0 done (with --receivers: all reported a verified copy), 1 error,
 3 not every expected receiver completed before --timeout, 130 interrupted.";
@@ -36,9 +40,23 @@ struct Args {
     /// Send rate in bit/s (k, M, G suffixes), e.g. 200M.
     #[arg(long, default_value = "100M", value_parser = |s: &str| parse_rate(s).map_err(|e| e.to_string()))]
     rate: u64,
-    /// Proactive repair symbols per block, as a share of its source symbols.
-    #[arg(long, default_value = "5%", value_parser = |s: &str| cli::parse_share(s, 10.0))]
-    fec_overhead: f64,
+    /// Proactive repair symbols per block, as a share of its source symbols: `auto` follows the
+    /// loss receivers report (starting at 5 %), a number or percentage fixes it.
+    #[arg(long, default_value = "auto", value_parser = parse_overhead)]
+    fec_overhead: Option<f64>,
+    /// Carousel: after the first pass, send the object again N more times (0 or no value:
+    /// until stopped), for receivers that join at any time.
+    #[arg(long, num_args = 0..=1, default_missing_value = "0", value_name = "N")]
+    repeat: Option<u32>,
+    /// Straggler policy: drop a receiver whose NAKs alone made the sender repeat more than this
+    /// share of the object, if it also loses far more than the group (see --straggler-factor).
+    /// `off` never drops anyone.
+    #[arg(long, default_value = "10%", value_parser = parse_budget)]
+    straggler_budget: f64,
+    /// Straggler policy: how many times the group's median loss rate a receiver must exceed
+    /// before it can be dropped.
+    #[arg(long, default_value_t = 4.0)]
+    straggler_factor: f64,
     /// Wait until this many receivers report completion (or --timeout passes).
     #[arg(long)]
     receivers: Option<u32>,
@@ -68,6 +86,20 @@ struct Args {
     verbose: u8,
 }
 
+fn parse_overhead(s: &str) -> Result<Option<f64>, String> {
+    if s == "auto" {
+        return Ok(None);
+    }
+    cli::parse_share(s, 10.0).map(Some)
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    if s == "off" {
+        return Ok(f64::INFINITY);
+    }
+    cli::parse_share(s, 100.0)
+}
+
 fn summary(r: &SendReport) {
     eprintln!(
         "{:?}: {} bytes in {:.2} s ({:.0} Mbit/s); {} data + {} repair packets, {} NAKs; {}/{} receivers complete",
@@ -87,6 +119,14 @@ fn summary(r: &SendReport) {
             rx.id, rx.addr, rx.status, rx.seconds, rx.naks_sent
         );
     }
+    for d in &r.dropped {
+        eprintln!(
+            "  {:08x} dropped as a straggler (loss {:.1} %, {} repairs asked for)",
+            d.id,
+            d.loss * 100.0,
+            d.repairs_charged
+        );
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,7 +141,10 @@ fn main() -> anyhow::Result<()> {
         group: args.group,
         interface: args.interface,
         rate_bps: args.rate,
-        fec_overhead: args.fec_overhead,
+        fec_overhead: args.fec_overhead.unwrap_or(0.05),
+        auto_parity: args.fec_overhead.is_none(),
+        repeat: args.repeat,
+        straggler: StragglerPolicy { budget: args.straggler_budget, factor: args.straggler_factor },
         expected_receivers: args.receivers,
         timeout: args.timeout,
         symbol_size: args.symbol_size,

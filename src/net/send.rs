@@ -8,7 +8,7 @@ use crate::net::DriverError;
 use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
-use crate::proto::sender::{Event, Sender, SenderConfig, SenderError};
+use crate::proto::sender::{Event, Sender, SenderConfig, StragglerPolicy};
 use crate::proto::stats::SenderStats;
 use crate::proto::time::Duration;
 use crate::proto::wire::ReportStatus;
@@ -36,8 +36,15 @@ pub struct SendConfig {
     pub interface: String,
     /// Send rate, bits per second.
     pub rate_bps: u64,
-    /// Proactive repair share (0.05 = 5 %).
+    /// Proactive repair share (0.05 = 5 %): fixed, or with `auto_parity` the share used
+    /// until receivers report their loss.
     pub fec_overhead: f64,
+    /// Let the proactive repair share follow the loss receivers report.
+    pub auto_parity: bool,
+    /// Carousel: passes after the first (`Some(0)`: until stopped).
+    pub repeat: Option<u32>,
+    /// When a receiver losing far more than the rest is dropped.
+    pub straggler: StragglerPolicy,
     /// Wait for this many completion reports.
     pub expected_receivers: Option<u32>,
     /// Give up after this long.
@@ -91,6 +98,17 @@ pub struct ReceiverEntry {
     pub reported_at: f64,
 }
 
+/// A receiver dropped as a straggler.
+#[derive(Debug, Clone, Serialize)]
+pub struct DroppedEntry {
+    /// Node id.
+    pub id: u32,
+    /// Its last reported loss rate.
+    pub loss: f64,
+    /// Repair symbols its NAKs called for.
+    pub repairs_charged: u64,
+}
+
 /// The push report (`--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SendReport {
@@ -118,6 +136,10 @@ pub struct SendReport {
     pub complete: usize,
     /// Every receiver that reported.
     pub receivers: Vec<ReceiverEntry>,
+    /// Receivers dropped under the straggler policy.
+    pub dropped: Vec<DroppedEntry>,
+    /// Carousel passes started.
+    pub passes: u32,
     /// Session id.
     pub session: u32,
     /// Final GRTT estimate, microseconds.
@@ -161,6 +183,9 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         node,
         rate_bps: cfg.rate_bps,
         fec_overhead: cfg.fec_overhead,
+        auto_parity: cfg.auto_parity,
+        repeat: cfg.repeat,
+        straggler: cfg.straggler,
         expected_receivers: cfg.expected_receivers,
         linger: cfg.linger,
         ..SenderConfig::default()
@@ -197,8 +222,13 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         recv_batch(&sock, &mut rbuf, 1024, |from, d| sender.handle_datagram(clock.now(), from, d))
             .map_err(DriverError::io("recv"))?;
         while let Some((block, prepared)) = workers.try_recv() {
-            let enc = prepared.map_err(|reason| SenderError::Block { block, reason })?;
-            sender.handle_block(block, enc)?;
+            match prepared {
+                Ok(enc) => sender.handle_block(block, enc)?,
+                Err(reason) => {
+                    tracing::error!("block {block} cannot be read: {reason}");
+                    sender.handle_block_failed(block);
+                }
+            }
         }
         let now = clock.now();
         sender.handle_timeout(now);
@@ -222,6 +252,14 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
                         r.report.naks_sent
                     );
                 }
+                Event::ReceiverDropped { node, loss_ppm, charged } => tracing::warn!(
+                    "receiver {node:08x} dropped as a straggler: loss {:.1} %, {charged} repair \
+                     symbols asked for",
+                    f64::from(loss_ppm) / 1e4
+                ),
+                Event::BlockUnavailable { block } => tracing::error!(
+                    "block {block} is unavailable: receivers lacking it will fail"
+                ),
                 Event::Finished => tracing::info!("done; answering late reports briefly"),
             }
         }
@@ -270,6 +308,16 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         })
         .collect();
     let complete = receivers.iter().filter(|r| r.status == "complete").count();
+    let mut dropped: Vec<DroppedEntry> = sender
+        .group()
+        .dropped()
+        .map(|(id, m)| DroppedEntry {
+            id,
+            loss: f64::from(m.loss_ppm.unwrap_or(0)) / 1e6,
+            repairs_charged: m.charged,
+        })
+        .collect();
+    dropped.sort_by_key(|d| d.id);
     if status == SendStatus::Complete
         && cfg.expected_receivers.is_some_and(|n| complete < n as usize)
     {
@@ -290,6 +338,8 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         expected_receivers: cfg.expected_receivers,
         complete,
         receivers,
+        dropped,
+        passes: sender.pass(),
         session,
         grtt_us: sender.grtt().as_micros() as u64,
         stats,

@@ -98,6 +98,11 @@ impl Layout {
         Some(len as usize)
     }
 
+    /// Source symbols of the whole object.
+    pub fn symbol_count(&self) -> u64 {
+        self.object_size.div_ceil(u64::from(self.symbol_size))
+    }
+
     /// Source symbols in block `block`, `None` past the end.
     pub fn source_symbols(&self, block: u32) -> Option<u16> {
         let len = self.block_len(block)? as u64;

@@ -30,6 +30,8 @@ pub struct SenderStats {
     pub needs_ignored: u64,
     /// Blocks requested from the driver.
     pub blocks_requested: u64,
+    /// Squelch datagrams sent (stragglers dropped, blocks no longer held).
+    pub squelches_sent: u64,
 }
 
 /// Receiver counters.
@@ -61,6 +63,10 @@ pub struct ReceiverStats {
     pub naks_sent: u64,
     /// NAK rounds suppressed by what was heard from others.
     pub naks_suppressed: u64,
+    /// Probes answered with an echo (the rest were skipped by the echo share).
+    pub echoes_sent: u64,
+    /// Squelches that ended this receiver's reception.
+    pub squelched: u64,
     /// First-pass symbols expected (received plus gaps in the in-order ESI stream).
     pub first_pass_expected: u64,
     /// Of those, missing (first-pass loss).

@@ -3,7 +3,10 @@
 //! against the manifest's BLAKE3 before handing it out ([`Event::Block`]), NAKs what the sender
 //! has passed and it still lacks after a randomized backoff, stays quiet when it heard an equal
 //! or larger need from another receiver or the sender's repair advertisement, and reports
-//! completion until the sender acknowledges.
+//! completion until the sender acknowledges. It echoes a share of the sender's probes (the
+//! share the probe asks for, so echoes stay bounded in a large group), and it gives up with a
+//! clear reason when the sender squelches it (dropped as a straggler, or a block it lacks is no
+//! longer held).
 //!
 //! The core never writes files: the driver writes verified blocks, then verifies and places the
 //! whole object when asked with [`Event::Complete`], and answers with
@@ -22,7 +25,7 @@ use crate::proto::stats::ReceiverStats;
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::{self, *};
 use crate::proto::{Dest, Transmit};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -40,8 +43,10 @@ pub struct ReceiverConfig {
     pub skip_sessions: Vec<u32>,
     /// Maximum NAK backoff in GRTTs (RFC 5401's K).
     pub backoff_factor: f64,
-    /// Group size estimate for the backoff distribution.
+    /// Group size estimate for the backoff distribution, until the sender's probes say.
     pub group_size: f64,
+    /// Least time between two NAKs, in GRTTs (a per-receiver NAK rate limit).
+    pub nak_interval_grtts: f64,
     /// Blocks held in memory at most (collecting, decoding, or awaiting the manifest).
     pub max_pending_blocks: usize,
     /// Report repetitions before giving up on an acknowledgement.
@@ -57,6 +62,7 @@ impl Default for ReceiverConfig {
             skip_sessions: Vec::new(),
             backoff_factor: 4.0,
             group_size: 1000.0,
+            nak_interval_grtts: 1.0,
             max_pending_blocks: 32,
             report_tries: 40,
         }
@@ -176,6 +182,12 @@ struct Session {
     covers: HashMap<(ObjectId, u32), Cover>,
     cover_check: Option<Instant>,
     nak_at: Option<Instant>,
+    /// When this receiver last sent a NAK.
+    last_nak: Option<Instant>,
+    /// The sender's group size estimate, from its probes.
+    group_size: Option<f64>,
+    /// Why reception failed, once it has.
+    failure: Option<String>,
     /// Highest data sequence number seen from the sender (or implied by a flush or advert).
     seen_seq: Option<u32>,
     phase: Phase,
@@ -292,7 +304,11 @@ impl Receiver {
             }
             Packet::Probe(p) if from_sender => {
                 s.grtt = grtt_of(p.grtt_us);
-                self.echo = Some((p.send_time_us, now));
+                s.group_size = Some(f64::from(p.group_size.max(1)));
+                let echo = p.echo_share == u16::MAX || self.rng.gen::<u16>() < p.echo_share;
+                if echo && matches!(s.phase, Phase::Receiving | Phase::Storing) {
+                    self.echo = Some((p.send_time_us, now));
+                }
             }
             Packet::Flush(f) if from_sender => {
                 s.saw_position(f.seq);
@@ -310,13 +326,16 @@ impl Receiver {
                     if let Phase::Reporting { report, .. } = &s.phase {
                         let outcome = match report.status {
                             ReportStatus::Complete => Outcome::Complete,
-                            ReportStatus::Failed => Outcome::Failed("reported failure".into()),
+                            ReportStatus::Failed => Outcome::Failed(
+                                s.failure.clone().unwrap_or_else(|| "reported failure".into()),
+                            ),
                         };
                         s.phase = Phase::Done;
                         self.events.push_back(Event::Finished(outcome));
                     }
                 }
             }
+            Packet::Squelch(q) if from_sender => self.on_squelch(now, &q),
             Packet::Nak(list) => self.on_cover(now, &list),
             Packet::Echo(_) | Packet::Report(_) => {} // other receivers' feedback
             _ => self.stats.dropped_foreign += 1,
@@ -338,6 +357,9 @@ impl Receiver {
             covers: HashMap::new(),
             cover_check: None,
             nak_at: None,
+            last_nak: None,
+            group_size: None,
+            failure: None,
             seen_seq: None,
             phase: Phase::Receiving,
         });
@@ -548,8 +570,44 @@ impl Receiver {
             Ok(h) => (ReportStatus::Complete, *h),
             Err(e) => {
                 tracing::error!("storing failed: {e}");
+                s.failure = Some(format!("storing failed: {e}"));
                 (ReportStatus::Failed, [0; 32])
             }
+        };
+        self.start_reporting(now, status, object_hash);
+    }
+
+    /// The sender declined to repair: give up if it concerns us.
+    fn on_squelch(&mut self, now: Instant, q: &Squelch) {
+        let node = self.cfg.node;
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if !matches!(s.phase, Phase::Receiving) {
+            return;
+        }
+        let why = match q.reason {
+            SquelchReason::Straggler if q.nodes.contains(&node) => format!(
+                "the sender dropped this receiver as a straggler: it lost {:.1} % of the data, far \
+                 more than the rest of the group, and used up its repair budget",
+                f64::from(self.stats.loss_ppm()) / 1e4
+            ),
+            SquelchReason::Unavailable if !s.objects[q.object as usize].is_done(q.block) => {
+                format!("the sender no longer holds block {} that this receiver lacks", q.block)
+            }
+            _ => return,
+        };
+        tracing::error!("{why}");
+        self.stats.squelched += 1;
+        s.failure = Some(why);
+        s.nak_at = None;
+        self.start_reporting(now, ReportStatus::Failed, [0; 32]);
+    }
+
+    /// Start repeating a report of `status` until the sender acknowledges it.
+    fn start_reporting(&mut self, now: Instant, status: ReportStatus, object_hash: [u8; 32]) {
+        let Some(s) = self.session.as_mut() else {
+            return;
         };
         let elapsed = now.saturating_duration_since(s.started).as_millis();
         let report = Report {
@@ -590,7 +648,9 @@ impl Receiver {
                 if *tries_left == 0 {
                     let outcome = match report.status {
                         ReportStatus::Complete => Outcome::Unacknowledged,
-                        ReportStatus::Failed => Outcome::Failed("report not acknowledged".into()),
+                        ReportStatus::Failed => Outcome::Failed(
+                            s.failure.clone().unwrap_or_else(|| "report not acknowledged".into()),
+                        ),
                     };
                     s.phase = Phase::Done;
                     self.events.push_back(Event::Finished(outcome));
@@ -628,7 +688,14 @@ impl Receiver {
         self.last_now = self.last_now.max(now);
         if let Some((probe_time_us, at)) = self.echo.take() {
             let delay_us = (now - at).as_micros().min(u128::from(u32::MAX)) as u32;
-            let echo = Echo { probe_time_us, delay_us, loss_ppm: self.stats.loss_ppm() };
+                // Too few datagrams seen to say: "unmeasured", so the sender does not plan for 0.
+            let loss_ppm = if self.stats.first_pass_expected < 64 {
+                u32::MAX
+            } else {
+                self.stats.loss_ppm()
+            };
+            let echo = Echo { probe_time_us, delay_us, loss_ppm };
+            self.stats.echoes_sent += 1;
             wire::emit(&self.header, &Packet::Echo(echo), buf);
             return Some(Transmit { size: buf.len(), dest: Dest::Sender });
         }

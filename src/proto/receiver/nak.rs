@@ -85,7 +85,13 @@ impl Receiver {
         });
         if wanted {
             let max = s.grtt.mul_f64(self.cfg.backoff_factor);
-            s.nak_at = Some(now + backoff(&mut self.rng, max, self.cfg.group_size));
+            let group = s.group_size.unwrap_or(self.cfg.group_size);
+            let mut at = now + backoff(&mut self.rng, max, group);
+            // Rate limit: at most one NAK per `nak_interval_grtts` GRTTs.
+            if let Some(last) = s.last_nak {
+                at = at.max(last + s.grtt.mul_f64(self.cfg.nak_interval_grtts));
+            }
+            s.nak_at = Some(at);
         }
     }
 
@@ -133,7 +139,9 @@ impl Receiver {
             return;
         }
         self.stats.naks_sent += 1;
-        let list = NeedList { seq: s.seen_seq.unwrap_or(0), needs };
+        s.last_nak = Some(now);
+        let loss_ppm = self.stats.loss_ppm();
+        let list = NeedList { seq: s.seen_seq.unwrap_or(0), loss_ppm, needs };
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
         let until = now + Self::repair_wait(s, self.cfg.backoff_factor, total);
         for n in &list.needs {
@@ -167,7 +175,7 @@ mod tests {
     }
 
     fn heard(count: u16) -> NeedList {
-        NeedList { seq: 0, needs: vec![Need { object: ObjectId::Payload, block: 3, count }] }
+        NeedList { seq: 0, loss_ppm: 0, needs: vec![Need { object: ObjectId::Payload, block: 3, count }] }
     }
 
     #[test]

@@ -4,19 +4,33 @@
 //! symbols; it flushes at the end of the pass and collects completion reports.
 //!
 //! Rate policy: one token bucket covers every datagram. Control datagrams (announce, probe,
-//! flush, repair advertisement, report ack) are small and rare: they are charged but never wait.
-//! Queued repairs go before new data, because they unblock receivers and free their memory.
+//! flush, repair advertisement, report ack, squelch) are small and rare: they are charged but
+//! never wait. Queued repairs go before new data, because they unblock receivers and free their
+//! memory; what bounds their share is the straggler policy (see [`group`]): no receiver can make
+//! the sender repeat more than its budget of the object while the rest wait.
+//!
+//! Feedback scales with the group: probes carry the group size estimate and the share of
+//! receivers that should echo (so the sender hears about `echoes_per_probe` echoes per probe
+//! whatever the group size), the probe interval follows the GRTT, and the proactive repair
+//! share per block follows the loss rates receivers report ([`parity`]).
+//!
+//! Carousel: with `repeat`, the sender starts over (manifest, then payload) after each pass,
+//! for receivers that join at any time.
 //!
 //! The core never reads files: it asks for block contents with [`Event::NeedBlock`] and is handed
 //! a prepared [`BlockEncoder`] through [`Sender::handle_block`]. It holds at most
 //! `cache_blocks` payload blocks and asks again for a block it has evicted.
 
 mod grtt;
+mod group;
 mod pacer;
+mod parity;
 mod repair;
 
+pub use group::{Group, Member, StragglerPolicy};
 pub use grtt::Grtt;
 pub use pacer::Pacer;
+pub use parity::{proactive_symbols, short_probability};
 pub use repair::{BlockKey, Repairs};
 
 use crate::proto::fec::{BlockEncoder, FecError};
@@ -40,8 +54,15 @@ pub struct SenderConfig {
     pub node: u32,
     /// Send rate, bits per second.
     pub rate_bps: u64,
-    /// Proactive repair symbols per block, as a share of its source symbols.
+    /// Proactive repair symbols per block, as a share of its source symbols: fixed, or with
+    /// `auto_parity` the share used until receivers have reported their loss.
     pub fec_overhead: f64,
+    /// Follow the receivers' reported loss rates (see [`parity`]).
+    pub auto_parity: bool,
+    /// Auto parity: receivers per block expected to still need a NAK.
+    pub parity_target: f64,
+    /// Auto parity: at most this share of a block's source symbols.
+    pub max_parity: f64,
     /// GRTT before any echo, and its bounds.
     pub grtt_initial: Duration,
     /// Lower bound of the GRTT estimate (scheduling jitter floor).
@@ -50,8 +71,13 @@ pub struct SenderConfig {
     pub grtt_max: Duration,
     /// Interval between announcements.
     pub announce_interval: Duration,
-    /// Interval between GRTT probes.
+    /// Longest interval between GRTT probes (the interval is twice the GRTT within
+    /// `[probe_interval_min, probe_interval]`).
     pub probe_interval: Duration,
+    /// Shortest interval between GRTT probes.
+    pub probe_interval_min: Duration,
+    /// Echoes wanted per probe (receivers echo with probability this / group size).
+    pub echoes_per_probe: u32,
     /// NAK aggregation window, in GRTTs.
     pub holdoff_grtts: u32,
     /// Repair symbols sent beyond the largest need.
@@ -66,6 +92,10 @@ pub struct SenderConfig {
     pub linger: Duration,
     /// Token bucket depth in bytes.
     pub burst_bytes: usize,
+    /// When a receiver that loses far more than the rest is dropped.
+    pub straggler: StragglerPolicy,
+    /// Carousel: passes after the first (`Some(0)`: until stopped).
+    pub repeat: Option<u32>,
 }
 
 impl Default for SenderConfig {
@@ -75,11 +105,16 @@ impl Default for SenderConfig {
             node: 1,
             rate_bps: 100_000_000,
             fec_overhead: 0.05,
+            auto_parity: true,
+            parity_target: 0.3,
+            max_parity: 0.5,
             grtt_initial: Duration::from_millis(10),
             grtt_min: Duration::from_millis(1),
             grtt_max: Duration::from_secs(5),
             announce_interval: Duration::from_millis(100),
             probe_interval: Duration::from_millis(100),
+            probe_interval_min: Duration::from_millis(10),
+            echoes_per_probe: 8,
             holdoff_grtts: 1,
             repair_margin: 1,
             cache_blocks: 32,
@@ -87,6 +122,8 @@ impl Default for SenderConfig {
             expected_receivers: None,
             linger: Duration::from_secs(2),
             burst_bytes: 64 * 1024,
+            straggler: StragglerPolicy::default(),
+            repeat: None,
         }
     }
 }
@@ -145,6 +182,21 @@ pub enum Event {
     },
     /// A receiver reported (first report from that node only).
     ReceiverReport(ReceiverInfo),
+    /// A receiver was dropped under the straggler policy.
+    ReceiverDropped {
+        /// Its node id.
+        node: u32,
+        /// Its last reported loss rate, parts per million.
+        loss_ppm: u32,
+        /// Repair symbols its NAKs called for.
+        charged: u64,
+    },
+    /// A block could not be read again ([`Sender::handle_block_failed`]): NAKs for it are
+    /// squelched, and receivers lacking it cannot complete.
+    BlockUnavailable {
+        /// Block number.
+        block: u32,
+    },
     /// The transfer is over (expected reports in, or quiet for `linger` after the flush).
     Finished,
 }
@@ -154,6 +206,14 @@ struct Cursor {
     object: ObjectId,
     block: u32,
     esi: u32,
+    /// Proactive repair symbols for this block (fixed when its first symbol goes out).
+    parity: u32,
+}
+
+impl Cursor {
+    fn start(object: ObjectId) -> Self {
+        Cursor { object, block: 0, esi: 0, parity: 0 }
+    }
 }
 
 /// The sender state machine.
@@ -179,7 +239,13 @@ pub struct Sender {
     quiet_since: Instant,
     acks: BTreeSet<u32>,
     receivers: BTreeMap<u32, ReceiverInfo>,
-    loss_ppm: BTreeMap<u32, u32>,
+    group: Group,
+    /// Dropped receivers still to be told.
+    squelch_nodes: BTreeSet<u32>,
+    /// Blocks that can no longer be sent, and whether a squelch for them is due.
+    unavailable: BTreeMap<u32, bool>,
+    /// Passes started (1 during the first).
+    pass: u32,
     finished: bool,
     finished_at: Instant,
     last_report_at: Instant,
@@ -240,7 +306,7 @@ impl Sender {
             use_clock: 0,
             requested: HashSet::new(),
             next_repair_esi,
-            cursor: Some(Cursor { object: ObjectId::Manifest, block: 0, esi: 0 }),
+            cursor: Some(Cursor::start(ObjectId::Manifest)),
             pacer: Pacer::new(cfg.rate_bps, cfg.burst_bytes, now),
             grtt: Grtt::new(cfg.grtt_initial, cfg.grtt_min, cfg.grtt_max),
             repairs: Repairs::default(),
@@ -251,7 +317,10 @@ impl Sender {
             quiet_since: now,
             acks: BTreeSet::new(),
             receivers: BTreeMap::new(),
-            loss_ppm: BTreeMap::new(),
+            group: Group::new(cfg.expected_receivers),
+            squelch_nodes: BTreeSet::new(),
+            unavailable: BTreeMap::new(),
+            pass: 1,
             finished: false,
             finished_at: now,
             last_report_at: now,
@@ -285,9 +354,14 @@ impl Sender {
         &self.receivers
     }
 
-    /// Last loss rate each receiver echoed, parts per million.
-    pub fn receiver_loss(&self) -> &BTreeMap<u32, u32> {
-        &self.loss_ppm
+    /// The group as heard through feedback: loss rates, repair charges, dropped receivers.
+    pub fn group(&self) -> &Group {
+        &self.group
+    }
+
+    /// Passes started (1 during the first; more with `repeat`).
+    pub fn pass(&self) -> u32 {
+        self.pass
     }
 
     /// Current GRTT estimate.
@@ -334,6 +408,20 @@ impl Sender {
         Ok(())
     }
 
+    /// The driver could not read `block` (I/O error, file changed): the sender skips it and
+    /// answers NAKs for it with a squelch, so receivers lacking it fail with a clear reason
+    /// instead of waiting.
+    pub fn handle_block_failed(&mut self, block: u32) {
+        if block >= self.layout.block_count() || self.unavailable.contains_key(&block) {
+            return;
+        }
+        self.requested.remove(&block);
+        self.cache.remove(&block);
+        self.repairs.forget((ObjectId::Payload, block));
+        self.unavailable.insert(block, true);
+        self.events.push_back(Event::BlockUnavailable { block });
+    }
+
     fn available(&self, key: BlockKey) -> bool {
         match key.0 {
             ObjectId::Manifest => true,
@@ -344,6 +432,7 @@ impl Sender {
     fn request(&mut self, block: u32) {
         if block >= self.layout.block_count()
             || self.cache.contains_key(&block)
+            || self.unavailable.contains_key(&block)
             || !self.requested.insert(block)
         {
             return;
@@ -376,30 +465,16 @@ impl Sender {
             return;
         }
         match packet {
-            Packet::Nak(list) => {
-                self.stats.naks_received += 1;
-                self.quiet_since = now;
-                let holdoff_end = now + self.grtt.get() * self.cfg.holdoff_grtts;
-                for need in list.needs {
-                    let Some(k) = self.layout_of(need.object).source_symbols(need.block) else {
-                        self.stats.needs_ignored += 1;
-                        continue;
-                    };
-                    // Nobody can need more than a whole block plus a few failed decodes.
-                    let need = Need { count: need.count.min(k.saturating_add(16)), ..need };
-                    if !self.repairs.on_need(need, list.seq, self.cfg.repair_margin, holdoff_end) {
-                        self.stats.needs_ignored += 1;
-                    }
-                }
-            }
+            Packet::Nak(list) => self.on_nak(now, header.node, list),
             Packet::Echo(e) => {
                 self.stats.echoes_received += 1;
                 let sent = Instant::from_micros(e.probe_time_us);
                 self.grtt.on_echo(now, sent, Duration::from_micros(u64::from(e.delay_us)));
-                self.loss_ppm.insert(header.node, e.loss_ppm);
+                self.group.report_loss(header.node, e.loss_ppm);
             }
             Packet::Report(report) => {
                 self.stats.reports_received += 1;
+                self.group.heard(header.node);
                 self.last_report_at = now;
                 self.acks.insert(header.node);
                 if let std::collections::btree_map::Entry::Vacant(e) =
@@ -413,6 +488,62 @@ impl Sender {
             }
             _ => self.stats.dropped_foreign += 1,
         }
+    }
+
+    fn on_nak(&mut self, now: Instant, node: u32, list: NeedList) {
+        self.stats.naks_received += 1;
+        self.quiet_since = now;
+        self.group.report_loss(node, list.loss_ppm);
+        if self.group.is_dropped(node) {
+            self.stats.needs_ignored += list.needs.len() as u64;
+            self.squelch_nodes.insert(node);
+            return;
+        }
+        let holdoff_end = now + self.grtt.get() * self.cfg.holdoff_grtts;
+        let mut charged = 0u32;
+        for need in list.needs {
+            let Some(k) = self.layout_of(need.object).source_symbols(need.block) else {
+                self.stats.needs_ignored += 1;
+                continue;
+            };
+            if need.object == ObjectId::Payload {
+                if let Some(due) = self.unavailable.get_mut(&need.block) {
+                    *due = true;
+                    self.stats.needs_ignored += 1;
+                    continue;
+                }
+            }
+            // Nobody can need more than a whole block plus a few failed decodes.
+            let need = Need { count: need.count.min(k.saturating_add(16)), ..need };
+            let added = self.repairs.on_need(need, list.seq, self.cfg.repair_margin, holdoff_end);
+            if added == 0 {
+                self.stats.needs_ignored += 1;
+            }
+            charged = charged.saturating_add(added);
+        }
+        let object_symbols = self.layout.symbol_count();
+        if self.group.charge(node, charged, object_symbols, &self.cfg.straggler) {
+            let m = self.group.get(node).cloned().unwrap_or_default();
+            tracing::warn!(
+                node,
+                loss_ppm = m.loss_ppm.unwrap_or(0),
+                charged = m.charged,
+                "dropping a straggler: it lost far more than the group and used up its repair budget"
+            );
+            self.squelch_nodes.insert(node);
+            self.events.push_back(Event::ReceiverDropped {
+                node,
+                loss_ppm: m.loss_ppm.unwrap_or(0),
+                charged: m.charged,
+            });
+            self.check_finished(now);
+        }
+    }
+
+    /// Receivers accounted for: reported, or dropped without a report.
+    fn accounted(&self) -> u64 {
+        let dropped = self.group.dropped().filter(|(n, _)| !self.receivers.contains_key(n)).count();
+        (self.receivers.len() + dropped) as u64
     }
 
     /// Advance timers to `now`.
@@ -433,9 +564,10 @@ impl Sender {
             return;
         }
         let done = match self.cfg.expected_receivers {
-            Some(n) => self.receivers.len() as u64 >= u64::from(n),
+            Some(n) => self.accounted() >= u64::from(n),
             None => {
-                self.next_flush.is_some()
+                self.cursor.is_none()
+                    && self.next_flush.is_some()
                     && !self.repairs.has_queued()
                     && self.repairs.deadline().is_none()
                     && now >= self.quiet_since + self.cfg.linger
@@ -455,7 +587,7 @@ impl Sender {
 
     /// When [`Sender::handle_timeout`] or [`Sender::poll_transmit`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.acks.is_empty() {
+        if !self.acks.is_empty() || self.squelch_due() {
             return Some(self.last_now);
         }
         let lingering =
@@ -497,6 +629,15 @@ impl Sender {
         Transmit { size, dest: Dest::Receivers }
     }
 
+    fn squelch_due(&self) -> bool {
+        !self.squelch_nodes.is_empty() || self.unavailable.values().any(|due| *due)
+    }
+
+    /// Probes go out every two GRTTs, within the configured bounds.
+    fn probe_interval(&self) -> Duration {
+        (self.grtt.get() * 2).clamp(self.cfg.probe_interval_min, self.cfg.probe_interval)
+    }
+
     fn next_control(&mut self, now: Instant) -> Option<Packet<'static>> {
         if !self.acks.is_empty() {
             let n = self.acks.len().min(MAX_ACK_NODES);
@@ -505,6 +646,30 @@ impl Sender {
                 self.acks.remove(node);
             }
             return Some(Packet::ReportAck(ReportAck { nodes }));
+        }
+        if !self.squelch_nodes.is_empty() {
+            let n = self.squelch_nodes.len().min(MAX_ACK_NODES);
+            let nodes: Vec<u32> = self.squelch_nodes.iter().copied().take(n).collect();
+            for node in &nodes {
+                self.squelch_nodes.remove(node);
+            }
+            self.stats.squelches_sent += 1;
+            return Some(Packet::Squelch(Squelch {
+                reason: SquelchReason::Straggler,
+                object: ObjectId::Payload,
+                block: 0,
+                nodes,
+            }));
+        }
+        if let Some((&block, due)) = self.unavailable.iter_mut().find(|(_, due)| **due) {
+            *due = false;
+            self.stats.squelches_sent += 1;
+            return Some(Packet::Squelch(Squelch {
+                reason: SquelchReason::Unavailable,
+                object: ObjectId::Payload,
+                block,
+                nodes: Vec::new(),
+            }));
         }
         if now >= self.next_announce {
             if self.announce_burst > 0 {
@@ -516,14 +681,23 @@ impl Sender {
             return Some(Packet::Announce(Announce { grtt_us, ..self.announce }));
         }
         if now >= self.next_probe {
-            self.next_probe = now + self.cfg.probe_interval;
+            self.next_probe = now + self.probe_interval();
             self.grtt.on_probe();
             let grtt_us = self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32;
-            return Some(Packet::Probe(Probe { send_time_us: now.as_micros(), grtt_us }));
+            let group_size = self.group.size();
+            let share = f64::from(self.cfg.echoes_per_probe) / f64::from(group_size);
+            let echo_share = (share.clamp(0.0, 1.0) * f64::from(u16::MAX)).round() as u16;
+            return Some(Packet::Probe(Probe {
+                send_time_us: now.as_micros(),
+                grtt_us,
+                group_size,
+                echo_share,
+            }));
         }
         let adverts = self.repairs.take_adverts(MAX_NEEDS);
         if !adverts.is_empty() {
-            return Some(Packet::RepairAdvert(NeedList { seq: self.seq, needs: adverts }));
+            let list = NeedList { seq: self.seq, loss_ppm: 0, needs: adverts };
+            return Some(Packet::RepairAdvert(list));
         }
         if let Some(at) = self.next_flush {
             if now >= at {
@@ -607,8 +781,28 @@ impl Sender {
         seq.is_some()
     }
 
+    /// Proactive repair symbols for a block of `k` source symbols: fixed, or following the
+    /// loss the group reports (the fixed share until anyone has).
     fn proactive(&self, k: u16) -> u32 {
-        (f64::from(k) * self.cfg.fec_overhead.max(0.0)).ceil() as u32
+        let fixed = (f64::from(k) * self.cfg.fec_overhead.max(0.0)).ceil() as u32;
+        if !self.cfg.auto_parity {
+            return fixed;
+        }
+        let max = (f64::from(k) * self.cfg.max_parity.max(0.0)).floor() as u32;
+        let sample = self.group.loss_sample();
+        if sample.is_empty() {
+            return fixed.min(max);
+        }
+        proactive_symbols(k, &sample, self.group.size(), self.cfg.parity_target, max)
+    }
+
+    /// Whether another carousel pass follows the one ending.
+    fn another_pass(&self) -> bool {
+        match self.cfg.repeat {
+            None => false,
+            Some(0) => true,
+            Some(n) => self.pass <= n,
+        }
     }
 
     fn next_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
@@ -620,19 +814,29 @@ impl Sender {
             let Some(k) = layout.source_symbols(cur.block) else {
                 // Past the end of this object.
                 self.cursor = match cur.object {
-                    ObjectId::Manifest => {
-                        Some(Cursor { object: ObjectId::Payload, block: 0, esi: 0 })
-                    }
+                    ObjectId::Manifest => Some(Cursor::start(ObjectId::Payload)),
                     ObjectId::Payload => {
                         self.next_flush = Some(now);
                         self.quiet_since = now;
-                        None
+                        if self.another_pass() {
+                            self.pass += 1;
+                            Some(Cursor::start(ObjectId::Manifest))
+                        } else {
+                            None
+                        }
                     }
                 };
                 continue;
             };
-            if cur.esi >= u32::from(k) + self.proactive(k) {
-                self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, ..cur });
+            if cur.object == ObjectId::Payload && self.unavailable.contains_key(&cur.block) {
+                self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
+                continue;
+            }
+            if cur.esi == 0 {
+                cur.parity = self.proactive(k);
+            }
+            if cur.esi >= u32::from(k) + cur.parity {
+                self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
                 continue;
             }
             let key = (cur.object, cur.block);
@@ -642,6 +846,7 @@ impl Sender {
                 }
             }
             if !self.available(key) {
+                self.cursor = Some(cur);
                 self.request(cur.block);
                 return false;
             }

@@ -41,25 +41,33 @@ impl Repairs {
         queued + sent
     }
 
-    /// A NAK from a receiver at `seen_seq` asks for `need`; returns false when repairs on their
-    /// way to it already cover it.
+    /// A NAK from a receiver at `seen_seq` asks for `need`. Returns the repair symbols this
+    /// adds to the window (0 when repairs on their way to it, or a larger need heard in the same
+    /// window, already cover it).
     pub fn on_need(
         &mut self,
         need: Need,
         seen_seq: u32,
         margin: u16,
         holdoff_end: Instant,
-    ) -> bool {
+    ) -> u32 {
         let key = (need.object, need.block);
         let want = u32::from(need.count) + u32::from(margin);
         let extra = want.saturating_sub(self.in_flight(key, seen_seq));
         if extra == 0 {
-            return false;
+            return 0;
         }
         let e = self.heard.entry(key).or_insert(0);
+        let added = extra.saturating_sub(*e);
         *e = (*e).max(extra);
         self.deadline.get_or_insert(holdoff_end);
-        true
+        added
+    }
+
+    /// Forget everything queued or heard for `key` (the block can no longer be sent).
+    pub fn forget(&mut self, key: BlockKey) {
+        self.heard.remove(&key);
+        self.queue.remove(&key);
     }
 
     /// When the holdoff window closes.
@@ -144,18 +152,18 @@ mod tests {
         let mut r = Repairs::default();
         let t0 = Instant::ZERO;
         let end = t0 + Duration::from_millis(1);
-        assert!(r.on_need(need(3, 5), 100, 1, end));
-        assert!(r.on_need(need(3, 9), 100, 1, end));
-        assert!(r.on_need(need(3, 2), 100, 1, end));
+        assert_eq!(r.on_need(need(3, 5), 100, 1, end), 6);
+        assert_eq!(r.on_need(need(3, 9), 100, 1, end), 4, "only the increase is new");
+        assert_eq!(r.on_need(need(3, 2), 100, 1, end), 0);
         r.on_timeout(t0);
         assert!(!r.has_queued(), "window still open");
         r.on_timeout(end);
         assert_eq!(r.queue.get(&KEY), Some(&10));
         assert_eq!(r.take_adverts(10), vec![need(3, 10)]);
         // While queued, the same need from anyone is covered.
-        assert!(!r.on_need(need(3, 9), 100, 1, end));
+        assert_eq!(r.on_need(need(3, 9), 100, 1, end), 0);
         // A larger one gets only the difference.
-        assert!(r.on_need(need(3, 12), 100, 1, end));
+        assert_eq!(r.on_need(need(3, 12), 100, 1, end), 3);
         r.on_timeout(end);
         assert_eq!(r.queue.get(&KEY), Some(&13));
     }
@@ -172,9 +180,9 @@ mod tests {
         assert!(!r.has_queued());
         // A receiver that has not yet seen seq 200 still has all four coming.
         assert_eq!(r.in_flight(KEY, 150), 4);
-        assert!(!r.on_need(need(3, 4), 150, 0, end), "late NAK: nothing new");
+        assert_eq!(r.on_need(need(3, 4), 150, 0, end), 0, "late NAK: nothing new");
         // Seen up to 201: two are still coming, it needs 3 → one more.
-        assert!(r.on_need(need(3, 3), 201, 0, end));
+        assert_eq!(r.on_need(need(3, 3), 201, 0, end), 1);
         r.on_timeout(end);
         assert_eq!(r.queue.get(&KEY), Some(&1));
         // Seen everything, still short: lost in transit → all of it again.

@@ -35,7 +35,7 @@ fn nak(block: u32, count: u16, seq: u32) -> Vec<u8> {
     let needs = vec![Need { object: ObjectId::Payload, block, count }];
     wire::emit(
         &Header { flags: 0, session: 1, node: 9 },
-        &Packet::Nak(NeedList { seq, needs }),
+        &Packet::Nak(NeedList { seq, loss_ppm: 0, needs }),
         &mut b,
     );
     b

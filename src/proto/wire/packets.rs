@@ -45,6 +45,8 @@ pub enum PacketType {
     Report = 8,
     /// [`ReportAck`]
     ReportAck = 9,
+    /// [`Squelch`]
+    Squelch = 10,
 }
 
 /// Which object of a session a symbol or need refers to.
@@ -135,6 +137,9 @@ pub struct NeedList {
     /// NAK: the highest data sequence number the receiver has seen. Advertisement: the sender's
     /// next sequence number.
     pub seq: u32,
+    /// NAK: the receiver's measured loss rate in parts per million (the sender's straggler
+    /// policy reads it). Advertisement: 0.
+    pub loss_ppm: u32,
     /// The needs, in the order sent.
     pub needs: Vec<Need>,
 }
@@ -146,6 +151,11 @@ pub struct Probe {
     pub send_time_us: u64,
     /// Sender's current GRTT estimate, microseconds.
     pub grtt_us: u32,
+    /// Sender's estimate of the group size (receivers scale their NAK backoff with it).
+    pub group_size: u32,
+    /// Share of receivers that should echo this probe, in 1/65535 (rate-limits echoes so that
+    /// the sender hears a bounded number per probe whatever the group size).
+    pub echo_share: u16,
 }
 
 /// A receiver's answer to a probe.
@@ -200,6 +210,32 @@ pub struct ReportAck {
     pub nodes: Vec<u32>,
 }
 
+/// Why the sender squelches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SquelchReason {
+    /// The listed receivers lost far more than the rest of the group and used up their repair
+    /// budget: the sender no longer answers their NAKs.
+    Straggler = 1,
+    /// The sender no longer holds this block (it could not read it again): nobody will get it.
+    Unavailable = 2,
+}
+
+/// The sender declines to repair: a receiver it names, or that lacks the named block, cannot
+/// complete and should stop asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Squelch {
+    /// Why.
+    pub reason: SquelchReason,
+    /// [`SquelchReason::Unavailable`]: the object of the block that is gone.
+    pub object: ObjectId,
+    /// [`SquelchReason::Unavailable`]: the block that is gone.
+    pub block: u32,
+    /// [`SquelchReason::Straggler`]: the dropped receivers (1..=[`MAX_ACK_NODES`]).
+    /// [`SquelchReason::Unavailable`]: the receivers that asked (0..=[`MAX_ACK_NODES`]).
+    pub nodes: Vec<u32>,
+}
+
 /// A parsed datagram body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet<'a> {
@@ -221,6 +257,8 @@ pub enum Packet<'a> {
     Report(Report),
     /// Report acknowledgement.
     ReportAck(ReportAck),
+    /// The sender declines to repair.
+    Squelch(Squelch),
 }
 
 impl Packet<'_> {
@@ -236,6 +274,7 @@ impl Packet<'_> {
             Packet::Flush(_) => PacketType::Flush,
             Packet::Report(_) => PacketType::Report,
             Packet::ReportAck(_) => PacketType::ReportAck,
+            Packet::Squelch(_) => PacketType::Squelch,
         }
     }
 
@@ -262,7 +301,12 @@ impl Packet<'_> {
             }
             3 => Packet::Nak(parse_needs(&mut r)?),
             4 => Packet::RepairAdvert(parse_needs(&mut r)?),
-            5 => Packet::Probe(Probe { send_time_us: r.u64()?, grtt_us: r.u32()? }),
+            5 => Packet::Probe(Probe {
+                send_time_us: r.u64()?,
+                grtt_us: r.u32()?,
+                group_size: r.u32()?,
+                echo_share: r.u16()?,
+            }),
             6 => Packet::Echo(Echo {
                 probe_time_us: r.u64()?,
                 delay_us: r.u32()?,
@@ -278,6 +322,23 @@ impl Packet<'_> {
                 check_exact(&r, n * 4)?;
                 let nodes = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
                 Packet::ReportAck(ReportAck { nodes })
+            }
+            10 => {
+                let reason = match r.u8()? {
+                    1 => SquelchReason::Straggler,
+                    2 => SquelchReason::Unavailable,
+                    _ => return Err(WireError::BadField("squelch reason")),
+                };
+                let object = ObjectId::parse(r.u8()?)?;
+                let block = r.u32()?;
+                let n = usize::from(r.u16()?);
+                let min = usize::from(reason == SquelchReason::Straggler);
+                if n < min || n > MAX_ACK_NODES {
+                    return Err(WireError::BadField("squelch node count"));
+                }
+                check_exact(&r, n * 4)?;
+                let nodes = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+                Packet::Squelch(Squelch { reason, object, block, nodes })
             }
             other => return Err(WireError::UnknownType(other)),
         };
@@ -305,6 +366,7 @@ impl Packet<'_> {
             }
             Packet::Nak(l) | Packet::RepairAdvert(l) => {
                 buf.put_u32(l.seq);
+                buf.put_u32(l.loss_ppm);
                 buf.put_u16(l.needs.len() as u16);
                 for n in &l.needs {
                     buf.put_u8(n.object as u8);
@@ -315,6 +377,8 @@ impl Packet<'_> {
             Packet::Probe(p) => {
                 buf.put_u64(p.send_time_us);
                 buf.put_u32(p.grtt_us);
+                buf.put_u32(p.group_size);
+                buf.put_u16(p.echo_share);
             }
             Packet::Echo(e) => {
                 buf.put_u64(e.probe_time_us);
@@ -333,6 +397,15 @@ impl Packet<'_> {
             Packet::ReportAck(a) => {
                 buf.put_u16(a.nodes.len() as u16);
                 for n in &a.nodes {
+                    buf.put_u32(*n);
+                }
+            }
+            Packet::Squelch(q) => {
+                buf.put_u8(q.reason as u8);
+                buf.put_u8(q.object as u8);
+                buf.put_u32(q.block);
+                buf.put_u16(q.nodes.len() as u16);
+                for n in &q.nodes {
                     buf.put_u32(*n);
                 }
             }
@@ -368,6 +441,7 @@ fn parse_announce(r: &mut Reader<'_>) -> Result<Announce, WireError> {
 
 fn parse_needs(r: &mut Reader<'_>) -> Result<NeedList, WireError> {
     let seq = r.u32()?;
+    let loss_ppm = r.u32()?;
     let n = usize::from(r.u16()?);
     if n == 0 || n > MAX_NEEDS {
         return Err(WireError::BadField("need count"));
@@ -383,7 +457,7 @@ fn parse_needs(r: &mut Reader<'_>) -> Result<NeedList, WireError> {
         }
         needs.push(Need { object, block, count });
     }
-    Ok(NeedList { seq, needs })
+    Ok(NeedList { seq, loss_ppm, needs })
 }
 
 fn parse_report(r: &mut Reader<'_>) -> Result<Report, WireError> {

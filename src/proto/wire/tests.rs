@@ -10,6 +10,7 @@ fn samples() -> Vec<Packet<'static>> {
     static SYMBOL: [u8; 64] = [7u8; 64];
     let needs = NeedList {
         seq: 0x0102_0304,
+        loss_ppm: 12_345,
         needs: vec![
             Need { object: ObjectId::Manifest, block: 0, count: 3 },
             Need { object: ObjectId::Payload, block: u32::MAX, count: u16::MAX },
@@ -34,7 +35,7 @@ fn samples() -> Vec<Packet<'static>> {
         }),
         Packet::Nak(needs.clone()),
         Packet::RepairAdvert(needs),
-        Packet::Probe(Probe { send_time_us: 99, grtt_us: 1000 }),
+        Packet::Probe(Probe { send_time_us: 99, grtt_us: 1000, group_size: 1000, echo_share: 655 }),
         Packet::Echo(Echo { probe_time_us: 99, delay_us: 5, loss_ppm: 10_000 }),
         Packet::Flush(Flush { seq: 3 }),
         Packet::Report(Report {
@@ -46,6 +47,18 @@ fn samples() -> Vec<Packet<'static>> {
             elapsed_ms: 6,
         }),
         Packet::ReportAck(ReportAck { nodes: vec![1, 2, 3] }),
+        Packet::Squelch(Squelch {
+            reason: SquelchReason::Straggler,
+            object: ObjectId::Payload,
+            block: 0,
+            nodes: vec![7],
+        }),
+        Packet::Squelch(Squelch {
+            reason: SquelchReason::Unavailable,
+            object: ObjectId::Payload,
+            block: 5,
+            nodes: vec![],
+        }),
     ]
 }
 
@@ -149,11 +162,11 @@ fn header_checks() {
 fn field_ranges_are_enforced() {
     // Need count 0 and MAX_NEEDS + 1 (boundary pair with MAX_NEEDS, which must pass).
     let need = Need { object: ObjectId::Payload, block: 1, count: 1 };
-    let ok = NeedList { seq: 1, needs: vec![need; MAX_NEEDS] };
+    let ok = NeedList { seq: 1, loss_ppm: 0, needs: vec![need; MAX_NEEDS] };
     assert!(parse(&encode(&Packet::Nak(ok))).is_ok());
-    let over = NeedList { seq: 1, needs: vec![need; MAX_NEEDS + 1] };
+    let over = NeedList { seq: 1, loss_ppm: 0, needs: vec![need; MAX_NEEDS + 1] };
     assert_eq!(parse(&encode(&Packet::Nak(over))), Err(WireError::BadField("need count")));
-    let zero = NeedList { seq: 1, needs: vec![Need { count: 0, ..need }] };
+    let zero = NeedList { seq: 1, loss_ppm: 0, needs: vec![Need { count: 0, ..need }] };
     assert!(parse(&encode(&Packet::Nak(zero))).is_err());
     // Symbol length boundaries.
     let small = [0u8; crate::proto::layout::MIN_SYMBOL_SIZE as usize];
@@ -182,6 +195,20 @@ fn field_ranges_are_enforced() {
     // Ack list bounds.
     let acks = ReportAck { nodes: vec![1; MAX_ACK_NODES + 1] };
     assert!(parse(&encode(&Packet::ReportAck(acks))).is_err());
+    // Squelch node lists: a straggler squelch names at least one node, none names too many.
+    let q = Squelch {
+        reason: SquelchReason::Straggler,
+        object: ObjectId::Payload,
+        block: 0,
+        nodes: vec![1; MAX_ACK_NODES],
+    };
+    assert!(parse(&encode(&Packet::Squelch(q.clone()))).is_ok());
+    let over = Squelch { nodes: vec![1; MAX_ACK_NODES + 1], ..q.clone() };
+    assert!(parse(&encode(&Packet::Squelch(over))).is_err());
+    let empty = Squelch { nodes: vec![], ..q.clone() };
+    assert!(parse(&encode(&Packet::Squelch(empty))).is_err());
+    let gone = Squelch { reason: SquelchReason::Unavailable, nodes: vec![], ..q };
+    assert!(parse(&encode(&Packet::Squelch(gone))).is_ok());
 }
 
 proptest! {
@@ -218,7 +245,7 @@ proptest! {
             block,
             count,
         }).collect();
-        let p = Packet::Nak(NeedList { seq: 9, needs });
+        let p = Packet::Nak(NeedList { seq: 9, loss_ppm: 1, needs });
         let buf = encode(&p);
         prop_assert_eq!(parse(&buf).unwrap().1, p);
     }
