@@ -2,6 +2,7 @@
 //! who finished, and the same seed always gives the same trace.
 
 use mcast::proto::receiver::Outcome;
+use mcast::proto::time::Duration;
 use mcast::sim::{run, SimConfig, SimResult};
 
 fn check(r: &SimResult, n: usize, what: &str) {
@@ -125,4 +126,87 @@ fn a_full_receiver_asks_only_for_what_it_can_take() {
         "repair storm: {}",
         r.sender.repair_packets
     );
+}
+
+#[test]
+fn a_late_joiner_recovers_every_earlier_block_through_repairs() {
+    // The push takes about 45 ms; receiver 1 starts listening at 25 ms, past half of it.
+    let mut cfg = SimConfig::small(3, 0.01, 12);
+    cfg.late_join = vec![(1, Duration::from_millis(25))];
+    let r = run(&cfg);
+    check(&r, 3, "late join");
+    let late = &r.receivers[1];
+    let early = r.receivers[0].completed_at.unwrap();
+    assert!(late.completed_at.unwrap() > early, "it really joined late");
+    assert!(late.stats.naks_sent > 0, "it asked for what it missed");
+}
+
+#[test]
+fn carousel_serves_a_receiver_that_appears_after_the_first_pass() {
+    // Receiver 2 appears at 60 ms, after the first pass (about 45 ms); the second pass and the
+    // announcement that starts it let it complete.
+    let mut cfg = SimConfig::small(3, 0.01, 13);
+    cfg.sender.repeat = Some(2);
+    cfg.late_join = vec![(2, Duration::from_millis(60))];
+    let r = run(&cfg);
+    check(&r, 3, "carousel");
+    assert!(r.receivers[2].completed_at.unwrap() > Duration::from_millis(60));
+    assert!(r.sender.data_packets > 2053, "a second pass went out: {}", r.sender.data_packets);
+}
+
+/// Ten receivers at 1 % loss, one of them (index 0, node 2) at 30 % more.
+fn straggler_cfg() -> SimConfig {
+    let mut cfg = SimConfig { object_size: 2 << 20, ..SimConfig::small(10, 0.01, 14) };
+    cfg.extra_loss = vec![(0, 0.30)];
+    cfg
+}
+
+#[test]
+fn a_straggler_is_dropped_and_the_rest_complete() {
+    let r = run(&straggler_cfg());
+    assert_eq!(r.dropped, vec![2], "the lossy receiver is dropped");
+    let straggler = &r.receivers[0];
+    match &straggler.outcome {
+        Some(Outcome::Failed(why)) => assert!(why.contains("straggler"), "{why}"),
+        other => panic!("straggler outcome {other:?}"),
+    }
+    assert!(!straggler.correct);
+    for rx in &r.receivers[1..] {
+        assert!(rx.correct, "receiver {} completes", rx.node);
+        assert_eq!(rx.outcome, Some(Outcome::Complete));
+    }
+    assert!(r.sender_finished_at.is_some(), "the sender does not wait for it forever");
+    // Serving it to the end costs far more repair than dropping it.
+    let mut cfg = straggler_cfg();
+    cfg.sender.straggler.budget = f64::INFINITY;
+    let served = run(&cfg);
+    println!("repairs: dropped {} / served {}", r.payload_repairs, served.payload_repairs);
+    assert!(r.payload_repairs * 3 < served.payload_repairs * 2);
+}
+
+#[test]
+fn without_a_budget_the_straggler_is_served_to_the_end() {
+    // The other side of the boundary: the same group with the policy off completes entirely.
+    let mut cfg = straggler_cfg();
+    cfg.sender.straggler.budget = f64::INFINITY;
+    let r = run(&cfg);
+    assert!(r.dropped.is_empty());
+    check(&r, 10, "no straggler policy");
+}
+
+#[test]
+fn a_block_the_sender_cannot_read_fails_receivers_clearly() {
+    let mut cfg = SimConfig::small(3, 0.0, 15);
+    cfg.unreadable_blocks = vec![5];
+    let r = run(&cfg);
+    assert!(r.sender.squelches_sent > 0);
+    for rx in &r.receivers {
+        assert!(!rx.correct);
+        match &rx.outcome {
+            Some(Outcome::Failed(why)) => assert!(why.contains("block 5"), "{why}"),
+            other => panic!("receiver {} outcome {other:?}", rx.node),
+        }
+    }
+    assert_eq!(r.reports, 3, "each reported its failure");
+    assert!(r.sender_finished_at.is_some());
 }

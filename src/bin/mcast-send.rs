@@ -43,7 +43,7 @@ struct Args {
     /// Proactive repair symbols per block, as a share of its source symbols: `auto` follows the
     /// loss receivers report (starting at 5 %), a number or percentage fixes it.
     #[arg(long, default_value = "auto", value_parser = parse_overhead)]
-    fec_overhead: Option<f64>,
+    fec_overhead: Overhead,
     /// Carousel: after the first pass, send the object again N more times (0 or no value:
     /// until stopped), for receivers that join at any time.
     #[arg(long, num_args = 0..=1, default_missing_value = "0", value_name = "N")]
@@ -86,11 +86,18 @@ struct Args {
     verbose: u8,
 }
 
-fn parse_overhead(s: &str) -> Result<Option<f64>, String> {
+/// `--fec-overhead`: follow the receivers' loss, or a fixed share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Overhead {
+    Auto,
+    Fixed(f64),
+}
+
+fn parse_overhead(s: &str) -> Result<Overhead, String> {
     if s == "auto" {
-        return Ok(None);
+        return Ok(Overhead::Auto);
     }
-    cli::parse_share(s, 10.0).map(Some)
+    cli::parse_share(s, 10.0).map(Overhead::Fixed)
 }
 
 fn parse_budget(s: &str) -> Result<f64, String> {
@@ -141,8 +148,11 @@ fn main() -> anyhow::Result<()> {
         group: args.group,
         interface: args.interface,
         rate_bps: args.rate,
-        fec_overhead: args.fec_overhead.unwrap_or(0.05),
-        auto_parity: args.fec_overhead.is_none(),
+        fec_overhead: match args.fec_overhead {
+            Overhead::Auto => 0.05,
+            Overhead::Fixed(v) => v,
+        },
+        auto_parity: args.fec_overhead == Overhead::Auto,
         repeat: args.repeat,
         straggler: StragglerPolicy { budget: args.straggler_budget, factor: args.straggler_factor },
         expected_receivers: args.receivers,
@@ -165,4 +175,28 @@ fn main() -> anyhow::Result<()> {
         SendStatus::Incomplete | SendStatus::Timeout => cli::EXIT_INCOMPLETE,
         SendStatus::Interrupted => cli::EXIT_INTERRUPTED,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let base = ["mcast-send", "f", "--group", "239.255.0.1:7000", "--interface", "lo"];
+        Args::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn options_parse() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.fec_overhead, Overhead::Auto);
+        assert_eq!(a.repeat, None);
+        assert_eq!(a.straggler_budget, 0.1);
+        let a = parse(&["--fec-overhead", "7%", "--repeat", "--straggler-budget", "off"]).unwrap();
+        assert_eq!(a.fec_overhead, Overhead::Fixed(0.07));
+        assert_eq!(a.repeat, Some(0));
+        assert!(a.straggler_budget.is_infinite());
+        assert_eq!(parse(&["--repeat", "3"]).unwrap().repeat, Some(3));
+        assert!(parse(&["--fec-overhead", "2000%"]).is_err());
+    }
 }

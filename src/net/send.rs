@@ -257,9 +257,9 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
                      symbols asked for",
                     f64::from(loss_ppm) / 1e4
                 ),
-                Event::BlockUnavailable { block } => tracing::error!(
-                    "block {block} is unavailable: receivers lacking it will fail"
-                ),
+                Event::BlockUnavailable { block } => {
+                    tracing::error!("block {block} is unavailable: receivers lacking it will fail")
+                }
                 Event::Finished => tracing::info!("done; answering late reports briefly"),
             }
         }

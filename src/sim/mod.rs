@@ -78,6 +78,8 @@ pub struct SimConfig {
     pub late_join: Vec<(usize, Duration)>,
     /// Receivers (by index) with extra independent loss on their link (stragglers).
     pub extra_loss: Vec<(usize, f64)>,
+    /// Payload blocks the sender's storage fails to read.
+    pub unreadable_blocks: Vec<u32>,
 }
 
 impl SimConfig {
@@ -104,6 +106,7 @@ impl SimConfig {
             fec: FecModel::Real,
             late_join: Vec::new(),
             extra_loss: Vec::new(),
+            unreadable_blocks: Vec::new(),
         }
     }
 
@@ -142,6 +145,7 @@ impl SimConfig {
             fec: FecModel::Ideal,
             late_join: Vec::new(),
             extra_loss: Vec::new(),
+            unreadable_blocks: Vec::new(),
         }
     }
 }
@@ -236,8 +240,15 @@ enum Item {
     /// A datagram reaches the group.
     Arrive(Flight),
     /// A copy leaves a slow receiver's queue.
-    Dequeue { to: usize, from: usize, data: Rc<[u8]>, source_block: Option<u32> },
-    Timer { node: usize },
+    Dequeue {
+        to: usize,
+        from: usize,
+        data: Rc<[u8]>,
+        source_block: Option<u32>,
+    },
+    Timer {
+        node: usize,
+    },
 }
 
 struct Node {
@@ -573,6 +584,11 @@ impl World {
 
     fn on_sender_event(&mut self, ev: sender::Event) {
         match ev {
+            sender::Event::NeedBlock { block, .. }
+                if self.cfg.unreadable_blocks.contains(&block) =>
+            {
+                self.sender.handle_block_failed(block);
+            }
             sender::Event::NeedBlock { block, offset, len, symbols, symbol_size } => {
                 let data = self.object[offset as usize..offset as usize + len].to_vec();
                 let enc =

@@ -688,12 +688,9 @@ impl Receiver {
         self.last_now = self.last_now.max(now);
         if let Some((probe_time_us, at)) = self.echo.take() {
             let delay_us = (now - at).as_micros().min(u128::from(u32::MAX)) as u32;
-                // Too few datagrams seen to say: "unmeasured", so the sender does not plan for 0.
-            let loss_ppm = if self.stats.first_pass_expected < 64 {
-                u32::MAX
-            } else {
-                self.stats.loss_ppm()
-            };
+            // Too few datagrams seen to say: "unmeasured", so the sender does not plan for 0.
+            let loss_ppm =
+                if self.stats.first_pass_expected < 64 { u32::MAX } else { self.stats.loss_ppm() };
             let echo = Echo { probe_time_us, delay_us, loss_ppm };
             self.stats.echoes_sent += 1;
             wire::emit(&self.header, &Packet::Echo(echo), buf);

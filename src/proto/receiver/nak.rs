@@ -175,7 +175,11 @@ mod tests {
     }
 
     fn heard(count: u16) -> NeedList {
-        NeedList { seq: 0, loss_ppm: 0, needs: vec![Need { object: ObjectId::Payload, block: 3, count }] }
+        NeedList {
+            seq: 0,
+            loss_ppm: 0,
+            needs: vec![Need { object: ObjectId::Payload, block: 3, count }],
+        }
     }
 
     #[test]

@@ -21,8 +21,8 @@
 //! a prepared [`BlockEncoder`] through [`Sender::handle_block`]. It holds at most
 //! `cache_blocks` payload blocks and asks again for a block it has evicted.
 
-mod grtt;
 mod group;
+mod grtt;
 mod pacer;
 mod parity;
 mod repair;
@@ -30,7 +30,7 @@ mod repair;
 pub use group::{Group, Member, StragglerPolicy};
 pub use grtt::Grtt;
 pub use pacer::Pacer;
-pub use parity::{proactive_symbols, short_probability};
+pub use parity::{proactive_symbols, short_probability, ParityBias};
 pub use repair::{BlockKey, Repairs};
 
 use crate::proto::fec::{BlockEncoder, FecError};
@@ -246,6 +246,10 @@ pub struct Sender {
     unavailable: BTreeMap<u32, bool>,
     /// Passes started (1 during the first).
     pass: u32,
+    /// Auto parity's learned correction.
+    bias: ParityBias,
+    /// The modelled parity of the last block started.
+    modelled_parity: u32,
     finished: bool,
     finished_at: Instant,
     last_report_at: Instant,
@@ -321,6 +325,8 @@ impl Sender {
             squelch_nodes: BTreeSet::new(),
             unavailable: BTreeMap::new(),
             pass: 1,
+            bias: ParityBias::default(),
+            modelled_parity: 0,
             finished: false,
             finished_at: now,
             last_report_at: now,
@@ -507,6 +513,7 @@ impl Sender {
                 continue;
             };
             if need.object == ObjectId::Payload {
+                self.bias.on_nak(need.block);
                 if let Some(due) = self.unavailable.get_mut(&need.block) {
                     *due = true;
                     self.stats.needs_ignored += 1;
@@ -550,6 +557,7 @@ impl Sender {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         self.repairs.on_timeout(now);
+        self.bias.update(now, self.modelled_parity);
         // No receiver is a million datagrams (over a GiB) behind and still useful; forgetting
         // older repairs is bookkeeping, done every 64 Ki datagrams rather than every call.
         if self.seq.wrapping_sub(self.pruned_at) >= 1 << 16 {
@@ -633,9 +641,17 @@ impl Sender {
         !self.squelch_nodes.is_empty() || self.unavailable.values().any(|due| *due)
     }
 
-    /// Probes go out every two GRTTs, within the configured bounds.
+    /// Probes go out every two GRTTs, within the configured bounds; four times as often while
+    /// no receiver has reported a loss rate yet, so that auto parity starts from measurements
+    /// rather than the configured guess.
     fn probe_interval(&self) -> Duration {
-        (self.grtt.get() * 2).clamp(self.cfg.probe_interval_min, self.cfg.probe_interval)
+        let interval =
+            (self.grtt.get() * 2).clamp(self.cfg.probe_interval_min, self.cfg.probe_interval);
+        if self.cfg.auto_parity && self.group.loss_sample().is_empty() {
+            interval / 4
+        } else {
+            interval
+        }
     }
 
     fn next_control(&mut self, now: Instant) -> Option<Packet<'static>> {
@@ -782,8 +798,9 @@ impl Sender {
     }
 
     /// Proactive repair symbols for a block of `k` source symbols: fixed, or following the
-    /// loss the group reports (the fixed share until anyone has).
-    fn proactive(&self, k: u16) -> u32 {
+    /// loss the group reports (the fixed share until anyone has), corrected by what the NAKs
+    /// of earlier blocks showed.
+    fn proactive(&mut self, k: u16) -> u32 {
         let fixed = (f64::from(k) * self.cfg.fec_overhead.max(0.0)).ceil() as u32;
         if !self.cfg.auto_parity {
             return fixed;
@@ -793,7 +810,16 @@ impl Sender {
         if sample.is_empty() {
             return fixed.min(max);
         }
-        proactive_symbols(k, &sample, self.group.size(), self.cfg.parity_target, max)
+        let modelled =
+            proactive_symbols(k, &sample, self.group.size(), self.cfg.parity_target, max);
+        self.modelled_parity = modelled;
+        self.bias.apply(modelled, max)
+    }
+
+    /// When the NAKs for a block just sent should all have arrived: the receivers' longest
+    /// backoff (RFC 5401's 4 GRTTs), a round trip, and a margin.
+    fn nak_window(&self) -> Duration {
+        self.grtt.get() * 6
     }
 
     /// Whether another carousel pass follows the one ending.
@@ -819,7 +845,9 @@ impl Sender {
                         self.next_flush = Some(now);
                         self.quiet_since = now;
                         if self.another_pass() {
+                            // Announce the new pass at once: receivers that joined since lock on.
                             self.pass += 1;
+                            self.next_announce = now;
                             Some(Cursor::start(ObjectId::Manifest))
                         } else {
                             None
@@ -836,6 +864,9 @@ impl Sender {
                 cur.parity = self.proactive(k);
             }
             if cur.esi >= u32::from(k) + cur.parity {
+                if cur.object == ObjectId::Payload && self.cfg.auto_parity {
+                    self.bias.block_sent(cur.block, now + self.nak_window());
+                }
                 self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
                 continue;
             }

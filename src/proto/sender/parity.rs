@@ -13,6 +13,21 @@
 //! The loss rates come from the receivers' echoes and NAKs. Only those up to the 90th percentile
 //! are used, and the sample is scaled up to the group size: the worst tenth of the group is left
 //! to NAKs, so one receiver on a bad link does not make everyone pay for its losses.
+//!
+//! That model assumes receivers lose independently. When they do not (a loss upstream of the
+//! whole group, bursts), the largest loss per block differs from the model's, and
+//! [`ParityBias`] corrects it from what happens: each block whose NAK window closed without a
+//! NAK lowers the parity, each block that was NAKed raises it (NORM sets its auto parity from the
+//! NAKs it sees in the same spirit). It steps down one symbol after a quiet block and up three
+//! after a NAKed one, so it settles where about a quarter of the blocks need a NAK round, as the
+//! model intends, and it only ever lowers the model's figure: under independent loss the model
+//! is right and the correction stays near zero. (Doubling the steps converges faster but
+//! overshoots: a parity far too low for a moment makes hundreds of receivers NAK the same block
+//! with different needs. Letting it raise the parity, for bursty loss, made the independent
+//! case worse by its noise.)
+
+use crate::proto::time::Instant;
+use std::collections::{HashSet, VecDeque};
 
 /// Loss rates are clamped to this (beyond it, proactive repair is meaningless).
 const MAX_LOSS: f64 = 0.5;
@@ -54,7 +69,8 @@ fn erfc(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     poly * (-x * x).exp()
 }
 
@@ -88,9 +104,97 @@ pub fn proactive_symbols(k: u16, losses: &[f64], group: u32, target: f64, max: u
     lo
 }
 
+/// Learned correction to the modelled parity, in symbols (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub struct ParityBias {
+    bias: f64,
+    /// Last step (signed).
+    step: f64,
+    /// Blocks sent whose NAK window is still open, with the time it closes.
+    open: VecDeque<(u32, Instant)>,
+    nacked: HashSet<u32>,
+}
+
+impl ParityBias {
+    const UP: f64 = 3.0;
+
+    /// Block `block`'s proactive symbols have gone out; its NAKs are expected before `closes`.
+    pub fn block_sent(&mut self, block: u32, closes: Instant) {
+        if self.open.len() >= 1024 {
+            self.open.pop_front();
+        }
+        self.open.push_back((block, closes));
+    }
+
+    /// A NAK asked for repairs of `block`.
+    pub fn on_nak(&mut self, block: u32) {
+        if self.open.iter().any(|(b, _)| *b == block) {
+            self.nacked.insert(block);
+        }
+    }
+
+    /// Close the windows due at `now` and learn from them. `modelled` is the parity the model
+    /// currently gives (the bias never takes the total below zero).
+    pub fn update(&mut self, now: Instant, modelled: u32) {
+        while let Some(&(block, closes)) = self.open.front() {
+            if closes > now {
+                break;
+            }
+            self.open.pop_front();
+            // Up after a NAKed block, down one symbol after a quiet one: the parity settles
+            // where about one block in `UP + 1` needs a NAK round.
+            self.step = if self.nacked.remove(&block) { Self::UP } else { -1.0 };
+            self.bias = (self.bias + self.step).clamp(-f64::from(modelled), 0.0);
+        }
+    }
+
+    /// The parity to send: the modelled one lowered by the correction, within `[0, max]`.
+    pub fn apply(&self, modelled: u32, max: u32) -> u32 {
+        (f64::from(modelled) + self.bias).round().clamp(0.0, f64::from(max)) as u32
+    }
+
+    /// The current correction, symbols.
+    pub fn bias(&self) -> f64 {
+        self.bias
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::time::Duration;
+
+    #[test]
+    fn bias_learns_from_nak_windows() {
+        let mut b = ParityBias::default();
+        let t = |ms| Instant::ZERO + Duration::from_millis(ms);
+        // Four quiet blocks: one symbol down each.
+        for blk in 0..4 {
+            b.block_sent(blk, t(blk as u64));
+        }
+        b.update(t(10), 20);
+        assert_eq!(b.bias(), -4.0);
+        assert_eq!(b.apply(20, 100), 16);
+        // A NAKed block: three up, but never above the model.
+        b.block_sent(4, t(11));
+        b.on_nak(4);
+        b.on_nak(99); // not open: ignored
+        b.update(t(10), 20);
+        assert_eq!(b.bias(), -4.0, "window not closed yet");
+        b.update(t(11), 20);
+        assert_eq!(b.bias(), -1.0);
+        b.block_sent(5, t(11));
+        b.on_nak(5);
+        b.update(t(11), 20);
+        assert_eq!(b.bias(), 0.0);
+        // Never below zero parity.
+        for blk in 5..30 {
+            b.block_sent(blk, t(12));
+        }
+        b.update(t(12), 20);
+        assert_eq!(b.apply(20, 100), 0);
+        assert_eq!(b.bias(), -20.0);
+    }
 
     /// Reference: exact binomial tail.
     fn binomial_tail(n: u32, p: f64, x: u32) -> f64 {
@@ -107,11 +211,15 @@ mod tests {
 
     #[test]
     fn tail_matches_the_binomial() {
-        for (k, parity, p) in [(749u16, 17u32, 0.01), (749, 10, 0.01), (64, 5, 0.05), (749, 60, 0.05)]
+        for (k, parity, p) in
+            [(749u16, 17u32, 0.01), (749, 10, 0.01), (64, 5, 0.05), (749, 60, 0.05)]
         {
             let got = short_probability(k, parity, p);
             let want = binomial_tail(u32::from(k) + parity, p, parity);
-            assert!((got - want).abs() < 0.01 + want * 0.15, "k={k} P={parity} p={p}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 0.01 + want * 0.15,
+                "k={k} P={parity} p={p}: {got} vs {want}"
+            );
         }
         // Normal branch (λ > 200).
         let got = short_probability(8192, 1000, 0.1);

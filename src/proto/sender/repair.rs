@@ -44,13 +44,7 @@ impl Repairs {
     /// A NAK from a receiver at `seen_seq` asks for `need`. Returns the repair symbols this
     /// adds to the window (0 when repairs on their way to it, or a larger need heard in the same
     /// window, already cover it).
-    pub fn on_need(
-        &mut self,
-        need: Need,
-        seen_seq: u32,
-        margin: u16,
-        holdoff_end: Instant,
-    ) -> u32 {
+    pub fn on_need(&mut self, need: Need, seen_seq: u32, margin: u16, holdoff_end: Instant) -> u32 {
         let key = (need.object, need.block);
         let want = u32::from(need.count) + u32::from(margin);
         let extra = want.saturating_sub(self.in_flight(key, seen_seq));

@@ -1,0 +1,99 @@
+//! Feedback at scale, smoltcp `netsim` style: seeded pushes to {1, 10, 100, 1000} receivers
+//! under each loss model, with the result table kept as a snapshot
+//! (`tests/snapshots/netsim.txt`; `MCAST_UPDATE_SNAPSHOTS=1` rewrites it). A change in NAK or
+//! repair behaviour shows up as a diff of that table; the DESIGN.md §6 targets are asserted.
+//!
+//! Columns: NAK datagrams the sender received per lossy block, repair symbols sent per symbol
+//! the worst receiver lacked (summed per block), time for all to complete over time for one
+//! receiver, NAK rounds suppressed. Pushes are [`SimConfig::scaled`] (1400-byte symbols, 1 MiB
+//! blocks, 1 Gbit/s, rack latency) of 64 MiB, as `examples/sim.rs` runs them.
+
+use mcast::proto::receiver::Outcome;
+use mcast::sim::{run, LossModel, SimConfig, SimResult};
+use std::fmt::Write;
+
+const SIZE: u64 = 64 << 20;
+const SEED: u64 = 7;
+
+struct Row {
+    n: usize,
+    model: &'static str,
+    r: SimResult,
+    time_ratio: f64,
+}
+
+fn models() -> [LossModel; 3] {
+    [
+        LossModel::Independent(0.01),
+        LossModel::Shared(0.01),
+        LossModel::Burst { loss: 0.01, burst: LossModel::DEFAULT_BURST },
+    ]
+}
+
+fn seconds(r: &SimResult) -> f64 {
+    r.last_completion().expect("every receiver completed").as_secs_f64()
+}
+
+#[test]
+fn feedback_scales_to_a_thousand_receivers() {
+    let mut rows = Vec::new();
+    for model in models() {
+        let one = seconds(&run(&SimConfig::scaled(1, model.clone(), SEED, SIZE)));
+        for n in [1usize, 10, 100, 1000] {
+            let r = run(&SimConfig::scaled(n, model.clone(), SEED, SIZE));
+            assert_eq!(r.complete(), n, "{} n={n}: every copy exact", model.name());
+            assert!(r.receivers.iter().all(|x| x.outcome == Some(Outcome::Complete)));
+            assert_eq!(r.reports, n, "{} n={n}: the sender holds every report", model.name());
+            let time_ratio = seconds(&r) / one;
+            rows.push(Row { n, model: model.name(), r, time_ratio });
+        }
+    }
+    let mut table = String::from(
+        "model        receivers  lossy_blocks  naks  naks/lossy_block  repair_ratio  time_ratio  suppressed\n",
+    );
+    for row in &rows {
+        writeln!(
+            table,
+            "{:<12} {:>9} {:>13} {:>5} {:>17.2} {:>13.3} {:>11.3} {:>11}",
+            row.model,
+            row.n,
+            row.r.lossy_blocks,
+            row.r.sender.naks_received,
+            row.r.naks_per_lossy_block(),
+            row.r.repair_ratio(),
+            row.time_ratio,
+            row.r.naks_suppressed()
+        )
+        .unwrap();
+    }
+    print!("{table}");
+    check_snapshot(&table);
+
+    // DESIGN.md §6 at 1000 receivers.
+    let at = |model: &str| rows.iter().find(|r| r.n == 1000 && r.model == model).unwrap();
+    let ind = at("independent");
+    assert!(ind.r.naks_per_lossy_block() <= 3.0, "NAK implosion: {}", ind.r.naks_per_lossy_block());
+    assert!(ind.r.repair_ratio() <= 1.15, "repair ratio {}", ind.r.repair_ratio());
+    assert!(ind.time_ratio <= 1.05, "time ratio {}", ind.time_ratio);
+    let shared = at("shared");
+    assert!(
+        shared.r.naks_per_lossy_block() <= 2.0 * ind.r.naks_per_lossy_block().max(0.5),
+        "shared loss: {} NAKs per lossy block",
+        shared.r.naks_per_lossy_block()
+    );
+}
+
+fn check_snapshot(table: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/netsim.txt");
+    if std::env::var_os("MCAST_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+        std::fs::write(path, table).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (run with MCAST_UPDATE_SNAPSHOTS=1 to create it)"));
+    assert_eq!(
+        table, want,
+        "the scale table changed; if intended, rerun with MCAST_UPDATE_SNAPSHOTS=1 and commit {path}"
+    );
+}
