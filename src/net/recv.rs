@@ -80,6 +80,9 @@ pub struct RecvReport {
     pub seconds: f64,
     /// Seconds until every block was received and written (before the final verification).
     pub received_seconds: Option<f64>,
+    /// Seconds until the first datagram arrived (so `received_seconds` minus this is the
+    /// transfer time).
+    pub first_datagram_seconds: Option<f64>,
     /// NAK datagrams sent.
     pub naks_sent: u64,
     /// NAK rounds suppressed.
@@ -129,6 +132,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
     let mut recv_buffer = info.recv_buffer;
     let mut recv_buffer_requested = opts.recv_buffer;
     let mut sized_for_rate = false;
+    let mut first_datagram_seconds = None;
     let mut sock = BatchSocket::new(sock).map_err(DriverError::io("set up batched I/O"))?;
     if let Some(f) = &cfg.ready_file {
         std::fs::write(f, b"ready\n").map_err(DriverError::io("write ready file"))?;
@@ -166,7 +170,11 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
         if cfg.timeout.is_some_and(|t| wall.elapsed() >= t) {
             break RecvStatus::Timeout;
         }
+        let first = &mut first_datagram_seconds;
         sock.recv(1024, |from, d| {
+            if first.is_none() {
+                *first = Some(wall.elapsed().as_secs_f64());
+            }
             if cfg.drop_rate > 0.0 && drop_rng.gen::<f64>() < cfg.drop_rate {
                 dropped_on_purpose += 1;
             } else {
@@ -297,6 +305,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
         bytes: placed.bytes,
         seconds: wall.elapsed().as_secs_f64(),
         received_seconds: placed.received_seconds,
+        first_datagram_seconds,
         naks_sent: stats.naks_sent,
         naks_suppressed: stats.naks_suppressed,
         error: placed.error,
