@@ -173,18 +173,13 @@ impl BatchSocket {
     /// Hand every waiting datagram to `f` (stopping after about `max`, so timers and
     /// transmissions get their turn). GRO buffers are split at their stride, so `f` always sees
     /// single datagrams. Returns how many were handed over.
-    pub fn recv(
-        &mut self,
-        max: usize,
-        mut f: impl FnMut(SocketAddr, &[u8]),
-    ) -> io::Result<usize> {
+    pub fn recv(&mut self, max: usize, mut f: impl FnMut(SocketAddr, &[u8])) -> io::Result<usize> {
         let mut n = 0;
         while n < max {
             let got = {
                 let mut slices: Vec<IoSliceMut<'_>> =
                     self.bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-                match self.state.recv(UdpSockRef::from(&self.sock), &mut slices, &mut self.metas)
-                {
+                match self.state.recv(UdpSockRef::from(&self.sock), &mut slices, &mut self.metas) {
                     Ok(got) => got,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -288,8 +288,8 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
     // An unfinished sink is dropped here: its temp file goes, the destination is untouched.
     drop(sink);
     let stats = receiver.stats().clone();
-    let kernel_drops = socket_drops(sock.socket())
-        .map(|d| d.saturating_sub(drops_before.unwrap_or(0)));
+    let kernel_drops =
+        socket_drops(sock.socket()).map(|d| d.saturating_sub(drops_before.unwrap_or(0)));
     let udp_rcvbuf_errors =
         udp_rcvbuf_errors().zip(rcvbuf_errors_before).map(|(a, b)| a.saturating_sub(b));
     if let Some(d) = kernel_drops.filter(|d| *d > 0) {
