@@ -206,7 +206,8 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
                 Event::Decode(job) => workers.submit(job),
                 Event::Block { offset, data, .. } => {
                     if let Some(s) = sink.as_mut() {
-                        if let Err(e) = s.write_at(offset, &data) {
+                        // Each verified block is written once; zero blocks stay holes.
+                        if let Err(e) = s.write_new_at(offset, &data) {
                             placed.error.get_or_insert(e.to_string());
                         }
                     }
