@@ -186,6 +186,10 @@ print(f"  transfer goodput {good / 1e6:.0f} Mbit/s = {good / ceiling:.3f} x iper
 print(f"  CPU per GB: sender {scpu / gb:.2f} s; receivers {', '.join(f'{c / gb:.2f}' for _, c, _ in rt)} s; "
       f"peak RSS sender {srss / 1024:.0f} MiB, receivers {', '.join(f'{m / 1024:.0f}' for _, _, m in rt)} MiB")
 io = send.get("io", {})
+loop_s = send.get("loop_cpu_seconds", 0) / gb
+loop_r = ", ".join(f"{r.get('loop_cpu_seconds', 0) / gb:.2f}" for r in recv)
+print(f"  send loop thread alone: {loop_s:.2f} CPU s per GB (= {8 / max(loop_s, 1e-9):.1f} Gbit/s "
+      f"per core at this cost); receive loop threads: {loop_r} s per GB")
 print(f"  packets: {send['data_packets']} data + {send['repair_packets']} repair, {send['naks_received']} NAKs; "
       f"GSO max {send.get('gso_segments')} segments, {io.get('datagrams_sent', 0) / max(io.get('send_calls', 1), 1):.1f} datagrams/sendmsg, "
       f"{io.get('gso_fallbacks', 0)} fallbacks; kernel drops {[r.get('kernel_drops') for r in recv]}, "

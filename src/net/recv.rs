@@ -6,7 +6,7 @@
 use crate::net::batch::{
     recv_buffer_for_rate, socket_drops, udp_rcvbuf_errors, BatchSocket, BatchStats,
 };
-use crate::net::io::{progress_bar, wait_until, Clock, Workers};
+use crate::net::io::{progress_bar, thread_cpu_seconds, wait_until, Clock, Workers};
 use crate::net::send::{BLOCK_POLL, IDLE_POLL};
 use crate::net::socket::{
     feedback_addr, open_multicast, resize_recv_buffer, resolve_interface, SocketOptions,
@@ -105,6 +105,9 @@ pub struct RecvReport {
     pub udp_rcvbuf_errors: Option<u64>,
     /// Batched I/O counters (`recvmmsg` calls, GRO buffers).
     pub io: BatchStats,
+    /// CPU seconds (user + system) of the receive loop's thread (the final verification
+    /// included, the decoding workers excluded).
+    pub loop_cpu_seconds: f64,
     /// All receiver counters.
     pub stats: ReceiverStats,
 }
@@ -317,6 +320,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
         kernel_drops,
         udp_rcvbuf_errors,
         io: sock.stats(),
+        loop_cpu_seconds: thread_cpu_seconds(),
         stats,
     })
 }

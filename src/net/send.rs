@@ -3,7 +3,7 @@
 //! threads. [`run`] is what `mcast-send` calls; tests can call it too.
 
 use crate::net::batch::{pace_slack, BatchSocket, BatchStats, TxBatch};
-use crate::net::io::{progress_bar, wait_until, Clock, Workers};
+use crate::net::io::{progress_bar, thread_cpu_seconds, wait_until, Clock, Workers};
 use crate::net::socket::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use crate::net::DriverError;
 use crate::proto::fec::BlockEncoder;
@@ -129,6 +129,9 @@ pub struct SendReport {
     pub io: BatchStats,
     /// Most segments one GSO send could carry (1: no GSO).
     pub gso_segments: usize,
+    /// CPU seconds (user + system) of the send loop's thread from the first datagram on
+    /// (source hashing and the encoding workers excluded).
+    pub loop_cpu_seconds: f64,
 }
 
 /// Push `cfg.path` to the group. Returns when finished, timed out, or `shutdown` is set.
@@ -201,6 +204,7 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
     let slack = pace_slack(cfg.rate_bps);
     let mut status = SendStatus::Complete;
     let mut last_progress = std::time::Instant::now();
+    let cpu_at_start = thread_cpu_seconds();
     loop {
         if shutdown.load(Ordering::Relaxed) {
             status = SendStatus::Interrupted;
@@ -312,5 +316,6 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         stats,
         io: sock.stats(),
         gso_segments,
+        loop_cpu_seconds: thread_cpu_seconds() - cpu_at_start,
     })
 }
