@@ -120,6 +120,22 @@ pub fn wait_until(
     Ok(())
 }
 
+/// CPU time (user + system) the calling thread has used so far, in seconds; 0 where unknown.
+pub fn thread_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes one rusage into the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    #[cfg(target_os = "linux")]
+    let who = libc::RUSAGE_THREAD;
+    #[cfg(not(target_os = "linux"))]
+    let who = libc::RUSAGE_SELF;
+    // SAFETY: `ru` is a valid, writable rusage.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
 /// A fixed pool of threads running one function over submitted jobs.
 pub struct Workers<J, R> {
     jobs: Option<Sender<J>>,
@@ -252,6 +268,13 @@ mod tests {
         drop(w);
         assert!(started.elapsed() < Duration::from_secs(1), "did not run the whole queue");
         assert!(rx.try_iter().count() < 10);
+    }
+
+    #[test]
+    fn thread_cpu_time_is_counted() {
+        let t = thread_cpu_seconds();
+        assert!(t >= 0.0);
+        assert!(thread_cpu_seconds() >= t);
     }
 
     #[test]

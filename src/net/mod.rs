@@ -2,9 +2,12 @@
 //!
 //! [`socket`] opens and configures multicast UDP sockets (interface resolution, group
 //! membership, TTL, loopback, buffer sizes) and parses the group and rate strings given on the
-//! command line. [`io`] holds the clock, waits and worker pool; [`send`] and [`recv`] are the
-//! loops that drive the sans-IO `crate::proto` core with real time and real datagrams.
+//! command line. [`batch`] sends and receives datagrams in batches (GSO, GRO, `recvmmsg`)
+//! through quinn-udp and reads the kernel's drop counters. [`io`] holds the clock, waits and
+//! worker pool; [`send`] and [`recv`] are the loops that drive the sans-IO `crate::proto` core
+//! with real time and real datagrams.
 
+pub mod batch;
 pub mod io;
 pub mod recv;
 pub mod send;

@@ -3,9 +3,14 @@
 //! temp file beside the destination and place it only once the whole object verifies.
 //! [`run_once`] is what `mcast-recv` calls for each object; tests can call it too.
 
-use crate::net::io::{progress_bar, recv_batch, send_datagram, wait_until, Clock, Workers};
+use crate::net::batch::{
+    recv_buffer_for_rate, socket_drops, udp_rcvbuf_errors, BatchSocket, BatchStats,
+};
+use crate::net::io::{progress_bar, thread_cpu_seconds, wait_until, Clock, Workers};
 use crate::net::send::{BLOCK_POLL, IDLE_POLL};
-use crate::net::socket::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
+use crate::net::socket::{
+    feedback_addr, open_multicast, resize_recv_buffer, resolve_interface, SocketOptions,
+};
 use crate::net::DriverError;
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
 use crate::proto::stats::ReceiverStats;
@@ -75,6 +80,9 @@ pub struct RecvReport {
     pub seconds: f64,
     /// Seconds until every block was received and written (before the final verification).
     pub received_seconds: Option<f64>,
+    /// Seconds until the first datagram arrived (so `received_seconds` minus this is the
+    /// transfer time).
+    pub first_datagram_seconds: Option<f64>,
     /// NAK datagrams sent.
     pub naks_sent: u64,
     /// NAK rounds suppressed.
@@ -85,8 +93,21 @@ pub struct RecvReport {
     pub session: Option<u32>,
     /// Datagrams discarded by `--drop-rate`.
     pub dropped_on_purpose: u64,
-    /// Kernel receive buffer granted, bytes.
+    /// Kernel receive buffer granted, bytes (as read back: twice the usable payload).
     pub recv_buffer: usize,
+    /// Receive buffer asked for, sized from the announced rate.
+    pub recv_buffer_requested: usize,
+    /// Datagrams the kernel dropped on this socket because this host did not read them in time
+    /// (receive buffer full), as opposed to loss in the network. `None` where unknown.
+    pub kernel_drops: Option<u64>,
+    /// Growth of the namespace-wide `Udp: RcvbufErrors` counter during the reception (all
+    /// sockets of this network namespace together).
+    pub udp_rcvbuf_errors: Option<u64>,
+    /// Batched I/O counters (`recvmmsg` calls, GRO buffers).
+    pub io: BatchStats,
+    /// CPU seconds (user + system) of the receive loop's thread (the final verification
+    /// included, the decoding workers excluded).
+    pub loop_cpu_seconds: f64,
     /// All receiver counters.
     pub stats: ReceiverStats,
 }
@@ -109,7 +130,13 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
     let iface = resolve_interface(&cfg.interface)?;
     let opts = SocketOptions { ttl: cfg.ttl, ..SocketOptions::default() };
     let (sock, info) = open_multicast(cfg.group, &iface, &opts)?;
-    sock.set_nonblocking(true).map_err(DriverError::io("set_nonblocking"))?;
+    let rcvbuf_errors_before = udp_rcvbuf_errors();
+    let drops_before = socket_drops(&sock);
+    let mut recv_buffer = info.recv_buffer;
+    let mut recv_buffer_requested = opts.recv_buffer;
+    let mut sized_for_rate = false;
+    let mut first_datagram_seconds = None;
+    let mut sock = BatchSocket::new(sock).map_err(DriverError::io("set up batched I/O"))?;
     if let Some(f) = &cfg.ready_file {
         std::fs::write(f, b"ready\n").map_err(DriverError::io("write ready file"))?;
     }
@@ -134,7 +161,6 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
     let clock = Clock::new();
     let group = SocketAddr::V4(cfg.group);
     let feedback = SocketAddr::V4(feedback_addr(cfg.group)?);
-    let mut rbuf = vec![0u8; 65536];
     let mut tbuf = Vec::with_capacity(2048);
     let mut sink: Option<FileSink> = None;
     let mut placed = Placed { received_seconds: None, path: None, bytes: 0, error: None };
@@ -147,7 +173,11 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
         if cfg.timeout.is_some_and(|t| wall.elapsed() >= t) {
             break RecvStatus::Timeout;
         }
-        recv_batch(&sock, &mut rbuf, 1024, |from, d| {
+        let first = &mut first_datagram_seconds;
+        sock.recv(1024, |from, d| {
+            if first.is_none() {
+                *first = Some(wall.elapsed().as_secs_f64());
+            }
             if cfg.drop_rate > 0.0 && drop_rng.gen::<f64>() < cfg.drop_rate {
                 dropped_on_purpose += 1;
             } else {
@@ -179,7 +209,8 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
                 Event::Decode(job) => workers.submit(job),
                 Event::Block { offset, data, .. } => {
                     if let Some(s) = sink.as_mut() {
-                        if let Err(e) = s.write_at(offset, &data) {
+                        // Each verified block is written once; zero blocks stay holes.
+                        if let Err(e) = s.write_new_at(offset, &data) {
                             placed.error.get_or_insert(e.to_string());
                         }
                     }
@@ -210,6 +241,18 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
                 Event::Finished(outcome) => finished = Some(outcome),
             }
         }
+        if !sized_for_rate {
+            if let Some(rate) = receiver.announced_rate() {
+                // Enough buffer for 100 ms of the announced rate, so a busy moment on this
+                // host does not become loss.
+                sized_for_rate = true;
+                let want = recv_buffer_for_rate(rate);
+                if want > recv_buffer_requested {
+                    recv_buffer_requested = want;
+                    recv_buffer = resize_recv_buffer(sock.socket(), want)?.0;
+                }
+            }
+        }
         let now = clock.now();
         while let Some(t) = receiver.poll_transmit(now, &mut tbuf) {
             let to: &[SocketAddr] = match t.dest {
@@ -218,7 +261,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
                 Dest::Receivers => &[group],
             };
             for addr in to {
-                send_datagram(&sock, &tbuf, *addr).map_err(DriverError::io("send"))?;
+                sock.send(*addr, &tbuf, tbuf.len()).map_err(DriverError::io("send"))?;
             }
         }
         if let (Some(pb), Some((done, total))) = (&progress, receiver.progress()) {
@@ -240,7 +283,7 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
             };
         }
         let max_wait = if workers.in_flight() > 0 { BLOCK_POLL } else { IDLE_POLL };
-        wait_until(&sock, &clock, receiver.poll_timeout(), max_wait)
+        wait_until(sock.socket(), &clock, receiver.poll_timeout(), max_wait)
             .map_err(DriverError::io("poll"))?;
     };
     if let Some(pb) = progress {
@@ -249,6 +292,16 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
     // An unfinished sink is dropped here: its temp file goes, the destination is untouched.
     drop(sink);
     let stats = receiver.stats().clone();
+    let kernel_drops =
+        socket_drops(sock.socket()).map(|d| d.saturating_sub(drops_before.unwrap_or(0)));
+    let udp_rcvbuf_errors =
+        udp_rcvbuf_errors().zip(rcvbuf_errors_before).map(|(a, b)| a.saturating_sub(b));
+    if let Some(d) = kernel_drops.filter(|d| *d > 0) {
+        tracing::warn!(
+            "the kernel dropped {d} datagrams on this socket (receive buffer full): this host \
+             did not keep up, which is not network loss"
+        );
+    }
     let placed_ok = matches!(status, RecvStatus::Complete | RecvStatus::Unacknowledged);
     Ok(RecvReport {
         status,
@@ -256,12 +309,18 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
         bytes: placed.bytes,
         seconds: wall.elapsed().as_secs_f64(),
         received_seconds: placed.received_seconds,
+        first_datagram_seconds,
         naks_sent: stats.naks_sent,
         naks_suppressed: stats.naks_suppressed,
         error: placed.error,
         session: receiver.session_id(),
         dropped_on_purpose,
-        recv_buffer: info.recv_buffer,
+        recv_buffer,
+        recv_buffer_requested,
+        kernel_drops,
+        udp_rcvbuf_errors,
+        io: sock.stats(),
+        loop_cpu_seconds: thread_cpu_seconds(),
         stats,
     })
 }

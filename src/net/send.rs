@@ -2,7 +2,8 @@
 //! sans-IO [`Sender`] with real time, real datagrams and blocks read and FEC-prepared on worker
 //! threads. [`run`] is what `mcast-send` calls; tests can call it too.
 
-use crate::net::io::{progress_bar, recv_batch, send_datagram, wait_until, Clock, Workers};
+use crate::net::batch::{pace_slack, BatchSocket, BatchStats, TxBatch};
+use crate::net::io::{progress_bar, thread_cpu_seconds, wait_until, Clock, Workers};
 use crate::net::socket::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use crate::net::DriverError;
 use crate::proto::fec::BlockEncoder;
@@ -146,6 +147,13 @@ pub struct SendReport {
     pub grtt_us: u64,
     /// All sender counters.
     pub stats: SenderStats,
+    /// Batched I/O counters (GSO batches, fallbacks, system calls).
+    pub io: BatchStats,
+    /// Most segments one GSO send could carry (1: no GSO).
+    pub gso_segments: usize,
+    /// CPU seconds (user + system) of the send loop's thread from the first datagram on
+    /// (source hashing and the encoding workers excluded).
+    pub loop_cpu_seconds: f64,
 }
 
 /// Push `cfg.path` to the group. Returns when finished, timed out, or `shutdown` is set.
@@ -169,7 +177,9 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
     // The sender listens on the feedback port only, so it never reads its own data back.
     let feedback = feedback_addr(cfg.group)?;
     let (sock, info) = open_multicast(feedback, &iface, &opts)?;
-    sock.set_nonblocking(true).map_err(DriverError::io("set_nonblocking"))?;
+    let mut sock = BatchSocket::new(sock).map_err(DriverError::io("set up batched I/O"))?;
+    let gso_segments = sock.max_segments();
+    tracing::info!(gso_segments, gro = sock.gro_enabled(), "batched I/O");
     let session = rand::rngs::OsRng.next_u32();
     let node = rand::rngs::OsRng.next_u32();
     tracing::info!(
@@ -188,6 +198,13 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         straggler: cfg.straggler,
         expected_receivers: cfg.expected_receivers,
         linger: cfg.linger,
+        // Encoders are ~2 MiB each (data plus intermediate symbols): 12 bound the sender's
+        // memory while covering the read-ahead and the repairs of recent blocks; an evicted
+        // block is read and encoded again on a worker if a late NAK asks for it.
+        cache_blocks: 12,
+        // The token bucket holds one GSO batch at most, so no 1 ms window carries more than
+        // the rate plus one batch.
+        burst_bytes: crate::net::batch::MAX_GSO_BYTES,
         ..SenderConfig::default()
     };
     let mut sender = Sender::new(scfg, &manifest, clock.now())?;
@@ -206,10 +223,13 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
     .map_err(DriverError::io("spawn workers"))?;
     let progress = cfg.progress.then(|| progress_bar(layout.object_size()));
     let group = SocketAddr::V4(cfg.group);
-    let mut rbuf = vec![0u8; 65536];
     let mut tbuf = Vec::with_capacity(usize::from(cfg.symbol_size) + 64);
+    let mut batch = TxBatch::new();
+    // Wake this much after the pacer's deadline, so that each wake-up sends a batch.
+    let slack = pace_slack(cfg.rate_bps);
     let mut status = SendStatus::Complete;
     let mut last_progress = std::time::Instant::now();
+    let cpu_at_start = thread_cpu_seconds();
     loop {
         if shutdown.load(Ordering::Relaxed) {
             status = SendStatus::Interrupted;
@@ -219,7 +239,7 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
             status = SendStatus::Timeout;
             break;
         }
-        recv_batch(&sock, &mut rbuf, 1024, |from, d| sender.handle_datagram(clock.now(), from, d))
+        sock.recv(1024, |from, d| sender.handle_datagram(clock.now(), from, d))
             .map_err(DriverError::io("recv"))?;
         while let Some((block, prepared)) = workers.try_recv() {
             match prepared {
@@ -233,8 +253,9 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         let now = clock.now();
         sender.handle_timeout(now);
         while sender.poll_transmit(now, &mut tbuf).is_some() {
-            send_datagram(&sock, &tbuf, group).map_err(DriverError::io("send"))?;
+            batch.push(&mut sock, group, &tbuf).map_err(DriverError::io("send"))?;
         }
+        batch.flush(&mut sock).map_err(DriverError::io("send"))?;
         while let Some(ev) = sender.poll_event() {
             match ev {
                 Event::NeedBlock { block, offset, len, symbols, symbol_size } => {
@@ -282,7 +303,7 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
             break;
         }
         let max_wait = if workers.in_flight() > 0 { BLOCK_POLL } else { IDLE_POLL };
-        wait_until(&sock, &clock, sender.poll_timeout(), max_wait)
+        wait_until(sock.socket(), &clock, sender.poll_timeout().map(|t| t + slack), max_wait)
             .map_err(DriverError::io("poll"))?;
     }
     if let Some(pb) = progress {
@@ -343,5 +364,8 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         session,
         grtt_us: sender.grtt().as_micros() as u64,
         stats,
+        io: sock.stats(),
+        gso_segments,
+        loop_cpu_seconds: thread_cpu_seconds() - cpu_at_start,
     })
 }

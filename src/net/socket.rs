@@ -287,6 +287,17 @@ fn report_buffer(which: Buffer, requested: usize, granted: usize, forced: bool) 
     }
 }
 
+/// Ask for a receive buffer of `requested` bytes on an open socket (`SO_RCVBUFFORCE` first,
+/// then `SO_RCVBUF`), log what was granted and warn when it is less than half the request.
+/// Returns the size read back (Linux reports twice the usable payload) and whether the forced
+/// option worked.
+pub fn resize_recv_buffer(sock: &UdpSocket, requested: usize) -> Result<(usize, bool), NetError> {
+    let sock = socket2::SockRef::from(sock);
+    let (granted, forced) = set_buffer(&sock, Buffer::Recv, requested)?;
+    report_buffer(Buffer::Recv, requested, granted, forced);
+    Ok((granted, forced))
+}
+
 /// Open a UDP socket for multicast group `group` on interface `iface`.
 ///
 /// The socket is bound to `0.0.0.0:group.port()` with `SO_REUSEADDR`/`SO_REUSEPORT` (so several

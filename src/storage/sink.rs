@@ -95,6 +95,21 @@ impl FileSink {
             .map_err(|e| StorageError::io("write", &self.temp_path, e))
     }
 
+    /// Writes verified bytes at `offset` into a range that has not been written before. The
+    /// temp file starts sparse (all zeros), so an all-zero range is left as a hole instead of
+    /// being written: a sparse disk image stays sparse and costs no disk bandwidth.
+    ///
+    /// Fails like [`write_at`](Self::write_at). Writing zeros over earlier non-zero data of the
+    /// same range is not supported (use `write_at`).
+    pub fn write_new_at(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError> {
+        check_range(offset, data.len() as u64, self.size)?;
+        if is_all_zero(data) {
+            return Ok(false);
+        }
+        self.write_at(offset, data)?;
+        Ok(true)
+    }
+
     /// Verifies and publishes the file; returns its BLAKE3 hash.
     ///
     /// Fsyncs the temp file, re-reads it sequentially computing the BLAKE3
@@ -184,10 +199,45 @@ impl Drop for FileSink {
     }
 }
 
+/// Whether every byte is zero (512 bytes at a time, OR-folded, which the compiler vectorizes).
+fn is_all_zero(data: &[u8]) -> bool {
+    let mut chunks = data.chunks_exact(512);
+    let whole = chunks.by_ref().all(|c| c.iter().fold(0u8, |acc, b| acc | b) == 0);
+    whole && chunks.remainder().iter().all(|b| *b == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::names::is_temp_name;
+
+    #[test]
+    fn zero_ranges_stay_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::create(dir.path(), "z.bin", 3 << 20).unwrap();
+        let mut data = vec![0u8; 1 << 20];
+        assert!(!sink.write_new_at(0, &data).unwrap());
+        data[12_345] = 7;
+        assert!(sink.write_new_at(1 << 20, &data).unwrap());
+        assert!(!sink.write_new_at(2 << 20, &[0; 3]).unwrap());
+        assert!(matches!(
+            sink.write_new_at(3 << 20, &[0; 1]),
+            Err(StorageError::OutOfRange { .. })
+        ));
+        let mut expected = vec![0u8; 3 << 20];
+        expected[(1 << 20) + 12_345] = 7;
+        let hash = sink.finish(blake3::hash(&expected).as_bytes()).unwrap();
+        assert_eq!(&hash, blake3::hash(&expected).as_bytes());
+        assert_eq!(std::fs::read(dir.path().join("z.bin")).unwrap(), expected);
+        for (i, len) in [(0usize, 0usize), (3, 17), (0, 4096)] {
+            let mut v = vec![0u8; len + i];
+            assert!(is_all_zero(&v[i..]));
+            if len > 0 {
+                v[i + len - 1] = 1;
+                assert!(!is_all_zero(&v[i..]));
+            }
+        }
+    }
 
     fn entries(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)

@@ -250,6 +250,11 @@ impl Receiver {
         self.session.as_ref().map(|s| s.id)
     }
 
+    /// The send rate the sender announced (bits per second), once locked onto a session.
+    pub fn announced_rate(&self) -> Option<u64> {
+        self.session.as_ref().map(|s| s.announce.rate_bps)
+    }
+
     /// Payload bytes and blocks done so far, and the block count.
     pub fn progress(&self) -> Option<(u32, u32)> {
         let s = self.session.as_ref()?;
