@@ -15,6 +15,7 @@
 #   and starting the tracker; receivers/daemons that wait for a push are started before) until
 #   the last receiver's tool says it holds the whole file. Every copy is then checked with
 #   sha256sum against the source, outside the timed window; ok = copies that match.
+# Exit status: 0 if every run verified on every receiver, 1 if some did not, 2 on bad usage.
 # bytes_on_wire: sum of rx+tx bytes over every bridge port (s0, r1..rN) during the run, i.e.
 #   every byte that crossed any link in either direction: the fabric cost.
 set -euo pipefail
@@ -357,6 +358,7 @@ if [[ ! -s $csv ]]; then
 fi
 echo "bench: run $run_id on $(nproc) CPUs, kernel $kernel, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
+failures=0
 for n in "${n_list[@]}"; do
     for loss in "${loss_list[@]}"; do
         "$LAB" up -n "$n" --send-rate "$rate" --recv-rate "$rate" --loss "$loss" \
@@ -384,6 +386,7 @@ for n in "${n_list[@]}"; do
             wire=$((wire1 - wire0))
             line="tool=$tool n=$n loss=$loss% rate=$rate seconds=$secs ok=$ok/$n bytes_on_wire=$wire"
             ((rc == 0)) || line+=" (exit status $rc; logs: see below)"
+            ((rc == 0 && ok == n)) || failures=$((failures + 1))
             echo "$line"
             if ((rc != 0 || ok != n)); then
                 for log in "$d"/send.log "$d"/recv-1.log; do
@@ -399,3 +402,7 @@ done
 
 python3 "$here/bench-plot.py" "$csv" "$run_id" "$out/bench.svg" | tee "$out/bench.md"
 echo "bench: CSV $csv (run $run_id), table $out/bench.md, plot $out/bench.svg" >&2
+if ((failures)); then
+    echo "bench: $failures run(s) failed or had copies that did not verify" >&2
+    exit 1
+fi
