@@ -73,18 +73,20 @@ def svg(rows, path):
     losses = sorted(data) or [0.0]
     ns = sorted({int(r["n"]) for r in rows})
     ymax = max([s for d in data.values() for pts in d.values() for _, s in pts] + [1.0]) * 1.15
-    pw, ph, ml, mr, mt, mb = 360, 260, 60, 20, 50, 50
+    pw, ph, ml, mr, mt, mb = 360, 260, 60, 20, 70, 50
     width, height = ml + len(losses) * (pw + mr) + 130, mt + ph + mb
     first = rows[0]
-    title = (
-        f"Time until all N receivers hold a verified copy: {int(first['size_bytes']) / 2**20:.0f} MiB, "
-        f"links {first['rate']}bit/s, {first['cpus']} CPUs, Linux {first['kernel']}"
+    title = "Time until all N receivers hold a verified copy"
+    subtitle = (
+        f"{int(first['size_bytes']) / 2**20:.0f} MiB, links {first['rate']}bit/s, "
+        f"{first['cpus']} CPUs, Linux {first['kernel']}"
     )
     e = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+        f'<text x="{width / 2}" y="38" text-anchor="middle" fill="#555">{subtitle}</text>',
     ]
 
     def xpos(n, x0):

@@ -13,7 +13,8 @@
 #   tool=mcast n=8 loss=1% rate=1G seconds=3.21 ok=8/8 bytes_on_wire=...
 # seconds: from the start of the push (including per-tool set-up such as creating the .torrent
 #   and starting the tracker; receivers/daemons that wait for a push are started before) until
-#   the last receiver's tool says it holds the whole file. Every copy is then checked with
+#   the last receiver's tool says it holds the whole file: mcast-recv and udp-receiver exit,
+#   aria2c runs its download-complete hook, the uftp server exits after every client's COMPLETE. Every copy is then checked with
 #   sha256sum against the source, outside the timed window; ok = copies that match.
 # Exit status: 0 if every run verified on every receiver, 1 if some did not, 2 on bad usage.
 # bytes_on_wire: sum of rx+tx bytes over every bridge port (s0, r1..rN) during the run, i.e.
@@ -32,6 +33,7 @@ Usage: netns-scripts/bench.sh [options]
   --snooping on|off    bridge multicast snooping                             [on]
   --timeout SECONDS    bound of each single push                             [300]
   --out DIR            where bench.csv (appended), bench.md and bench.svg go [./bench-out]
+  --keep               keep the work directory (logs, JSON reports; not the copies)
   --no-install         do not apt-get missing peers; skip tools that are missing
   -h, --help           this text
 
@@ -59,7 +61,7 @@ P=${LAB_PREFIX:-mcl-}
 export LAB_PREFIX=$P
 
 size=256M receivers=4,8 losses=0,1 rate=1G tools=mcast,udpcast,uftp,bittorrent snooping=on
-run_timeout=300 out=./bench-out install=1
+run_timeout=300 out=./bench-out install=1 keep=0
 while (($#)); do
     case $1 in
     --size) size=${2:?}; shift 2 ;;
@@ -71,6 +73,7 @@ while (($#)); do
     --timeout) run_timeout=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
     --no-install) install=0; shift ;;
+    --keep) keep=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -173,7 +176,12 @@ stop_pids() { # TERM the processes this script started, then KILL what is left (
 cleanup() {
     stop_pids
     "$LAB" down >/dev/null 2>&1 || true
-    rm -rf "$work"
+    if ((keep)); then
+        rm -rf "$work/src"
+        echo "bench: kept $work" >&2
+    else
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -245,10 +253,13 @@ run_mcast() {
     in_ns s "$MCAST_BIN_DIR/mcast-send" "$src" --group 239.255.77.1:7000 --interface lab0 \
         --rate "$rate" --receivers "$n" --timeout "${run_timeout}s" --json \
         >"$d/send.json" 2>"$d/send.log" &
-    pids+=("$!")
-    wait_all "$!" "${rp[@]}"
-    local rc=$?
+    local sp=$! rc=0
+    pids+=("$sp")
+    # A receiver exits once its copy is verified, placed and acknowledged; the sender then
+    # lingers briefly for late reports, which is not part of the push.
+    wait_all "${rp[@]}" || rc=1
     t_end=$(now)
+    wait "$sp" || rc=1
     return "$rc"
 }
 
@@ -268,10 +279,11 @@ run_udpcast() {
         --mcast-data-address 239.255.77.11 --mcast-rdv-address 239.255.77.12 \
         --min-receivers "$n" --max-bitrate "$((rate_kbps / 1000))m" --file "$src" \
         >"$d/send.log" 2>&1 </dev/null &
-    pids+=("$!")
-    wait_all "$!" "${rp[@]}"
-    local rc=$?
+    local sp=$! rc=0
+    pids+=("$sp")
+    wait_all "${rp[@]}" || rc=1
     t_end=$(now)
+    wait "$sp" || rc=1
     return "$rc"
 }
 
@@ -394,7 +406,7 @@ for n in "${n_list[@]}"; do
                 done
             fi
             echo "$run_id,$(date -u +%FT%TZ),$kernel,$cpus,$load1,$tool,$n,$loss,$rate,$size_bytes,$secs,$ok,$n,$wire,$((sender1 - sender0)),$snooping" >>"$csv"
-            rm -rf "$d"
+            if ((keep)); then rm -rf "$d"/r[0-9]*/; else rm -rf "$d"; fi
         done
         "$LAB" down >&2
     done
