@@ -29,6 +29,11 @@ def load(path, run_id):
     return rows
 
 
+def avg(rs, key, fmt):
+    vals = [float(r[key]) for r in rs if r.get(key) not in (None, "")]
+    return fmt.format(sum(vals) / len(vals)) if vals else "–"
+
+
 def table(rows):
     groups = defaultdict(list)
     for r in rows:
@@ -40,8 +45,8 @@ def table(rows):
         f"{first['kernel']}, snooping {first['snooping']}, load1 at start "
         f"{min(float(r['load1']) for r in rows):.2f}-{max(float(r['load1']) for r in rows):.2f}",
         "",
-        "| loss | N | tool | seconds | ok | goodput (Mbit/s) | bytes on wire | × file | sender link |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| loss | N | tool | seconds | ok | goodput (Mbit/s) | bytes on wire | × file | sender link | CPU busy | rcvbuf drops |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     best = {}
     for (loss, n, tool), rs in groups.items():
@@ -60,7 +65,8 @@ def table(rows):
             shown = f"**{shown}**"
         out.append(
             f"| {loss:g} % | {n} | {tool} | {shown} | {ok} | {size * 8 / mean / 1e6:.0f} | "
-            f"{wire / 1e6:,.0f} MB | {wire / size:.2f} | {sender / 1e6:,.0f} MB |"
+            f"{wire / 1e6:,.0f} MB | {wire / size:.2f} | {sender / 1e6:,.0f} MB | "
+            f"{avg(rs, 'cpu_busy_s', '{:.0f} s')} | {avg(rs, 'rcvbuf_drops', '{:,.0f}')} |"
         )
     return "\n".join(out)
 

@@ -19,6 +19,9 @@
 # Exit status: 0 if every run verified on every receiver, 1 if some did not, 2 on bad usage.
 # bytes_on_wire: sum of rx+tx bytes over every bridge port (s0, r1..rN) during the run, i.e.
 #   every byte that crossed any link in either direction: the fabric cost.
+# The CSV also has cpu_busy_s (CPU seconds the whole machine was busy during the run; near
+# CPUs x seconds means CPU-bound) and rcvbuf_drops (datagrams the receivers' kernels dropped for
+# a full socket buffer, i.e. a receiver that did not keep up).
 set -euo pipefail
 
 usage() {
@@ -29,6 +32,7 @@ Usage: netns-scripts/bench.sh [options]
   --receivers LIST     comma-separated receiver counts N                     [4,8]
   --loss LIST          comma-separated random loss in % per receiver link and direction  [0,1]
   --rate RATE          sender uplink and receiver link rate (and each tool's send rate)  [1G]
+  --tool-rate RATE     send rate given to mcast, udpcast and uftp (default: --rate)
   --tools LIST         any of mcast,udpcast,uftp,bittorrent                  [all four]
   --snooping on|off    bridge multicast snooping                             [on]
   --timeout SECONDS    bound of each single push                             [300]
@@ -61,7 +65,7 @@ P=${LAB_PREFIX:-mcl-}
 export LAB_PREFIX=$P
 
 size=256M receivers=4,8 losses=0,1 rate=1G tools=mcast,udpcast,uftp,bittorrent snooping=on
-run_timeout=300 out=./bench-out install=1 keep=0
+run_timeout=300 out=./bench-out install=1 keep=0 tool_rate=""
 while (($#)); do
     case $1 in
     --size) size=${2:?}; shift 2 ;;
@@ -69,6 +73,7 @@ while (($#)); do
     --loss) losses=${2:?}; shift 2 ;;
     --rate) rate=${2:?}; shift 2 ;;
     --tools) tools=${2:?}; shift 2 ;;
+    --tool-rate) tool_rate=${2:?}; shift 2 ;;
     --snooping) snooping=${2:?}; shift 2 ;;
     --timeout) run_timeout=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
@@ -88,7 +93,9 @@ G) size_bytes=$((BASH_REMATCH[1] << 30)) ;;
 *) size_bytes=${BASH_REMATCH[1]} ;;
 esac
 ((size_bytes > 0)) || die "--size must be > 0"
-[[ $rate =~ ^([0-9]+)([kMG])$ ]] || die "bad --rate '$rate' (e.g. 1G, 500M)"
+[[ $rate =~ ^[0-9]+[kMG]$ ]] || die "bad --rate '$rate' (e.g. 1G, 500M)"
+tool_rate=${tool_rate:-$rate}
+[[ $tool_rate =~ ^([0-9]+)([kMG])$ ]] || die "bad --tool-rate '$tool_rate' (e.g. 1G, 500M)"
 case ${BASH_REMATCH[2]} in
 k) rate_kbps=${BASH_REMATCH[1]} ;;
 M) rate_kbps=$((BASH_REMATCH[1] * 1000)) ;;
@@ -209,6 +216,22 @@ wire_bytes() {
     echo "$total $sender"
 }
 
+# UDP datagrams the receivers' kernels dropped for a full socket buffer (RcvbufErrors, summed).
+rcvbuf_errors() {
+    local n=$1 i total=0 v
+    for ((i = 1; i <= n; i++)); do
+        # shellcheck disable=SC2016  # awk program
+        v=$(ip netns exec "${P}r$i" awk '/^Udp:/ { if (!h) { for (k = 1; k <= NF; k++) if ($k == "RcvbufErrors") c = k; h = 1 } else print $c }' /proc/net/snmp)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# CPU seconds (all CPUs, all processes: user+nice+system+irq+softirq) since boot.
+cpu_busy() {
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
+}
+
 # Wait (bounded) until UDP port PORT is bound in the namespace of every receiver 1..N.
 wait_udp_bound() {
     local n=$1 port=$2 i tries
@@ -251,7 +274,7 @@ run_mcast() {
     done
     t_start=$(now)
     in_ns s "$MCAST_BIN_DIR/mcast-send" "$src" --group 239.255.77.1:7000 --interface lab0 \
-        --rate "$rate" --receivers "$n" --timeout "${run_timeout}s" --json \
+        --rate "$tool_rate" --receivers "$n" --timeout "${run_timeout}s" --json \
         >"$d/send.json" 2>"$d/send.log" &
     local sp=$! rc=0
     pids+=("$sp")
@@ -366,10 +389,12 @@ run_id=$(date -u +%Y%m%dT%H%M%SZ)
 kernel=$(uname -r)
 cpus=$(nproc)
 if [[ ! -s $csv ]]; then
-    echo "run,date,kernel,cpus,load1,tool,n,loss_pct,rate,size_bytes,seconds,ok,receivers,bytes_on_wire,sender_link_bytes,snooping" >"$csv"
+    echo "run,date,kernel,cpus,load1,tool,n,loss_pct,rate,size_bytes,seconds,ok,receivers,bytes_on_wire,sender_link_bytes,snooping,cpu_busy_s,rcvbuf_drops,tool_rate" >"$csv"
 fi
 echo "bench: run $run_id on $(nproc) CPUs, kernel $kernel, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
+rate_label=$rate
+[[ $tool_rate == "$rate" ]] || rate_label="$rate(tool:$tool_rate)"
 failures=0
 for n in "${n_list[@]}"; do
     for loss in "${loss_list[@]}"; do
@@ -381,12 +406,16 @@ for n in "${n_list[@]}"; do
             for ((i = 1; i <= n; i++)); do mkdir -p "$d/r$i"; done
             load1=$(cut -d' ' -f1 /proc/loadavg)
             read -r wire0 sender0 < <(wire_bytes "$n")
+            drops0=$(rcvbuf_errors "$n")
+            cpu0=$(cpu_busy)
             t_start=$(now) t_end=""
             rc=0
             "run_$tool" "$n" "$d" || rc=$?
             [[ -n $t_end ]] || t_end=$(now)
             read -r wire1 sender1 < <(wire_bytes "$n")
+            cpu1=$(cpu_busy)
             stop_pids
+            drops=$(($(rcvbuf_errors "$n") - drops0))
             ok=0
             for ((i = 1; i <= n; i++)); do
                 f=$d/r$i/$(basename "$src")
@@ -396,7 +425,9 @@ for n in "${n_list[@]}"; do
             done
             secs=$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { printf "%.3f", b - a }')
             wire=$((wire1 - wire0))
-            line="tool=$tool n=$n loss=$loss% rate=$rate seconds=$secs ok=$ok/$n bytes_on_wire=$wire"
+            cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f", b - a }')
+            line="tool=$tool n=$n loss=$loss% rate=$rate_label seconds=$secs ok=$ok/$n bytes_on_wire=$wire"
+            echo "bench: $tool: machine CPU busy ${cpu} s in ${secs} s on $cpus CPUs; receivers' socket-buffer drops: $drops" >&2
             ((rc == 0)) || line+=" (exit status $rc; logs: see below)"
             ((rc == 0 && ok == n)) || failures=$((failures + 1))
             echo "$line"
@@ -405,7 +436,7 @@ for n in "${n_list[@]}"; do
                     [[ -f $log ]] && { echo "---- tail of $log" >&2; tail -n 8 "$log" >&2; }
                 done
             fi
-            echo "$run_id,$(date -u +%FT%TZ),$kernel,$cpus,$load1,$tool,$n,$loss,$rate,$size_bytes,$secs,$ok,$n,$wire,$((sender1 - sender0)),$snooping" >>"$csv"
+            echo "$run_id,$(date -u +%FT%TZ),$kernel,$cpus,$load1,$tool,$n,$loss,$rate,$size_bytes,$secs,$ok,$n,$wire,$((sender1 - sender0)),$snooping,$cpu,$drops,$tool_rate" >>"$csv"
             if ((keep)); then rm -rf "$d"/r[0-9]*/; else rm -rf "$d"; fi
         done
         "$LAB" down >&2
