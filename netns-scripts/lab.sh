@@ -41,7 +41,7 @@ Options for `up`:
   --loss-down PCT        ... only towards the receivers (bridge -> receiver)
   --loss-up PCT          ... only from the receivers (receiver -> bridge)
   --loss-override I:DOWN[:UP]   per-receiver override (repeatable), e.g. 3:5 or 3:5:0
-  --snooping on|off      bridge multicast snooping (with the bridge as IGMP querier)  [on]
+  --snooping on|off      bridge multicast snooping (the bridge is the IGMPv3 querier)  [on]
   --qlen PACKETS         queue length of each shaped link                      [1000]
 
 Environment: LAB_PREFIX (namespace prefix, must start with "mcl-"; default "mcl-").
@@ -111,7 +111,8 @@ shape() { # shape NS DEV TCRATE QLEN
 
 node_setup() { # node_setup NS ADDR
     local ns=$1 addr=$2
-    t ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    t ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+        net.ipv4.conf.all.force_igmp_version=3 net.ipv4.conf.default.force_igmp_version=3
     t ip -n "$ns" link set lo up
     t ip -n "$ns" link set lab0 up multicast on
     t ip -n "$ns" addr add "$addr/24" dev lab0
@@ -209,7 +210,10 @@ cmd_up() {
     t ip -n "$NS_BR" link set lo up
     t ip -n "$NS_BR" link add br0 type bridge stp_state 0
     if [[ $snooping == on ]]; then
-        t ip -n "$NS_BR" link set br0 type bridge mcast_snooping 1 mcast_querier 1
+        # IGMPv3 querier: with the default v2 queries, hosts fall back to IGMPv2, whose report
+        # suppression (the bridge forwards one member's report to the others) lets ports of
+        # still-joined receivers expire after another receiver leaves the group.
+        t ip -n "$NS_BR" link set br0 type bridge mcast_snooping 1 mcast_querier 1 mcast_igmp_version 3
     else
         t ip -n "$NS_BR" link set br0 type bridge mcast_snooping 0
     fi
