@@ -194,9 +194,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Run CMD in lab node NODE (s, rI), bounded by the run timeout.
+# Started with `&`, the function runs in a subshell: exec there, so that $! is timeout's PID.
 in_ns() {
     local node=$1
     shift
+    if [[ $BASHPID != "$$" ]]; then
+        exec timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
+    fi
     timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
 }
 
@@ -286,6 +290,9 @@ run_mcast() {
     return "$rc"
 }
 
+# --rexmit-hello-interval: under loss a receiver's connect request can be lost, and without
+# repeated HELLOs the sender waits for it forever. --retries-until-drop 200: the default drops a
+# receiver whose acknowledgements were lost a few times in a row (seen at 1 % loss).
 run_udpcast() {
     local n=$1 d=$2 i
     local -a rp=()
@@ -300,6 +307,7 @@ run_udpcast() {
     t_start=$(now)
     in_ns s udp-sender --interface lab0 --nokbd --full-duplex --portbase 9000 \
         --mcast-data-address 239.255.77.11 --mcast-rdv-address 239.255.77.12 \
+        --rexmit-hello-interval 500 --retries-until-drop 200 \
         --min-receivers "$n" --max-bitrate "$((rate_kbps / 1000))m" --file "$src" \
         >"$d/send.log" 2>&1 </dev/null &
     local sp=$! rc=0
