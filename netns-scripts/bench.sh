@@ -259,6 +259,18 @@ wait_all() {
 # Each run_TOOL N DIR: receivers write to DIR/rI/; sets t_start and t_end; returns non-zero on
 # failure (timeout, error exit). Logs go to DIR/*.log.
 
+# The push's end: the sender (PID $1) has started and the receivers' PIDs are in rp. Time stops
+# when the last receiver is done (mcast's sender then lingers briefly for late reports, which is
+# not part of the push); fails if the sender or any receiver failed.
+finish_push() {
+    local sp=$1 rc=0
+    pids+=("$sp")
+    wait_all "${rp[@]}" || rc=1
+    t_end=$(now)
+    wait "$sp" || rc=1
+    return "$rc"
+}
+
 run_mcast() {
     local n=$1 d=$2 i tries ready
     local -a rp=()
@@ -280,14 +292,7 @@ run_mcast() {
     in_ns s "$MCAST_BIN_DIR/mcast-send" "$src" --group 239.255.77.1:7000 --interface lab0 \
         --rate "$tool_rate" --receivers "$n" --timeout "${run_timeout}s" --json \
         >"$d/send.json" 2>"$d/send.log" &
-    local sp=$! rc=0
-    pids+=("$sp")
-    # A receiver exits once its copy is verified, placed and acknowledged; the sender then
-    # lingers briefly for late reports, which is not part of the push.
-    wait_all "${rp[@]}" || rc=1
-    t_end=$(now)
-    wait "$sp" || rc=1
-    return "$rc"
+    finish_push "$!"
 }
 
 # --rexmit-hello-interval: under loss a receiver's connect request can be lost, and without
@@ -310,12 +315,7 @@ run_udpcast() {
         --rexmit-hello-interval 500 --retries-until-drop 200 \
         --min-receivers "$n" --max-bitrate "$((rate_kbps / 1000))m" --file "$src" \
         >"$d/send.log" 2>&1 </dev/null &
-    local sp=$! rc=0
-    pids+=("$sp")
-    wait_all "${rp[@]}" || rc=1
-    t_end=$(now)
-    wait "$sp" || rc=1
-    return "$rc"
+    finish_push "$!"
 }
 
 uid_of() { printf '0x%08X' "$((0xC6120000 + 10 + $1))"; } # 198.18.0.(10+I) as a UFTP id

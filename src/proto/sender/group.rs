@@ -130,20 +130,18 @@ impl Group {
         object_symbols: u64,
         policy: &StragglerPolicy,
     ) -> bool {
-        let median = self.median_loss();
         let Some(m) = self.heard(node) else { return false };
         m.charged += u64::from(symbols);
-        if m.dropped || !policy.budget.is_finite() {
-            return false;
-        }
         let over_budget = m.charged as f64 > policy.budget * object_symbols as f64;
         let loss = f64::from(m.loss_ppm.unwrap_or(0)) / 1e6;
-        let far_worse = loss > 0.01 && loss > policy.factor * median;
-        if over_budget && far_worse {
-            m.dropped = true;
-            return true;
+        // Only a receiver over its budget is compared with the group (a sort per NAK otherwise).
+        if m.dropped || !over_budget || loss <= 0.01 || loss <= policy.factor * self.median_loss() {
+            return false;
         }
-        false
+        if let Some(m) = self.members.get_mut(&node) {
+            m.dropped = true;
+        }
+        true
     }
 
     /// Members dropped so far.
