@@ -4,7 +4,6 @@
 //! A small quinn-style `Pair` drives one sender and one receiver on a virtual clock, with a
 //! hook that can tamper with each sender→receiver datagram.
 
-use mcast::proto::fec::BlockEncoder;
 use mcast::proto::receiver::{Event as REvent, Outcome, Receiver, ReceiverConfig};
 use mcast::proto::sender::{Event as SEvent, Sender, SenderConfig};
 use mcast::proto::time::{Duration, Instant};
@@ -69,10 +68,9 @@ impl Pair {
                 }
             }
             while let Some(ev) = self.sender.poll_event() {
-                if let SEvent::NeedBlock { block, offset, len, symbols, symbol_size } = ev {
-                    let data = self.object[offset as usize..][..len].to_vec();
-                    let enc = BlockEncoder::new(symbol_size, symbols, data).unwrap();
-                    self.sender.handle_block(block, enc).unwrap();
+                if let SEvent::NeedBlock(req) = ev {
+                    let data = self.object[req.offset as usize..][..req.len].to_vec();
+                    self.sender.handle_block(req.block, req.prepare(data).unwrap()).unwrap();
                 }
             }
             self.receiver.handle_timeout(self.now);

@@ -6,10 +6,9 @@ use crate::net::batch::{pace_slack, BatchSocket, BatchStats, TxBatch};
 use crate::net::io::{progress_bar, thread_cpu_seconds, wait_until, Clock, Workers};
 use crate::net::socket::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use crate::net::DriverError;
-use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
-use crate::proto::sender::{Event, Sender, SenderConfig, StragglerPolicy};
+use crate::proto::sender::{BlockRequest, Event, Sender, SenderConfig, StragglerPolicy};
 use crate::proto::stats::SenderStats;
 use crate::proto::time::Duration;
 use crate::proto::wire::ReportStatus;
@@ -209,17 +208,13 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
     };
     let mut sender = Sender::new(scfg, &manifest, clock.now())?;
     let src = Arc::clone(&source);
-    let mut workers = Workers::new(
-        cfg.workers,
-        "mcast-prep",
-        move |(block, offset, len, k, t): (u32, u64, usize, u16, u16)| {
-            let prepared = src
-                .read_at(offset, len)
-                .map_err(|e| e.to_string())
-                .and_then(|data| BlockEncoder::new(t, k, data).map_err(|e| e.to_string()));
-            (block, prepared)
-        },
-    )
+    let mut workers = Workers::new(cfg.workers, "mcast-prep", move |req: BlockRequest| {
+        let prepared = src
+            .read_at(req.offset, req.len)
+            .map_err(|e| e.to_string())
+            .and_then(|data| req.prepare(data).map_err(|e| e.to_string()));
+        (req.block, prepared)
+    })
     .map_err(DriverError::io("spawn workers"))?;
     let progress = cfg.progress.then(|| progress_bar(layout.object_size()));
     let group = SocketAddr::V4(cfg.group);
@@ -258,9 +253,7 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         batch.flush(&mut sock).map_err(DriverError::io("send"))?;
         while let Some(ev) = sender.poll_event() {
             match ev {
-                Event::NeedBlock { block, offset, len, symbols, symbol_size } => {
-                    workers.submit((block, offset, len, symbols, symbol_size));
-                }
+                Event::NeedBlock(req) => workers.submit(req),
                 Event::ReceiverReport(r) => {
                     let ok = r.report.status == ReportStatus::Complete
                         && r.report.object_hash == manifest.object_hash;

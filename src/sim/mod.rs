@@ -15,7 +15,6 @@ mod loss;
 
 pub use loss::LossModel;
 
-use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
 use crate::proto::receiver::{self, Decoded, Outcome, Receiver, ReceiverConfig};
@@ -584,16 +583,13 @@ impl World {
 
     fn on_sender_event(&mut self, ev: sender::Event) {
         match ev {
-            sender::Event::NeedBlock { block, .. }
-                if self.cfg.unreadable_blocks.contains(&block) =>
-            {
-                self.sender.handle_block_failed(block);
+            sender::Event::NeedBlock(req) if self.cfg.unreadable_blocks.contains(&req.block) => {
+                self.sender.handle_block_failed(req.block);
             }
-            sender::Event::NeedBlock { block, offset, len, symbols, symbol_size } => {
-                let data = self.object[offset as usize..offset as usize + len].to_vec();
-                let enc =
-                    BlockEncoder::new(symbol_size, symbols, data).expect("layout-consistent block");
-                self.sender.handle_block(block, enc).expect("requested block");
+            sender::Event::NeedBlock(req) => {
+                let data = self.object[req.offset as usize..][..req.len].to_vec();
+                let enc = req.prepare(data).expect("layout-consistent block");
+                self.sender.handle_block(req.block, enc).expect("requested block");
             }
             sender::Event::ReceiverReport(_) | sender::Event::BlockUnavailable { .. } => {}
             sender::Event::ReceiverDropped { node, .. } => self.dropped.push(node),

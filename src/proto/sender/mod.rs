@@ -163,23 +163,42 @@ pub struct ReceiverInfo {
     pub at: Instant,
 }
 
+/// Payload bytes the sender needs, and how to prepare them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRequest {
+    /// Block number.
+    pub block: u32,
+    /// Byte offset in the payload.
+    pub offset: u64,
+    /// Bytes to read.
+    pub len: usize,
+    /// Source symbols in the block.
+    pub symbols: u16,
+    /// Symbol size.
+    pub symbol_size: u16,
+}
+
+impl BlockRequest {
+    /// Prepare the block's bytes for sending (the FEC encoding plan): the CPU-heavy step a
+    /// driver runs off its loop, and every harness runs inline.
+    pub fn prepare(&self, data: Vec<u8>) -> Result<BlockEncoder, FecError> {
+        if data.len() != self.len {
+            return Err(FecError::BlockLength {
+                len: data.len(),
+                k: self.symbols,
+                t: self.symbol_size,
+            });
+        }
+        BlockEncoder::new(self.symbol_size, self.symbols, data)
+    }
+}
+
 /// Something the driver must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Read payload bytes `offset..offset+len`, build `BlockEncoder::new(symbol_size, symbols,
-    /// data)` and hand it back with [`Sender::handle_block`].
-    NeedBlock {
-        /// Block number.
-        block: u32,
-        /// Byte offset in the payload.
-        offset: u64,
-        /// Bytes to read.
-        len: usize,
-        /// Source symbols in the block.
-        symbols: u16,
-        /// Symbol size.
-        symbol_size: u16,
-    },
+    /// Read the block's bytes, [`BlockRequest::prepare`] them (on a worker: it is the
+    /// encoding work) and hand the encoder back with [`Sender::handle_block`].
+    NeedBlock(BlockRequest),
     /// A receiver reported (first report from that node only).
     ReceiverReport(ReceiverInfo),
     /// A receiver was dropped under the straggler policy.
@@ -444,13 +463,13 @@ impl Sender {
             return;
         }
         self.stats.blocks_requested += 1;
-        self.events.push_back(Event::NeedBlock {
+        self.events.push_back(Event::NeedBlock(BlockRequest {
             block,
             offset: self.layout.block_offset(block).unwrap_or(0),
             len: self.layout.block_len(block).unwrap_or(0),
             symbols: self.layout.source_symbols(block).unwrap_or(0),
             symbol_size: self.layout.symbol_size(),
-        });
+        }));
     }
 
     /// Feed one datagram received from the group. Bad input is counted and dropped.

@@ -23,9 +23,9 @@ fn sender(len: usize, cfg: SenderConfig) -> (Sender, Vec<u8>) {
 
 fn serve_blocks(s: &mut Sender, obj: &[u8]) {
     while let Some(ev) = s.poll_event() {
-        if let Event::NeedBlock { block, offset, len, symbols, symbol_size } = ev {
-            let data = obj[offset as usize..][..len].to_vec();
-            s.handle_block(block, BlockEncoder::new(symbol_size, symbols, data).unwrap()).unwrap();
+        if let Event::NeedBlock(req) = ev {
+            let data = obj[req.offset as usize..][..req.len].to_vec();
+            s.handle_block(req.block, req.prepare(data).unwrap()).unwrap();
         }
     }
 }
