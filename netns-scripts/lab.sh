@@ -22,6 +22,12 @@
 # of lab0 in its namespace (htb, one class, pfifo of --qlen packets). Loss is an nftables rule per
 # bridge port and direction in the bridge's forward hook (`numgen random`); multicast frames are
 # cloned per output port before that hook, so each receiver loses independently.
+#
+# Frames, not batches: a UDP GSO send (up to 64 KB, ~45 datagrams) would cross a veth and the
+# bridge as one packet, so the loss rule would drop all of it or none. A switch drops frames, so
+# every node's lab0 segments in software before the bridge (`ethtool -K lab0 tso off
+# tx-udp-segmentation off`; without ethtool, `gso_max_segs 1`, which also stops TCP from
+# building large segments). `--offload on` keeps the kernel default for comparison.
 set -Eeuo pipefail
 
 usage() {
@@ -43,6 +49,8 @@ Options for `up`:
   --loss-override I:DOWN[:UP]   per-receiver override (repeatable), e.g. 3:5 or 3:5:0
   --snooping on|off      bridge multicast snooping (the bridge is the IGMPv3 querier)  [on]
   --qlen PACKETS         queue length of each shaped link                      [1000]
+  --offload on|off       keep segmentation offload on the lab veths, so GSO batches cross
+                         the bridge (and its loss rule) whole; off = per-frame loss  [off]
 
 Environment: LAB_PREFIX (namespace prefix, must start with "mcl-"; default "mcl-").
 
@@ -53,7 +61,8 @@ Examples:
   sudo netns-scripts/lab.sh status
   sudo netns-scripts/lab.sh down
 
-Needs root, iproute2 (ip, tc), and nft only when some loss is configured.
+Needs root, iproute2 (ip, tc), nft only when some loss is configured, and ethtool for
+per-frame segmentation (falls back to `ip link ... gso_max_segs 1` without it).
 EOF
 }
 
@@ -117,6 +126,13 @@ node_setup() { # node_setup NS ADDR
     t ip -n "$ns" link set lab0 up multicast on
     t ip -n "$ns" addr add "$addr/24" dev lab0
     t ip -n "$ns" route add 239.0.0.0/8 dev lab0
+    if [[ $OFFLOAD == off ]]; then
+        if command -v ethtool >/dev/null; then
+            t ip netns exec "$ns" ethtool -K lab0 tso off tx-udp-segmentation off >/dev/null
+        else
+            t ip -n "$ns" link set dev lab0 gso_max_segs 1
+        fi
+    fi
 }
 
 cmd_down() {
@@ -154,6 +170,7 @@ cmd_down() {
 
 cmd_up() {
     local n=4 send_rate=1G recv_rate=1G loss_down=0 loss_up=0 snooping=on qlen=1000
+    OFFLOAD=off
     local -a overrides=()
     while (($#)); do
         case $1 in
@@ -166,6 +183,7 @@ cmd_up() {
         --loss-override) overrides+=("${2:?}"); shift 2 ;;
         --snooping) snooping=${2:?}; shift 2 ;;
         --qlen) qlen=${2:?}; shift 2 ;;
+        --offload) OFFLOAD=${2:?}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "up: unknown option '$1' (see --help)" ;;
         esac
@@ -173,6 +191,7 @@ cmd_up() {
     if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n > 200)); then die "receivers must be 1..200, got '$n'"; fi
     [[ $snooping == on || $snooping == off ]] || die "--snooping on|off, got '$snooping'"
     [[ $qlen =~ ^[1-9][0-9]*$ ]] || die "bad --qlen '$qlen'"
+    [[ $OFFLOAD == on || $OFFLOAD == off ]] || die "--offload on|off, got '$OFFLOAD'"
     local s_rate r_rate
     s_rate=$(tc_rate "$send_rate")
     r_rate=$(tc_rate "$recv_rate")
@@ -272,7 +291,7 @@ cmd_up() {
     done
     echo "lab: up: sender $SENDER_IP + $n receivers ($(receiver_ip 1)..$(receiver_ip "$n")) on br0;" \
         "send-rate=${send_rate} recv-rate=${recv_rate} loss-down=${loss_down}% loss-up=${loss_up}%" \
-        "${overrides[*]:+overrides=${overrides[*]} }snooping=$snooping"
+        "${overrides[*]:+overrides=${overrides[*]} }snooping=$snooping offload=$OFFLOAD"
 }
 
 cmd_status() {
