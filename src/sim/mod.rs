@@ -251,14 +251,15 @@ pub fn run(cfg: &SimConfig) -> SimResult {
             ..cfg.receiver.clone()
         });
         // The last entry for a receiver wins.
-        let mut link = Link::default();
-        for &(r, at) in cfg.late_join.iter().filter(|(r, _)| *r == i) {
-            debug_assert_eq!(r, i);
-            link.joins_at = Instant::ZERO + at;
-        }
-        for &(_, p) in cfg.extra_loss.iter().filter(|(r, _)| *r == i) {
-            link.extra_loss = p;
-        }
+        let link = Link {
+            joins_at: cfg
+                .late_join
+                .iter()
+                .rev()
+                .find(|(r, _)| *r == i)
+                .map_or(Instant::ZERO, |(_, at)| Instant::ZERO + *at),
+            extra_loss: cfg.extra_loss.iter().rev().find(|(r, _)| *r == i).map_or(0.0, |(_, p)| *p),
+        };
         h.add_receiver(rx, link);
     }
     h.run(Instant::ZERO + cfg.time_limit);

@@ -6,9 +6,9 @@
 //! Events are processed in time order (ties in the order they were scheduled), so a run is a
 //! pure function of its inputs and the loss RNG, summed up by [`Harness::trace`].
 //!
-//! The endpoints' events are consumed by the shared pieces: [`serve_sender_events`] for the
-//! sender, [`drive_receiver_events`] for each receiver. Tests reach in through hooks: a *tap*
-//! (`run_with`, `run_until_with`, `step_with`) sees every datagram as it is sent and may record,
+//! The endpoints' events are consumed by the shared pieces: [`serve_sender_events`](crate::sim::serve_sender_events)
+//! for the sender, [`drive_receiver_events`](crate::sim::drive_receiver_events) for each receiver. Tests reach in through hooks: a *tap*
+//! (`run_with`, `run_until_with`) sees every datagram as it is sent and may record,
 //! rewrite or drop it (smoltcp's fault injector, as a closure); [`Harness::deliver`] hands a
 //! datagram straight to one node and [`Harness::inject`] puts one on the network; the
 //! endpoints themselves are reachable for inspection. Time moves only by events:
@@ -253,11 +253,6 @@ impl Harness {
         self.step_inner(None)
     }
 
-    /// [`Harness::step`] with a tap on every datagram sent.
-    pub fn step_with(&mut self, tap: &mut dyn FnMut(&mut Datagram) -> bool) -> Option<Instant> {
-        self.step_inner(Some(tap))
-    }
-
     /// When the next event is due (`None` also before the first run, step or
     /// [`Harness::deliver`]: the nodes start sending on first use, through that call's tap).
     pub fn next_event_at(&self) -> Option<Instant> {
@@ -283,12 +278,6 @@ impl Harness {
         self.multicast(from.index(), dest, data, None);
     }
 
-    /// Act on whatever `node` has to send or report after it was changed from outside.
-    pub fn wake(&mut self, node: Node) {
-        self.start(None);
-        self.drain(node.index(), None);
-    }
-
     /// The virtual clock.
     pub fn now(&self) -> Instant {
         self.now
@@ -304,11 +293,6 @@ impl Harness {
         &self.sender
     }
 
-    /// The sender, to change from outside (then [`Harness::wake`] it).
-    pub fn sender_mut(&mut self) -> &mut Sender {
-        &mut self.sender
-    }
-
     /// What the sender's events said.
     pub fn sender_log(&self) -> &SenderLog {
         &self.log
@@ -322,11 +306,6 @@ impl Harness {
     /// Receiver `r`.
     pub fn receiver(&self, r: usize) -> &Receiver {
         &self.rxs[r].ep
-    }
-
-    /// Receiver `r`, to change from outside (then [`Harness::wake`] it).
-    pub fn receiver_mut(&mut self, r: usize) -> &mut Receiver {
-        &mut self.rxs[r].ep
     }
 
     /// Receiver `r`'s sink: what it wrote and how it ended.
