@@ -83,6 +83,12 @@ impl Links {
         Links { model, bad: vec![false; extra.len()], extra }
     }
 
+    /// One more receiver link, with `extra` independent loss of its own.
+    pub(crate) fn add_receiver(&mut self, extra: f64) {
+        self.bad.push(false);
+        self.extra.push(extra);
+    }
+
     /// Whether a datagram from the sender is lost upstream (for everyone).
     pub(crate) fn upstream(&mut self, rng: &mut ChaCha8Rng) -> bool {
         match self.model {

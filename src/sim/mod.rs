@@ -5,40 +5,41 @@
 //! run inline on in-memory buffers. The same configuration and seed always give the same trace
 //! digest.
 //!
+//! This module owns the simulator's configuration ([`SimConfig`]), its result ([`SimResult`])
+//! and [`run`], which is one user of the in-memory [`Harness`]. The pieces:
+//! - [`harness`]: endpoints, network model, event queue, taps and stepping;
+//! - [`serve`]: the sender's block requests served from memory ([`MemSource`]);
+//! - [`consume`]: the receivers' events consumed in memory ([`Decoder`], [`MemSink`]);
+//! - [`object`]: the object under test and its manifest ([`Object`], [`manifest_for`]);
+//! - `loss`: the loss models.
+//!
 //! Scale: a datagram is one event however many receivers it reaches (it fans out when it
 //! arrives), and with [`FecModel::Ideal`] a block decodes as soon as it holds `K` symbols
 //! without running RaptorQ, so a thousand receivers are cheap. [`SimConfig::scaled`] keeps
 //! every quantity the protocol sees (datagrams, symbols per block, blocks, timing at the link
 //! rate) of a real push while shrinking the bytes in each symbol.
 
+pub mod consume;
+pub mod harness;
 mod loss;
+pub mod object;
+pub mod serve;
 
+pub use consume::{drive_receiver_events, Decoder, FecModel, MemSink};
+pub use harness::{Datagram, Harness, Link, Network, Node, Stop};
 pub use loss::LossModel;
+pub use object::{manifest_for, Object};
+pub use serve::{serve_sender_events, MemSource, SenderLog};
 
 use crate::proto::layout::Layout;
-use crate::proto::manifest::Manifest;
-use crate::proto::receiver::{self, Decoded, Outcome, Receiver, ReceiverConfig};
-use crate::proto::sender::{self, Sender, SenderConfig};
+use crate::proto::receiver::{Outcome, Receiver, ReceiverConfig};
+use crate::proto::sender::SenderConfig;
 use crate::proto::stats::{ReceiverStats, SenderStats};
 use crate::proto::time::{Duration, Instant};
-use crate::proto::wire::{self, ObjectId, Packet, DATA_OVERHEAD};
-use crate::proto::Dest;
-use loss::Links;
+use crate::proto::wire::DATA_OVERHEAD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
 use std::rc::Rc;
-
-/// How blocks are decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FecModel {
-    /// Run RaptorQ on the symbols (exact, including its rare failure with exactly `K`).
-    Real,
-    /// A block with `K` symbols decodes to the right bytes (fast; no RaptorQ run).
-    Ideal,
-}
 
 /// One simulated run.
 #[derive(Debug, Clone)]
@@ -224,435 +225,71 @@ impl SimResult {
     }
 }
 
-/// A datagram on its way: one event for all its copies.
-struct Flight {
-    from: usize,
-    dest: Dest,
-    data: Rc<[u8]>,
-    /// A payload source symbol: its block.
-    source_block: Option<u32>,
-    /// Lost upstream (for every receiver).
-    upstream_lost: bool,
-}
-
-enum Item {
-    /// A datagram reaches the group.
-    Arrive(Flight),
-    /// A copy leaves a slow receiver's queue.
-    Dequeue {
-        to: usize,
-        from: usize,
-        data: Rc<[u8]>,
-        source_block: Option<u32>,
-    },
-    Timer {
-        node: usize,
-    },
-}
-
-struct Node {
-    timer: Option<Instant>,
-    /// When the node is done with the datagrams already queued for it.
-    busy_until: Instant,
-    /// Before this it receives nothing.
-    joins_at: Instant,
-}
-
-struct World {
-    cfg: SimConfig,
-    now: Instant,
-    seq: u64,
-    heap: BinaryHeap<Reverse<(Instant, u64)>>,
-    items: HashMap<u64, Item>,
-    rng: ChaCha8Rng,
-    links: Links,
-    sender: Sender,
-    receivers: Vec<Receiver>,
-    nodes: Vec<Node>,
-    object: Vec<u8>,
-    manifest: Manifest,
-    manifest_bytes: Vec<u8>,
-    layout: Layout,
-    /// Per receiver: payload blocks written (and whether every byte matched).
-    written: Vec<Vec<bool>>,
-    mismatch: Vec<bool>,
-    /// Per receiver, per payload block: source symbols received.
-    got: Vec<Vec<u16>>,
-    payload_repairs: u64,
-    dropped: Vec<u32>,
-    results: Vec<ReceiverResult>,
-    sender_finished_at: Option<Duration>,
-    trace: blake3::Hasher,
-    buf: Vec<u8>,
-}
-
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], 7000))
-}
-
 /// Run one simulation to completion (or its limits).
 pub fn run(cfg: &SimConfig) -> SimResult {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let object: Vec<u8> = (0..cfg.object_size).map(|_| rng.gen()).collect();
+    let bytes: Vec<u8> = (0..cfg.object_size).map(|_| rng.gen()).collect();
+    let object =
+        Rc::new(Object::new(bytes, cfg.symbol_size, cfg.block_symbols).expect("valid sim layout"));
     let mut scfg = cfg.sender.clone();
     scfg.expected_receivers = Some(cfg.receivers as u32);
     scfg.node = 1;
-    let manifest = manifest_for(&object, cfg.symbol_size, cfg.block_symbols);
-    let sender = Sender::new(scfg, &manifest, Instant::ZERO).expect("valid sim manifest");
-    let layout = *sender.layout();
-    let receivers: Vec<Receiver> = (0..cfg.receivers)
-        .map(|i| {
-            Receiver::new(ReceiverConfig {
-                node: 2 + i as u32,
-                seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
-                ..cfg.receiver.clone()
-            })
-        })
-        .collect();
-    let results = (0..cfg.receivers)
-        .map(|i| ReceiverResult {
-            node: 2 + i as u32,
-            outcome: None,
-            correct: false,
-            completed_at: None,
-            stats: ReceiverStats::default(),
-            queue_drops: 0,
-        })
-        .collect();
-    let mut nodes: Vec<Node> = (0..=cfg.receivers)
-        .map(|_| Node { timer: None, busy_until: Instant::ZERO, joins_at: Instant::ZERO })
-        .collect();
-    for &(r, at) in &cfg.late_join {
-        if let Some(n) = nodes.get_mut(r + 1) {
-            n.joins_at = Instant::ZERO + at;
-        }
-    }
-    let mut extra = vec![0.0; cfg.receivers];
-    for &(r, p) in &cfg.extra_loss {
-        if let Some(e) = extra.get_mut(r) {
-            *e = p;
-        }
-    }
-    let blocks = layout.block_count() as usize;
-    let w = World {
-        cfg: cfg.clone(),
-        now: Instant::ZERO,
-        seq: 0,
-        heap: BinaryHeap::new(),
-        items: HashMap::new(),
-        rng,
-        links: Links::new(cfg.loss.clone(), extra),
-        sender,
-        receivers,
-        nodes,
-        manifest_bytes: manifest.encode(),
-        manifest,
-        object,
-        layout,
-        written: vec![vec![false; blocks]; cfg.receivers],
-        mismatch: vec![false; cfg.receivers],
-        got: vec![vec![0; blocks]; cfg.receivers],
-        payload_repairs: 0,
-        dropped: Vec::new(),
-        results,
-        sender_finished_at: None,
-        trace: blake3::Hasher::new(),
-        buf: Vec::with_capacity(2048),
+    let sender = object.sender(scfg, Instant::ZERO).expect("valid sim manifest");
+    let net = Network {
+        latency: cfg.latency,
+        loss: cfg.loss.clone(),
+        receiver_service: cfg.receiver_service,
+        receiver_queue: cfg.receiver_queue,
     };
-    w.run()
-}
-
-/// The manifest for `object` in blocks of `block_symbols` symbols of `symbol_size` bytes.
-pub fn manifest_for(object: &[u8], symbol_size: u16, block_symbols: u16) -> Manifest {
-    let block = usize::from(symbol_size) * usize::from(block_symbols);
-    Manifest {
-        name: "sim.bin".into(),
-        object_size: object.len() as u64,
-        symbol_size,
-        block_symbols,
-        block_hashes: object.chunks(block).map(|c| *blake3::hash(c).as_bytes()).collect(),
-        object_hash: *blake3::hash(object).as_bytes(),
-    }
-}
-
-impl World {
-    fn push(&mut self, at: Instant, item: Item) {
-        self.seq += 1;
-        self.heap.push(Reverse((at, self.seq)));
-        self.items.insert(self.seq, item);
-    }
-
-    fn run(mut self) -> SimResult {
-        let mut events = 0u64;
-        self.drain(0);
-        for i in 1..self.nodes.len() {
-            self.drain(i);
-        }
-        let limit = Instant::ZERO + self.cfg.time_limit;
-        while let Some(Reverse((at, seq))) = self.heap.pop() {
-            if at > limit || events >= self.cfg.event_limit || self.all_done() {
-                break;
-            }
-            events += 1;
-            self.now = self.now.max(at);
-            let Some(item) = self.items.remove(&seq) else {
-                continue;
-            };
-            match item {
-                Item::Arrive(f) => self.arrive(f),
-                Item::Dequeue { to, from, data, source_block } => {
-                    self.deliver(to, from, &data, source_block)
-                }
-                Item::Timer { node } => {
-                    if self.nodes[node].timer != Some(at) {
-                        continue; // superseded
-                    }
-                    self.nodes[node].timer = None;
-                    if node == 0 {
-                        self.sender.handle_timeout(self.now);
-                    } else {
-                        self.receivers[node - 1].handle_timeout(self.now);
-                    }
-                    self.drain(node);
-                }
-            }
-        }
-        for (i, r) in self.receivers.iter().enumerate() {
-            self.results[i].stats = r.stats().clone();
-        }
-        let (lossy_blocks, max_lacked) = self.lacked();
-        SimResult {
-            receivers: self.results,
-            sender: self.sender.stats().clone(),
-            sender_finished_at: self.sender_finished_at,
-            reports: self.sender.receivers().len(),
-            dropped: self.dropped,
-            end: self.now - Instant::ZERO,
-            events,
-            trace: *self.trace.finalize().as_bytes(),
-            lossy_blocks,
-            max_lacked,
-            payload_repairs: self.payload_repairs,
-        }
-    }
-
-    /// Lossy blocks and the sum of the largest shortfall per block, over the receivers present
-    /// from the start.
-    fn lacked(&self) -> (u64, u64) {
-        let (mut lossy, mut sum) = (0u64, 0u64);
-        for b in 0..self.layout.block_count() {
-            let k = self.layout.source_symbols(b).unwrap_or(0);
-            let worst = (0..self.cfg.receivers)
-                .filter(|r| self.nodes[r + 1].joins_at == Instant::ZERO)
-                .map(|r| k.saturating_sub(self.got[r][b as usize]))
-                .max()
-                .unwrap_or(0);
-            lossy += u64::from(worst > 0);
-            sum += u64::from(worst);
-        }
-        (lossy, sum)
-    }
-
-    fn all_done(&self) -> bool {
-        self.sender_finished_at.is_some() && self.results.iter().all(|r| r.outcome.is_some())
-    }
-
-    /// Send everything node `i` has to send, act on its events, and re-arm its timer.
-    fn drain(&mut self, i: usize) {
-        loop {
-            let mut progressed = false;
-            let mut buf = std::mem::take(&mut self.buf);
-            loop {
-                let sent = if i == 0 {
-                    self.sender.poll_transmit(self.now, &mut buf)
-                } else {
-                    self.receivers[i - 1].poll_transmit(self.now, &mut buf)
-                };
-                let Some(t) = sent else { break };
-                progressed = true;
-                self.multicast(i, t.dest, &buf);
-            }
-            self.buf = buf;
-            if i == 0 {
-                while let Some(ev) = self.sender.poll_event() {
-                    progressed = true;
-                    self.on_sender_event(ev);
-                }
-            } else {
-                while let Some(ev) = self.receivers[i - 1].poll_event() {
-                    progressed = true;
-                    self.on_receiver_event(i - 1, ev);
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
-        let t =
-            if i == 0 { self.sender.poll_timeout() } else { self.receivers[i - 1].poll_timeout() };
-        if let Some(t) = t {
-            let t = t.max(self.now);
-            if self.nodes[i].timer != Some(t) {
-                self.nodes[i].timer = Some(t);
-                self.push(t, Item::Timer { node: i });
-            }
-        }
-    }
-
-    /// A node sends a datagram: it is in flight to the group for one latency.
-    fn multicast(&mut self, from: usize, dest: Dest, data: &[u8]) {
-        let mut source_block = None;
-        if from == 0 {
-            if let Ok((_, Packet::Data(d))) = wire::parse(data) {
-                if d.object == ObjectId::Payload {
-                    let k = self.layout.source_symbols(d.block).unwrap_or(0);
-                    if d.esi < u32::from(k) {
-                        source_block = Some(d.block);
-                    } else {
-                        self.payload_repairs += 1;
-                    }
-                }
-            }
-        }
-        let upstream_lost = from == 0 && self.links.upstream(&mut self.rng);
-        let at = self.now + self.cfg.latency;
-        let flight = Flight { from, dest, data: Rc::from(data), source_block, upstream_lost };
-        self.push(at, Item::Arrive(flight));
-    }
-
-    /// A datagram reaches the group: each copy is lost or delivered.
-    fn arrive(&mut self, f: Flight) {
-        let mut mix = 0xcbf2_9ce4_8422_2325u64;
-        for to in 0..self.nodes.len() {
-            let wanted = match f.dest {
-                Dest::Receivers => to != 0,
-                Dest::Sender => to == 0,
-                Dest::All => true,
-            };
-            if to == f.from || !wanted {
-                continue;
-            }
-            let lost = if f.from == 0 {
-                f.upstream_lost || self.links.downstream(to - 1, &mut self.rng)
-            } else {
-                self.links.feedback(&mut self.rng)
-            };
-            if lost || self.now < self.nodes[to].joins_at {
-                continue;
-            }
-            mix = (mix ^ to as u64).wrapping_mul(0x0100_0000_01b3);
-            if to != 0 && !self.cfg.receiver_service.is_zero() {
-                self.enqueue(to, f.from, Rc::clone(&f.data), f.source_block);
-            } else {
-                self.deliver(to, f.from, &f.data, f.source_block);
-            }
-        }
-        let crc = &f.data[f.data.len().saturating_sub(4)..];
-        self.trace.update(&self.now.as_micros().to_le_bytes());
-        self.trace.update(&(f.from as u32).to_le_bytes());
-        self.trace.update(&(f.data.len() as u32).to_le_bytes());
-        self.trace.update(crc);
-        self.trace.update(&mix.to_le_bytes());
-    }
-
-    fn deliver(&mut self, to: usize, from: usize, data: &[u8], source_block: Option<u32>) {
-        if to == 0 {
-            self.sender.handle_datagram(self.now, addr(from), data);
-        } else {
-            if let Some(b) = source_block {
-                let got = &mut self.got[to - 1][b as usize];
-                *got = got.saturating_add(1);
-            }
-            self.receivers[to - 1].handle_datagram(self.now, addr(from), data);
-        }
-        self.drain(to);
-    }
-
-    /// A copy reaches a slow receiver: it waits its turn, or is dropped when the queue is full.
-    fn enqueue(&mut self, to: usize, from: usize, data: Rc<[u8]>, source_block: Option<u32>) {
-        let node = &mut self.nodes[to];
-        let start = node.busy_until.max(self.now);
-        if start - self.now > self.cfg.receiver_queue {
-            self.results[to - 1].queue_drops += 1;
-            return;
-        }
-        node.busy_until = start + self.cfg.receiver_service;
-        let at = node.busy_until;
-        self.push(at, Item::Dequeue { to, from, data, source_block });
-    }
-
-    fn on_sender_event(&mut self, ev: sender::Event) {
-        match ev {
-            sender::Event::NeedBlock(req) if self.cfg.unreadable_blocks.contains(&req.block) => {
-                self.sender.handle_block_failed(req.block);
-            }
-            sender::Event::NeedBlock(req) => {
-                let data = self.object[req.offset as usize..][..req.len].to_vec();
-                let enc = req.prepare(data).expect("layout-consistent block");
-                self.sender.handle_block(req.block, enc).expect("requested block");
-            }
-            sender::Event::ReceiverReport(_) | sender::Event::BlockUnavailable { .. } => {}
-            sender::Event::ReceiverDropped { node, .. } => self.dropped.push(node),
-            sender::Event::Finished => self.sender_finished_at = Some(self.now - Instant::ZERO),
-        }
-    }
-
-    /// [`FecModel::Ideal`]: the block's true bytes (the job holds `K` symbols).
-    fn ideal_decode(&self, job: receiver::DecodeJob) -> Decoded {
-        let (bytes, layout) = match job.object {
-            ObjectId::Manifest => (&self.manifest_bytes[..], self.sender_manifest_layout()),
-            ObjectId::Payload => (&self.object[..], self.layout),
+    let source = MemSource::new(object).with_unreadable(cfg.unreadable_blocks.clone());
+    let mut h = Harness::new(net, sender, source, cfg.fec, rng);
+    h.set_event_limit(cfg.event_limit);
+    for i in 0..cfg.receivers {
+        let rx = Receiver::new(ReceiverConfig {
+            node: 2 + i as u32,
+            seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+            ..cfg.receiver.clone()
+        });
+        // The last entry for a receiver wins.
+        let link = Link {
+            joins_at: cfg
+                .late_join
+                .iter()
+                .rev()
+                .find(|(r, _)| *r == i)
+                .map_or(Instant::ZERO, |(_, at)| Instant::ZERO + *at),
+            extra_loss: cfg.extra_loss.iter().rev().find(|(r, _)| *r == i).map_or(0.0, |(_, p)| *p),
         };
-        let off = layout.block_offset(job.block).unwrap_or(0) as usize;
-        let data = bytes[off..off + job.len].to_vec();
-        let hash = match job.object {
-            ObjectId::Payload => self.manifest.block_hashes[job.block as usize],
-            ObjectId::Manifest => *blake3::hash(&data).as_bytes(),
-        };
-        Decoded {
-            object: job.object,
-            block: job.block,
-            systematic: job.symbols.is_systematic(),
-            result: Ok((data, hash)),
-        }
+        h.add_receiver(rx, link);
     }
-
-    fn sender_manifest_layout(&self) -> Layout {
-        Layout::new(self.manifest_bytes.len() as u64, self.cfg.symbol_size, self.cfg.block_symbols)
-            .expect("valid manifest layout")
-    }
-
-    fn on_receiver_event(&mut self, r: usize, ev: receiver::Event) {
-        match ev {
-            receiver::Event::Manifest(_) => {}
-            receiver::Event::Decode(job) => {
-                let done = match self.cfg.fec {
-                    FecModel::Real => job.run(),
-                    FecModel::Ideal => self.ideal_decode(job),
-                };
-                self.receivers[r].handle_decoded(self.now, done);
+    h.run(Instant::ZERO + cfg.time_limit);
+    let since_zero = |t: Instant| t - Instant::ZERO;
+    let receivers = (0..cfg.receivers)
+        .map(|i| {
+            let sink = h.sink(i);
+            ReceiverResult {
+                node: 2 + i as u32,
+                outcome: sink.outcome().cloned(),
+                correct: sink.stored().is_some_and(|(_, exact)| exact),
+                completed_at: sink.stored().map(|(t, _)| since_zero(t)),
+                stats: h.receiver(i).stats().clone(),
+                queue_drops: h.queue_drops(i),
             }
-            receiver::Event::Block { block, offset, data } => {
-                let off = offset as usize;
-                if self.object.get(off..off + data.len()) != Some(&data[..]) {
-                    self.mismatch[r] = true;
-                }
-                if let Some(w) = self.written[r].get_mut(block as usize) {
-                    *w = true;
-                }
-            }
-            receiver::Event::Complete { object_hash, .. } => {
-                let correct = !self.mismatch[r] && self.written[r].iter().all(|w| *w);
-                let result = if correct && object_hash == self.manifest.object_hash {
-                    Ok(object_hash)
-                } else {
-                    Err("hash mismatch".into())
-                };
-                self.results[r].correct = correct;
-                self.results[r].completed_at = Some(self.now - Instant::ZERO);
-                self.receivers[r].handle_stored(self.now, result);
-            }
-            receiver::Event::Finished(outcome) => self.results[r].outcome = Some(outcome),
-        }
+        })
+        .collect();
+    let (lossy_blocks, max_lacked) = h.lacked();
+    let log = h.sender_log();
+    SimResult {
+        receivers,
+        sender: h.sender().stats().clone(),
+        sender_finished_at: log.finished_at.map(since_zero),
+        reports: h.sender().receivers().len(),
+        dropped: log.dropped.clone(),
+        end: since_zero(h.now()),
+        events: h.events(),
+        trace: h.trace(),
+        lossy_blocks,
+        max_lacked,
+        payload_repairs: h.payload_repairs(),
     }
 }

@@ -1,8 +1,11 @@
 //! Sender unit tests: pacing, fresh repair ESIs, NAK validation, block cache, completion.
 
 use super::*;
-use crate::sim::manifest_for;
+use crate::sim::{manifest_for, Datagram, FecModel, Harness, MemSource, Network, Node, Object};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
+use std::rc::Rc;
 
 const T: u16 = 100;
 const K: u16 = 10;
@@ -21,15 +24,6 @@ fn sender(len: usize, cfg: SenderConfig) -> (Sender, Vec<u8>) {
     (s, obj)
 }
 
-fn serve_blocks(s: &mut Sender, obj: &[u8]) {
-    while let Some(ev) = s.poll_event() {
-        if let Event::NeedBlock(req) = ev {
-            let data = obj[req.offset as usize..][..req.len].to_vec();
-            s.handle_block(req.block, req.prepare(data).unwrap()).unwrap();
-        }
-    }
-}
-
 fn nak(block: u32, count: u16, seq: u32) -> Vec<u8> {
     let mut b = Vec::new();
     let needs = vec![Need { object: ObjectId::Payload, block, count }];
@@ -41,23 +35,22 @@ fn nak(block: u32, count: u16, seq: u32) -> Vec<u8> {
     b
 }
 
-/// Run the sender alone for `dur` of virtual time; returns every datagram it sent.
-fn run_for(s: &mut Sender, obj: &[u8], from: Instant, dur: Duration) -> Vec<(Instant, Vec<u8>)> {
+/// The sender alone in the in-memory harness (no receivers), its blocks served from `object(len)`.
+fn harness(len: usize, cfg: SenderConfig) -> Harness {
+    let obj = Rc::new(Object::new(object(len), T, K).unwrap());
+    let s = obj.sender(cfg, Instant::ZERO).unwrap();
+    let rng = ChaCha8Rng::seed_from_u64(0);
+    Harness::new(Network::default(), s, MemSource::new(obj), FecModel::Real, rng)
+}
+
+/// Run the harness for `dur` more of virtual time; returns every datagram the sender sent.
+fn run_for(h: &mut Harness, dur: Duration) -> Vec<(Instant, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut now = from;
-    let mut buf = Vec::new();
-    while now < from + dur {
-        s.handle_timeout(now);
-        serve_blocks(s, obj);
-        while s.poll_transmit(now, &mut buf).is_some() {
-            out.push((now, buf.clone()));
-            serve_blocks(s, obj);
-        }
-        now = s
-            .poll_timeout()
-            .unwrap_or(now + Duration::from_millis(1))
-            .max(now + Duration::from_micros(1));
-    }
+    let until = h.now() + dur;
+    h.run_until_with(until, &mut |d: &mut Datagram| {
+        out.push((d.at, d.data.clone()));
+        true
+    });
     out
 }
 
@@ -65,8 +58,8 @@ fn run_for(s: &mut Sender, obj: &[u8], from: Instant, dur: Duration) -> Vec<(Ins
 fn pacing_holds_the_configured_rate() {
     // 8 Mbit/s = 1 MB/s; a 10 MB object cannot finish in 1 s, and about 1 MB goes out.
     let cfg = SenderConfig { rate_bps: 8_000_000, burst_bytes: 4000, ..SenderConfig::default() };
-    let (mut s, obj) = sender(10_000_000, cfg);
-    let sent = run_for(&mut s, &obj, Instant::ZERO, Duration::from_secs(1));
+    let mut h = harness(10_000_000, cfg);
+    let sent = run_for(&mut h, Duration::from_secs(1));
     let bytes: usize = sent.iter().map(|(_, d)| d.len()).sum();
     assert!((990_000..=1_010_000).contains(&bytes), "{bytes}");
     // No 10 ms window carries more than 10 ms of rate plus the burst.
@@ -83,18 +76,17 @@ fn pacing_holds_the_configured_rate() {
 #[test]
 fn repair_symbols_are_always_fresh() {
     let cfg = SenderConfig { fec_overhead: 0.2, ..SenderConfig::default() };
-    let (mut s, obj) = sender(5 * 1000, cfg);
+    let mut h = harness(5 * 1000, cfg);
     let mut seen = HashSet::new();
-    let mut now = Instant::ZERO;
     for round in 0..5 {
-        for (_, d) in run_for(&mut s, &obj, now, Duration::from_millis(200)) {
+        for (_, d) in run_for(&mut h, Duration::from_millis(200)) {
             if let Ok((_, Packet::Data(data))) = wire::parse(&d) {
                 let key = (data.object, data.block, data.esi);
                 assert!(seen.insert(key), "round {round}: {key:?} sent twice");
             }
         }
-        now += Duration::from_millis(200);
-        s.handle_datagram(now, addr(), &nak(2, 4, s.seq.wrapping_sub(1)));
+        let seq = h.sender().seq.wrapping_sub(1);
+        h.deliver(Node::Sender, addr(), &nak(2, 4, seq));
     }
     let repairs_of_2 = seen
         .iter()
@@ -120,15 +112,15 @@ fn naks_for_unknown_blocks_or_sessions_are_ignored() {
 #[test]
 fn evicted_blocks_are_requested_again() {
     let cfg = SenderConfig { cache_blocks: 2, read_ahead: 1, ..SenderConfig::default() };
-    let (mut s, obj) = sender(8 * 1000, cfg);
-    let mut now = Instant::ZERO;
-    run_for(&mut s, &obj, now, Duration::from_secs(1));
-    assert!(s.cache.len() <= 2);
-    let requested = s.stats().blocks_requested;
-    now += Duration::from_secs(1);
-    s.handle_datagram(now, addr(), &nak(0, 2, s.seq.wrapping_sub(1)));
-    let sent = run_for(&mut s, &obj, now, Duration::from_millis(100));
-    assert_eq!(s.stats().blocks_requested, requested + 1, "block 0 read again");
+    let mut h = harness(8 * 1000, cfg);
+    run_for(&mut h, Duration::from_secs(1));
+    assert!(h.sender().cache.len() <= 2);
+    let requested = h.sender().stats().blocks_requested;
+    let seq = h.sender().seq.wrapping_sub(1);
+    h.deliver(Node::Sender, addr(), &nak(0, 2, seq));
+    let sent = run_for(&mut h, Duration::from_millis(100));
+    assert_eq!(h.sender().stats().blocks_requested, requested + 1, "block 0 read again");
+    assert_eq!(h.sender_log().blocks_served, requested + 1, "and served");
     assert!(sent
         .iter()
         .any(|(_, d)| matches!(wire::parse(d), Ok((_, Packet::Data(x))) if x.block == 0)));

@@ -1,0 +1,249 @@
+//! The harness's event loop: the queue of timed events (arrivals, dequeues, timers), draining
+//! a node after each input, the tap, the fan-out of a datagram to the group through the loss
+//! model, and slow receivers' queues. Private to [`super::Harness`].
+
+use super::{Datagram, Harness, Node, Stop, Tap};
+use crate::proto::time::Instant;
+use crate::proto::wire::{self, ObjectId, Packet};
+use crate::proto::Dest;
+use crate::sim::consume::drive_receiver_events;
+use crate::sim::serve::serve_sender_events;
+use std::cmp::Reverse;
+use std::rc::Rc;
+
+/// A datagram on its way: one event for all its copies.
+pub(super) struct Flight {
+    from: usize,
+    dest: Dest,
+    data: Rc<[u8]>,
+    /// A payload source symbol: its block.
+    source_block: Option<u32>,
+    /// Lost upstream (for every receiver).
+    upstream_lost: bool,
+}
+
+pub(super) enum Item {
+    /// A datagram reaches the group.
+    Arrive(Flight),
+    /// A copy leaves a slow receiver's queue.
+    Dequeue { to: usize, from: usize, data: Rc<[u8]>, source_block: Option<u32> },
+    /// A node's timer.
+    Timer { node: usize },
+}
+
+impl Harness {
+    /// The first call lets every node send what it has at the start (through the tap).
+    pub(super) fn start(&mut self, mut tap: Tap<'_, '_>) {
+        if !self.started {
+            self.started = true;
+            for i in 0..self.peers.len() {
+                self.drain(i, tap.as_deref_mut());
+            }
+        }
+    }
+
+    pub(super) fn run_loop(
+        &mut self,
+        until: Instant,
+        stop_when_done: bool,
+        mut tap: Tap<'_, '_>,
+    ) -> Stop {
+        self.start(tap.as_deref_mut());
+        loop {
+            let Some(at) = self.next_event_at() else { return Stop::Idle };
+            if at > until {
+                return Stop::Deadline;
+            }
+            if self.events >= self.event_limit {
+                return Stop::EventLimit;
+            }
+            if stop_when_done && self.is_done() {
+                return Stop::Done;
+            }
+            self.step_inner(tap.as_deref_mut());
+        }
+    }
+
+    pub(super) fn run_until_inner(&mut self, t: Instant, tap: Tap<'_, '_>) -> Stop {
+        let stop = self.run_loop(t, false, tap);
+        if stop != Stop::EventLimit {
+            self.now = self.now.max(t);
+        }
+        stop
+    }
+
+    pub(super) fn step_inner(&mut self, mut tap: Tap<'_, '_>) -> Option<Instant> {
+        self.start(tap.as_deref_mut());
+        let Reverse((at, seq)) = self.heap.pop()?;
+        self.events += 1;
+        self.now = self.now.max(at);
+        let Some(item) = self.items.remove(&seq) else { return Some(at) };
+        match item {
+            Item::Arrive(f) => self.arrive(f, tap.as_deref_mut()),
+            Item::Dequeue { to, from, data, source_block } => {
+                self.receive(to, from, &data, source_block, tap)
+            }
+            Item::Timer { node } => {
+                if self.peers[node].timer == Some(at) {
+                    self.peers[node].timer = None;
+                    if node == 0 {
+                        self.sender.handle_timeout(self.now);
+                    } else {
+                        self.rxs[node - 1].ep.handle_timeout(self.now);
+                    }
+                    self.drain(node, tap);
+                } // else superseded by a later arming
+            }
+        }
+        Some(at)
+    }
+
+    pub(super) fn push(&mut self, at: Instant, item: Item) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq)));
+        self.items.insert(self.seq, item);
+    }
+
+    /// Send everything node `i` has to send, act on its events, and re-arm its timer.
+    pub(super) fn drain(&mut self, i: usize, mut tap: Tap<'_, '_>) {
+        loop {
+            let mut progressed = false;
+            let mut buf = std::mem::take(&mut self.buf);
+            loop {
+                let sent = if i == 0 {
+                    self.sender.poll_transmit(self.now, &mut buf)
+                } else {
+                    self.rxs[i - 1].ep.poll_transmit(self.now, &mut buf)
+                };
+                let Some(t) = sent else { break };
+                progressed = true;
+                self.multicast(i, t.dest, &buf, tap.as_deref_mut());
+            }
+            self.buf = buf;
+            progressed |= if i == 0 {
+                serve_sender_events(&mut self.sender, self.now, &self.source, &mut self.log)
+            } else {
+                let rx = &mut self.rxs[i - 1];
+                drive_receiver_events(&mut rx.ep, self.now, &self.decoder, &mut rx.sink)
+            };
+            if !progressed {
+                break;
+            }
+        }
+        let t = if i == 0 { self.sender.poll_timeout() } else { self.rxs[i - 1].ep.poll_timeout() };
+        if let Some(t) = t {
+            let t = t.max(self.now);
+            if self.peers[i].timer != Some(t) {
+                self.peers[i].timer = Some(t);
+                self.push(t, Item::Timer { node: i });
+            }
+        }
+    }
+
+    /// Node `from` sends a datagram: after the tap, it is in flight to the group for one
+    /// latency.
+    pub(super) fn multicast(&mut self, from: usize, dest: Dest, data: &[u8], tap: Tap<'_, '_>) {
+        let (dest, data): (Dest, Rc<[u8]>) = match tap {
+            None => (dest, Rc::from(data)),
+            Some(tap) => {
+                let from = Node::from_index(from);
+                let mut d = Datagram { at: self.now, from, dest, data: data.to_vec() };
+                if !tap(&mut d) {
+                    return;
+                }
+                (d.dest, Rc::from(d.data))
+            }
+        };
+        let mut source_block = None;
+        if from == 0 {
+            if let Ok((_, Packet::Data(d))) = wire::parse(&data) {
+                if d.object == ObjectId::Payload {
+                    let k = self.source.object().layout().source_symbols(d.block).unwrap_or(0);
+                    if d.esi < u32::from(k) {
+                        source_block = Some(d.block);
+                    } else {
+                        self.payload_repairs += 1;
+                    }
+                }
+            }
+        }
+        let upstream_lost = from == 0 && self.links.upstream(&mut self.rng);
+        let at = self.now + self.net.latency;
+        self.push(at, Item::Arrive(Flight { from, dest, data, source_block, upstream_lost }));
+    }
+
+    /// A datagram reaches the group: each copy is lost or delivered.
+    pub(super) fn arrive(&mut self, f: Flight, mut tap: Tap<'_, '_>) {
+        let mut mix = 0xcbf2_9ce4_8422_2325u64;
+        for to in 0..self.peers.len() {
+            let wanted = match f.dest {
+                Dest::Receivers => to != 0,
+                Dest::Sender => to == 0,
+                Dest::All => true,
+            };
+            if to == f.from || !wanted {
+                continue;
+            }
+            let lost = if f.from == 0 {
+                f.upstream_lost || self.links.downstream(to - 1, &mut self.rng)
+            } else {
+                self.links.feedback(&mut self.rng)
+            };
+            if lost || self.now < self.peers[to].joins_at {
+                continue;
+            }
+            mix = (mix ^ to as u64).wrapping_mul(0x0100_0000_01b3);
+            if to != 0 && !self.net.receiver_service.is_zero() {
+                self.enqueue(to, f.from, Rc::clone(&f.data), f.source_block);
+            } else {
+                self.receive(to, f.from, &f.data, f.source_block, tap.as_deref_mut());
+            }
+        }
+        let crc = &f.data[f.data.len().saturating_sub(4)..];
+        self.trace.update(&self.now.as_micros().to_le_bytes());
+        self.trace.update(&(f.from as u32).to_le_bytes());
+        self.trace.update(&(f.data.len() as u32).to_le_bytes());
+        self.trace.update(crc);
+        self.trace.update(&mix.to_le_bytes());
+    }
+
+    pub(super) fn receive(
+        &mut self,
+        to: usize,
+        from: usize,
+        data: &[u8],
+        source_block: Option<u32>,
+        tap: Tap<'_, '_>,
+    ) {
+        let from = Node::from_index(from).addr();
+        if to == 0 {
+            self.sender.handle_datagram(self.now, from, data);
+        } else {
+            let rx = &mut self.rxs[to - 1];
+            if let Some(got) = source_block.and_then(|b| rx.got.get_mut(b as usize)) {
+                *got = got.saturating_add(1);
+            }
+            rx.ep.handle_datagram(self.now, from, data);
+        }
+        self.drain(to, tap);
+    }
+
+    /// A copy reaches a slow receiver: it waits its turn, or is dropped when the queue is full.
+    pub(super) fn enqueue(
+        &mut self,
+        to: usize,
+        from: usize,
+        data: Rc<[u8]>,
+        source_block: Option<u32>,
+    ) {
+        let peer = &mut self.peers[to];
+        let start = peer.busy_until.max(self.now);
+        if start - self.now > self.net.receiver_queue {
+            self.rxs[to - 1].queue_drops += 1;
+            return;
+        }
+        peer.busy_until = start + self.net.receiver_service;
+        let at = peer.busy_until;
+        self.push(at, Item::Dequeue { to, from, data, source_block });
+    }
+}

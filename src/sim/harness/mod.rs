@@ -1,0 +1,356 @@
+//! One in-memory harness for driving endpoints (quinn-proto's test `Pair`, generalised to one
+//! sender and any number of receivers): the endpoints, a virtual clock, and a network model in
+//! between. Every datagram a node sends reaches every other wanted member of the group after
+//! [`Network::latency`] unless the seeded [`LossModel`] drops that copy; a receiver with a
+//! service time handles its copies one at a time from a bounded queue, like a socket buffer.
+//! Events are processed in time order (ties in the order they were scheduled), so a run is a
+//! pure function of its inputs and the loss RNG, summed up by [`Harness::trace`].
+//!
+//! The endpoints' events are consumed by the shared pieces: [`serve_sender_events`](crate::sim::serve_sender_events)
+//! for the sender, [`drive_receiver_events`](crate::sim::drive_receiver_events) for each receiver. Tests reach in through hooks: a *tap*
+//! (`run_with`, `run_until_with`) sees every datagram as it is sent and may record,
+//! rewrite or drop it (smoltcp's fault injector, as a closure); [`Harness::deliver`] hands a
+//! datagram straight to one node and [`Harness::inject`] puts one on the network; the
+//! endpoints themselves are reachable for inspection. Time moves only by events:
+//! [`Harness::step`] processes exactly one, [`Harness::run_until`] everything due up to an
+//! instant.
+
+mod events;
+
+use super::consume::{Decoder, FecModel, MemSink};
+use super::loss::{Links, LossModel};
+use super::serve::{MemSource, SenderLog};
+use crate::proto::receiver::Receiver;
+use crate::proto::sender::Sender;
+use crate::proto::time::{Duration, Instant};
+use crate::proto::Dest;
+use events::Item;
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+/// A node of the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// The sender.
+    Sender,
+    /// Receiver by index (in the order added).
+    Receiver(usize),
+}
+
+impl Node {
+    fn index(self) -> usize {
+        match self {
+            Node::Sender => 0,
+            Node::Receiver(r) => r + 1,
+        }
+    }
+
+    fn from_index(i: usize) -> Node {
+        if i == 0 {
+            Node::Sender
+        } else {
+            Node::Receiver(i - 1)
+        }
+    }
+
+    /// The node's address as the other endpoints see it.
+    pub fn addr(self) -> SocketAddr {
+        let i = self.index();
+        SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], 7000))
+    }
+}
+
+/// The network between the nodes.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// One-way latency of every link.
+    pub latency: Duration,
+    /// Which datagram copies are lost.
+    pub loss: LossModel,
+    /// Time a receiver spends on each datagram (zero: infinitely fast).
+    pub receiver_service: Duration,
+    /// Longest a datagram may wait in a receiver's queue; beyond it the copy is dropped.
+    pub receiver_queue: Duration,
+}
+
+impl Default for Network {
+    /// A perfect network: no latency, no loss, infinitely fast receivers.
+    fn default() -> Self {
+        Network {
+            latency: Duration::ZERO,
+            loss: LossModel::Independent(0.0),
+            receiver_service: Duration::ZERO,
+            receiver_queue: Duration::from_millis(50),
+        }
+    }
+}
+
+/// A receiver's own link.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Link {
+    /// Before this it receives nothing.
+    pub joins_at: Instant,
+    /// Independent loss on top of the network's (a straggler).
+    pub extra_loss: f64,
+}
+
+/// A datagram as a node sends it, for a tap to see and change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// When it was sent.
+    pub at: Instant,
+    /// Who sent it.
+    pub from: Node,
+    /// Who it is for.
+    pub dest: Dest,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+/// Why a run returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The sender finished and every receiver has an outcome.
+    Done,
+    /// The next event is past the deadline.
+    Deadline,
+    /// The event limit was reached.
+    EventLimit,
+    /// Nothing is scheduled at all.
+    Idle,
+}
+
+/// A tap, threaded through one run: sees each datagram as it is sent; `false` drops it.
+type Tap<'a, 'f> = Option<&'a mut (dyn FnMut(&mut Datagram) -> bool + 'f)>;
+
+/// Per node (0 the sender): the timer armed for it and its link state.
+struct Peer {
+    timer: Option<Instant>,
+    /// When the node is done with the datagrams already queued for it.
+    busy_until: Instant,
+    joins_at: Instant,
+}
+
+struct Rx {
+    ep: Receiver,
+    sink: MemSink,
+    /// Per payload block: source symbols received.
+    got: Vec<u16>,
+    queue_drops: u64,
+}
+
+/// One sender, its receivers and the network between them, on a virtual clock.
+pub struct Harness {
+    now: Instant,
+    seq: u64,
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    items: HashMap<u64, Item>,
+    rng: ChaCha8Rng,
+    links: Links,
+    net: Network,
+    sender: Sender,
+    source: MemSource,
+    log: SenderLog,
+    decoder: Decoder,
+    rxs: Vec<Rx>,
+    peers: Vec<Peer>,
+    payload_repairs: u64,
+    trace: blake3::Hasher,
+    buf: Vec<u8>,
+    events: u64,
+    event_limit: u64,
+    started: bool,
+}
+
+impl Harness {
+    /// A harness for `sender`, serving its blocks from `source`, decoding with `fec`, drawing
+    /// losses from `rng`. The clock starts at [`Instant::ZERO`]; add receivers before running.
+    pub fn new(
+        net: Network,
+        sender: Sender,
+        source: MemSource,
+        fec: FecModel,
+        rng: ChaCha8Rng,
+    ) -> Self {
+        let decoder = Decoder::new(fec, Rc::clone(source.object()));
+        Harness {
+            now: Instant::ZERO,
+            seq: 0,
+            heap: BinaryHeap::new(),
+            items: HashMap::new(),
+            rng,
+            links: Links::new(net.loss.clone(), Vec::new()),
+            net,
+            sender,
+            source,
+            log: SenderLog::default(),
+            decoder,
+            rxs: Vec::new(),
+            peers: vec![Peer { timer: None, busy_until: Instant::ZERO, joins_at: Instant::ZERO }],
+            payload_repairs: 0,
+            trace: blake3::Hasher::new(),
+            buf: Vec::with_capacity(2048),
+            events: 0,
+            event_limit: u64::MAX,
+            started: false,
+        }
+    }
+
+    /// Add a receiver on `link`; returns its index.
+    pub fn add_receiver(&mut self, rx: Receiver, link: Link) -> usize {
+        let blocks = self.source.object().layout().block_count() as usize;
+        self.rxs.push(Rx {
+            ep: rx,
+            sink: MemSink::new(Rc::clone(self.source.object())),
+            got: vec![0; blocks],
+            queue_drops: 0,
+        });
+        self.links.add_receiver(link.extra_loss);
+        self.peers.push(Peer { timer: None, busy_until: self.now, joins_at: link.joins_at });
+        let r = self.rxs.len() - 1;
+        if self.started {
+            self.drain(r + 1, None);
+        }
+        r
+    }
+
+    /// Stop any run after this many processed events in all.
+    pub fn set_event_limit(&mut self, limit: u64) {
+        self.event_limit = limit;
+    }
+
+    /// Run until the sender finished and every receiver has an outcome, or nothing is due up
+    /// to `until`, or the event limit. The clock stays at the last event processed.
+    pub fn run(&mut self, until: Instant) -> Stop {
+        self.run_loop(until, true, None)
+    }
+
+    /// [`Harness::run`] with a tap on every datagram sent.
+    pub fn run_with(&mut self, until: Instant, tap: &mut dyn FnMut(&mut Datagram) -> bool) -> Stop {
+        self.run_loop(until, true, Some(tap))
+    }
+
+    /// Process every event due at or before `t` (up to the event limit), then move the clock
+    /// to `t`.
+    pub fn run_until(&mut self, t: Instant) -> Stop {
+        self.run_until_inner(t, None)
+    }
+
+    /// [`Harness::run_until`] with a tap on every datagram sent.
+    pub fn run_until_with(
+        &mut self,
+        t: Instant,
+        tap: &mut dyn FnMut(&mut Datagram) -> bool,
+    ) -> Stop {
+        self.run_until_inner(t, Some(tap))
+    }
+
+    /// Process exactly one event; returns its time, or `None` when nothing is scheduled.
+    pub fn step(&mut self) -> Option<Instant> {
+        self.step_inner(None)
+    }
+
+    /// When the next event is due (`None` also before the first run, step or
+    /// [`Harness::deliver`]: the nodes start sending on first use, through that call's tap).
+    pub fn next_event_at(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Hand `data` to node `to` now, as if it came from `from`, and act on what follows
+    /// (datagrams this provokes are not tapped).
+    pub fn deliver(&mut self, to: Node, from: SocketAddr, data: &[u8]) {
+        self.start(None);
+        let i = to.index();
+        match to {
+            Node::Sender => self.sender.handle_datagram(self.now, from, data),
+            Node::Receiver(r) => self.rxs[r].ep.handle_datagram(self.now, from, data),
+        }
+        self.drain(i, None);
+    }
+
+    /// Put `data` on the network now as if `from` sent it to `dest`: it meets the same
+    /// latency, loss and queues as the node's own datagrams.
+    pub fn inject(&mut self, from: Node, dest: Dest, data: &[u8]) {
+        self.start(None);
+        self.multicast(from.index(), dest, data, None);
+    }
+
+    /// The virtual clock.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Events processed so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// The sender.
+    pub fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
+    /// What the sender's events said.
+    pub fn sender_log(&self) -> &SenderLog {
+        &self.log
+    }
+
+    /// Number of receivers.
+    pub fn receiver_count(&self) -> usize {
+        self.rxs.len()
+    }
+
+    /// Receiver `r`.
+    pub fn receiver(&self, r: usize) -> &Receiver {
+        &self.rxs[r].ep
+    }
+
+    /// Receiver `r`'s sink: what it wrote and how it ended.
+    pub fn sink(&self, r: usize) -> &MemSink {
+        &self.rxs[r].sink
+    }
+
+    /// Copies dropped because receiver `r`'s queue was full.
+    pub fn queue_drops(&self, r: usize) -> u64 {
+        self.rxs[r].queue_drops
+    }
+
+    /// Whether the sender finished and every receiver has an outcome.
+    pub fn is_done(&self) -> bool {
+        self.log.finished_at.is_some() && self.rxs.iter().all(|r| r.sink.outcome().is_some())
+    }
+
+    /// Digest of every arrival so far (time, sender, length, checksum, who got a copy).
+    pub fn trace(&self) -> [u8; 32] {
+        *self.trace.finalize().as_bytes()
+    }
+
+    /// Payload repair symbols sent so far (proactive and on request).
+    pub fn payload_repairs(&self) -> u64 {
+        self.payload_repairs
+    }
+
+    /// Payload blocks of which some receiver present from the start lacked a source symbol,
+    /// and the sum over blocks of the most source symbols any such receiver lacked.
+    pub fn lacked(&self) -> (u64, u64) {
+        let layout = self.source.object().layout();
+        let (mut lossy, mut sum) = (0u64, 0u64);
+        for b in 0..layout.block_count() {
+            let k = layout.source_symbols(b).unwrap_or(0);
+            let worst = (0..self.rxs.len())
+                .filter(|r| self.peers[r + 1].joins_at == Instant::ZERO)
+                .map(|r| k.saturating_sub(self.rxs[r].got[b as usize]))
+                .max()
+                .unwrap_or(0);
+            lossy += u64::from(worst > 0);
+            sum += u64::from(worst);
+        }
+        (lossy, sum)
+    }
+}
+
+#[cfg(test)]
+mod tests;

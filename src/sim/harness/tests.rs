@@ -1,0 +1,124 @@
+//! The harness on its own: a lossy run ends exact and repeatable, stepping is one event at a
+//! time in time order, taps see and drop datagrams, injected datagrams meet the latency and
+//! late joiners hear nothing before they join.
+
+use super::*;
+use crate::proto::receiver::{Outcome, ReceiverConfig};
+use crate::proto::sender::SenderConfig;
+use crate::sim::object::Object;
+use rand::SeedableRng;
+
+fn harness(net: Network, receivers: &[Link], seed: u64) -> Harness {
+    let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 31 + i / 251) as u8).collect();
+    let object = Rc::new(Object::new(bytes, 128, 32).unwrap());
+    let cfg = SenderConfig {
+        expected_receivers: Some(receivers.len() as u32),
+        ..SenderConfig::default()
+    };
+    let sender = object.sender(cfg, Instant::ZERO).unwrap();
+    let rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut h = Harness::new(net, sender, MemSource::new(object), FecModel::Real, rng);
+    for (i, link) in receivers.iter().enumerate() {
+        let rx = Receiver::new(ReceiverConfig { node: 10 + i as u32, ..ReceiverConfig::default() });
+        assert_eq!(h.add_receiver(rx, *link), i);
+    }
+    h
+}
+
+fn lossy() -> Network {
+    Network {
+        latency: Duration::from_micros(100),
+        loss: LossModel::Independent(0.05),
+        ..Network::default()
+    }
+}
+
+fn secs(s: u64) -> Instant {
+    Instant::ZERO + Duration::from_secs(s)
+}
+
+#[test]
+fn a_lossy_run_ends_with_exact_copies_and_repeats_itself() {
+    let links = [Link::default(); 3];
+    let mut h = harness(lossy(), &links, 1);
+    assert_eq!(h.run(secs(30)), Stop::Done);
+    for r in 0..3 {
+        assert_eq!(h.sink(r).outcome(), Some(&Outcome::Complete), "receiver {r}");
+        assert!(h.sink(r).is_exact());
+        assert!(h.sink(r).manifest().is_some());
+    }
+    assert_eq!(h.sender_log().reports.len(), 3);
+    assert!(h.sender_log().finished_at.is_some());
+    assert!(h.sender().stats().naks_received > 0, "5 % loss needed repairs");
+    let (lossy_blocks, lacked) = h.lacked();
+    assert!(lossy_blocks > 0 && lacked >= lossy_blocks);
+    let mut again = harness(lossy(), &links, 1);
+    again.run(secs(30));
+    assert_eq!((again.trace(), again.events(), again.now()), (h.trace(), h.events(), h.now()));
+    let mut other = harness(lossy(), &links, 2);
+    other.run(secs(30));
+    assert_ne!(other.trace(), h.trace(), "another loss seed, another run");
+}
+
+#[test]
+fn stepping_is_one_event_at_a_time_in_time_order() {
+    let mut h = harness(lossy(), &[Link::default()], 3);
+    assert_eq!(h.next_event_at(), None, "not started");
+    let mut last = h.step().unwrap();
+    for n in 2..=300 {
+        let due = h.next_event_at().expect("a push has events");
+        let at = h.step().unwrap();
+        assert_eq!(at, due);
+        assert!(at >= last, "time order");
+        assert_eq!((h.events(), h.now()), (n, at));
+        last = at;
+    }
+    let t = h.now() + Duration::from_millis(3);
+    assert_eq!(h.run_until(t), Stop::Deadline);
+    assert_eq!(h.now(), t);
+    assert!(h.next_event_at().unwrap() > t, "everything due by {t:?} was processed");
+    h.set_event_limit(h.events() + 5);
+    assert_eq!(h.run(secs(30)), Stop::EventLimit);
+}
+
+#[test]
+fn a_tap_sees_every_datagram_and_dropped_ones_never_arrive() {
+    let mut h = harness(lossy(), &[Link::default()], 4);
+    let mut from_sender = 0;
+    h.run_until_with(Instant::ZERO + Duration::from_millis(20), &mut |d: &mut Datagram| {
+        assert_eq!(d.from, Node::Sender, "a receiver without a session is silent");
+        from_sender += 1;
+        false
+    });
+    assert!(from_sender > 10);
+    assert_eq!(h.receiver(0).stats().datagrams, 0);
+    let mut from_receiver = Vec::new();
+    let stop = h.run_with(secs(30), &mut |d: &mut Datagram| {
+        if d.from == Node::Receiver(0) {
+            from_receiver.push(d.dest);
+        }
+        true
+    });
+    assert_eq!(stop, Stop::Done);
+    assert!(from_receiver.contains(&Dest::Sender), "its report");
+    assert!(from_receiver.contains(&Dest::All), "its NAKs");
+    assert_eq!(h.sink(0).outcome(), Some(&Outcome::Complete));
+}
+
+#[test]
+fn injected_datagrams_meet_the_latency_and_late_joiners_hear_nothing_before_joining() {
+    let net = Network { latency: Duration::from_millis(1), ..Network::default() };
+    let late = Link { joins_at: Instant::ZERO + Duration::from_millis(50), extra_loss: 0.0 };
+    let mut h = harness(net, &[Link::default(), late], 5);
+    h.inject(Node::Receiver(0), Dest::All, b"not a datagram");
+    h.run_until(Instant::ZERO + Duration::from_micros(999));
+    assert_eq!(h.sender().stats().dropped_malformed, 0, "still in flight");
+    h.run_until(Instant::ZERO + Duration::from_millis(1));
+    assert_eq!(h.sender().stats().dropped_malformed, 1);
+    assert!(h.receiver(0).stats().datagrams > 0, "the sender's first burst arrived");
+    assert_eq!(h.receiver(1).stats().datagrams, 0, "not joined yet");
+    h.deliver(Node::Receiver(1), Node::Sender.addr(), b"handed over directly");
+    assert_eq!(h.receiver(1).stats().dropped_malformed, 1);
+    assert_eq!(h.run(secs(30)), Stop::Done);
+    assert_eq!(h.sink(1).outcome(), Some(&Outcome::Complete), "it caught up once joined");
+}

@@ -1,0 +1,131 @@
+//! The object under test, as the sender holds it: its bytes, its manifest, the layouts of both
+//! and every hash a receiver will be checked against. One [`Object`] is shared (behind an `Rc`)
+//! by the harness's block source, every receiver's sink and the ideal decoder. All knowledge of
+//! [`Manifest`]'s fields lives in [`manifest_for`].
+
+use crate::proto::layout::Layout;
+use crate::proto::manifest::{Manifest, ManifestError};
+use crate::proto::sender::{Sender, SenderConfig, SenderError};
+use crate::proto::time::Instant;
+
+/// The manifest for `object` in blocks of `block_symbols` symbols of `symbol_size` bytes.
+pub fn manifest_for(object: &[u8], symbol_size: u16, block_symbols: u16) -> Manifest {
+    let block = usize::from(symbol_size) * usize::from(block_symbols);
+    Manifest {
+        name: "sim.bin".into(),
+        object_size: object.len() as u64,
+        symbol_size,
+        block_symbols,
+        block_hashes: object.chunks(block.max(1)).map(|c| *blake3::hash(c).as_bytes()).collect(),
+        object_hash: *blake3::hash(object).as_bytes(),
+    }
+}
+
+/// A payload and everything derived from it that a harness needs to serve and to check it.
+#[derive(Debug, Clone)]
+pub struct Object {
+    bytes: Vec<u8>,
+    hash: [u8; 32],
+    block_hashes: Vec<[u8; 32]>,
+    layout: Layout,
+    manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+    manifest_layout: Layout,
+}
+
+impl Object {
+    /// `bytes` cut into blocks of `block_symbols` symbols of `symbol_size` bytes.
+    pub fn new(
+        bytes: Vec<u8>,
+        symbol_size: u16,
+        block_symbols: u16,
+    ) -> Result<Self, ManifestError> {
+        let manifest = manifest_for(&bytes, symbol_size, block_symbols);
+        let layout = manifest.layout()?;
+        let manifest_bytes = manifest.encode();
+        // The sender lays its manifest out with the payload's T and K.
+        let manifest_layout = Layout::new(manifest_bytes.len() as u64, symbol_size, block_symbols)
+            .map_err(|_| ManifestError::Inconsistent("manifest layout"))?;
+        let block_hashes = (0..layout.block_count())
+            .map(|b| *blake3::hash(block_of(&bytes, &layout, b).unwrap_or(&[])).as_bytes())
+            .collect();
+        Ok(Object {
+            hash: *blake3::hash(&bytes).as_bytes(),
+            bytes,
+            block_hashes,
+            layout,
+            manifest,
+            manifest_bytes,
+            manifest_layout,
+        })
+    }
+
+    /// A sender for this object.
+    pub fn sender(&self, cfg: SenderConfig, now: Instant) -> Result<Sender, SenderError> {
+        Sender::new(cfg, &self.manifest, now)
+    }
+
+    /// The payload bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// BLAKE3 of the payload.
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+
+    /// Payload layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The manifest describing the payload.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The manifest's serialized bytes (object 0's content) and their layout.
+    pub fn manifest_bytes(&self) -> (&[u8], &Layout) {
+        (&self.manifest_bytes, &self.manifest_layout)
+    }
+
+    /// Payload block `b`'s bytes, if it exists.
+    pub fn block(&self, b: u32) -> Option<&[u8]> {
+        block_of(&self.bytes, &self.layout, b)
+    }
+
+    /// BLAKE3 of payload block `b`, if it exists.
+    pub fn block_hash(&self, b: u32) -> Option<[u8; 32]> {
+        self.block_hashes.get(b as usize).copied()
+    }
+}
+
+/// Block `b` of `bytes` under `layout`, if it exists and the bytes cover it.
+pub(crate) fn block_of<'a>(bytes: &'a [u8], layout: &Layout, b: u32) -> Option<&'a [u8]> {
+    let off = usize::try_from(layout.block_offset(b)?).ok()?;
+    bytes.get(off..off.checked_add(layout.block_len(b)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_and_hashes_agree_with_the_manifest() {
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let o = Object::new(bytes.clone(), 16, 10).unwrap();
+        assert_eq!(o.layout().block_count(), 7); // 160-byte blocks, the last one 40 bytes
+        assert_eq!(o.block(6), Some(&bytes[960..]));
+        assert_eq!(o.block(7), None);
+        for (b, chunk) in bytes.chunks(160).enumerate() {
+            assert_eq!(o.block_hash(b as u32), Some(*blake3::hash(chunk).as_bytes()));
+        }
+        assert_eq!(o.block_hash(7), None);
+        assert_eq!(o.hash(), *blake3::hash(&bytes).as_bytes());
+        let (m, layout) = o.manifest_bytes();
+        assert_eq!(m, &o.manifest().encode()[..]);
+        assert_eq!(layout.object_size(), m.len() as u64);
+        assert!(Object::new(bytes, 1, 10).is_err(), "symbol size below the minimum");
+    }
+}
