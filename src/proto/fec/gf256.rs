@@ -6,7 +6,8 @@
 
 use raptorq::{Octet, Symbol};
 
-/// `a * b` in GF(256).
+/// `a * b` in GF(256) (the scalar reference the tests check the row operations against).
+#[cfg(test)]
 pub(super) fn mul(a: u8, b: u8) -> u8 {
     (Octet::new(a) * Octet::new(b)).byte()
 }
@@ -30,13 +31,14 @@ pub(super) fn fma(dst: &mut Symbol, src: &Symbol, c: u8) {
 /// A left inverse of the `n x e` matrix `a` (rows of `e` bytes, `n >= e`): an `e x n` matrix `x`
 /// with `x * a = I`, or `None` if `a` has rank below `e`. Gauss-Jordan elimination on `[a | I_n]`
 /// choosing pivots among all `n` rows, so any `e` independent rows serve, whichever they are.
+/// Row operations run over whole rows with the SIMD kernels.
 pub(super) fn left_inverse(a: &[Vec<u8>], e: usize) -> Option<Vec<Vec<u8>>> {
     let n = a.len();
     if n < e || a.iter().any(|row| row.len() != e) {
         return None;
     }
     // Row r of the working matrix: e coefficients, then n bookkeeping columns (identity at start).
-    let mut w: Vec<Vec<u8>> = a
+    let mut w: Vec<Symbol> = a
         .iter()
         .enumerate()
         .map(|(r, row)| {
@@ -44,29 +46,25 @@ pub(super) fn left_inverse(a: &[Vec<u8>], e: usize) -> Option<Vec<Vec<u8>>> {
             v.extend_from_slice(row);
             v.resize(e + n, 0);
             v[e + r] = 1;
-            v
+            Symbol::new(v)
         })
         .collect();
     for col in 0..e {
-        let pivot = (col..n).find(|&r| w[r][col] != 0)?;
+        let pivot = (col..n).find(|&r| w[r].as_bytes()[col] != 0)?;
         w.swap(col, pivot);
-        let scale = inv(w[col][col]);
-        for v in w[col].iter_mut() {
-            *v = mul(*v, scale);
+        let scale = inv(w[col].as_bytes()[col]);
+        if scale != 1 {
+            w[col].mulassign_scalar(&Octet::new(scale));
         }
         let (before, rest) = w.split_at_mut(col);
         let (pivot_row, after) = rest.split_first_mut()?;
         for row in before.iter_mut().chain(after.iter_mut()) {
-            let f = row[col];
-            if f != 0 {
-                for (d, p) in row.iter_mut().zip(pivot_row.iter()) {
-                    *d ^= mul(f, *p);
-                }
-            }
+            let f = row.as_bytes()[col];
+            fma(row, pivot_row, f);
         }
     }
     w.truncate(e);
-    Some(w.into_iter().map(|row| row[e..].to_vec()).collect())
+    Some(w.into_iter().map(|row| row.as_bytes()[e..].to_vec()).collect())
 }
 
 #[cfg(test)]
@@ -138,17 +136,29 @@ mod tests {
     proptest! {
         #[test]
         fn left_inverse_is_a_left_inverse(
-            e in 1usize..8,
+            e in 1usize..40,
             extra in 0usize..3,
-            bytes in proptest::collection::vec(any::<u8>(), 100),
+            seed in any::<u64>(),
+            shape in 0u8..3,
         ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             let n = e + extra;
-            let a: Vec<Vec<u8>> =
-                (0..n).map(|r| (0..e).map(|c| bytes[(r * e + c) % bytes.len()]).collect()).collect();
+            let mut a: Vec<Vec<u8>> = (0..n).map(|_| (0..e).map(|_| rng.gen()).collect()).collect();
+            match shape {
+                // A zero column: never invertible.
+                1 => a.iter_mut().for_each(|row| row[e / 2] = 0),
+                // The last row a multiple of the first: singular when there are no extra rows.
+                2 => a[n - 1] = a[0].iter().map(|&v| mul(v, 0x8e)).collect(),
+                _ => {}
+            }
             match left_inverse(&a, e) {
                 Some(x) => prop_assert_eq!(mat_mul(&x, &a), identity(e)),
                 // No inverse: then no e rows are independent, which a brute-force rank says too.
                 None => prop_assert!(rank(&a) < e),
+            }
+            if shape == 1 || (shape == 2 && extra == 0 && e > 1) {
+                prop_assert!(left_inverse(&a, e).is_none());
             }
         }
     }

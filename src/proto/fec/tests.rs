@@ -248,9 +248,9 @@ mod prop {
 
     /// A random block shape, loss pattern and set of repair ESIs.
     fn case() -> impl Strategy<Value = (u16, u16, usize, u64, Vec<u32>, Vec<u32>)> {
-        (1u16..80, 1u16..48).prop_flat_map(|(k, t)| {
+        (1u16..300, 1u16..100).prop_flat_map(|(k, t)| {
             let full = usize::from(k) * usize::from(t);
-            let e_max = usize::from(k).min(12);
+            let e_max = usize::from(k).min(24);
             (
                 Just(k),
                 Just(t),
@@ -258,7 +258,7 @@ mod prop {
                 any::<u64>(),
                 proptest::sample::subsequence((0..u32::from(k)).collect::<Vec<_>>(), 0..=e_max),
                 // Extra repairs beyond e (0..3), and whether ESIs are consecutive or scattered.
-                (0usize..3, any::<bool>(), proptest::collection::vec(0u32..5000, 16)),
+                (0usize..3, any::<bool>(), proptest::collection::vec(0u32..5000, 28)),
             )
                 .prop_map(move |(k, t, len, seed, lost, (extra, scattered, jumps))| {
                     let mut esis = Vec::new();
