@@ -293,3 +293,20 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn last_short_block_takes_the_fast_path_from_its_second_decode() {
+    // An object's last block: K = 37 symbols, the last one 1 byte long, zero-padded. Its first
+    // decode goes to raptorq (no probe yet for a K seen once), the next one the fast way.
+    let (t, k) = (100u16, 37u16);
+    let len = usize::from(t) * usize::from(k - 1) + 1;
+    let cache = CoefficientCache::new(2);
+    for (seed, expect) in [(13, Path::Full), (14, Path::Fast)] {
+        let (enc, want) = coded(t, k, len, seed);
+        let syms = received(&enc, t, &[5, 36], &[37, 38]);
+        let (got, path) = syms.decode_with(&cache);
+        let got = got.unwrap();
+        assert_eq!((&got, path), (&want, expect));
+        assert!(got[len..].iter().all(|&b| b == 0), "padding stays zero");
+    }
+}
