@@ -29,12 +29,11 @@ pub(super) enum Outcome {
 }
 
 /// Largest `e` worth the fast path for a block of `k` symbols. Measured at K = 749, T = 1400
-/// (`benches/fec.rs`, release): 0.1 ms at e = 1, 0.6 ms at e = 8, 1.7 ms at e = 32, about 47 us
-/// per further symbol, against about 4 ms for raptorq's full solve whatever e is; the two meet
-/// near e = 80 (K / 9). K / 16 keeps a margin for the elimination's `e^2 (e + n)` scalar work,
-/// which grows faster than the rest.
+/// (`benches/fec.rs`, release, on a shared 2-core machine): 0.1 ms at e = 1, 0.6 ms at e = 8,
+/// 1.7-2.8 ms at e = 32, against 4-5.5 ms for raptorq's full solve whatever e is; at e = 46
+/// (K / 16) the two met under heavy load. K / 20 keeps the fast path well ahead.
 pub(super) fn max_lost(k: u16) -> usize {
-    (usize::from(k) / 16).max(4)
+    (usize::from(k) / 20).max(4)
 }
 
 /// Fill in the lost source symbols of `source` (`K * T` bytes, `have[i]` for the received ones)

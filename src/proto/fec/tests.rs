@@ -129,7 +129,7 @@ fn check_against_raptorq(syms: BlockSymbols, want: &[u8]) -> Path {
 
 #[test]
 fn real_size_blocks_recover_through_the_fast_path() {
-    // K = 749, T = 1400: a 1 MiB block. e = 1, 8, 32 go the fast way, 60 (> K / 16) the full.
+    // K = 749, T = 1400: a 1 MiB block. e = 1, 8, 32 go the fast way, 60 (> K / 20) the full.
     let (t, k) = (1400u16, 749u16);
     let (enc, want) = coded(t, k, usize::from(t) * usize::from(k), 7);
     let mut rng = ChaCha8Rng::seed_from_u64(8);
