@@ -11,7 +11,9 @@
 //! thread-safe (decodes run on worker threads) and bounded: a few probes, most recent kept, and a
 //! byte budget of rows per probe. A probe for `K` is only built the second time a block of that
 //! `K` needs a decode, so a one-off `K` (an object's short last block) costs one full decode,
-//! not a probe and a decode.
+//! not a probe and a decode, and does not push a busy `K` out of the cache. Measured (debug
+//! profile, opt-level 2): a probe costs about 3 ms at K = 749 (8 ms at 1498, 0.8 ms at 187), a
+//! row under 1 us.
 
 use raptorq::{ObjectTransmissionInformation, SourceBlockEncoder, Symbol};
 use std::collections::{HashMap, VecDeque};

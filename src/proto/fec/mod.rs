@@ -6,7 +6,7 @@
 //! Sender side: [`BlockEncoder`] holds one block's source symbols and generates any repair ESI.
 //! Receiver side: [`BlockSymbols`] collects the symbols of one block; [`BlockSymbols::decode`]
 //! copies when every source symbol arrived (systematic path), solves for the few lost source
-//! symbols when a handful are missing ([`fast`], cost in proportion to the loss), and runs the
+//! symbols when a handful are missing (module `fast`, cost in proportion to the loss), and runs the
 //! RaptorQ decoder otherwise. Both constructors are pure CPU work that a driver may run on a
 //! worker thread.
 
@@ -215,8 +215,11 @@ impl BlockSymbols {
         self.source_count == u32::from(self.k)
     }
 
-    /// Recover the block's `K * T` bytes. On failure (too few symbols, or the rare RaptorQ
-    /// decode failure with exactly `K`), the symbols come back with a raised target.
+    /// Recover the block's `K * T` bytes: a copy when no source symbol is missing, the fast
+    /// solve when up to about K / 20 are (once a block of this `K` has needed a decode before,
+    /// see module `coeffs`), raptorq's decoder otherwise. On failure (too few symbols, or symbols that
+    /// do not determine the block, rare with exactly `K`), the symbols come back with a raised
+    /// target.
     pub fn decode(self) -> Result<Vec<u8>, Box<BlockSymbols>> {
         self.decode_with(CoefficientCache::global()).0
     }
