@@ -80,8 +80,12 @@ pub(super) fn recover(
         .collect();
     let mut acc: Vec<Symbol> = (0..e).map(|_| Symbol::zero(t)).collect();
     let mut scratch = Vec::with_capacity(t);
-    // Repair part, one repair symbol at a time so it is read once for all e targets.
+    // Repair part, one repair symbol at a time so it is read once for all e targets. X is zero
+    // on the rows that elimination passed over (more repairs held than lost symbols).
     for (r, (_, bytes)) in repairs.iter().enumerate() {
+        if x.iter().all(|xj| xj[r] == 0) {
+            continue;
+        }
         scratch.clear();
         scratch.extend_from_slice(bytes);
         let sym = Symbol::new(scratch);
