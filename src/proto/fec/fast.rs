@@ -29,9 +29,10 @@ pub(super) enum Outcome {
 }
 
 /// Largest `e` worth the fast path for a block of `k` symbols. Measured at K = 749, T = 1400
-/// (`benches/fec.rs`, release, on a shared 2-core machine): 0.1 ms at e = 1, 0.6 ms at e = 8,
-/// 1.7-2.8 ms at e = 32, against 4-5.5 ms for raptorq's full solve whatever e is; at e = 46
-/// (K / 16) the two met under heavy load. K / 20 keeps the fast path well ahead.
+/// (`benches/fec.rs`, release, shared 2-core machine, three runs): 63-130 us at e = 1,
+/// 0.34-0.65 ms at e = 8, 1.3-2.8 ms at e = 32 (about 40 us per further symbol when idle),
+/// against 2.3-5.5 ms for raptorq's full solve of the same symbols whatever e is. The two meet
+/// near e = K / 13 when idle and K / 16 under load; K / 20 keeps the fast path well ahead.
 pub(super) fn max_lost(k: u16) -> usize {
     (usize::from(k) / 20).max(4)
 }
