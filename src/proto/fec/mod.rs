@@ -5,10 +5,20 @@
 //!
 //! Sender side: [`BlockEncoder`] holds one block's source symbols and generates any repair ESI.
 //! Receiver side: [`BlockSymbols`] collects the symbols of one block; [`BlockSymbols::decode`]
-//! copies when every source symbol arrived (systematic fast path) and runs the RaptorQ decoder
-//! otherwise. Both constructors are pure CPU work that a driver may run on a worker thread.
+//! copies when every source symbol arrived (systematic path), solves for the few lost source
+//! symbols when a handful are missing (module `fast`, cost in proportion to the loss), and runs the
+//! RaptorQ decoder otherwise. Both constructors are pure CPU work that a driver may run on a
+//! worker thread.
+
+mod coeffs;
+mod fast;
+mod gf256;
+#[cfg(test)]
+mod tests;
 
 use crate::proto::wire::MAX_ESI;
+use coeffs::CoefficientCache;
+use fast::Outcome;
 use raptorq::SourceBlockEncoder;
 use raptorq::{EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder};
 use thiserror::Error;
@@ -205,15 +215,41 @@ impl BlockSymbols {
         self.source_count == u32::from(self.k)
     }
 
-    /// Recover the block's `K * T` bytes. On failure (too few symbols, or the rare RaptorQ
-    /// decode failure with exactly `K`), the symbols come back with a raised target.
-    pub fn decode(mut self) -> Result<Vec<u8>, Box<BlockSymbols>> {
+    /// Recover the block's `K * T` bytes: a copy when no source symbol is missing, the fast
+    /// solve when up to about K / 20 are (once a block of this `K` has needed a decode before,
+    /// see module `coeffs`), raptorq's decoder otherwise. On failure (too few symbols, or symbols that
+    /// do not determine the block, rare with exactly `K`), the symbols come back with a raised
+    /// target.
+    pub fn decode(self) -> Result<Vec<u8>, Box<BlockSymbols>> {
+        self.decode_with(CoefficientCache::global()).0
+    }
+
+    /// [`Self::decode`] with a given coefficient cache, also saying which path it took.
+    fn decode_with(
+        mut self,
+        cache: &CoefficientCache,
+    ) -> (Result<Vec<u8>, Box<BlockSymbols>>, Path) {
         if self.is_systematic() {
-            return Ok(self.source);
+            return (Ok(self.source), Path::Copy);
         }
         if !self.ready() {
-            return Err(Box::new(self));
+            return (Err(Box::new(self)), Path::NotReady);
         }
+        let t = usize::from(self.t);
+        match fast::recover(cache, t, &mut self.source, &self.have_source, &self.repairs) {
+            Outcome::Recovered => return (Ok(self.source), Path::Fast),
+            Outcome::Singular => {
+                // Not determined by what arrived: no decoder could do better (see `fast`).
+                self.target += 2;
+                return (Err(Box::new(self)), Path::Singular);
+            }
+            Outcome::Declined => {}
+        }
+        (self.decode_full(), Path::Full)
+    }
+
+    /// The RaptorQ decoder over every symbol held.
+    fn decode_full(mut self) -> Result<Vec<u8>, Box<BlockSymbols>> {
         let t = usize::from(self.t);
         let mut decoder =
             SourceBlockDecoder::new(0, &oti(self.t, self.k), self.source.len() as u64);
@@ -238,89 +274,17 @@ impl BlockSymbols {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    fn block(len: usize, seed: u64) -> Vec<u8> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..len).map(|_| rng.gen()).collect()
-    }
-
-    #[test]
-    fn length_boundaries() {
-        // A block of K symbols must hold more than (K-1)*T bytes and at most K*T.
-        assert!(BlockEncoder::new(16, 4, vec![0; 64]).is_ok());
-        assert!(BlockEncoder::new(16, 4, vec![0; 65]).is_err());
-        assert!(BlockEncoder::new(16, 4, vec![0; 49]).is_ok());
-        assert!(BlockEncoder::new(16, 4, vec![0; 48]).is_err());
-        assert!(BlockEncoder::new(0, 4, vec![]).is_err());
-    }
-
-    #[test]
-    fn systematic_copy_needs_no_decode() {
-        let data = block(1000, 1);
-        let enc = BlockEncoder::new(100, 10, data.clone()).unwrap();
-        let mut syms = BlockSymbols::new(100, 10).unwrap();
-        for esi in 0..10 {
-            assert_eq!(syms.insert(esi, enc.source_symbol(esi).unwrap()), Ok(Inserted::New));
-        }
-        assert!(syms.is_systematic());
-        assert_eq!(syms.decode().unwrap(), data);
-    }
-
-    #[test]
-    fn repairs_replace_any_lost_symbols() {
-        let (t, k) = (64u16, 50u16);
-        let data = block(usize::from(t) * usize::from(k) - 7, 2);
-        let enc = BlockEncoder::new(t, k, data.clone()).unwrap();
-        let mut syms = BlockSymbols::new(t, k).unwrap();
-        // Lose every third source symbol, fill in with repair symbols.
-        for esi in (0..u32::from(k)).filter(|e| e % 3 != 0) {
-            syms.insert(esi, enc.source_symbol(esi).unwrap()).unwrap();
-        }
-        let mut out = Vec::new();
-        let mut esi = u32::from(k);
-        let mut result = None;
-        while result.is_none() && esi < 200 {
-            while !syms.ready() {
-                enc.repair_symbol(esi, &mut out).unwrap();
-                syms.insert(esi, &out).unwrap();
-                esi += 1;
-            }
-            match syms.clone().decode() {
-                Ok(d) => result = Some(d),
-                Err(back) => syms = *back,
-            }
-        }
-        let mut decoded = result.expect("decodes");
-        decoded.truncate(data.len());
-        assert_eq!(decoded, data);
-    }
-
-    #[test]
-    fn hostile_symbols_are_refused() {
-        let mut syms = BlockSymbols::new(32, 4).unwrap();
-        assert!(syms.insert(0, &[0; 31]).is_err());
-        assert!(syms.insert(0, &[0; 33]).is_err());
-        assert!(syms.insert(MAX_ESI + 1, &[0; 32]).is_err());
-        assert_eq!(syms.insert(MAX_ESI, &[0; 32]), Ok(Inserted::New));
-        assert_eq!(syms.insert(MAX_ESI, &[0; 32]), Ok(Inserted::Duplicate));
-        let enc = BlockEncoder::new(32, 4, vec![1; 128]).unwrap();
-        let mut out = Vec::new();
-        assert!(enc.repair_symbol(3, &mut out).is_err());
-        assert!(enc.repair_symbol(MAX_ESI + 1, &mut out).is_err());
-        assert!(enc.repair_symbol(MAX_ESI, &mut out).is_ok());
-        assert_eq!(out.len(), 32);
-    }
-
-    #[test]
-    fn too_few_symbols_come_back() {
-        let mut syms = BlockSymbols::new(32, 4).unwrap();
-        syms.insert(5, &[0; 32]).unwrap();
-        let back = syms.decode().unwrap_err();
-        assert_eq!(back.need(), 3);
-    }
+/// Which way [`BlockSymbols::decode_with`] went (for tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Every source symbol present.
+    Copy,
+    /// Too few symbols to try.
+    NotReady,
+    /// Lost symbols solved from the cached coefficients.
+    Fast,
+    /// The symbols held do not determine the block.
+    Singular,
+    /// raptorq's decoder.
+    Full,
 }
