@@ -8,10 +8,10 @@
 use crate::net::batch::{recv_buffer_for_rate, socket_drops, udp_rcvbuf_errors, BatchSocket};
 use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Role};
 use crate::net::io::{progress_bar, thread_cpu_seconds, Clock, Workers, PROGRESS_EVERY};
-use crate::net::socket::{
+use crate::net::DriverError;
+use crate::net::{
     feedback_addr, open_multicast, resize_recv_buffer, resolve_interface, SocketOptions,
 };
-use crate::net::DriverError;
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
 use crate::proto::time::{Duration, Instant};
 use crate::storage::{clean_stale_temps, FileSink};

@@ -6,8 +6,8 @@
 use crate::net::batch::{pace_slack, BatchSocket, MAX_GSO_BYTES};
 use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Role};
 use crate::net::io::{progress_bar, thread_cpu_seconds, Clock, Workers, PROGRESS_EVERY};
-use crate::net::socket::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use crate::net::DriverError;
+use crate::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;

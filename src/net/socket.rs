@@ -1,21 +1,17 @@
-//! Multicast UDP socket setup with `socket2`.
+//! Multicast UDP socket setup with `socket2`, and the errors of the network setup.
 //!
-//! * [`resolve_interface`] turns "eth0", "192.0.2.7" or "2001:db8::7" into an [`Interface`]
-//!   (name, index, IPv4 address if any) using `getifaddrs(3)` and `if_nametoindex(3)`.
 //! * [`open_multicast`] opens a UDP socket (IPv4 or IPv6, after the group) bound to the group's
 //!   port, joins the group on exactly that interface, pins the outgoing interface, TTL (hop
 //!   limit) and loopback, and asks for large kernel buffers (reporting what was actually granted
 //!   in [`SocketInfo`]).
-//! * [`parse_group`] and [`parse_rate`] parse the command-line forms of a group address and a
-//!   bit rate; [`group_scope_warning`] says when a group lies outside the organisation- and
-//!   site-local ranges meant for this (239.255.0.0/16; ff15::/16 and other site and
-//!   organisation scopes).
+//! * [`resize_recv_buffer`] grows the receive buffer of an open socket.
 //!
+//! Interfaces are resolved in [`crate::net::iface`], groups parsed in [`crate::net::addr`].
 //! Nothing in this module sends a datagram.
 
-use std::ffi::{CStr, CString};
+use crate::net::iface::Interface;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
@@ -50,145 +46,9 @@ pub enum NetError {
 }
 
 impl NetError {
-    fn io(op: &'static str, source: io::Error) -> Self {
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         NetError::Io { op, source }
     }
-}
-
-/// A resolved local network interface: the index used for group membership (`ip_mreqn`,
-/// `ipv6_mreq`) and `IPV6_MULTICAST_IF`, and the IPv4 address used for `IP_MULTICAST_IF`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interface {
-    /// Interface name as reported by `getifaddrs` (e.g. "lo", "eth0").
-    pub name: String,
-    /// The address it was looked up by, else its first IPv4 address, else its first IPv6
-    /// address, else the unspecified IPv6 address (for logs).
-    pub addr: IpAddr,
-    /// Its IPv4 address (the one looked up by, or the first), if it has one.
-    pub ipv4: Option<Ipv4Addr>,
-    /// Kernel interface index (`if_nametoindex`), at least 1.
-    pub index: u32,
-}
-
-impl Interface {
-    /// Whether the interface currently has the `IFF_MULTICAST` flag set (i.e. the kernel will
-    /// route multicast over it). Loopback lacks it by default on Linux.
-    pub fn supports_multicast(&self) -> Result<bool, NetError> {
-        Ok(interface_addrs()?
-            .iter()
-            .filter(|a| a.name == self.name)
-            .any(|a| a.flags & libc::IFF_MULTICAST as u32 != 0))
-    }
-}
-
-/// One `AF_INET` or `AF_INET6` entry of `getifaddrs`.
-struct IfAddr {
-    name: String,
-    addr: IpAddr,
-    flags: u32,
-}
-
-/// Frees the `getifaddrs` list on drop.
-struct IfAddrsGuard(*mut libc::ifaddrs);
-
-impl Drop for IfAddrsGuard {
-    fn drop(&mut self) {
-        if !self.0.is_null() {
-            // SAFETY: the pointer came from a successful getifaddrs call and is freed once.
-            unsafe { libc::freeifaddrs(self.0) };
-        }
-    }
-}
-
-/// All IPv4 and IPv6 addresses of all interfaces, in `getifaddrs` order.
-fn interface_addrs() -> Result<Vec<IfAddr>, NetError> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head into `head`; we free it through the guard.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(NetError::io("getifaddrs", io::Error::last_os_error()));
-    }
-    let guard = IfAddrsGuard(head);
-    let mut out = Vec::new();
-    let mut cur = guard.0;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a non-null node of the list owned by `guard`.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr is non-null and points to at least a sockaddr header.
-        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-        let addr = if family == libc::AF_INET {
-            // SAFETY: for AF_INET the address is a sockaddr_in; read it without assuming
-            // alignment.
-            let sin = unsafe { std::ptr::read_unaligned(ifa.ifa_addr.cast::<libc::sockaddr_in>()) };
-            IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
-        } else if family == libc::AF_INET6 {
-            // SAFETY: for AF_INET6 the address is a sockaddr_in6; read it without assuming
-            // alignment.
-            let sin6 =
-                unsafe { std::ptr::read_unaligned(ifa.ifa_addr.cast::<libc::sockaddr_in6>()) };
-            IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
-        } else {
-            continue;
-        };
-        // SAFETY: ifa_name is a non-null NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
-        out.push(IfAddr { name, addr, flags: ifa.ifa_flags });
-    }
-    Ok(out)
-}
-
-/// Kernel index of the interface called `name`, or `None` if there is none. Alias labels such
-/// as "eth0:1" resolve to their base device.
-fn interface_index(name: &str) -> Option<u32> {
-    let base = name.split(':').next().unwrap_or(name);
-    let c = CString::new(base).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (index != 0).then_some(index)
-}
-
-/// Parse an interface given as an address ("127.0.0.1", "2001:db8::1") or a name ("lo",
-/// "eth0") into its name, index and IPv4 address.
-///
-/// Names are resolved with `getifaddrs` and `if_nametoindex`; an IP is matched against the
-/// addresses from `getifaddrs` to find the owning interface. A named interface without any IPv4
-/// address resolves too (an IPv6 group needs only the index); [`open_multicast`] refuses it for
-/// an IPv4 group with [`NetError::InterfaceHasNoIpv4`]. Errors with [`NetError::NoSuchInterface`]
-/// when nothing matches.
-pub fn resolve_interface(spec: &str) -> Result<Interface, NetError> {
-    let spec = spec.trim();
-    let missing = || NetError::NoSuchInterface(spec.to_owned());
-    if spec.is_empty() {
-        return Err(missing());
-    }
-    let addrs = interface_addrs()?;
-    let first_v4 = |name: &str| {
-        addrs.iter().find_map(|a| match a.addr {
-            IpAddr::V4(v4) if a.name == name => Some(v4),
-            _ => None,
-        })
-    };
-    if let Ok(ip) = spec.parse::<IpAddr>() {
-        let found = addrs.iter().find(|a| a.addr == ip).ok_or_else(missing)?;
-        let index = interface_index(&found.name).ok_or_else(missing)?;
-        let ipv4 = match ip {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => first_v4(&found.name),
-        };
-        return Ok(Interface { name: found.name.clone(), addr: ip, ipv4, index });
-    }
-    if spec.contains('\0') {
-        return Err(missing());
-    }
-    let index = interface_index(spec).ok_or_else(missing)?;
-    let ipv4 = first_v4(spec);
-    let addr = ipv4.map(IpAddr::V4).unwrap_or_else(|| {
-        addrs.iter().find(|a| a.name == spec).map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |a| a.addr)
-    });
-    Ok(Interface { name: spec.to_owned(), addr, ipv4, index })
 }
 
 /// Options for a multicast socket.
@@ -444,256 +304,11 @@ fn open_v6(
     Ok(())
 }
 
-/// Parse a group like "239.255.0.1:7000" or "[ff15::1]:7000" into a [`SocketAddr`].
-///
-/// The address must be multicast ([`NetError::NotMulticast`] otherwise) and the port non-zero;
-/// malformed input gives [`NetError::BadGroup`]. Any multicast scope is accepted; see
-/// [`group_scope_warning`] for the ones that deserve a warning.
-pub fn parse_group(s: &str) -> Result<SocketAddr, NetError> {
-    let addr: SocketAddr = s.trim().parse().map_err(|_| NetError::BadGroup(s.to_owned()))?;
-    if !addr.ip().is_multicast() {
-        return Err(NetError::NotMulticast(addr));
-    }
-    if addr.port() == 0 {
-        return Err(NetError::BadGroup(s.to_owned()));
-    }
-    Ok(addr)
-}
-
-/// Why `group` is a risky choice, if it is: for IPv4 anything outside the organisation-local
-/// 239.255.0.0/16 (well-known and global groups belong to other software); for IPv6 anything
-/// but a transient (T flag) group of site (5) or organisation (8) scope, such as ff15::/16.
-pub fn group_scope_warning(group: &SocketAddr) -> Option<String> {
-    match group.ip() {
-        IpAddr::V4(ip) => {
-            let o = ip.octets();
-            (o[0] != 239 || o[1] != 255).then(|| {
-                format!("{ip} is outside 239.255.0.0/16, the organisation-local multicast range")
-            })
-        }
-        IpAddr::V6(ip) => {
-            let flags_scope = ip.octets()[1];
-            let transient = flags_scope & 0x10 != 0;
-            let scope = flags_scope & 0x0f;
-            (!(transient && matches!(scope, 5 | 8))).then(|| {
-                format!(
-                    "{ip} is not a transient site- or organisation-local group (scope {scope:x}, \
-                     {}): prefer ff15::/16 or ff18::/16",
-                    if transient { "transient" } else { "well-known" }
-                )
-            })
-        }
-    }
-}
-
-/// Parse a rate like "200M", "1G", "1.5G", "800k" or "1000000" into bits per second.
-///
-/// SI multipliers (k = 1e3, M = 1e6, G = 1e9, T = 1e12; case-insensitive), optionally followed by
-/// "bit", "bits", "bit/s", "bps" or "b/s" (lowercase, so "MB/s" is rejected rather than silently
-/// read as bits). Fractions are rounded to the nearest bit per second. The result must be > 0;
-/// anything else is [`NetError::BadRate`].
-pub fn parse_rate(s: &str) -> Result<u64, NetError> {
-    let bad = || NetError::BadRate(s.to_owned());
-    let mut rest = s.trim();
-    for suffix in ["bit/s", "bits", "bit", "bps", "b/s"] {
-        if let Some(stripped) = rest.strip_suffix(suffix) {
-            rest = stripped.trim_end();
-            break;
-        }
-    }
-    let (number, multiplier) = match rest.chars().last() {
-        Some(c) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_lowercase() {
-                'k' => 1_000,
-                'm' => 1_000_000,
-                'g' => 1_000_000_000,
-                't' => 1_000_000_000_000,
-                _ => return Err(bad()),
-            };
-            (rest[..rest.len() - 1].trim_end(), m)
-        }
-        _ => (rest, 1),
-    };
-    let digits = number.bytes().filter(u8::is_ascii_digit).count();
-    let dots = number.bytes().filter(|&b| b == b'.').count();
-    if digits == 0 || dots > 1 || digits + dots != number.len() {
-        return Err(bad());
-    }
-    let bps = if dots == 0 {
-        number.parse::<u64>().ok().and_then(|n| n.checked_mul(multiplier)).ok_or_else(bad)?
-    } else {
-        let v = number.parse::<f64>().map_err(|_| bad())? * multiplier as f64;
-        // u64::MAX as f64 rounds up to 2^64, so `<` excludes everything that would saturate.
-        if !v.is_finite() || v.round() >= u64::MAX as f64 {
-            return Err(bad());
-        }
-        v.round() as u64
-    };
-    if bps == 0 {
-        return Err(bad());
-    }
-    Ok(bps)
-}
-
-/// The feedback address of a group: same group, data port + 1.
-pub fn feedback_addr(group: SocketAddr) -> Result<SocketAddr, NetError> {
-    let port = group.port().checked_add(1).ok_or_else(|| {
-        NetError::BadGroup(format!("{group}: port {} has no feedback port above it", group.port()))
-    })?;
-    let mut fb = group;
-    fb.set_port(port);
-    Ok(fb)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolve_loopback_by_name() {
-        let lo = resolve_interface("lo").expect("lo exists");
-        assert_eq!(lo.name, "lo");
-        assert_eq!(lo.addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(lo.ipv4, Some(Ipv4Addr::LOCALHOST));
-        assert!(lo.index >= 1);
-    }
-
-    #[test]
-    fn resolve_loopback_by_address() {
-        let lo = resolve_interface("127.0.0.1").expect("127.0.0.1 is local");
-        assert_eq!(lo.name, "lo");
-        assert_eq!(lo.addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(lo.ipv4, Some(Ipv4Addr::LOCALHOST));
-        assert!(lo.index >= 1);
-        assert_eq!(resolve_interface("lo").expect("lo").index, lo.index);
-    }
-
-    #[test]
-    fn resolve_unknown_interface_fails() {
-        for spec in ["no-such-if0", "", "bad\0name", "192.0.2.254", "2001:db8::fe"] {
-            match resolve_interface(spec) {
-                Err(NetError::NoSuchInterface(_)) => {}
-                other => panic!("{spec:?}: expected NoSuchInterface, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn parse_group_accepts_multicast() {
-        assert_eq!(
-            parse_group("239.255.0.1:7000").expect("valid"),
-            SocketAddr::from((Ipv4Addr::new(239, 255, 0, 1), 7000))
-        );
-        assert_eq!(parse_group(" 224.0.0.251:5353 ").expect("valid").port(), 5353);
-        assert_eq!(
-            parse_group("[ff15::1]:7000").expect("valid"),
-            SocketAddr::from((Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0, 1), 7000))
-        );
-        assert_eq!(parse_group("[ff02::1]:7000").expect("link-local is legal").port(), 7000);
-    }
-
-    #[test]
-    fn group_scopes() {
-        let warn = |s: &str| group_scope_warning(&parse_group(s).expect(s));
-        for quiet in ["239.255.0.1:7000", "[ff15::1]:7000", "[ff18::42]:7000", "[ff35::1]:9"] {
-            assert_eq!(warn(quiet), None, "{quiet}");
-        }
-        for loud in [
-            "224.0.0.251:5353",
-            "239.1.0.1:7000",
-            "[ff02::1]:7000",
-            "[ff05::2]:7000",
-            "[ff1e::1]:7000",
-            "[ff11::1]:7000",
-        ] {
-            assert!(warn(loud).is_some(), "{loud}");
-        }
-    }
-
-    #[test]
-    fn parse_group_rejects_non_multicast_and_malformed() {
-        assert!(matches!(parse_group("10.0.0.1:7000"), Err(NetError::NotMulticast(_))));
-        assert!(matches!(parse_group("240.0.0.1:7000"), Err(NetError::NotMulticast(_))));
-        assert!(matches!(parse_group("[2001:db8::1]:7000"), Err(NetError::NotMulticast(_))));
-        for s in [
-            "",
-            "239.255.0.1",
-            "239.255.0.1:",
-            "239.255.0.1:70000",
-            "239.255.0.1:0",
-            "239.255.0:7000",
-            "[ff15::1]",
-            "[ff15::1]:0",
-            "ff15::1:7000",
-            "group:7000",
-        ] {
-            assert!(
-                matches!(parse_group(s), Err(NetError::BadGroup(_))),
-                "{s:?} should be rejected, got {:?}",
-                parse_group(s)
-            );
-        }
-    }
-
-    #[test]
-    fn parse_rate_table() {
-        let ok: &[(&str, u64)] = &[
-            ("1000000", 1_000_000),
-            ("1", 1),
-            ("200M", 200_000_000),
-            ("200m", 200_000_000),
-            ("1G", 1_000_000_000),
-            ("1.5G", 1_500_000_000),
-            ("800k", 800_000),
-            ("800K", 800_000),
-            ("2T", 2_000_000_000_000),
-            (" 100M ", 100_000_000),
-            ("100 M", 100_000_000),
-            ("100Mbit", 100_000_000),
-            ("100Mbps", 100_000_000),
-            ("100Mb/s", 100_000_000),
-            ("100Mbit/s", 100_000_000),
-            ("10 Gbit/s", 10_000_000_000),
-            ("0.5k", 500),
-            (".5M", 500_000),
-            ("1.", 1),
-            ("1000bps", 1000),
-        ];
-        for &(s, want) in ok {
-            match parse_rate(s) {
-                Ok(got) => assert_eq!(got, want, "{s:?}"),
-                Err(e) => panic!("{s:?}: {e}"),
-            }
-        }
-        let bad = [
-            "",
-            "0",
-            "0k",
-            "0.0G",
-            "-1M",
-            "+1M",
-            "abc",
-            "1X",
-            "M",
-            ".",
-            "1.2.3M",
-            "1e6",
-            "inf",
-            "NaN",
-            "1MB/s",
-            "1 000",
-            "99999999999999999999",
-            "20000000000T",
-            "0.4",
-        ];
-        for s in bad {
-            assert!(
-                matches!(parse_rate(s), Err(NetError::BadRate(_))),
-                "{s:?} should be rejected, got {:?}",
-                parse_rate(s)
-            );
-        }
-    }
+    use crate::net::iface::resolve_interface;
+    use std::net::IpAddr;
 
     #[test]
     fn default_options() {
@@ -750,14 +365,5 @@ mod tests {
         let (b, _) = open_multicast(group, &lo, &SocketOptions::default()).expect("second open");
         assert_eq!(b.multicast_ttl_v4().expect("ttl"), 1);
         assert!(b.multicast_loop_v4().expect("loop"));
-    }
-
-    #[test]
-    fn feedback_port_is_the_next_one() {
-        let g = |port| SocketAddr::from((Ipv4Addr::new(239, 255, 0, 1), port));
-        assert_eq!(feedback_addr(g(65534)).unwrap(), g(65535));
-        assert!(feedback_addr(g(65535)).is_err());
-        let g6 = |port| SocketAddr::from((Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0, 1), port));
-        assert_eq!(feedback_addr(g6(7000)).unwrap(), g6(7001));
     }
 }
