@@ -205,21 +205,29 @@ fn plan_wait(
     }
 }
 
-/// Drive `role` over `sock` until it is done, `timeout` (measured on `clock`) passes, or
-/// `shutdown` is cancelled. Datagrams go to `dest`; jobs run on `workers`.
+/// What a role runs over: its socket, where its datagrams go, its worker pool.
+pub struct Io<'a, J, R> {
+    /// The batch socket (readiness is awaited on a duplicate of its descriptor).
+    pub socket: &'a mut BatchSocket,
+    /// Where each [`Dest`] goes.
+    pub dest: Destinations,
+    /// The pool running the role's jobs.
+    pub workers: &'a mut Workers<J, R>,
+}
+
+/// Drive `role` over `io` until it is done, `timeout` (on `clock`) passes, or `shutdown` is
+/// cancelled.
 ///
 /// Must run inside a tokio runtime with I/O and time enabled.
-#[allow(clippy::too_many_arguments)]
 pub async fn run<R: Role>(
-    sock: &mut BatchSocket,
-    dest: Destinations,
+    io: Io<'_, R::Job, R::Done>,
     role: &mut R,
-    workers: &mut Workers<R::Job, R::Done>,
     clock: &Clock,
     timeout: Option<Instant>,
     shutdown: &CancellationToken,
     cfg: &DriverConfig,
 ) -> Result<Exit, DriverError> {
+    let Io { socket: sock, dest, workers } = io;
     // Readiness is watched on a duplicate of the socket's descriptor, owned by `ready`.
     let dup = sock.socket().try_clone().map_err(DriverError::io("duplicate the socket"))?;
     // SAFETY: `ready` owns `dup`, so its descriptor stays open and the same for the whole

@@ -6,7 +6,7 @@
 //! call it in-process too.
 
 use crate::net::batch::{recv_buffer_for_rate, socket_drops, udp_rcvbuf_errors, BatchSocket};
-use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Role};
+use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Role};
 use crate::net::io::{progress_bar, thread_cpu_seconds, Clock, Workers, PROGRESS_EVERY};
 use crate::net::DriverError;
 use crate::net::{
@@ -286,9 +286,15 @@ pub async fn run(
     let clock = Clock::new();
     let timeout = cfg.timeout.map(|t| clock.now() + t);
     let dest = Destinations::new(cfg.group, feedback_addr(cfg.group)?);
-    let exit =
-        driver::run(sock, dest, &mut role, &mut workers, &clock, timeout, shutdown, &cfg.driver)
-            .await?;
+    let exit = driver::run(
+        Io { socket: sock, dest, workers: &mut workers },
+        &mut role,
+        &clock,
+        timeout,
+        shutdown,
+        &cfg.driver,
+    )
+    .await?;
     drop(workers);
     if let Some(pb) = role.progress.take() {
         pb.finish_and_clear();

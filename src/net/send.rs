@@ -4,7 +4,7 @@
 //! opened with [`open_socket`]; tests can call it in-process too.
 
 use crate::net::batch::{pace_slack, BatchSocket, MAX_GSO_BYTES};
-use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Role};
+use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Role};
 use crate::net::io::{progress_bar, thread_cpu_seconds, Clock, Workers, PROGRESS_EVERY};
 use crate::net::DriverError;
 use crate::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
@@ -257,9 +257,15 @@ pub async fn run(
     let timeout = cfg.timeout.map(|t| clock.now() + t.saturating_sub(wall.elapsed()));
     let dest = Destinations::new(cfg.group, feedback_addr(cfg.group)?);
     let cpu_at_start = thread_cpu_seconds();
-    let exit =
-        driver::run(sock, dest, &mut role, &mut workers, &clock, timeout, shutdown, &cfg.driver)
-            .await?;
+    let exit = driver::run(
+        Io { socket: sock, dest, workers: &mut workers },
+        &mut role,
+        &clock,
+        timeout,
+        shutdown,
+        &cfg.driver,
+    )
+    .await?;
     let loop_cpu_seconds = (thread_cpu_seconds() - cpu_at_start).max(0.0);
     if let Some(pb) = role.progress.take() {
         pb.finish_and_clear();
