@@ -14,6 +14,9 @@ Examples:
   # Receive one object into /srv/releases and exit:
   mcast-recv --group 239.255.0.1:7000 --interface eth0 --output /srv/releases --once
 
+  # The same over IPv6:
+  mcast-recv --group '[ff15::1]:7000' --interface eth0 --output /srv/releases --once
+
   # Lab: discard 5 % of datagrams on purpose, JSON report, give up after a minute:
   mcast-recv --group 239.255.0.1:7000 --interface 127.0.0.1 --output /tmp/in --once \\
       --drop-rate 0.05 --drop-seed 7 --timeout 60s --json
@@ -26,8 +29,12 @@ Exit status: 0 complete, 1 failed, 3 timed out, 130 interrupted.";
 #[derive(Parser, Debug)]
 #[command(name = "mcast-recv", version, after_help = EXAMPLES)]
 struct Args {
-    /// Multicast group and port, e.g. 239.255.0.1:7000 or '[ff15::1]:7000'.
-    #[arg(long, value_parser = |s: &str| parse_group(s).map_err(|e| e.to_string()))]
+    /// Multicast group and port, IPv4 or IPv6 (the help text gives examples).
+    #[arg(
+        long,
+        help = "Multicast group and port, e.g. 239.255.0.1:7000 or '[ff15::1]:7000'",
+        value_parser = |s: &str| parse_group(s).map_err(|e| e.to_string())
+    )]
     group: SocketAddr,
     /// Interface to join on: a name or one of its addresses.
     #[arg(long)]

@@ -20,6 +20,9 @@ Examples:
   mcast-send disk.img --group 239.255.0.1:7000 --interface 198.18.0.1 --rate 800M \\
       --fec-overhead 10% --receivers 200 --timeout 5m --json > report.json
 
+  # Over IPv6, to a transient site-local group on eth0:
+  mcast-send release.tar.gz --group '[ff15::1]:7000' --interface eth0 --rate 1G --receivers 3
+
   # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
   mcast-send image.raw --group 239.255.0.1:7000 --interface eth0 --rate 500M --repeat
 
@@ -32,8 +35,12 @@ Exit status: 0 done (with --receivers: all reported a verified copy), 1 error,
 struct Args {
     /// File to send.
     path: PathBuf,
-    /// Multicast group and port, e.g. 239.255.0.1:7000 or '[ff15::1]:7000'.
-    #[arg(long, value_parser = |s: &str| parse_group(s).map_err(|e| e.to_string()))]
+    /// Multicast group and port, IPv4 or IPv6 (the help text gives examples).
+    #[arg(
+        long,
+        help = "Multicast group and port, e.g. 239.255.0.1:7000 or '[ff15::1]:7000'",
+        value_parser = |s: &str| parse_group(s).map_err(|e| e.to_string())
+    )]
     group: SocketAddr,
     /// Interface to send on: a name or one of its addresses (never the default route).
     #[arg(long)]

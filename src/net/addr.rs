@@ -6,7 +6,7 @@
 use crate::net::socket::NetError;
 use std::net::{IpAddr, SocketAddr};
 
-/// Parse a group like "239.255.0.1:7000" or "[ff15::1]:7000" into a [`SocketAddr`].
+/// Parse a group like "239.255.0.1:7000" or "`[ff15::1]:7000`" into a [`SocketAddr`].
 ///
 /// The address must be multicast ([`NetError::NotMulticast`] otherwise) and the port non-zero;
 /// malformed input gives [`NetError::BadGroup`]. Any multicast scope is accepted; see

@@ -107,7 +107,7 @@ fn interface_index(name: &str) -> Option<u32> {
 ///
 /// Names are resolved with `getifaddrs` and `if_nametoindex`; an IP is matched against the
 /// addresses from `getifaddrs` to find the owning interface. A named interface without any IPv4
-/// address resolves too (an IPv6 group needs only the index); [`open_multicast`] refuses it for
+/// address resolves too (an IPv6 group needs only the index); [`open_multicast`](crate::net::open_multicast) refuses it for
 /// an IPv4 group with [`NetError::InterfaceHasNoIpv4`]. Errors with [`NetError::NoSuchInterface`]
 /// when nothing matches.
 pub fn resolve_interface(spec: &str) -> Result<Interface, NetError> {
