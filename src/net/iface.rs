@@ -167,6 +167,23 @@ mod tests {
     }
 
     #[test]
+    fn resolve_loopback_by_ipv6_address() {
+        let has_v6 = interface_addrs()
+            .expect("getifaddrs")
+            .iter()
+            .any(|a| a.name == "lo" && a.addr == IpAddr::V6(Ipv6Addr::LOCALHOST));
+        if !has_v6 {
+            return; // IPv6 is off on this host: nothing to resolve.
+        }
+        let lo = resolve_interface("::1").expect("::1 is local");
+        assert_eq!(lo.name, "lo");
+        assert_eq!(lo.addr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        // The IPv4 address comes along, for an IPv4 group on the same interface.
+        assert_eq!(lo.ipv4, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(lo.index, resolve_interface("lo").expect("lo").index);
+    }
+
+    #[test]
     fn resolve_unknown_interface_fails() {
         for spec in ["no-such-if0", "", "bad\0name", "192.0.2.254", "2001:db8::fe"] {
             match resolve_interface(spec) {
