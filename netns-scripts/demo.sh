@@ -4,8 +4,10 @@
 #
 #   netns-scripts/demo.sh                      # 256 MiB to 3 receivers at 1 Gbit/s, 2 % loss
 #   SIZE_MB=1024 RECEIVERS=5 RATE=2G DROP=0.01 netns-scripts/demo.sh
+#   FAMILY=6 netns-scripts/demo.sh             # the same over IPv6 (ff15::/16 on a veth pair)
 #
 # Environment: SIZE_MB (256), RECEIVERS (3), RATE (1G), DROP (0.02), TIMEOUT (120 seconds),
+# FAMILY (4; 6 for IPv6), GROUP (239.255.0.1:7000, or [ff15::1]:7000 with FAMILY=6),
 # MCAST_BIN_DIR (default: target/release, built here with `cargo build --release --bins`).
 
 set -euo pipefail
@@ -15,7 +17,8 @@ RECEIVERS=${RECEIVERS:-3}
 RATE=${RATE:-1G}
 DROP=${DROP:-0.02}
 TIMEOUT=${TIMEOUT:-120}
-GROUP=${GROUP:-239.255.0.1:7000}
+FAMILY=${FAMILY:-4}
+if [[ $FAMILY == 6 ]]; then GROUP=${GROUP:-[ff15::1]:7000}; else GROUP=${GROUP:-239.255.0.1:7000}; fi
 
 script=$(readlink -f "${BASH_SOURCE[0]}")
 here=$(dirname "$script")
@@ -55,7 +58,7 @@ mkdir "$work/run"
 
 rc=0
 MCAST_SEND_BIN=$MCAST_BIN_DIR/mcast-send MCAST_RECV_BIN=$MCAST_BIN_DIR/mcast-recv \
-    SRC=$src WORK=$work/run RECEIVERS=$RECEIVERS GROUP=$GROUP RATE=$RATE DROP=$DROP \
+    SRC=$src WORK=$work/run FAMILY=$FAMILY RECEIVERS=$RECEIVERS GROUP=$GROUP RATE=$RATE DROP=$DROP \
     SEED_BASE=11 TIMEOUT=$TIMEOUT bash "$here/ns-run.sh" || rc=$?
 
 show_json() {
@@ -106,5 +109,5 @@ summary=$(awk -v mb="$SIZE_MB" -v t="$elapsed" -v st="${send_secs:-0}" 'BEGIN {
     printf "%.3f s end to end, goodput %.1f MB/s", t, bytes / t / 1e6
     if (st > 0) printf " (sender reports %.3f s, %.1f MB/s)", st, bytes / st / 1e6
 }')
-echo "demo: $SIZE_MB MiB to $ok/$RECEIVERS receivers verified with cmp, rate $RATE, drop $DROP: $summary"
+echo "demo: $SIZE_MB MiB to $ok/$RECEIVERS receivers over IPv$FAMILY verified with cmp, rate $RATE, drop $DROP: $summary"
 ((ok == RECEIVERS)) || exit 1

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# One multicast push on loopback, to be run INSIDE a private network namespace:
+# One multicast push, to be run INSIDE a private network namespace:
 #
 #   unshare -rn env MCAST_SEND_BIN=... MCAST_RECV_BIN=... SRC=... WORK=... bash ns-run.sh
 #
-# It brings lo up with multicast and a 239.0.0.0/8 route, starts RECEIVERS mcast-recv processes
-# (each with its own --drop-seed), waits for their ready files, runs mcast-send with
-# --receivers RECEIVERS, then collects every exit code. Used by tests/netns.rs and demo.sh.
+# FAMILY=4 (default): brings lo up with multicast and a 239.0.0.0/8 route; every process uses
+# lo (127.0.0.1). FAMILY=6: IPv6 multicast does not work on lo, so it creates a veth pair
+# mc6s <-> mc6r (DAD off, 2001:2::1/64 and 2001:2::2/64 from the IPv6 benchmarking range); the
+# sender uses mc6s, the receivers mc6r, and the group is IPv6 (default [ff15::4d43]:7000).
+# It starts RECEIVERS mcast-recv processes (each with its own --drop-seed), waits for their
+# ready files, runs mcast-send with --receivers RECEIVERS, then collects every exit code. Used by
+# tests/netns.rs and demo.sh.
 #
 # Inputs (environment):
 #   MCAST_SEND_BIN, MCAST_RECV_BIN  paths of the binaries (required)
 #   SRC                             file to send (required)
 #   WORK                            empty directory for outputs and logs (required)
-#   RECEIVERS=3  GROUP=239.255.42.1:7000  RATE=400M  DROP=0.05  SEED_BASE=1  TIMEOUT=120 (seconds)
+#   FAMILY=4  RECEIVERS=3  GROUP=239.255.42.1:7000 ([ff15::4d43]:7000 with FAMILY=6)
+#   RATE=400M  DROP=0.05  SEED_BASE=1  TIMEOUT=120 (seconds)
 #   READY_WAIT=10 (seconds to wait for the receivers' ready files)
 #
 # Outputs in WORK:
@@ -21,7 +26,7 @@
 # Exit status: 0 if the sender and every receiver exited 0, 1 otherwise, 2 on bad setup.
 #
 # Safety: refuses to run while any interface other than lo is up, i.e. in a namespace with a
-# real uplink. Every process it starts is bounded by `timeout`, and only those PIDs are killed.
+# real uplink (it checks before creating its own veth pair). Every process it starts is bounded by `timeout`, and only those PIDs are killed.
 
 set -uo pipefail
 
@@ -32,8 +37,13 @@ die() {
 
 : "${MCAST_SEND_BIN:?path of mcast-send}" "${MCAST_RECV_BIN:?path of mcast-recv}"
 : "${SRC:?file to send}" "${WORK:?output directory}"
+FAMILY=${FAMILY:-4}
 RECEIVERS=${RECEIVERS:-3}
-GROUP=${GROUP:-239.255.42.1:7000}
+case $FAMILY in
+4) GROUP=${GROUP:-239.255.42.1:7000} ;;
+6) GROUP=${GROUP:-[ff15::4d43]:7000} ;;
+*) die "FAMILY must be 4 or 6, got $FAMILY" ;;
+esac
 RATE=${RATE:-400M}
 DROP=${DROP:-0.05}
 SEED_BASE=${SEED_BASE:-1}
@@ -46,7 +56,11 @@ READY_WAIT=${READY_WAIT:-10}
 [[ -d $WORK ]] || die "no such directory: $WORK"
 [[ $RECEIVERS =~ ^[1-9][0-9]?$ ]] || die "RECEIVERS must be 1..99, got $RECEIVERS"
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "TIMEOUT must be whole seconds, got $TIMEOUT"
-[[ $GROUP == 239.255.* ]] || die "GROUP must be in 239.255.0.0/16, got $GROUP"
+if ((FAMILY == 4)); then
+    [[ $GROUP == 239.255.* ]] || die "GROUP must be in 239.255.0.0/16, got $GROUP"
+else
+    [[ $GROUP == "[ff15:"* ]] || die "GROUP must be in ff15::/16 (as [ff15::x]:port), got $GROUP"
+fi
 command -v ip >/dev/null || die "ip (iproute2) not found"
 
 # --- safety: only ever run in a private namespace -------------------------------------------
@@ -56,9 +70,23 @@ if [[ -n $up_links ]]; then
 fi
 
 ip link set lo up || die "ip link set lo up failed"
-ip link set lo multicast on || die "ip link set lo multicast on failed"
-ip route add 239.0.0.0/8 dev lo 2>/dev/null || ip route replace 239.0.0.0/8 dev lo ||
-    die "cannot add multicast route"
+if ((FAMILY == 4)); then
+    ip link set lo multicast on || die "ip link set lo multicast on failed"
+    ip route add 239.0.0.0/8 dev lo 2>/dev/null || ip route replace 239.0.0.0/8 dev lo ||
+        die "cannot add multicast route"
+    send_if=127.0.0.1
+    recv_if=127.0.0.1
+else
+    # Addresses are usable at once without duplicate address detection.
+    sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 ||
+        die "cannot turn off IPv6 DAD"
+    ip link add mc6s type veth peer name mc6r || die "cannot create the veth pair"
+    ip link set mc6s up && ip link set mc6r up || die "cannot bring the veth pair up"
+    ip -6 addr add 2001:2::1/64 dev mc6s nodad && ip -6 addr add 2001:2::2/64 dev mc6r nodad ||
+        die "cannot address the veth pair"
+    send_if=mc6s
+    recv_if=mc6r
+fi
 
 # --- process bookkeeping ----------------------------------------------------------------------
 declare -a recv_pids=()
@@ -95,7 +123,7 @@ now_ns() { date +%s%N; }
 for ((i = 1; i <= RECEIVERS; i++)); do
     mkdir -p "$WORK/recv-$i"
     rm -f "$WORK/recv-$i.ready"
-    args=(--group "$GROUP" --interface 127.0.0.1 --output "$WORK/recv-$i" --once --json
+    args=(--group "$GROUP" --interface "$recv_if" --output "$WORK/recv-$i" --once --json
         --timeout "${TIMEOUT}s" --ready-file "$WORK/recv-$i.ready")
     if [[ $DROP != 0 && $DROP != 0.0 ]]; then
         args+=(--drop-rate "$DROP" --drop-seed "$((SEED_BASE + i - 1))")
@@ -131,7 +159,7 @@ echo "ns-run: $RECEIVERS receivers joined $GROUP; sending $(stat -c %s "$SRC") b
 
 # --- sender ------------------------------------------------------------------------------------
 t0=$(now_ns)
-timeout -k 5 "$hard_limit" "$MCAST_SEND_BIN" "$SRC" --group "$GROUP" --interface 127.0.0.1 \
+timeout -k 5 "$hard_limit" "$MCAST_SEND_BIN" "$SRC" --group "$GROUP" --interface "$send_if" \
     --rate "$RATE" --receivers "$RECEIVERS" --timeout "${TIMEOUT}s" --json \
     >"$WORK/send.json" 2>"$WORK/send.log" &
 send_pid=$!

@@ -1,8 +1,7 @@
 //! What the two command-line programs share: argument value parsers, logging set-up, signal
 //! handling and exit codes. The binaries themselves only parse arguments and print reports.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Exit status: the transfer did not fully succeed (receivers missing, or timeout).
 pub const EXIT_INCOMPLETE: i32 = 3;
@@ -55,12 +54,27 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// A flag set by SIGINT or SIGTERM.
-pub fn shutdown_flag() -> std::io::Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&flag))?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&flag))?;
-    Ok(flag)
+/// A token cancelled by the first SIGINT or SIGTERM (a task on the current tokio runtime
+/// waits for them; call from inside the runtime).
+pub fn shutdown_on_signals() -> std::io::Result<CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = CancellationToken::new();
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}
+
+/// The runtime the binaries run on: one thread (the driver loop's), I/O and timers on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
 /// Whether stderr is a terminal (progress bars only then).

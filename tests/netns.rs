@@ -1,9 +1,10 @@
-//! Real processes, real sockets: one `mcast-send` and three `mcast-recv` pushing 64 MiB over
-//! loopback multicast with 5 % injected loss, inside a private user + network namespace
-//! (`unshare -rn`), so nothing ever reaches a real network.
+//! Real processes, real sockets: one `mcast-send` and three `mcast-recv` pushing 64 MiB with 5 %
+//! injected loss, inside a private user + network namespace (`unshare -rn`), so nothing ever
+//! reaches a real network: once over IPv4 loopback multicast, once over IPv6 multicast on a veth
+//! pair created inside the namespace.
 //!
-//! The namespace part is `netns-scripts/ns-run.sh`; this test prepares the input, runs the script
-//! and checks the results. Where user namespaces are unavailable the test prints "SKIPPED" and
+//! The namespace part is `netns-scripts/ns-run.sh` (`FAMILY=4` or `6`); this test prepares the
+//! input, runs the script and checks the results. Where user namespaces are unavailable the test prints "SKIPPED" and
 //! passes, unless `MCAST_REQUIRE_NETNS=1` (set by `.ci/run` when `unshare -rn true` works).
 
 use std::fs;
@@ -102,6 +103,20 @@ fn assert_same_contents(expected: &[u8], path: &Path) {
 
 #[test]
 fn three_receivers_with_loss_in_private_namespace() {
+    push_in_private_namespace("4", "239.255.42.1:7000", "127.0.0.1:");
+}
+
+#[test]
+fn three_receivers_with_loss_over_ipv6() {
+    // ns-run.sh's veth pair: the receivers sit on mc6r, 2001:2::2 (a global address, so source
+    // address selection prefers it to the link-local one for a site-scope group).
+    push_in_private_namespace("6", "[ff15::4d43]:7010", "[2001:2::2]:");
+}
+
+/// One push through ns-run.sh with `family`, to `group`; every receiver's entry in the
+/// sender's report must come from an address starting with `receiver_addr_prefix` (and be of
+/// the group's family).
+fn push_in_private_namespace(family: &str, group: &str, receiver_addr_prefix: &str) {
     if let Some(why) = netns_unavailable() {
         if std::env::var("MCAST_REQUIRE_NETNS").as_deref() == Ok("1") {
             panic!("MCAST_REQUIRE_NETNS=1 but the namespace test cannot run: {why}");
@@ -128,7 +143,8 @@ fn three_receivers_with_loss_in_private_namespace() {
         .env("SRC", &src)
         .env("WORK", &work)
         .env("RECEIVERS", RECEIVERS.to_string())
-        .env("GROUP", "239.255.42.1:7000")
+        .env("FAMILY", family)
+        .env("GROUP", group)
         .env("RATE", "400M")
         .env("DROP", "0.05")
         .env("SEED_BASE", "1")
@@ -178,8 +194,13 @@ fn three_receivers_with_loss_in_private_namespace() {
         .and_then(Value::as_array)
         .unwrap_or_else(|| panic!("sender report has no receivers array: {send}"));
     assert_eq!(receivers.len(), RECEIVERS, "sender saw {receivers:?}");
+    let v6 = group.starts_with('[');
     for r in receivers {
         assert_eq!(str_field(r, "status"), "complete", "receiver entry {r}");
+        let addr: std::net::SocketAddr =
+            str_field(r, "addr").parse().unwrap_or_else(|e| panic!("receiver address: {e}: {r}"));
+        assert_eq!(addr.is_ipv6(), v6, "receiver {r} reported over the group's family");
+        assert!(str_field(r, "addr").starts_with(receiver_addr_prefix), "receiver entry {r}");
     }
 
     // Receiver reports and the files themselves.

@@ -3,9 +3,9 @@
 use anyhow::Context;
 use clap::Parser;
 use mcast::cli;
-use mcast::net::parse_group;
-use mcast::net::recv::{run_once, RecvConfig, RecvReport, RecvStatus};
-use std::net::SocketAddrV4;
+use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
+use mcast::net::{group_scope_warning, parse_group, SocketOptions};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +13,9 @@ const EXAMPLES: &str = "\
 Examples:
   # Receive one object into /srv/releases and exit:
   mcast-recv --group 239.255.0.1:7000 --interface eth0 --output /srv/releases --once
+
+  # The same over IPv6:
+  mcast-recv --group '[ff15::1]:7000' --interface eth0 --output /srv/releases --once
 
   # Lab: discard 5 % of datagrams on purpose, JSON report, give up after a minute:
   mcast-recv --group 239.255.0.1:7000 --interface 127.0.0.1 --output /tmp/in --once \\
@@ -26,10 +29,14 @@ Exit status: 0 complete, 1 failed, 3 timed out, 130 interrupted.";
 #[derive(Parser, Debug)]
 #[command(name = "mcast-recv", version, after_help = EXAMPLES)]
 struct Args {
-    /// Multicast group and port, e.g. 239.255.0.1:7000.
-    #[arg(long, value_parser = |s: &str| parse_group(s).map_err(|e| e.to_string()))]
-    group: SocketAddrV4,
-    /// Interface to join on: an IPv4 address or a name.
+    /// Multicast group and port, IPv4 or IPv6 (the help text gives examples).
+    #[arg(
+        long,
+        help = "Multicast group and port, e.g. 239.255.0.1:7000 or '[ff15::1]:7000'",
+        value_parser = |s: &str| parse_group(s).map_err(|e| e.to_string())
+    )]
+    group: SocketAddr,
+    /// Interface to join on: a name or one of its addresses.
     #[arg(long)]
     interface: String,
     /// Directory to place received files in (must exist).
@@ -56,9 +63,12 @@ struct Args {
     /// Threads decoding blocks that lost symbols.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Multicast TTL of NAKs and reports.
+    /// Multicast TTL / IPv6 hop limit of NAKs and reports.
     #[arg(long, default_value_t = 1)]
     ttl: u32,
+    /// Blocks held in memory at most (collecting, decoding, or awaiting the manifest).
+    #[arg(long, default_value_t = mcast::proto::receiver::ReceiverConfig::default().max_pending_blocks)]
+    max_pending_blocks: usize,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -81,22 +91,31 @@ fn summary(r: &RecvReport) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     cli::init_logging(args.verbose);
-    let shutdown = cli::shutdown_flag().context("installing signal handlers")?;
-    let mut cfg = RecvConfig {
-        group: args.group,
-        interface: args.interface,
-        output: args.output.clone(),
-        drop_rate: args.drop_rate,
-        drop_seed: args.drop_seed,
-        timeout: args.timeout,
-        ready_file: args.ready_file,
-        progress: cli::stderr_is_terminal(),
-        workers: args.workers,
-        skip_sessions: Vec::new(),
-        ttl: args.ttl,
-    };
+    if let Some(w) = group_scope_warning(&args.group) {
+        tracing::warn!("{w}");
+    }
+    let rt = cli::runtime().context("starting the runtime")?;
+    let code = rt.block_on(receive(args))?;
+    std::process::exit(code);
+}
+
+async fn receive(args: Args) -> anyhow::Result<i32> {
+    let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
+    let mut cfg = RecvConfig::new(args.group, &args.output);
+    cfg.drop_rate = args.drop_rate;
+    cfg.drop_seed = args.drop_seed;
+    cfg.timeout = args.timeout;
+    cfg.ready_file = args.ready_file.clone();
+    cfg.progress = cli::stderr_is_terminal();
+    cfg.workers = args.workers;
+    cfg.receiver.max_pending_blocks = args.max_pending_blocks.max(1);
+    let opts =
+        SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
+    let mut sock = recv::open_socket(args.group, &args.interface, &opts)
+        .with_context(|| format!("joining {} on {}", args.group, args.interface))?;
     loop {
-        let report = run_once(&cfg, &shutdown)
+        let report = recv::run(&mut sock, &cfg, &shutdown)
+            .await
             .with_context(|| format!("receiving into {}", args.output.display()))?;
         summary(&report);
         if args.json {
@@ -109,9 +128,9 @@ fn main() -> anyhow::Result<()> {
             RecvStatus::Interrupted => cli::EXIT_INTERRUPTED,
         };
         if args.once || code != 0 {
-            std::process::exit(code);
+            return Ok(code);
         }
-        cfg.skip_sessions.extend(report.session);
+        cfg.receiver.skip_sessions.extend(report.session);
         cfg.ready_file = None;
     }
 }

@@ -3,10 +3,11 @@
 use anyhow::Context;
 use clap::Parser;
 use mcast::cli;
-use mcast::net::send::{run, SendConfig, SendReport, SendStatus};
-use mcast::net::{parse_group, parse_rate};
+use mcast::net::send::{self, SendConfig, SendReport, SendStatus, DEFAULT_CACHE_BLOCKS};
+use mcast::net::{group_scope_warning, parse_group, parse_rate, SocketOptions};
+use mcast::proto::layout::{MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 use mcast::proto::sender::StragglerPolicy;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ Examples:
   # Same, by interface address, with 10 % proactive repair and a JSON report:
   mcast-send disk.img --group 239.255.0.1:7000 --interface 198.18.0.1 --rate 800M \\
       --fec-overhead 10% --receivers 200 --timeout 5m --json > report.json
+
+  # Over IPv6, to a transient site-local group on eth0:
+  mcast-send release.tar.gz --group '[ff15::1]:7000' --interface eth0 --rate 1G --receivers 3
 
   # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
   mcast-send image.raw --group 239.255.0.1:7000 --interface eth0 --rate 500M --repeat
@@ -31,10 +35,14 @@ Exit status: 0 done (with --receivers: all reported a verified copy), 1 error,
 struct Args {
     /// File to send.
     path: PathBuf,
-    /// Multicast group and port, e.g. 239.255.0.1:7000.
-    #[arg(long, value_parser = |s: &str| parse_group(s).map_err(|e| e.to_string()))]
-    group: SocketAddrV4,
-    /// Interface to send on: an IPv4 address or a name (never the default route).
+    /// Multicast group and port, IPv4 or IPv6 (the help text gives examples).
+    #[arg(
+        long,
+        help = "Multicast group and port, e.g. 239.255.0.1:7000 or '[ff15::1]:7000'",
+        value_parser = |s: &str| parse_group(s).map_err(|e| e.to_string())
+    )]
+    group: SocketAddr,
+    /// Interface to send on: a name or one of its addresses (never the default route).
     #[arg(long)]
     interface: String,
     /// Send rate in bit/s (k, M, G suffixes), e.g. 200M.
@@ -72,9 +80,13 @@ struct Args {
     /// Target block size (one RaptorQ source block), e.g. 1MiB.
     #[arg(long, default_value = "1MiB", value_parser = cli::parse_size)]
     block_size: u64,
-    /// Multicast TTL (1 keeps datagrams on the local link).
+    /// Multicast TTL / IPv6 hop limit (1 keeps datagrams on the local link).
     #[arg(long, default_value_t = 1)]
     ttl: u32,
+    /// Encoded blocks kept in memory (~2 MiB each) for repairs; an evicted block is read and
+    /// encoded again if a late NAK asks for it.
+    #[arg(long, default_value_t = DEFAULT_CACHE_BLOCKS)]
+    cache_blocks: usize,
     /// Without --receivers: how long to stay after the last NAK once the data is sent.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     linger: Duration,
@@ -139,42 +151,57 @@ fn summary(r: &SendReport) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     cli::init_logging(args.verbose);
-    if !(16..=8900).contains(&args.symbol_size) {
-        anyhow::bail!("--symbol-size must be between 16 and 8900");
+    if !(MIN_SYMBOL_SIZE..=MAX_SYMBOL_SIZE).contains(&args.symbol_size) {
+        anyhow::bail!("--symbol-size must be between {MIN_SYMBOL_SIZE} and {MAX_SYMBOL_SIZE}");
     }
-    let shutdown = cli::shutdown_flag().context("installing signal handlers")?;
-    let cfg = SendConfig {
-        path: args.path.clone(),
-        group: args.group,
-        interface: args.interface,
-        rate_bps: args.rate,
-        fec_overhead: match args.fec_overhead {
-            Overhead::Auto => 0.05,
-            Overhead::Fixed(v) => v,
-        },
-        auto_parity: args.fec_overhead == Overhead::Auto,
-        repeat: args.repeat,
-        straggler: StragglerPolicy { budget: args.straggler_budget, factor: args.straggler_factor },
-        expected_receivers: args.receivers,
-        timeout: args.timeout,
-        symbol_size: args.symbol_size,
-        block_bytes: args.block_size,
-        ttl: args.ttl,
-        linger: args.linger,
-        progress: cli::stderr_is_terminal(),
-        workers: args.workers,
+    if let Some(w) = group_scope_warning(&args.group) {
+        tracing::warn!("{w}");
+    }
+    let rt = cli::runtime().context("starting the runtime")?;
+    let code = rt.block_on(push(args))?;
+    std::process::exit(code);
+}
+
+fn config(args: &Args) -> SendConfig {
+    let mut cfg = SendConfig::new(&args.path, args.group);
+    let s = &mut cfg.sender;
+    s.rate_bps = args.rate;
+    s.fec_overhead = match args.fec_overhead {
+        Overhead::Auto => 0.05,
+        Overhead::Fixed(v) => v,
     };
-    let report =
-        run(&cfg, &shutdown).with_context(|| format!("sending {}", args.path.display()))?;
+    s.auto_parity = args.fec_overhead == Overhead::Auto;
+    s.repeat = args.repeat;
+    s.straggler = StragglerPolicy { budget: args.straggler_budget, factor: args.straggler_factor };
+    s.expected_receivers = args.receivers;
+    s.linger = args.linger;
+    s.cache_blocks = args.cache_blocks.max(1);
+    cfg.timeout = args.timeout;
+    cfg.symbol_size = args.symbol_size;
+    cfg.block_bytes = args.block_size;
+    cfg.progress = cli::stderr_is_terminal();
+    cfg.workers = args.workers;
+    cfg
+}
+
+async fn push(args: Args) -> anyhow::Result<i32> {
+    let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
+    let cfg = config(&args);
+    let opts = SocketOptions { ttl: args.ttl, ..SocketOptions::default() };
+    let mut sock = send::open_socket(args.group, &args.interface, &opts)
+        .with_context(|| format!("opening {} on {}", args.group, args.interface))?;
+    let report = send::run(&mut sock, &cfg, &shutdown)
+        .await
+        .with_context(|| format!("sending {}", args.path.display()))?;
     summary(&report);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
-    std::process::exit(match report.status {
+    Ok(match report.status {
         SendStatus::Complete => 0,
         SendStatus::Incomplete | SendStatus::Timeout => cli::EXIT_INCOMPLETE,
         SendStatus::Interrupted => cli::EXIT_INTERRUPTED,
-    });
+    })
 }
 
 #[cfg(test)]
@@ -198,5 +225,27 @@ mod tests {
         assert!(a.straggler_budget.is_infinite());
         assert_eq!(parse(&["--repeat", "3"]).unwrap().repeat, Some(3));
         assert!(parse(&["--fec-overhead", "2000%"]).is_err());
+        assert_eq!(a.cache_blocks, DEFAULT_CACHE_BLOCKS);
+    }
+
+    #[test]
+    fn config_layers_the_core_settings() {
+        let a = parse(&["--rate", "1G", "--receivers", "3", "--cache-blocks", "20"]).unwrap();
+        let cfg = config(&a);
+        assert_eq!(cfg.sender.rate_bps, 1_000_000_000);
+        assert_eq!(cfg.sender.expected_receivers, Some(3));
+        assert_eq!(cfg.sender.cache_blocks, 20);
+        assert!(cfg.sender.auto_parity);
+        assert_eq!(cfg.sender.burst_bytes, mcast::net::batch::MAX_GSO_BYTES);
+        let v6 = Args::try_parse_from([
+            "mcast-send",
+            "f",
+            "--group",
+            "[ff15::1]:7000",
+            "--interface",
+            "veth0",
+        ])
+        .unwrap();
+        assert_eq!(config(&v6).group, "[ff15::1]:7000".parse::<SocketAddr>().unwrap());
     }
 }

@@ -400,7 +400,7 @@ mod tests {
             if got.len() >= want {
                 break;
             }
-            crate::net::io::wait_readable(sock.socket(), Duration::from_millis(50)).expect("poll");
+            crate::net::io::precise_wait(sock.socket(), Duration::from_millis(50)).expect("poll");
             sock.recv(usize::MAX, |_, d| got.push(d.to_vec())).expect("recv");
         }
         got

@@ -1,15 +1,17 @@
-//! Small I/O helpers shared by the send and receive loops: the monotonic clock that feeds the
-//! core its `now`, a microsecond-precision wait for a readable socket, datagram sending that
-//! rides out a full socket buffer, and a worker pool for CPU-heavy FEC work.
+//! Small I/O helpers of the driver: the monotonic clock that feeds the core its `now`, the
+//! microsecond-precision wait the pacer needs (tokio's timers tick in milliseconds), the worker
+//! pool for CPU-heavy FEC work (results arrive on a tokio channel, so the loop can await them),
+//! thread CPU time and the progress bar.
 
 use crate::proto::time::{Duration, Instant};
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// The driver's clock: microseconds since the clock was made.
 #[derive(Debug, Clone, Copy)]
@@ -35,8 +37,11 @@ impl Clock {
     }
 }
 
-fn poll_fd(sock: &UdpSocket, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events, revents: 0 };
+/// Wait up to `timeout` for `sock` to become readable, to the microsecond (`ppoll`); true if
+/// it is. This blocks the calling thread: the driver uses it only for waits shorter than a
+/// tokio timer tick.
+pub fn precise_wait(sock: &UdpSocket, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
@@ -57,69 +62,6 @@ fn poll_fd(sock: &UdpSocket, events: libc::c_short, timeout: Duration) -> io::Re
     }
 }
 
-/// Wait up to `timeout` for `sock` to become readable; true if it is.
-pub fn wait_readable(sock: &UdpSocket, timeout: Duration) -> io::Result<bool> {
-    poll_fd(sock, libc::POLLIN, timeout)
-}
-
-/// Send one datagram on a non-blocking socket, waiting (bounded) while the send buffer is full.
-pub fn send_datagram(sock: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<()> {
-    for _ in 0..1000 {
-        match sock.send_to(data, to) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                poll_fd(sock, libc::POLLOUT, Duration::from_millis(10))?;
-            }
-            // Linux reports a momentarily full device queue as ENOBUFS.
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::TimedOut, "socket send buffer stayed full"))
-}
-
-/// Hand every datagram waiting on a non-blocking socket to `f` (at most `max`, so timers and
-/// transmissions get their turn). Returns how many were read.
-pub fn recv_batch(
-    sock: &UdpSocket,
-    buf: &mut [u8],
-    max: usize,
-    mut f: impl FnMut(SocketAddr, &[u8]),
-) -> io::Result<usize> {
-    let mut n = 0;
-    while n < max {
-        match sock.recv_from(buf) {
-            Ok((len, from)) => {
-                n += 1;
-                f(from, &buf[..len]);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-/// Sleep until the core's next deadline, at most `max_wait`, waking early when `sock` becomes
-/// readable.
-pub fn wait_until(
-    sock: &UdpSocket,
-    clock: &Clock,
-    deadline: Option<Instant>,
-    max_wait: Duration,
-) -> io::Result<()> {
-    let wait =
-        deadline.map_or(max_wait, |t| t.saturating_duration_since(clock.now())).min(max_wait);
-    if !wait.is_zero() {
-        wait_readable(sock, wait)?;
-    }
-    Ok(())
-}
-
 /// CPU time (user + system) the calling thread has used so far, in seconds; 0 where unknown.
 pub fn thread_cpu_seconds() -> f64 {
     // SAFETY: getrusage writes one rusage into the zeroed struct we own.
@@ -136,11 +78,12 @@ pub fn thread_cpu_seconds() -> f64 {
     secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
-/// A fixed pool of threads running one function over submitted jobs.
+/// A fixed pool of threads running one function over submitted jobs. Results come back on a
+/// tokio channel: [`Workers::try_recv`] without waiting, [`Workers::recv`] awaiting one.
 pub struct Workers<J, R> {
     jobs: Option<Sender<J>>,
     stop: Arc<AtomicBool>,
-    results: Receiver<R>,
+    results: UnboundedReceiver<R>,
     handles: Vec<JoinHandle<()>>,
     in_flight: usize,
 }
@@ -153,7 +96,7 @@ impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
         f: impl Fn(J) -> R + Send + Sync + 'static,
     ) -> io::Result<Self> {
         let (jobs, job_rx) = mpsc::channel::<J>();
-        let (res_tx, results) = mpsc::channel::<R>();
+        let (res_tx, results) = unbounded_channel::<R>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let f = Arc::new(f);
         let stop = Arc::new(AtomicBool::new(false));
@@ -198,6 +141,13 @@ impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
         Some(r)
     }
 
+    /// Wait for the next result; `None` once every worker has exited.
+    pub async fn recv(&mut self) -> Option<R> {
+        let r = self.results.recv().await?;
+        self.in_flight -= 1;
+        Some(r)
+    }
+
     /// Jobs submitted and not yet collected.
     pub fn in_flight(&self) -> usize {
         self.in_flight
@@ -214,6 +164,9 @@ impl<J, R> Drop for Workers<J, R> {
         }
     }
 }
+
+/// How often a role refreshes its progress bar.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// A byte progress bar on stderr.
 pub(crate) fn progress_bar(len: u64) -> indicatif::ProgressBar {
@@ -268,6 +221,26 @@ mod tests {
         drop(w);
         assert!(started.elapsed() < Duration::from_secs(1), "did not run the whole queue");
         assert!(rx.try_iter().count() < 10);
+    }
+
+    #[test]
+    fn results_can_be_awaited() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut w = Workers::new(2, "t", |x: u32| x + 1).unwrap();
+        w.submit(41);
+        assert_eq!(rt.block_on(w.recv()), Some(42));
+        assert_eq!(w.in_flight(), 0);
+    }
+
+    #[test]
+    fn precise_wait_wakes_on_data_and_times_out_otherwise() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let t = std::time::Instant::now();
+        assert!(!precise_wait(&a, Duration::from_micros(300)).unwrap());
+        assert!(t.elapsed() >= Duration::from_micros(300));
+        b.send_to(b"x", a.local_addr().unwrap()).unwrap();
+        assert!(precise_wait(&a, Duration::from_secs(5)).unwrap());
     }
 
     #[test]

@@ -1,16 +1,24 @@
-//! I/O side: sockets and the driver loops.
+//! I/O side: addresses, interfaces, sockets, batches, and the one driver loop every role runs
+//! on.
 //!
-//! [`socket`] opens and configures multicast UDP sockets (interface resolution, group
-//! membership, TTL, loopback, buffer sizes) and parses the group and rate strings given on the
-//! command line. [`batch`] sends and receives datagrams in batches (GSO, GRO, `recvmmsg`)
-//! through quinn-udp and reads the kernel's drop counters. [`io`] holds the clock, waits and
-//! worker pool; [`send`] and [`recv`] are the loops that drive the sans-IO `crate::proto` core
-//! with real time and real datagrams.
+//! [`addr`] parses the group (IPv4 or IPv6) and rate given on the command line; [`iface`]
+//! resolves an interface by name or address; [`socket`] opens and configures multicast UDP
+//! sockets of either family (group membership, TTL/hops, loopback, buffer sizes). [`batch`] sends and receives datagrams in batches (GSO, GRO,
+//! `recvmmsg`) through quinn-udp and reads the kernel's drop counters. [`driver`] is the loop
+//! (on tokio) that runs any sans-IO endpoint of `crate::proto` over a batch socket; [`send`] and
+//! [`recv`] are the sender's and the receiver's role handlers on it, with their reports in
+//! [`send_report`] and [`recv_report`]. [`io`] holds the clock, the precise wait and the worker
+//! pool.
 
+pub mod addr;
 pub mod batch;
+pub mod driver;
+pub mod iface;
 pub mod io;
 pub mod recv;
+pub mod recv_report;
 pub mod send;
+pub mod send_report;
 pub mod socket;
 
 use crate::proto::layout::LayoutError;
@@ -51,7 +59,6 @@ impl DriverError {
     }
 }
 
-pub use socket::{
-    open_multicast, parse_group, parse_rate, resolve_interface, Interface, NetError, SocketInfo,
-    SocketOptions,
-};
+pub use addr::{feedback_addr, group_scope_warning, parse_group, parse_rate};
+pub use iface::{resolve_interface, Interface};
+pub use socket::{open_multicast, resize_recv_buffer, NetError, SocketInfo, SocketOptions};

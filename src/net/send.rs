@@ -1,262 +1,157 @@
-//! The send loop: hash the source into a manifest, open the multicast socket, and drive the
-//! sans-IO [`Sender`] with real time, real datagrams and blocks read and FEC-prepared on worker
-//! threads. [`run`] is what `mcast-send` calls; tests can call it too.
+//! The sender role: hash the source into a manifest, then run the sans-IO [`Sender`] on the
+//! shared [driver loop](crate::net::driver) with blocks read and FEC-prepared on worker
+//! threads, and build the push report. [`run`] is what `mcast-send` calls, on a socket it
+//! opened with [`open_socket`]; tests can call it in-process too.
 
-use crate::net::batch::{pace_slack, BatchSocket, BatchStats, TxBatch};
-use crate::net::io::{progress_bar, thread_cpu_seconds, wait_until, Clock, Workers};
-use crate::net::socket::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
+use crate::net::batch::{pace_slack, BatchSocket, MAX_GSO_BYTES};
+use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Role};
+use crate::net::io::{progress_bar, thread_cpu_seconds, Clock, Workers, PROGRESS_EVERY};
 use crate::net::DriverError;
+use crate::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
+use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
-use crate::proto::sender::{BlockRequest, Event, Sender, SenderConfig, StragglerPolicy};
-use crate::proto::stats::SenderStats;
-use crate::proto::time::Duration;
+use crate::proto::sender::{BlockRequest, Event, Sender, SenderConfig};
+use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::ReportStatus;
 use crate::storage::FileSource;
 use rand::RngCore;
-use serde::Serialize;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
-/// Longest wait while a worker holds a block the loop needs.
-pub(crate) const BLOCK_POLL: Duration = Duration::from_micros(200);
-/// Longest wait otherwise (signals and timeouts are checked this often).
-pub(crate) const IDLE_POLL: Duration = Duration::from_millis(50);
+pub use crate::net::send_report::{DroppedEntry, ReceiverEntry, SendReport, SendStatus};
 
-/// Settings of one push.
+/// Encoded blocks the sender keeps by default. Encoders are ~2 MiB each (data plus
+/// intermediate symbols): 12 bound the sender's memory while covering the read-ahead and the
+/// repairs of recent blocks; an evicted block is read and encoded again on a worker if a late
+/// NAK asks for it.
+pub const DEFAULT_CACHE_BLOCKS: usize = 12;
+
+/// Settings of one push: the core's [`SenderConfig`] plus what the driver needs.
 #[derive(Debug, Clone)]
 pub struct SendConfig {
     /// File to send.
     pub path: PathBuf,
-    /// Multicast group and port.
-    pub group: SocketAddrV4,
-    /// Outgoing interface (IPv4 address or name).
-    pub interface: String,
-    /// Send rate, bits per second.
-    pub rate_bps: u64,
-    /// Proactive repair share (0.05 = 5 %): fixed, or with `auto_parity` the share used
-    /// until receivers report their loss.
-    pub fec_overhead: f64,
-    /// Let the proactive repair share follow the loss receivers report.
-    pub auto_parity: bool,
-    /// Carousel: passes after the first (`Some(0)`: until stopped).
-    pub repeat: Option<u32>,
-    /// When a receiver losing far more than the rest is dropped.
-    pub straggler: StragglerPolicy,
-    /// Wait for this many completion reports.
-    pub expected_receivers: Option<u32>,
-    /// Give up after this long.
-    pub timeout: Option<Duration>,
+    /// Multicast group and data port (the socket listens on port + 1).
+    pub group: SocketAddr,
+    /// The core's settings (rate, parity, carousel, stragglers, expected receivers, linger,
+    /// block cache, token bucket ...).
+    pub sender: SenderConfig,
     /// Symbol size `T`.
     pub symbol_size: u16,
     /// Target block size in bytes.
     pub block_bytes: u64,
-    /// Multicast TTL.
-    pub ttl: u32,
-    /// Without `expected_receivers`: quiet time after the flush before finishing.
-    pub linger: Duration,
+    /// Give up after this long (hashing included).
+    pub timeout: Option<Duration>,
     /// Show a progress bar on stderr.
     pub progress: bool,
     /// Threads preparing blocks.
     pub workers: usize,
+    /// The loop's own settings.
+    pub driver: DriverConfig,
 }
 
-/// How a push ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SendStatus {
-    /// Finished; with expected receivers, all reported complete.
-    Complete,
-    /// Some expected receivers failed or did not report.
-    Incomplete,
-    /// The timeout passed first.
-    Timeout,
-    /// Stopped by a signal.
-    Interrupted,
+impl SendConfig {
+    /// A push of `path` to `group` with the defaults of `mcast-send`: a random session and
+    /// node id, [`DEFAULT_CACHE_BLOCKS`] cached blocks, a token bucket one GSO batch deep (so
+    /// no 1 ms window carries more than the rate plus one batch), 1400-byte symbols in ~1 MiB
+    /// blocks, one worker, no timeout, no progress bar.
+    pub fn new(path: impl Into<PathBuf>, group: SocketAddr) -> Self {
+        SendConfig {
+            path: path.into(),
+            group,
+            sender: SenderConfig {
+                session: rand::rngs::OsRng.next_u32(),
+                node: rand::rngs::OsRng.next_u32(),
+                cache_blocks: DEFAULT_CACHE_BLOCKS,
+                burst_bytes: MAX_GSO_BYTES,
+                ..SenderConfig::default()
+            },
+            symbol_size: 1400,
+            block_bytes: 1 << 20,
+            timeout: None,
+            progress: false,
+            workers: 1,
+            driver: DriverConfig::default(),
+        }
+    }
 }
 
-/// One receiver in the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReceiverEntry {
-    /// Node id.
-    pub id: u32,
-    /// Address the report came from.
-    pub addr: String,
-    /// "complete" (verified hash matches) or "failed".
-    pub status: &'static str,
-    /// Bytes the receiver placed.
-    pub bytes: u64,
-    /// NAKs it sent.
-    pub naks_sent: u32,
-    /// NAK rounds it suppressed.
-    pub naks_suppressed: u32,
-    /// Seconds from its first datagram to completion, as it measured.
-    pub seconds: f64,
-    /// Seconds from the start of the push until its report arrived.
-    pub reported_at: f64,
-}
-
-/// A receiver dropped as a straggler.
-#[derive(Debug, Clone, Serialize)]
-pub struct DroppedEntry {
-    /// Node id.
-    pub id: u32,
-    /// Its last reported loss rate.
-    pub loss: f64,
-    /// Repair symbols its NAKs called for.
-    pub repairs_charged: u64,
-}
-
-/// The push report (`--json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct SendReport {
-    /// Outcome.
-    pub status: SendStatus,
-    /// Source path.
-    pub path: PathBuf,
-    /// Payload bytes.
-    pub bytes: u64,
-    /// Wall time of the whole push (hashing included), seconds.
-    pub seconds: f64,
-    /// Time spent hashing the source, seconds.
-    pub hash_seconds: f64,
-    /// Payload bytes over wall time, Mbit/s.
-    pub goodput_mbps: f64,
-    /// Source symbols sent.
-    pub data_packets: u64,
-    /// Repair symbols sent (proactive and on request).
-    pub repair_packets: u64,
-    /// NAK datagrams received.
-    pub naks_received: u64,
-    /// Receivers expected, if given.
-    pub expected_receivers: Option<u32>,
-    /// Receivers that reported a verified copy.
-    pub complete: usize,
-    /// Every receiver that reported.
-    pub receivers: Vec<ReceiverEntry>,
-    /// Receivers dropped under the straggler policy.
-    pub dropped: Vec<DroppedEntry>,
-    /// Carousel passes started.
-    pub passes: u32,
-    /// Session id.
-    pub session: u32,
-    /// Final GRTT estimate, microseconds.
-    pub grtt_us: u64,
-    /// All sender counters.
-    pub stats: SenderStats,
-    /// Batched I/O counters (GSO batches, fallbacks, system calls).
-    pub io: BatchStats,
-    /// Most segments one GSO send could carry (1: no GSO).
-    pub gso_segments: usize,
-    /// CPU seconds (user + system) of the send loop's thread from the first datagram on
-    /// (source hashing and the encoding workers excluded).
-    pub loop_cpu_seconds: f64,
-}
-
-/// Push `cfg.path` to the group. Returns when finished, timed out, or `shutdown` is set.
-pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, DriverError> {
-    let wall = std::time::Instant::now();
-    let source = Arc::new(FileSource::open(&cfg.path)?);
-    let k = Layout::block_symbols_for(cfg.symbol_size, cfg.block_bytes);
-    let layout = Layout::new(source.len(), cfg.symbol_size, k)?;
-    let hashes = source.hash_blocks(layout.block_bytes())?;
-    let hash_seconds = wall.elapsed().as_secs_f64();
-    let manifest = Manifest {
-        name: source.name()?,
-        object_size: source.len(),
-        symbol_size: cfg.symbol_size,
-        block_symbols: k,
-        block_hashes: hashes.block_hashes,
-        object_hash: hashes.object_hash,
-    };
-    let iface = resolve_interface(&cfg.interface)?;
-    let opts = SocketOptions { ttl: cfg.ttl, ..SocketOptions::default() };
-    // The sender listens on the feedback port only, so it never reads its own data back.
-    let feedback = feedback_addr(cfg.group)?;
-    let (sock, info) = open_multicast(feedback, &iface, &opts)?;
-    let mut sock = BatchSocket::new(sock).map_err(DriverError::io("set up batched I/O"))?;
-    let gso_segments = sock.max_segments();
-    tracing::info!(gso_segments, gro = sock.gro_enabled(), "batched I/O");
-    let session = rand::rngs::OsRng.next_u32();
-    let node = rand::rngs::OsRng.next_u32();
+/// Open the sender's socket for `group` on `interface` (a name or an address): it listens on
+/// the feedback port (group port + 1) only, so it never reads its own data back.
+pub fn open_socket(
+    group: SocketAddr,
+    interface: &str,
+    opts: &SocketOptions,
+) -> Result<BatchSocket, DriverError> {
+    let iface = resolve_interface(interface)?;
+    let (sock, info) = open_multicast(feedback_addr(group)?, &iface, opts)?;
+    let sock = BatchSocket::new(sock).map_err(DriverError::io("set up batched I/O"))?;
     tracing::info!(
-        "sending {} ({} bytes, {} blocks of {} symbols x {} B) to {} via {} ({}), session {:08x}, rate {} bit/s, rcvbuf {} B",
-        cfg.path.display(), layout.object_size(), layout.block_count(), k, cfg.symbol_size,
-        cfg.group, iface.name, iface.addr, session, cfg.rate_bps, info.recv_buffer
+        "sending to {group} via {} ({}), rcvbuf {} B, {} GSO segments, GRO {}",
+        iface.name,
+        iface.addr,
+        info.recv_buffer,
+        sock.max_segments(),
+        sock.gro_enabled()
     );
-    let clock = Clock::new();
-    let scfg = SenderConfig {
-        session,
-        node,
-        rate_bps: cfg.rate_bps,
-        fec_overhead: cfg.fec_overhead,
-        auto_parity: cfg.auto_parity,
-        repeat: cfg.repeat,
-        straggler: cfg.straggler,
-        expected_receivers: cfg.expected_receivers,
-        linger: cfg.linger,
-        // Encoders are ~2 MiB each (data plus intermediate symbols): 12 bound the sender's
-        // memory while covering the read-ahead and the repairs of recent blocks; an evicted
-        // block is read and encoded again on a worker if a late NAK asks for it.
-        cache_blocks: 12,
-        // The token bucket holds one GSO batch at most, so no 1 ms window carries more than
-        // the rate plus one batch.
-        burst_bytes: crate::net::batch::MAX_GSO_BYTES,
-        ..SenderConfig::default()
-    };
-    let mut sender = Sender::new(scfg, &manifest, clock.now())?;
-    let src = Arc::clone(&source);
-    let mut workers = Workers::new(cfg.workers, "mcast-prep", move |req: BlockRequest| {
-        let prepared = src
-            .read_at(req.offset, req.len)
-            .map_err(|e| e.to_string())
-            .and_then(|data| req.prepare(data).map_err(|e| e.to_string()));
-        (req.block, prepared)
-    })
-    .map_err(DriverError::io("spawn workers"))?;
-    let progress = cfg.progress.then(|| progress_bar(layout.object_size()));
-    let group = SocketAddr::V4(cfg.group);
-    let mut tbuf = Vec::with_capacity(usize::from(cfg.symbol_size) + 64);
-    let mut batch = TxBatch::new();
-    // Wake this much after the pacer's deadline, so that each wake-up sends a batch.
-    let slack = pace_slack(cfg.rate_bps);
-    let mut status = SendStatus::Complete;
-    let mut last_progress = std::time::Instant::now();
-    let cpu_at_start = thread_cpu_seconds();
-    loop {
-        if shutdown.load(Ordering::Relaxed) {
-            status = SendStatus::Interrupted;
-            break;
-        }
-        if cfg.timeout.is_some_and(|t| wall.elapsed() >= t) {
-            status = SendStatus::Timeout;
-            break;
-        }
-        sock.recv(1024, |from, d| sender.handle_datagram(clock.now(), from, d))
-            .map_err(DriverError::io("recv"))?;
-        while let Some((block, prepared)) = workers.try_recv() {
-            match prepared {
-                Ok(enc) => sender.handle_block(block, enc)?,
-                Err(reason) => {
-                    tracing::error!("block {block} cannot be read: {reason}");
-                    sender.handle_block_failed(block);
-                }
+    Ok(sock)
+}
+
+type Prepared = (u32, Result<BlockEncoder, String>);
+
+/// The sender's handler of its endpoint's events.
+struct SendRole<'a> {
+    cfg: &'a SendConfig,
+    sender: Sender,
+    object_hash: [u8; 32],
+    object_size: u64,
+    slack: Duration,
+    progress: Option<indicatif::ProgressBar>,
+    last_progress: std::time::Instant,
+}
+
+impl Role for SendRole<'_> {
+    type Endpoint = Sender;
+    type Job = BlockRequest;
+    type Done = Prepared;
+
+    fn endpoint(&mut self) -> &mut Sender {
+        &mut self.sender
+    }
+
+    fn endpoint_ref(&self) -> &Sender {
+        &self.sender
+    }
+
+    fn handle_done(
+        &mut self,
+        _now: Instant,
+        (block, prepared): Prepared,
+    ) -> Result<(), DriverError> {
+        match prepared {
+            Ok(enc) => self.sender.handle_block(block, enc)?,
+            Err(reason) => {
+                tracing::error!("block {block} cannot be read: {reason}");
+                self.sender.handle_block_failed(block);
             }
         }
-        let now = clock.now();
-        sender.handle_timeout(now);
-        while sender.poll_transmit(now, &mut tbuf).is_some() {
-            batch.push(&mut sock, group, &tbuf).map_err(DriverError::io("send"))?;
-        }
-        batch.flush(&mut sock).map_err(DriverError::io("send"))?;
-        while let Some(ev) = sender.poll_event() {
+        Ok(())
+    }
+
+    fn handle_events(
+        &mut self,
+        _now: Instant,
+        cx: &mut Context<'_, BlockRequest, Prepared>,
+    ) -> Result<(), DriverError> {
+        while let Some(ev) = self.sender.poll_event() {
             match ev {
-                Event::NeedBlock(req) => workers.submit(req),
+                Event::NeedBlock(req) => cx.workers.submit(req),
                 Event::ReceiverReport(r) => {
                     let ok = r.report.status == ReportStatus::Complete
-                        && r.report.object_hash == manifest.object_hash;
+                        && r.report.object_hash == self.object_hash;
                     tracing::info!(
                         "receiver {:08x} at {} reported {} after {} ms ({} NAKs)",
                         r.node,
@@ -277,31 +172,116 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
                 Event::Finished => tracing::info!("done; answering late reports briefly"),
             }
         }
-        if let Some(pb) = &progress {
-            if last_progress.elapsed() >= Duration::from_millis(100) {
-                last_progress = std::time::Instant::now();
-                let s = sender.stats();
-                pb.set_position(
-                    (s.data_packets * u64::from(cfg.symbol_size)).min(layout.object_size()),
-                );
-                pb.set_message(format!(
-                    "{} reported, {} NAKs, {} repairs",
-                    sender.receivers().len(),
-                    s.naks_received,
-                    s.repair_packets
-                ));
-            }
-        }
-        if sender.leave_at().is_some_and(|t| clock.now() >= t) {
-            break;
-        }
-        let max_wait = if workers.in_flight() > 0 { BLOCK_POLL } else { IDLE_POLL };
-        wait_until(sock.socket(), &clock, sender.poll_timeout().map(|t| t + slack), max_wait)
-            .map_err(DriverError::io("poll"))?;
+        Ok(())
     }
-    if let Some(pb) = progress {
+
+    fn tick(&mut self, _now: Instant) {
+        let Some(pb) = &self.progress else { return };
+        if self.last_progress.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.last_progress = std::time::Instant::now();
+        let s = self.sender.stats();
+        pb.set_position((s.data_packets * u64::from(self.cfg.symbol_size)).min(self.object_size));
+        pb.set_message(format!(
+            "{} reported, {} NAKs, {} repairs",
+            self.sender.receivers().len(),
+            s.naks_received,
+            s.repair_packets
+        ));
+    }
+
+    fn is_done(&self, now: Instant) -> bool {
+        self.sender.leave_at().is_some_and(|t| now >= t)
+    }
+
+    fn wake_slack(&self) -> Duration {
+        self.slack
+    }
+}
+
+/// Push `cfg.path` to `cfg.group` over `sock` (from [`open_socket`]). Returns when finished,
+/// timed out, or when `shutdown` is cancelled (status `interrupted`). Runs on the calling
+/// tokio task; hashing the source happens first, on this thread.
+pub async fn run(
+    sock: &mut BatchSocket,
+    cfg: &SendConfig,
+    shutdown: &CancellationToken,
+) -> Result<SendReport, DriverError> {
+    let wall = std::time::Instant::now();
+    let source = Arc::new(FileSource::open(&cfg.path)?);
+    let k = Layout::block_symbols_for(cfg.symbol_size, cfg.block_bytes);
+    let layout = Layout::new(source.len(), cfg.symbol_size, k)?;
+    let hashes = source.hash_blocks(layout.block_bytes())?;
+    let hash_seconds = wall.elapsed().as_secs_f64();
+    let manifest = Manifest {
+        name: source.name()?,
+        object_size: source.len(),
+        symbol_size: cfg.symbol_size,
+        block_symbols: k,
+        block_hashes: hashes.block_hashes,
+        object_hash: hashes.object_hash,
+    };
+    tracing::info!(
+        "sending {} ({} bytes, {} blocks of {} symbols x {} B) to {}, session {:08x}, rate {} bit/s",
+        cfg.path.display(),
+        layout.object_size(),
+        layout.block_count(),
+        k,
+        cfg.symbol_size,
+        cfg.group,
+        cfg.sender.session,
+        cfg.sender.rate_bps
+    );
+    let clock = Clock::new();
+    let sender = Sender::new(cfg.sender.clone(), &manifest, clock.now())?;
+    let src = Arc::clone(&source);
+    let mut workers = Workers::new(cfg.workers, "mcast-prep", move |req: BlockRequest| {
+        let prepared = src
+            .read_at(req.offset, req.len)
+            .map_err(|e| e.to_string())
+            .and_then(|data| req.prepare(data).map_err(|e| e.to_string()));
+        (req.block, prepared)
+    })
+    .map_err(DriverError::io("spawn workers"))?;
+    let mut role = SendRole {
+        cfg,
+        sender,
+        object_hash: manifest.object_hash,
+        object_size: layout.object_size(),
+        // Wake this much after the pacer's deadline, so that each wake-up sends a batch.
+        slack: pace_slack(cfg.sender.rate_bps),
+        progress: cfg.progress.then(|| progress_bar(layout.object_size())),
+        last_progress: std::time::Instant::now(),
+    };
+    let timeout = cfg.timeout.map(|t| clock.now() + t.saturating_sub(wall.elapsed()));
+    let dest = Destinations::new(cfg.group, feedback_addr(cfg.group)?);
+    let cpu_at_start = thread_cpu_seconds();
+    let exit = driver::run(
+        Io { socket: sock, dest, workers: &mut workers },
+        &mut role,
+        &clock,
+        timeout,
+        shutdown,
+        &cfg.driver,
+    )
+    .await?;
+    let loop_cpu_seconds = (thread_cpu_seconds() - cpu_at_start).max(0.0);
+    if let Some(pb) = role.progress.take() {
         pb.finish_and_clear();
     }
+    let mut report = report(&role.sender, cfg, &manifest, exit);
+    report.seconds = wall.elapsed().as_secs_f64();
+    report.hash_seconds = hash_seconds;
+    report.goodput_mbps = report.bytes as f64 * 8.0 / report.seconds / 1e6;
+    report.io = sock.stats();
+    report.gso_segments = sock.max_segments();
+    report.loop_cpu_seconds = loop_cpu_seconds;
+    Ok(report)
+}
+
+/// The report of a push that ended with `exit` (timing and I/O fields left at zero).
+fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) -> SendReport {
     let receivers: Vec<ReceiverEntry> = sender
         .receivers()
         .values()
@@ -332,33 +312,34 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
         })
         .collect();
     dropped.sort_by_key(|d| d.id);
-    if status == SendStatus::Complete
-        && cfg.expected_receivers.is_some_and(|n| complete < n as usize)
-    {
-        status = SendStatus::Incomplete;
-    }
-    let seconds = wall.elapsed().as_secs_f64();
+    let expected = cfg.sender.expected_receivers;
+    let status = match exit {
+        Exit::Done if expected.is_some_and(|n| complete < n as usize) => SendStatus::Incomplete,
+        Exit::Done => SendStatus::Complete,
+        Exit::Timeout => SendStatus::Timeout,
+        Exit::Interrupted => SendStatus::Interrupted,
+    };
     let stats = sender.stats().clone();
-    Ok(SendReport {
+    SendReport {
         status,
         path: cfg.path.clone(),
-        bytes: layout.object_size(),
-        seconds,
-        hash_seconds,
-        goodput_mbps: layout.object_size() as f64 * 8.0 / seconds / 1e6,
+        bytes: manifest.object_size,
+        seconds: 0.0,
+        hash_seconds: 0.0,
+        goodput_mbps: 0.0,
         data_packets: stats.data_packets,
         repair_packets: stats.repair_packets,
         naks_received: stats.naks_received,
-        expected_receivers: cfg.expected_receivers,
+        expected_receivers: expected,
         complete,
         receivers,
         dropped,
         passes: sender.pass(),
-        session,
+        session: cfg.sender.session,
         grtt_us: sender.grtt().as_micros() as u64,
         stats,
-        io: sock.stats(),
-        gso_segments,
-        loop_cpu_seconds: thread_cpu_seconds() - cpu_at_start,
-    })
+        io: Default::default(),
+        gso_segments: 0,
+        loop_cpu_seconds: 0.0,
+    }
 }

@@ -1,18 +1,17 @@
-//! Multicast UDP socket setup with `socket2`.
+//! Multicast UDP socket setup with `socket2`, and the errors of the network setup.
 //!
-//! * [`resolve_interface`] turns "eth0" or "192.0.2.7" into an [`Interface`] (name, IPv4 address,
-//!   index) using `getifaddrs(3)` and `if_nametoindex(3)`.
-//! * [`open_multicast`] opens a UDP socket bound to the group's port, joins the group on exactly
-//!   that interface, pins the outgoing interface, TTL and loopback, and asks for large kernel
-//!   buffers (reporting what was actually granted in [`SocketInfo`]).
-//! * [`parse_group`] and [`parse_rate`] parse the command-line forms of a group address and a
-//!   bit rate.
+//! * [`open_multicast`] opens a UDP socket (IPv4 or IPv6, after the group) bound to the group's
+//!   port, joins the group on exactly that interface, pins the outgoing interface, TTL (hop
+//!   limit) and loopback, and asks for large kernel buffers (reporting what was actually granted
+//!   in [`SocketInfo`]).
+//! * [`resize_recv_buffer`] grows the receive buffer of an open socket.
 //!
+//! Interfaces are resolved in [`crate::net::iface`], groups parsed in [`crate::net::addr`].
 //! Nothing in this module sends a datagram.
 
-use std::ffi::{CStr, CString};
+use crate::net::iface::Interface;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
@@ -29,17 +28,17 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
-    /// No interface with this name or IPv4 address exists.
+    /// No interface with this name or address exists.
     #[error("no such network interface: {0:?}")]
     NoSuchInterface(String),
-    /// The interface exists but has no IPv4 address configured.
+    /// The interface exists but has no IPv4 address configured (needed for an IPv4 group).
     #[error("network interface {0:?} has no IPv4 address")]
     InterfaceHasNoIpv4(String),
-    /// The address is not an IPv4 multicast address (224.0.0.0/4).
-    #[error("{0} is not an IPv4 multicast address (224.0.0.0/4)")]
-    NotMulticast(SocketAddrV4),
-    /// A group string could not be parsed as `a.b.c.d:port`.
-    #[error("bad multicast group {0:?}: expected IPv4 multicast address and non-zero port, e.g. 239.255.0.1:7000")]
+    /// The address is not a multicast address (224.0.0.0/4 or ff00::/8).
+    #[error("{0} is not a multicast address (224.0.0.0/4 or ff00::/8)")]
+    NotMulticast(SocketAddr),
+    /// A group string could not be parsed as `a.b.c.d:port` or `[v6]:port`.
+    #[error("bad multicast group {0:?}: expected a multicast address and non-zero port, e.g. 239.255.0.1:7000 or [ff15::1]:7000")]
     BadGroup(String),
     /// A rate string could not be parsed.
     #[error("bad rate {0:?}: expected a positive number of bits per second with optional k/M/G/T suffix, e.g. 200M, 1.5G, 800k")]
@@ -47,127 +46,8 @@ pub enum NetError {
 }
 
 impl NetError {
-    fn io(op: &'static str, source: io::Error) -> Self {
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         NetError::Io { op, source }
-    }
-}
-
-/// A resolved local network interface: the IPv4 address used for `IP_MULTICAST_IF` and the
-/// index used for group membership (`ip_mreqn`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interface {
-    /// Interface name as reported by `getifaddrs` (e.g. "lo", "eth0").
-    pub name: String,
-    /// The interface's (first) IPv4 address, or the address it was looked up by.
-    pub addr: Ipv4Addr,
-    /// Kernel interface index (`if_nametoindex`), at least 1.
-    pub index: u32,
-}
-
-impl Interface {
-    /// Whether the interface currently has the `IFF_MULTICAST` flag set (i.e. the kernel will
-    /// route multicast over it). Loopback lacks it by default on Linux.
-    pub fn supports_multicast(&self) -> Result<bool, NetError> {
-        Ok(ipv4_interface_addrs()?
-            .iter()
-            .filter(|a| a.name == self.name)
-            .any(|a| a.flags & libc::IFF_MULTICAST as u32 != 0))
-    }
-}
-
-/// One `AF_INET` entry of `getifaddrs`.
-struct IfAddrV4 {
-    name: String,
-    addr: Ipv4Addr,
-    flags: u32,
-}
-
-/// Frees the `getifaddrs` list on drop.
-struct IfAddrsGuard(*mut libc::ifaddrs);
-
-impl Drop for IfAddrsGuard {
-    fn drop(&mut self) {
-        if !self.0.is_null() {
-            // SAFETY: the pointer came from a successful getifaddrs call and is freed once.
-            unsafe { libc::freeifaddrs(self.0) };
-        }
-    }
-}
-
-/// All IPv4 addresses of all interfaces, in `getifaddrs` order.
-fn ipv4_interface_addrs() -> Result<Vec<IfAddrV4>, NetError> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head into `head`; we free it through the guard.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(NetError::io("getifaddrs", io::Error::last_os_error()));
-    }
-    let guard = IfAddrsGuard(head);
-    let mut out = Vec::new();
-    let mut cur = guard.0;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a non-null node of the list owned by `guard`.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr is non-null and points to at least a sockaddr header.
-        let family = unsafe { (*ifa.ifa_addr).sa_family };
-        if i32::from(family) != libc::AF_INET {
-            continue;
-        }
-        // SAFETY: for AF_INET the address is a sockaddr_in; read it without assuming alignment.
-        let sin = unsafe { std::ptr::read_unaligned(ifa.ifa_addr.cast::<libc::sockaddr_in>()) };
-        let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-        // SAFETY: ifa_name is a non-null NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
-        out.push(IfAddrV4 { name, addr, flags: ifa.ifa_flags });
-    }
-    Ok(out)
-}
-
-/// Kernel index of the interface called `name`, or `None` if there is none. Alias labels such
-/// as "eth0:1" resolve to their base device.
-fn interface_index(name: &str) -> Option<u32> {
-    let base = name.split(':').next().unwrap_or(name);
-    let c = CString::new(base).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (index != 0).then_some(index)
-}
-
-/// Parse an interface given as an IPv4 address ("127.0.0.1") or a name ("lo", "eth0") into its
-/// name, IPv4 address and index.
-///
-/// Names are resolved with `getifaddrs` (first `AF_INET` address) and `if_nametoindex`; an IP is
-/// matched against the addresses from `getifaddrs` to find the owning interface and its index.
-/// Errors with [`NetError::NoSuchInterface`] when nothing matches and
-/// [`NetError::InterfaceHasNoIpv4`] when a named interface exists but has no IPv4 address.
-pub fn resolve_interface(spec: &str) -> Result<Interface, NetError> {
-    let spec = spec.trim();
-    if spec.is_empty() {
-        return Err(NetError::NoSuchInterface(spec.to_owned()));
-    }
-    let addrs = ipv4_interface_addrs()?;
-    if let Ok(ip) = spec.parse::<Ipv4Addr>() {
-        let found = addrs
-            .iter()
-            .find(|a| a.addr == ip)
-            .ok_or_else(|| NetError::NoSuchInterface(spec.to_owned()))?;
-        let index = interface_index(&found.name)
-            .ok_or_else(|| NetError::NoSuchInterface(spec.to_owned()))?;
-        return Ok(Interface { name: found.name.clone(), addr: ip, index });
-    }
-    match addrs.iter().find(|a| a.name == spec) {
-        Some(found) => {
-            let index = interface_index(&found.name)
-                .ok_or_else(|| NetError::NoSuchInterface(spec.to_owned()))?;
-            Ok(Interface { name: found.name.clone(), addr: found.addr, index })
-        }
-        None if interface_index(spec).is_some() => {
-            Err(NetError::InterfaceHasNoIpv4(spec.to_owned()))
-        }
-        None => Err(NetError::NoSuchInterface(spec.to_owned())),
     }
 }
 
@@ -298,26 +178,42 @@ pub fn resize_recv_buffer(sock: &UdpSocket, requested: usize) -> Result<(usize, 
     Ok((granted, forced))
 }
 
-/// Open a UDP socket for multicast group `group` on interface `iface`.
+/// `IPV6_MULTICAST_ALL` (Linux, since 4.20; not in the libc crate): deliver only the groups
+/// joined on this socket.
+#[cfg(target_os = "linux")]
+const IPV6_MULTICAST_ALL: libc::c_int = 29;
+
+/// Open a UDP socket for multicast group `group` (IPv4 or IPv6) on interface `iface`.
 ///
-/// The socket is bound to `0.0.0.0:group.port()` with `SO_REUSEADDR`/`SO_REUSEPORT` (so several
-/// receivers on one host can share the port), has `IP_MULTICAST_ALL` off (only groups joined on
-/// this socket are delivered), joins `group` on `iface` by index, and sends through `iface`
-/// explicitly (`IP_MULTICAST_IF`, never the default route) with the given TTL and loopback.
-/// Buffer sizes are requested with `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` first, falling back to the
-/// unprivileged options; the granted sizes are logged and returned.
+/// The socket is bound to the unspecified address of the group's family and the group's port
+/// with `SO_REUSEADDR`/`SO_REUSEPORT` (so several receivers on one host can share the port), has
+/// `IP_MULTICAST_ALL`/`IPV6_MULTICAST_ALL` off (only groups joined on this socket are
+/// delivered), joins `group` on `iface` by index, and sends through `iface` explicitly
+/// (`IP_MULTICAST_IF`/`IPV6_MULTICAST_IF`, never the default route) with the given TTL (hop
+/// limit) and loopback. An IPv6 socket is also bound to the device (`SO_BINDTODEVICE`, where
+/// permitted): Linux hands IPv6 multicast to every socket that joined the group on any
+/// interface, so without it a host with the group joined on two links would see each datagram
+/// twice. Buffer sizes are requested with `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` first, falling back
+/// to the unprivileged options; the granted sizes are logged and returned.
 ///
-/// Errors with [`NetError::NotMulticast`] if `group` is not an IPv4 multicast address. The
-/// returned socket is in blocking mode.
+/// Errors with [`NetError::NotMulticast`] if `group` is not a multicast address and with
+/// [`NetError::InterfaceHasNoIpv4`] for an IPv4 group on an interface without an IPv4 address.
+/// The returned socket is in blocking mode.
 pub fn open_multicast(
-    group: SocketAddrV4,
+    group: SocketAddr,
     iface: &Interface,
     opts: &SocketOptions,
 ) -> Result<(UdpSocket, SocketInfo), NetError> {
     if !group.ip().is_multicast() {
         return Err(NetError::NotMulticast(group));
     }
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+    let iface_v4 = match group {
+        SocketAddr::V4(_) => {
+            iface.ipv4.ok_or_else(|| NetError::InterfaceHasNoIpv4(iface.name.clone()))?
+        }
+        SocketAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let socket = Socket::new(Domain::for_address(group), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| NetError::io("create UDP socket", e))?;
     socket.set_reuse_address(true).map_err(|e| NetError::io("set SO_REUSEADDR", e))?;
     #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
@@ -328,26 +224,34 @@ pub fn open_multicast(
     let (send_buffer, send_forced) = set_buffer(&socket, Buffer::Send, opts.send_buffer)?;
     report_buffer(Buffer::Send, opts.send_buffer, send_buffer, send_forced);
 
-    let bind_addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, group.port());
-    socket.bind(&SockAddr::from(bind_addr)).map_err(|e| NetError::io("bind", e))?;
-
-    #[cfg(target_os = "linux")]
-    setsockopt_int(&socket, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0)
-        .map_err(|e| NetError::io("set IP_MULTICAST_ALL", e))?;
-
-    let membership = if iface.index != 0 {
-        InterfaceIndexOrAddress::Index(iface.index)
-    } else {
-        InterfaceIndexOrAddress::Address(iface.addr)
-    };
-    socket
-        .join_multicast_v4_n(group.ip(), &membership)
-        .map_err(|e| NetError::io("join multicast group", e))?;
-    socket.set_multicast_if_v4(&iface.addr).map_err(|e| NetError::io("set IP_MULTICAST_IF", e))?;
-    socket.set_multicast_ttl_v4(opts.ttl).map_err(|e| NetError::io("set IP_MULTICAST_TTL", e))?;
-    socket
-        .set_multicast_loop_v4(opts.loopback)
-        .map_err(|e| NetError::io("set IP_MULTICAST_LOOP", e))?;
+    match group {
+        SocketAddr::V4(g) => {
+            let iface_addr = iface_v4;
+            let bind_addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, g.port());
+            socket.bind(&SockAddr::from(bind_addr)).map_err(|e| NetError::io("bind", e))?;
+            #[cfg(target_os = "linux")]
+            setsockopt_int(&socket, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0)
+                .map_err(|e| NetError::io("set IP_MULTICAST_ALL", e))?;
+            let membership = if iface.index != 0 {
+                InterfaceIndexOrAddress::Index(iface.index)
+            } else {
+                InterfaceIndexOrAddress::Address(iface_addr)
+            };
+            socket
+                .join_multicast_v4_n(g.ip(), &membership)
+                .map_err(|e| NetError::io("join multicast group", e))?;
+            socket
+                .set_multicast_if_v4(&iface_addr)
+                .map_err(|e| NetError::io("set IP_MULTICAST_IF", e))?;
+            socket
+                .set_multicast_ttl_v4(opts.ttl)
+                .map_err(|e| NetError::io("set IP_MULTICAST_TTL", e))?;
+            socket
+                .set_multicast_loop_v4(opts.loopback)
+                .map_err(|e| NetError::io("set IP_MULTICAST_LOOP", e))?;
+        }
+        SocketAddr::V6(g) => open_v6(&socket, g, iface, opts)?,
+    }
     socket.set_nonblocking(false).map_err(|e| NetError::io("set blocking mode", e))?;
 
     tracing::info!(
@@ -362,199 +266,49 @@ pub fn open_multicast(
     Ok((socket.into(), SocketInfo { recv_buffer, send_buffer, recv_buffer_forced }))
 }
 
-/// Parse a group like "239.255.0.1:7000" into a [`SocketAddrV4`].
-///
-/// The address must be IPv4 multicast ([`NetError::NotMulticast`] otherwise) and the port
-/// non-zero; malformed input gives [`NetError::BadGroup`].
-pub fn parse_group(s: &str) -> Result<SocketAddrV4, NetError> {
-    let addr: SocketAddrV4 = s.trim().parse().map_err(|_| NetError::BadGroup(s.to_owned()))?;
-    if !addr.ip().is_multicast() {
-        return Err(NetError::NotMulticast(addr));
-    }
-    if addr.port() == 0 {
-        return Err(NetError::BadGroup(s.to_owned()));
-    }
-    Ok(addr)
-}
-
-/// Parse a rate like "200M", "1G", "1.5G", "800k" or "1000000" into bits per second.
-///
-/// SI multipliers (k = 1e3, M = 1e6, G = 1e9, T = 1e12; case-insensitive), optionally followed by
-/// "bit", "bits", "bit/s", "bps" or "b/s" (lowercase, so "MB/s" is rejected rather than silently
-/// read as bits). Fractions are rounded to the nearest bit per second. The result must be > 0;
-/// anything else is [`NetError::BadRate`].
-pub fn parse_rate(s: &str) -> Result<u64, NetError> {
-    let bad = || NetError::BadRate(s.to_owned());
-    let mut rest = s.trim();
-    for suffix in ["bit/s", "bits", "bit", "bps", "b/s"] {
-        if let Some(stripped) = rest.strip_suffix(suffix) {
-            rest = stripped.trim_end();
-            break;
+/// The IPv6 half of [`open_multicast`]: bind, device, membership, interface, hops, loopback.
+fn open_v6(
+    socket: &Socket,
+    group: SocketAddrV6,
+    iface: &Interface,
+    opts: &SocketOptions,
+) -> Result<(), NetError> {
+    socket.set_only_v6(true).map_err(|e| NetError::io("set IPV6_V6ONLY", e))?;
+    let bind_addr = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, group.port(), 0, 0);
+    socket.bind(&SockAddr::from(bind_addr)).map_err(|e| NetError::io("bind", e))?;
+    #[cfg(target_os = "linux")]
+    {
+        if let Err(e) = setsockopt_int(socket, libc::IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0) {
+            tracing::warn!("IPV6_MULTICAST_ALL not available ({e}): other groups may be seen");
+        }
+        if let Err(e) = socket.bind_device(Some(iface.name.as_bytes())) {
+            tracing::warn!(
+                "cannot bind to device {} ({e}): datagrams of this group arriving on other \
+                 interfaces will be seen too",
+                iface.name
+            );
         }
     }
-    let (number, multiplier) = match rest.chars().last() {
-        Some(c) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_lowercase() {
-                'k' => 1_000,
-                'm' => 1_000_000,
-                'g' => 1_000_000_000,
-                't' => 1_000_000_000_000,
-                _ => return Err(bad()),
-            };
-            (rest[..rest.len() - 1].trim_end(), m)
-        }
-        _ => (rest, 1),
-    };
-    let digits = number.bytes().filter(u8::is_ascii_digit).count();
-    let dots = number.bytes().filter(|&b| b == b'.').count();
-    if digits == 0 || dots > 1 || digits + dots != number.len() {
-        return Err(bad());
-    }
-    let bps = if dots == 0 {
-        number.parse::<u64>().ok().and_then(|n| n.checked_mul(multiplier)).ok_or_else(bad)?
-    } else {
-        let v = number.parse::<f64>().map_err(|_| bad())? * multiplier as f64;
-        // u64::MAX as f64 rounds up to 2^64, so `<` excludes everything that would saturate.
-        if !v.is_finite() || v.round() >= u64::MAX as f64 {
-            return Err(bad());
-        }
-        v.round() as u64
-    };
-    if bps == 0 {
-        return Err(bad());
-    }
-    Ok(bps)
-}
-
-/// The feedback address of a group: same group, data port + 1.
-pub fn feedback_addr(group: SocketAddrV4) -> Result<SocketAddrV4, NetError> {
-    let port = group.port().checked_add(1).ok_or_else(|| {
-        NetError::BadGroup(format!("{group}: port {} has no feedback port above it", group.port()))
-    })?;
-    Ok(SocketAddrV4::new(*group.ip(), port))
+    socket
+        .join_multicast_v6(group.ip(), iface.index)
+        .map_err(|e| NetError::io("join multicast group (IPv6)", e))?;
+    socket
+        .set_multicast_if_v6(iface.index)
+        .map_err(|e| NetError::io("set IPV6_MULTICAST_IF", e))?;
+    socket
+        .set_multicast_hops_v6(opts.ttl)
+        .map_err(|e| NetError::io("set IPV6_MULTICAST_HOPS", e))?;
+    socket
+        .set_multicast_loop_v6(opts.loopback)
+        .map_err(|e| NetError::io("set IPV6_MULTICAST_LOOP", e))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolve_loopback_by_name() {
-        let lo = resolve_interface("lo").expect("lo exists");
-        assert_eq!(lo.name, "lo");
-        assert_eq!(lo.addr, Ipv4Addr::LOCALHOST);
-        assert!(lo.index >= 1);
-    }
-
-    #[test]
-    fn resolve_loopback_by_address() {
-        let lo = resolve_interface("127.0.0.1").expect("127.0.0.1 is local");
-        assert_eq!(lo.name, "lo");
-        assert_eq!(lo.addr, Ipv4Addr::LOCALHOST);
-        assert!(lo.index >= 1);
-        assert_eq!(resolve_interface("lo").expect("lo").index, lo.index);
-    }
-
-    #[test]
-    fn resolve_unknown_interface_fails() {
-        for spec in ["no-such-if0", "", "bad\0name", "192.0.2.254"] {
-            match resolve_interface(spec) {
-                Err(NetError::NoSuchInterface(_)) => {}
-                other => panic!("{spec:?}: expected NoSuchInterface, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn parse_group_accepts_multicast() {
-        assert_eq!(
-            parse_group("239.255.0.1:7000").expect("valid"),
-            SocketAddrV4::new(Ipv4Addr::new(239, 255, 0, 1), 7000)
-        );
-        assert_eq!(parse_group(" 224.0.0.251:5353 ").expect("valid").port(), 5353);
-    }
-
-    #[test]
-    fn parse_group_rejects_non_multicast_and_malformed() {
-        assert!(matches!(parse_group("10.0.0.1:7000"), Err(NetError::NotMulticast(_))));
-        assert!(matches!(parse_group("240.0.0.1:7000"), Err(NetError::NotMulticast(_))));
-        for s in [
-            "",
-            "239.255.0.1",
-            "239.255.0.1:",
-            "239.255.0.1:70000",
-            "239.255.0.1:0",
-            "239.255.0:7000",
-            "[ff02::1]:7000",
-            "group:7000",
-        ] {
-            assert!(
-                matches!(parse_group(s), Err(NetError::BadGroup(_))),
-                "{s:?} should be rejected, got {:?}",
-                parse_group(s)
-            );
-        }
-    }
-
-    #[test]
-    fn parse_rate_table() {
-        let ok: &[(&str, u64)] = &[
-            ("1000000", 1_000_000),
-            ("1", 1),
-            ("200M", 200_000_000),
-            ("200m", 200_000_000),
-            ("1G", 1_000_000_000),
-            ("1.5G", 1_500_000_000),
-            ("800k", 800_000),
-            ("800K", 800_000),
-            ("2T", 2_000_000_000_000),
-            (" 100M ", 100_000_000),
-            ("100 M", 100_000_000),
-            ("100Mbit", 100_000_000),
-            ("100Mbps", 100_000_000),
-            ("100Mb/s", 100_000_000),
-            ("100Mbit/s", 100_000_000),
-            ("10 Gbit/s", 10_000_000_000),
-            ("0.5k", 500),
-            (".5M", 500_000),
-            ("1.", 1),
-            ("1000bps", 1000),
-        ];
-        for &(s, want) in ok {
-            match parse_rate(s) {
-                Ok(got) => assert_eq!(got, want, "{s:?}"),
-                Err(e) => panic!("{s:?}: {e}"),
-            }
-        }
-        let bad = [
-            "",
-            "0",
-            "0k",
-            "0.0G",
-            "-1M",
-            "+1M",
-            "abc",
-            "1X",
-            "M",
-            ".",
-            "1.2.3M",
-            "1e6",
-            "inf",
-            "NaN",
-            "1MB/s",
-            "1 000",
-            "99999999999999999999",
-            "20000000000T",
-            "0.4",
-        ];
-        for s in bad {
-            assert!(
-                matches!(parse_rate(s), Err(NetError::BadRate(_))),
-                "{s:?} should be rejected, got {:?}",
-                parse_rate(s)
-            );
-        }
-    }
+    use crate::net::iface::resolve_interface;
+    use std::net::IpAddr;
 
     #[test]
     fn default_options() {
@@ -566,9 +320,24 @@ mod tests {
     }
 
     #[test]
+    fn open_rejects_an_ipv4_group_on_an_interface_without_ipv4() {
+        let no_v4 = Interface {
+            name: "lo".into(),
+            addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ipv4: None,
+            index: resolve_interface("lo").expect("lo").index,
+        };
+        let group = SocketAddr::from((Ipv4Addr::new(239, 255, 77, 2), 47_125));
+        assert!(matches!(
+            open_multicast(group, &no_v4, &SocketOptions::default()),
+            Err(NetError::InterfaceHasNoIpv4(name)) if name == "lo"
+        ));
+    }
+
+    #[test]
     fn open_rejects_unicast_group() {
         let lo = resolve_interface("lo").expect("lo exists");
-        let group = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 47_123);
+        let group = SocketAddr::from((Ipv4Addr::LOCALHOST, 47_123));
         assert!(matches!(
             open_multicast(group, &lo, &SocketOptions::default()),
             Err(NetError::NotMulticast(g)) if g == group
@@ -584,7 +353,7 @@ mod tests {
             // `ip link set lo multicast on` first to exercise this.
             return;
         }
-        let group = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 1), 47_931);
+        let group = SocketAddr::from((Ipv4Addr::new(239, 255, 77, 1), 47_931));
         let opts = SocketOptions { ttl: 0, loopback: false, ..SocketOptions::default() };
         let (a, info) = open_multicast(group, &lo, &opts).expect("open on lo");
         assert!(info.recv_buffer > 0);
@@ -596,12 +365,5 @@ mod tests {
         let (b, _) = open_multicast(group, &lo, &SocketOptions::default()).expect("second open");
         assert_eq!(b.multicast_ttl_v4().expect("ttl"), 1);
         assert!(b.multicast_loop_v4().expect("loop"));
-    }
-
-    #[test]
-    fn feedback_port_is_the_next_one() {
-        let g = |port| SocketAddrV4::new(Ipv4Addr::new(239, 255, 0, 1), port);
-        assert_eq!(feedback_addr(g(65534)).unwrap(), g(65535));
-        assert!(feedback_addr(g(65535)).is_err());
     }
 }

@@ -1,0 +1,68 @@
+//! What a reception reports (`mcast-recv --json`): the outcome, where the object was placed,
+//! NAK and drop counters (ours, the kernel's), buffer sizes and the core's counters.
+
+use crate::net::batch::BatchStats;
+use crate::proto::stats::ReceiverStats;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// How one reception ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecvStatus {
+    /// Verified, placed, and the sender acknowledged the report.
+    Complete,
+    /// Verified and placed; the sender never acknowledged the report.
+    Unacknowledged,
+    /// Not placed: verification or storage failed.
+    Failed,
+    /// The timeout passed first; nothing placed.
+    Timeout,
+    /// Stopped by a signal; nothing placed.
+    Interrupted,
+}
+
+/// The receiver report (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecvReport {
+    /// Outcome.
+    pub status: RecvStatus,
+    /// Where the object was placed.
+    pub path: Option<PathBuf>,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Wall time from start to the end of reception, seconds.
+    pub seconds: f64,
+    /// Seconds until every block was received and written (before the final verification).
+    pub received_seconds: Option<f64>,
+    /// Seconds until the first datagram arrived (so `received_seconds` minus this is the
+    /// transfer time).
+    pub first_datagram_seconds: Option<f64>,
+    /// NAK datagrams sent.
+    pub naks_sent: u64,
+    /// NAK rounds suppressed.
+    pub naks_suppressed: u64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Session received.
+    pub session: Option<u32>,
+    /// Datagrams discarded by `--drop-rate`.
+    pub dropped_on_purpose: u64,
+    /// Kernel receive buffer granted, bytes (as read back: twice the usable payload).
+    pub recv_buffer: usize,
+    /// Receive buffer asked for, sized from the announced rate.
+    pub recv_buffer_requested: usize,
+    /// Datagrams the kernel dropped on this socket because this host did not read them in time
+    /// (receive buffer full), as opposed to loss in the network. `None` where unknown.
+    pub kernel_drops: Option<u64>,
+    /// Growth of the namespace-wide `Udp: RcvbufErrors` counter during the reception (all
+    /// sockets of this network namespace together).
+    pub udp_rcvbuf_errors: Option<u64>,
+    /// Batched I/O counters (`recvmmsg` calls, GRO buffers).
+    pub io: BatchStats,
+    /// CPU seconds (user + system) of the receive loop's thread (the final verification
+    /// included, the decoding workers excluded).
+    pub loop_cpu_seconds: f64,
+    /// All receiver counters.
+    pub stats: ReceiverStats,
+}
