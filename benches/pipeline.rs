@@ -84,7 +84,8 @@ fn bench(c: &mut Criterion) {
     let len = usize::from(k) * usize::from(T);
     let block = data(len);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut sink = FileSink::create(dir.path(), "bench.bin", len as u64).expect("sink");
+    let mut sink = FileSink::create(dir.path(), &"bench.bin".parse().expect("name"), len as u64)
+        .expect("sink");
     let mut batches = Vec::new();
     let mut g = c.benchmark_group("pipeline_1MiB_block");
     g.sample_size(20);

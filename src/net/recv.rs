@@ -193,8 +193,8 @@ pub fn run_once(cfg: &RecvConfig, shutdown: &AtomicBool) -> Result<RecvReport, D
         while let Some(ev) = receiver.poll_event() {
             match ev {
                 Event::Manifest(m) => {
-                    tracing::info!("receiving {:?}: {} bytes", m.name, m.object_size);
-                    match FileSink::create(&cfg.output, &m.name, m.object_size) {
+                    tracing::info!("receiving {:?}: {} bytes", m.summary(), m.object_size);
+                    match FileSink::for_manifest(&cfg.output, &m) {
                         Ok(s) => {
                             placed.path = Some(s.final_path().to_path_buf());
                             sink = Some(s);

@@ -12,7 +12,7 @@ use crate::proto::sender::{BlockRequest, Event, Sender, SenderConfig, StragglerP
 use crate::proto::stats::SenderStats;
 use crate::proto::time::Duration;
 use crate::proto::wire::ReportStatus;
-use crate::storage::FileSource;
+use crate::storage::{FileSource, Source};
 use rand::RngCore;
 use serde::Serialize;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -163,14 +163,10 @@ pub fn run(cfg: &SendConfig, shutdown: &AtomicBool) -> Result<SendReport, Driver
     let layout = Layout::new(source.len(), cfg.symbol_size, k)?;
     let hashes = source.hash_blocks(layout.block_bytes())?;
     let hash_seconds = wall.elapsed().as_secs_f64();
-    let manifest = Manifest {
-        name: source.name()?,
-        object_size: source.len(),
-        symbol_size: cfg.symbol_size,
-        block_symbols: k,
-        block_hashes: hashes.block_hashes,
-        object_hash: hashes.object_hash,
-    };
+    let (bh, oh) = (hashes.block_hashes, hashes.object_hash);
+    let manifest =
+        Manifest::single_file(source.name().clone(), source.len(), cfg.symbol_size, k, bh, oh)
+            .map_err(crate::storage::StorageError::from)?;
     let iface = resolve_interface(&cfg.interface)?;
     let opts = SocketOptions { ttl: cfg.ttl, ..SocketOptions::default() };
     // The sender listens on the feedback port only, so it never reads its own data back.

@@ -365,14 +365,11 @@ pub fn run(cfg: &SimConfig) -> SimResult {
 /// The manifest for `object` in blocks of `block_symbols` symbols of `symbol_size` bytes.
 pub fn manifest_for(object: &[u8], symbol_size: u16, block_symbols: u16) -> Manifest {
     let block = usize::from(symbol_size) * usize::from(block_symbols);
-    Manifest {
-        name: "sim.bin".into(),
-        object_size: object.len() as u64,
-        symbol_size,
-        block_symbols,
-        block_hashes: object.chunks(block).map(|c| *blake3::hash(c).as_bytes()).collect(),
-        object_hash: *blake3::hash(object).as_bytes(),
-    }
+    let name = crate::proto::manifest::RelPath::new("sim.bin").expect("a plain name");
+    let block_hashes = object.chunks(block).map(|c| *blake3::hash(c).as_bytes()).collect();
+    let (size, hash) = (object.len() as u64, *blake3::hash(object).as_bytes());
+    Manifest::single_file(name, size, symbol_size, block_symbols, block_hashes, hash)
+        .expect("valid sim layout")
 }
 
 impl World {
