@@ -155,9 +155,16 @@ fn check_mode(mode: Option<u32>, path: &RelPath) -> Result<(), EntryError> {
 fn check_symlink(link: &RelPath, target: &str) -> Result<(), EntryError> {
     let mut rest = target;
     let mut ups = 0usize;
-    while rest == ".." || rest.starts_with("../") {
-        ups += 1;
-        rest = rest.get(3..).unwrap_or("");
+    loop {
+        if rest == ".." {
+            (ups, rest) = (ups + 1, "");
+            break;
+        }
+        match rest.strip_prefix("../") {
+            Some("") => return Err(EntryError::bad("symlink target ends in /", link)),
+            Some(r) => (ups, rest) = (ups + 1, r),
+            None => break,
+        }
     }
     if ups >= link.depth() {
         return Err(EntryError::bad("symlink target climbs out of the tree", link));
@@ -204,6 +211,7 @@ fn component_order(a: &RelPath, b: &RelPath) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn p(s: &str) -> RelPath {
         RelPath::new(s).unwrap()
@@ -322,6 +330,8 @@ mod tests {
             ("l", "x/"),
             ("l", "./x"),
             ("d/l", "..//x"),
+            ("d/l", "../"),
+            ("a/b/l", "../../"),
             ("l", "a\0b"),
         ] {
             assert!(check_entries(&[link(l, t)], 0).is_err(), "{l} -> {t} accepted");
@@ -333,5 +343,71 @@ mod tests {
         let many: Vec<Entry> = (0..=MAX_ENTRIES).map(|i| dir(&format!("d{i}"))).collect();
         assert_eq!(check_entries(&many, 0), Err(EntryError::TooMany(MAX_ENTRIES + 1)));
         assert_eq!(check_entries(&many[..MAX_ENTRIES], 0), Ok(()));
+    }
+
+    /// The O(n²) definition of [`check_tree`]: no path twice, no listed non-directory above
+    /// another entry.
+    fn tree_ok_naive(entries: &[Entry]) -> bool {
+        let conflict = |a: &Entry, b: &Entry| {
+            a.path == b.path
+                || (a.path.is_ancestor_of(&b.path) && !matches!(a.kind, EntryKind::Dir { .. }))
+        };
+        let n = entries.len();
+        !(0..n).any(|i| (0..n).any(|j| i != j && conflict(&entries[i], &entries[j])))
+    }
+
+    proptest! {
+        /// Random small trees over names that sort around `/` (`a` < `a/..` < `a!`): the
+        /// sort-and-stack check agrees with the pairwise definition.
+        #[test]
+        fn tree_check_matches_pairwise_definition(
+            shape in prop::collection::vec(
+                (prop::collection::vec(prop::sample::select(vec!["a", "a!", "b", "a.b"]), 1..4),
+                 any::<bool>()),
+                0..12)
+        ) {
+            let entries: Vec<Entry> = shape
+                .iter()
+                .map(|(parts, is_dir)| {
+                    let path = p(&parts.join("/"));
+                    if *is_dir {
+                        Entry { path, kind: EntryKind::Dir { mode: None } }
+                    } else {
+                        Entry::file(path, 0, 0)
+                    }
+                })
+                .collect();
+            prop_assert_eq!(check_entries(&entries, 0).is_ok(), tree_ok_naive(&entries));
+        }
+
+        /// Files laid end to end are accepted; moving any one start, or claiming another
+        /// payload size, is refused.
+        #[test]
+        fn tilings_accepted_and_shifts_refused(
+            lens in prop::collection::vec(0u64..1000, 1..20),
+            which in any::<prop::sample::Index>(),
+            delta in 1u64..10,
+        ) {
+            let mut end = 0;
+            let entries: Vec<Entry> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| {
+                    let e = file(&format!("f{i}"), end, len);
+                    end += len;
+                    e
+                })
+                .collect();
+            prop_assert_eq!(check_entries(&entries, end), Ok(()));
+            prop_assert!(check_entries(&entries, end + delta).is_err());
+            let i = which.index(entries.len());
+            for shift in [delta as i64, -(delta as i64)] {
+                let mut moved = entries.clone();
+                let EntryKind::File { offset, .. } = &mut moved[i].kind else { unreachable!() };
+                let Some(o) = offset.checked_add_signed(shift) else { continue };
+                *offset = o;
+                prop_assert!(check_entries(&moved, end).is_err(), "shift {} of {}", shift, i);
+            }
+        }
     }
 }

@@ -159,3 +159,29 @@ fn encoding_is_stable() {
     let bytes = sample().encode();
     assert_eq!(&bytes[..9], &[1, 5, b'a', b'.', b'b', b'i', b'n', 0, 0]);
 }
+
+proptest::proptest! {
+    /// Corrupted manifests under a matching announcement: never a panic, and whatever is
+    /// accepted passes every check.
+    #[test]
+    fn corrupted_manifests_are_refused_or_sound(
+        flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 1u8..=255), 1..4)
+    ) {
+        let p = |s: &str| RelPath::new(s).unwrap();
+        let entries = vec![
+            Entry { path: p("d"), kind: EntryKind::Dir { mode: Some(0o755) } },
+            Entry::file(p("d/x"), 0, 1000),
+            Entry { path: p("d/l"), kind: EntryKind::Symlink { target: "x".into() } },
+            Entry::file(p("y"), 1000, 2000),
+        ];
+        let m = Manifest::new(entries, 3000, 100, 10, vec![[1; 32]; 3], [4; 32]).unwrap();
+        let mut bytes = m.encode();
+        for (at, x) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        if let Ok(got) = Manifest::decode(&bytes, &announce_for(&bytes)) {
+            proptest::prop_assert_eq!(got.check(), Ok(()));
+        }
+    }
+}
