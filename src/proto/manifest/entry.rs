@@ -3,7 +3,7 @@
 //! range of the payload, a directory, or a symlink. [`check_entries`] is the one place that
 //! decides whether a list of entries from the network is acceptable.
 
-use super::name::{NameError, RelPath};
+use super::name::{quote, NameError, RelPath};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
@@ -79,7 +79,7 @@ pub enum EntryError {
     Bad {
         /// What is wrong.
         what: &'static str,
-        /// The entry concerned (cut like [`NameError::quoted`]).
+        /// The entry's path (cut like [`NameError::quoted`]).
         path: String,
     },
     /// More than [`MAX_ENTRIES`] entries.
@@ -97,7 +97,7 @@ pub enum EntryError {
 
 impl EntryError {
     fn bad(what: &'static str, path: &RelPath) -> Self {
-        EntryError::Bad { what, path: NameError::new(path.as_str(), what).quoted }
+        EntryError::Bad { what, path: quote(path.as_str()) }
     }
 }
 
@@ -172,10 +172,10 @@ fn check_symlink(link: &RelPath, target: &str) -> Result<(), EntryError> {
     if rest.is_empty() && ups > 0 {
         return Ok(());
     }
-    RelPath::new(rest).map(|_| ()).map_err(|e| EntryError::Bad {
-        what: e.reason,
-        path: NameError::new(link.as_str(), "").quoted,
-    })
+    match RelPath::new(rest) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(EntryError::Bad { what: e.reason, path: quote(link.as_str()) }),
+    }
 }
 
 /// No duplicates, and every listed ancestor of an entry is a directory. Sorting component-wise

@@ -30,17 +30,20 @@ pub struct NameError {
 impl NameError {
     /// A refusal of `name` because of `reason`.
     pub(crate) fn new(name: &str, reason: &'static str) -> Self {
-        let quoted = if name.len() <= QUOTE_LEN {
-            name.to_owned()
-        } else {
-            let mut cut = QUOTE_LEN;
-            while !name.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            format!("{}...", &name[..cut])
-        };
-        NameError { quoted, reason }
+        NameError { quoted: quote(name), reason }
     }
+}
+
+/// `name` cut to at most 64 bytes (at a character boundary, then `...`), for error messages.
+pub(crate) fn quote(name: &str) -> String {
+    if name.len() <= QUOTE_LEN {
+        return name.to_owned();
+    }
+    let mut cut = QUOTE_LEN;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &name[..cut])
 }
 
 /// A relative path from the network, checked: one or more components separated by `/`, none
