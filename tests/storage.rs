@@ -331,7 +331,7 @@ fn source_builds_a_single_file_manifest() {
         grtt_us: 1,
     };
     assert_eq!(Manifest::decode(&bytes, &announce).unwrap(), m);
-    assert!(matches!(src.manifest(0, K), Err(StorageError::InvalidArgument(_))));
+    assert!(matches!(src.manifest(0, K), Err(StorageError::Layout(_))));
 }
 
 #[test]
@@ -417,4 +417,13 @@ fn open_sink_refuses_what_a_file_sink_cannot_place() {
         assert!(matches!(r, Err(StorageError::Unsupported(_))), "{}", m.summary());
     }
     assert!(dir_listing(dir.path()).is_empty());
+}
+
+#[test]
+fn source_name_must_be_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname"));
+    std::fs::write(&path, b"x").unwrap();
+    assert!(matches!(FileSource::open(&path), Err(StorageError::BadName(_))));
 }

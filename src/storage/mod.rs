@@ -20,6 +20,7 @@ mod source;
 
 use std::path::PathBuf;
 
+use crate::proto::layout::LayoutError;
 use crate::proto::manifest::{ManifestError, NameError};
 
 pub use file_sink::FileSink;
@@ -52,6 +53,9 @@ pub enum StorageError {
     /// The manifest a source describes is inconsistent.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The payload cannot be laid out in blocks of the size asked for.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     /// The path given as a source is not a regular file.
     #[error("{} is not a regular file", .0.display())]
     NotRegularFile(PathBuf),

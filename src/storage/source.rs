@@ -85,8 +85,7 @@ pub trait Source: Send + Sync {
     /// Hash the payload in blocks of `block_symbols` symbols of `symbol_size` bytes and build
     /// the checked manifest of [`entries`](Self::entries).
     fn manifest(&self, symbol_size: u16, block_symbols: u16) -> Result<Manifest, StorageError> {
-        let layout = Layout::new(self.len(), symbol_size, block_symbols)
-            .map_err(|_| StorageError::InvalidArgument("impossible block layout"))?;
+        let layout = Layout::new(self.len(), symbol_size, block_symbols)?;
         let h = self.hash_blocks(layout.block_bytes())?;
         Ok(Manifest::new(
             self.entries().to_vec(),
