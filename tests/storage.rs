@@ -213,6 +213,10 @@ fn file_sink_places_plain_names_only() {
     let dir = tempfile::tempdir().unwrap();
     let nested = FileSink::create(dir.path(), &n("a/b"), 10);
     assert!(matches!(nested, Err(StorageError::Unsupported(_))), "{nested:?}");
+    // A name the stale temp cleanup would later remove is refused.
+    let temp_like = FileSink::create(dir.path(), &n(".f.mcast-tmp-00ab"), 10);
+    assert!(matches!(temp_like, Err(StorageError::BadName(_))), "{temp_like:?}");
+    FileSink::create(dir.path(), &n(".f.mcast-tmp-x"), 0).unwrap().abort();
     assert!(dir_listing(dir.path()).is_empty());
 }
 

@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::names::{random_u64, temp_file_name};
+use super::names::{is_temp_name, random_u64, temp_file_name};
 use super::{check_range, to_hex, Sink, StorageError, IO_CHUNK};
 use crate::proto::manifest::{EntryKind, Manifest, RelPath, MODE_MASK};
 
@@ -53,12 +53,18 @@ impl FileSink {
     /// Creates a sink for file `name` of `size` bytes in directory `dir`.
     ///
     /// `dir` must exist; `name` must be a single component (a file sink does not create or
-    /// traverse directories). The temp file `.{name}.mcast-tmp-{random hex}` is created in
+    /// traverse directories) and not look like a temp file name. The temp file `.{name}.mcast-tmp-{random hex}` is created in
     /// `dir` with `create_new` and extended (sparsely) to `size`.
     pub fn create(dir: &Path, name: &RelPath, size: u64) -> Result<Self, StorageError> {
         if !name.is_single_component() {
             return Err(StorageError::Unsupported(format!(
                 "a file sink places a plain file name, not the path {name:?}"
+            )));
+        }
+        if is_temp_name(std::ffi::OsStr::new(name.as_str())) {
+            // The next run's `clean_stale_temps` would delete it.
+            return Err(StorageError::BadName(format!(
+                "{name:?} is reserved for temp files (.*.mcast-tmp-<hex>)"
             )));
         }
         let name = name.as_str();
@@ -269,7 +275,6 @@ fn is_all_zero(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::names::is_temp_name;
 
     fn n(s: &str) -> RelPath {
         RelPath::new(s).unwrap()
