@@ -303,6 +303,14 @@ mod tests {
     }
 
     #[test]
+    fn payload_ranges() {
+        assert_eq!(file("f", 10, 5).payload_range(), Some(10..15));
+        assert_eq!(file("f", u64::MAX, 5).payload_range(), Some(u64::MAX..u64::MAX));
+        assert_eq!(dir("d").payload_range(), None);
+        assert_eq!(link("l", "x").payload_range(), None);
+    }
+
+    #[test]
     fn modes_are_bounded() {
         let f = |mode| Entry { path: p("f"), kind: EntryKind::File { offset: 0, len: 0, mode } };
         assert_eq!(check_entries(&[f(Some(0o755))], 0), Ok(()));
