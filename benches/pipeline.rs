@@ -132,7 +132,8 @@ fn bench(c: &mut Criterion) {
     let k = Layout::block_symbols_for(T, 1 << 20);
     let len = usize::from(k) * usize::from(T);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut sink = FileSink::create(dir.path(), "bench.bin", len as u64).expect("sink");
+    let mut sink = FileSink::create(dir.path(), &"bench.bin".parse().expect("name"), len as u64)
+        .expect("sink");
     let mut batch = Batch::default();
     let mut g = c.benchmark_group("pipeline_1MiB_block");
     g.sample_size(20);

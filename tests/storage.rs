@@ -1,13 +1,24 @@
-//! Integration tests of the storage layer: source hashing and reads, sink
-//! publish/verify/cleanup semantics, name validation and stale temp cleanup.
+//! Integration tests of the storage layer: the `Source` and `Sink` traits through the file
+//! implementations (source hashing, reads and manifests; sink publish/verify/cleanup
+//! semantics), the names they place (`RelPath`, the one check for names from the network) and
+//! stale temp cleanup.
 
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path};
 use std::sync::Arc;
 
+use mcast::proto::manifest::{
+    Entry, EntryKind, Manifest, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN,
+};
+use mcast::proto::wire::Announce;
 use mcast::storage::{
-    clean_stale_temps, validate_name, FileSink, FileSource, SourceHashes, StorageError,
+    clean_stale_temps, open_sink, FileSink, FileSource, Sink, Source, SourceHashes, StorageError,
 };
 use proptest::prelude::*;
+
+fn n(s: &str) -> RelPath {
+    RelPath::new(s).unwrap()
+}
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
@@ -89,7 +100,7 @@ fn source_is_shareable_across_threads() {
 fn source_name_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let src = FileSource::open(&write_file(dir.path(), "release-1.2.tar.gz", b"x")).unwrap();
-    assert_eq!(src.name().unwrap(), "release-1.2.tar.gz");
+    assert_eq!(src.name().as_str(), "release-1.2.tar.gz");
     assert!(matches!(FileSource::open(dir.path()), Err(StorageError::NotRegularFile(_))));
     assert!(matches!(FileSource::open(&dir.path().join("missing")), Err(StorageError::Io { .. })));
     assert!(matches!(src.hash_blocks(0), Err(StorageError::InvalidArgument(_))));
@@ -104,7 +115,7 @@ fn sink_roundtrip_from_source() {
     let block = 8192u64;
     let hashes = src.hash_blocks(block).unwrap();
 
-    let mut sink = FileSink::create(out_dir.path(), &src.name().unwrap(), src.len()).unwrap();
+    let mut sink = FileSink::create(out_dir.path(), src.name(), src.len()).unwrap();
     let temp = sink.temp_path().to_path_buf();
     assert!(temp.exists());
     assert_eq!(sink.final_path(), out_dir.path().join("payload"));
@@ -125,7 +136,7 @@ fn sink_roundtrip_from_source() {
 fn finish_replaces_existing_destination() {
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "f", b"old content");
-    let mut sink = FileSink::create(dir.path(), "f", 3).unwrap();
+    let mut sink = FileSink::create(dir.path(), &n("f"), 3).unwrap();
     sink.write_at(0, b"new").unwrap();
     sink.finish(blake3::hash(b"new").as_bytes()).unwrap();
     assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"new");
@@ -136,7 +147,7 @@ fn finish_replaces_existing_destination() {
 fn finish_with_wrong_hash_keeps_old_destination() {
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "f", b"old content");
-    let mut sink = FileSink::create(dir.path(), "f", 3).unwrap();
+    let mut sink = FileSink::create(dir.path(), &n("f"), 3).unwrap();
     let temp = sink.temp_path().to_path_buf();
     sink.write_at(0, b"new").unwrap();
     let wrong = *blake3::hash(b"other").as_bytes();
@@ -151,7 +162,7 @@ fn finish_with_wrong_hash_keeps_old_destination() {
 fn dropped_sink_removes_temp_and_keeps_destination() {
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "f", b"old content");
-    let mut sink = FileSink::create(dir.path(), "f", 5).unwrap();
+    let mut sink = FileSink::create(dir.path(), &n("f"), 5).unwrap();
     let temp = sink.temp_path().to_path_buf();
     sink.write_at(0, b"hello").unwrap();
     drop(sink);
@@ -160,7 +171,7 @@ fn dropped_sink_removes_temp_and_keeps_destination() {
     assert_eq!(dir_listing(dir.path()), vec!["f"]);
 
     // Without an old destination nothing at all is left behind.
-    let sink = FileSink::create(dir.path(), "g", 5).unwrap();
+    let sink = FileSink::create(dir.path(), &n("g"), 5).unwrap();
     sink.abort();
     assert_eq!(dir_listing(dir.path()), vec!["f"]);
 }
@@ -168,7 +179,7 @@ fn dropped_sink_removes_temp_and_keeps_destination() {
 #[test]
 fn write_at_out_of_range_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let mut sink = FileSink::create(dir.path(), "f", 100).unwrap();
+    let mut sink = FileSink::create(dir.path(), &n("f"), 100).unwrap();
     sink.write_at(90, &[0; 10]).unwrap();
     assert!(matches!(sink.write_at(91, &[0; 10]), Err(StorageError::OutOfRange { .. })));
     assert!(matches!(sink.write_at(101, &[]), Err(StorageError::OutOfRange { .. })));
@@ -176,22 +187,36 @@ fn write_at_out_of_range_errors() {
 }
 
 #[test]
-fn validate_name_rules() {
-    let long = "a".repeat(256);
-    for bad in ["..", "a/b", "", ".", "a\0b", "a\\b", "/etc", long.as_str()] {
-        assert!(matches!(validate_name(bad), Err(StorageError::BadName(_))), "{bad:?} accepted");
+fn name_boundaries() {
+    let c = |len: usize| "c".repeat(len);
+    assert_eq!(MAX_COMPONENT_LEN, 255);
+    assert!(RelPath::new(c(255)).is_ok());
+    assert!(RelPath::new(c(256)).is_err());
+    assert!(RelPath::new(format!("d/{}", c(255))).is_ok());
+    assert!(RelPath::new(format!("{}/d", c(256))).is_err());
+    // 2048 one-byte components and 2047 slashes: 4095 bytes; one byte more is refused.
+    let deep = vec!["x"; 2048].join("/");
+    assert_eq!(deep.len(), MAX_PATH_LEN);
+    assert_eq!(RelPath::new(deep.as_str()).unwrap().depth(), 2048);
+    assert!(RelPath::new(format!("{deep}x")).is_err());
+    for (good, bad) in [("a", "/a"), ("a", "a/"), ("a/b", "a//b"), ("..a", ".."), ("a.", ".")] {
+        assert!(RelPath::new(good).is_ok(), "{good:?}");
+        assert!(RelPath::new(bad).is_err(), "{bad:?}");
     }
-    for good in ["release-1.2.tar.gz", ".profile", "a".repeat(255).as_str()] {
-        assert!(validate_name(good).is_ok(), "{good:?} rejected");
+    for bad in ["a/./b", "a/../b", "a\\b", "a\0b", ""] {
+        assert!(RelPath::new(bad).is_err(), "{bad:?}");
     }
 }
 
 #[test]
-fn sink_rejects_bad_names_without_creating_files() {
+fn file_sink_places_plain_names_only() {
     let dir = tempfile::tempdir().unwrap();
-    for bad in ["..", "a/b", "", ".", "a\0b"] {
-        assert!(matches!(FileSink::create(dir.path(), bad, 10), Err(StorageError::BadName(_))));
-    }
+    let nested = FileSink::create(dir.path(), &n("a/b"), 10);
+    assert!(matches!(nested, Err(StorageError::Unsupported(_))), "{nested:?}");
+    // A name the stale temp cleanup would later remove is refused.
+    let temp_like = FileSink::create(dir.path(), &n(".f.mcast-tmp-00ab"), 10);
+    assert!(matches!(temp_like, Err(StorageError::BadName(_))), "{temp_like:?}");
+    FileSink::create(dir.path(), &n(".f.mcast-tmp-x"), 0).unwrap().abort();
     assert!(dir_listing(dir.path()).is_empty());
 }
 
@@ -200,7 +225,7 @@ fn clean_stale_temps_removes_only_matching_files() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     // A temp file left by a "crashed" run: forget the sink so Drop never runs.
-    let crashed = FileSink::create(p, "crashed.bin", 10).unwrap();
+    let crashed = FileSink::create(p, &n("crashed.bin"), 10).unwrap();
     let crashed_temp = crashed.temp_path().to_path_buf();
     std::mem::forget(crashed);
     write_file(p, ".other.mcast-tmp-0123abcd", b"stale");
@@ -239,11 +264,170 @@ proptest! {
         prop_assert_eq!(src.hash_blocks(block).unwrap(), direct_hashes(&content, block as usize));
     }
 
+    /// Whatever string arrives: refused, or a path that joined under a base directory stays
+    /// below it, component for component, and reads back unchanged.
     #[test]
-    fn validate_name_never_accepts_separators(name in "\\PC{0,40}") {
-        if validate_name(&name).is_ok() {
-            prop_assert!(!name.is_empty() && name != "." && name != "..");
-            prop_assert!(!name.contains(['/', '\\', '\0']));
-        }
+    fn rel_path_stays_under_base(name in "\\PC{0,40}") {
+        check_under_base(&name)?;
     }
+
+    /// The same for strings made of the characters that matter.
+    #[test]
+    fn rel_path_tricky_strings(parts in prop::collection::vec(
+        prop::sample::select(vec!["a", ".", "..", "/", "\\", "\0", "é", "~"]), 0..12)
+    ) {
+        check_under_base(&parts.concat())?;
+    }
+}
+
+fn check_under_base(name: &str) -> Result<(), TestCaseError> {
+    let Ok(p) = RelPath::new(name) else { return Ok(()) };
+    prop_assert_eq!(p.as_str(), name);
+    let base = Path::new("/srv/base");
+    let joined = base.join(p.as_path());
+    prop_assert!(joined.starts_with(base));
+    let below: Vec<Component> = joined.strip_prefix(base).unwrap().components().collect();
+    prop_assert_eq!(below.len(), p.depth());
+    for (c, want) in below.iter().zip(p.components()) {
+        prop_assert_eq!(*c, Component::Normal(want.as_ref()));
+    }
+    Ok(())
+}
+
+/// Symbol size and block symbols for the trait tests: 4 KiB blocks.
+const T: u16 = 512;
+const K: u16 = 8;
+
+/// Push `src` into `sink` through the traits only: every block of the manifest's layout,
+/// last block first, then `finish` with the manifest's hash.
+fn transfer(src: &dyn Source, manifest: &Manifest, mut sink: Box<dyn Sink>) -> [u8; 32] {
+    let layout = manifest.layout().unwrap();
+    assert_eq!(sink.len(), src.len());
+    for b in (0..layout.block_count()).rev() {
+        let off = layout.block_offset(b).unwrap();
+        let data = src.read_at(off, layout.block_len(b).unwrap()).unwrap();
+        assert_eq!(*blake3::hash(&data).as_bytes(), manifest.block_hashes[b as usize]);
+        sink.write_block(off, &data).unwrap();
+    }
+    sink.finish(&manifest.object_hash).unwrap()
+}
+
+#[test]
+fn source_builds_a_single_file_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = data(10_000, 4);
+    let src = FileSource::open(&write_file(dir.path(), "img.raw", &content)).unwrap();
+    assert_eq!(src.entries(), &[Entry::file(n("img.raw"), 0, 10_000)]);
+    let m = src.manifest(T, K).unwrap();
+    assert_eq!(m.single_file_path(), Some(&n("img.raw")));
+    assert_eq!((m.object_size, m.symbol_size, m.block_symbols), (10_000, T, K));
+    assert_eq!(m.block_hashes, direct_hashes(&content, 4096).block_hashes);
+    assert_eq!(m.object_hash, *blake3::hash(&content).as_bytes());
+    // What the receiver decodes from the wire is what the sender built.
+    let bytes = m.encode();
+    let announce = Announce {
+        object_size: m.object_size,
+        symbol_size: T,
+        block_symbols: K,
+        manifest_len: bytes.len() as u32,
+        manifest_hash: *blake3::hash(&bytes).as_bytes(),
+        rate_bps: 1,
+        grtt_us: 1,
+    };
+    assert_eq!(Manifest::decode(&bytes, &announce).unwrap(), m);
+    assert!(matches!(src.manifest(0, K), Err(StorageError::Layout(_))));
+}
+
+#[test]
+fn traits_carry_a_file_end_to_end() {
+    let (src_dir, out_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Zero blocks in the middle (left as holes by the sink) and a short last block.
+    let mut content = data(5 * 4096 + 100, 8);
+    content[4096..3 * 4096].fill(0);
+    let src = FileSource::open(&write_file(src_dir.path(), "disk.img", &content)).unwrap();
+    let m = src.manifest(T, K).unwrap();
+    let sink = open_sink(out_dir.path(), &m).unwrap();
+    assert_eq!(sink.destination(), out_dir.path().join("disk.img"));
+    assert_eq!(transfer(&src, &m, sink), m.object_hash);
+    assert_eq!(std::fs::read(out_dir.path().join("disk.img")).unwrap(), content);
+    assert_eq!(dir_listing(out_dir.path()), vec!["disk.img"]);
+
+    // An empty file goes through the same path.
+    let empty = FileSource::open(&write_file(src_dir.path(), "empty", b"")).unwrap();
+    assert!(empty.is_empty());
+    let m = empty.manifest(T, K).unwrap();
+    assert_eq!(transfer(&empty, &m, open_sink(out_dir.path(), &m).unwrap()), m.object_hash);
+    assert_eq!(std::fs::read(out_dir.path().join("empty")).unwrap(), b"");
+}
+
+#[test]
+fn sink_write_block_reports_holes_and_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink: Box<dyn Sink> = Box::new(FileSink::create(dir.path(), &n("f"), 20).unwrap());
+    assert!(!sink.write_block(0, &[0; 10]).unwrap(), "zero block written");
+    assert!(sink.write_block(10, &[7; 10]).unwrap());
+    assert!(matches!(sink.write_block(11, &[0; 10]), Err(StorageError::OutOfRange { .. })));
+    let mut want = vec![0u8; 10];
+    want.extend_from_slice(&[7; 10]);
+    sink.finish(blake3::hash(&want).as_bytes()).unwrap();
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), want);
+}
+
+#[test]
+fn sink_through_trait_fails_and_aborts_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "f", b"old content");
+    let m = Manifest::single_file(n("f"), 3, T, K, vec![*blake3::hash(b"new").as_bytes()], [9; 32])
+        .unwrap();
+    let mut sink = open_sink(dir.path(), &m).unwrap();
+    sink.write_block(0, b"new").unwrap();
+    assert!(matches!(sink.finish(&m.object_hash), Err(StorageError::HashMismatch { .. })));
+    assert_eq!(dir_listing(dir.path()), vec!["f"]);
+    let mut sink = open_sink(dir.path(), &m).unwrap();
+    sink.write_block(0, b"new").unwrap();
+    assert_eq!(dir_listing(dir.path()).len(), 2, "temp file beside the destination");
+    sink.abort();
+    assert_eq!(dir_listing(dir.path()), vec!["f"]);
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"old content");
+}
+
+#[test]
+fn file_sink_applies_the_entry_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = *blake3::hash(b"#!/bin/sh\n").as_bytes();
+    for mode in [0o750, 0o600] {
+        let kind = EntryKind::File { offset: 0, len: 10, mode: Some(mode) };
+        let entries = vec![Entry { path: n("run.sh"), kind }];
+        let m = Manifest::new(entries, 10, T, K, vec![hash], hash).unwrap();
+        let mut sink = open_sink(dir.path(), &m).unwrap();
+        sink.write_block(0, b"#!/bin/sh\n").unwrap();
+        sink.finish(&hash).unwrap();
+        let meta = std::fs::metadata(dir.path().join("run.sh")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, mode);
+    }
+}
+
+#[test]
+fn open_sink_refuses_what_a_file_sink_cannot_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = [0u8; 32];
+    let tree = vec![Entry::file(n("a"), 0, 5), Entry::file(n("b"), 5, 5)];
+    let nested = vec![Entry::file(n("d/f"), 0, 10)];
+    let dir_only = vec![Entry { path: n("d"), kind: EntryKind::Dir { mode: None } }];
+    for (entries, size) in [(tree, 10), (nested, 10), (dir_only, 0)] {
+        let blocks = if size == 0 { vec![] } else { vec![h] };
+        let m = Manifest::new(entries, size, T, K, blocks, h).unwrap();
+        let r = open_sink(dir.path(), &m);
+        assert!(matches!(r, Err(StorageError::Unsupported(_))), "{}", m.summary());
+    }
+    assert!(dir_listing(dir.path()).is_empty());
+}
+
+#[test]
+fn source_name_must_be_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname"));
+    std::fs::write(&path, b"x").unwrap();
+    assert!(matches!(FileSource::open(&path), Err(StorageError::BadName(_))));
 }

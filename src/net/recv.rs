@@ -14,7 +14,7 @@ use crate::net::{
 };
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
 use crate::proto::time::{Duration, Instant};
-use crate::storage::{clean_stale_temps, FileSink};
+use crate::storage::{clean_stale_temps, open_sink, Sink};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::SocketAddr;
@@ -101,7 +101,7 @@ struct RecvRole<'a> {
     drop_rng: ChaCha8Rng,
     dropped_on_purpose: u64,
     first_datagram_seconds: Option<f64>,
-    sink: Option<FileSink>,
+    sink: Option<Box<dyn Sink>>,
     placed: Placed,
     sized_for_rate: bool,
     recv_buffer: usize,
@@ -122,10 +122,10 @@ impl RecvRole<'_> {
     fn handle_event(&mut self, now: Instant, ev: Event, workers: &mut Workers<DecodeJob, Decoded>) {
         match ev {
             Event::Manifest(m) => {
-                tracing::info!("receiving {:?}: {} bytes", m.name, m.object_size);
-                match FileSink::create(&self.cfg.output, &m.name, m.object_size) {
+                tracing::info!("receiving {}", m.summary());
+                match open_sink(&self.cfg.output, &m) {
                     Ok(s) => {
-                        self.placed.path = Some(s.final_path().to_path_buf());
+                        self.placed.path = Some(s.destination().to_path_buf());
                         self.sink = Some(s);
                     }
                     Err(e) => self.placed.error = Some(e.to_string()),
@@ -139,7 +139,7 @@ impl RecvRole<'_> {
             Event::Block { offset, data, .. } => {
                 if let Some(s) = self.sink.as_mut() {
                     // Each verified block is written once; zero blocks stay holes.
-                    if let Err(e) = s.write_new_at(offset, &data) {
+                    if let Err(e) = s.write_block(offset, &data) {
                         self.placed.error.get_or_insert(e.to_string());
                     }
                 }

@@ -14,7 +14,7 @@ use crate::proto::manifest::Manifest;
 use crate::proto::sender::{BlockRequest, Event, Sender, SenderConfig};
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::ReportStatus;
-use crate::storage::FileSource;
+use crate::storage::{FileSource, Source, StorageError};
 use rand::RngCore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -214,14 +214,15 @@ pub async fn run(
     let layout = Layout::new(source.len(), cfg.symbol_size, k)?;
     let hashes = source.hash_blocks(layout.block_bytes())?;
     let hash_seconds = wall.elapsed().as_secs_f64();
-    let manifest = Manifest {
-        name: source.name()?,
-        object_size: source.len(),
-        symbol_size: cfg.symbol_size,
-        block_symbols: k,
-        block_hashes: hashes.block_hashes,
-        object_hash: hashes.object_hash,
-    };
+    let manifest = Manifest::single_file(
+        source.name().clone(),
+        source.len(),
+        cfg.symbol_size,
+        k,
+        hashes.block_hashes,
+        hashes.object_hash,
+    )
+    .map_err(StorageError::from)?;
     tracing::info!(
         "sending {} ({} bytes, {} blocks of {} symbols x {} B) to {}, session {:08x}, rate {} bit/s",
         cfg.path.display(),

@@ -28,7 +28,7 @@ pub mod serve;
 pub use consume::{drive_receiver_events, Decoder, FecModel, MemSink};
 pub use harness::{Datagram, Harness, Link, Network, Node, Stop};
 pub use loss::LossModel;
-pub use object::{manifest_for, Object};
+pub use object::{manifest_for, try_manifest_for, Object};
 pub use serve::{serve_sender_events, MemSource, SenderLog};
 
 use crate::proto::layout::Layout;

@@ -4,21 +4,27 @@
 //! [`Manifest`]'s fields lives in [`manifest_for`].
 
 use crate::proto::layout::Layout;
-use crate::proto::manifest::{Manifest, ManifestError};
+use crate::proto::manifest::{Manifest, ManifestError, RelPath};
 use crate::proto::sender::{Sender, SenderConfig, SenderError};
 use crate::proto::time::Instant;
 
 /// The manifest for `object` in blocks of `block_symbols` symbols of `symbol_size` bytes.
+/// Panics on an impossible layout (see [`try_manifest_for`]).
 pub fn manifest_for(object: &[u8], symbol_size: u16, block_symbols: u16) -> Manifest {
+    try_manifest_for(object, symbol_size, block_symbols).expect("valid sim layout")
+}
+
+/// The manifest for `object`, or why its layout is impossible.
+pub fn try_manifest_for(
+    object: &[u8],
+    symbol_size: u16,
+    block_symbols: u16,
+) -> Result<Manifest, ManifestError> {
     let block = usize::from(symbol_size) * usize::from(block_symbols);
-    Manifest {
-        name: "sim.bin".into(),
-        object_size: object.len() as u64,
-        symbol_size,
-        block_symbols,
-        block_hashes: object.chunks(block.max(1)).map(|c| *blake3::hash(c).as_bytes()).collect(),
-        object_hash: *blake3::hash(object).as_bytes(),
-    }
+    let name = RelPath::new("sim.bin").expect("a plain name");
+    let block_hashes = object.chunks(block.max(1)).map(|c| *blake3::hash(c).as_bytes()).collect();
+    let (size, hash) = (object.len() as u64, *blake3::hash(object).as_bytes());
+    Manifest::single_file(name, size, symbol_size, block_symbols, block_hashes, hash)
 }
 
 /// A payload and everything derived from it that a harness needs to serve and to check it.
@@ -40,7 +46,7 @@ impl Object {
         symbol_size: u16,
         block_symbols: u16,
     ) -> Result<Self, ManifestError> {
-        let manifest = manifest_for(&bytes, symbol_size, block_symbols);
+        let manifest = try_manifest_for(&bytes, symbol_size, block_symbols)?;
         let layout = manifest.layout()?;
         let manifest_bytes = manifest.encode();
         // The sender lays its manifest out with the payload's T and K.

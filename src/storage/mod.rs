@@ -1,21 +1,33 @@
 //! Storage layer: everything that touches files on disk.
 //!
-//! This module owns reading source files on the sender ([`FileSource`]),
-//! writing, verifying and atomically publishing received files on the
-//! receiver ([`FileSink`]), validation of file names that arrive from the
-//! network ([`validate_name`]) and cleanup of temporary files left behind by
-//! crashed runs ([`clean_stale_temps`]). All failures are reported as
+//! It owns the [`Source`] trait (the sender's payload: length, manifest entries, positioned
+//! reads, block hashing) and the [`Sink`] trait (the receiver's destination: verified blocks at
+//! payload offsets, then verify, fsync and atomic placement, or abort), their file
+//! implementations [`FileSource`] and [`FileSink`], [`open_sink`] (which sink a manifest
+//! needs) and cleanup of temp files left behind by crashed runs ([`clean_stale_temps`]). Names
+//! from the network arrive already checked as
+//! [`RelPath`](crate::proto::manifest::RelPath)s. All failures are reported as
 //! [`StorageError`]; nothing in here panics on bad input.
+//!
+//! - `source.rs`, `sink.rs`: the traits. `file_source.rs`, `file_sink.rs`: a single file.
+//! - `names.rs`: temp file names and stale temp cleanup.
 
+mod file_sink;
+mod file_source;
 mod names;
 mod sink;
 mod source;
 
 use std::path::PathBuf;
 
-pub use names::{clean_stale_temps, validate_name, MAX_NAME_BYTES};
-pub use sink::FileSink;
-pub use source::{FileSource, SourceHashes};
+use crate::proto::layout::LayoutError;
+use crate::proto::manifest::{ManifestError, NameError};
+
+pub use file_sink::FileSink;
+pub use file_source::FileSource;
+pub use names::clean_stale_temps;
+pub use sink::{open_sink, Sink};
+pub use source::{Source, SourceHashes};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +43,19 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    /// A file name is not acceptable as a single plain path component.
+    /// A file name is not acceptable (not UTF-8, or refused by
+    /// [`RelPath`](crate::proto::manifest::RelPath)'s checks).
     #[error("invalid file name: {0}")]
     BadName(String),
+    /// The manifest asks for something this sink cannot place (e.g. a tree in a file sink).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The manifest a source describes is inconsistent.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The payload cannot be laid out in blocks of the size asked for.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     /// The path given as a source is not a regular file.
     #[error("{} is not a regular file", .0.display())]
     NotRegularFile(PathBuf),
@@ -75,6 +97,12 @@ impl StorageError {
     /// Builds a [`StorageError::Io`] for `op` on `path`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StorageError::Io { path: path.into(), op, source }
+    }
+}
+
+impl From<NameError> for StorageError {
+    fn from(e: NameError) -> Self {
+        StorageError::BadName(e.to_string())
     }
 }
 

@@ -1,5 +1,6 @@
-//! File-name policy: validation of names received from the network, the
-//! naming scheme of receiver temp files, and removal of stale temp files.
+//! Temp files: the naming scheme of receiver temp files and removal of stale ones left by
+//! crashed runs. (Names from the network are checked by
+//! [`RelPath`](crate::proto::manifest::RelPath), not here.)
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -7,38 +8,14 @@ use std::path::Path;
 
 use super::StorageError;
 
-/// Longest accepted file name in bytes (the usual `NAME_MAX`).
-pub const MAX_NAME_BYTES: usize = crate::proto::manifest::MAX_NAME_LEN;
+/// Longest file name the temp file may have (the usual `NAME_MAX`).
+const MAX_NAME_BYTES: usize = crate::proto::manifest::MAX_COMPONENT_LEN;
 
 /// Marker between the destination name and the random suffix of a temp file.
 const TEMP_MARKER: &str = ".mcast-tmp-";
 
 /// Number of hex digits in a temp file's random suffix.
 const TEMP_SUFFIX_HEX: usize = 16;
-
-/// Validate a name received from the network: a single plain path component.
-///
-/// Rejected are the empty name, `"."`, `".."`, names containing `'/'`,
-/// `'\\'` or NUL, and names longer than [`MAX_NAME_BYTES`] bytes.
-pub fn validate_name(name: &str) -> Result<(), StorageError> {
-    match crate::proto::manifest::name_problem(name) {
-        None => Ok(()),
-        Some(reason) => Err(StorageError::BadName(format!("{:?}: {reason}", abbreviate(name)))),
-    }
-}
-
-/// Shortens `name` for error messages (names from the network may be long).
-fn abbreviate(name: &str) -> String {
-    const KEEP: usize = 64;
-    if name.len() <= KEEP {
-        return name.to_owned();
-    }
-    let mut cut = KEEP;
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &name[..cut])
-}
 
 /// Builds the temp file name `.{name}.mcast-tmp-{hex}` for destination `name`.
 ///
@@ -118,32 +95,6 @@ pub fn clean_stale_temps(dir: &Path) -> Result<usize, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accepts_plain_names() {
-        for name in ["release-1.2.tar.gz", "a", ".hidden", "...", "ü名前.txt", "a b"] {
-            assert!(validate_name(name).is_ok(), "{name:?}");
-        }
-        assert!(validate_name(&"x".repeat(255)).is_ok());
-    }
-
-    #[test]
-    fn rejects_bad_names() {
-        let long = "x".repeat(256);
-        for name in ["", ".", "..", "a/b", "/abs", "dir/", "a\\b", "a\0b", &long] {
-            assert!(matches!(validate_name(name), Err(StorageError::BadName(_))), "{name:?}");
-        }
-        // 255 bytes but made of multi-byte characters plus one more byte.
-        let multibyte = format!("{}x", "é".repeat(128));
-        assert_eq!(multibyte.len(), 257);
-        assert!(validate_name(&multibyte).is_err());
-    }
-
-    #[test]
-    fn bad_name_message_is_bounded() {
-        let err = validate_name(&"é".repeat(1000)).unwrap_err().to_string();
-        assert!(err.len() < 200, "{err}");
-    }
 
     #[test]
     fn temp_names_match_pattern() {

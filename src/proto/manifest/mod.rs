@@ -1,0 +1,204 @@
+//! The manifest (object 0): what the payload byte stream is made of ([`Entry`]s mapping payload
+//! ranges to named files, directories and symlinks), how it is laid out in blocks, and the
+//! BLAKE3 hash of every block and of the whole payload. Serialized with postcard; the receiver
+//! accepts it only when its BLAKE3 matches the announcement, its fields agree with the announced
+//! layout and its entries pass [`check_entries`] (names through [`RelPath`]).
+//!
+//! - [`name`]: [`RelPath`], the one check for names from the network.
+//! - [`entry`]: [`Entry`], [`EntryKind`] and the checks of an entry list.
+
+pub mod entry;
+pub mod name;
+
+pub use entry::{check_entries, Entry, EntryError, EntryKind, MAX_ENTRIES, MODE_MASK};
+pub use name::{NameError, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN};
+
+use crate::proto::layout::Layout;
+use crate::proto::wire::Announce;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a manifest was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ManifestError {
+    /// The bytes do not match the announced hash.
+    #[error("manifest hash does not match the announcement")]
+    Hash,
+    /// The bytes do not deserialize.
+    #[error("manifest does not parse: {0}")]
+    Parse(String),
+    /// Fields disagree with the announcement or with each other.
+    #[error("manifest inconsistent: {0}")]
+    Inconsistent(&'static str),
+    /// A path is unsafe.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The entries do not fit the payload or each other.
+    #[error("manifest entries: {0}")]
+    Entries(EntryError),
+}
+
+impl From<EntryError> for ManifestError {
+    fn from(e: EntryError) -> Self {
+        match e {
+            EntryError::Name(n) => ManifestError::Name(n),
+            other => ManifestError::Entries(other),
+        }
+    }
+}
+
+/// Description of one payload object.
+///
+/// The fields are public for reading; build one with [`Manifest::new`] or
+/// [`Manifest::single_file`] (checked), or check a hand-built one with [`Manifest::check`].
+/// [`Manifest::decode`] checks everything it returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Manifest {
+    /// What the payload is made of; the file entries tile it in order.
+    pub entries: Vec<Entry>,
+    /// Payload size in bytes.
+    pub object_size: u64,
+    /// Symbol size `T`.
+    pub symbol_size: u16,
+    /// Symbols per full block `K`.
+    pub block_symbols: u16,
+    /// BLAKE3 of each block's data (unpadded).
+    pub block_hashes: Vec<[u8; 32]>,
+    /// BLAKE3 of the whole payload.
+    pub object_hash: [u8; 32],
+}
+
+/// The wire form of [`Manifest`]: same fields in the same order, paths not yet checked.
+#[derive(Deserialize)]
+struct RawManifest {
+    entries: Vec<RawEntry>,
+    object_size: u64,
+    symbol_size: u16,
+    block_symbols: u16,
+    block_hashes: Vec<[u8; 32]>,
+    object_hash: [u8; 32],
+}
+
+/// The wire form of [`Entry`].
+#[derive(Deserialize)]
+struct RawEntry {
+    path: String,
+    kind: EntryKind,
+}
+
+impl Manifest {
+    /// A manifest of `entries` over a payload laid out in blocks of `block_symbols` symbols of
+    /// `symbol_size` bytes, checked like [`decode`](Self::decode) checks one from the network.
+    pub fn new(
+        entries: Vec<Entry>,
+        object_size: u64,
+        symbol_size: u16,
+        block_symbols: u16,
+        block_hashes: Vec<[u8; 32]>,
+        object_hash: [u8; 32],
+    ) -> Result<Self, ManifestError> {
+        let m = Manifest {
+            entries,
+            object_size,
+            symbol_size,
+            block_symbols,
+            block_hashes,
+            object_hash,
+        };
+        m.check()?;
+        Ok(m)
+    }
+
+    /// The manifest of a single-file push: one file entry `path` covering the whole payload of
+    /// `object_size` bytes, with the receiver's default mode.
+    pub fn single_file(
+        path: RelPath,
+        object_size: u64,
+        symbol_size: u16,
+        block_symbols: u16,
+        block_hashes: Vec<[u8; 32]>,
+        object_hash: [u8; 32],
+    ) -> Result<Self, ManifestError> {
+        let entries = vec![Entry::file(path, 0, object_size)];
+        Manifest::new(entries, object_size, symbol_size, block_symbols, block_hashes, object_hash)
+    }
+
+    /// The path of a single-file push: `Some` when the manifest is exactly one file entry
+    /// covering the whole payload.
+    pub fn single_file_path(&self) -> Option<&RelPath> {
+        match self.entries.as_slice() {
+            [Entry { path, kind: EntryKind::File { offset: 0, len, .. } }]
+                if *len == self.object_size =>
+            {
+                Some(path)
+            }
+            _ => None,
+        }
+    }
+
+    /// A short description for logs: the path of a single-file push, else the entry count.
+    pub fn summary(&self) -> String {
+        match self.single_file_path() {
+            Some(p) => p.to_string(),
+            None => format!("{} entries", self.entries.len()),
+        }
+    }
+
+    /// Serialized bytes (object 0's content).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("serializing to a Vec cannot fail")
+    }
+
+    /// Layout of the payload, checked against the block hash count.
+    pub fn layout(&self) -> Result<Layout, ManifestError> {
+        let layout = Layout::new(self.object_size, self.symbol_size, self.block_symbols)
+            .map_err(|_| ManifestError::Inconsistent("layout"))?;
+        if layout.block_count() as usize != self.block_hashes.len() {
+            return Err(ManifestError::Inconsistent("block hash count"));
+        }
+        Ok(layout)
+    }
+
+    /// Check that the layout and the entries are consistent (see [`check_entries`]).
+    pub fn check(&self) -> Result<(), ManifestError> {
+        self.layout()?;
+        check_entries(&self.entries, self.object_size)?;
+        Ok(())
+    }
+
+    /// Verify `bytes` against `announce` and parse and check them.
+    pub fn decode(bytes: &[u8], announce: &Announce) -> Result<Manifest, ManifestError> {
+        if bytes.len() != announce.manifest_len as usize
+            || *blake3::hash(bytes).as_bytes() != announce.manifest_hash
+        {
+            return Err(ManifestError::Hash);
+        }
+        let raw: RawManifest =
+            postcard::from_bytes(bytes).map_err(|e| ManifestError::Parse(e.to_string()))?;
+        if raw.object_size != announce.object_size
+            || raw.symbol_size != announce.symbol_size
+            || raw.block_symbols != announce.block_symbols
+        {
+            return Err(ManifestError::Inconsistent("differs from announcement"));
+        }
+        if raw.entries.len() > MAX_ENTRIES {
+            return Err(EntryError::TooMany(raw.entries.len()).into());
+        }
+        let entries = raw
+            .entries
+            .into_iter()
+            .map(|e| Ok(Entry { path: RelPath::new(e.path)?, kind: e.kind }))
+            .collect::<Result<Vec<_>, NameError>>()?;
+        Manifest::new(
+            entries,
+            raw.object_size,
+            raw.symbol_size,
+            raw.block_symbols,
+            raw.block_hashes,
+            raw.object_hash,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

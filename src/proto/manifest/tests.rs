@@ -1,0 +1,187 @@
+//! Unit tests of [`Manifest`]: encoding round trips and the checks `decode` applies to bytes
+//! from the network.
+
+use super::*;
+
+/// An announcement matching `bytes` for a payload of 3000 bytes in blocks of 10 x 100.
+fn announce_for(bytes: &[u8]) -> Announce {
+    Announce {
+        object_size: 3000,
+        symbol_size: 100,
+        block_symbols: 10,
+        manifest_len: bytes.len() as u32,
+        manifest_hash: *blake3::hash(bytes).as_bytes(),
+        rate_bps: 1,
+        grtt_us: 1,
+    }
+}
+
+fn sample() -> Manifest {
+    let name = RelPath::new("a.bin").unwrap();
+    Manifest::single_file(name, 3000, 100, 10, vec![[1; 32], [2; 32], [3; 32]], [4; 32]).unwrap()
+}
+
+/// Decode `m`'s encoding under an announcement made for it (so only the content checks apply).
+fn decode_own(m: &Manifest) -> Result<Manifest, ManifestError> {
+    let bytes = m.encode();
+    Manifest::decode(&bytes, &announce_for(&bytes))
+}
+
+#[test]
+fn single_file_round_trip() {
+    let m = sample();
+    assert_eq!(m.single_file_path().map(RelPath::as_str), Some("a.bin"));
+    assert_eq!(m.summary(), "a.bin");
+    assert_eq!(decode_own(&m).unwrap(), m);
+}
+
+#[test]
+fn tree_round_trip() {
+    let p = |s: &str| RelPath::new(s).unwrap();
+    let entries = vec![
+        Entry { path: p("d"), kind: EntryKind::Dir { mode: Some(0o750) } },
+        Entry { path: p("d/x"), kind: EntryKind::File { offset: 0, len: 1000, mode: Some(0o644) } },
+        Entry::file(p("d/y"), 1000, 2000),
+        Entry { path: p("l"), kind: EntryKind::Symlink { target: "d/x".into() } },
+    ];
+    let m = Manifest::new(entries, 3000, 100, 10, vec![[1; 32]; 3], [4; 32]).unwrap();
+    assert_eq!(m.single_file_path(), None);
+    assert_eq!(m.summary(), "4 entries");
+    assert_eq!(decode_own(&m).unwrap(), m);
+}
+
+#[test]
+fn hash_and_announcement_checks() {
+    let m = sample();
+    let bytes = m.encode();
+    let a = announce_for(&bytes);
+    let mut flipped = bytes.clone();
+    flipped[0] ^= 1;
+    assert_eq!(Manifest::decode(&flipped, &a), Err(ManifestError::Hash));
+    assert_eq!(Manifest::decode(&bytes[..bytes.len() - 1], &a), Err(ManifestError::Hash));
+    let other_size = Announce { object_size: 2999, ..a };
+    assert_eq!(
+        Manifest::decode(&bytes, &other_size),
+        Err(ManifestError::Inconsistent("differs from announcement"))
+    );
+    // Consistent hash but not a manifest.
+    let junk = [0xffu8; 40];
+    assert!(matches!(Manifest::decode(&junk, &announce_for(&junk)), Err(ManifestError::Parse(_))));
+}
+
+#[test]
+fn layout_checks() {
+    let mut short = sample();
+    short.block_hashes.pop();
+    assert_eq!(decode_own(&short), Err(ManifestError::Inconsistent("block hash count")));
+    let name = RelPath::new("a").unwrap();
+    assert_eq!(
+        Manifest::single_file(name, 3000, 100, 10, vec![[0; 32]; 2], [0; 32]),
+        Err(ManifestError::Inconsistent("block hash count"))
+    );
+}
+
+/// The wire form with unchecked paths, as a hostile sender would encode it.
+#[derive(serde::Serialize)]
+struct Hostile {
+    entries: Vec<(String, EntryKind)>,
+    object_size: u64,
+    symbol_size: u16,
+    block_symbols: u16,
+    block_hashes: Vec<[u8; 32]>,
+    object_hash: [u8; 32],
+}
+
+impl Hostile {
+    fn from(m: &Manifest) -> Self {
+        Hostile {
+            entries: m.entries.iter().map(|e| (e.path.to_string(), e.kind.clone())).collect(),
+            object_size: m.object_size,
+            symbol_size: m.symbol_size,
+            block_symbols: m.block_symbols,
+            block_hashes: m.block_hashes.clone(),
+            object_hash: m.object_hash,
+        }
+    }
+
+    fn decode(&self) -> Result<Manifest, ManifestError> {
+        let bytes = postcard::to_allocvec(self).unwrap();
+        Manifest::decode(&bytes, &announce_for(&bytes))
+    }
+}
+
+#[test]
+fn hostile_wire_form_matches_ours() {
+    let m = sample();
+    assert_eq!(postcard::to_allocvec(&Hostile::from(&m)).unwrap(), m.encode());
+    assert_eq!(Hostile::from(&m).decode().unwrap(), m);
+}
+
+#[test]
+fn hostile_names_are_refused() {
+    for bad in ["../etc/passwd", "/etc/passwd", "a/../../b", "", "a\0b", "a//b", "."] {
+        let mut h = Hostile::from(&sample());
+        h.entries[0].0 = bad.into();
+        assert!(matches!(h.decode(), Err(ManifestError::Name(_))), "{bad:?}");
+    }
+}
+
+#[test]
+fn hostile_entries_are_refused() {
+    let mut m = sample();
+    m.entries[0].kind = EntryKind::File { offset: 0, len: 3001, mode: None };
+    assert!(matches!(decode_own(&m), Err(ManifestError::Entries(EntryError::Bad { .. }))));
+    let mut m = sample();
+    m.entries.push(m.entries[0].clone());
+    assert!(matches!(decode_own(&m), Err(ManifestError::Entries(_))));
+    let mut m = sample();
+    m.entries.clear();
+    assert!(matches!(decode_own(&m), Err(ManifestError::Entries(EntryError::Coverage { .. }))));
+    let mut m = sample();
+    m.entries[0].kind = EntryKind::File { offset: 0, len: 3000, mode: Some(0o6755) };
+    assert!(matches!(decode_own(&m), Err(ManifestError::Entries(EntryError::Bad { .. }))));
+}
+
+/// A claimed entry count far beyond the bytes present is a parse error, not an allocation.
+#[test]
+fn huge_entry_count_is_refused_cheaply() {
+    let mut bytes = vec![0xff, 0xff, 0xff, 0xff, 0x0f]; // varint u32::MAX entries
+    bytes.extend_from_slice(&[0; 64]);
+    assert!(matches!(
+        Manifest::decode(&bytes, &announce_for(&bytes)),
+        Err(ManifestError::Parse(_))
+    ));
+}
+
+#[test]
+fn encoding_is_stable() {
+    // The wire form: entries first, each a length-prefixed path then the kind's variant index.
+    let bytes = sample().encode();
+    assert_eq!(&bytes[..9], &[1, 5, b'a', b'.', b'b', b'i', b'n', 0, 0]);
+}
+
+proptest::proptest! {
+    /// Corrupted manifests under a matching announcement: never a panic, and whatever is
+    /// accepted passes every check.
+    #[test]
+    fn corrupted_manifests_are_refused_or_sound(
+        flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 1u8..=255), 1..4)
+    ) {
+        let p = |s: &str| RelPath::new(s).unwrap();
+        let entries = vec![
+            Entry { path: p("d"), kind: EntryKind::Dir { mode: Some(0o755) } },
+            Entry::file(p("d/x"), 0, 1000),
+            Entry { path: p("d/l"), kind: EntryKind::Symlink { target: "x".into() } },
+            Entry::file(p("y"), 1000, 2000),
+        ];
+        let m = Manifest::new(entries, 3000, 100, 10, vec![[1; 32]; 3], [4; 32]).unwrap();
+        let mut bytes = m.encode();
+        for (at, x) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        if let Ok(got) = Manifest::decode(&bytes, &announce_for(&bytes)) {
+            proptest::prop_assert_eq!(got.check(), Ok(()));
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! [`FileSink`], the [`Sink`] of a single-file push: a temp file beside the destination that
+//! is written at offsets (all-zero blocks left as holes), verified against the expected BLAKE3
+//! hash, fsynced and then atomically renamed over the destination. An unfinished or failed
+//! sink never touches the destination and removes its temp file.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::names::{is_temp_name, random_u64, temp_file_name};
+use super::{check_range, to_hex, Sink, StorageError, IO_CHUNK};
+use crate::proto::manifest::{EntryKind, Manifest, RelPath, MODE_MASK};
+
+/// How often `create` retries when a randomly named temp file already exists.
+const CREATE_ATTEMPTS: usize = 8;
+
+/// Receiver side: a temp file beside the destination, written at offsets,
+/// verified, fsynced and renamed.
+///
+/// If the sink is dropped before [`finish`](Self::finish) succeeds, the temp
+/// file is removed and the destination is left as it was.
+#[derive(Debug)]
+pub struct FileSink {
+    file: File,
+    dir: PathBuf,
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    size: u64,
+    /// Permission bits to give the file before it is placed; `None` keeps the default.
+    mode: Option<u32>,
+    /// Set once the temp file is no longer ours to remove (renamed or removed).
+    done: bool,
+}
+
+impl FileSink {
+    /// The sink of a single-file push: `manifest` must be one file entry covering the whole
+    /// payload (see [`Manifest::single_file_path`]) whose path is a single component; its mode,
+    /// if any, is applied before the file is placed. Otherwise [`StorageError::Unsupported`].
+    pub fn for_manifest(dir: &Path, manifest: &Manifest) -> Result<Self, StorageError> {
+        let Some(path) = manifest.single_file_path() else {
+            return Err(StorageError::Unsupported(format!(
+                "a file sink places one file, not {}",
+                manifest.summary()
+            )));
+        };
+        let mut sink = FileSink::create(dir, path, manifest.object_size)?;
+        if let Some(EntryKind::File { mode, .. }) = manifest.entries.first().map(|e| &e.kind) {
+            sink.mode = *mode;
+        }
+        Ok(sink)
+    }
+
+    /// Creates a sink for file `name` of `size` bytes in directory `dir`.
+    ///
+    /// `dir` must exist; `name` must be a single component (a file sink does not create or
+    /// traverse directories) and not look like a temp file name. The temp file `.{name}.mcast-tmp-{random hex}` is created in
+    /// `dir` with `create_new` and extended (sparsely) to `size`.
+    pub fn create(dir: &Path, name: &RelPath, size: u64) -> Result<Self, StorageError> {
+        if !name.is_single_component() {
+            return Err(StorageError::Unsupported(format!(
+                "a file sink places a plain file name, not the path {name:?}"
+            )));
+        }
+        if is_temp_name(std::ffi::OsStr::new(name.as_str())) {
+            // The next run's `clean_stale_temps` would delete it.
+            return Err(StorageError::BadName(format!(
+                "{name:?} is reserved for temp files (.*.mcast-tmp-<hex>)"
+            )));
+        }
+        let name = name.as_str();
+        // An empty path means the current directory (needed for the fsync).
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let final_path = dir.join(name);
+        let mut attempt = 0;
+        let (file, temp_path) = loop {
+            let temp_path = dir.join(temp_file_name(name, random_u64()));
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&temp_path);
+            match opened {
+                Ok(file) => break (file, temp_path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    attempt += 1;
+                    if attempt >= CREATE_ATTEMPTS {
+                        return Err(StorageError::io("create temp file", temp_path, e));
+                    }
+                }
+                Err(e) => return Err(StorageError::io("create temp file", temp_path, e)),
+            }
+        };
+        // From here on, Drop removes the temp file on any error.
+        let sink = FileSink {
+            file,
+            dir: dir.to_path_buf(),
+            final_path,
+            temp_path,
+            size,
+            mode: None,
+            done: false,
+        };
+        sink.file
+            .set_len(size)
+            .map_err(|e| StorageError::io("set length of", &sink.temp_path, e))?;
+        Ok(sink)
+    }
+
+    /// Path the file will have once [`finish`](Self::finish) succeeds.
+    pub fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// Path of the temp file being written.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp_path
+    }
+
+    /// Size of the file in bytes, as given to [`create`](Self::create).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Writes verified bytes at `offset`.
+    ///
+    /// Fails with [`StorageError::OutOfRange`] if `offset + data.len()`
+    /// exceeds the size given to [`create`](Self::create).
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        check_range(offset, data.len() as u64, self.size)?;
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| StorageError::io("write", &self.temp_path, e))
+    }
+
+    /// Writes verified bytes at `offset` into a range that has not been written before. The
+    /// temp file starts sparse (all zeros), so an all-zero range is left as a hole instead of
+    /// being written: a sparse disk image stays sparse and costs no disk bandwidth.
+    ///
+    /// Fails like [`write_at`](Self::write_at). Writing zeros over earlier non-zero data of the
+    /// same range is not supported (use `write_at`).
+    pub fn write_new_at(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError> {
+        check_range(offset, data.len() as u64, self.size)?;
+        if is_all_zero(data) {
+            return Ok(false);
+        }
+        self.write_at(offset, data)?;
+        Ok(true)
+    }
+
+    /// Verifies and publishes the file; returns its BLAKE3 hash.
+    ///
+    /// Fsyncs the temp file, re-reads it sequentially computing the BLAKE3
+    /// hash of the whole content and compares it with `expected`. On a match
+    /// the temp file is renamed over the destination (atomically replacing an
+    /// existing file) and the directory is fsynced. On a mismatch the temp
+    /// file is deleted, any existing destination is left untouched and
+    /// [`StorageError::HashMismatch`] is returned.
+    pub fn finish(mut self, expected: &[u8; 32]) -> Result<[u8; 32], StorageError> {
+        self.file.sync_all().map_err(|e| StorageError::io("fsync", &self.temp_path, e))?;
+        let actual_len =
+            self.file.metadata().map_err(|e| StorageError::io("stat", &self.temp_path, e))?.len();
+        if actual_len != self.size {
+            return Err(StorageError::SizeMismatch {
+                path: self.temp_path.clone(),
+                expected: self.size,
+                actual: actual_len,
+            });
+        }
+        let hash = self.hash_content()?;
+        if hash != *expected {
+            tracing::warn!(
+                path = %self.final_path.display(),
+                "received file failed verification; discarding it"
+            );
+            // Drop removes the temp file.
+            return Err(StorageError::HashMismatch {
+                expected: to_hex(expected),
+                actual: to_hex(&hash),
+            });
+        }
+        if let Some(mode) = self.mode {
+            use std::os::unix::fs::PermissionsExt;
+            self.file
+                .set_permissions(std::fs::Permissions::from_mode(mode & MODE_MASK))
+                .map_err(|e| StorageError::io("set permissions of", &self.temp_path, e))?;
+        }
+        std::fs::rename(&self.temp_path, &self.final_path)
+            .map_err(|e| StorageError::io("rename temp file to", &self.final_path, e))?;
+        self.done = true;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StorageError::io("fsync directory", &self.dir, e))?;
+        Ok(hash)
+    }
+
+    /// BLAKE3 of the temp file's content, read sequentially.
+    fn hash_content(&self) -> Result<[u8; 32], StorageError> {
+        let chunk = IO_CHUNK.min(self.size.max(1));
+        // `chunk` is at most 1 MiB, so it fits in usize.
+        let mut buf = vec![0u8; chunk as usize];
+        let mut hasher = blake3::Hasher::new();
+        let mut offset = 0u64;
+        while offset < self.size {
+            let n = (self.size - offset).min(chunk) as usize;
+            let piece = &mut buf[..n];
+            self.file
+                .read_exact_at(piece, offset)
+                .map_err(|e| StorageError::io("read back", &self.temp_path, e))?;
+            hasher.update(piece);
+            offset += n as u64;
+        }
+        Ok(*hasher.finalize().as_bytes())
+    }
+
+    /// Removes the temp file. The destination is never touched.
+    pub fn abort(mut self) {
+        self.remove_temp();
+    }
+
+    /// Removes the temp file once; errors are logged, not returned.
+    fn remove_temp(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        match std::fs::remove_file(&self.temp_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                path = %self.temp_path.display(),
+                error = %e,
+                "could not remove temp file"
+            ),
+        }
+    }
+}
+
+impl Sink for FileSink {
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn destination(&self) -> &Path {
+        &self.final_path
+    }
+
+    fn write_block(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError> {
+        self.write_new_at(offset, data)
+    }
+
+    fn finish(self: Box<Self>, object_hash: &[u8; 32]) -> Result<[u8; 32], StorageError> {
+        FileSink::finish(*self, object_hash)
+    }
+
+    fn abort(self: Box<Self>) {
+        FileSink::abort(*self)
+    }
+}
+
+impl Drop for FileSink {
+    /// Removes the temp file unless [`FileSink::finish`] published it.
+    fn drop(&mut self) {
+        self.remove_temp();
+    }
+}
+
+/// Whether every byte is zero (512 bytes at a time, OR-folded, which the compiler vectorizes).
+fn is_all_zero(data: &[u8]) -> bool {
+    let mut chunks = data.chunks_exact(512);
+    let whole = chunks.by_ref().all(|c| c.iter().fold(0u8, |acc, b| acc | b) == 0);
+    whole && chunks.remainder().iter().all(|b| *b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    #[test]
+    fn zero_ranges_stay_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::create(dir.path(), &n("z.bin"), 3 << 20).unwrap();
+        let mut data = vec![0u8; 1 << 20];
+        assert!(!sink.write_new_at(0, &data).unwrap());
+        data[12_345] = 7;
+        assert!(sink.write_new_at(1 << 20, &data).unwrap());
+        assert!(!sink.write_new_at(2 << 20, &[0; 3]).unwrap());
+        assert!(matches!(
+            sink.write_new_at(3 << 20, &[0; 1]),
+            Err(StorageError::OutOfRange { .. })
+        ));
+        let mut expected = vec![0u8; 3 << 20];
+        expected[(1 << 20) + 12_345] = 7;
+        let hash = sink.finish(blake3::hash(&expected).as_bytes()).unwrap();
+        assert_eq!(&hash, blake3::hash(&expected).as_bytes());
+        assert_eq!(std::fs::read(dir.path().join("z.bin")).unwrap(), expected);
+        for (i, len) in [(0usize, 0usize), (3, 17), (0, 4096)] {
+            let mut v = vec![0u8; len + i];
+            assert!(is_all_zero(&v[i..]));
+            if len > 0 {
+                v[i + len - 1] = 1;
+                assert!(!is_all_zero(&v[i..]));
+            }
+        }
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn create_makes_sparse_temp_with_pattern_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::create(dir.path(), &n("out.bin"), 1 << 30).unwrap();
+        assert_eq!(sink.final_path(), dir.path().join("out.bin"));
+        assert_eq!(sink.temp_path().parent(), Some(dir.path()));
+        let tname = sink.temp_path().file_name().unwrap();
+        assert!(tname.to_str().unwrap().starts_with(".out.bin.mcast-tmp-"));
+        assert!(is_temp_name(tname));
+        assert_eq!(std::fs::metadata(sink.temp_path()).unwrap().len(), 1 << 30);
+        assert_eq!(sink.size(), 1 << 30);
+        assert!(!sink.final_path().exists());
+    }
+
+    #[test]
+    fn write_out_of_order_and_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let mut sink = FileSink::create(dir.path(), &n("f"), data.len() as u64).unwrap();
+        let temp = sink.temp_path().to_path_buf();
+        for start in (0..data.len()).step_by(1000).rev() {
+            let end = (start + 1000).min(data.len());
+            sink.write_at(start as u64, &data[start..end]).unwrap();
+        }
+        let expected = *blake3::hash(&data).as_bytes();
+        assert_eq!(sink.finish(&expected).unwrap(), expected);
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), data);
+        assert!(!temp.exists());
+        assert_eq!(entries(dir.path()), vec!["f"]);
+    }
+
+    #[test]
+    fn empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::create(dir.path(), &n("empty"), 0).unwrap();
+        let expected = *blake3::hash(b"").as_bytes();
+        assert_eq!(sink.finish(&expected).unwrap(), expected);
+        assert_eq!(std::fs::read(dir.path().join("empty")).unwrap(), b"");
+    }
+
+    #[test]
+    fn mismatch_keeps_old_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"old").unwrap();
+        let mut sink = FileSink::create(dir.path(), &n("f"), 3).unwrap();
+        sink.write_at(0, b"new").unwrap();
+        let err = sink.finish(&[0u8; 32]).unwrap_err();
+        match err {
+            StorageError::HashMismatch { expected, actual } => {
+                assert_eq!(expected, "0".repeat(64));
+                assert_eq!(actual, blake3::hash(b"new").to_hex().as_str());
+            }
+            other => panic!("unexpected error {other:?}"),
+        }
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"old");
+        assert_eq!(entries(dir.path()), vec!["f"]);
+    }
+
+    #[test]
+    fn drop_and_abort_remove_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"old").unwrap();
+        let mut sink = FileSink::create(dir.path(), &n("f"), 3).unwrap();
+        sink.write_at(0, b"new").unwrap();
+        drop(sink);
+        assert_eq!(entries(dir.path()), vec!["f"]);
+        let sink = FileSink::create(dir.path(), &n("f"), 3).unwrap();
+        sink.abort();
+        assert_eq!(entries(dir.path()), vec!["f"]);
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"old");
+    }
+
+    #[test]
+    fn write_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::create(dir.path(), &n("f"), 10).unwrap();
+        sink.write_at(0, &[1; 10]).unwrap();
+        sink.write_at(10, &[]).unwrap();
+        for (off, len) in [(0u64, 11usize), (10, 1), (9, 2), (u64::MAX, 1)] {
+            assert!(
+                matches!(sink.write_at(off, &vec![0; len]), Err(StorageError::OutOfRange { .. })),
+                "{off} {len}"
+            );
+        }
+        // Nothing was written past the end.
+        assert_eq!(std::fs::metadata(sink.temp_path()).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn externally_resized_temp_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::create(dir.path(), &n("f"), 10).unwrap();
+        OpenOptions::new().write(true).open(sink.temp_path()).unwrap().set_len(4).unwrap();
+        assert!(matches!(
+            sink.finish(&[0; 32]),
+            Err(StorageError::SizeMismatch { expected: 10, actual: 4, .. })
+        ));
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn bad_names_and_missing_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        // Checked names with a directory part are not a file sink's to place.
+        let nested = n("a/b");
+        assert!(matches!(
+            FileSink::create(dir.path(), &nested, 1),
+            Err(StorageError::Unsupported(_))
+        ));
+        assert!(entries(dir.path()).is_empty());
+        let missing = dir.path().join("nope");
+        assert!(matches!(FileSink::create(&missing, &n("f"), 1), Err(StorageError::Io { .. })));
+    }
+
+    #[test]
+    fn longest_name_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "n".repeat(255);
+        let mut sink = FileSink::create(dir.path(), &n(&name), 2).unwrap();
+        sink.write_at(0, b"hi").unwrap();
+        sink.finish(blake3::hash(b"hi").as_bytes()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join(&name)).unwrap(), b"hi");
+    }
+
+    #[test]
+    fn rename_onto_directory_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d").join("inner"), b"x").unwrap();
+        let sink = FileSink::create(dir.path(), &n("d"), 0).unwrap();
+        let err = sink.finish(blake3::hash(b"").as_bytes()).unwrap_err();
+        assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
+        assert_eq!(entries(dir.path()), vec!["d"]);
+    }
+}
