@@ -9,6 +9,7 @@ pub mod receiver;
 pub mod sender;
 pub mod stats;
 pub mod time;
+pub mod timer;
 pub mod wire;
 
 /// Who a datagram is for. The driver maps this onto addresses: receivers listen on the group's

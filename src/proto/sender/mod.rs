@@ -21,11 +21,14 @@
 //! a prepared [`BlockEncoder`] through [`Sender::handle_block`]. It holds at most
 //! `cache_blocks` payload blocks and asks again for a block it has evicted.
 
+mod control;
 mod group;
 mod grtt;
 mod pacer;
 mod parity;
 mod repair;
+
+pub use control::Timer;
 
 pub use group::{Group, Member, StragglerPolicy};
 pub use grtt::Grtt;
@@ -38,8 +41,10 @@ use crate::proto::layout::Layout;
 use crate::proto::manifest::{Manifest, ManifestError};
 use crate::proto::stats::SenderStats;
 use crate::proto::time::{Duration, Instant};
+use crate::proto::timer::TimerTable;
 use crate::proto::wire::{self, *};
 pub use crate::proto::{Dest, Transmit};
+use control::Due;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -251,10 +256,13 @@ pub struct Sender {
     pacer: Pacer,
     grtt: Grtt,
     repairs: Repairs,
-    announce_burst: u8,
-    next_announce: Instant,
-    next_probe: Instant,
-    next_flush: Option<Instant>,
+    /// Every deadline: announce, probe, flush, NAK holdoff, linger (see [`Timer`]).
+    timers: TimerTable<Timer>,
+    /// Control datagrams due, sent by the next [`Sender::poll_transmit`] calls.
+    due: Due,
+    /// The first pass is over: flushes go out, and without `expected_receivers` the linger
+    /// runs.
+    flushing: bool,
     quiet_since: Instant,
     acks: BTreeSet<u32>,
     receivers: BTreeMap<u32, ReceiverInfo>,
@@ -333,10 +341,9 @@ impl Sender {
             pacer: Pacer::new(cfg.rate_bps, cfg.burst_bytes, now),
             grtt: Grtt::new(cfg.grtt_initial, cfg.grtt_min, cfg.grtt_max),
             repairs: Repairs::default(),
-            announce_burst: 3,
-            next_announce: now,
-            next_probe: now,
-            next_flush: None,
+            timers: TimerTable::new(),
+            due: Due::default(),
+            flushing: false,
             quiet_since: now,
             acks: BTreeSet::new(),
             receivers: BTreeMap::new(),
@@ -357,6 +364,8 @@ impl Sender {
             stats: SenderStats::default(),
             cfg,
         };
+        // The session starts with a burst of announcements and a probe, ahead of any data.
+        sender.start_control(now);
         // Start reading the first blocks while the manifest goes out.
         for b in 0..=sender.cfg.read_ahead as u32 {
             sender.request(b);
@@ -517,7 +526,7 @@ impl Sender {
 
     fn on_nak(&mut self, now: Instant, node: u32, list: NeedList) {
         self.stats.naks_received += 1;
-        self.quiet_since = now;
+        self.touch_quiet(now);
         self.group.report_loss(node, list.loss_ppm);
         if self.group.is_dropped(node) {
             self.stats.needs_ignored += list.needs.len() as u64;
@@ -541,9 +550,12 @@ impl Sender {
             }
             // Nobody can need more than a whole block plus a few failed decodes.
             let need = Need { count: need.count.min(k.saturating_add(16)), ..need };
-            let added = self.repairs.on_need(need, list.seq, self.cfg.repair_margin, holdoff_end);
+            let added = self.repairs.on_need(need, list.seq, self.cfg.repair_margin);
             if added == 0 {
                 self.stats.needs_ignored += 1;
+            }
+            if self.repairs.is_collecting() && !self.timers.is_set(Timer::Holdoff) {
+                self.timers.set(Timer::Holdoff, holdoff_end);
             }
             charged = charged.saturating_add(added);
         }
@@ -572,10 +584,13 @@ impl Sender {
         (self.receivers.len() + dropped) as u64
     }
 
-    /// Advance timers to `now`.
+    /// Fire the timers due at `now`: due control datagrams are queued for
+    /// [`Sender::poll_transmit`], a closed NAK holdoff queues its repairs.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        self.repairs.on_timeout(now);
+        self.fire_timers(now);
+        // Auto parity's NAK windows close lazily, here and not on a timer of their own: closing
+        // one sends nothing, and what it changes is read only when the next block starts.
         self.bias.update(now, self.modelled_parity);
         // No receiver is a million datagrams (over a GiB) behind and still useful; forgetting
         // older repairs is bookkeeping, done every 64 Ki datagrams rather than every call.
@@ -594,15 +609,16 @@ impl Sender {
             Some(n) => self.accounted() >= u64::from(n),
             None => {
                 self.cursor.is_none()
-                    && self.next_flush.is_some()
+                    && self.flushing
                     && !self.repairs.has_queued()
-                    && self.repairs.deadline().is_none()
+                    && !self.timers.is_set(Timer::Holdoff)
                     && now >= self.quiet_since + self.cfg.linger
             }
         };
         if done {
             self.finished = true;
             self.finished_at = now;
+            self.timers.stop(Timer::Linger);
             self.events.push_back(Event::Finished);
         }
     }
@@ -612,26 +628,21 @@ impl Sender {
         self.events.pop_front()
     }
 
-    /// When [`Sender::handle_timeout`] or [`Sender::poll_transmit`] next has work.
+    /// When [`Sender::handle_timeout`] or [`Sender::poll_transmit`] next has work: now while
+    /// control datagrams are due, else the earliest timer or, when a symbol is ready to go,
+    /// the pacer's next opening.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.acks.is_empty() || self.squelch_due() {
+        if self.control_due() {
             return Some(self.last_now);
         }
-        let lingering =
-            self.cfg.expected_receivers.is_none() && self.next_flush.is_some() && !self.finished;
+        // The pacer's readiness stays a computed value rather than a table entry: it moves with
+        // every datagram charged and matters only while a symbol is ready (a block arriving
+        // from the driver, a holdoff closing), so a stored deadline would have to be refreshed
+        // at each of those points to say what this line says.
         let data_ready = self.cursor.is_some_and(|c| self.available((c.object, c.block)));
         let repair_ready = self.repairs.queued_blocks().any(|k| self.available(k));
-        [
-            Some(self.next_announce),
-            Some(self.next_probe),
-            self.next_flush,
-            self.repairs.deadline(),
-            lingering.then(|| self.quiet_since + self.cfg.linger),
-            (data_ready || repair_ready).then(|| self.pacer.next_ready()),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let paced = (data_ready || repair_ready).then(|| self.pacer.next_ready());
+        [self.timers.next_timeout(), paced].into_iter().flatten().min()
     }
 
     /// The next datagram to send, written into `buf`.
@@ -654,95 +665,6 @@ impl Sender {
         self.pacer.charge(now, size);
         self.stats.bytes_sent += size as u64;
         Transmit { size, dest: Dest::Receivers }
-    }
-
-    fn squelch_due(&self) -> bool {
-        !self.squelch_nodes.is_empty() || self.unavailable.values().any(|due| *due)
-    }
-
-    /// Probes go out every two GRTTs, within the configured bounds; four times as often while
-    /// no receiver has reported a loss rate yet, so that auto parity starts from measurements
-    /// rather than the configured guess.
-    fn probe_interval(&self) -> Duration {
-        let interval =
-            (self.grtt.get() * 2).clamp(self.cfg.probe_interval_min, self.cfg.probe_interval);
-        if self.cfg.auto_parity && self.group.loss_sample().is_empty() {
-            interval / 4
-        } else {
-            interval
-        }
-    }
-
-    fn next_control(&mut self, now: Instant) -> Option<Packet<'static>> {
-        if !self.acks.is_empty() {
-            let n = self.acks.len().min(MAX_ACK_NODES);
-            let nodes: Vec<u32> = self.acks.iter().copied().take(n).collect();
-            for node in &nodes {
-                self.acks.remove(node);
-            }
-            return Some(Packet::ReportAck(ReportAck { nodes }));
-        }
-        if !self.squelch_nodes.is_empty() {
-            let n = self.squelch_nodes.len().min(MAX_ACK_NODES);
-            let nodes: Vec<u32> = self.squelch_nodes.iter().copied().take(n).collect();
-            for node in &nodes {
-                self.squelch_nodes.remove(node);
-            }
-            self.stats.squelches_sent += 1;
-            return Some(Packet::Squelch(Squelch {
-                reason: SquelchReason::Straggler,
-                object: ObjectId::Payload,
-                block: 0,
-                nodes,
-            }));
-        }
-        if let Some((&block, due)) = self.unavailable.iter_mut().find(|(_, due)| **due) {
-            *due = false;
-            self.stats.squelches_sent += 1;
-            return Some(Packet::Squelch(Squelch {
-                reason: SquelchReason::Unavailable,
-                object: ObjectId::Payload,
-                block,
-                nodes: Vec::new(),
-            }));
-        }
-        if now >= self.next_announce {
-            if self.announce_burst > 0 {
-                self.announce_burst -= 1;
-            } else {
-                self.next_announce = now + self.cfg.announce_interval;
-            }
-            let grtt_us = self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32;
-            return Some(Packet::Announce(Announce { grtt_us, ..self.announce }));
-        }
-        if now >= self.next_probe {
-            self.next_probe = now + self.probe_interval();
-            self.grtt.on_probe();
-            let grtt_us = self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32;
-            let group_size = self.group.size();
-            let share = f64::from(self.cfg.echoes_per_probe) / f64::from(group_size);
-            let echo_share = (share.clamp(0.0, 1.0) * f64::from(u16::MAX)).round() as u16;
-            return Some(Packet::Probe(Probe {
-                send_time_us: now.as_micros(),
-                grtt_us,
-                group_size,
-                echo_share,
-            }));
-        }
-        let adverts = self.repairs.take_adverts(MAX_NEEDS);
-        if !adverts.is_empty() {
-            let list = NeedList { seq: self.seq, loss_ppm: 0, needs: adverts };
-            return Some(Packet::RepairAdvert(list));
-        }
-        if let Some(at) = self.next_flush {
-            if now >= at {
-                let interval = (self.grtt.get() * 2)
-                    .clamp(Duration::from_millis(5), Duration::from_millis(500));
-                self.next_flush = Some(now + interval);
-                return Some(Packet::Flush(Flush { seq: self.seq }));
-            }
-        }
-        None
     }
 
     fn encoder(&mut self, key: BlockKey) -> Option<Arc<BlockEncoder>> {
@@ -861,12 +783,13 @@ impl Sender {
                 self.cursor = match cur.object {
                     ObjectId::Manifest => Some(Cursor::start(ObjectId::Payload)),
                     ObjectId::Payload => {
-                        self.next_flush = Some(now);
-                        self.quiet_since = now;
+                        self.flushing = true;
+                        self.touch_quiet(now);
+                        self.queue_flush(now);
                         if self.another_pass() {
                             // Announce the new pass at once: receivers that joined since lock on.
                             self.pass += 1;
-                            self.next_announce = now;
+                            self.queue_announce(now);
                             Some(Cursor::start(ObjectId::Manifest))
                         } else {
                             None

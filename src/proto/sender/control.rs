@@ -1,0 +1,193 @@
+//! The sender's timers and control datagrams. Every deadline lives in one [`TimerTable`] of
+//! [`Timer`]s; [`Sender::handle_timeout`] fires the due ones, and those that send something
+//! (announce, probe, flush) only mark it [`Due`]. [`Sender::poll_transmit`] then sends due
+//! control datagrams ahead of any data, in a fixed order: report acknowledgements, squelches,
+//! announcements, probes, repair advertisements, flushes. What becomes due as the result of an
+//! action rather than of time passing (the announcements and probe at start-up, the flush and
+//! announcement at the end of a pass) is marked due at once and its timer armed for the next
+//! one. A control datagram's contents (GRTT, probe time) are taken when it is sent.
+
+use super::*;
+use crate::proto::timer::TimerKind;
+
+/// Announcements sent back to back at start-up, so that a receiver that loses one still locks
+/// on before the manifest's first symbols.
+const STARTUP_ANNOUNCEMENTS: u8 = 4;
+
+/// The sender's deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// The NAK aggregation window closes: queue the repairs heard.
+    Holdoff,
+    /// The next periodic announcement.
+    Announce,
+    /// The next GRTT probe.
+    Probe,
+    /// The next flush (after the first pass is over).
+    Flush,
+    /// Without `expected_receivers`: the sender has been quiet for `linger` since the last NAK.
+    Linger,
+}
+
+impl TimerKind for Timer {
+    const ALL: &'static [Self] =
+        &[Timer::Holdoff, Timer::Announce, Timer::Probe, Timer::Flush, Timer::Linger];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Control datagrams whose time has come, waiting for [`Sender::poll_transmit`].
+#[derive(Debug, Default)]
+pub(super) struct Due {
+    announces: u8,
+    probe: bool,
+    flush: bool,
+}
+
+impl Sender {
+    /// Mark the start-up announcements and the first probe due, and arm their timers.
+    pub(super) fn start_control(&mut self, now: Instant) {
+        self.due.announces = STARTUP_ANNOUNCEMENTS;
+        self.timers.set(Timer::Announce, now + self.cfg.announce_interval);
+        self.queue_probe(now);
+    }
+
+    /// Mark an announcement due and arm the next one.
+    pub(super) fn queue_announce(&mut self, now: Instant) {
+        self.due.announces = self.due.announces.saturating_add(1);
+        self.timers.set(Timer::Announce, now + self.cfg.announce_interval);
+    }
+
+    fn queue_probe(&mut self, now: Instant) {
+        self.due.probe = true;
+        self.timers.set(Timer::Probe, now + self.probe_interval());
+    }
+
+    /// Mark a flush due and arm the next one, two GRTTs later.
+    pub(super) fn queue_flush(&mut self, now: Instant) {
+        self.due.flush = true;
+        let interval =
+            (self.grtt.get() * 2).clamp(Duration::from_millis(5), Duration::from_millis(500));
+        self.timers.set(Timer::Flush, now + interval);
+    }
+
+    /// No NAK since `now`: restart the linger while it runs.
+    pub(super) fn touch_quiet(&mut self, now: Instant) {
+        self.quiet_since = now;
+        if self.flushing && self.cfg.expected_receivers.is_none() && !self.finished {
+            self.timers.set(Timer::Linger, now + self.cfg.linger);
+        }
+    }
+
+    /// Fire every timer due at `now`, in [`Timer::ALL`]'s order.
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        for &timer in Timer::ALL {
+            if !self.timers.take_expired(timer, now) {
+                continue;
+            }
+            match timer {
+                Timer::Holdoff => self.repairs.close_window(),
+                Timer::Announce => self.queue_announce(now),
+                Timer::Probe => self.queue_probe(now),
+                Timer::Flush => self.queue_flush(now),
+                // Only a wake-up: `check_finished` (on every timeout) decides.
+                Timer::Linger => {}
+            }
+        }
+    }
+
+    /// Whether a control datagram is waiting to be sent.
+    pub(super) fn control_due(&self) -> bool {
+        !self.acks.is_empty()
+            || self.squelch_due()
+            || self.due.announces > 0
+            || self.due.probe
+            || self.due.flush
+            || self.repairs.has_adverts()
+    }
+
+    fn squelch_due(&self) -> bool {
+        !self.squelch_nodes.is_empty() || self.unavailable.values().any(|due| *due)
+    }
+
+    /// Probes go out every two GRTTs, within the configured bounds; four times as often while
+    /// no receiver has reported a loss rate yet, so that auto parity starts from measurements
+    /// rather than the configured guess.
+    fn probe_interval(&self) -> Duration {
+        let interval =
+            (self.grtt.get() * 2).clamp(self.cfg.probe_interval_min, self.cfg.probe_interval);
+        if self.cfg.auto_parity && self.group.loss_sample().is_empty() {
+            interval / 4
+        } else {
+            interval
+        }
+    }
+
+    fn grtt_us(&self) -> u32 {
+        self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32
+    }
+
+    /// The most urgent control datagram due, if any.
+    pub(super) fn next_control(&mut self, now: Instant) -> Option<Packet<'static>> {
+        if !self.acks.is_empty() {
+            let n = self.acks.len().min(MAX_ACK_NODES);
+            let nodes: Vec<u32> = self.acks.iter().copied().take(n).collect();
+            for node in &nodes {
+                self.acks.remove(node);
+            }
+            return Some(Packet::ReportAck(ReportAck { nodes }));
+        }
+        if !self.squelch_nodes.is_empty() {
+            let n = self.squelch_nodes.len().min(MAX_ACK_NODES);
+            let nodes: Vec<u32> = self.squelch_nodes.iter().copied().take(n).collect();
+            for node in &nodes {
+                self.squelch_nodes.remove(node);
+            }
+            self.stats.squelches_sent += 1;
+            return Some(Packet::Squelch(Squelch {
+                reason: SquelchReason::Straggler,
+                object: ObjectId::Payload,
+                block: 0,
+                nodes,
+            }));
+        }
+        if let Some((&block, due)) = self.unavailable.iter_mut().find(|(_, due)| **due) {
+            *due = false;
+            self.stats.squelches_sent += 1;
+            return Some(Packet::Squelch(Squelch {
+                reason: SquelchReason::Unavailable,
+                object: ObjectId::Payload,
+                block,
+                nodes: Vec::new(),
+            }));
+        }
+        if self.due.announces > 0 {
+            self.due.announces -= 1;
+            return Some(Packet::Announce(Announce { grtt_us: self.grtt_us(), ..self.announce }));
+        }
+        if self.due.probe {
+            self.due.probe = false;
+            self.grtt.on_probe();
+            let group_size = self.group.size();
+            let share = f64::from(self.cfg.echoes_per_probe) / f64::from(group_size);
+            let echo_share = (share.clamp(0.0, 1.0) * f64::from(u16::MAX)).round() as u16;
+            return Some(Packet::Probe(Probe {
+                send_time_us: now.as_micros(),
+                grtt_us: self.grtt_us(),
+                group_size,
+                echo_share,
+            }));
+        }
+        let adverts = self.repairs.take_adverts(MAX_NEEDS);
+        if !adverts.is_empty() {
+            let list = NeedList { seq: self.seq, loss_ppm: 0, needs: adverts };
+            return Some(Packet::RepairAdvert(list));
+        }
+        if self.due.flush {
+            self.due.flush = false;
+            return Some(Packet::Flush(Flush { seq: self.seq }));
+        }
+        None
+    }
+}
