@@ -245,13 +245,16 @@ pub struct Sender {
     cfg: SenderConfig,
     header: Header,
     announce: Announce,
-    layout: Layout,
-    manifest_layout: Layout,
+    /// Every object's layout (the manifest's follows from its length, with the payload's T
+    /// and K).
+    layouts: Objects<Layout>,
+    /// The manifest, encoded: it is small and always held.
     manifest_blocks: Vec<BlockEncoder>,
     cache: HashMap<u32, (Arc<BlockEncoder>, u64)>,
     use_clock: u64,
     requested: HashSet<u32>,
-    next_repair_esi: [Vec<u32>; 2],
+    /// Per object and block, the next fresh repair ESI.
+    next_repair_esi: Objects<Vec<u32>>,
     cursor: Option<Cursor>,
     pacer: Pacer,
     grtt: Grtt,
@@ -319,25 +322,21 @@ impl Sender {
             rate_bps: cfg.rate_bps,
             grtt_us: 0,
         };
-        let next_repair_esi = [
-            (0..manifest_layout.block_count())
-                .map(|b| u32::from(manifest_layout.source_symbols(b).unwrap_or(0)))
-                .collect(),
-            (0..layout.block_count())
-                .map(|b| u32::from(layout.source_symbols(b).unwrap_or(0)))
-                .collect(),
-        ];
+        let layouts = Objects::from_fn(|id| announce.object_layout(id));
+        let next_repair_esi = Objects::from_fn(|id| {
+            let l = &layouts[id];
+            (0..l.block_count()).map(|b| u32::from(l.source_symbols(b).unwrap_or(0))).collect()
+        });
         let mut sender = Sender {
             header: Header { flags: 0, session: cfg.session, node: cfg.node },
             announce,
-            layout,
-            manifest_layout,
+            layouts,
             manifest_blocks,
             cache: HashMap::new(),
             use_clock: 0,
             requested: HashSet::new(),
             next_repair_esi,
-            cursor: Some(Cursor::start(ObjectId::Manifest)),
+            cursor: Some(Cursor::start(ObjectId::ALL[0])),
             pacer: Pacer::new(cfg.rate_bps, cfg.burst_bytes, now),
             grtt: Grtt::new(cfg.grtt_initial, cfg.grtt_min, cfg.grtt_max),
             repairs: Repairs::default(),
@@ -375,7 +374,7 @@ impl Sender {
 
     /// Payload layout.
     pub fn layout(&self) -> &Layout {
-        &self.layout
+        &self.layouts[ObjectId::Payload]
     }
 
     /// Counters.
@@ -418,15 +417,12 @@ impl Sender {
     }
 
     fn layout_of(&self, object: ObjectId) -> &Layout {
-        match object {
-            ObjectId::Manifest => &self.manifest_layout,
-            ObjectId::Payload => &self.layout,
-        }
+        &self.layouts[object]
     }
 
     /// Hand over a block asked for with [`Event::NeedBlock`].
     pub fn handle_block(&mut self, block: u32, encoder: BlockEncoder) -> Result<(), SenderError> {
-        if self.layout.source_symbols(block) != Some(encoder.source_symbols()) {
+        if self.layout().source_symbols(block) != Some(encoder.source_symbols()) {
             return Err(SenderError::Block { block, reason: "does not match the layout".into() });
         }
         self.requested.remove(&block);
@@ -446,7 +442,7 @@ impl Sender {
     /// answers NAKs for it with a squelch, so receivers lacking it fail with a clear reason
     /// instead of waiting.
     pub fn handle_block_failed(&mut self, block: u32) {
-        if block >= self.layout.block_count() || self.unavailable.contains_key(&block) {
+        if block >= self.layout().block_count() || self.unavailable.contains_key(&block) {
             return;
         }
         self.requested.remove(&block);
@@ -464,7 +460,7 @@ impl Sender {
     }
 
     fn request(&mut self, block: u32) {
-        if block >= self.layout.block_count()
+        if block >= self.layout().block_count()
             || self.cache.contains_key(&block)
             || self.unavailable.contains_key(&block)
             || !self.requested.insert(block)
@@ -474,10 +470,10 @@ impl Sender {
         self.stats.blocks_requested += 1;
         self.events.push_back(Event::NeedBlock(BlockRequest {
             block,
-            offset: self.layout.block_offset(block).unwrap_or(0),
-            len: self.layout.block_len(block).unwrap_or(0),
-            symbols: self.layout.source_symbols(block).unwrap_or(0),
-            symbol_size: self.layout.symbol_size(),
+            offset: self.layout().block_offset(block).unwrap_or(0),
+            len: self.layout().block_len(block).unwrap_or(0),
+            symbols: self.layout().source_symbols(block).unwrap_or(0),
+            symbol_size: self.layout().symbol_size(),
         }));
     }
 
@@ -559,7 +555,7 @@ impl Sender {
             }
             charged = charged.saturating_add(added);
         }
-        let object_symbols = self.layout.symbol_count();
+        let object_symbols = self.layout().symbol_count();
         if self.group.charge(node, charged, object_symbols, &self.cfg.straggler) {
             let m = self.group.get(node).cloned().unwrap_or_default();
             tracing::warn!(
@@ -692,7 +688,7 @@ impl Sender {
         let esi = match esi {
             Some(esi) => esi,
             None => {
-                let next = &mut self.next_repair_esi[key.0 as usize][key.1 as usize];
+                let next = self.next_repair_esi[key.0].get_mut(key.1 as usize)?;
                 if *next > MAX_ESI {
                     return None;
                 }
@@ -780,9 +776,9 @@ impl Sender {
             let layout = *self.layout_of(cur.object);
             let Some(k) = layout.source_symbols(cur.block) else {
                 // Past the end of this object.
-                self.cursor = match cur.object {
-                    ObjectId::Manifest => Some(Cursor::start(ObjectId::Payload)),
-                    ObjectId::Payload => {
+                self.cursor = match cur.object.next() {
+                    Some(next) => Some(Cursor::start(next)),
+                    None => {
                         self.flushing = true;
                         self.touch_quiet(now);
                         self.queue_flush(now);
@@ -790,7 +786,7 @@ impl Sender {
                             // Announce the new pass at once: receivers that joined since lock on.
                             self.pass += 1;
                             self.queue_announce(now);
-                            Some(Cursor::start(ObjectId::Manifest))
+                            Some(Cursor::start(ObjectId::ALL[0]))
                         } else {
                             None
                         }
