@@ -279,3 +279,6 @@ impl Receiver {
         s.poll_transmit(&mut cx, now, buf)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -191,3 +191,93 @@ impl Sender {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::manifest_for;
+
+    fn kind(datagram: &[u8]) -> &'static str {
+        match wire::parse(datagram).expect("the sender emits valid datagrams").1 {
+            Packet::Announce(_) => "announce",
+            Packet::Probe(_) => "probe",
+            Packet::Flush(_) => "flush",
+            Packet::Data(_) => "data",
+            _ => "other",
+        }
+    }
+
+    /// Everything the sender sends at `now`, serving the blocks it asks for; its events.
+    fn drain(s: &mut Sender, obj: &[u8], now: Instant) -> (Vec<&'static str>, Vec<Event>) {
+        let (mut sent, mut events, mut buf) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            while let Some(ev) = s.poll_event() {
+                if let Event::NeedBlock(req) = &ev {
+                    let data = obj[req.offset as usize..][..req.len].to_vec();
+                    s.handle_block(req.block, req.prepare(data).unwrap()).unwrap();
+                }
+                events.push(ev);
+            }
+            if s.poll_transmit(now, &mut buf).is_none() {
+                return (sent, events);
+            }
+            sent.push(kind(&buf));
+        }
+    }
+
+    #[test]
+    fn control_datagrams_go_out_when_their_timers_fire() {
+        let obj: Vec<u8> = (0..1000u32).map(|i| i as u8).collect(); // one block of 10 symbols
+        let cfg = SenderConfig::default();
+        let (interval, linger) = (cfg.announce_interval, cfg.linger);
+        let t0 = Instant::ZERO;
+        let mut s = Sender::new(cfg, &manifest_for(&obj, 100, 10), t0).unwrap();
+        let (sent, _) = drain(&mut s, &obj, t0);
+        // Start-up announcements and probe first, then the manifest and the payload.
+        assert_eq!(sent[..5], ["announce", "announce", "announce", "announce", "probe"]);
+        assert!(sent[5..].iter().all(|k| *k == "data"), "{sent:?}");
+        // Finding the end of the pass made the flush due: the sender asks to be polled at once.
+        assert_eq!(s.poll_timeout(), Some(t0));
+        assert_eq!(drain(&mut s, &obj, t0).0, ["flush"]);
+
+        let mut now = t0;
+        let mut announced = Vec::new();
+        let mut finished = None;
+        while finished.is_none() && now < t0 + linger * 2 {
+            let next = s.poll_timeout().expect("timers stay armed");
+            assert!(next > now, "nothing due before its deadline");
+            now = next;
+            let mut buf = Vec::new();
+            assert!(s.poll_transmit(now, &mut buf).is_none(), "control waits for its timer");
+            s.handle_timeout(now);
+            let (sent, events) = drain(&mut s, &obj, now);
+            assert!(!sent.contains(&"data"));
+            if sent.contains(&"announce") {
+                announced.push(now);
+            }
+            if events.contains(&Event::Finished) {
+                finished = Some(now);
+            }
+        }
+        assert_eq!(announced[..3], [t0 + interval, t0 + interval * 2, t0 + interval * 3]);
+        assert_eq!(finished, Some(t0 + linger), "quiet for `linger` after the pass");
+    }
+
+    #[test]
+    fn a_new_rate_is_announced_at_once() {
+        let obj = vec![7u8; 1000];
+        let mut s =
+            Sender::new(SenderConfig::default(), &manifest_for(&obj, 100, 10), Instant::ZERO)
+                .unwrap();
+        drain(&mut s, &obj, Instant::ZERO);
+        let now = Instant::from_micros(1234);
+        s.set_rate(now, 5_000_000);
+        assert_eq!((s.rate(), s.poll_timeout()), (5_000_000, Some(now)));
+        let mut buf = Vec::new();
+        s.poll_transmit(now, &mut buf).unwrap();
+        match wire::parse(&buf).unwrap().1 {
+            Packet::Announce(a) => assert_eq!(a.rate_bps, 5_000_000),
+            p => panic!("expected an announcement, got {p:?}"),
+        }
+    }
+}

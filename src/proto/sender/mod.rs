@@ -402,6 +402,22 @@ impl Sender {
         self.grtt.get()
     }
 
+    /// The send rate, bits per second.
+    pub fn rate(&self) -> u64 {
+        self.announce.rate_bps
+    }
+
+    /// Send at `rate_bps` from `now` on. The session stays the same (receivers follow the rate
+    /// in its announcements); an announcement carrying the new rate is sent at once.
+    pub fn set_rate(&mut self, now: Instant, rate_bps: u64) {
+        self.last_now = self.last_now.max(now);
+        let rate_bps = rate_bps.max(1);
+        self.cfg.rate_bps = rate_bps;
+        self.announce.rate_bps = rate_bps;
+        self.pacer.set_rate(now, rate_bps);
+        self.queue_announce(now);
+    }
+
     /// Whether [`Event::Finished`] has been issued.
     pub fn is_finished(&self) -> bool {
         self.finished
