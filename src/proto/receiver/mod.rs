@@ -15,6 +15,7 @@
 mod backoff;
 mod nak;
 mod object;
+mod report;
 mod session;
 
 pub use backoff::backoff;
