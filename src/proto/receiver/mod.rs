@@ -11,6 +11,16 @@
 //! The core never writes files: the driver writes verified blocks, then verifies and places the
 //! whole object when asked with [`Event::Complete`], and answers with
 //! [`Receiver::handle_stored`].
+//!
+//! A session's identity is its id, its sender, the object layout and the manifest (length and
+//! hash): an announcement that changes any of them is refused and counted. The rate and the
+//! GRTT it announces are parameters the receiver follows ([`Receiver::announced_rate`] is the
+//! newest).
+//!
+//! This module holds the configuration, the events and the [`Receiver`], whose entry points
+//! dispatch once to the session; `session` holds the session's state, its [`Timer`]s and its
+//! queues, `nak` NAK scheduling and suppression, `report` how a session ends, [`backoff`] the
+//! randomized NAK backoff and [`ObjectState`] each object's blocks.
 
 mod backoff;
 mod nak;

@@ -6,13 +6,13 @@
 //! Rate policy: one token bucket covers every datagram. Control datagrams (announce, probe,
 //! flush, repair advertisement, report ack, squelch) are small and rare: they are charged but
 //! never wait. Queued repairs go before new data, because they unblock receivers and free their
-//! memory; what bounds their share is the straggler policy (see [`group`]): no receiver can make
-//! the sender repeat more than its budget of the object while the rest wait.
+//! memory; what bounds their share is the straggler policy ([`StragglerPolicy`]): no receiver
+//! can make the sender repeat more than its budget of the object while the rest wait.
 //!
 //! Feedback scales with the group: probes carry the group size estimate and the share of
 //! receivers that should echo (so the sender hears about `echoes_per_probe` echoes per probe
 //! whatever the group size), the probe interval follows the GRTT, and the proactive repair
-//! share per block follows the loss rates receivers report ([`parity`]).
+//! share per block follows the loss rates receivers report ([`proactive_symbols`]).
 //!
 //! Carousel: with `repeat`, the sender starts over (manifest, then payload) after each pass,
 //! for receivers that join at any time.
@@ -20,6 +20,16 @@
 //! The core never reads files: it asks for block contents with [`Event::NeedBlock`] and is handed
 //! a prepared [`BlockEncoder`] through [`Sender::handle_block`]. It holds at most
 //! `cache_blocks` payload blocks and asks again for a block it has evicted.
+//!
+//! Time: every deadline is a [`Timer`] in one table; [`Sender::poll_timeout`] is the earliest
+//! of them (or the pacer's next opening while a symbol is ready), [`Sender::handle_timeout`]
+//! fires the due ones. The send rate is a parameter of the session, not part of its identity:
+//! [`Sender::set_rate`] changes it mid-push and receivers follow.
+//!
+//! This module holds the configuration, the events and the entry points; the rest is split by
+//! concern: `control` (timers and control datagrams), `schedule` (which symbol goes out next,
+//! block requests), `feedback` (NAKs), `repair` (NAK aggregation), `pacer`, `grtt`, `group`
+//! (who is listening, stragglers) and `parity` (auto parity).
 
 mod control;
 mod feedback;
@@ -56,22 +66,25 @@ use thiserror::Error;
 /// Sender settings.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
-    /// Session id (random per transfer).
+    /// Session id (random per transfer). With the node id, the object layout and the manifest
+    /// hash it is the session's identity, which receivers lock onto; rate and GRTT are
+    /// parameters they follow.
     pub session: u32,
     /// This node's id.
     pub node: u32,
-    /// Send rate, bits per second.
+    /// Send rate at the start, bits per second ([`Sender::set_rate`] changes it).
     pub rate_bps: u64,
     /// Proactive repair symbols per block, as a share of its source symbols: fixed, or with
     /// `auto_parity` the share used until receivers have reported their loss.
     pub fec_overhead: f64,
-    /// Follow the receivers' reported loss rates (see [`parity`]).
+    /// Follow the receivers' reported loss rates (see [`proactive_symbols`] and
+    /// [`ParityBias`]).
     pub auto_parity: bool,
     /// Auto parity: receivers per block expected to still need a NAK.
     pub parity_target: f64,
     /// Auto parity: at most this share of a block's source symbols.
     pub max_parity: f64,
-    /// GRTT before any echo, and its bounds.
+    /// GRTT assumed before any echo (within `[grtt_min, grtt_max]`).
     pub grtt_initial: Duration,
     /// Lower bound of the GRTT estimate (scheduling jitter floor).
     pub grtt_min: Duration,
@@ -80,13 +93,15 @@ pub struct SenderConfig {
     /// Interval between announcements.
     pub announce_interval: Duration,
     /// Longest interval between GRTT probes (the interval is twice the GRTT within
-    /// `[probe_interval_min, probe_interval]`).
+    /// `[probe_interval_min, probe_interval]`, a quarter of that until some receiver has
+    /// reported its loss rate).
     pub probe_interval: Duration,
     /// Shortest interval between GRTT probes.
     pub probe_interval_min: Duration,
     /// Echoes wanted per probe (receivers echo with probability this / group size).
     pub echoes_per_probe: u32,
-    /// NAK aggregation window, in GRTTs.
+    /// NAK aggregation window (holdoff) in GRTTs: NAKs heard within it are merged per block
+    /// before repairs are queued.
     pub holdoff_grtts: u32,
     /// Repair symbols sent beyond the largest need.
     pub repair_margin: u16,
@@ -94,13 +109,15 @@ pub struct SenderConfig {
     pub cache_blocks: usize,
     /// Payload blocks requested ahead of the one being sent.
     pub read_ahead: usize,
-    /// Finish once this many receivers have reported (any status).
+    /// Finish once this many receivers are accounted for: reported (any status) or dropped as
+    /// stragglers.
     pub expected_receivers: Option<u32>,
-    /// Without `expected_receivers`: finish after this long with no NAK once flushing.
+    /// Without `expected_receivers`: finish once the pass is over, no repair is pending and no
+    /// NAK has been heard for this long.
     pub linger: Duration,
-    /// Token bucket depth in bytes.
+    /// Token bucket depth in bytes: what may go out back to back after a pause.
     pub burst_bytes: usize,
-    /// When a receiver that loses far more than the rest is dropped.
+    /// When a receiver that loses far more than the rest is dropped (see [`Group`]).
     pub straggler: StragglerPolicy,
     /// Carousel: passes after the first (`Some(0)`: until stopped).
     pub repeat: Option<u32>,
@@ -324,7 +341,7 @@ impl Sender {
             use_clock: 0,
             requested: HashSet::new(),
             next_repair_esi,
-            cursor: Some(Cursor::start(ObjectId::ALL[0])),
+            cursor: Some(Cursor::start(ObjectId::FIRST)),
             pacer: Pacer::new(cfg.rate_bps, cfg.burst_bytes, now),
             grtt: Grtt::new(cfg.grtt_initial, cfg.grtt_min, cfg.grtt_max),
             repairs: Repairs::default(),

@@ -176,7 +176,7 @@ impl Sender {
                             // Announce the new pass at once: receivers that joined since lock on.
                             self.pass += 1;
                             self.queue_announce(now);
-                            Some(Cursor::start(ObjectId::ALL[0]))
+                            Some(Cursor::start(ObjectId::FIRST))
                         } else {
                             None
                         }

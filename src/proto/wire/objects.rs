@@ -21,6 +21,8 @@ impl ObjectId {
     pub const COUNT: usize = 2;
     /// Every object, in the order they are sent.
     pub const ALL: [ObjectId; ObjectId::COUNT] = [ObjectId::Manifest, ObjectId::Payload];
+    /// The object a pass starts with.
+    pub const FIRST: ObjectId = ObjectId::ALL[0];
 
     /// The object's index, below [`ObjectId::COUNT`] (also its wire value).
     pub const fn index(self) -> usize {
@@ -92,6 +94,7 @@ mod tests {
             assert_eq!(ObjectId::parse(id as u8), Ok(id));
         }
         assert_eq!(ObjectId::parse(ObjectId::COUNT as u8), Err(WireError::BadField("object")));
+        assert_eq!(ObjectId::FIRST, ObjectId::Manifest, "the manifest travels first");
         assert_eq!(ObjectId::Manifest.next(), Some(ObjectId::Payload));
         assert_eq!(ObjectId::Payload.next(), None);
         let mut o = Objects::from_fn(|id| id.index() * 10);
