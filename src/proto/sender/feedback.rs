@@ -64,4 +64,27 @@ impl Sender {
         let dropped = self.group.dropped().filter(|(n, _)| !self.receivers.contains_key(n)).count();
         (self.receivers.len() + dropped) as u64
     }
+
+    /// An echo of a probe: a GRTT sample and the receiver's loss rate.
+    pub(super) fn on_echo(&mut self, now: Instant, node: u32, e: &Echo) {
+        self.stats.echoes_received += 1;
+        let sent = Instant::from_micros(e.probe_time_us);
+        self.grtt.on_echo(now, sent, Duration::from_micros(u64::from(e.delay_us)));
+        self.group.report_loss(node, e.loss_ppm);
+    }
+
+    /// A completion report: acknowledged every time (the receiver repeats it until it hears
+    /// the acknowledgement), handed to the driver the first time.
+    pub(super) fn on_report(&mut self, now: Instant, node: u32, from: SocketAddr, report: Report) {
+        self.stats.reports_received += 1;
+        self.group.heard(node);
+        self.last_report_at = now;
+        self.acks.insert(node);
+        if let std::collections::btree_map::Entry::Vacant(e) = self.receivers.entry(node) {
+            let info = ReceiverInfo { node, addr: from, report, at: now };
+            e.insert(info.clone());
+            self.events.push_back(Event::ReceiverReport(info));
+        }
+        self.check_finished(now);
+    }
 }

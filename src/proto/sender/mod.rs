@@ -492,26 +492,8 @@ impl Sender {
         }
         match packet {
             Packet::Nak(list) => self.on_nak(now, header.node, list),
-            Packet::Echo(e) => {
-                self.stats.echoes_received += 1;
-                let sent = Instant::from_micros(e.probe_time_us);
-                self.grtt.on_echo(now, sent, Duration::from_micros(u64::from(e.delay_us)));
-                self.group.report_loss(header.node, e.loss_ppm);
-            }
-            Packet::Report(report) => {
-                self.stats.reports_received += 1;
-                self.group.heard(header.node);
-                self.last_report_at = now;
-                self.acks.insert(header.node);
-                if let std::collections::btree_map::Entry::Vacant(e) =
-                    self.receivers.entry(header.node)
-                {
-                    let info = ReceiverInfo { node: header.node, addr: from, report, at: now };
-                    e.insert(info.clone());
-                    self.events.push_back(Event::ReceiverReport(info));
-                }
-                self.check_finished(now);
-            }
+            Packet::Echo(e) => self.on_echo(now, header.node, &e),
+            Packet::Report(report) => self.on_report(now, header.node, from, report),
             _ => self.stats.dropped_foreign += 1,
         }
     }
