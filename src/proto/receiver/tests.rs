@@ -56,46 +56,58 @@ fn rate_and_grtt_are_followed_identity_changes_are_refused() {
     assert_eq!(r.session.as_ref().unwrap().grtt, Duration::from_micros(5000));
 }
 
-/// What one pass of [`push`] saw.
+/// What one run of [`push`] saw.
+#[derive(Default)]
 struct Push {
     outcome: Option<Outcome>,
+    /// When the outcome came.
+    finished_at: Option<Instant>,
     data: Vec<u8>,
+    /// Every rate the receiver followed, in order.
     rates: Vec<u64>,
     /// The receiver's payload blocks done, and the block count, when the rate changed.
     progress_at_change: Option<(u32, u32)>,
+    /// When the receiver sent a report.
+    reports: Vec<Instant>,
 }
 
-/// A lossless push from `s` to `r`, with the sender's rate changed to `new_rate` at `change_at`.
-fn push(s: &mut Sender, r: &mut Receiver, obj: &[u8], change_at: Instant, new_rate: u64) -> Push {
-    let mut out = Push {
-        outcome: None,
-        data: vec![0; obj.len()],
-        rates: Vec::new(),
-        progress_at_change: None,
-    };
+/// A lossless push from `s` to `r` until `r` finishes (or 10 s of virtual time), with the
+/// sender's rate changed to `rate.1` at `rate.0`. Without `feedback`, nothing the receiver
+/// sends reaches the sender.
+fn push(
+    s: &mut Sender,
+    r: &mut Receiver,
+    obj: &[u8],
+    mut rate: Option<(Instant, u64)>,
+    feedback: bool,
+) -> Push {
+    let mut out = Push { data: vec![0; obj.len()], ..Push::default() };
     let mut now = Instant::ZERO;
-    let mut changed = false;
     let mut buf = Vec::new();
-    let mut to_sender = Vec::new();
-    for _ in 0..100_000 {
-        if !changed && now >= change_at {
-            changed = true;
+    while now < Instant::ZERO + Duration::from_secs(10) {
+        if let Some((at, bps)) = rate.filter(|(at, _)| *at <= now) {
             out.progress_at_change = r.progress();
-            s.set_rate(now, new_rate);
+            s.set_rate(at, bps);
+            rate = None;
         }
         s.handle_timeout(now);
         r.handle_timeout(now);
-        loop {
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
             while let Some(ev) = s.poll_event() {
                 if let sender::Event::NeedBlock(req) = ev {
                     let data = obj[req.offset as usize..][..req.len].to_vec();
                     s.handle_block(req.block, req.prepare(data).unwrap()).unwrap();
                 }
             }
-            let Some(_) = s.poll_transmit(now, &mut buf) else { break };
-            r.handle_datagram(now, from(), &buf);
-            out.rates.extend(r.announced_rate().filter(|rate| out.rates.last() != Some(rate)));
+            while s.poll_transmit(now, &mut buf).is_some() {
+                progressed = true;
+                r.handle_datagram(now, from(), &buf);
+                out.rates.extend(r.announced_rate().filter(|bps| out.rates.last() != Some(bps)));
+            }
             while let Some(ev) = r.poll_event() {
+                progressed = true;
                 match ev {
                     Event::Decode(job) => r.handle_decoded(now, job.run()),
                     Event::Block { offset, data, .. } => {
@@ -104,51 +116,74 @@ fn push(s: &mut Sender, r: &mut Receiver, obj: &[u8], change_at: Instant, new_ra
                     Event::Complete { .. } => {
                         r.handle_stored(now, Ok(*blake3::hash(&out.data).as_bytes()))
                     }
-                    Event::Finished(o) => out.outcome = Some(o),
+                    Event::Finished(o) => {
+                        out.outcome = Some(o);
+                        out.finished_at = Some(now);
+                        return out;
+                    }
                     Event::Manifest(_) => {}
                 }
             }
             while let Some(t) = r.poll_transmit(now, &mut buf) {
-                if t.dest != Dest::Receivers {
-                    to_sender.push(buf.clone());
+                progressed = true;
+                if let Ok((_, Packet::Report(_))) = wire::parse(&buf) {
+                    out.reports.push(now);
+                }
+                if feedback && t.dest != Dest::Receivers {
+                    s.handle_datagram(now, SocketAddr::from(([198, 18, 0, 2], 7001)), &buf);
                 }
             }
-            for d in to_sender.drain(..) {
-                s.handle_datagram(now, SocketAddr::from(([198, 18, 0, 2], 7001)), &d);
-            }
         }
-        if out.outcome.is_some() {
-            return out;
-        }
-        let next = [s.poll_timeout(), r.poll_timeout()].into_iter().flatten().min();
-        now = next.unwrap_or(now).max(now + Duration::from_micros(1));
-        if !changed {
-            now = now.min(change_at);
-        }
+        let next = [s.poll_timeout(), r.poll_timeout(), rate.map(|(at, _)| at)];
+        let next = next.into_iter().flatten().min().unwrap_or(now);
+        now = next.max(now + Duration::from_micros(1));
     }
     out
 }
 
-#[test]
-fn a_rate_change_mid_push_is_followed_not_dropped() {
+fn pair(rate_bps: u64) -> (Sender, Receiver, Vec<u8>) {
     let obj: Vec<u8> = (0..50_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let cfg = SenderConfig {
         session: SESSION,
         node: SENDER,
-        rate_bps: 8_000_000, // 1 MB/s: about 60 ms for the manifest, payload and parity
+        rate_bps,
         burst_bytes: 2000,
         expected_receivers: Some(1),
         ..SenderConfig::default()
     };
-    let mut s = Sender::new(cfg, &manifest_for(&obj, 100, 10), Instant::ZERO).unwrap();
-    let mut r = Receiver::new(ReceiverConfig { node: 2, ..ReceiverConfig::default() });
+    let s = Sender::new(cfg, &manifest_for(&obj, 100, 10), Instant::ZERO).unwrap();
+    let r = Receiver::new(ReceiverConfig { node: 2, report_tries: 5, ..ReceiverConfig::default() });
+    (s, r, obj)
+}
+
+#[test]
+fn a_rate_change_mid_push_is_followed_not_dropped() {
+    // 8 Mbit/s = 1 MB/s: about 60 ms for the manifest, the payload and its parity.
+    let (mut s, mut r, obj) = pair(8_000_000);
     let change_at = Instant::ZERO + Duration::from_millis(20);
-    let got = push(&mut s, &mut r, &obj, change_at, 16_000_000);
+    let got = push(&mut s, &mut r, &obj, Some((change_at, 16_000_000)), true);
     let (done, blocks) = got.progress_at_change.expect("locked on before the change");
     assert!(done > 0 && done < blocks, "the change came mid-push: {done} of {blocks} blocks");
     assert_eq!(got.outcome, Some(Outcome::Complete));
     assert!(got.data == obj, "the copy differs");
     assert_eq!(got.rates, [8_000_000, 16_000_000], "the receiver followed the new rate");
+    assert_eq!(got.reports.len(), 1, "acknowledged at once");
     assert_eq!(r.stats().dropped_invalid, 0);
     assert_eq!(r.session_id(), Some(SESSION));
+}
+
+#[test]
+fn an_unacknowledged_report_is_repeated_then_given_up() {
+    let (mut s, mut r, obj) = pair(8_000_000);
+    let got = push(&mut s, &mut r, &obj, None, false);
+    assert_eq!(got.outcome, Some(Outcome::Unacknowledged));
+    assert!(got.data == obj, "placed all the same");
+    // `report_tries` reports, four GRTTs (at least 20 ms) apart; the outcome when the last
+    // interval has passed.
+    assert_eq!(got.reports.len(), 5, "{:?}", got.reports);
+    let gaps: Vec<Duration> = got.reports.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g >= Duration::from_millis(20)), "{gaps:?}");
+    let last = *got.reports.last().unwrap();
+    assert!(got.finished_at.unwrap() - last >= Duration::from_millis(20));
+    assert_eq!(r.poll_timeout(), None, "no timer left once finished");
 }
