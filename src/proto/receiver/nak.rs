@@ -42,7 +42,7 @@ impl Session {
     /// trip, the longest backoff of the others, and the time to send the repairs (at the rate
     /// announced last).
     fn repair_wait(&self, backoff_factor: f64, symbols: u32) -> Duration {
-        let tx_us = u64::from(symbols) * u64::from(self.announce.symbol_size) * 8 * 1_000_000
+        let tx_us = u64::from(symbols) * u64::from(self.identity.symbol_size) * 8 * 1_000_000
             / self.rate_bps().max(1);
         self.grtt.mul_f64(backoff_factor + 2.0) + Duration::from_micros(tx_us)
     }
@@ -99,7 +99,7 @@ impl Session {
         let mut needs = Vec::new();
         let mut short = false;
         let mut free = self.free_slots(cx.cfg.max_pending_blocks);
-        let (t, max) = (self.announce.symbol_size, MAX_NEEDS);
+        let (t, max) = (self.identity.symbol_size, MAX_NEEDS);
         'objects: for (id, o) in self.objects.iter_mut() {
             for &b in &o.outstanding {
                 let need = o.need(b);

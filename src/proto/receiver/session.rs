@@ -10,7 +10,8 @@ use crate::proto::timer::{TimerKind, TimerTable};
 /// The receiver's deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
-    /// The earliest heard or sent need stops covering its block: NAK what it no longer covers.
+    /// The earliest heard or sent need stops covering its block: forget the lapsed covers and
+    /// arm the NAK backoff if a block is now uncovered.
     CoverCheck,
     /// The NAK backoff expires.
     Nak,
@@ -52,19 +53,23 @@ impl Identity {
     }
 }
 
-/// What outlives a session or is shared with the receiver: passed to every session method.
+/// What lives outside the session (configuration, backoff RNG, counters): lent to every
+/// session method that needs it.
 pub(super) struct Ctx<'a> {
     pub(super) cfg: &'a ReceiverConfig,
     pub(super) rng: &'a mut ChaCha8Rng,
     pub(super) stats: &'a mut ReceiverStats,
 }
 
+/// A need heard or sent for a block: it covers ours while `until` is ahead and `count` is at
+/// least what we need.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Cover {
     pub(super) count: u32,
     pub(super) until: Instant,
 }
 
+/// Where a session is in its life.
 #[derive(Debug)]
 pub(super) enum Phase {
     Receiving,
@@ -77,6 +82,7 @@ pub(super) enum Phase {
     Done,
 }
 
+/// A session locked onto: everything the receiver knows and owes about one push.
 #[derive(Debug)]
 pub(super) struct Session {
     pub(super) identity: Identity,
@@ -134,6 +140,7 @@ impl Session {
         }
     }
 
+    /// The session id.
     pub(super) fn id(&self) -> u32 {
         self.identity.session
     }

@@ -280,4 +280,46 @@ mod tests {
             p => panic!("expected an announcement, got {p:?}"),
         }
     }
+
+    #[test]
+    fn the_linger_ends_when_the_last_repair_has_gone_out() {
+        // 80 kbit/s: each 100-byte symbol takes about 13 ms, so the 11 repairs answering the
+        // NAK below take far longer than the 20 ms linger.
+        let obj = vec![3u8; 1000];
+        let linger = Duration::from_millis(20);
+        let cfg = SenderConfig {
+            rate_bps: 80_000,
+            burst_bytes: 200,
+            linger,
+            auto_parity: false,
+            fec_overhead: 0.0,
+            ..SenderConfig::default()
+        };
+        let mut s = Sender::new(cfg, &manifest_for(&obj, 100, 10), Instant::ZERO).unwrap();
+        let needs = vec![Need { object: ObjectId::Payload, block: 0, count: 10 }];
+        let mut nak = Vec::new();
+        let nak_header = Header { flags: 0, session: 1, node: 9 };
+        wire::emit(&nak_header, &Packet::Nak(NeedList { seq: 0, loss_ppm: 0, needs }), &mut nak);
+        let (mut now, mut nak_at, mut last_data, mut finished) = (Instant::ZERO, None, None, None);
+        for _ in 0..10_000 {
+            s.handle_timeout(now);
+            let (sent, events) = drain(&mut s, &obj, now);
+            if sent.contains(&"data") {
+                last_data = Some(now);
+            }
+            if events.contains(&Event::Finished) {
+                finished = Some(now);
+                break;
+            }
+            if sent.contains(&"flush") && nak_at.is_none() {
+                nak_at = Some(now);
+                s.handle_datagram(now, SocketAddr::from(([198, 18, 0, 2], 7001)), &nak);
+            }
+            now = s.poll_timeout().unwrap().max(now + Duration::from_micros(1));
+        }
+        let (nak_at, finished) = (nak_at.expect("the pass ended"), finished.expect("finished"));
+        assert!(finished - nak_at > linger * 5, "the repairs outlasted the linger");
+        assert_eq!(Some(finished), last_data, "finished with the last repair, not a timer later");
+        assert_eq!(s.stats().repair_packets, 11);
+    }
 }

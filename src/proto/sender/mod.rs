@@ -567,7 +567,14 @@ impl Sender {
         if !self.pacer.ready(now) {
             return None;
         }
-        if self.next_repair(buf) || self.next_data(now, buf) {
+        if self.next_repair(buf) {
+            if !self.repairs.has_queued() {
+                // The last queued repair is out: the linger may have run out while it waited.
+                self.check_finished(now);
+            }
+            return Some(self.sent(now, buf.len()));
+        }
+        if self.next_data(now, buf) {
             return Some(self.sent(now, buf.len()));
         }
         None
