@@ -210,7 +210,7 @@ impl Receiver {
     }
 
     /// The session and what it needs from outside it: the one place entry points dispatch.
-    fn session(&mut self, now: Instant) -> Option<(&mut Session, Ctx<'_>)> {
+    fn enter(&mut self, now: Instant) -> Option<(&mut Session, Ctx<'_>)> {
         self.last_now = self.last_now.max(now);
         let s = self.session.as_mut()?;
         Some((s, Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats }))
@@ -243,28 +243,28 @@ impl Receiver {
                 }
             }
         }
-        if let Some((s, mut cx)) = self.session(now) {
+        if let Some((s, mut cx)) = self.enter(now) {
             s.on_packet(&mut cx, now, header, packet);
         }
     }
 
     /// Hand back the result of a [`DecodeJob`].
     pub fn handle_decoded(&mut self, now: Instant, decoded: Decoded) {
-        if let Some((s, mut cx)) = self.session(now) {
+        if let Some((s, mut cx)) = self.enter(now) {
             s.on_decoded(&mut cx, now, decoded);
         }
     }
 
     /// The driver verified and placed the object (`Ok` with its hash) or failed to.
     pub fn handle_stored(&mut self, now: Instant, result: Result<[u8; 32], String>) {
-        if let Some((s, mut cx)) = self.session(now) {
+        if let Some((s, mut cx)) = self.enter(now) {
             s.on_stored(&mut cx, now, result);
         }
     }
 
     /// Fire the timers due at `now` (NAK backoff, lapsed covers, report repetition).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some((s, mut cx)) = self.session(now) {
+        if let Some((s, mut cx)) = self.enter(now) {
             s.on_timeout(&mut cx, now);
         }
     }
@@ -286,7 +286,7 @@ impl Receiver {
 
     /// The next datagram to send to the group, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (s, mut cx) = self.session(now)?;
+        let (s, mut cx) = self.enter(now)?;
         s.poll_transmit(&mut cx, now, buf)
     }
 }

@@ -178,7 +178,7 @@ mod tests {
     }
 
     fn cover(r: &mut Receiver, now: Instant, list: &NeedList) {
-        let (s, mut cx) = r.session(now).unwrap();
+        let (s, mut cx) = r.enter(now).unwrap();
         s.on_cover(&mut cx, now, list);
     }
 
