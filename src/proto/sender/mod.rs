@@ -27,9 +27,9 @@
 //! [`Sender::set_rate`] changes it mid-push and receivers follow.
 //!
 //! This module holds the events and the entry points; the rest is split by concern: `config`
-//! ([`SenderConfig`]), `control` (timers and control datagrams), `schedule` (which symbol goes out next,
-//! block requests), `feedback` (NAKs), `repair` (NAK aggregation), `pacer`, `grtt`, `group`
-//! (who is listening, stragglers) and `parity` (auto parity).
+//! ([`SenderConfig`]), `control` (timers and control datagrams), `schedule` (which symbol goes
+//! out next, block requests), `feedback` (NAKs, echoes, reports), `repair` (NAK aggregation),
+//! `pacer`, `grtt`, `group` (who is listening, stragglers) and `parity` (auto parity).
 
 mod config;
 mod control;
