@@ -1,6 +1,12 @@
 //! The sans-IO protocol core: no sockets, files, threads or clocks. Time, randomness seeds and
 //! bytes come in as arguments; datagrams, requests for block contents and verified blocks come
 //! out through `poll_*` calls.
+//!
+//! [`wire`] owns the datagram formats and the object index ([`wire::ObjectId`],
+//! [`wire::Objects`]); [`layout`] the object → block → symbol arithmetic; [`fec`] RaptorQ per
+//! block; [`manifest`] what is sent; [`time`] the virtual clock and [`timer`] the timer table
+//! every role keeps its deadlines in; [`sender`] and [`receiver`] the two state machines;
+//! [`stats`] their counters. [`Dest`] and [`Transmit`] say where a polled datagram goes.
 
 pub mod fec;
 pub mod layout;
@@ -9,6 +15,7 @@ pub mod receiver;
 pub mod sender;
 pub mod stats;
 pub mod time;
+pub mod timer;
 pub mod wire;
 
 /// Who a datagram is for. The driver maps this onto addresses: receivers listen on the group's

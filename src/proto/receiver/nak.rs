@@ -5,6 +5,7 @@
 //! Only blocks the receiver has room for are asked for, and their slots are reserved, so that
 //! repairs are never sent to a receiver that would have to drop them.
 
+use super::session::{Cover, Ctx, Phase, Session, Timer};
 use super::*;
 
 /// Whether block `b` of `o` can take symbols: it already has a slot, or a free one is left
@@ -36,76 +37,70 @@ impl Session {
     fn covered(&self, id: ObjectId, b: u32, need: u32, now: Instant) -> bool {
         covered(&self.covers, id, b, need, now)
     }
-}
 
-impl Receiver {
     /// How long a NAK for `symbols` symbols covers its blocks: the sender's holdoff, a round
-    /// trip, the longest backoff of the others, and the time to send the repairs.
-    pub(super) fn repair_wait(s: &Session, backoff_factor: f64, symbols: u32) -> Duration {
-        let tx_us = u64::from(symbols) * u64::from(s.announce.symbol_size) * 8 * 1_000_000
-            / s.announce.rate_bps.max(1);
-        s.grtt.mul_f64(backoff_factor + 2.0) + Duration::from_micros(tx_us)
+    /// trip, the longest backoff of the others, and the time to send the repairs (at the rate
+    /// announced last).
+    fn repair_wait(&self, backoff_factor: f64, symbols: u32) -> Duration {
+        let tx_us = u64::from(symbols) * u64::from(self.identity.symbol_size) * 8 * 1_000_000
+            / self.rate_bps().max(1);
+        self.grtt.mul_f64(backoff_factor + 2.0) + Duration::from_micros(tx_us)
+    }
+
+    /// Check the covers again when the one ending at `until` lapses (or earlier).
+    fn arm_cover_check(&mut self, until: Instant) {
+        let at = self.timers.get(Timer::CoverCheck).map_or(until, |c| c.min(until));
+        self.timers.set(Timer::CoverCheck, at);
     }
 
     /// A NAK from another receiver or a repair advertisement: our need for those blocks is
     /// covered if theirs is at least as large.
-    pub(super) fn on_cover(&mut self, now: Instant, list: &NeedList) {
-        let Some(s) = self.session.as_mut() else {
-            return;
-        };
+    pub(super) fn on_cover(&mut self, cx: &mut Ctx, now: Instant, list: &NeedList) {
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
-        let until = now + Self::repair_wait(s, self.cfg.backoff_factor, total);
+        let until = now + self.repair_wait(cx.cfg.backoff_factor, total);
         for n in &list.needs {
             let heard = Cover { count: u32::from(n.count), until };
-            let c = s.covers.entry((n.object, n.block)).or_insert(heard);
+            let c = self.covers.entry((n.object, n.block)).or_insert(heard);
             if c.until <= now {
                 *c = heard; // the old cover has lapsed: only what was just heard counts
             } else if heard.count >= c.count {
                 *c = Cover { count: heard.count, until: until.max(c.until) };
             }
         }
-        s.cover_check = Some(s.cover_check.map_or(until, |c| c.min(until)));
+        self.arm_cover_check(until);
     }
 
     /// Arm the NAK backoff if some block we can take is short and uncovered.
-    pub(super) fn update_nak_timer(&mut self, now: Instant) {
-        let Some(s) = self.session.as_mut() else {
-            return;
-        };
-        if s.nak_at.is_some() || !matches!(s.phase, Phase::Receiving) {
+    pub(super) fn update_nak_timer(&mut self, cx: &mut Ctx, now: Instant) {
+        if self.timers.is_set(Timer::Nak) || !matches!(self.phase, Phase::Receiving) {
             return;
         }
-        let mut free = s.free_slots(self.cfg.max_pending_blocks);
-        let wanted = [ObjectId::Manifest, ObjectId::Payload].into_iter().any(|id| {
-            let o = &s.objects[id as usize];
+        let mut free = self.free_slots(cx.cfg.max_pending_blocks);
+        let wanted = self.objects.iter().any(|(id, o)| {
             o.outstanding.iter().any(|b| {
                 let need = o.need(*b);
-                need > 0 && !s.covered(id, *b, need, now) && takes(o, *b, &mut free)
+                need > 0 && !self.covered(id, *b, need, now) && takes(o, *b, &mut free)
             })
         });
         if wanted {
-            let max = s.grtt.mul_f64(self.cfg.backoff_factor);
-            let group = s.group_size.unwrap_or(self.cfg.group_size);
-            let mut at = now + backoff(&mut self.rng, max, group);
+            let max = self.grtt.mul_f64(cx.cfg.backoff_factor);
+            let group = self.group_size.unwrap_or(cx.cfg.group_size);
+            let mut at = now + backoff(cx.rng, max, group);
             // Rate limit: at most one NAK per `nak_interval_grtts` GRTTs.
-            if let Some(last) = s.last_nak {
-                at = at.max(last + s.grtt.mul_f64(self.cfg.nak_interval_grtts));
+            if let Some(last) = self.last_nak {
+                at = at.max(last + self.grtt.mul_f64(cx.cfg.nak_interval_grtts));
             }
-            s.nak_at = Some(at);
+            self.timers.set(Timer::Nak, at);
         }
     }
 
     /// The backoff expired: NAK what is still short and uncovered (or count a suppression).
-    pub(super) fn send_nak(&mut self, now: Instant) {
-        let Some(s) = self.session.as_mut() else {
-            return;
-        };
+    pub(super) fn send_nak(&mut self, cx: &mut Ctx, now: Instant) {
         let mut needs = Vec::new();
         let mut short = false;
-        let mut free = s.free_slots(self.cfg.max_pending_blocks);
-        let (t, max) = (s.announce.symbol_size, MAX_NEEDS);
-        'objects: for id in [ObjectId::Manifest, ObjectId::Payload] {
-            let o = &mut s.objects[id as usize];
+        let mut free = self.free_slots(cx.cfg.max_pending_blocks);
+        let (t, max) = (self.identity.symbol_size, MAX_NEEDS);
+        'objects: for (id, o) in self.objects.iter_mut() {
             for &b in &o.outstanding {
                 let need = o.need(b);
                 if need == 0 {
@@ -114,7 +109,7 @@ impl Receiver {
                 short = true;
                 // Ask only for blocks we can hold: the repairs for a block with no slot would
                 // be dropped on arrival and asked for again.
-                if !covered(&s.covers, id, b, need, now) && takes(o, b, &mut free) {
+                if !covered(&self.covers, id, b, need, now) && takes(o, b, &mut free) {
                     let count = need.min(u32::from(u16::MAX)) as u16;
                     needs.push(Need { object: id, block: b, count });
                     if needs.len() == max {
@@ -134,20 +129,20 @@ impl Receiver {
         }
         if needs.is_empty() {
             if short {
-                self.stats.naks_suppressed += 1;
+                cx.stats.naks_suppressed += 1;
             }
             return;
         }
-        self.stats.naks_sent += 1;
-        s.last_nak = Some(now);
-        let loss_ppm = self.stats.loss_ppm();
-        let list = NeedList { seq: s.seen_seq.unwrap_or(0), loss_ppm, needs };
+        cx.stats.naks_sent += 1;
+        self.last_nak = Some(now);
+        let loss_ppm = cx.stats.loss_ppm();
+        let list = NeedList { seq: self.seen_seq.unwrap_or(0), loss_ppm, needs };
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
-        let until = now + Self::repair_wait(s, self.cfg.backoff_factor, total);
+        let until = now + self.repair_wait(cx.cfg.backoff_factor, total);
         for n in &list.needs {
-            s.covers.insert((n.object, n.block), Cover { count: u32::from(n.count), until });
+            self.covers.insert((n.object, n.block), Cover { count: u32::from(n.count), until });
         }
-        s.cover_check = Some(s.cover_check.map_or(until, |c| c.min(until)));
+        self.arm_cover_check(until);
         self.outbox.push_back(Packet::Nak(list));
     }
 }
@@ -182,19 +177,24 @@ mod tests {
         }
     }
 
+    fn cover(r: &mut Receiver, now: Instant, list: &NeedList) {
+        let (s, mut cx) = r.enter(now).unwrap();
+        s.on_cover(&mut cx, now, list);
+    }
+
     #[test]
     fn covers_take_the_larger_need_and_lapse() {
         let mut r = receiver_in_session();
         let t0 = Instant::ZERO;
-        r.on_cover(t0, &heard(10));
-        r.on_cover(t0, &heard(4));
+        cover(&mut r, t0, &heard(10));
+        cover(&mut r, t0, &heard(4));
         let s = r.session.as_ref().unwrap();
         assert!(s.covered(ObjectId::Payload, 3, 10, t0), "the larger need stands");
         assert!(!s.covered(ObjectId::Payload, 3, 11, t0), "but does not cover more");
         let until = s.covers[&(ObjectId::Payload, 3)].until;
         assert!(!s.covered(ObjectId::Payload, 3, 1, until), "lapsed at its deadline");
         // After it lapsed, a smaller need heard covers only that much.
-        r.on_cover(until, &heard(2));
+        cover(&mut r, until, &heard(2));
         let s = r.session.as_ref().unwrap();
         assert!(s.covered(ObjectId::Payload, 3, 2, until));
         assert!(!s.covered(ObjectId::Payload, 3, 5, until), "stale count must not linger");

@@ -6,13 +6,13 @@
 //! Rate policy: one token bucket covers every datagram. Control datagrams (announce, probe,
 //! flush, repair advertisement, report ack, squelch) are small and rare: they are charged but
 //! never wait. Queued repairs go before new data, because they unblock receivers and free their
-//! memory; what bounds their share is the straggler policy (see [`group`]): no receiver can make
-//! the sender repeat more than its budget of the object while the rest wait.
+//! memory; what bounds their share is the straggler policy ([`StragglerPolicy`]): no receiver
+//! can make the sender repeat more than its budget of the object while the rest wait.
 //!
 //! Feedback scales with the group: probes carry the group size estimate and the share of
 //! receivers that should echo (so the sender hears about `echoes_per_probe` echoes per probe
 //! whatever the group size), the probe interval follows the GRTT, and the proactive repair
-//! share per block follows the loss rates receivers report ([`parity`]).
+//! share per block follows the loss rates receivers report ([`proactive_symbols`]).
 //!
 //! Carousel: with `repeat`, the sender starts over (manifest, then payload) after each pass,
 //! for receivers that join at any time.
@@ -20,12 +20,29 @@
 //! The core never reads files: it asks for block contents with [`Event::NeedBlock`] and is handed
 //! a prepared [`BlockEncoder`] through [`Sender::handle_block`]. It holds at most
 //! `cache_blocks` payload blocks and asks again for a block it has evicted.
+//!
+//! Time: every deadline is a [`Timer`] in one table; [`Sender::poll_timeout`] is the earliest
+//! of them (or the pacer's next opening while a symbol is ready), [`Sender::handle_timeout`]
+//! fires the due ones. The send rate is a parameter of the session, not part of its identity:
+//! [`Sender::set_rate`] changes it mid-push and receivers follow.
+//!
+//! This module holds the events and the entry points; the rest is split by concern: `config`
+//! ([`SenderConfig`]), `control` (timers and control datagrams), `schedule` (which symbol goes
+//! out next, block requests), `feedback` (NAKs, echoes, reports), `repair` (NAK aggregation),
+//! `pacer`, `grtt`, `group` (who is listening, stragglers) and `parity` (auto parity).
 
+mod config;
+mod control;
+mod feedback;
 mod group;
 mod grtt;
 mod pacer;
 mod parity;
 mod repair;
+mod schedule;
+
+pub use config::SenderConfig;
+pub use control::Timer;
 
 pub use group::{Group, Member, StragglerPolicy};
 pub use grtt::Grtt;
@@ -38,95 +55,15 @@ use crate::proto::layout::Layout;
 use crate::proto::manifest::{Manifest, ManifestError};
 use crate::proto::stats::SenderStats;
 use crate::proto::time::{Duration, Instant};
+use crate::proto::timer::TimerTable;
 use crate::proto::wire::{self, *};
 pub use crate::proto::{Dest, Transmit};
+use control::Due;
+use schedule::Cursor;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use thiserror::Error;
-
-/// Sender settings.
-#[derive(Debug, Clone)]
-pub struct SenderConfig {
-    /// Session id (random per transfer).
-    pub session: u32,
-    /// This node's id.
-    pub node: u32,
-    /// Send rate, bits per second.
-    pub rate_bps: u64,
-    /// Proactive repair symbols per block, as a share of its source symbols: fixed, or with
-    /// `auto_parity` the share used until receivers have reported their loss.
-    pub fec_overhead: f64,
-    /// Follow the receivers' reported loss rates (see [`parity`]).
-    pub auto_parity: bool,
-    /// Auto parity: receivers per block expected to still need a NAK.
-    pub parity_target: f64,
-    /// Auto parity: at most this share of a block's source symbols.
-    pub max_parity: f64,
-    /// GRTT before any echo, and its bounds.
-    pub grtt_initial: Duration,
-    /// Lower bound of the GRTT estimate (scheduling jitter floor).
-    pub grtt_min: Duration,
-    /// Upper bound of the GRTT estimate.
-    pub grtt_max: Duration,
-    /// Interval between announcements.
-    pub announce_interval: Duration,
-    /// Longest interval between GRTT probes (the interval is twice the GRTT within
-    /// `[probe_interval_min, probe_interval]`).
-    pub probe_interval: Duration,
-    /// Shortest interval between GRTT probes.
-    pub probe_interval_min: Duration,
-    /// Echoes wanted per probe (receivers echo with probability this / group size).
-    pub echoes_per_probe: u32,
-    /// NAK aggregation window, in GRTTs.
-    pub holdoff_grtts: u32,
-    /// Repair symbols sent beyond the largest need.
-    pub repair_margin: u16,
-    /// Payload blocks held in memory at most.
-    pub cache_blocks: usize,
-    /// Payload blocks requested ahead of the one being sent.
-    pub read_ahead: usize,
-    /// Finish once this many receivers have reported (any status).
-    pub expected_receivers: Option<u32>,
-    /// Without `expected_receivers`: finish after this long with no NAK once flushing.
-    pub linger: Duration,
-    /// Token bucket depth in bytes.
-    pub burst_bytes: usize,
-    /// When a receiver that loses far more than the rest is dropped.
-    pub straggler: StragglerPolicy,
-    /// Carousel: passes after the first (`Some(0)`: until stopped).
-    pub repeat: Option<u32>,
-}
-
-impl Default for SenderConfig {
-    fn default() -> Self {
-        SenderConfig {
-            session: 1,
-            node: 1,
-            rate_bps: 100_000_000,
-            fec_overhead: 0.05,
-            auto_parity: true,
-            parity_target: 0.3,
-            max_parity: 0.5,
-            grtt_initial: Duration::from_millis(10),
-            grtt_min: Duration::from_millis(1),
-            grtt_max: Duration::from_secs(5),
-            announce_interval: Duration::from_millis(100),
-            probe_interval: Duration::from_millis(100),
-            probe_interval_min: Duration::from_millis(10),
-            echoes_per_probe: 8,
-            holdoff_grtts: 1,
-            repair_margin: 1,
-            cache_blocks: 32,
-            read_ahead: 4,
-            expected_receivers: None,
-            linger: Duration::from_secs(2),
-            burst_bytes: 64 * 1024,
-            straggler: StragglerPolicy::default(),
-            repeat: None,
-        }
-    }
-}
 
 /// Sender construction failures.
 #[derive(Debug, Error)]
@@ -220,41 +157,32 @@ pub enum Event {
     Finished,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Cursor {
-    object: ObjectId,
-    block: u32,
-    esi: u32,
-    /// Proactive repair symbols for this block (fixed when its first symbol goes out).
-    parity: u32,
-}
-
-impl Cursor {
-    fn start(object: ObjectId) -> Self {
-        Cursor { object, block: 0, esi: 0, parity: 0 }
-    }
-}
-
 /// The sender state machine.
 pub struct Sender {
     cfg: SenderConfig,
     header: Header,
     announce: Announce,
-    layout: Layout,
-    manifest_layout: Layout,
+    /// Every object's layout (the manifest's follows from its length, with the payload's T
+    /// and K).
+    layouts: Objects<Layout>,
+    /// The manifest, encoded: it is small and always held.
     manifest_blocks: Vec<BlockEncoder>,
     cache: HashMap<u32, (Arc<BlockEncoder>, u64)>,
     use_clock: u64,
     requested: HashSet<u32>,
-    next_repair_esi: [Vec<u32>; 2],
+    /// Per object and block, the next fresh repair ESI.
+    next_repair_esi: Objects<Vec<u32>>,
     cursor: Option<Cursor>,
     pacer: Pacer,
     grtt: Grtt,
     repairs: Repairs,
-    announce_burst: u8,
-    next_announce: Instant,
-    next_probe: Instant,
-    next_flush: Option<Instant>,
+    /// Every deadline: announce, probe, flush, NAK holdoff, linger (see [`Timer`]).
+    timers: TimerTable<Timer>,
+    /// Control datagrams due, sent by the next [`Sender::poll_transmit`] calls.
+    due: Due,
+    /// The first pass is over: flushes go out, and without `expected_receivers` the linger
+    /// runs.
+    flushing: bool,
     quiet_since: Instant,
     acks: BTreeSet<u32>,
     receivers: BTreeMap<u32, ReceiverInfo>,
@@ -311,32 +239,27 @@ impl Sender {
             rate_bps: cfg.rate_bps,
             grtt_us: 0,
         };
-        let next_repair_esi = [
-            (0..manifest_layout.block_count())
-                .map(|b| u32::from(manifest_layout.source_symbols(b).unwrap_or(0)))
-                .collect(),
-            (0..layout.block_count())
-                .map(|b| u32::from(layout.source_symbols(b).unwrap_or(0)))
-                .collect(),
-        ];
+        let layouts = Objects::from_fn(|id| announce.object_layout(id));
+        let next_repair_esi = Objects::from_fn(|id| {
+            let l = &layouts[id];
+            (0..l.block_count()).map(|b| u32::from(l.source_symbols(b).unwrap_or(0))).collect()
+        });
         let mut sender = Sender {
             header: Header { flags: 0, session: cfg.session, node: cfg.node },
             announce,
-            layout,
-            manifest_layout,
+            layouts,
             manifest_blocks,
             cache: HashMap::new(),
             use_clock: 0,
             requested: HashSet::new(),
             next_repair_esi,
-            cursor: Some(Cursor::start(ObjectId::Manifest)),
+            cursor: Some(Cursor::start(ObjectId::FIRST)),
             pacer: Pacer::new(cfg.rate_bps, cfg.burst_bytes, now),
             grtt: Grtt::new(cfg.grtt_initial, cfg.grtt_min, cfg.grtt_max),
             repairs: Repairs::default(),
-            announce_burst: 3,
-            next_announce: now,
-            next_probe: now,
-            next_flush: None,
+            timers: TimerTable::new(),
+            due: Due::default(),
+            flushing: false,
             quiet_since: now,
             acks: BTreeSet::new(),
             receivers: BTreeMap::new(),
@@ -357,6 +280,8 @@ impl Sender {
             stats: SenderStats::default(),
             cfg,
         };
+        // The session starts with a burst of announcements and a probe, ahead of any data.
+        sender.start_control(now);
         // Start reading the first blocks while the manifest goes out.
         for b in 0..=sender.cfg.read_ahead as u32 {
             sender.request(b);
@@ -366,7 +291,7 @@ impl Sender {
 
     /// Payload layout.
     pub fn layout(&self) -> &Layout {
-        &self.layout
+        &self.layouts[ObjectId::Payload]
     }
 
     /// Counters.
@@ -394,6 +319,22 @@ impl Sender {
         self.grtt.get()
     }
 
+    /// The send rate, bits per second.
+    pub fn rate(&self) -> u64 {
+        self.announce.rate_bps
+    }
+
+    /// Send at `rate_bps` from `now` on. The session stays the same (receivers follow the rate
+    /// in its announcements); an announcement carrying the new rate is sent at once.
+    pub fn set_rate(&mut self, now: Instant, rate_bps: u64) {
+        self.last_now = self.last_now.max(now);
+        let rate_bps = rate_bps.max(1);
+        self.cfg.rate_bps = rate_bps;
+        self.announce.rate_bps = rate_bps;
+        self.pacer.set_rate(now, rate_bps);
+        self.queue_announce(now);
+    }
+
     /// Whether [`Event::Finished`] has been issued.
     pub fn is_finished(&self) -> bool {
         self.finished
@@ -409,15 +350,12 @@ impl Sender {
     }
 
     fn layout_of(&self, object: ObjectId) -> &Layout {
-        match object {
-            ObjectId::Manifest => &self.manifest_layout,
-            ObjectId::Payload => &self.layout,
-        }
+        &self.layouts[object]
     }
 
     /// Hand over a block asked for with [`Event::NeedBlock`].
     pub fn handle_block(&mut self, block: u32, encoder: BlockEncoder) -> Result<(), SenderError> {
-        if self.layout.source_symbols(block) != Some(encoder.source_symbols()) {
+        if self.layout().source_symbols(block) != Some(encoder.source_symbols()) {
             return Err(SenderError::Block { block, reason: "does not match the layout".into() });
         }
         self.requested.remove(&block);
@@ -437,7 +375,7 @@ impl Sender {
     /// answers NAKs for it with a squelch, so receivers lacking it fail with a clear reason
     /// instead of waiting.
     pub fn handle_block_failed(&mut self, block: u32) {
-        if block >= self.layout.block_count() || self.unavailable.contains_key(&block) {
+        if block >= self.layout().block_count() || self.unavailable.contains_key(&block) {
             return;
         }
         self.requested.remove(&block);
@@ -445,31 +383,6 @@ impl Sender {
         self.repairs.forget((ObjectId::Payload, block));
         self.unavailable.insert(block, true);
         self.events.push_back(Event::BlockUnavailable { block });
-    }
-
-    fn available(&self, key: BlockKey) -> bool {
-        match key.0 {
-            ObjectId::Manifest => true,
-            ObjectId::Payload => self.cache.contains_key(&key.1),
-        }
-    }
-
-    fn request(&mut self, block: u32) {
-        if block >= self.layout.block_count()
-            || self.cache.contains_key(&block)
-            || self.unavailable.contains_key(&block)
-            || !self.requested.insert(block)
-        {
-            return;
-        }
-        self.stats.blocks_requested += 1;
-        self.events.push_back(Event::NeedBlock(BlockRequest {
-            block,
-            offset: self.layout.block_offset(block).unwrap_or(0),
-            len: self.layout.block_len(block).unwrap_or(0),
-            symbols: self.layout.source_symbols(block).unwrap_or(0),
-            symbol_size: self.layout.symbol_size(),
-        }));
     }
 
     /// Feed one datagram received from the group. Bad input is counted and dropped.
@@ -491,91 +404,19 @@ impl Sender {
         }
         match packet {
             Packet::Nak(list) => self.on_nak(now, header.node, list),
-            Packet::Echo(e) => {
-                self.stats.echoes_received += 1;
-                let sent = Instant::from_micros(e.probe_time_us);
-                self.grtt.on_echo(now, sent, Duration::from_micros(u64::from(e.delay_us)));
-                self.group.report_loss(header.node, e.loss_ppm);
-            }
-            Packet::Report(report) => {
-                self.stats.reports_received += 1;
-                self.group.heard(header.node);
-                self.last_report_at = now;
-                self.acks.insert(header.node);
-                if let std::collections::btree_map::Entry::Vacant(e) =
-                    self.receivers.entry(header.node)
-                {
-                    let info = ReceiverInfo { node: header.node, addr: from, report, at: now };
-                    e.insert(info.clone());
-                    self.events.push_back(Event::ReceiverReport(info));
-                }
-                self.check_finished(now);
-            }
+            Packet::Echo(e) => self.on_echo(now, header.node, &e),
+            Packet::Report(report) => self.on_report(now, header.node, from, report),
             _ => self.stats.dropped_foreign += 1,
         }
     }
 
-    fn on_nak(&mut self, now: Instant, node: u32, list: NeedList) {
-        self.stats.naks_received += 1;
-        self.quiet_since = now;
-        self.group.report_loss(node, list.loss_ppm);
-        if self.group.is_dropped(node) {
-            self.stats.needs_ignored += list.needs.len() as u64;
-            self.squelch_nodes.insert(node);
-            return;
-        }
-        let holdoff_end = now + self.grtt.get() * self.cfg.holdoff_grtts;
-        let mut charged = 0u32;
-        for need in list.needs {
-            let Some(k) = self.layout_of(need.object).source_symbols(need.block) else {
-                self.stats.needs_ignored += 1;
-                continue;
-            };
-            if need.object == ObjectId::Payload {
-                self.bias.on_nak(need.block);
-                if let Some(due) = self.unavailable.get_mut(&need.block) {
-                    *due = true;
-                    self.stats.needs_ignored += 1;
-                    continue;
-                }
-            }
-            // Nobody can need more than a whole block plus a few failed decodes.
-            let need = Need { count: need.count.min(k.saturating_add(16)), ..need };
-            let added = self.repairs.on_need(need, list.seq, self.cfg.repair_margin, holdoff_end);
-            if added == 0 {
-                self.stats.needs_ignored += 1;
-            }
-            charged = charged.saturating_add(added);
-        }
-        let object_symbols = self.layout.symbol_count();
-        if self.group.charge(node, charged, object_symbols, &self.cfg.straggler) {
-            let m = self.group.get(node).cloned().unwrap_or_default();
-            tracing::warn!(
-                node,
-                loss_ppm = m.loss_ppm.unwrap_or(0),
-                charged = m.charged,
-                "dropping a straggler: it lost far more than the group and used up its repair budget"
-            );
-            self.squelch_nodes.insert(node);
-            self.events.push_back(Event::ReceiverDropped {
-                node,
-                loss_ppm: m.loss_ppm.unwrap_or(0),
-                charged: m.charged,
-            });
-            self.check_finished(now);
-        }
-    }
-
-    /// Receivers accounted for: reported, or dropped without a report.
-    fn accounted(&self) -> u64 {
-        let dropped = self.group.dropped().filter(|(n, _)| !self.receivers.contains_key(n)).count();
-        (self.receivers.len() + dropped) as u64
-    }
-
-    /// Advance timers to `now`.
+    /// Fire the timers due at `now`: due control datagrams are queued for
+    /// [`Sender::poll_transmit`], a closed NAK holdoff queues its repairs.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        self.repairs.on_timeout(now);
+        self.fire_timers(now);
+        // Auto parity's NAK windows close lazily, here and not on a timer of their own: closing
+        // one sends nothing, and what it changes is read only when the next block starts.
         self.bias.update(now, self.modelled_parity);
         // No receiver is a million datagrams (over a GiB) behind and still useful; forgetting
         // older repairs is bookkeeping, done every 64 Ki datagrams rather than every call.
@@ -594,15 +435,16 @@ impl Sender {
             Some(n) => self.accounted() >= u64::from(n),
             None => {
                 self.cursor.is_none()
-                    && self.next_flush.is_some()
+                    && self.flushing
                     && !self.repairs.has_queued()
-                    && self.repairs.deadline().is_none()
+                    && !self.timers.is_set(Timer::Holdoff)
                     && now >= self.quiet_since + self.cfg.linger
             }
         };
         if done {
             self.finished = true;
             self.finished_at = now;
+            self.timers.stop(Timer::Linger);
             self.events.push_back(Event::Finished);
         }
     }
@@ -612,26 +454,19 @@ impl Sender {
         self.events.pop_front()
     }
 
-    /// When [`Sender::handle_timeout`] or [`Sender::poll_transmit`] next has work.
+    /// When [`Sender::handle_timeout`] or [`Sender::poll_transmit`] next has work: now while
+    /// control datagrams are due, else the earliest timer or, when a symbol is ready to go,
+    /// the pacer's next opening.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.acks.is_empty() || self.squelch_due() {
+        if self.control_due() {
             return Some(self.last_now);
         }
-        let lingering =
-            self.cfg.expected_receivers.is_none() && self.next_flush.is_some() && !self.finished;
-        let data_ready = self.cursor.is_some_and(|c| self.available((c.object, c.block)));
-        let repair_ready = self.repairs.queued_blocks().any(|k| self.available(k));
-        [
-            Some(self.next_announce),
-            Some(self.next_probe),
-            self.next_flush,
-            self.repairs.deadline(),
-            lingering.then(|| self.quiet_since + self.cfg.linger),
-            (data_ready || repair_ready).then(|| self.pacer.next_ready()),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // The pacer's readiness stays a computed value rather than a table entry: it moves with
+        // every datagram charged and matters only while a symbol is ready (a block arriving
+        // from the driver, a holdoff closing), so a stored deadline would have to be refreshed
+        // at each of those points to say what this line says.
+        let paced = self.symbol_ready().then(|| self.pacer.next_ready());
+        [self.timers.next_timeout(), paced].into_iter().flatten().min()
     }
 
     /// The next datagram to send, written into `buf`.
@@ -644,7 +479,14 @@ impl Sender {
         if !self.pacer.ready(now) {
             return None;
         }
-        if self.next_repair(buf) || self.next_data(now, buf) {
+        if self.next_repair(buf) {
+            if !self.repairs.has_queued() {
+                // The last queued repair is out: the linger may have run out while it waited.
+                self.check_finished(now);
+            }
+            return Some(self.sent(now, buf.len()));
+        }
+        if self.next_data(now, buf) {
             return Some(self.sent(now, buf.len()));
         }
         None
@@ -654,266 +496,6 @@ impl Sender {
         self.pacer.charge(now, size);
         self.stats.bytes_sent += size as u64;
         Transmit { size, dest: Dest::Receivers }
-    }
-
-    fn squelch_due(&self) -> bool {
-        !self.squelch_nodes.is_empty() || self.unavailable.values().any(|due| *due)
-    }
-
-    /// Probes go out every two GRTTs, within the configured bounds; four times as often while
-    /// no receiver has reported a loss rate yet, so that auto parity starts from measurements
-    /// rather than the configured guess.
-    fn probe_interval(&self) -> Duration {
-        let interval =
-            (self.grtt.get() * 2).clamp(self.cfg.probe_interval_min, self.cfg.probe_interval);
-        if self.cfg.auto_parity && self.group.loss_sample().is_empty() {
-            interval / 4
-        } else {
-            interval
-        }
-    }
-
-    fn next_control(&mut self, now: Instant) -> Option<Packet<'static>> {
-        if !self.acks.is_empty() {
-            let n = self.acks.len().min(MAX_ACK_NODES);
-            let nodes: Vec<u32> = self.acks.iter().copied().take(n).collect();
-            for node in &nodes {
-                self.acks.remove(node);
-            }
-            return Some(Packet::ReportAck(ReportAck { nodes }));
-        }
-        if !self.squelch_nodes.is_empty() {
-            let n = self.squelch_nodes.len().min(MAX_ACK_NODES);
-            let nodes: Vec<u32> = self.squelch_nodes.iter().copied().take(n).collect();
-            for node in &nodes {
-                self.squelch_nodes.remove(node);
-            }
-            self.stats.squelches_sent += 1;
-            return Some(Packet::Squelch(Squelch {
-                reason: SquelchReason::Straggler,
-                object: ObjectId::Payload,
-                block: 0,
-                nodes,
-            }));
-        }
-        if let Some((&block, due)) = self.unavailable.iter_mut().find(|(_, due)| **due) {
-            *due = false;
-            self.stats.squelches_sent += 1;
-            return Some(Packet::Squelch(Squelch {
-                reason: SquelchReason::Unavailable,
-                object: ObjectId::Payload,
-                block,
-                nodes: Vec::new(),
-            }));
-        }
-        if now >= self.next_announce {
-            if self.announce_burst > 0 {
-                self.announce_burst -= 1;
-            } else {
-                self.next_announce = now + self.cfg.announce_interval;
-            }
-            let grtt_us = self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32;
-            return Some(Packet::Announce(Announce { grtt_us, ..self.announce }));
-        }
-        if now >= self.next_probe {
-            self.next_probe = now + self.probe_interval();
-            self.grtt.on_probe();
-            let grtt_us = self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32;
-            let group_size = self.group.size();
-            let share = f64::from(self.cfg.echoes_per_probe) / f64::from(group_size);
-            let echo_share = (share.clamp(0.0, 1.0) * f64::from(u16::MAX)).round() as u16;
-            return Some(Packet::Probe(Probe {
-                send_time_us: now.as_micros(),
-                grtt_us,
-                group_size,
-                echo_share,
-            }));
-        }
-        let adverts = self.repairs.take_adverts(MAX_NEEDS);
-        if !adverts.is_empty() {
-            let list = NeedList { seq: self.seq, loss_ppm: 0, needs: adverts };
-            return Some(Packet::RepairAdvert(list));
-        }
-        if let Some(at) = self.next_flush {
-            if now >= at {
-                let interval = (self.grtt.get() * 2)
-                    .clamp(Duration::from_millis(5), Duration::from_millis(500));
-                self.next_flush = Some(now + interval);
-                return Some(Packet::Flush(Flush { seq: self.seq }));
-            }
-        }
-        None
-    }
-
-    fn encoder(&mut self, key: BlockKey) -> Option<Arc<BlockEncoder>> {
-        match key.0 {
-            ObjectId::Manifest => None,
-            ObjectId::Payload => {
-                self.use_clock += 1;
-                let clock = self.use_clock;
-                self.cache.get_mut(&key.1).map(|(enc, used)| {
-                    *used = clock;
-                    Arc::clone(enc)
-                })
-            }
-        }
-    }
-
-    /// Emit source symbol `esi`, or the next fresh repair of `key`, into `buf`; returns the
-    /// datagram's sequence number.
-    fn emit_symbol(&mut self, key: BlockKey, esi: Option<u32>, buf: &mut Vec<u8>) -> Option<u32> {
-        let payload_enc = self.encoder(key);
-        let enc = match key.0 {
-            ObjectId::Manifest => &self.manifest_blocks[key.1 as usize],
-            ObjectId::Payload => payload_enc.as_deref()?,
-        };
-        let esi = match esi {
-            Some(esi) => esi,
-            None => {
-                let next = &mut self.next_repair_esi[key.0 as usize][key.1 as usize];
-                if *next > MAX_ESI {
-                    return None;
-                }
-                *next += 1;
-                *next - 1
-            }
-        };
-        let symbol = match enc.source_symbol(esi) {
-            Some(s) if esi < u32::from(enc.source_symbols()) => s,
-            _ => {
-                enc.repair_symbol(esi, &mut self.scratch).ok()?;
-                &self.scratch
-            }
-        };
-        let seq = self.seq;
-        let data = Data { object: key.0, block: key.1, esi, seq, symbol };
-        wire::emit(&self.header, &Packet::Data(data), buf);
-        self.seq = self.seq.wrapping_add(1);
-        Some(seq)
-    }
-
-    fn next_repair(&mut self, buf: &mut Vec<u8>) -> bool {
-        if !self.repairs.has_queued() {
-            return false;
-        }
-        let Some(key) = self.repairs.queued_blocks().find(|k| self.available(*k)) else {
-            let missing: Vec<u32> = self
-                .repairs
-                .queued_blocks()
-                .take(self.cfg.read_ahead.max(1))
-                .map(|k| k.1)
-                .collect();
-            for b in missing {
-                self.request(b);
-            }
-            return false;
-        };
-        let seq = self.emit_symbol(key, None, buf);
-        self.repairs.on_sent(key, seq, true);
-        if seq.is_some() {
-            self.stats.repair_packets += 1;
-        }
-        seq.is_some()
-    }
-
-    /// Proactive repair symbols for a block of `k` source symbols: fixed, or following the
-    /// loss the group reports (the fixed share until anyone has), corrected by what the NAKs
-    /// of earlier blocks showed.
-    fn proactive(&mut self, k: u16) -> u32 {
-        let fixed = (f64::from(k) * self.cfg.fec_overhead.max(0.0)).ceil() as u32;
-        if !self.cfg.auto_parity {
-            return fixed;
-        }
-        let max = (f64::from(k) * self.cfg.max_parity.max(0.0)).floor() as u32;
-        let sample = self.group.loss_sample();
-        if sample.is_empty() {
-            return fixed.min(max);
-        }
-        let modelled =
-            proactive_symbols(k, &sample, self.group.size(), self.cfg.parity_target, max);
-        self.modelled_parity = modelled;
-        self.bias.apply(modelled, max)
-    }
-
-    /// When the NAKs for a block just sent should all have arrived: the receivers' longest
-    /// backoff (RFC 5401's 4 GRTTs), a round trip, and a margin.
-    fn nak_window(&self) -> Duration {
-        self.grtt.get() * 6
-    }
-
-    /// Whether another carousel pass follows the one ending.
-    fn another_pass(&self) -> bool {
-        match self.cfg.repeat {
-            None => false,
-            Some(0) => true,
-            Some(n) => self.pass <= n,
-        }
-    }
-
-    fn next_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
-        loop {
-            let Some(mut cur) = self.cursor else {
-                return false;
-            };
-            let layout = *self.layout_of(cur.object);
-            let Some(k) = layout.source_symbols(cur.block) else {
-                // Past the end of this object.
-                self.cursor = match cur.object {
-                    ObjectId::Manifest => Some(Cursor::start(ObjectId::Payload)),
-                    ObjectId::Payload => {
-                        self.next_flush = Some(now);
-                        self.quiet_since = now;
-                        if self.another_pass() {
-                            // Announce the new pass at once: receivers that joined since lock on.
-                            self.pass += 1;
-                            self.next_announce = now;
-                            Some(Cursor::start(ObjectId::Manifest))
-                        } else {
-                            None
-                        }
-                    }
-                };
-                continue;
-            };
-            if cur.object == ObjectId::Payload && self.unavailable.contains_key(&cur.block) {
-                self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
-                continue;
-            }
-            if cur.esi == 0 {
-                cur.parity = self.proactive(k);
-            }
-            if cur.esi >= u32::from(k) + cur.parity {
-                if cur.object == ObjectId::Payload && self.cfg.auto_parity {
-                    self.bias.block_sent(cur.block, now + self.nak_window());
-                }
-                self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
-                continue;
-            }
-            let key = (cur.object, cur.block);
-            if cur.esi == 0 && cur.object == ObjectId::Payload {
-                for b in cur.block..cur.block.saturating_add(1 + self.cfg.read_ahead as u32) {
-                    self.request(b);
-                }
-            }
-            if !self.available(key) {
-                self.cursor = Some(cur);
-                self.request(cur.block);
-                return false;
-            }
-            let source = cur.esi < u32::from(k);
-            let esi = source.then_some(cur.esi);
-            cur.esi += 1;
-            self.cursor = Some(cur);
-            let Some(seq) = self.emit_symbol(key, esi, buf) else { continue };
-            if source {
-                self.stats.data_packets += 1;
-            } else {
-                self.repairs.on_sent(key, Some(seq), false);
-                self.stats.repair_packets += 1;
-                self.stats.proactive_repair_packets += 1;
-            }
-            return true;
-        }
     }
 }
 

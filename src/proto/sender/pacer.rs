@@ -24,6 +24,12 @@ impl Pacer {
         }
     }
 
+    /// Refill at `rate_bps` from `now` on (what was earned until `now` stays).
+    pub fn set_rate(&mut self, now: Instant, rate_bps: u64) {
+        self.refill(now);
+        self.bytes_per_us = rate_bps.max(1) as f64 / 8.0 / 1e6;
+    }
+
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.last).as_micros() as f64;
         self.tokens = (self.tokens + dt * self.bytes_per_us).min(self.burst);
@@ -74,5 +80,19 @@ mod tests {
         }
         // 1 s at 1000 datagrams/s plus the initial burst of 2 (and the one that goes negative).
         assert!((1000..=1003).contains(&sent), "{sent}");
+    }
+
+    #[test]
+    fn a_new_rate_applies_from_when_it_is_set() {
+        // 8 Mbit/s = 1 byte/us, no burst: a 1000-byte debt takes 1000 us to repay...
+        let mut p = Pacer::new(8_000_000, 0, Instant::ZERO);
+        p.charge(Instant::ZERO, 1000);
+        assert_eq!(p.next_ready(), Instant::from_micros(1000));
+        // ...half of it is repaid at the old rate, the rest at four times the rate.
+        let half = Instant::from_micros(500);
+        p.set_rate(half, 32_000_000);
+        assert_eq!(p.next_ready(), Instant::from_micros(625));
+        assert!(!p.ready(Instant::from_micros(624)));
+        assert!(p.ready(Instant::from_micros(625)));
     }
 }

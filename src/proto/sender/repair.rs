@@ -5,11 +5,10 @@
 //! repair symbols it sent, so for a NAK it knows exactly how many repairs of that block are
 //! still on their way to that receiver (sent after its position, or queued). A NAK asks for
 //! `need + margin` minus those; NAKs heard during a holdoff window are merged per block by the
-//! largest remainder; when the window closes the remainder is queued. A receiver that lags far
+//! largest remainder; when the window closes (the sender's holdoff timer) the remainder is queued. A receiver that lags far
 //! behind its socket queue therefore never causes the same repairs to be sent twice, however
 //! late its NAKs arrive. Queued repairs are sent in block order.
 
-use crate::proto::time::Instant;
 use crate::proto::wire::{seq_after, Need, ObjectId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -24,7 +23,6 @@ const SENT_MEMORY: usize = 4096;
 #[derive(Debug, Default)]
 pub struct Repairs {
     heard: BTreeMap<BlockKey, u32>,
-    deadline: Option<Instant>,
     queue: BTreeMap<BlockKey, u32>,
     sent: HashMap<BlockKey, VecDeque<u32>>,
     adverts: Vec<Need>,
@@ -43,8 +41,9 @@ impl Repairs {
 
     /// A NAK from a receiver at `seen_seq` asks for `need`. Returns the repair symbols this
     /// adds to the window (0 when repairs on their way to it, or a larger need heard in the same
-    /// window, already cover it).
-    pub fn on_need(&mut self, need: Need, seen_seq: u32, margin: u16, holdoff_end: Instant) -> u32 {
+    /// window, already cover it). The caller closes the window with [`Repairs::close_window`]
+    /// when its holdoff ends.
+    pub fn on_need(&mut self, need: Need, seen_seq: u32, margin: u16) -> u32 {
         let key = (need.object, need.block);
         let want = u32::from(need.count) + u32::from(margin);
         let extra = want.saturating_sub(self.in_flight(key, seen_seq));
@@ -54,7 +53,6 @@ impl Repairs {
         let e = self.heard.entry(key).or_insert(0);
         let added = extra.saturating_sub(*e);
         *e = (*e).max(extra);
-        self.deadline.get_or_insert(holdoff_end);
         added
     }
 
@@ -64,23 +62,24 @@ impl Repairs {
         self.queue.remove(&key);
     }
 
-    /// When the holdoff window closes.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+    /// Whether NAKs heard are waiting for the window to close.
+    pub fn is_collecting(&self) -> bool {
+        !self.heard.is_empty()
     }
 
-    /// Close the holdoff window if due: queue repairs and advertisements.
-    pub fn on_timeout(&mut self, now: Instant) {
-        if self.deadline.is_none_or(|d| d > now) {
-            return;
-        }
-        self.deadline = None;
+    /// Close the holdoff window: queue the repairs heard and their advertisements.
+    pub fn close_window(&mut self) {
         for (key, extra) in std::mem::take(&mut self.heard) {
             let queued = self.queue.entry(key).or_insert(0);
             *queued += extra;
             let count = (*queued).min(u32::from(u16::MAX)) as u16;
             self.adverts.push(Need { object: key.0, block: key.1, count });
         }
+    }
+
+    /// Whether repair advertisements are waiting to be sent.
+    pub fn has_adverts(&self) -> bool {
+        !self.adverts.is_empty()
     }
 
     /// Take the advertisements to send (at most `max`).
@@ -133,7 +132,6 @@ impl Repairs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::time::Duration;
 
     fn need(block: u32, count: u16) -> Need {
         Need { object: ObjectId::Payload, block, count }
@@ -144,40 +142,41 @@ mod tests {
     #[test]
     fn aggregates_the_largest_remainder() {
         let mut r = Repairs::default();
-        let t0 = Instant::ZERO;
-        let end = t0 + Duration::from_millis(1);
-        assert_eq!(r.on_need(need(3, 5), 100, 1, end), 6);
-        assert_eq!(r.on_need(need(3, 9), 100, 1, end), 4, "only the increase is new");
-        assert_eq!(r.on_need(need(3, 2), 100, 1, end), 0);
-        r.on_timeout(t0);
-        assert!(!r.has_queued(), "window still open");
-        r.on_timeout(end);
+        assert!(!r.is_collecting());
+        assert_eq!(r.on_need(need(3, 5), 100, 1), 6);
+        assert_eq!(r.on_need(need(3, 9), 100, 1), 4, "only the increase is new");
+        assert_eq!(r.on_need(need(3, 2), 100, 1), 0);
+        assert!(r.is_collecting() && !r.has_queued(), "window still open");
+        r.close_window();
+        assert!(!r.is_collecting());
         assert_eq!(r.queue.get(&KEY), Some(&10));
+        assert!(r.has_adverts());
         assert_eq!(r.take_adverts(10), vec![need(3, 10)]);
+        assert!(!r.has_adverts());
         // While queued, the same need from anyone is covered.
-        assert_eq!(r.on_need(need(3, 9), 100, 1, end), 0);
+        assert_eq!(r.on_need(need(3, 9), 100, 1), 0);
+        assert!(!r.is_collecting(), "a covered need opens no window");
         // A larger one gets only the difference.
-        assert_eq!(r.on_need(need(3, 12), 100, 1, end), 3);
-        r.on_timeout(end);
+        assert_eq!(r.on_need(need(3, 12), 100, 1), 3);
+        r.close_window();
         assert_eq!(r.queue.get(&KEY), Some(&13));
     }
 
     #[test]
     fn a_lagging_receiver_counts_what_is_still_on_its_way() {
         let mut r = Repairs::default();
-        let end = Instant::ZERO;
-        r.on_need(need(3, 4), 100, 0, end);
-        r.on_timeout(end);
+        r.on_need(need(3, 4), 100, 0);
+        r.close_window();
         for seq in 200..204 {
             r.on_sent(KEY, Some(seq), true);
         }
         assert!(!r.has_queued());
         // A receiver that has not yet seen seq 200 still has all four coming.
         assert_eq!(r.in_flight(KEY, 150), 4);
-        assert_eq!(r.on_need(need(3, 4), 150, 0, end), 0, "late NAK: nothing new");
+        assert_eq!(r.on_need(need(3, 4), 150, 0), 0, "late NAK: nothing new");
         // Seen up to 201: two are still coming, it needs 3 → one more.
-        assert_eq!(r.on_need(need(3, 3), 201, 0, end), 1);
-        r.on_timeout(end);
+        assert_eq!(r.on_need(need(3, 3), 201, 0), 1);
+        r.close_window();
         assert_eq!(r.queue.get(&KEY), Some(&1));
         // Seen everything, still short: lost in transit → all of it again.
         assert_eq!(r.in_flight(KEY, 300), 1);

@@ -106,7 +106,7 @@ fn naks_for_unknown_blocks_or_sessions_are_ignored() {
     b[8] ^= 1; // session byte; checksum now wrong
     s.handle_datagram(Instant::ZERO, addr(), &b);
     assert_eq!(s.stats().dropped_malformed, 1);
-    assert!(s.repairs.deadline().is_none());
+    assert!(!s.timers.is_set(Timer::Holdoff));
 }
 
 #[test]

@@ -11,8 +11,10 @@
 //! allocates more than the datagram's own length. [`emit`] writes a packet into a reusable buffer.
 
 mod cursor;
+mod objects;
 mod packets;
 
+pub use objects::{ObjectId, Objects};
 pub use packets::*;
 
 use cursor::{Reader, Writer};

@@ -3,7 +3,7 @@
 //! usable without further bounds checks on the receiving side.
 
 use super::cursor::{Reader, Writer};
-use super::WireError;
+use super::{ObjectId, WireError};
 use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
 /// Largest manifest accepted (bytes): about 500 GiB of object at 1 MiB blocks.
@@ -49,26 +49,6 @@ pub enum PacketType {
     Squelch = 10,
 }
 
-/// Which object of a session a symbol or need refers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum ObjectId {
-    /// Object 0: the manifest (metadata and per-block hashes).
-    Manifest = 0,
-    /// Object 1: the payload.
-    Payload = 1,
-}
-
-impl ObjectId {
-    fn parse(v: u8) -> Result<Self, WireError> {
-        match v {
-            0 => Ok(ObjectId::Manifest),
-            1 => Ok(ObjectId::Payload),
-            _ => Err(WireError::BadField("object")),
-        }
-    }
-}
-
 /// Periodic session announcement: what is being sent and how it is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Announce {
@@ -99,6 +79,14 @@ impl Announce {
     pub fn manifest_layout(&self) -> Layout {
         Layout::new(u64::from(self.manifest_len), self.symbol_size, self.block_symbols)
             .expect("validated at parse")
+    }
+
+    /// Layout of `object`.
+    pub fn object_layout(&self, object: ObjectId) -> Layout {
+        match object {
+            ObjectId::Manifest => self.manifest_layout(),
+            ObjectId::Payload => self.layout(),
+        }
     }
 }
 

@@ -1,0 +1,189 @@
+//! Receiver unit tests: what makes a session the same session. Rate and GRTT are parameters a
+//! receiver follows during a push; session id, sender, layout and manifest are its identity.
+
+use super::*;
+use crate::proto::sender::{self, Sender, SenderConfig};
+use crate::sim::manifest_for;
+
+const SENDER: u32 = 1;
+const SESSION: u32 = 9;
+
+fn from() -> SocketAddr {
+    SocketAddr::from(([198, 18, 0, 1], 7000))
+}
+
+fn announce(rate_bps: u64) -> Announce {
+    Announce {
+        object_size: 10_000,
+        symbol_size: 100,
+        block_symbols: 10,
+        manifest_len: 100,
+        manifest_hash: [5; 32],
+        rate_bps,
+        grtt_us: 1000,
+    }
+}
+
+fn datagram(node: u32, packet: &Packet) -> Vec<u8> {
+    let mut b = Vec::new();
+    wire::emit(&Header { flags: 0, session: SESSION, node }, packet, &mut b);
+    b
+}
+
+#[test]
+fn rate_and_grtt_are_followed_identity_changes_are_refused() {
+    let mut r = Receiver::new(ReceiverConfig::default());
+    let t = Instant::ZERO;
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(announce(1_000_000))));
+    assert_eq!((r.session_id(), r.announced_rate()), (Some(SESSION), Some(1_000_000)));
+    // The same push at another rate and GRTT: followed.
+    let faster = Announce { grtt_us: 5000, ..announce(4_000_000) };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(faster)));
+    assert_eq!(r.announced_rate(), Some(4_000_000));
+    assert_eq!(r.session.as_ref().unwrap().grtt, Duration::from_micros(5000));
+    assert_eq!(r.stats().dropped_invalid, 0);
+    // Another manifest, or another object, under the same session id: refused and counted.
+    let other_manifest = Announce { manifest_hash: [6; 32], ..announce(8_000_000) };
+    let other_object = Announce { object_size: 20_000, ..announce(8_000_000) };
+    for a in [other_manifest, other_object] {
+        r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(a)));
+    }
+    assert_eq!(r.stats().dropped_invalid, 2);
+    // Anyone else announcing under this session id is not the sender.
+    r.handle_datagram(t, from(), &datagram(SENDER + 7, &Packet::Announce(announce(8_000_000))));
+    assert_eq!(r.stats().dropped_foreign, 1);
+    assert_eq!((r.session_id(), r.announced_rate()), (Some(SESSION), Some(4_000_000)));
+    assert_eq!(r.session.as_ref().unwrap().grtt, Duration::from_micros(5000));
+}
+
+/// What one run of [`push`] saw.
+#[derive(Default)]
+struct Push {
+    outcome: Option<Outcome>,
+    /// When the outcome came.
+    finished_at: Option<Instant>,
+    data: Vec<u8>,
+    /// Every rate the receiver followed, in order.
+    rates: Vec<u64>,
+    /// The receiver's payload blocks done, and the block count, when the rate changed.
+    progress_at_change: Option<(u32, u32)>,
+    /// When the receiver sent a report.
+    reports: Vec<Instant>,
+}
+
+/// A lossless push from `s` to `r` until `r` finishes (or 10 s of virtual time), with the
+/// sender's rate changed to `rate.1` at `rate.0`. Without `feedback`, nothing the receiver
+/// sends reaches the sender.
+fn push(
+    s: &mut Sender,
+    r: &mut Receiver,
+    obj: &[u8],
+    mut rate: Option<(Instant, u64)>,
+    feedback: bool,
+) -> Push {
+    let mut out = Push { data: vec![0; obj.len()], ..Push::default() };
+    let mut now = Instant::ZERO;
+    let mut buf = Vec::new();
+    while now < Instant::ZERO + Duration::from_secs(10) {
+        if let Some((at, bps)) = rate.filter(|(at, _)| *at <= now) {
+            out.progress_at_change = r.progress();
+            s.set_rate(at, bps);
+            rate = None;
+        }
+        s.handle_timeout(now);
+        r.handle_timeout(now);
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            while let Some(ev) = s.poll_event() {
+                if let sender::Event::NeedBlock(req) = ev {
+                    let data = obj[req.offset as usize..][..req.len].to_vec();
+                    s.handle_block(req.block, req.prepare(data).unwrap()).unwrap();
+                }
+            }
+            while s.poll_transmit(now, &mut buf).is_some() {
+                progressed = true;
+                r.handle_datagram(now, from(), &buf);
+                out.rates.extend(r.announced_rate().filter(|bps| out.rates.last() != Some(bps)));
+            }
+            while let Some(ev) = r.poll_event() {
+                progressed = true;
+                match ev {
+                    Event::Decode(job) => r.handle_decoded(now, job.run()),
+                    Event::Block { offset, data, .. } => {
+                        out.data[offset as usize..][..data.len()].copy_from_slice(&data)
+                    }
+                    Event::Complete { .. } => {
+                        r.handle_stored(now, Ok(*blake3::hash(&out.data).as_bytes()))
+                    }
+                    Event::Finished(o) => {
+                        out.outcome = Some(o);
+                        out.finished_at = Some(now);
+                        return out;
+                    }
+                    Event::Manifest(_) => {}
+                }
+            }
+            while let Some(t) = r.poll_transmit(now, &mut buf) {
+                progressed = true;
+                if let Ok((_, Packet::Report(_))) = wire::parse(&buf) {
+                    out.reports.push(now);
+                }
+                if feedback && t.dest != Dest::Receivers {
+                    s.handle_datagram(now, SocketAddr::from(([198, 18, 0, 2], 7001)), &buf);
+                }
+            }
+        }
+        let next = [s.poll_timeout(), r.poll_timeout(), rate.map(|(at, _)| at)];
+        let next = next.into_iter().flatten().min().unwrap_or(now);
+        now = next.max(now + Duration::from_micros(1));
+    }
+    out
+}
+
+fn pair(rate_bps: u64) -> (Sender, Receiver, Vec<u8>) {
+    let obj: Vec<u8> = (0..50_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let cfg = SenderConfig {
+        session: SESSION,
+        node: SENDER,
+        rate_bps,
+        burst_bytes: 2000,
+        expected_receivers: Some(1),
+        ..SenderConfig::default()
+    };
+    let s = Sender::new(cfg, &manifest_for(&obj, 100, 10), Instant::ZERO).unwrap();
+    let r = Receiver::new(ReceiverConfig { node: 2, report_tries: 5, ..ReceiverConfig::default() });
+    (s, r, obj)
+}
+
+#[test]
+fn a_rate_change_mid_push_is_followed_not_dropped() {
+    // 8 Mbit/s = 1 MB/s: about 60 ms for the manifest, the payload and its parity.
+    let (mut s, mut r, obj) = pair(8_000_000);
+    let change_at = Instant::ZERO + Duration::from_millis(20);
+    let got = push(&mut s, &mut r, &obj, Some((change_at, 16_000_000)), true);
+    let (done, blocks) = got.progress_at_change.expect("locked on before the change");
+    assert!(done > 0 && done < blocks, "the change came mid-push: {done} of {blocks} blocks");
+    assert_eq!(got.outcome, Some(Outcome::Complete));
+    assert!(got.data == obj, "the copy differs");
+    assert_eq!(got.rates, [8_000_000, 16_000_000], "the receiver followed the new rate");
+    assert_eq!(got.reports.len(), 1, "acknowledged at once");
+    assert_eq!(r.stats().dropped_invalid, 0);
+    assert_eq!(r.session_id(), Some(SESSION));
+}
+
+#[test]
+fn an_unacknowledged_report_is_repeated_then_given_up() {
+    let (mut s, mut r, obj) = pair(8_000_000);
+    let got = push(&mut s, &mut r, &obj, None, false);
+    assert_eq!(got.outcome, Some(Outcome::Unacknowledged));
+    assert!(got.data == obj, "placed all the same");
+    // `report_tries` reports, four GRTTs (at least 20 ms) apart; the outcome when the last
+    // interval has passed.
+    assert_eq!(got.reports.len(), 5, "{:?}", got.reports);
+    let gaps: Vec<Duration> = got.reports.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g >= Duration::from_millis(20)), "{gaps:?}");
+    let last = *got.reports.last().unwrap();
+    assert!(got.finished_at.unwrap() - last >= Duration::from_millis(20));
+    assert_eq!(r.poll_timeout(), None, "no timer left once finished");
+}

@@ -1,0 +1,325 @@
+//! The sender's timers and control datagrams. Every deadline lives in one [`TimerTable`] of
+//! [`Timer`]s; [`Sender::handle_timeout`] fires the due ones, and those that send something
+//! (announce, probe, flush) only mark it [`Due`]. [`Sender::poll_transmit`] then sends due
+//! control datagrams ahead of any data, in a fixed order: report acknowledgements, squelches,
+//! announcements, probes, repair advertisements, flushes. What becomes due as the result of an
+//! action rather than of time passing (the announcements and probe at start-up, the flush and
+//! announcement at the end of a pass) is marked due at once and its timer armed for the next
+//! one. A control datagram's contents (GRTT, probe time) are taken when it is sent.
+
+use super::*;
+use crate::proto::timer::TimerKind;
+
+/// Announcements sent back to back at start-up, so that a receiver that loses one still locks
+/// on before the manifest's first symbols.
+const STARTUP_ANNOUNCEMENTS: u8 = 4;
+
+/// The sender's deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// The NAK aggregation window closes: queue the repairs heard.
+    Holdoff,
+    /// The next periodic announcement.
+    Announce,
+    /// The next GRTT probe.
+    Probe,
+    /// The next flush (after the first pass is over).
+    Flush,
+    /// Without `expected_receivers`: the sender has been quiet for `linger` since the last NAK.
+    Linger,
+}
+
+impl TimerKind for Timer {
+    const ALL: &'static [Self] =
+        &[Timer::Holdoff, Timer::Announce, Timer::Probe, Timer::Flush, Timer::Linger];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Control datagrams whose time has come, waiting for [`Sender::poll_transmit`].
+#[derive(Debug, Default)]
+pub(super) struct Due {
+    announces: u8,
+    probe: bool,
+    flush: bool,
+}
+
+impl Sender {
+    /// Mark the start-up announcements and the first probe due, and arm their timers.
+    pub(super) fn start_control(&mut self, now: Instant) {
+        self.due.announces = STARTUP_ANNOUNCEMENTS;
+        self.timers.set(Timer::Announce, now + self.cfg.announce_interval);
+        self.queue_probe(now);
+    }
+
+    /// Mark an announcement due and arm the next one.
+    pub(super) fn queue_announce(&mut self, now: Instant) {
+        self.due.announces = self.due.announces.saturating_add(1);
+        self.timers.set(Timer::Announce, now + self.cfg.announce_interval);
+    }
+
+    fn queue_probe(&mut self, now: Instant) {
+        self.due.probe = true;
+        self.timers.set(Timer::Probe, now + self.probe_interval());
+    }
+
+    /// Mark a flush due and arm the next one, two GRTTs later.
+    pub(super) fn queue_flush(&mut self, now: Instant) {
+        self.due.flush = true;
+        let interval =
+            (self.grtt.get() * 2).clamp(Duration::from_millis(5), Duration::from_millis(500));
+        self.timers.set(Timer::Flush, now + interval);
+    }
+
+    /// No NAK since `now`: restart the linger while it runs.
+    pub(super) fn touch_quiet(&mut self, now: Instant) {
+        self.quiet_since = now;
+        if self.flushing && self.cfg.expected_receivers.is_none() && !self.finished {
+            self.timers.set(Timer::Linger, now + self.cfg.linger);
+        }
+    }
+
+    /// Fire every timer due at `now`, in [`Timer::ALL`]'s order.
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        for &timer in Timer::ALL {
+            if !self.timers.take_expired(timer, now) {
+                continue;
+            }
+            match timer {
+                Timer::Holdoff => self.repairs.close_window(),
+                Timer::Announce => self.queue_announce(now),
+                Timer::Probe => self.queue_probe(now),
+                Timer::Flush => self.queue_flush(now),
+                // Only a wake-up: `check_finished` (on every timeout) decides.
+                Timer::Linger => {}
+            }
+        }
+    }
+
+    /// Whether a control datagram is waiting to be sent.
+    pub(super) fn control_due(&self) -> bool {
+        !self.acks.is_empty()
+            || self.squelch_due()
+            || self.due.announces > 0
+            || self.due.probe
+            || self.due.flush
+            || self.repairs.has_adverts()
+    }
+
+    fn squelch_due(&self) -> bool {
+        !self.squelch_nodes.is_empty() || self.unavailable.values().any(|due| *due)
+    }
+
+    /// Probes go out every two GRTTs, within the configured bounds; four times as often while
+    /// no receiver has reported a loss rate yet, so that auto parity starts from measurements
+    /// rather than the configured guess.
+    fn probe_interval(&self) -> Duration {
+        let interval =
+            (self.grtt.get() * 2).clamp(self.cfg.probe_interval_min, self.cfg.probe_interval);
+        if self.cfg.auto_parity && self.group.loss_sample().is_empty() {
+            interval / 4
+        } else {
+            interval
+        }
+    }
+
+    fn grtt_us(&self) -> u32 {
+        self.grtt.get().as_micros().min(u128::from(u32::MAX)) as u32
+    }
+
+    /// The most urgent control datagram due, if any.
+    pub(super) fn next_control(&mut self, now: Instant) -> Option<Packet<'static>> {
+        if !self.acks.is_empty() {
+            let n = self.acks.len().min(MAX_ACK_NODES);
+            let nodes: Vec<u32> = self.acks.iter().copied().take(n).collect();
+            for node in &nodes {
+                self.acks.remove(node);
+            }
+            return Some(Packet::ReportAck(ReportAck { nodes }));
+        }
+        if !self.squelch_nodes.is_empty() {
+            let n = self.squelch_nodes.len().min(MAX_ACK_NODES);
+            let nodes: Vec<u32> = self.squelch_nodes.iter().copied().take(n).collect();
+            for node in &nodes {
+                self.squelch_nodes.remove(node);
+            }
+            self.stats.squelches_sent += 1;
+            return Some(Packet::Squelch(Squelch {
+                reason: SquelchReason::Straggler,
+                object: ObjectId::Payload,
+                block: 0,
+                nodes,
+            }));
+        }
+        if let Some((&block, due)) = self.unavailable.iter_mut().find(|(_, due)| **due) {
+            *due = false;
+            self.stats.squelches_sent += 1;
+            return Some(Packet::Squelch(Squelch {
+                reason: SquelchReason::Unavailable,
+                object: ObjectId::Payload,
+                block,
+                nodes: Vec::new(),
+            }));
+        }
+        if self.due.announces > 0 {
+            self.due.announces -= 1;
+            return Some(Packet::Announce(Announce { grtt_us: self.grtt_us(), ..self.announce }));
+        }
+        if self.due.probe {
+            self.due.probe = false;
+            self.grtt.on_probe();
+            let group_size = self.group.size();
+            let share = f64::from(self.cfg.echoes_per_probe) / f64::from(group_size);
+            let echo_share = (share.clamp(0.0, 1.0) * f64::from(u16::MAX)).round() as u16;
+            return Some(Packet::Probe(Probe {
+                send_time_us: now.as_micros(),
+                grtt_us: self.grtt_us(),
+                group_size,
+                echo_share,
+            }));
+        }
+        let adverts = self.repairs.take_adverts(MAX_NEEDS);
+        if !adverts.is_empty() {
+            let list = NeedList { seq: self.seq, loss_ppm: 0, needs: adverts };
+            return Some(Packet::RepairAdvert(list));
+        }
+        if self.due.flush {
+            self.due.flush = false;
+            return Some(Packet::Flush(Flush { seq: self.seq }));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::manifest_for;
+
+    fn kind(datagram: &[u8]) -> &'static str {
+        match wire::parse(datagram).expect("the sender emits valid datagrams").1 {
+            Packet::Announce(_) => "announce",
+            Packet::Probe(_) => "probe",
+            Packet::Flush(_) => "flush",
+            Packet::Data(_) => "data",
+            _ => "other",
+        }
+    }
+
+    /// Everything the sender sends at `now`, serving the blocks it asks for; its events.
+    fn drain(s: &mut Sender, obj: &[u8], now: Instant) -> (Vec<&'static str>, Vec<Event>) {
+        let (mut sent, mut events, mut buf) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            while let Some(ev) = s.poll_event() {
+                if let Event::NeedBlock(req) = &ev {
+                    let data = obj[req.offset as usize..][..req.len].to_vec();
+                    s.handle_block(req.block, req.prepare(data).unwrap()).unwrap();
+                }
+                events.push(ev);
+            }
+            if s.poll_transmit(now, &mut buf).is_none() {
+                return (sent, events);
+            }
+            sent.push(kind(&buf));
+        }
+    }
+
+    #[test]
+    fn control_datagrams_go_out_when_their_timers_fire() {
+        let obj: Vec<u8> = (0..1000u32).map(|i| i as u8).collect(); // one block of 10 symbols
+        let cfg = SenderConfig::default();
+        let (interval, linger) = (cfg.announce_interval, cfg.linger);
+        let t0 = Instant::ZERO;
+        let mut s = Sender::new(cfg, &manifest_for(&obj, 100, 10), t0).unwrap();
+        let (sent, _) = drain(&mut s, &obj, t0);
+        // Start-up announcements and probe first, then the manifest and the payload.
+        assert_eq!(sent[..5], ["announce", "announce", "announce", "announce", "probe"]);
+        assert!(sent[5..].iter().all(|k| *k == "data"), "{sent:?}");
+        // Finding the end of the pass made the flush due: the sender asks to be polled at once.
+        assert_eq!(s.poll_timeout(), Some(t0));
+        assert_eq!(drain(&mut s, &obj, t0).0, ["flush"]);
+
+        let mut now = t0;
+        let mut announced = Vec::new();
+        let mut finished = None;
+        while finished.is_none() && now < t0 + linger * 2 {
+            let next = s.poll_timeout().expect("timers stay armed");
+            assert!(next > now, "nothing due before its deadline");
+            now = next;
+            let mut buf = Vec::new();
+            assert!(s.poll_transmit(now, &mut buf).is_none(), "control waits for its timer");
+            s.handle_timeout(now);
+            let (sent, events) = drain(&mut s, &obj, now);
+            assert!(!sent.contains(&"data"));
+            if sent.contains(&"announce") {
+                announced.push(now);
+            }
+            if events.contains(&Event::Finished) {
+                finished = Some(now);
+            }
+        }
+        assert_eq!(announced[..3], [t0 + interval, t0 + interval * 2, t0 + interval * 3]);
+        assert_eq!(finished, Some(t0 + linger), "quiet for `linger` after the pass");
+    }
+
+    #[test]
+    fn a_new_rate_is_announced_at_once() {
+        let obj = vec![7u8; 1000];
+        let mut s =
+            Sender::new(SenderConfig::default(), &manifest_for(&obj, 100, 10), Instant::ZERO)
+                .unwrap();
+        drain(&mut s, &obj, Instant::ZERO);
+        let now = Instant::from_micros(1234);
+        s.set_rate(now, 5_000_000);
+        assert_eq!((s.rate(), s.poll_timeout()), (5_000_000, Some(now)));
+        let mut buf = Vec::new();
+        s.poll_transmit(now, &mut buf).unwrap();
+        match wire::parse(&buf).unwrap().1 {
+            Packet::Announce(a) => assert_eq!(a.rate_bps, 5_000_000),
+            p => panic!("expected an announcement, got {p:?}"),
+        }
+    }
+
+    #[test]
+    fn the_linger_ends_when_the_last_repair_has_gone_out() {
+        // 80 kbit/s: each 100-byte symbol takes about 13 ms, so the 11 repairs answering the
+        // NAK below take far longer than the 20 ms linger.
+        let obj = vec![3u8; 1000];
+        let linger = Duration::from_millis(20);
+        let cfg = SenderConfig {
+            rate_bps: 80_000,
+            burst_bytes: 200,
+            linger,
+            auto_parity: false,
+            fec_overhead: 0.0,
+            ..SenderConfig::default()
+        };
+        let mut s = Sender::new(cfg, &manifest_for(&obj, 100, 10), Instant::ZERO).unwrap();
+        let needs = vec![Need { object: ObjectId::Payload, block: 0, count: 10 }];
+        let mut nak = Vec::new();
+        let nak_header = Header { flags: 0, session: 1, node: 9 };
+        wire::emit(&nak_header, &Packet::Nak(NeedList { seq: 0, loss_ppm: 0, needs }), &mut nak);
+        let (mut now, mut nak_at, mut last_data, mut finished) = (Instant::ZERO, None, None, None);
+        for _ in 0..10_000 {
+            s.handle_timeout(now);
+            let (sent, events) = drain(&mut s, &obj, now);
+            if sent.contains(&"data") {
+                last_data = Some(now);
+            }
+            if events.contains(&Event::Finished) {
+                finished = Some(now);
+                break;
+            }
+            if sent.contains(&"flush") && nak_at.is_none() {
+                nak_at = Some(now);
+                s.handle_datagram(now, SocketAddr::from(([198, 18, 0, 2], 7001)), &nak);
+            }
+            now = s.poll_timeout().unwrap().max(now + Duration::from_micros(1));
+        }
+        let (nak_at, finished) = (nak_at.expect("the pass ended"), finished.expect("finished"));
+        assert!(finished - nak_at > linger * 5, "the repairs outlasted the linger");
+        assert_eq!(Some(finished), last_data, "finished with the last repair, not a timer later");
+        assert_eq!(s.stats().repair_packets, 11);
+    }
+}
