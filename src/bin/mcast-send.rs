@@ -133,6 +133,7 @@ fn summary(r: &SendReport) -> Vec<String> {
     };
     let who = match r.expected_receivers {
         Some(n) => format!("{}/{n} receivers complete", r.complete),
+        None if r.receivers.is_empty() => "no receiver reported".to_string(),
         None => format!("{} of {} reporting receivers complete", r.complete, r.receivers.len()),
     };
     let mut lines = vec![format!(
@@ -141,8 +142,8 @@ fn summary(r: &SendReport) -> Vec<String> {
     )];
     if r.status == SendStatus::Unconfirmed {
         lines.push(
-            "  no receiver reported: nobody is known to have this file (--receivers N waits for \
-             N receivers and fails without them)"
+            "  nobody is known to have this file (--receivers N waits for N receivers and fails \
+             without them)"
                 .to_string(),
         );
     }
