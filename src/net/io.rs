@@ -301,8 +301,9 @@ impl Progress {
         let elapsed = self.started.elapsed();
         let rate = fmt_rate(self.done as f64 * 8.0 / elapsed.as_secs_f64().max(1e-3));
         if let Some(bar) = &self.bar {
+            // The rate only: percentage, bar, bytes, rate and ETA fit an 80-column terminal.
             bar.set_position(self.done);
-            bar.set_message(format!("{rate}, {detail}"));
+            bar.set_message(rate);
         } else if self.last_line.elapsed() >= PROGRESS_LINE_EVERY {
             self.last_line = std::time::Instant::now();
             tracing::info!("{}", self.line(detail));
@@ -328,19 +329,26 @@ impl Progress {
         if self.finished {
             return;
         }
+        if self.bar.is_none() {
+            // Off a terminal the last line always comes, whenever the previous one was.
+            self.last_line = self.started;
+        }
         self.update(self.total, detail);
         self.finished = true;
         if let Some(bar) = self.bar.take() {
             bar.finish();
             set_active_bar(None);
+            // indicatif leaves the cursor at the end of the bar: end its line.
+            eprintln!();
         }
     }
 
-    /// Take the bar off the screen without claiming completion (stopped, failed).
+    /// Take the bar off the screen without claiming completion (stopped, failed): the summary
+    /// that follows says how far it got.
     pub fn abandon(&mut self) {
         self.finished = true;
         if let Some(bar) = self.bar.take() {
-            bar.abandon();
+            bar.finish_and_clear();
             set_active_bar(None);
         }
     }
@@ -359,7 +367,7 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
         indicatif::ProgressDrawTarget::stderr(),
     );
     let style = indicatif::ProgressStyle::with_template(
-        "{percent:>3}% [{bar:30}] {bytes}/{total_bytes} {msg}, ETA {eta}",
+        "{percent:>3}% [{bar:20}] {bytes}/{total_bytes} {msg}, ETA {eta}",
     )
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     pb.set_style(style.progress_chars("=> "));

@@ -179,12 +179,13 @@ impl Role for SendRole<'_> {
 
     fn tick(&mut self, _now: Instant) {
         let Some(p) = self.progress.as_mut() else { return };
-        if self.last_progress.elapsed() < PROGRESS_EVERY {
+        let s = self.sender.stats();
+        let sent = payload_sent(s.data_packets, self.cfg.symbol_size, self.object_size);
+        // 100 % as soon as everything went out once, before any later log line.
+        if self.last_progress.elapsed() < PROGRESS_EVERY && sent < self.object_size {
             return;
         }
         self.last_progress = std::time::Instant::now();
-        let s = self.sender.stats();
-        let sent = payload_sent(s.data_packets, self.cfg.symbol_size, self.object_size);
         let detail = format!(
             "{} reported, {} NAKs, {} repairs",
             self.sender.receivers().len(),
