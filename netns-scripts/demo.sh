@@ -30,7 +30,7 @@ if [[ ${MCAST_DEMO_IN_NS:-} != 1 ]]; then
     # Outside the namespace: build (cargo is a no-op when the binaries are fresh), then re-exec.
     if [[ -z ${MCAST_BIN_DIR:-} ]]; then
         MCAST_BIN_DIR=${CARGO_TARGET_DIR:-$root/target}/release
-        echo "demo: cargo build --release --bins" >&2
+        echo "demo: cargo build --release --bins (several minutes the first time)" >&2
         (cd "$root" && cargo build --release --bins)
     fi
     MCAST_BIN_DIR=$(readlink -f "$MCAST_BIN_DIR")
@@ -104,10 +104,12 @@ done
 
 elapsed=$(cat "$work/run/elapsed")
 send_secs=$(grep -o '"seconds":[ ]*[0-9.eE+-]*' "$work/run/send.json" | head -n 1 | sed 's/.*:[ ]*//')
+# The units of the README's tables: seconds, payload goodput in Mbit/s (bit/s as --rate takes
+# it), sizes in MiB.
 summary=$(awk -v mb="$SIZE_MB" -v t="$elapsed" -v st="${send_secs:-0}" 'BEGIN {
     bytes = mb * 1048576
-    printf "%.3f s end to end, goodput %.1f MB/s", t, bytes / t / 1e6
-    if (st > 0) printf " (sender reports %.3f s, %.1f MB/s)", st, bytes / st / 1e6
+    printf "%.2f s end to end, payload goodput %.0f Mbit/s", t, bytes * 8 / t / 1e6
+    if (st > 0) printf " (sender reports %.2f s, %.0f Mbit/s)", st, bytes * 8 / st / 1e6
 }')
 echo "demo: $SIZE_MB MiB to $ok/$RECEIVERS receivers over IPv$FAMILY verified with cmp, rate $RATE, drop $DROP: $summary"
 ((ok == RECEIVERS)) || exit 1

@@ -1,12 +1,98 @@
 //! What the two command-line programs share: argument value parsers, logging set-up, signal
-//! handling and exit codes. The binaries themselves only parse arguments and print reports.
+//! handling, exit codes, the checks of a command line that run before any socket opens, and
+//! how an error is printed (one line, each cause once, no backtrace). The binaries themselves
+//! only parse arguments and print reports.
 
+use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
-/// Exit status: the transfer did not fully succeed (receivers missing, or timeout).
+/// Exit status: an error while running (a socket, a disk, the protocol).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit status: bad arguments (also a missing file or directory, an unknown interface); nothing
+/// was sent or joined.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status: the transfer did not fully succeed (a receiver failed, expected receivers
+/// missing, nobody reported, or timeout).
 pub const EXIT_INCOMPLETE: i32 = 3;
 /// Exit status: interrupted by SIGINT or SIGTERM.
 pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// A mistake on the command line found before anything was sent: exit status [`EXIT_USAGE`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The error as one line: each cause once (a cause whose text is already in the line is
+/// skipped), joined by ": ". Never a backtrace.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Print `e` as `error: <one line>` on stderr and return the exit status it calls for:
+/// [`EXIT_USAGE`] for a [`UsageError`] anywhere in the chain, else [`EXIT_ERROR`].
+pub fn report_error(program: &str, e: &anyhow::Error) -> i32 {
+    eprintln!("{program}: error: {}", error_line(e));
+    if e.chain().any(|c| c.is::<UsageError>()) {
+        EXIT_USAGE
+    } else {
+        EXIT_ERROR
+    }
+}
+
+/// Check the file to send before any socket opens: it must exist and be a regular file.
+pub fn check_source(path: &Path) -> Result<(), UsageError> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => UsageError(format!("{shown}: no such file")),
+        std::io::ErrorKind::PermissionDenied => {
+            UsageError(format!("{shown}: permission denied (cannot read it)"))
+        }
+        _ => UsageError(format!("{shown}: {e}")),
+    })?;
+    if meta.is_dir() {
+        return Err(UsageError(format!(
+            "{shown} is a directory: mcast-send sends one regular file (directory trees are not \
+             supported yet); pack it first, e.g. `tar -cf tree.tar {shown}`, and send tree.tar"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(UsageError(format!(
+            "{shown} is not a regular file (a device, pipe or socket): only regular files can be \
+             sent; copy it into a file first"
+        )));
+    }
+    std::fs::File::open(path).map_err(|e| UsageError(format!("{shown}: cannot open it: {e}")))?;
+    Ok(())
+}
+
+/// Check `--output` before joining: it must be an existing directory.
+pub fn check_output_dir(path: &Path) -> Result<(), UsageError> {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(UsageError(format!("--output {shown} is not a directory"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(UsageError(format!("--output {shown}: no such directory (create it first)")))
+        }
+        Err(e) => Err(UsageError(format!("--output {shown}: {e}"))),
+    }
+}
+
+/// Resolve `--interface` before any socket opens; an unknown one is a [`UsageError`].
+pub fn check_interface(spec: &str) -> Result<crate::net::Interface, UsageError> {
+    crate::net::resolve_interface(spec).map_err(|e| UsageError(e.to_string()))
+}
 
 /// Parse a share given as a percentage ("5%") or a fraction ("0.05"), within 0..=`max`.
 pub fn parse_share(s: &str, max: f64) -> Result<f64, String> {
@@ -49,7 +135,7 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::net::io::LogWriter::default)
         .with_ansi(stderr_is_terminal())
         .try_init();
 }
@@ -77,7 +163,7 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
-/// Whether stderr is a terminal (progress bars only then).
+/// Whether stderr is a terminal (colours only then).
 pub fn stderr_is_terminal() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal()
@@ -96,6 +182,42 @@ mod tests {
         assert!(parse_share("-1%", 1.0).is_err());
         assert!(parse_share("abc", 1.0).is_err());
         assert!(parse_share("NaN", 1.0).is_err());
+    }
+
+    #[test]
+    fn error_line_names_each_cause_once() {
+        let os = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = os.to_string();
+        #[derive(Debug, thiserror::Error)]
+        #[error("open f.bin: {source}")]
+        struct Open {
+            #[source]
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Open { source: os }).context("sending f.bin");
+        assert_eq!(error_line(&e), format!("sending f.bin: open f.bin: {text}"));
+        assert_eq!(report_error("t", &e), EXIT_ERROR);
+        let u = anyhow::Error::new(UsageError("bad".into())).context("checking");
+        assert_eq!(error_line(&u), "checking: bad");
+        assert_eq!(report_error("t", &u), EXIT_USAGE);
+    }
+
+    #[test]
+    fn sources_and_outputs_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.bin");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(check_source(&file).is_ok());
+        let missing = check_source(&dir.path().join("nope")).unwrap_err().0;
+        assert!(missing.ends_with("nope: no such file"), "{missing}");
+        let d = check_source(dir.path()).unwrap_err().0;
+        assert!(d.contains("is a directory") && d.contains("tar -cf"), "{d}");
+        let dev = check_source(Path::new("/dev/null")).unwrap_err().0;
+        assert!(dev.contains("not a regular file"), "{dev}");
+        assert!(check_output_dir(dir.path()).is_ok());
+        assert!(check_output_dir(&file).unwrap_err().0.contains("is not a directory"));
+        let none = check_output_dir(&dir.path().join("nope")).unwrap_err().0;
+        assert!(none.contains("no such directory (create it first)"), "{none}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use mcast::cli;
+use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
 use mcast::net::{group_scope_warning, parse_group, SocketOptions};
 use std::net::SocketAddr;
@@ -23,7 +24,8 @@ Examples:
 
 Nothing appears at the destination until the whole object has verified (BLAKE3); an
 interrupted or failed receive leaves any previous file in place.
-Exit status: 0 complete, 1 failed, 3 timed out, 130 interrupted.";
+Exit status: 0 complete (verified and placed), 1 error or failed (nothing placed), 2 bad
+arguments (nothing joined), 3 timed out (--timeout passed first), 130 interrupted.";
 
 /// Receive files pushed with mcast-send: join, decode, verify, place atomically.
 #[derive(Parser, Debug)]
@@ -74,29 +76,47 @@ struct Args {
     verbose: u8,
 }
 
-fn summary(r: &RecvReport) {
-    let path = r.path.as_ref().map_or("-".to_string(), |p| p.display().to_string());
-    eprintln!(
-        "{:?}: {} ({} bytes) in {:.2} s; {} NAKs sent, {} suppressed{}",
-        r.status,
-        path,
-        r.bytes,
-        r.seconds,
-        r.naks_sent,
-        r.naks_suppressed,
-        r.error.as_ref().map_or(String::new(), |e| format!("; error: {e}")),
-    );
+/// The line printed on stderr at the end of each object.
+fn summary(r: &RecvReport) -> String {
+    let status = format!("{:?}", r.status).to_lowercase();
+    let naks = format!("{} NAKs sent, {} suppressed", r.naks_sent, r.naks_suppressed);
+    let error = r.error.as_ref().map_or(String::new(), |e| format!("; {e}"));
+    let Some(t) = r.transfer_seconds else {
+        return format!("{status}: nothing received from a sender in {:.2} s{error}", r.seconds);
+    };
+    let rate = fmt_rate(r.bytes as f64 * 8.0 / t.max(1e-3));
+    match (&r.path, r.size) {
+        (Some(p), _) => format!(
+            "{status}: {} ({}) in {t:.2} s from the first datagram ({rate}); {naks}",
+            p.display(),
+            fmt_bytes(r.bytes)
+        ),
+        (None, Some(size)) => format!(
+            "{status}: held {} of {} after {t:.2} s from the first datagram (not placed: \
+             nothing at the destination changed); {naks}{error}",
+            fmt_bytes(r.bytes),
+            fmt_bytes(size)
+        ),
+        (None, None) => format!("{status}: no manifest after {t:.2} s; {naks}{error}"),
+    }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let args = Args::parse();
     cli::init_logging(args.verbose);
+    let code = run(args).unwrap_or_else(|e| cli::report_error("mcast-recv", &e));
+    std::process::exit(code);
+}
+
+/// Check what can be checked before joining, then receive.
+fn run(args: Args) -> anyhow::Result<i32> {
+    cli::check_output_dir(&args.output)?;
+    cli::check_interface(&args.interface)?;
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
     }
     let rt = cli::runtime().context("starting the runtime")?;
-    let code = rt.block_on(receive(args))?;
-    std::process::exit(code);
+    rt.block_on(receive(args))
 }
 
 async fn receive(args: Args) -> anyhow::Result<i32> {
@@ -106,7 +126,7 @@ async fn receive(args: Args) -> anyhow::Result<i32> {
     cfg.drop_seed = args.drop_seed;
     cfg.timeout = args.timeout;
     cfg.ready_file = args.ready_file.clone();
-    cfg.progress = cli::stderr_is_terminal();
+    cfg.progress = true;
     cfg.workers = args.workers;
     cfg.receiver.max_pending_blocks = args.max_pending_blocks.max(1);
     let opts =
@@ -117,7 +137,7 @@ async fn receive(args: Args) -> anyhow::Result<i32> {
         let report = recv::run(&mut sock, &cfg, &shutdown)
             .await
             .with_context(|| format!("receiving into {}", args.output.display()))?;
-        summary(&report);
+        eprintln!("{}", summary(&report));
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         }

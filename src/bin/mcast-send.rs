@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use mcast::cli;
+use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::send::{self, SendConfig, SendReport, SendStatus, DEFAULT_CACHE_BLOCKS};
 use mcast::net::{group_scope_warning, parse_group, parse_rate, SocketOptions};
 use mcast::proto::layout::{MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
@@ -26,8 +27,10 @@ Examples:
   # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
   mcast-send image.raw --group 239.255.0.1:7000 --interface eth0 --rate 500M --repeat
 
-Exit status: 0 done (with --receivers: all reported a verified copy), 1 error,
-3 not every expected receiver completed before --timeout, 130 interrupted.";
+Exit status: 0 done (with --receivers N: N receivers reported a verified copy; without:
+every receiver that reported has one), 1 error, 2 bad arguments (nothing sent), 3 not
+confirmed (a receiver failed, fewer than N complete before --timeout, or without --receivers
+no receiver reported), 130 interrupted.";
 
 /// Push a file to every receiver on an IP multicast group, reliably (RaptorQ FEC + NAK repair).
 #[derive(Parser, Debug)]
@@ -119,47 +122,70 @@ fn parse_budget(s: &str) -> Result<f64, String> {
     cli::parse_share(s, 100.0)
 }
 
-fn summary(r: &SendReport) {
-    eprintln!(
-        "{:?}: {} bytes in {:.2} s ({:.0} Mbit/s); {} data + {} repair packets, {} NAKs; {}/{} receivers complete",
-        r.status,
-        r.bytes,
-        r.seconds,
-        r.goodput_mbps,
-        r.data_packets,
-        r.repair_packets,
-        r.naks_received,
-        r.complete,
-        r.expected_receivers.map_or(r.receivers.len().to_string(), |n| n.to_string()),
-    );
-    for rx in &r.receivers {
-        eprintln!(
-            "  {:08x} {} {} ({:.2} s, {} NAKs)",
-            rx.id, rx.addr, rx.status, rx.seconds, rx.naks_sent
+/// The lines printed on stderr at the end of a push.
+fn summary(r: &SendReport) -> Vec<String> {
+    let status = format!("{:?}", r.status).to_lowercase();
+    let rate = fmt_rate(r.goodput_mbps * 1e6);
+    let amount = if r.payload_bytes_sent >= r.bytes {
+        fmt_bytes(r.bytes)
+    } else {
+        format!("{} of {}", fmt_bytes(r.payload_bytes_sent), fmt_bytes(r.bytes))
+    };
+    let who = match r.expected_receivers {
+        Some(n) => format!("{}/{n} receivers complete", r.complete),
+        None if r.receivers.is_empty() => "no receiver reported".to_string(),
+        None => format!("{} of {} reporting receivers complete", r.complete, r.receivers.len()),
+    };
+    let mut lines = vec![format!(
+        "{status}: sent {amount} in {:.2} s ({rate}); {who}; {} data + {} repair packets, {} NAKs",
+        r.seconds, r.data_packets, r.repair_packets, r.naks_received,
+    )];
+    if r.status == SendStatus::Unconfirmed {
+        lines.push(
+            "  nobody is known to have this file (--receivers N waits for N receivers and fails \
+             without them)"
+                .to_string(),
         );
     }
+    for rx in &r.receivers {
+        lines.push(format!(
+            "  {:08x} {} {} ({:.2} s, {} NAKs)",
+            rx.id, rx.addr, rx.status, rx.seconds, rx.naks_sent
+        ));
+    }
     for d in &r.dropped {
-        eprintln!(
+        lines.push(format!(
             "  {:08x} dropped as a straggler (loss {:.1} %, {} repairs asked for)",
             d.id,
             d.loss * 100.0,
             d.repairs_charged
-        );
+        ));
     }
+    lines
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let args = Args::parse();
     cli::init_logging(args.verbose);
+    let code = run(args).unwrap_or_else(|e| cli::report_error("mcast-send", &e));
+    std::process::exit(code);
+}
+
+/// Check what can be checked before any socket opens, then push.
+fn run(args: Args) -> anyhow::Result<i32> {
     if !(MIN_SYMBOL_SIZE..=MAX_SYMBOL_SIZE).contains(&args.symbol_size) {
-        anyhow::bail!("--symbol-size must be between {MIN_SYMBOL_SIZE} and {MAX_SYMBOL_SIZE}");
+        return Err(cli::UsageError(format!(
+            "--symbol-size must be between {MIN_SYMBOL_SIZE} and {MAX_SYMBOL_SIZE}"
+        ))
+        .into());
     }
+    cli::check_source(&args.path)?;
+    cli::check_interface(&args.interface)?;
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
     }
     let rt = cli::runtime().context("starting the runtime")?;
-    let code = rt.block_on(push(args))?;
-    std::process::exit(code);
+    rt.block_on(push(args))
 }
 
 fn config(args: &Args) -> SendConfig {
@@ -179,7 +205,7 @@ fn config(args: &Args) -> SendConfig {
     cfg.timeout = args.timeout;
     cfg.symbol_size = args.symbol_size;
     cfg.block_bytes = args.block_size;
-    cfg.progress = cli::stderr_is_terminal();
+    cfg.progress = true;
     cfg.workers = args.workers;
     cfg
 }
@@ -188,18 +214,27 @@ async fn push(args: Args) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
     let cfg = config(&args);
     let opts = SocketOptions { ttl: args.ttl, ..SocketOptions::default() };
-    let mut sock = send::open_socket(args.group, &args.interface, &opts)
-        .with_context(|| format!("opening {} on {}", args.group, args.interface))?;
+    let mut sock = send::open_socket(args.group, &args.interface, &opts).with_context(|| {
+        format!(
+            "listening for feedback on UDP port {} (the sender's port: group port + 1) on {}",
+            u32::from(args.group.port()) + 1,
+            args.interface
+        )
+    })?;
     let report = send::run(&mut sock, &cfg, &shutdown)
         .await
         .with_context(|| format!("sending {}", args.path.display()))?;
-    summary(&report);
+    for line in summary(&report) {
+        eprintln!("{line}");
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(match report.status {
         SendStatus::Complete => 0,
-        SendStatus::Incomplete | SendStatus::Timeout => cli::EXIT_INCOMPLETE,
+        SendStatus::Incomplete | SendStatus::Unconfirmed | SendStatus::Timeout => {
+            cli::EXIT_INCOMPLETE
+        }
         SendStatus::Interrupted => cli::EXIT_INTERRUPTED,
     })
 }

@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Parse a group like "239.255.0.1:7000" or "`[ff15::1]:7000`" into a [`SocketAddr`].
 ///
-/// The address must be multicast ([`NetError::NotMulticast`] otherwise) and the port non-zero;
+/// The address must be multicast ([`NetError::NotMulticast`] otherwise), not a link-local
+/// control group of 224.0.0.0/24 ([`NetError::ControlGroup`]) and the port non-zero;
 /// malformed input gives [`NetError::BadGroup`]. Any multicast scope is accepted; see
 /// [`group_scope_warning`] for the ones that deserve a warning.
 pub fn parse_group(s: &str) -> Result<SocketAddr, NetError> {
@@ -18,6 +19,11 @@ pub fn parse_group(s: &str) -> Result<SocketAddr, NetError> {
     }
     if addr.port() == 0 {
         return Err(NetError::BadGroup(s.to_owned()));
+    }
+    if let IpAddr::V4(ip) = addr.ip() {
+        if ip.octets()[..3] == [224, 0, 0] {
+            return Err(NetError::ControlGroup(addr));
+        }
     }
     Ok(addr)
 }
@@ -118,7 +124,12 @@ mod tests {
             parse_group("239.255.0.1:7000").expect("valid"),
             SocketAddr::from((Ipv4Addr::new(239, 255, 0, 1), 7000))
         );
-        assert_eq!(parse_group(" 224.0.0.251:5353 ").expect("valid").port(), 5353);
+        assert_eq!(parse_group(" 224.0.1.251:5353 ").expect("valid").port(), 5353);
+        for control in ["224.0.0.1:7000", "224.0.0.251:5353", "224.0.0.255:9"] {
+            let e = parse_group(control).unwrap_err();
+            assert!(matches!(e, NetError::ControlGroup(_)), "{control}: {e:?}");
+            assert!(e.to_string().contains("link-local control group"), "{e}");
+        }
         assert_eq!(
             parse_group("[ff15::1]:7000").expect("valid"),
             SocketAddr::from((Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0, 1), 7000))
@@ -133,7 +144,7 @@ mod tests {
             assert_eq!(warn(quiet), None, "{quiet}");
         }
         for loud in [
-            "224.0.0.251:5353",
+            "224.0.1.251:5353",
             "239.1.0.1:7000",
             "[ff02::1]:7000",
             "[ff05::2]:7000",

@@ -109,7 +109,7 @@ fn interface_index(name: &str) -> Option<u32> {
 /// addresses from `getifaddrs` to find the owning interface. A named interface without any IPv4
 /// address resolves too (an IPv6 group needs only the index); [`open_multicast`](crate::net::open_multicast) refuses it for
 /// an IPv4 group with [`NetError::InterfaceHasNoIpv4`]. Errors with [`NetError::NoSuchInterface`]
-/// when nothing matches.
+/// when no interface has the name, [`NetError::NoInterfaceWithAddress`] when none has the address.
 pub fn resolve_interface(spec: &str) -> Result<Interface, NetError> {
     let spec = spec.trim();
     let missing = || NetError::NoSuchInterface(spec.to_owned());
@@ -124,7 +124,8 @@ pub fn resolve_interface(spec: &str) -> Result<Interface, NetError> {
         })
     };
     if let Ok(ip) = spec.parse::<IpAddr>() {
-        let found = addrs.iter().find(|a| a.addr == ip).ok_or_else(missing)?;
+        let found =
+            addrs.iter().find(|a| a.addr == ip).ok_or(NetError::NoInterfaceWithAddress(ip))?;
         let index = interface_index(&found.name).ok_or_else(missing)?;
         let ipv4 = match ip {
             IpAddr::V4(v4) => Some(v4),
@@ -185,10 +186,18 @@ mod tests {
 
     #[test]
     fn resolve_unknown_interface_fails() {
-        for spec in ["no-such-if0", "", "bad\0name", "192.0.2.254", "2001:db8::fe"] {
+        for spec in ["no-such-if0", "", "bad\0name"] {
             match resolve_interface(spec) {
                 Err(NetError::NoSuchInterface(_)) => {}
                 other => panic!("{spec:?}: expected NoSuchInterface, got {other:?}"),
+            }
+        }
+        for spec in ["192.0.2.254", "2001:db8::fe"] {
+            match resolve_interface(spec) {
+                Err(e @ NetError::NoInterfaceWithAddress(_)) => {
+                    assert!(e.to_string().starts_with("no network interface has the address "))
+                }
+                other => panic!("{spec:?}: expected NoInterfaceWithAddress, got {other:?}"),
             }
         }
     }

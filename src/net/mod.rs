@@ -61,4 +61,6 @@ impl DriverError {
 
 pub use addr::{feedback_addr, group_scope_warning, parse_group, parse_rate};
 pub use iface::{resolve_interface, Interface};
-pub use socket::{open_multicast, resize_recv_buffer, NetError, SocketInfo, SocketOptions};
+pub use socket::{
+    open_multicast, resize_recv_buffer, warn_recv_buffer_once, NetError, SocketInfo, SocketOptions,
+};

@@ -7,10 +7,11 @@
 
 use crate::net::batch::{recv_buffer_for_rate, socket_drops, udp_rcvbuf_errors, BatchSocket};
 use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Role};
-use crate::net::io::{progress_bar, thread_cpu_seconds, Clock, Workers, PROGRESS_EVERY};
+use crate::net::io::{fmt_bytes, thread_cpu_seconds, Clock, Progress, Workers, PROGRESS_EVERY};
 use crate::net::DriverError;
 use crate::net::{
-    feedback_addr, open_multicast, resize_recv_buffer, resolve_interface, SocketOptions,
+    feedback_addr, open_multicast, resize_recv_buffer, resolve_interface, warn_recv_buffer_once,
+    SocketOptions,
 };
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
 use crate::proto::time::{Duration, Instant};
@@ -85,10 +86,10 @@ pub fn open_socket(
     let iface = resolve_interface(interface)?;
     let (sock, info) = open_multicast(group, &iface, opts)?;
     tracing::info!(
-        "joined {group} on {} ({}), rcvbuf {} B",
+        "joined {group} on {} ({}), receive buffer {}",
         iface.name,
         iface.addr,
-        info.recv_buffer
+        fmt_bytes(info.recv_buffer as u64 / 2)
     );
     BatchSocket::new(sock).map_err(DriverError::io("set up batched I/O"))
 }
@@ -106,7 +107,7 @@ struct RecvRole<'a> {
     sized_for_rate: bool,
     recv_buffer: usize,
     recv_buffer_requested: usize,
-    progress: Option<indicatif::ProgressBar>,
+    progress: Option<Progress>,
     last_progress: std::time::Instant,
     finished: Option<Outcome>,
 }
@@ -115,6 +116,8 @@ struct Placed {
     received_seconds: Option<f64>,
     path: Option<PathBuf>,
     bytes: u64,
+    size: Option<u64>,
+    held: u64,
     error: Option<String>,
 }
 
@@ -130,8 +133,9 @@ impl RecvRole<'_> {
                     }
                     Err(e) => self.placed.error = Some(e.to_string()),
                 }
+                self.placed.size = Some(m.object_size);
                 if self.cfg.progress {
-                    self.progress = Some(progress_bar(m.object_size));
+                    self.progress = Some(Progress::new("receiving", m.object_size));
                 }
             }
             // Copy or decode, and hash: never on this loop.
@@ -139,14 +143,23 @@ impl RecvRole<'_> {
             Event::Block { offset, data, .. } => {
                 if let Some(s) = self.sink.as_mut() {
                     // Each verified block is written once; zero blocks stay holes.
-                    if let Err(e) = s.write_block(offset, &data) {
-                        self.placed.error.get_or_insert(e.to_string());
+                    match s.write_block(offset, &data) {
+                        Ok(_) => self.placed.held += data.len() as u64,
+                        Err(e) => drop(self.placed.error.get_or_insert(e.to_string())),
                     }
                 }
             }
             Event::Complete { bytes, object_hash } => {
                 let received = self.wall.elapsed().as_secs_f64();
-                tracing::info!("all {bytes} bytes received after {received:.2} s; verifying");
+                if let Some(p) = self.progress.as_mut() {
+                    p.finish(&format!("{} NAKs", self.receiver.stats().naks_sent));
+                }
+                let first = self.first_datagram_seconds.unwrap_or(0.0);
+                tracing::info!(
+                    "all {} received in {:.2} s (from the first datagram); verifying",
+                    fmt_bytes(bytes),
+                    received - first
+                );
                 self.placed.received_seconds = Some(received);
                 let result = match (self.sink.take(), self.placed.error.clone()) {
                     (Some(s), None) => s.finish(&object_hash).map_err(|e| e.to_string()),
@@ -219,20 +232,18 @@ impl Role for RecvRole<'_> {
                     self.recv_buffer_requested = want;
                     self.recv_buffer = resize_recv_buffer(cx.socket.socket(), want)?.0;
                 }
+                warn_recv_buffer_once(self.recv_buffer, rate);
             }
         }
         Ok(())
     }
 
     fn tick(&mut self, _now: Instant) {
-        let (Some(pb), Some((done, total))) = (&self.progress, self.receiver.progress()) else {
-            return;
-        };
+        let naks = self.receiver.stats().naks_sent;
+        let Some(p) = self.progress.as_mut() else { return };
         if self.last_progress.elapsed() >= PROGRESS_EVERY {
             self.last_progress = std::time::Instant::now();
-            let len = pb.length().unwrap_or(0);
-            pb.set_position(len * u64::from(done) / u64::from(total.max(1)));
-            pb.set_message(format!("{} NAKs", self.receiver.stats().naks_sent));
+            p.update(self.placed.held, &format!("{naks} NAKs"));
         }
     }
 
@@ -275,7 +286,14 @@ pub async fn run(
         dropped_on_purpose: 0,
         first_datagram_seconds: None,
         sink: None,
-        placed: Placed { received_seconds: None, path: None, bytes: 0, error: None },
+        placed: Placed {
+            received_seconds: None,
+            path: None,
+            bytes: 0,
+            size: None,
+            held: 0,
+            error: None,
+        },
         sized_for_rate: false,
         recv_buffer,
         recv_buffer_requested: cfg.recv_buffer,
@@ -296,9 +314,7 @@ pub async fn run(
     )
     .await?;
     drop(workers);
-    if let Some(pb) = role.progress.take() {
-        pb.finish_and_clear();
-    }
+    drop(role.progress.take());
     // An unfinished sink is dropped here: its temp file goes, the destination is untouched.
     drop(role.sink.take());
     let status = match (exit, role.finished.take()) {
@@ -327,8 +343,12 @@ pub async fn run(
     Ok(RecvReport {
         status,
         path: if placed_ok { role.placed.path } else { None },
-        bytes: role.placed.bytes,
+        bytes: if placed_ok { role.placed.bytes } else { role.placed.held },
+        size: role.placed.size,
         seconds: wall.elapsed().as_secs_f64(),
+        transfer_seconds: role.first_datagram_seconds.map(|first| {
+            role.placed.received_seconds.unwrap_or(wall.elapsed().as_secs_f64()) - first
+        }),
         received_seconds: role.placed.received_seconds,
         first_datagram_seconds: role.first_datagram_seconds,
         naks_sent: stats.naks_sent,

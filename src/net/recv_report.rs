@@ -29,10 +29,16 @@ pub struct RecvReport {
     pub status: RecvStatus,
     /// Where the object was placed.
     pub path: Option<PathBuf>,
-    /// Payload bytes.
+    /// Payload bytes held: the whole object once placed; otherwise the verified blocks that
+    /// were written before it stopped (discarded with the temp file).
     pub bytes: u64,
+    /// Size of the object as the manifest announced it, once known.
+    pub size: Option<u64>,
     /// Wall time from start to the end of reception, seconds.
     pub seconds: f64,
+    /// Seconds from the first datagram until every block was received (or, unfinished, until
+    /// it stopped): the transfer itself, without the wait for a sender.
+    pub transfer_seconds: Option<f64>,
     /// Seconds until every block was received and written (before the final verification).
     pub received_seconds: Option<f64>,
     /// Seconds until the first datagram arrived (so `received_seconds` minus this is the

@@ -5,7 +5,9 @@
 
 use crate::net::batch::{pace_slack, BatchSocket, MAX_GSO_BYTES};
 use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Role};
-use crate::net::io::{progress_bar, thread_cpu_seconds, Clock, Workers, PROGRESS_EVERY};
+use crate::net::io::{
+    fmt_bytes, fmt_rate, thread_cpu_seconds, Clock, Progress, Workers, PROGRESS_EVERY,
+};
 use crate::net::DriverError;
 use crate::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use crate::proto::fec::BlockEncoder;
@@ -89,7 +91,7 @@ pub fn open_socket(
     let iface = resolve_interface(interface)?;
     let (sock, info) = open_multicast(feedback_addr(group)?, &iface, opts)?;
     let sock = BatchSocket::new(sock).map_err(DriverError::io("set up batched I/O"))?;
-    tracing::info!(
+    tracing::debug!(
         "sending to {group} via {} ({}), rcvbuf {} B, {} GSO segments, GRO {}",
         iface.name,
         iface.addr,
@@ -109,7 +111,7 @@ struct SendRole<'a> {
     object_hash: [u8; 32],
     object_size: u64,
     slack: Duration,
-    progress: Option<indicatif::ProgressBar>,
+    progress: Option<Progress>,
     last_progress: std::time::Instant,
 }
 
@@ -176,19 +178,25 @@ impl Role for SendRole<'_> {
     }
 
     fn tick(&mut self, _now: Instant) {
-        let Some(pb) = &self.progress else { return };
-        if self.last_progress.elapsed() < PROGRESS_EVERY {
+        let Some(p) = self.progress.as_mut() else { return };
+        let s = self.sender.stats();
+        let sent = payload_sent(s.data_packets, self.cfg.symbol_size, self.object_size);
+        // 100 % as soon as everything went out once, before any later log line.
+        if self.last_progress.elapsed() < PROGRESS_EVERY && sent < self.object_size {
             return;
         }
         self.last_progress = std::time::Instant::now();
-        let s = self.sender.stats();
-        pb.set_position((s.data_packets * u64::from(self.cfg.symbol_size)).min(self.object_size));
-        pb.set_message(format!(
+        let detail = format!(
             "{} reported, {} NAKs, {} repairs",
             self.sender.receivers().len(),
             s.naks_received,
             s.repair_packets
-        ));
+        );
+        if sent >= self.object_size {
+            p.finish(&detail);
+        } else {
+            p.update(sent, &detail);
+        }
     }
 
     fn is_done(&self, now: Instant) -> bool {
@@ -224,15 +232,15 @@ pub async fn run(
     )
     .map_err(StorageError::from)?;
     tracing::info!(
-        "sending {} ({} bytes, {} blocks of {} symbols x {} B) to {}, session {:08x}, rate {} bit/s",
+        "sending {} ({}, {} blocks of {} symbols x {} B) to {}, session {:08x}, rate {}",
         cfg.path.display(),
-        layout.object_size(),
+        fmt_bytes(layout.object_size()),
         layout.block_count(),
         k,
         cfg.symbol_size,
         cfg.group,
         cfg.sender.session,
-        cfg.sender.rate_bps
+        fmt_rate(cfg.sender.rate_bps as f64)
     );
     let clock = Clock::new();
     let sender = Sender::new(cfg.sender.clone(), &manifest, clock.now())?;
@@ -252,7 +260,7 @@ pub async fn run(
         object_size: layout.object_size(),
         // Wake this much after the pacer's deadline, so that each wake-up sends a batch.
         slack: pace_slack(cfg.sender.rate_bps),
-        progress: cfg.progress.then(|| progress_bar(layout.object_size())),
+        progress: cfg.progress.then(|| Progress::new("sending", layout.object_size())),
         last_progress: std::time::Instant::now(),
     };
     let timeout = cfg.timeout.map(|t| clock.now() + t.saturating_sub(wall.elapsed()));
@@ -268,13 +276,11 @@ pub async fn run(
     )
     .await?;
     let loop_cpu_seconds = (thread_cpu_seconds() - cpu_at_start).max(0.0);
-    if let Some(pb) = role.progress.take() {
-        pb.finish_and_clear();
-    }
+    drop(role.progress.take());
     let mut report = report(&role.sender, cfg, &manifest, exit);
     report.seconds = wall.elapsed().as_secs_f64();
     report.hash_seconds = hash_seconds;
-    report.goodput_mbps = report.bytes as f64 * 8.0 / report.seconds / 1e6;
+    report.goodput_mbps = report.payload_bytes_sent as f64 * 8.0 / report.seconds / 1e6;
     report.io = sock.stats();
     report.gso_segments = sock.max_segments();
     report.loop_cpu_seconds = loop_cpu_seconds;
@@ -316,6 +322,8 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
     let expected = cfg.sender.expected_receivers;
     let status = match exit {
         Exit::Done if expected.is_some_and(|n| complete < n as usize) => SendStatus::Incomplete,
+        Exit::Done if complete < receivers.len() => SendStatus::Incomplete,
+        Exit::Done if expected.is_none() && receivers.is_empty() => SendStatus::Unconfirmed,
         Exit::Done => SendStatus::Complete,
         Exit::Timeout => SendStatus::Timeout,
         Exit::Interrupted => SendStatus::Interrupted,
@@ -325,6 +333,10 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         status,
         path: cfg.path.clone(),
         bytes: manifest.object_size,
+        payload_bytes_sent: match status {
+            SendStatus::Complete => manifest.object_size,
+            _ => payload_sent(stats.data_packets, cfg.symbol_size, manifest.object_size),
+        },
         seconds: 0.0,
         hash_seconds: 0.0,
         goodput_mbps: 0.0,
@@ -343,4 +355,10 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         gso_segments: 0,
         loop_cpu_seconds: 0.0,
     }
+}
+
+/// Payload bytes covered by `data_packets` source symbols of `symbol_size`, at most `size` (the
+/// few manifest symbols are counted too: an upper bound by a symbol or two).
+fn payload_sent(data_packets: u64, symbol_size: u16, size: u64) -> u64 {
+    data_packets.saturating_mul(u64::from(symbol_size)).min(size)
 }

@@ -12,8 +12,10 @@ use std::path::PathBuf;
 pub enum SendStatus {
     /// Finished; with expected receivers, all reported complete.
     Complete,
-    /// Some expected receivers failed or did not report.
+    /// A receiver reported a failure, or some expected receivers did not report complete.
     Incomplete,
+    /// Finished without `--receivers` and no receiver reported: nobody is known to have it.
+    Unconfirmed,
     /// The timeout passed first.
     Timeout,
     /// Stopped by a signal.
@@ -59,13 +61,16 @@ pub struct SendReport {
     pub status: SendStatus,
     /// Source path.
     pub path: PathBuf,
-    /// Payload bytes.
+    /// Payload bytes (the size of the object).
     pub bytes: u64,
+    /// Payload bytes sent at least once as source symbols: `bytes` once complete, less for a
+    /// push that was interrupted or timed out.
+    pub payload_bytes_sent: u64,
     /// Wall time of the whole push (hashing included), seconds.
     pub seconds: f64,
     /// Time spent hashing the source, seconds.
     pub hash_seconds: f64,
-    /// Payload bytes over wall time, Mbit/s.
+    /// `payload_bytes_sent` over wall time, Mbit/s.
     pub goodput_mbps: f64,
     /// Source symbols sent.
     pub data_packets: u64,

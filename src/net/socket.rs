@@ -28,9 +28,24 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
-    /// No interface with this name or address exists.
-    #[error("no such network interface: {0:?}")]
+    /// No interface with this name exists.
+    #[error("no network interface is called {0:?} (list them with `ip -br link`)")]
     NoSuchInterface(String),
+    /// The interface was given as an address, and no local interface has it.
+    #[error("no network interface has the address {0} (list them with `ip -br addr`)")]
+    NoInterfaceWithAddress(std::net::IpAddr),
+    /// The UDP port could not be bound (typically: in use by another program).
+    #[error("cannot bind UDP port {port}: {source}")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A link-local control group (224.0.0.0/24: all-hosts, routers, mDNS ...), not for data.
+    #[error("{0} is a link-local control group (224.0.0.0/24, e.g. all-hosts 224.0.0.1), reserved for routing and discovery protocols: use a group in 239.255.0.0/16")]
+    ControlGroup(SocketAddr),
     /// The interface exists but has no IPv4 address configured (needed for an IPv4 group).
     #[error("network interface {0:?} has no IPv4 address")]
     InterfaceHasNoIpv4(String),
@@ -150,25 +165,72 @@ fn set_buffer(socket: &Socket, which: Buffer, requested: usize) -> Result<(usize
     Ok((granted, forced))
 }
 
-/// Log the granted size and warn when it is far below the request.
+/// Log the granted size (debug: whether it is enough depends on the rate, see
+/// [`recv_buffer_warning`]).
 fn report_buffer(which: Buffer, requested: usize, granted: usize, forced: bool) {
-    let (opt, sysctl) = match which {
-        Buffer::Recv => ("SO_RCVBUF", "net.core.rmem_max"),
-        Buffer::Send => ("SO_SNDBUF", "net.core.wmem_max"),
+    let opt = match which {
+        Buffer::Recv => "SO_RCVBUF",
+        Buffer::Send => "SO_SNDBUF",
     };
-    tracing::info!(requested, granted, forced, "{opt} granted {granted} bytes");
-    if requested > 0 && granted < requested / 2 {
-        tracing::warn!(
-            requested,
-            granted,
-            "{opt} is only {granted} bytes but {requested} were requested; raise the limit with \
-             `sysctl -w {sysctl}={requested}` (or run with CAP_NET_ADMIN) to avoid drops"
-        );
+    tracing::debug!(requested, granted, forced, "{opt} granted {granted} bytes");
+}
+
+/// The shortest burst, in seconds of the sender's rate, a receive buffer should absorb: a
+/// receiver that stops reading for a scheduler tick must not lose datagrams.
+pub const RECV_BUFFER_MIN_SECONDS: f64 = 0.001;
+
+/// Whether this process runs inside a user namespace other than the initial one (where
+/// `net.core.rmem_max` belongs to the host and cannot be raised).
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+        let f: Vec<&str> = m.split_whitespace().collect();
+        f != ["0", "0", "4294967295"]
+    })
+}
+
+/// Why a receive buffer of `granted` bytes (as read back: Linux doubles the request) is too
+/// small for `rate_bps`, with advice that works where this runs; `None` when it is enough
+/// (it holds [`RECV_BUFFER_MIN_SECONDS`] of the rate).
+pub fn recv_buffer_warning(granted: usize, rate_bps: u64, in_userns: bool) -> Option<String> {
+    let usable = granted as f64 / 2.0;
+    let holds = usable * 8.0 / rate_bps.max(1) as f64;
+    if holds >= RECV_BUFFER_MIN_SECONDS {
+        return None;
+    }
+    let fits = crate::net::io::fmt_rate(usable * 8.0 / RECV_BUFFER_MIN_SECONDS);
+    let need = ((rate_bps as f64 / 8.0 * RECV_BUFFER_MIN_SECONDS).ceil() as u64 * 4).max(1 << 20);
+    let advice = if in_userns {
+        format!(
+            "this runs inside a user namespace, where net.core.rmem_max cannot be raised; \
+             send with --rate {fits} or less, or raise net.core.rmem_max to {need} on the host"
+        )
+    } else {
+        format!(
+            "raise the limit (as root: `sysctl -w net.core.rmem_max={need}`), run with \
+             CAP_NET_ADMIN, or send with --rate {fits} or less"
+        )
+    };
+    Some(format!(
+        "the receive buffer (SO_RCVBUF) is {}, less than {:.0} ms of the sender's {}: datagrams \
+         may be dropped on this host; {advice}",
+        crate::net::io::fmt_bytes(granted as u64 / 2),
+        RECV_BUFFER_MIN_SECONDS * 1e3,
+        crate::net::io::fmt_rate(rate_bps as f64),
+    ))
+}
+
+/// Log [`recv_buffer_warning`] as a warning, at most once per process.
+pub fn warn_recv_buffer_once(granted: usize, rate_bps: u64) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Some(w) = recv_buffer_warning(granted, rate_bps, in_user_namespace()) {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!("{w}");
+        }
     }
 }
 
 /// Ask for a receive buffer of `requested` bytes on an open socket (`SO_RCVBUFFORCE` first,
-/// then `SO_RCVBUF`), log what was granted and warn when it is less than half the request.
+/// then `SO_RCVBUF`) and log what was granted (whether that is enough: [`warn_recv_buffer_once`]).
 /// Returns the size read back (Linux reports twice the usable payload) and whether the forced
 /// option worked.
 pub fn resize_recv_buffer(sock: &UdpSocket, requested: usize) -> Result<(usize, bool), NetError> {
@@ -228,7 +290,9 @@ pub fn open_multicast(
         SocketAddr::V4(g) => {
             let iface_addr = iface_v4;
             let bind_addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, g.port());
-            socket.bind(&SockAddr::from(bind_addr)).map_err(|e| NetError::io("bind", e))?;
+            socket
+                .bind(&SockAddr::from(bind_addr))
+                .map_err(|source| NetError::Bind { port: g.port(), source })?;
             #[cfg(target_os = "linux")]
             setsockopt_int(&socket, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0)
                 .map_err(|e| NetError::io("set IP_MULTICAST_ALL", e))?;
@@ -254,7 +318,7 @@ pub fn open_multicast(
     }
     socket.set_nonblocking(false).map_err(|e| NetError::io("set blocking mode", e))?;
 
-    tracing::info!(
+    tracing::debug!(
         %group,
         iface = %iface.name,
         iface_addr = %iface.addr,
@@ -275,7 +339,9 @@ fn open_v6(
 ) -> Result<(), NetError> {
     socket.set_only_v6(true).map_err(|e| NetError::io("set IPV6_V6ONLY", e))?;
     let bind_addr = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, group.port(), 0, 0);
-    socket.bind(&SockAddr::from(bind_addr)).map_err(|e| NetError::io("bind", e))?;
+    socket
+        .bind(&SockAddr::from(bind_addr))
+        .map_err(|source| NetError::Bind { port: group.port(), source })?;
     #[cfg(target_os = "linux")]
     {
         if let Err(e) = setsockopt_int(socket, libc::IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0) {
@@ -309,6 +375,34 @@ mod tests {
     use super::*;
     use crate::net::iface::resolve_interface;
     use std::net::IpAddr;
+
+    #[test]
+    fn recv_buffer_warns_only_when_too_small_for_the_rate() {
+        // 208 KiB usable (the unprivileged default, read back doubled) holds 1 ms of 1.7 Gbit/s.
+        let granted = 425_984;
+        assert_eq!(recv_buffer_warning(granted, 1_000_000_000, true), None);
+        assert_eq!(recv_buffer_warning(granted, 100_000_000, false), None);
+        let w = recv_buffer_warning(granted, 10_000_000_000, true).expect("too small");
+        assert!(
+            w.starts_with("the receive buffer (SO_RCVBUF) is 208.0 KiB, less than 1 ms"),
+            "{w}"
+        );
+        assert!(w.contains("user namespace") && w.contains("--rate 1.70 Gbit/s"), "{w}");
+        assert!(!w.contains("sysctl -w"), "no advice that cannot be followed: {w}");
+        let host = recv_buffer_warning(granted, 10_000_000_000, false).expect("too small");
+        assert!(host.contains("sysctl -w net.core.rmem_max=5000000"), "{host}");
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let lo = resolve_interface("lo").expect("lo exists");
+        let taken = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind");
+        let port = taken.local_addr().unwrap().port();
+        let group = SocketAddr::from((Ipv4Addr::new(239, 255, 77, 3), port));
+        let e = open_multicast(group, &lo, &SocketOptions::default()).unwrap_err();
+        assert!(matches!(e, NetError::Bind { port: p, .. } if p == port), "{e:?}");
+        assert!(e.to_string().starts_with(&format!("cannot bind UDP port {port}: ")), "{e}");
+    }
 
     #[test]
     fn default_options() {
