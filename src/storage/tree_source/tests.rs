@@ -231,7 +231,7 @@ fn not_a_directory() {
 
 #[test]
 fn component_order_puts_directories_before_their_subtrees() {
-    let mut v = vec![p("a!"), p("a/b"), p("a"), p("a.b"), p("a/b/c"), p("b")];
+    let mut v = [p("a!"), p("a/b"), p("a"), p("a.b"), p("a/b/c"), p("b")];
     v.sort_by(component_order);
     let got: Vec<&str> = v.iter().map(|r| r.as_str()).collect();
     assert_eq!(got, ["a", "a/b", "a/b/c", "a!", "a.b", "b"]);
