@@ -1,15 +1,16 @@
 //! [`Stage`]: the staging directory of a [`TreeSink`](super::TreeSink), reached only through
-//! directory descriptors: every path inside it is resolved component by component with
+//! directory descriptors: a path inside it is resolved component by component with
 //! `openat(O_DIRECTORY | O_NOFOLLOW)`, so a symlink anywhere on the way (planted by someone
 //! else, or one of the tree's own) is an error, never followed. The last directory resolved is
-//! kept open, so entries of one directory (sorted together) cost one `openat` each.
+//! kept open, so consecutive files of one directory cost one `openat` each. (Visiting the
+//! whole tree in order is `walk.rs`'s job.)
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
-use super::at::{cstring, mkdir_at, open_dir_at};
+use super::at::{cstring, open_dir_at};
 use crate::proto::manifest::RelPath;
 use crate::storage::StorageError;
 
@@ -39,13 +40,11 @@ impl Stage {
         self.path.join(rel)
     }
 
-    /// Runs `f` on the directory holding `rel` and `rel`'s last component; the directories on
-    /// the way are created (mode 0o777 less the umask) if `create`. Errors name `op` and the
-    /// path concerned.
+    /// Runs `f` on the directory holding `rel` (which must exist) and `rel`'s last component.
+    /// Errors name `op` and the path concerned.
     pub(crate) fn at<T>(
         &mut self,
         rel: &RelPath,
-        create: bool,
         op: &'static str,
         f: impl FnOnce(BorrowedFd<'_>, &CString) -> io::Result<T>,
     ) -> Result<T, StorageError> {
@@ -56,7 +55,7 @@ impl Stage {
             None => self.root.as_fd(),
             Some(p) => {
                 if self.last.as_ref().is_none_or(|(k, _)| k != p) {
-                    let fd = self.resolve(p, create)?;
+                    let fd = self.resolve(p)?;
                     self.last = Some((p.to_owned(), fd));
                 }
                 match &self.last {
@@ -69,8 +68,8 @@ impl Stage {
     }
 
     /// Opens directory `dir` (a `/`-separated path inside the stage) one component at a
-    /// time without following symlinks, creating missing ones if `create`.
-    fn resolve(&self, dir: &str, create: bool) -> Result<OwnedFd, StorageError> {
+    /// time without following symlinks.
+    fn resolve(&self, dir: &str) -> Result<OwnedFd, StorageError> {
         let mut cur: Option<OwnedFd> = None;
         let mut so_far = String::new();
         for comp in dir.split('/') {
@@ -81,23 +80,10 @@ impl Stage {
             let err = |op, e| StorageError::io(op, self.path.join(&so_far), e);
             let c = cstring(comp.as_bytes()).map_err(|e| err("open directory", e))?;
             let base = cur.as_ref().map_or(self.root.as_fd(), |f| f.as_fd());
-            let next = match open_dir_at(base, &c) {
-                Ok(fd) => fd,
-                Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
-                    mkdir_at(base, &c, 0o777).map_err(|e| err("create directory", e))?;
-                    open_dir_at(base, &c).map_err(|e| err("open directory", e))?
-                }
-                Err(e) => {
-                    return Err(err("open directory (symlinks are not followed)", e));
-                }
-            };
+            let next = open_dir_at(base, &c)
+                .map_err(|e| err("open directory (symlinks are not followed)", e))?;
             cur = Some(next);
         }
         cur.ok_or(StorageError::InvalidArgument("empty directory path"))
-    }
-
-    /// Forgets the cached directory (before the stage's directories change modes).
-    pub(crate) fn forget(&mut self) {
-        self.last = None;
     }
 }
