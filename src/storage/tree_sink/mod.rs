@@ -1,28 +1,36 @@
 //! [`TreeSink`], the [`Sink`] of a tree push: a staging directory `.<name>.mcast-tmp-<hex>`
 //! beside the destination (the temp naming of `names.rs`) in which every directory, file and
 //! symlink of the manifest is created up front (files sparse, at their final sizes), verified
-//! blocks are written into the files they span, and `finish` verifies the whole payload,
-//! applies modes, fsyncs every file and directory and renames the staging directory onto the
-//! destination in one step.
+//! blocks are written into the files they span (all-zero pieces stay holes), and `finish`
+//! verifies the whole payload, applies modes (files, then directories deepest first), fsyncs
+//! every file and directory and renames the staging directory onto the destination in one
+//! step. The tree's root directory gets the default mode (0o777 less the umask): the manifest
+//! has no entry for it. mtimes are not applied: the manifest has no field for them.
 //!
 //! Nothing is ever followed through a symlink while placing: the destination's parent is
-//! opened with `O_NOFOLLOW` (a symlink there is refused), and everything below it is reached by
-//! descriptor-relative calls with `O_NOFOLLOW`/`O_EXCL` (see `stage.rs`), so a symlink of the
-//! tree, or one planted in the staging directory by someone else, makes the operation fail
-//! instead of writing elsewhere. The manifest's checks guarantee no entry lies below a symlink.
+//! opened with `O_NOFOLLOW` (a symlink as its last component is refused; the components above
+//! it are the operator's and are resolved normally), and everything below it is reached by
+//! descriptor-relative calls with `O_NOFOLLOW`/`O_EXCL` (`at.rs`, `stage.rs`, `walk.rs`), so
+//! a symlink of the tree, or one planted in the staging directory by someone else, makes the
+//! operation fail instead of writing elsewhere. The manifest's checks guarantee no entry lies
+//! below a symlink. Trees deeper than [`MAX_TREE_DEPTH`] directories are refused.
 //!
-//! Placement (Linux `renameat2`):
+//! Placement (`dest.rs`, Linux `renameat2`):
 //! - destination absent: `RENAME_NOREPLACE` (a destination appearing meanwhile is not
-//!   overwritten);
+//!   overwritten; on a file system without `renameat2`, a check and a plain rename);
 //! - destination an empty directory (e.g. a pre-created `--output`): `RENAME_EXCHANGE`, then
 //!   the old directory is removed with `rmdir`; if it was filled meanwhile it is swapped back
 //!   and the push fails with [`StorageError::DestinationExists`];
-//! - destination anything else: refused with [`StorageError::DestinationExists`] unless
-//!   `replace` is set; then `RENAME_EXCHANGE` swaps the trees atomically (readers see the old
-//!   tree or the new one, never a mix) and the old one, now at the staging name, is removed.
+//! - destination anything else (a tree, a file, a symlink such as `current`): refused with
+//!   [`StorageError::DestinationExists`] unless `replace` is set; then `RENAME_EXCHANGE` swaps
+//!   it with the new tree atomically (a reader sees the old tree or the new one at the path,
+//!   never a mix or nothing) and the old one, now at the staging name, is removed. A symlink
+//!   destination is replaced itself, not followed. A file system without `RENAME_EXCHANGE` is
+//!   [`StorageError::Unsupported`].
 //!
 //! A sink dropped or aborted before `finish` succeeds removes its staging directory; on any
-//! failure the destination is left as it was.
+//! failure the destination is left as it was. A crash leaves the staging directory (or, after
+//! a swap, the old tree) under the temp name: [`clean_stale_tree_temps`] removes those.
 
 mod at;
 mod dest;

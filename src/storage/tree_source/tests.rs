@@ -236,3 +236,17 @@ fn component_order_puts_directories_before_their_subtrees() {
     let got: Vec<&str> = v.iter().map(|r| r.as_str()).collect();
     assert_eq!(got, ["a", "a/b", "a/b/c", "a!", "a.b", "b"]);
 }
+
+#[test]
+fn shareable_across_threads_and_a_chosen_symlink_stays_a_symlink() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TreeSource>();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "lib/real.so", b"so");
+    symlink("real.so", dir.path().join("lib/link.so")).unwrap();
+    let src = TreeSource::open_paths(dir.path(), &["lib/link.so"]).unwrap();
+    let got = kinds(&src);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1], ("lib/link.so".into(), EntryKind::Symlink { target: "real.so".into() }));
+    assert_eq!(src.len(), 0);
+}
