@@ -436,3 +436,38 @@ fn tree_sink_bounds_and_reports() {
     assert_eq!(sink.finish(&m.object_hash).unwrap(), m.object_hash);
     assert_eq!(digest(&dest), digest(&from));
 }
+
+#[test]
+fn random_small_trees_with_tiny_blocks_round_trip() {
+    // 64-byte blocks: most blocks span several files, many files span several blocks.
+    let (t, k) = (16u16, 4u16);
+    for seed in 0..20u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(100 + seed);
+        let base = tempfile::tempdir().unwrap();
+        let from = base.path().join("src");
+        std::fs::create_dir(&from).unwrap();
+        for i in 0..(rng.next_u32() % 30) {
+            let dir = ["", "a/", "a/b/", "c/"][(rng.next_u32() % 4) as usize];
+            match rng.next_u32() % 6 {
+                0 => std::fs::create_dir_all(from.join(format!("{dir}e{i}"))).unwrap(),
+                1 => {
+                    std::fs::create_dir_all(from.join(dir)).unwrap();
+                    symlink(format!("t{i}"), from.join(format!("{dir}l{i}"))).unwrap();
+                }
+                _ => {
+                    let len = [0, 1, 63, 64, 65, 200][(rng.next_u32() % 6) as usize];
+                    put(&from, &format!("{dir}f{i}"), &random_bytes(&mut rng, len), 0o640);
+                }
+            }
+        }
+        let src = TreeSource::open(&from).unwrap();
+        let m = over_the_wire(&src.manifest(t, k).unwrap());
+        let whole = src.read_at(0, src.len() as usize).unwrap();
+        assert_eq!(blake3::hash(&whole).as_bytes(), &m.object_hash, "seed {seed}");
+        let dest = base.path().join("dest");
+        let mut sink = open_sink(&dest, &m).unwrap();
+        write_blocks(&src, &m, sink.as_mut(), seed);
+        sink.finish(&m.object_hash).unwrap();
+        assert_eq!(digest(&dest), digest(&from), "seed {seed}");
+    }
+}
