@@ -47,7 +47,10 @@ impl Dest {
     /// (it names the staging directory too); a parent that is a symlink is refused.
     pub(crate) fn open(dest: &Path) -> Result<Self, StorageError> {
         let name = dest.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            StorageError::BadName(format!("{}: no UTF-8 last component", dest.display()))
+            StorageError::BadName(format!(
+                "{}: a tree's destination must end in a UTF-8 name (not /, . or ..)",
+                dest.display()
+            ))
         })?;
         let parent_path = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -143,7 +143,10 @@ fn destination_names() {
     let m = manifest(vec![dir("d", None)], b"");
     let bad = base.path().join(std::ffi::OsStr::from_bytes(b"\xff"));
     assert!(matches!(TreeSink::create(&bad, &m, false), Err(StorageError::BadName(_))));
-    assert!(matches!(TreeSink::create(Path::new("/"), &m, false), Err(StorageError::BadName(_))));
+    for no_name in ["/", ".", "a/.."] {
+        let r = TreeSink::create(Path::new(no_name), &m, false);
+        assert!(matches!(r, Err(StorageError::BadName(_))), "{no_name}");
+    }
     let missing = base.path().join("no/such");
     assert!(matches!(TreeSink::create(&missing, &m, false), Err(StorageError::Io { .. })));
     // The longest name still gets a staging directory, and it is cleaned as stale.
