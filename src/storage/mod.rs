@@ -3,13 +3,17 @@
 //! It owns the [`Source`] trait (the sender's payload: length, manifest entries, positioned
 //! reads, block hashing) and the [`Sink`] trait (the receiver's destination: verified blocks at
 //! payload offsets, then verify, fsync and atomic placement, or abort), their file
-//! implementations [`FileSource`] and [`FileSink`], [`open_sink`] (which sink a manifest
-//! needs) and cleanup of temp files left behind by crashed runs ([`clean_stale_temps`]). Names
+//! implementations [`FileSource`] and [`FileSink`], their tree implementations [`TreeSource`]
+//! and [`TreeSink`], [`open_sink`] (which sink a manifest needs) and cleanup of temp files
+//! and staging directories left behind by crashed runs ([`clean_stale_temps`],
+//! [`clean_stale_tree_temps`]). Names
 //! from the network arrive already checked as
 //! [`RelPath`](crate::proto::manifest::RelPath)s. All failures are reported as
 //! [`StorageError`]; nothing in here panics on bad input.
 //!
 //! - `source.rs`, `sink.rs`: the traits. `file_source.rs`, `file_sink.rs`: a single file.
+//! - `tree_source.rs`: a directory tree, files packed back to back. `tree_sink/`: staging a
+//!   tree without following symlinks (`stage.rs`, `at.rs`) and placing it atomically.
 //! - `names.rs`: temp file names and stale temp cleanup.
 
 mod file_sink;
@@ -17,6 +21,8 @@ mod file_source;
 mod names;
 mod sink;
 mod source;
+mod tree_sink;
+mod tree_source;
 
 use std::path::PathBuf;
 
@@ -26,8 +32,10 @@ use crate::proto::manifest::{ManifestError, NameError};
 pub use file_sink::FileSink;
 pub use file_source::FileSource;
 pub use names::clean_stale_temps;
-pub use sink::{open_sink, Sink};
+pub use sink::{open_sink, open_sink_with, Sink, SinkOptions};
 pub use source::{Source, SourceHashes};
+pub use tree_sink::{clean_stale_tree_temps, TreeSink, MAX_TREE_DEPTH};
+pub use tree_source::TreeSource;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +96,19 @@ pub enum StorageError {
         /// Size of the file.
         size: u64,
     },
+    /// A source file changed between the walk that built the manifest and a read (replaced by
+    /// another file, or modified): the manifest no longer describes it.
+    #[error("{} was {what} while being sent", path.display())]
+    Changed {
+        /// The file concerned.
+        path: PathBuf,
+        /// What happened to it: `"replaced"` or `"modified"`.
+        what: &'static str,
+    },
+    /// The destination of a tree already exists (and is not an empty directory) and replacing
+    /// it was not asked for.
+    #[error("{} already exists (replacing it was not asked for)", .0.display())]
+    DestinationExists(PathBuf),
     /// An argument is invalid (for example a block size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),

@@ -4,13 +4,14 @@
 //! [`Sink::abort`] discards it. Nothing appears at the destination before `finish` succeeds.
 //!
 //! [`open_sink`] picks the implementation a manifest needs. Implemented:
-//! [`FileSink`](super::FileSink) (a single-file push). A tree sink (payload ranges spread over
-//! several files, staged in a temp directory and renamed into place together) and a device
-//! sink (extents written in place, holes skipped) implement the same trait.
+//! [`FileSink`](super::FileSink) (a single-file push) and [`TreeSink`](super::TreeSink)
+//! (payload ranges spread over the files of a tree, staged in a directory beside the
+//! destination and renamed into place together). A device sink (extents written in place,
+//! holes skipped) implements the same trait.
 
 use std::path::Path;
 
-use super::{FileSink, StorageError};
+use super::{FileSink, StorageError, TreeSink};
 use crate::proto::manifest::Manifest;
 
 /// A destination for a payload byte stream. Methods that end the sink take `Box<Self>` so a
@@ -41,8 +42,30 @@ pub trait Sink: Send {
     fn abort(self: Box<Self>);
 }
 
-/// The sink for `manifest` under directory `dir`: a [`FileSink`] for a single-file push. Other
-/// manifests (trees) are [`StorageError::Unsupported`] until their sink exists.
+/// How a receiver wants a push placed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// A tree push may replace an existing destination (swapped atomically, see
+    /// [`TreeSink`]). Without it only an absent destination or an empty directory is used.
+    pub replace: bool,
+}
+
+/// The sink for `manifest` at `dir`, with default [`SinkOptions`] (see [`open_sink_with`]).
 pub fn open_sink(dir: &Path, manifest: &Manifest) -> Result<Box<dyn Sink>, StorageError> {
-    Ok(Box::new(FileSink::for_manifest(dir, manifest)?))
+    open_sink_with(dir, manifest, SinkOptions::default())
+}
+
+/// The sink for `manifest` at `dir`: a single file whose name is one component is placed
+/// as `dir/<name>` by a [`FileSink`] (a single-file push); anything else (several entries,
+/// a directory, a symlink, a nested path) is a tree placed by a [`TreeSink`] with `dir`
+/// itself as the tree's root (`--output /srv/app/releases/v42`).
+pub fn open_sink_with(
+    dir: &Path,
+    manifest: &Manifest,
+    opts: SinkOptions,
+) -> Result<Box<dyn Sink>, StorageError> {
+    match manifest.single_file_path() {
+        Some(p) if p.is_single_component() => Ok(Box::new(FileSink::for_manifest(dir, manifest)?)),
+        _ => Ok(Box::new(TreeSink::create(dir, manifest, opts.replace)?)),
+    }
 }
