@@ -245,10 +245,17 @@ pub async fn run<R: Role>(
         if timeout.is_some_and(|t| clock.now() >= t) {
             return Ok(Exit::Timeout);
         }
-        sock.recv(cfg.recv_per_turn, |from, d| role.handle_datagram(clock.now(), from, d))
+        let got = sock
+            .recv(cfg.recv_per_turn, |from, d| role.handle_datagram(clock.now(), from, d))
             .map_err(DriverError::io("recv"))?;
+        // Stopped at the cap: more may be queued, and the readiness edge that announced them
+        // was consumed, so look again at once rather than waiting for the next datagram.
+        let more_queued = got >= cfg.recv_per_turn;
         while let Some(done) = workers.try_recv() {
             role.handle_done(clock.now(), done)?;
+        }
+        if workers.panicked() > 0 {
+            return Err(DriverError::WorkerPanicked);
         }
         let now = clock.now();
         role.endpoint().handle_timeout(now);
@@ -271,7 +278,12 @@ pub async fn run<R: Role>(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        match plan_wait(clock.now(), deadline, workers.in_flight() > 0, cfg) {
+        let wait = if more_queued {
+            Wait::None
+        } else {
+            plan_wait(clock.now(), deadline, workers.in_flight() > 0, cfg)
+        };
+        match wait {
             Wait::None => tokio::task::yield_now().await,
             Wait::Precise(d) => {
                 precise_wait(sock.socket(), d).map_err(DriverError::io("poll"))?;

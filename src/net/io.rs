@@ -10,7 +10,8 @@ use crate::proto::time::{Duration, Instant};
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -89,6 +90,8 @@ pub struct Workers<J, R> {
     results: UnboundedReceiver<R>,
     handles: Vec<JoinHandle<()>>,
     in_flight: usize,
+    /// Jobs that panicked (their result never comes; the thread lives on).
+    panicked: Arc<AtomicUsize>,
 }
 
 impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
@@ -103,12 +106,14 @@ impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
         let job_rx = Arc::new(Mutex::new(job_rx));
         let f = Arc::new(f);
         let stop = Arc::new(AtomicBool::new(false));
+        let panicked = Arc::new(AtomicUsize::new(0));
         let mut handles = Vec::new();
         for i in 0..n.max(1) {
             let job_rx = Arc::clone(&job_rx);
             let res_tx = res_tx.clone();
             let f = Arc::clone(&f);
             let stop = Arc::clone(&stop);
+            let panicked = Arc::clone(&panicked);
             let handle =
                 std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || loop {
                     let job = match job_rx.lock() {
@@ -119,13 +124,22 @@ impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    if res_tx.send(f(job)).is_err() {
-                        return;
+                    // A panicking job must not leave its result owed forever (the driver would
+                    // wait for it): count it, keep the thread, and let the driver fail the role.
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| f(job))) {
+                        Ok(r) => {
+                            if res_tx.send(r).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => {
+                            panicked.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 })?;
             handles.push(handle);
         }
-        Ok(Workers { jobs: Some(jobs), stop, results, handles, in_flight: 0 })
+        Ok(Workers { jobs: Some(jobs), stop, results, handles, in_flight: 0, panicked })
     }
 
     /// Queue a job.
@@ -154,6 +168,11 @@ impl<J: Send + 'static, R: Send + 'static> Workers<J, R> {
     /// Jobs submitted and not yet collected.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Jobs that panicked on a worker (a bug: their results will never come).
+    pub fn panicked(&self) -> usize {
+        self.panicked.load(Ordering::Relaxed)
     }
 }
 
@@ -395,6 +414,20 @@ mod tests {
         got.sort();
         assert_eq!(got, (0..100).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(w.in_flight(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_job_is_counted_and_the_worker_lives_on() {
+        let mut w = Workers::new(1, "t", |x: u32| {
+            assert!(x != 1, "job 1 panics on purpose");
+            x
+        })
+        .unwrap();
+        w.submit(1);
+        w.submit(2);
+        // The one worker thread survives job 1 and runs job 2.
+        assert_eq!(w.recv().await, Some(2));
+        assert_eq!(w.panicked(), 1);
     }
 
     #[test]

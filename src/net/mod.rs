@@ -41,6 +41,9 @@ pub enum DriverError {
     /// The layout is impossible.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// A job on a worker thread panicked (a bug); its result will never come.
+    #[error("a worker thread panicked (a bug in mcast; see the log above)")]
+    WorkerPanicked,
     /// A socket or thread call failed.
     #[error("{op}: {source}")]
     Io {
