@@ -13,6 +13,8 @@ use crate::proto::timer::TimerKind;
 /// Announcements sent back to back at start-up, so that a receiver that loses one still locks
 /// on before the manifest's first symbols.
 const STARTUP_ANNOUNCEMENTS: u8 = 4;
+/// Announcements sent back to back once the hash list is known.
+const HASHES_ANNOUNCEMENTS: u8 = 3;
 
 /// The sender's deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,13 @@ impl Sender {
         self.due.announces = STARTUP_ANNOUNCEMENTS;
         self.timers.set(Timer::Announce, now + self.cfg.announce_interval);
         self.queue_probe(now);
+    }
+
+    /// The hash list is known: announce it with a burst (a receiver that loses every one waits
+    /// for the next periodic announcement to verify its blocks).
+    pub(super) fn queue_hashes_announce(&mut self, now: Instant) {
+        self.due.announces = self.due.announces.max(HASHES_ANNOUNCEMENTS);
+        self.timers.set(Timer::Announce, now + self.cfg.announce_interval);
     }
 
     /// Mark an announcement due and arm the next one.
@@ -233,12 +242,17 @@ mod tests {
         let t0 = Instant::ZERO;
         let mut s = Sender::new(cfg, &manifest_for(&obj, 100, 10), t0).unwrap();
         let (sent, _) = drain(&mut s, &obj, t0);
-        // Start-up announcements and probe first, then the manifest and the payload.
+        // Start-up announcements and probe first, then the manifest and the payload; at the end
+        // of the payload the hash list is known: a burst of announcements, then its symbols.
         assert_eq!(sent[..5], ["announce", "announce", "announce", "announce", "probe"]);
-        assert!(sent[5..].iter().all(|k| *k == "data"), "{sent:?}");
-        // Finding the end of the pass made the flush due: the sender asks to be polled at once.
-        assert_eq!(s.poll_timeout(), Some(t0));
-        assert_eq!(drain(&mut s, &obj, t0).0, ["flush"]);
+        let burst = sent.iter().rposition(|k| *k == "announce").unwrap();
+        assert_eq!(sent[burst - 2..=burst], ["announce"; 3], "{sent:?}");
+        assert!(sent[5..burst - 2].iter().all(|k| *k == "data"), "{sent:?}");
+        // Finding the end of the pass (the list's last symbol) made the flush due at once.
+        assert_eq!(sent.last(), Some(&"flush"), "{sent:?}");
+        let list = &sent[burst + 1..sent.len() - 1];
+        assert!(!list.is_empty() && list.iter().all(|k| *k == "data"), "{sent:?}");
+        assert!(s.object_hash().is_some());
 
         let mut now = t0;
         let mut announced = Vec::new();
