@@ -165,6 +165,31 @@ fn a_forged_symbol_that_decodes_wrong_is_caught_by_the_hash_list_and_fetched_aga
 }
 
 #[test]
+fn a_forged_hash_list_is_refused_and_fetched_again() {
+    let mut pair = pair(object(30_000), 7);
+    let mut tampered = 0;
+    drive(&mut pair, Duration::from_secs(30), |d| {
+        if let Ok((_, Packet::Data(data))) = wire::parse(d) {
+            // Corrupt the hash list's first source symbol once (checksum kept valid): it no
+            // longer matches the hash in the announcement.
+            if data.object == ObjectId::Hashes && data.esi == 0 && tampered == 0 {
+                tampered += 1;
+                d[wire::HEADER_LEN + wire::DATA_FIELDS_LEN] ^= 0x01;
+                *d = reseal(std::mem::take(d));
+            }
+        }
+        true
+    });
+    assert_eq!(tampered, 1);
+    assert_eq!(outcome(&pair), Some(&Outcome::Complete));
+    let stats = pair.receiver(0).stats();
+    assert_eq!(stats.hash_failures, 1, "the list was refused once, no block was refuted by it");
+    assert!(stats.naks_sent >= 1, "and asked for again");
+    assert_no_wrong_byte_written(&pair);
+    assert!(pair.sink(0).is_exact());
+}
+
+#[test]
 fn replay_from_another_session_is_ignored() {
     let mut old = pair(object(5_000), 1);
     let mut captured = Vec::new();
