@@ -183,8 +183,9 @@ fn a_forged_hash_list_is_refused_and_fetched_again() {
     assert_eq!(tampered, 1);
     assert_eq!(outcome(&pair), Some(&Outcome::Complete));
     let stats = pair.receiver(0).stats();
-    assert_eq!(stats.hash_failures, 1, "the list was refused once, no block was refuted by it");
-    assert!(stats.naks_sent >= 1, "and asked for again");
+    // Refused once; the list's own repair symbols (it is sent with as many as it has source
+    // symbols) or a NAK bring a good copy, and no block was refuted by the forged one.
+    assert_eq!(stats.hash_failures, 1, "the list was refused once");
     assert_no_wrong_byte_written(&pair);
     assert!(pair.sink(0).is_exact());
 }

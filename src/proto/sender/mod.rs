@@ -194,6 +194,8 @@ pub struct Sender {
     hash_list_blocks: Vec<BlockEncoder>,
     /// BLAKE3 of the hash list (the object hash), once built.
     hash_list_root: Option<[u8; 32]>,
+    /// Flushes still to carry an announcement of the hash list.
+    flush_announces: u8,
     cache: HashMap<u32, (Arc<BlockEncoder>, u64)>,
     use_clock: u64,
     requested: HashSet<u32>,
@@ -274,6 +276,7 @@ impl Sender {
             block_hashes: vec![None; layout.block_count() as usize],
             hash_list_blocks: Vec::new(),
             hash_list_root: None,
+            flush_announces: control::FLUSH_ANNOUNCEMENTS,
             cache: HashMap::new(),
             use_clock: 0,
             requested: HashSet::new(),

@@ -204,6 +204,13 @@ impl Sender {
             }
             if cur.esi == 0 {
                 cur.parity = self.proactive(k);
+                let proactive = self.cfg.auto_parity || self.cfg.fec_overhead > 0.0;
+                if cur.object == ObjectId::Hashes && proactive {
+                    // The list is the last thing a receiver needs and tiny: as many repair
+                    // symbols as source ones (unless proactive repair is off), so that a loss
+                    // on it rarely costs a NAK round at the very end of the push.
+                    cur.parity = cur.parity.max(u32::from(k));
+                }
             }
             if cur.esi >= u32::from(k) + cur.parity {
                 if cur.object == ObjectId::Payload && self.cfg.auto_parity {
