@@ -175,7 +175,7 @@ impl FileSink {
         Ok(hash)
     }
 
-    /// Publishes a file whose blocks were verified against `hashes` as they were written:
+    /// Publishes a file whose blocks the receiver verified in memory against `hashes`:
     /// fsync, rename, fsync the directory, with no re-read. With `verify_readback`, every block
     /// is first read back and compared with its hash; a block that differs (a disk that did
     /// not keep what it was given) fails with [`StorageError::HashMismatch`] and the temp file

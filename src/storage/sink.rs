@@ -29,7 +29,7 @@ pub trait Sink: Send {
     /// Where the result appears once [`finish`](Self::finish) succeeds (for reports).
     fn destination(&self) -> &Path;
 
-    /// Store verified payload bytes at `offset`, a range not written before. A sink may leave
+    /// Store decoded payload bytes at `offset`, a range not written before. A sink may leave
     /// an all-zero range unwritten (a hole) and say so by returning `Ok(false)`. Fails with
     /// [`StorageError::OutOfRange`] past [`len`](Self::len).
     fn write_block(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError>;
@@ -41,8 +41,8 @@ pub trait Sink: Send {
         self.write_block(offset, data).map(|_| ())
     }
 
-    /// Make the payload, every block of which was verified against `hashes` before it was
-    /// written, durable and place it atomically; returns the object hash (`hashes.root()`).
+    /// Make the payload, every block of which the receiver has verified in memory against
+    /// `hashes`, durable and place it atomically; returns the object hash (`hashes.root()`).
     /// With `verify_readback`, first read every block back and compare it with its hash
     /// ([`StorageError::HashMismatch`] if one differs). On any error the destination is left
     /// as it was and everything staged is removed.
