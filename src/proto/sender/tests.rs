@@ -292,3 +292,26 @@ fn a_block_that_hashes_differently_when_read_again_is_unavailable() {
     }
     assert!(squelched);
 }
+
+#[test]
+fn on_the_harness_the_session_starts_with_no_block_read() {
+    // Every payload block is unreadable: nothing is ever hashed or encoded. The push still
+    // starts, announces and delivers its manifest, so nothing before the first payload symbol
+    // waits on the source's bytes.
+    let obj = Rc::new(Object::new(object(5000), T, K).unwrap());
+    let cfg = SenderConfig { session: 3, ..SenderConfig::default() };
+    let s = obj.sender(cfg, Instant::ZERO).unwrap();
+    let source = MemSource::new(Rc::clone(&obj)).with_unreadable((0..5).collect());
+    let rng = ChaCha8Rng::seed_from_u64(0);
+    let mut h = Harness::new(Network::default(), s, source, FecModel::Real, rng);
+    let rx = crate::proto::receiver::Receiver::new(Default::default());
+    h.add_receiver(rx, crate::sim::Link::default());
+    let sent = run_for(&mut h, Duration::from_millis(50));
+    let first = wire::parse(&sent.first().expect("the session started").1).unwrap().1;
+    assert!(matches!(first, Packet::Announce(a) if a.hashes_hash().is_none()), "{first:?}");
+    assert!(sent.iter().any(|(_, d)| {
+        matches!(wire::parse(d), Ok((_, Packet::Data(x))) if x.object == ObjectId::Manifest)
+    }));
+    assert_eq!(h.sender_log().blocks_served, 0, "no block was ever read");
+    assert_eq!(h.sink(0).manifest(), Some(obj.manifest()), "yet the receiver has the manifest");
+}
