@@ -6,7 +6,8 @@
 Prints a Markdown table of the rows of run RUN_ID (or every row: "all") and writes an SVG plot:
 time until all receivers hold a verified copy against N, one line per tool, one panel per loss
 rate. Rows of the same (tool, n, loss) are averaged; failed runs (ok < n) are marked in the table
-and left out of the plot.
+and left out of the plot. "receiver CPU s/GB" is the receivers' CPU seconds per GB received per
+receiver (the CSV's recv_cpu_s_per_gb; "–" for rows from before that column).
 """
 
 import csv
@@ -45,8 +46,8 @@ def table(rows):
         f"{first['kernel']}, snooping {first['snooping']}, load1 at start "
         f"{min(float(r['load1']) for r in rows):.2f}-{max(float(r['load1']) for r in rows):.2f}",
         "",
-        "| loss | N | tool | seconds | ok | goodput (Mbit/s) | bytes on wire | × file | sender link | CPU busy | rcvbuf drops |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| loss | N | tool | seconds | ok | goodput (Mbit/s) | bytes on wire | × file | sender link | CPU busy | receiver CPU s/GB | rcvbuf drops |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     best = {}
     for (loss, n, tool), rs in groups.items():
@@ -66,7 +67,8 @@ def table(rows):
         out.append(
             f"| {loss:g} % | {n} | {tool} | {shown} | {ok} | {size * 8 / mean / 1e6:.0f} | "
             f"{wire / 1e6:,.0f} MB | {wire / size:.2f} | {sender / 1e6:,.0f} MB | "
-            f"{avg(rs, 'cpu_busy_s', '{:.0f} s')} | {avg(rs, 'rcvbuf_drops', '{:,.0f}')} |"
+            f"{avg(rs, 'cpu_busy_s', '{:.0f} s')} | {avg(rs, 'recv_cpu_s_per_gb', '{:.2f}')} | "
+            f"{avg(rs, 'rcvbuf_drops', '{:,.0f}')} |"
         )
     return "\n".join(out)
 

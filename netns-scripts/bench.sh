@@ -10,7 +10,7 @@
 # OUT/bench.md (this invocation's table and plot). It installs missing peers with apt-get.
 #
 # Each run prints one line:
-#   tool=mcast n=8 loss=1% rate=1G seconds=3.21 ok=8/8 bytes_on_wire=...
+#   tool=mcast n=8 loss=1% rate=1G seconds=3.21 ok=8/8 bytes_on_wire=... recv_cpu_s_per_gb=...
 # seconds: from the start of the push (including per-tool set-up such as creating the .torrent
 #   and starting the tracker; receivers/daemons that wait for a push are started before) until
 #   the last receiver's tool says it holds the whole file: mcast-recv and udp-receiver exit,
@@ -19,6 +19,11 @@
 # Exit status: 0 if every run verified on every receiver, 1 if some did not, 2 on bad usage.
 # bytes_on_wire: sum of rx+tx bytes over every bridge port (s0, r1..rN) during the run, i.e.
 #   every byte that crossed any link in either direction: the fabric cost.
+# recv_cpu_s_per_gb: CPU seconds (user + system) the receiver processes used, summed over the N
+#   receivers, divided by the GB (10^9 bytes) each received and by N: what one receiver pays per
+#   GB. Each receiver runs under a small wrapper (python3, os.wait4) that records its rusage,
+#   children included, when it exits or is stopped; a receiver killed before it could record
+#   makes the figure "-". It is also the last CSV column.
 # The CSV also has cpu_busy_s (CPU seconds the whole machine was busy during the run; near
 # CPUs x seconds means CPU-bound) and rcvbuf_drops (datagrams the receivers' kernels dropped for
 # a full socket buffer, i.e. a receiver that did not keep up).
@@ -197,6 +202,36 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The receivers' rusage wrapper: rusage.py OUT CMD... runs CMD, passes TERM/INT/HUP on to it,
+# and when it ends writes "user_seconds system_seconds" of CMD and its descendants to OUT.
+cat >"$work/rusage.py" <<'PY'
+import os, signal, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+def forward(sig, _frame):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, forward)
+while True:
+    try:
+        _, status, ru = os.wait4(pid, 0)
+        break
+    except InterruptedError:
+        continue
+with open(out, "w") as f:
+    f.write(f"{ru.ru_utime:.3f} {ru.ru_stime:.3f}\n")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(128 - code if code < 0 else code)
+PY
+
 # Run CMD in lab node NODE (s, rI), bounded by the run timeout.
 # Started with `&`, the function runs in a subshell: exec there, so that $! is timeout's PID.
 in_ns() {
@@ -206,6 +241,25 @@ in_ns() {
         exec timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
     fi
     timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
+}
+
+# in_ns for receiver I of a run in DIR: its rusage goes to DIR/cpu-I (see rusage.py).
+in_ns_recv() {
+    local i=$1 d=$2
+    shift 2
+    in_ns "r$i" python3 "$work/rusage.py" "$d/cpu-$i" "$@"
+}
+
+# The receivers' CPU seconds per GB received per receiver (run DIR, N receivers, SIZE bytes),
+# or "-" if a receiver left no record.
+recv_cpu_per_gb() {
+    local d=$1 n=$2 bytes=$3 i total=0 f
+    for ((i = 1; i <= n; i++)); do
+        f=$d/cpu-$i
+        [[ -s $f ]] || { echo "-"; return; }
+        total=$(awk -v t="$total" '{ printf "%.3f", t + $1 + $2 }' "$f")
+    done
+    awk -v t="$total" -v n="$n" -v b="$bytes" 'BEGIN { printf "%.3f", t / (b / 1e9) / n }'
 }
 
 now() { date +%s.%N; }
@@ -279,7 +333,7 @@ run_mcast() {
     local n=$1 d=$2 i tries ready
     local -a rp=()
     for ((i = 1; i <= n; i++)); do
-        in_ns "r$i" "$MCAST_BIN_DIR/mcast-recv" --group 239.255.77.1:7000 --interface lab0 \
+        in_ns_recv "$i" "$d" "$MCAST_BIN_DIR/mcast-recv" --group 239.255.77.1:7000 --interface lab0 \
             --output "$d/r$i" --once --json --timeout "${run_timeout}s" \
             --ready-file "$d/r$i.ready" >"$d/recv-$i.json" 2>"$d/recv-$i.log" &
         rp+=("$!")
@@ -306,7 +360,7 @@ run_udpcast() {
     local n=$1 d=$2 i
     local -a rp=()
     for ((i = 1; i <= n; i++)); do
-        in_ns "r$i" udp-receiver --interface lab0 --nokbd --portbase 9000 \
+        in_ns_recv "$i" "$d" udp-receiver --interface lab0 --nokbd --portbase 9000 \
             --mcast-rdv-address 239.255.77.12 --file "$d/r$i/$(basename "$src")" \
             >"$d/recv-$i.log" 2>&1 </dev/null &
         rp+=("$!")
@@ -327,7 +381,7 @@ uid_of() { printf '0x%08X' "$((0xC6120000 + 10 + $1))"; } # 198.18.0.(10+I) as a
 run_uftp() {
     local n=$1 d=$2 i hosts=""
     for ((i = 1; i <= n; i++)); do
-        in_ns "r$i" uftpd -d -I lab0 -M 239.255.77.21 -U "$(uid_of "$i")" -D "$d/r$i" \
+        in_ns_recv "$i" "$d" uftpd -d -I lab0 -M 239.255.77.21 -U "$(uid_of "$i")" -D "$d/r$i" \
             >"$d/recv-$i.log" 2>&1 </dev/null &
         pids+=("$!")
         hosts+=${hosts:+,}$(uid_of "$i")
@@ -373,7 +427,7 @@ run_bittorrent() {
     in_ns s "${aria[@]}" -V -d "$(dirname "$src")" "$d/f.torrent" >"$d/send.log" 2>&1 </dev/null &
     pids+=("$!")
     for ((i = 1; i <= n; i++)); do
-        in_ns "r$i" "${aria[@]}" --on-bt-download-complete="$d/hook-$i.sh" -d "$d/r$i" \
+        in_ns_recv "$i" "$d" "${aria[@]}" --on-bt-download-complete="$d/hook-$i.sh" -d "$d/r$i" \
             "$d/f.torrent" >"$d/recv-$i.log" 2>&1 </dev/null &
         pids+=("$!")
     done
@@ -401,7 +455,10 @@ run_id=$(date -u +%Y%m%dT%H%M%SZ)
 kernel=$(uname -r)
 cpus=$(nproc)
 if [[ ! -s $csv ]]; then
-    echo "run,date,kernel,cpus,load1,tool,n,loss_pct,rate,size_bytes,seconds,ok,receivers,bytes_on_wire,sender_link_bytes,snooping,cpu_busy_s,rcvbuf_drops,tool_rate" >"$csv"
+    echo "run,date,kernel,cpus,load1,tool,n,loss_pct,rate,size_bytes,seconds,ok,receivers,bytes_on_wire,sender_link_bytes,snooping,cpu_busy_s,rcvbuf_drops,tool_rate,recv_cpu_s_per_gb" >"$csv"
+elif [[ $(head -n 1 "$csv") != *,recv_cpu_s_per_gb ]]; then
+    # A CSV from before the column: name it (older rows simply have no value).
+    sed -i '1s/$/,recv_cpu_s_per_gb/' "$csv"
 fi
 echo "bench: run $run_id on $(nproc) CPUs, kernel $kernel, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
@@ -428,6 +485,7 @@ for n in "${n_list[@]}"; do
             cpu1=$(cpu_busy)
             stop_pids
             drops=$(($(rcvbuf_errors "$n") - drops0))
+            rcpu=$(recv_cpu_per_gb "$d" "$n" "$size_bytes")
             ok=0
             for ((i = 1; i <= n; i++)); do
                 f=$d/r$i/$(basename "$src")
@@ -438,7 +496,7 @@ for n in "${n_list[@]}"; do
             secs=$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { printf "%.3f", b - a }')
             wire=$((wire1 - wire0))
             cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f", b - a }')
-            line="tool=$tool n=$n loss=$loss% rate=$rate_label seconds=$secs ok=$ok/$n bytes_on_wire=$wire"
+            line="tool=$tool n=$n loss=$loss% rate=$rate_label seconds=$secs ok=$ok/$n bytes_on_wire=$wire recv_cpu_s_per_gb=$rcpu"
             echo "bench: $tool: machine CPU busy ${cpu} s in ${secs} s on $cpus CPUs; receivers' socket-buffer drops: $drops" >&2
             if [[ $tool == mcast ]]; then
                 # The receivers' own count of first-pass datagrams lost: with per-frame loss it
@@ -467,7 +525,7 @@ PY
                     [[ -f $log ]] && { echo "---- tail of $log" >&2; tail -n 8 "$log" >&2; }
                 done
             fi
-            echo "$run_id,$(date -u +%FT%TZ),$kernel,$cpus,$load1,$tool,$n,$loss,$rate,$size_bytes,$secs,$ok,$n,$wire,$((sender1 - sender0)),$snooping,$cpu,$drops,$tool_rate" >>"$csv"
+            echo "$run_id,$(date -u +%FT%TZ),$kernel,$cpus,$load1,$tool,$n,$loss,$rate,$size_bytes,$secs,$ok,$n,$wire,$((sender1 - sender0)),$snooping,$cpu,$drops,$tool_rate,${rcpu/-/}" >>"$csv"
             if ((keep)); then rm -rf "$d"/r[0-9]*/; else rm -rf "$d"; fi
         done
         "$LAB" down >&2

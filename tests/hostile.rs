@@ -1,5 +1,7 @@
 //! Hostile input: garbage, truncated, forged (valid checksum, wrong fields), tampered and
-//! replayed datagrams are dropped and counted; no panic, and no wrong byte is ever handed out.
+//! replayed datagrams are dropped and counted; no panic, and no wrong byte is ever placed (a
+//! forged symbol that decodes to wrong bytes reaches the staging area, is refuted by the hash
+//! list and written again before anything is placed).
 //!
 //! One sender and one receiver run in the in-memory [`Harness`] on a perfect network; a tap
 //! records, rewrites or drops each sender datagram, and forged datagrams are handed straight
@@ -130,12 +132,13 @@ fn forged_fields_are_dropped_and_the_transfer_still_completes() {
 }
 
 #[test]
-fn tampered_symbol_with_valid_checksum_never_reaches_the_disk() {
+fn a_forged_symbol_that_decodes_wrong_is_caught_by_the_hash_list_and_fetched_again() {
     let mut pair = pair(object(30_000), 6);
     let mut tampered = 0;
     drive(&mut pair, Duration::from_secs(30), |d| {
         if let Ok((_, Packet::Data(data))) = wire::parse(d) {
-            // Corrupt block 2's source symbol 3 once, keeping the checksum valid.
+            // Corrupt block 2's source symbol 3 once, keeping the checksum valid: the datagram
+            // is well formed, and block 2 decodes (copies) to wrong bytes.
             if data.object == ObjectId::Payload && data.block == 2 && data.esi == 3 && tampered == 0
             {
                 tampered += 1;
@@ -147,9 +150,44 @@ fn tampered_symbol_with_valid_checksum_never_reaches_the_disk() {
     });
     assert_eq!(tampered, 1);
     assert_eq!(outcome(&pair), Some(&Outcome::Complete));
-    assert!(pair.receiver(0).stats().hash_failures >= 1, "the bad block was caught");
+    let sink = pair.sink(0);
+    // The wrong block went into staging before the hash list came (nothing could tell it
+    // then), was refuted by the list, NAKed, served again and written again.
+    assert_eq!(pair.receiver(0).stats().hash_failures, 1, "the bad block was caught");
+    assert_eq!(sink.wrong_writes(), 1);
+    let block2 = 2 * u64::from(T) * u64::from(K);
+    assert_eq!(sink.writes().iter().filter(|(off, _)| *off == block2).count(), 2);
+    assert!(pair.receiver(0).stats().naks_sent >= 1);
+    // What was placed is right: exact when the receiver called it complete, and now.
+    assert_eq!(sink.stored().map(|(_, exact)| exact), Some(true));
+    assert_eq!(sink.wrong_now(), 0);
+    assert!(sink.is_exact(), "the copy equals the object");
+}
+
+#[test]
+fn a_forged_hash_list_is_refused_and_fetched_again() {
+    let mut pair = pair(object(30_000), 7);
+    let mut tampered = 0;
+    drive(&mut pair, Duration::from_secs(30), |d| {
+        if let Ok((_, Packet::Data(data))) = wire::parse(d) {
+            // Corrupt the hash list's first source symbol once (checksum kept valid): it no
+            // longer matches the hash in the announcement.
+            if data.object == ObjectId::Hashes && data.esi == 0 && tampered == 0 {
+                tampered += 1;
+                d[wire::HEADER_LEN + wire::DATA_FIELDS_LEN] ^= 0x01;
+                *d = reseal(std::mem::take(d));
+            }
+        }
+        true
+    });
+    assert_eq!(tampered, 1);
+    assert_eq!(outcome(&pair), Some(&Outcome::Complete));
+    let stats = pair.receiver(0).stats();
+    // Refused once; the list's own repair symbols (it is sent with as many as it has source
+    // symbols) or a NAK bring a good copy, and no block was refuted by the forged one.
+    assert_eq!(stats.hash_failures, 1, "the list was refused once");
     assert_no_wrong_byte_written(&pair);
-    assert!(pair.sink(0).is_exact(), "the copy equals the object");
+    assert!(pair.sink(0).is_exact());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use mcast::proto::manifest::{Entry, EntryKind, Manifest, RelPath};
+use mcast::proto::manifest::{Entry, EntryKind, HashList, Manifest, RelPath};
 use mcast::proto::wire::Announce;
 use mcast::storage::{
     clean_stale_tree_temps, open_sink, open_sink_with, Sink, SinkOptions, Source, StorageError,
@@ -109,21 +109,30 @@ fn over_the_wire(m: &Manifest) -> Manifest {
         manifest_hash: *blake3::hash(&bytes).as_bytes(),
         rate_bps: 1,
         grtt_us: 1,
+        hashes_len: 0,
+        hashes_hash: [0; 32],
     };
     Manifest::decode(&bytes, &announce).unwrap()
+}
+
+/// The hash list of what `src` holds, as `m` lays it out (what the sender builds as it goes).
+fn hashes_of(src: &dyn Source, m: &Manifest) -> HashList {
+    let layout = m.layout().unwrap();
+    HashList::new(layout, src.hash_blocks(layout.block_bytes()).unwrap().block_hashes).unwrap()
 }
 
 /// Writes every block of `src` into `sink` in a seeded random order; returns how many
 /// blocks were written (not left as holes).
 fn write_blocks(src: &dyn Source, m: &Manifest, sink: &mut dyn Sink, seed: u64) -> usize {
     let layout = m.layout().unwrap();
+    let hashes = hashes_of(src, m);
     let mut order: Vec<u32> = (0..layout.block_count()).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     let mut written = 0;
     for b in order {
         let off = layout.block_offset(b).unwrap();
         let data = src.read_at(off, layout.block_len(b).unwrap()).unwrap();
-        assert_eq!(blake3::hash(&data).as_bytes(), &m.block_hashes[b as usize]);
+        assert_eq!(Some(blake3::hash(&data).as_bytes()), hashes.get(b));
         written += usize::from(sink.write_block(off, &data).unwrap());
     }
     written
@@ -136,7 +145,7 @@ fn push(from: &Path, dest: &Path, opts: SinkOptions, seed: u64) -> Result<(), St
     let m = over_the_wire(&src.manifest(T, K).unwrap());
     let mut sink = open_sink_with(dest, &m, opts)?;
     write_blocks(&src, &m, sink.as_mut(), seed);
-    sink.finish(&m.object_hash).map(drop)
+    sink.finish(&hashes_of(&src, &m), false).map(drop)
 }
 
 #[test]
@@ -161,7 +170,8 @@ fn mixed_tree_arrives_identical() {
     let staged = listing(&out);
     assert_eq!(staged.len(), 1);
     assert!(staged[0].starts_with(".v42.mcast-tmp-"), "{staged:?}");
-    assert_eq!(sink.finish(&m.object_hash).unwrap(), m.object_hash);
+    let hl = hashes_of(&src, &m);
+    assert_eq!(sink.finish(&hl, true).unwrap(), hl.root());
     assert_eq!(digest(&dest), digest(&from));
     assert_eq!(listing(&out), ["v42"]);
     // Holes stay holes: the zero file takes (almost) no disk space.
@@ -184,8 +194,9 @@ fn two_thousand_small_files_pack_into_few_blocks() {
     let m = src.manifest(T, 1024).unwrap();
     // About 1 MiB of content in 1 MiB blocks: at most two blocks (not 2000).
     assert_eq!(m.object_size, total as u64);
-    assert_eq!(m.block_hashes.len() as u64, (total as u64).div_ceil(1 << 20));
-    assert!(m.block_hashes.len() <= 2);
+    let blocks = m.layout().unwrap().block_count();
+    assert_eq!(u64::from(blocks), (total as u64).div_ceil(1 << 20));
+    assert!(blocks <= 2);
     let dest = base.path().join("dest");
     push(&from, &dest, SinkOptions::default(), 3).unwrap();
     assert_eq!(digest(&dest), digest(&from));
@@ -251,12 +262,15 @@ fn failures_keep_the_old_tree_and_leave_no_staging() {
     let mut sink = open_sink_with(&dest, &m, replace).unwrap();
     write_blocks(&src, &m, sink.as_mut(), 9);
     sink.write_block(0, &[0xff; 3]).unwrap();
-    let err = sink.finish(&m.object_hash).unwrap_err();
+    // Blocks are checked against the hash list before they are written; what reaches the
+    // disk differently is caught by the read back.
+    let err = sink.finish(&hashes_of(&src, &m), true).unwrap_err();
     assert!(matches!(err, StorageError::HashMismatch { .. }), "{err:?}");
     // Missing blocks: the staged files are still holes where data should be.
     let mut sink = open_sink_with(&dest, &m, replace).unwrap();
     sink.write_block(0, &src.read_at(0, 1000).unwrap()).unwrap();
-    assert!(matches!(sink.finish(&m.object_hash), Err(StorageError::HashMismatch { .. })));
+    let r = sink.finish(&hashes_of(&src, &m), true);
+    assert!(matches!(r, Err(StorageError::HashMismatch { .. })), "{r:?}");
     // Abort, and drop half way.
     let mut sink = open_sink_with(&dest, &m, replace).unwrap();
     write_blocks(&src, &m, sink.as_mut(), 10);
@@ -296,22 +310,8 @@ fn crashed_staging_is_cleaned_up_and_nothing_else() {
 
 /// A manifest that skips the checks of `Manifest::new` (its fields are public), as a buggy or
 /// hostile caller could build one.
-fn unchecked(entries: Vec<Entry>, object_size: u64, data: &[u8]) -> Manifest {
-    let layout = mcast::proto::layout::Layout::new(object_size, T, K).unwrap();
-    let hashes = (0..layout.block_count())
-        .map(|b| {
-            let off = layout.block_offset(b).unwrap() as usize;
-            *blake3::hash(&data[off..off + layout.block_len(b).unwrap()]).as_bytes()
-        })
-        .collect();
-    Manifest {
-        entries,
-        object_size,
-        symbol_size: T,
-        block_symbols: K,
-        block_hashes: hashes,
-        object_hash: *blake3::hash(data).as_bytes(),
-    }
+fn unchecked(entries: Vec<Entry>, object_size: u64) -> Manifest {
+    Manifest { entries, object_size, symbol_size: T, block_symbols: K }
 }
 
 fn link(path: &str, target: &str) -> Entry {
@@ -336,7 +336,7 @@ fn hostile_manifests_are_refused_with_nothing_written() {
         ),
     ];
     for (what, entries) in cases {
-        let m = unchecked(entries, 4, b"data");
+        let m = unchecked(entries, 4);
         // Through the wire the receiver never gets such a manifest at all...
         let bytes = m.encode();
         let announce = Announce {
@@ -347,6 +347,8 @@ fn hostile_manifests_are_refused_with_nothing_written() {
             manifest_hash: *blake3::hash(&bytes).as_bytes(),
             rate_bps: 1,
             grtt_us: 1,
+            hashes_len: 0,
+            hashes_hash: [0; 32],
         };
         if what != "temp-like top-level name" {
             assert!(Manifest::decode(&bytes, &announce).is_err(), "{what}: decoded");
@@ -406,7 +408,7 @@ fn symlinks_planted_in_the_staging_directory_are_not_followed() {
     let data = src.read_at(0, 8).unwrap();
     let err = sink.write_new_at(0, &data).unwrap_err();
     assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
-    assert!(sink.finish(&m.object_hash).is_err());
+    assert!(sink.finish(&hashes_of(&src, &m), false).is_err());
     // A file of the tree replaced by a symlink to a file elsewhere.
     let mut sink = TreeSink::create(&dest, &m, false).unwrap();
     let staging2 = sink.staging_path();
@@ -433,7 +435,8 @@ fn tree_sink_bounds_and_reports() {
     // One write spanning both files.
     assert!(sink.write_new_at(2, &src.read_at(2, 6).unwrap()).unwrap());
     assert!(sink.write_new_at(0, b"AA").unwrap());
-    assert_eq!(sink.finish(&m.object_hash).unwrap(), m.object_hash);
+    let hl = hashes_of(&src, &m);
+    assert_eq!(sink.finish(&hl, true).unwrap(), hl.root());
     assert_eq!(digest(&dest), digest(&from));
 }
 
@@ -463,11 +466,12 @@ fn random_small_trees_with_tiny_blocks_round_trip() {
         let src = TreeSource::open(&from).unwrap();
         let m = over_the_wire(&src.manifest(t, k).unwrap());
         let whole = src.read_at(0, src.len() as usize).unwrap();
-        assert_eq!(blake3::hash(&whole).as_bytes(), &m.object_hash, "seed {seed}");
+        let hl = hashes_of(&src, &m);
+        assert_eq!(hl, HashList::of_bytes(&whole, m.layout().unwrap()), "seed {seed}");
         let dest = base.path().join("dest");
         let mut sink = open_sink(&dest, &m).unwrap();
         write_blocks(&src, &m, sink.as_mut(), seed);
-        sink.finish(&m.object_hash).unwrap();
+        sink.finish(&hl, true).unwrap();
         assert_eq!(digest(&dest), digest(&from), "seed {seed}");
     }
 }

@@ -71,6 +71,9 @@ struct Args {
     /// Blocks held in memory at most (collecting, decoding, or awaiting the manifest).
     #[arg(long, default_value_t = mcast::proto::receiver::ReceiverConfig::default().max_pending_blocks)]
     max_pending_blocks: usize,
+    /// Before placing the file, read it back and check every block against the verified hashes.
+    #[arg(long)]
+    verify_readback: bool,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -128,6 +131,7 @@ async fn receive(args: Args) -> anyhow::Result<i32> {
     cfg.ready_file = args.ready_file.clone();
     cfg.progress = true;
     cfg.workers = args.workers;
+    cfg.verify_readback = args.verify_readback;
     cfg.receiver.max_pending_blocks = args.max_pending_blocks.max(1);
     let opts =
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };

@@ -1,7 +1,8 @@
 //! The receiver role: run the sans-IO [`Receiver`] on the shared
 //! [driver loop](crate::net::driver), decode short blocks on worker threads (a block that lost
-//! nothing is copied there too), write verified blocks into a temp file beside the destination,
-//! place it only once the whole object verifies, and build the report. [`run`] is what
+//! nothing is copied there too), write decoded blocks into a temp file beside the destination
+//! (a block the hash list later refutes is written again), place it once every block verified
+//! (fsync and rename; no re-read unless `verify_readback`), and build the report. [`run`] is what
 //! `mcast-recv` calls for each object, on a socket it opened with [`open_socket`]; tests can
 //! call it in-process too.
 
@@ -43,6 +44,9 @@ pub struct RecvConfig {
     pub ready_file: Option<PathBuf>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Before placing the file, read every block back and compare it with the verified hashes
+    /// (for disks one does not trust); off by default: the blocks were verified in memory.
+    pub verify_readback: bool,
     /// Threads decoding blocks.
     pub workers: usize,
     /// Receive buffer the socket was opened with (asked for, bytes); it is grown to
@@ -69,6 +73,7 @@ impl RecvConfig {
             timeout: None,
             ready_file: None,
             progress: false,
+            verify_readback: false,
             workers: 1,
             recv_buffer: SocketOptions::default().recv_buffer,
             driver: DriverConfig::default(),
@@ -140,29 +145,38 @@ impl RecvRole<'_> {
             }
             // Copy or decode, and hash: never on this loop.
             Event::Decode(job) => workers.submit(job),
-            Event::Block { offset, data, .. } => {
+            Event::Block { offset, data, rewrite, .. } => {
                 if let Some(s) = self.sink.as_mut() {
-                    // Each verified block is written once; zero blocks stay holes.
-                    match s.write_block(offset, &data) {
-                        Ok(_) => self.placed.held += data.len() as u64,
+                    // Each block is written once (zero blocks stay holes), again only when the
+                    // hash list refuted what was written.
+                    let written = if rewrite {
+                        s.rewrite_block(offset, &data)
+                    } else {
+                        s.write_block(offset, &data).map(|_| ())
+                    };
+                    match written {
+                        Ok(()) if !rewrite => self.placed.held += data.len() as u64,
+                        Ok(()) => {}
                         Err(e) => drop(self.placed.error.get_or_insert(e.to_string())),
                     }
                 }
             }
-            Event::Complete { bytes, object_hash } => {
+            Event::Complete { bytes, hashes } => {
                 let received = self.wall.elapsed().as_secs_f64();
                 if let Some(p) = self.progress.as_mut() {
                     p.finish(&format!("{} NAKs", self.receiver.stats().naks_sent));
                 }
                 let first = self.first_datagram_seconds.unwrap_or(0.0);
+                let readback = self.cfg.verify_readback;
                 tracing::info!(
-                    "all {} received in {:.2} s (from the first datagram); verifying",
+                    "all {} received and verified in {:.2} s (from the first datagram); placing{}",
                     fmt_bytes(bytes),
-                    received - first
+                    received - first,
+                    if readback { " after reading back" } else { "" }
                 );
                 self.placed.received_seconds = Some(received);
                 let result = match (self.sink.take(), self.placed.error.clone()) {
-                    (Some(s), None) => s.finish(&object_hash).map_err(|e| e.to_string()),
+                    (Some(s), None) => s.finish(&hashes, readback).map_err(|e| e.to_string()),
                     (_, Some(e)) => Err(e),
                     (None, None) => Err("no destination file".to_string()),
                 };
@@ -174,7 +188,8 @@ impl RecvRole<'_> {
                 let took = self.wall.elapsed().as_secs_f64() - received;
                 match &result {
                     Ok(_) => tracing::info!(
-                        "verified and placed in {took:.2} s (fsync, re-read, BLAKE3, rename)"
+                        "placed in {took:.2} s (fsync{}, rename)",
+                        if readback { ", read back" } else { "" }
                     ),
                     Err(e) => tracing::error!("not placed: {e}"),
                 }

@@ -1,6 +1,7 @@
-//! The sender role: hash the source into a manifest, then run the sans-IO [`Sender`] on the
-//! shared [driver loop](crate::net::driver) with blocks read and FEC-prepared on worker
-//! threads, and build the push report. [`run`] is what `mcast-send` calls, on a socket it
+//! The sender role: build the manifest from a stat of the source (no read), then run the
+//! sans-IO [`Sender`] on the shared [driver loop](crate::net::driver) with blocks read, hashed
+//! and FEC-prepared on worker threads (the hashes make the hash list the sender announces after
+//! the first pass), and build the push report. [`run`] is what `mcast-send` calls, on a socket it
 //! opened with [`open_socket`]; tests can call it in-process too.
 
 use crate::net::batch::{pace_slack, BatchSocket, MAX_GSO_BYTES};
@@ -10,13 +11,12 @@ use crate::net::io::{
 };
 use crate::net::DriverError;
 use crate::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
-use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
-use crate::proto::sender::{BlockRequest, Event, Sender, SenderConfig};
+use crate::proto::sender::{BlockRequest, Event, PreparedBlock, Sender, SenderConfig};
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::ReportStatus;
-use crate::storage::{FileSource, Source, StorageError};
+use crate::storage::{FileSource, Source};
 use rand::RngCore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,7 +45,7 @@ pub struct SendConfig {
     pub symbol_size: u16,
     /// Target block size in bytes.
     pub block_bytes: u64,
-    /// Give up after this long (hashing included).
+    /// Give up after this long.
     pub timeout: Option<Duration>,
     /// Show a progress bar on stderr.
     pub progress: bool,
@@ -102,13 +102,12 @@ pub fn open_socket(
     Ok(sock)
 }
 
-type Prepared = (u32, Result<BlockEncoder, String>);
+type Prepared = (u32, Result<PreparedBlock, String>);
 
 /// The sender's handler of its endpoint's events.
 struct SendRole<'a> {
     cfg: &'a SendConfig,
     sender: Sender,
-    object_hash: [u8; 32],
     object_size: u64,
     slack: Duration,
     progress: Option<Progress>,
@@ -134,7 +133,7 @@ impl Role for SendRole<'_> {
         (block, prepared): Prepared,
     ) -> Result<(), DriverError> {
         match prepared {
-            Ok(enc) => self.sender.handle_block(block, enc)?,
+            Ok(prepared) => self.sender.handle_block(block, prepared)?,
             Err(reason) => {
                 tracing::error!("block {block} cannot be read: {reason}");
                 self.sender.handle_block_failed(block);
@@ -153,7 +152,7 @@ impl Role for SendRole<'_> {
                 Event::NeedBlock(req) => cx.workers.submit(req),
                 Event::ReceiverReport(r) => {
                     let ok = r.report.status == ReportStatus::Complete
-                        && r.report.object_hash == self.object_hash;
+                        && Some(r.report.object_hash) == self.sender.object_hash();
                     tracing::info!(
                         "receiver {:08x} at {} reported {} after {} ms ({} NAKs)",
                         r.node,
@@ -210,7 +209,7 @@ impl Role for SendRole<'_> {
 
 /// Push `cfg.path` to `cfg.group` over `sock` (from [`open_socket`]). Returns when finished,
 /// timed out, or when `shutdown` is cancelled (status `interrupted`). Runs on the calling
-/// tokio task; hashing the source happens first, on this thread.
+/// tokio task; nothing is read before the first datagram but the source's length.
 pub async fn run(
     sock: &mut BatchSocket,
     cfg: &SendConfig,
@@ -220,17 +219,7 @@ pub async fn run(
     let source = Arc::new(FileSource::open(&cfg.path)?);
     let k = Layout::block_symbols_for(cfg.symbol_size, cfg.block_bytes);
     let layout = Layout::new(source.len(), cfg.symbol_size, k)?;
-    let hashes = source.hash_blocks(layout.block_bytes())?;
-    let hash_seconds = wall.elapsed().as_secs_f64();
-    let manifest = Manifest::single_file(
-        source.name().clone(),
-        source.len(),
-        cfg.symbol_size,
-        k,
-        hashes.block_hashes,
-        hashes.object_hash,
-    )
-    .map_err(StorageError::from)?;
+    let manifest = source.manifest(cfg.symbol_size, k)?;
     tracing::info!(
         "sending {} ({}, {} blocks of {} symbols x {} B) to {}, session {:08x}, rate {}",
         cfg.path.display(),
@@ -245,6 +234,7 @@ pub async fn run(
     let clock = Clock::new();
     let sender = Sender::new(cfg.sender.clone(), &manifest, clock.now())?;
     let src = Arc::clone(&source);
+    // Read, hash and encode: the block's hash goes into the hash list as the pass goes.
     let mut workers = Workers::new(cfg.workers, "mcast-prep", move |req: BlockRequest| {
         let prepared = src
             .read_at(req.offset, req.len)
@@ -256,7 +246,6 @@ pub async fn run(
     let mut role = SendRole {
         cfg,
         sender,
-        object_hash: manifest.object_hash,
         object_size: layout.object_size(),
         // Wake this much after the pacer's deadline, so that each wake-up sends a batch.
         slack: pace_slack(cfg.sender.rate_bps),
@@ -279,7 +268,8 @@ pub async fn run(
     drop(role.progress.take());
     let mut report = report(&role.sender, cfg, &manifest, exit);
     report.seconds = wall.elapsed().as_secs_f64();
-    report.hash_seconds = hash_seconds;
+    // Nothing is hashed ahead of sending any more (blocks are hashed on the prepare workers).
+    report.hash_seconds = 0.0;
     report.goodput_mbps = report.payload_bytes_sent as f64 * 8.0 / report.seconds / 1e6;
     report.io = sock.stats();
     report.gso_segments = sock.max_segments();
@@ -294,7 +284,7 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         .values()
         .map(|r| {
             let ok = r.report.status == ReportStatus::Complete
-                && r.report.object_hash == manifest.object_hash
+                && Some(r.report.object_hash) == sender.object_hash()
                 && r.report.bytes == manifest.object_size;
             ReceiverEntry {
                 id: r.node,

@@ -1,18 +1,20 @@
 //! The receiver's side of an in-memory run, written once: [`drive_receiver_events`] drains a
 //! receiver's events, runs each decode inline ([`Decoder`]: RaptorQ, or the ideal model that
-//! knows the true bytes), writes verified blocks into a [`MemSink`], verifies the whole object
-//! when the receiver says it is complete and hands the verdict back with
-//! [`Receiver::handle_stored`].
+//! knows the true bytes), writes decoded blocks into a [`MemSink`], checks the copy when the
+//! receiver says it is complete and hands the verdict back with [`Receiver::handle_stored`].
 //!
 //! A [`MemSink`] keeps no bytes: it compares every write with the [`Object`] the sender holds,
 //! so a thousand simulated receivers cost no memory, and a wrong byte is caught at the write
-//! that carries it.
+//! that carries it. A block written again (the hash list refuted it) replaces the earlier
+//! write; what counts at the end is the copy as it stands.
 
 use super::object::{block_of, Object};
+use crate::proto::manifest::HashList;
 use crate::proto::manifest::Manifest;
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver};
 use crate::proto::time::Instant;
 use crate::proto::wire::ObjectId;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// How blocks are decoded.
@@ -65,11 +67,12 @@ impl Decoder {
         let (bytes, layout) = match job.object {
             ObjectId::Manifest => o.manifest_bytes(),
             ObjectId::Payload => (o.bytes(), o.layout()),
+            ObjectId::Hashes => o.hash_list_bytes(),
         };
         let data = block_of(bytes, layout, job.block).filter(|d| d.len() == job.len)?.to_vec();
         let hash = match job.object {
             ObjectId::Payload => o.block_hash(job.block)?,
-            ObjectId::Manifest => *blake3::hash(&data).as_bytes(),
+            ObjectId::Manifest | ObjectId::Hashes => *blake3::hash(&data).as_bytes(),
         };
         Some((data, hash))
     }
@@ -83,6 +86,8 @@ pub struct MemSink {
     /// Written ranges (offset, length), in the order written.
     writes: Vec<(u64, usize)>,
     wrong_writes: u64,
+    /// The copy as it stands: per offset written, the length and whether it was right.
+    current: BTreeMap<u64, (usize, bool)>,
     manifest: Option<Manifest>,
     stored: Option<(Instant, bool)>,
     outcome: Option<Outcome>,
@@ -95,20 +100,24 @@ impl MemSink {
             object,
             writes: Vec::new(),
             wrong_writes: 0,
+            current: BTreeMap::new(),
             manifest: None,
             stored: None,
             outcome: None,
         }
     }
 
-    /// Write a verified block: counted as wrong unless it equals the object's bytes there.
+    /// Write a block (replacing an earlier write at the same offset): counted as wrong unless
+    /// it equals the object's bytes there.
     pub fn write(&mut self, offset: u64, data: &[u8]) {
         let off = usize::try_from(offset).ok();
         let truth = off.and_then(|o| self.object.bytes().get(o..o.checked_add(data.len())?));
-        if truth != Some(data) {
+        let right = truth == Some(data);
+        if !right {
             self.wrong_writes += 1;
         }
         self.writes.push((offset, data.len()));
+        self.current.insert(offset, (data.len(), right));
     }
 
     /// Blocks written, in order (offset, length).
@@ -116,22 +125,22 @@ impl MemSink {
         &self.writes
     }
 
-    /// Writes that differed from the object (or fell outside it).
+    /// Writes that differed from the object (or fell outside it), replaced since or not.
     pub fn wrong_writes(&self) -> u64 {
         self.wrong_writes
     }
 
-    /// Whether the writes so far cover the whole object and every one of them was right: the
-    /// copy equals the object byte for byte.
+    /// Ranges of the copy as it stands that differ from the object (wrong writes not replaced).
+    pub fn wrong_now(&self) -> usize {
+        self.current.values().filter(|(_, right)| !right).count()
+    }
+
+    /// Whether the copy as it stands covers the whole object and every range of it is right:
+    /// it equals the object byte for byte.
     pub fn is_exact(&self) -> bool {
-        if self.wrong_writes > 0 {
-            return false;
-        }
-        let mut ranges = self.writes.clone();
-        ranges.sort_unstable();
         let mut covered = 0u64;
-        for (off, len) in ranges {
-            if off > covered {
+        for (&off, &(len, right)) in &self.current {
+            if !right || off > covered {
                 return false;
             }
             covered = covered.max(off.saturating_add(len as u64));
@@ -139,16 +148,17 @@ impl MemSink {
         covered >= self.object.bytes().len() as u64
     }
 
-    /// Verify the copy the receiver calls complete: the hash it expects must be the object's
-    /// and the copy exact.
-    pub fn verify(&self, object_hash: [u8; 32]) -> Result<[u8; 32], String> {
+    /// Check the copy the receiver calls complete, as a sink's `finish` would place it: the
+    /// hash list it verified against must be the object's and the copy exact. Returns the
+    /// object hash.
+    pub fn verify(&self, hashes: &HashList) -> Result<[u8; 32], String> {
         if !self.is_exact() {
             return Err("copy differs from the object".into());
         }
-        if object_hash != self.object.hash() {
-            return Err("hash mismatch".into());
+        if hashes != self.object.hash_list() {
+            return Err("hash list mismatch".into());
         }
-        Ok(object_hash)
+        Ok(hashes.root())
     }
 
     /// The manifest the receiver announced, if any.
@@ -183,9 +193,9 @@ pub fn drive_receiver_events(
             Event::Manifest(m) => sink.manifest = Some(m),
             Event::Decode(job) => rx.handle_decoded(now, decoder.decode(job)),
             Event::Block { offset, data, .. } => sink.write(offset, &data),
-            Event::Complete { object_hash, .. } => {
+            Event::Complete { hashes, .. } => {
                 sink.stored = Some((now, sink.is_exact()));
-                rx.handle_stored(now, sink.verify(object_hash));
+                rx.handle_stored(now, sink.verify(&hashes));
             }
             Event::Finished(outcome) => sink.outcome = Some(outcome),
         }
@@ -213,15 +223,20 @@ mod tests {
             sink.write(u64::from(b) * 160, o.block(b).unwrap());
         }
         assert!(sink.is_exact());
-        assert_eq!(sink.verify(o.hash()), Ok(o.hash()));
-        assert!(sink.verify([0; 32]).is_err(), "a receiver expecting another object");
+        assert_eq!(sink.verify(o.hash_list()), Ok(o.hash()));
+        let other = HashList::of_bytes(&[0; 1000], *o.layout());
+        assert!(sink.verify(&other).is_err(), "a receiver expecting another object");
         let mut bad = o.block(3).unwrap().to_vec();
         bad[5] ^= 1;
         sink.write(480, &bad);
         sink.write(u64::MAX, &[1]);
-        assert_eq!(sink.wrong_writes(), 2);
+        assert_eq!((sink.wrong_writes(), sink.wrong_now()), (2, 2));
         assert!(!sink.is_exact());
-        assert!(sink.verify(o.hash()).is_err());
+        assert!(sink.verify(o.hash_list()).is_err());
+        // Rewriting the bad block with the right bytes mends that range, not the other.
+        sink.write(480, o.block(3).unwrap());
+        assert_eq!((sink.wrong_writes(), sink.wrong_now()), (2, 1));
+        assert!(!sink.is_exact(), "still a wrong range past the end");
     }
 
     #[test]

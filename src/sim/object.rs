@@ -1,10 +1,10 @@
-//! The object under test, as the sender holds it: its bytes, its manifest, the layouts of both
-//! and every hash a receiver will be checked against. One [`Object`] is shared (behind an `Rc`)
+//! The object under test, as the sender holds it: its bytes, its manifest, its hash list, the
+//! layouts of all three and every hash a receiver will be checked against. One [`Object`] is shared (behind an `Rc`)
 //! by the harness's block source, every receiver's sink and the ideal decoder. All knowledge of
 //! [`Manifest`]'s fields lives in [`manifest_for`].
 
 use crate::proto::layout::Layout;
-use crate::proto::manifest::{Manifest, ManifestError, RelPath};
+use crate::proto::manifest::{HashList, Manifest, ManifestError, RelPath};
 use crate::proto::sender::{Sender, SenderConfig, SenderError};
 use crate::proto::time::Instant;
 
@@ -20,19 +20,17 @@ pub fn try_manifest_for(
     symbol_size: u16,
     block_symbols: u16,
 ) -> Result<Manifest, ManifestError> {
-    let block = usize::from(symbol_size) * usize::from(block_symbols);
     let name = RelPath::new("sim.bin").expect("a plain name");
-    let block_hashes = object.chunks(block.max(1)).map(|c| *blake3::hash(c).as_bytes()).collect();
-    let (size, hash) = (object.len() as u64, *blake3::hash(object).as_bytes());
-    Manifest::single_file(name, size, symbol_size, block_symbols, block_hashes, hash)
+    Manifest::single_file(name, object.len() as u64, symbol_size, block_symbols)
 }
 
 /// A payload and everything derived from it that a harness needs to serve and to check it.
 #[derive(Debug, Clone)]
 pub struct Object {
     bytes: Vec<u8>,
-    hash: [u8; 32],
-    block_hashes: Vec<[u8; 32]>,
+    hash_list: HashList,
+    hash_list_bytes: Vec<u8>,
+    hash_list_layout: Layout,
     layout: Layout,
     manifest: Manifest,
     manifest_bytes: Vec<u8>,
@@ -52,13 +50,16 @@ impl Object {
         // The sender lays its manifest out with the payload's T and K.
         let manifest_layout = Layout::new(manifest_bytes.len() as u64, symbol_size, block_symbols)
             .map_err(|_| ManifestError::Inconsistent("manifest layout"))?;
-        let block_hashes = (0..layout.block_count())
-            .map(|b| *blake3::hash(block_of(&bytes, &layout, b).unwrap_or(&[])).as_bytes())
-            .collect();
+        let hash_list = HashList::of_bytes(&bytes, layout);
+        let hash_list_bytes = hash_list.encode();
+        let hash_list_layout =
+            Layout::new(hash_list_bytes.len() as u64, symbol_size, block_symbols)
+                .map_err(|_| ManifestError::Inconsistent("hash list layout"))?;
         Ok(Object {
-            hash: *blake3::hash(&bytes).as_bytes(),
             bytes,
-            block_hashes,
+            hash_list,
+            hash_list_bytes,
+            hash_list_layout,
             layout,
             manifest,
             manifest_bytes,
@@ -76,9 +77,19 @@ impl Object {
         &self.bytes
     }
 
-    /// BLAKE3 of the payload.
+    /// The object hash a receiver reports: BLAKE3 of the hash list.
     pub fn hash(&self) -> [u8; 32] {
-        self.hash
+        self.hash_list.root()
+    }
+
+    /// Every block's BLAKE3.
+    pub fn hash_list(&self) -> &HashList {
+        &self.hash_list
+    }
+
+    /// The hash list's serialized bytes (object 2's content) and their layout.
+    pub fn hash_list_bytes(&self) -> (&[u8], &Layout) {
+        (&self.hash_list_bytes, &self.hash_list_layout)
     }
 
     /// Payload layout.
@@ -103,7 +114,7 @@ impl Object {
 
     /// BLAKE3 of payload block `b`, if it exists.
     pub fn block_hash(&self, b: u32) -> Option<[u8; 32]> {
-        self.block_hashes.get(b as usize).copied()
+        self.hash_list.get(b).copied()
     }
 }
 
@@ -128,7 +139,11 @@ mod tests {
             assert_eq!(o.block_hash(b as u32), Some(*blake3::hash(chunk).as_bytes()));
         }
         assert_eq!(o.block_hash(7), None);
-        assert_eq!(o.hash(), *blake3::hash(&bytes).as_bytes());
+        let (list, list_layout) = o.hash_list_bytes();
+        assert_eq!(list.len(), 7 * 32);
+        assert_eq!(list_layout.object_size(), 7 * 32);
+        assert_eq!(&list[6 * 32..], blake3::hash(&bytes[960..]).as_bytes());
+        assert_eq!(o.hash(), *blake3::hash(list).as_bytes(), "the object hash is the list's");
         let (m, layout) = o.manifest_bytes();
         assert_eq!(m, &o.manifest().encode()[..]);
         assert_eq!(layout.object_size(), m.len() as u64);

@@ -1,7 +1,8 @@
 //! [`FileSink`], the [`Sink`] of a single-file push: a temp file beside the destination that
-//! is written at offsets (all-zero blocks left as holes), verified against the expected BLAKE3
-//! hash, fsynced and then atomically renamed over the destination. An unfinished or failed
-//! sink never touches the destination and removes its temp file.
+//! is written at offsets (all-zero blocks left as holes), fsynced and then atomically renamed
+//! over the destination. The blocks were verified before `finish`, so it reads nothing back,
+//! unless asked to (`--verify-readback`: every block against the verified hash list). An
+//! unfinished or failed sink never touches the destination and removes its temp file.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::names::{is_temp_name, random_u64, temp_file_name};
 use super::{check_range, to_hex, Sink, StorageError, IO_CHUNK};
-use crate::proto::manifest::{EntryKind, Manifest, RelPath, MODE_MASK};
+use crate::proto::manifest::{EntryKind, HashList, Manifest, RelPath, MODE_MASK};
 
 /// How often `create` retries when a randomly named temp file already exists.
 const CREATE_ATTEMPTS: usize = 8;
@@ -156,17 +157,8 @@ impl FileSink {
     /// existing file) and the directory is fsynced. On a mismatch the temp
     /// file is deleted, any existing destination is left untouched and
     /// [`StorageError::HashMismatch`] is returned.
-    pub fn finish(mut self, expected: &[u8; 32]) -> Result<[u8; 32], StorageError> {
-        self.file.sync_all().map_err(|e| StorageError::io("fsync", &self.temp_path, e))?;
-        let actual_len =
-            self.file.metadata().map_err(|e| StorageError::io("stat", &self.temp_path, e))?.len();
-        if actual_len != self.size {
-            return Err(StorageError::SizeMismatch {
-                path: self.temp_path.clone(),
-                expected: self.size,
-                actual: actual_len,
-            });
-        }
+    pub fn finish(self, expected: &[u8; 32]) -> Result<[u8; 32], StorageError> {
+        self.sync_and_check_len()?;
         let hash = self.hash_content()?;
         if hash != *expected {
             tracing::warn!(
@@ -179,6 +171,65 @@ impl FileSink {
                 actual: to_hex(&hash),
             });
         }
+        self.place()?;
+        Ok(hash)
+    }
+
+    /// Publishes a file whose blocks the receiver verified in memory against `hashes`:
+    /// fsync, rename, fsync the directory, with no re-read. With `verify_readback`, every block
+    /// is first read back and compared with its hash; a block that differs (a disk that did
+    /// not keep what it was given) fails with [`StorageError::HashMismatch`] and the temp file
+    /// is deleted. Returns the object hash, `hashes.root()`.
+    pub fn finish_verified(
+        self,
+        hashes: &HashList,
+        verify_readback: bool,
+    ) -> Result<[u8; 32], StorageError> {
+        if hashes.layout().object_size() != self.size {
+            return Err(StorageError::SizeMismatch {
+                path: self.temp_path.clone(),
+                expected: hashes.layout().object_size(),
+                actual: self.size,
+            });
+        }
+        self.sync_and_check_len()?;
+        if verify_readback {
+            let bad = hashes.first_mismatch(|off, buf| {
+                self.file
+                    .read_exact_at(buf, off)
+                    .map_err(|e| StorageError::io("read back", &self.temp_path, e))
+            })?;
+            if let Some(b) = bad {
+                tracing::warn!(
+                    path = %self.final_path.display(),
+                    "block {b} reads back differently from what was verified; discarding the file"
+                );
+                return Err(StorageError::HashMismatch {
+                    expected: format!("block {b} as verified"),
+                    actual: "other bytes read back".into(),
+                });
+            }
+        }
+        self.place()?;
+        Ok(hashes.root())
+    }
+
+    fn sync_and_check_len(&self) -> Result<(), StorageError> {
+        self.file.sync_all().map_err(|e| StorageError::io("fsync", &self.temp_path, e))?;
+        let actual_len =
+            self.file.metadata().map_err(|e| StorageError::io("stat", &self.temp_path, e))?.len();
+        if actual_len != self.size {
+            return Err(StorageError::SizeMismatch {
+                path: self.temp_path.clone(),
+                expected: self.size,
+                actual: actual_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Apply the mode, rename over the destination and fsync the directory.
+    fn place(mut self) -> Result<(), StorageError> {
         if let Some(mode) = self.mode {
             use std::os::unix::fs::PermissionsExt;
             self.file
@@ -190,8 +241,7 @@ impl FileSink {
         self.done = true;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| StorageError::io("fsync directory", &self.dir, e))?;
-        Ok(hash)
+            .map_err(|e| StorageError::io("fsync directory", &self.dir, e))
     }
 
     /// BLAKE3 of the temp file's content, read sequentially.
@@ -249,8 +299,16 @@ impl Sink for FileSink {
         self.write_new_at(offset, data)
     }
 
-    fn finish(self: Box<Self>, object_hash: &[u8; 32]) -> Result<[u8; 32], StorageError> {
-        FileSink::finish(*self, object_hash)
+    fn rewrite_block(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        self.write_at(offset, data)
+    }
+
+    fn finish(
+        self: Box<Self>,
+        hashes: &HashList,
+        verify_readback: bool,
+    ) -> Result<[u8; 32], StorageError> {
+        FileSink::finish_verified(*self, hashes, verify_readback)
     }
 
     fn abort(self: Box<Self>) {

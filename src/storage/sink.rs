@@ -1,7 +1,9 @@
-//! The [`Sink`] trait: where a receiver puts the payload byte stream. A sink takes verified
-//! blocks at payload offsets, in any order, each range once; then [`Sink::finish`] verifies the
-//! whole payload, makes it durable and places it at its destination atomically, or
-//! [`Sink::abort`] discards it. Nothing appears at the destination before `finish` succeeds.
+//! The [`Sink`] trait: where a receiver puts the payload byte stream. A sink takes decoded
+//! blocks at payload offsets, in any order, into a staging area (a block that fails
+//! verification later is written again, [`Sink::rewrite_block`]); then [`Sink::finish`] makes
+//! the verified payload durable and places it at its destination atomically, without reading it
+//! again unless asked to, or [`Sink::abort`] discards it. Nothing appears at the destination
+//! before `finish` succeeds.
 //!
 //! [`open_sink`] picks the implementation a manifest needs. Implemented:
 //! [`FileSink`](super::FileSink) (a single-file push) and [`TreeSink`](super::TreeSink)
@@ -12,7 +14,7 @@
 use std::path::Path;
 
 use super::{FileSink, StorageError, TreeSink};
-use crate::proto::manifest::Manifest;
+use crate::proto::manifest::{HashList, Manifest};
 
 /// A destination for a payload byte stream. Methods that end the sink take `Box<Self>` so a
 /// receiver can hold whichever sink the manifest needs as a `Box<dyn Sink>`.
@@ -28,15 +30,28 @@ pub trait Sink: Send {
     /// Where the result appears once [`finish`](Self::finish) succeeds (for reports).
     fn destination(&self) -> &Path;
 
-    /// Store verified payload bytes at `offset`, a range not written before. A sink may leave
+    /// Store decoded payload bytes at `offset`, a range not written before. A sink may leave
     /// an all-zero range unwritten (a hole) and say so by returning `Ok(false)`. Fails with
     /// [`StorageError::OutOfRange`] past [`len`](Self::len).
     fn write_block(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError>;
 
-    /// Verify the stored payload against `object_hash` (BLAKE3 of the whole stream), make it
-    /// durable and place it atomically; returns the hash computed. On any error the
-    /// destination is left as it was and everything staged is removed.
-    fn finish(self: Box<Self>, object_hash: &[u8; 32]) -> Result<[u8; 32], StorageError>;
+    /// Store `data` at `offset` over bytes written there before (they failed verification):
+    /// the new bytes replace the old, zeros included. A sink that leaves zero ranges as holes
+    /// in [`write_block`](Self::write_block) must override this.
+    fn rewrite_block(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        self.write_block(offset, data).map(|_| ())
+    }
+
+    /// Make the payload, every block of which the receiver has verified in memory against
+    /// `hashes`, durable and place it atomically; returns the object hash (`hashes.root()`).
+    /// With `verify_readback`, first read every block back and compare it with its hash
+    /// ([`StorageError::HashMismatch`] if one differs). On any error the destination is left
+    /// as it was and everything staged is removed.
+    fn finish(
+        self: Box<Self>,
+        hashes: &HashList,
+        verify_readback: bool,
+    ) -> Result<[u8; 32], StorageError>;
 
     /// Discard everything staged. The destination is never touched.
     fn abort(self: Box<Self>);

@@ -1,7 +1,8 @@
 //! The [`Source`] trait: where a push's payload byte stream comes from. A source knows its
 //! length and its manifest entries (which names the payload's ranges belong to) and serves
 //! positioned reads of the stream, so blocks can be read on demand by many worker threads. From
-//! that, the provided methods hash the blocks and build the [`Manifest`].
+//! that, the provided methods build the [`Manifest`] (no read: the block hashes are computed as
+//! the blocks are sent) and, for tests and tools, hash the blocks in one pass.
 //!
 //! Implementations: [`FileSource`](super::FileSource) (one regular file, one entry). A tree
 //! source maps payload ranges onto several files (small ones packed back to back); an image
@@ -82,18 +83,10 @@ pub trait Source: Send + Sync {
         Ok(SourceHashes { block_hashes, object_hash: *whole.finalize().as_bytes() })
     }
 
-    /// Hash the payload in blocks of `block_symbols` symbols of `symbol_size` bytes and build
-    /// the checked manifest of [`entries`](Self::entries).
+    /// The checked manifest of [`entries`](Self::entries) over the payload in blocks of
+    /// `block_symbols` symbols of `symbol_size` bytes. Reads nothing.
     fn manifest(&self, symbol_size: u16, block_symbols: u16) -> Result<Manifest, StorageError> {
-        let layout = Layout::new(self.len(), symbol_size, block_symbols)?;
-        let h = self.hash_blocks(layout.block_bytes())?;
-        Ok(Manifest::new(
-            self.entries().to_vec(),
-            self.len(),
-            symbol_size,
-            block_symbols,
-            h.block_hashes,
-            h.object_hash,
-        )?)
+        Layout::new(self.len(), symbol_size, block_symbols)?;
+        Ok(Manifest::new(self.entries().to_vec(), self.len(), symbol_size, block_symbols)?)
     }
 }

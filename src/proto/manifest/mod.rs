@@ -1,20 +1,25 @@
 //! The manifest (object 0): what the payload byte stream is made of ([`Entry`]s mapping payload
-//! ranges to named files, directories and symlinks), how it is laid out in blocks, and the
-//! BLAKE3 hash of every block and of the whole payload. Serialized with postcard; the receiver
-//! accepts it only when its BLAKE3 matches the announcement, its fields agree with the announced
-//! layout and its entries pass [`check_entries`] (names through [`RelPath`]).
+//! ranges to named files, directories and symlinks) and how it is laid out in blocks. It holds
+//! no hash of the payload, so it is known from a stat of the source and goes out first; the
+//! block hashes travel in the hash list (object 2, [`HashList`]) after the payload. Serialized
+//! with postcard; the receiver accepts it only when its BLAKE3 matches the announcement, its
+//! fields agree with the announced layout and its entries pass [`check_entries`] (names through
+//! [`RelPath`]).
 //!
 //! - [`name`]: [`RelPath`], the one check for names from the network.
 //! - [`entry`]: [`Entry`], [`EntryKind`] and the checks of an entry list.
+//! - [`hashes`]: [`HashList`], every block's BLAKE3 and the object hash derived from them.
 
 pub mod entry;
+pub mod hashes;
 pub mod name;
 
 pub use entry::{check_entries, Entry, EntryError, EntryKind, MAX_ENTRIES, MODE_MASK};
+pub use hashes::HashList;
 pub use name::{NameError, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 
 use crate::proto::layout::Layout;
-use crate::proto::wire::Announce;
+use crate::proto::wire::{hash_list_len, Announce, MAX_HASH_LIST_LEN};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -62,10 +67,6 @@ pub struct Manifest {
     pub symbol_size: u16,
     /// Symbols per full block `K`.
     pub block_symbols: u16,
-    /// BLAKE3 of each block's data (unpadded).
-    pub block_hashes: Vec<[u8; 32]>,
-    /// BLAKE3 of the whole payload.
-    pub object_hash: [u8; 32],
 }
 
 /// The wire form of [`Manifest`]: same fields in the same order, paths not yet checked.
@@ -75,8 +76,6 @@ struct RawManifest {
     object_size: u64,
     symbol_size: u16,
     block_symbols: u16,
-    block_hashes: Vec<[u8; 32]>,
-    object_hash: [u8; 32],
 }
 
 /// The wire form of [`Entry`].
@@ -94,17 +93,8 @@ impl Manifest {
         object_size: u64,
         symbol_size: u16,
         block_symbols: u16,
-        block_hashes: Vec<[u8; 32]>,
-        object_hash: [u8; 32],
     ) -> Result<Self, ManifestError> {
-        let m = Manifest {
-            entries,
-            object_size,
-            symbol_size,
-            block_symbols,
-            block_hashes,
-            object_hash,
-        };
+        let m = Manifest { entries, object_size, symbol_size, block_symbols };
         m.check()?;
         Ok(m)
     }
@@ -116,11 +106,9 @@ impl Manifest {
         object_size: u64,
         symbol_size: u16,
         block_symbols: u16,
-        block_hashes: Vec<[u8; 32]>,
-        object_hash: [u8; 32],
     ) -> Result<Self, ManifestError> {
         let entries = vec![Entry::file(path, 0, object_size)];
-        Manifest::new(entries, object_size, symbol_size, block_symbols, block_hashes, object_hash)
+        Manifest::new(entries, object_size, symbol_size, block_symbols)
     }
 
     /// The path of a single-file push: `Some` when the manifest is exactly one file entry
@@ -149,12 +137,13 @@ impl Manifest {
         postcard::to_allocvec(self).expect("serializing to a Vec cannot fail")
     }
 
-    /// Layout of the payload, checked against the block hash count.
+    /// Layout of the payload, checked to have no more blocks than a hash list can cover
+    /// ([`MAX_HASH_LIST_LEN`]).
     pub fn layout(&self) -> Result<Layout, ManifestError> {
         let layout = Layout::new(self.object_size, self.symbol_size, self.block_symbols)
             .map_err(|_| ManifestError::Inconsistent("layout"))?;
-        if layout.block_count() as usize != self.block_hashes.len() {
-            return Err(ManifestError::Inconsistent("block hash count"));
+        if hash_list_len(&layout) > u64::from(MAX_HASH_LIST_LEN) {
+            return Err(ManifestError::Inconsistent("too many blocks"));
         }
         Ok(layout)
     }
@@ -189,14 +178,7 @@ impl Manifest {
             .into_iter()
             .map(|e| Ok(Entry { path: RelPath::new(e.path)?, kind: e.kind }))
             .collect::<Result<Vec<_>, NameError>>()?;
-        Manifest::new(
-            entries,
-            raw.object_size,
-            raw.symbol_size,
-            raw.block_symbols,
-            raw.block_hashes,
-            raw.object_hash,
-        )
+        Manifest::new(entries, raw.object_size, raw.symbol_size, raw.block_symbols)
     }
 }
 

@@ -11,6 +11,8 @@ fn announce_for(bytes: &[u8]) -> Announce {
         block_symbols: 10,
         manifest_len: bytes.len() as u32,
         manifest_hash: *blake3::hash(bytes).as_bytes(),
+        hashes_len: 0,
+        hashes_hash: [0; 32],
         rate_bps: 1,
         grtt_us: 1,
     }
@@ -18,7 +20,7 @@ fn announce_for(bytes: &[u8]) -> Announce {
 
 fn sample() -> Manifest {
     let name = RelPath::new("a.bin").unwrap();
-    Manifest::single_file(name, 3000, 100, 10, vec![[1; 32], [2; 32], [3; 32]], [4; 32]).unwrap()
+    Manifest::single_file(name, 3000, 100, 10).unwrap()
 }
 
 /// Decode `m`'s encoding under an announcement made for it (so only the content checks apply).
@@ -44,7 +46,7 @@ fn tree_round_trip() {
         Entry::file(p("d/y"), 1000, 2000),
         Entry { path: p("l"), kind: EntryKind::Symlink { target: "d/x".into() } },
     ];
-    let m = Manifest::new(entries, 3000, 100, 10, vec![[1; 32]; 3], [4; 32]).unwrap();
+    let m = Manifest::new(entries, 3000, 100, 10).unwrap();
     assert_eq!(m.single_file_path(), None);
     assert_eq!(m.summary(), "4 entries");
     assert_eq!(decode_own(&m).unwrap(), m);
@@ -71,13 +73,17 @@ fn hash_and_announcement_checks() {
 
 #[test]
 fn layout_checks() {
-    let mut short = sample();
-    short.block_hashes.pop();
-    assert_eq!(decode_own(&short), Err(ManifestError::Inconsistent("block hash count")));
-    let name = RelPath::new("a").unwrap();
+    let name = || RelPath::new("a").unwrap();
     assert_eq!(
-        Manifest::single_file(name, 3000, 100, 10, vec![[0; 32]; 2], [0; 32]),
-        Err(ManifestError::Inconsistent("block hash count"))
+        Manifest::single_file(name(), 3000, 8, 10),
+        Err(ManifestError::Inconsistent("layout"))
+    );
+    // No more blocks than a hash list can cover.
+    let max_blocks = u64::from(crate::proto::wire::MAX_HASH_LIST_LEN) / 32;
+    assert!(Manifest::single_file(name(), max_blocks * 100, 100, 1).is_ok());
+    assert_eq!(
+        Manifest::single_file(name(), max_blocks * 100 + 1, 100, 1),
+        Err(ManifestError::Inconsistent("too many blocks"))
     );
 }
 
@@ -88,8 +94,6 @@ struct Hostile {
     object_size: u64,
     symbol_size: u16,
     block_symbols: u16,
-    block_hashes: Vec<[u8; 32]>,
-    object_hash: [u8; 32],
 }
 
 impl Hostile {
@@ -99,8 +103,6 @@ impl Hostile {
             object_size: m.object_size,
             symbol_size: m.symbol_size,
             block_symbols: m.block_symbols,
-            block_hashes: m.block_hashes.clone(),
-            object_hash: m.object_hash,
         }
     }
 
@@ -174,7 +176,7 @@ proptest::proptest! {
             Entry { path: p("d/l"), kind: EntryKind::Symlink { target: "x".into() } },
             Entry::file(p("y"), 1000, 2000),
         ];
-        let m = Manifest::new(entries, 3000, 100, 10, vec![[1; 32]; 3], [4; 32]).unwrap();
+        let m = Manifest::new(entries, 3000, 100, 10).unwrap();
         let mut bytes = m.encode();
         for (at, x) in flips {
             let i = at.index(bytes.len());

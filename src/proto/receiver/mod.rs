@@ -1,6 +1,9 @@
 //! The receiver state machine. It locks onto the first session announced, collects symbols per
-//! block, hands full blocks out for decoding ([`Event::Decode`]), checks every decoded block
-//! against the manifest's BLAKE3 before handing it out ([`Event::Block`]), NAKs what the sender
+//! block, hands full blocks out for decoding ([`Event::Decode`]) and decoded blocks out to be
+//! written ([`Event::Block`]) with their BLAKE3 kept (32 bytes a block); when the hash list
+//! (object 2) arrives and matches the announcement it checks every block written against it
+//! (one that does not match is fetched again and rewritten), and blocks decoded after it are
+//! checked before they are handed out. It NAKs what the sender
 //! has passed and it still lacks after a randomized backoff, stays quiet when it heard an equal
 //! or larger need from another receiver or the sender's repair advertisement, and reports
 //! completion until the sender acknowledges. It echoes a share of the sender's probes (the
@@ -8,12 +11,14 @@
 //! clear reason when the sender squelches it (dropped as a straggler, or a block it lacks is no
 //! longer held).
 //!
-//! The core never writes files: the driver writes verified blocks, then verifies and places the
-//! whole object when asked with [`Event::Complete`], and answers with
-//! [`Receiver::handle_stored`].
+//! The core never writes files: the driver writes blocks into a staging area, then, when every
+//! block is verified ([`Event::Complete`]), makes it durable and places it without reading it
+//! again (unless asked to), and answers with [`Receiver::handle_stored`]. The object hash it
+//! reports is the hash list's BLAKE3, derived from what was verified.
 //!
-//! A session's identity is its id, its sender, the object layout and the manifest (length and
-//! hash): an announcement that changes any of them is refused and counted. The rate and the
+//! A session's identity is its id, its sender, the object layout, the manifest (length and
+//! hash) and the hash list's hash once announced (it may go from unknown to a value once): an
+//! announcement that changes any of them is refused and counted. The rate and the
 //! GRTT it announces are parameters the receiver follows ([`Receiver::announced_rate`] is the
 //! newest).
 //!
@@ -33,7 +38,7 @@ pub use object::ObjectState;
 pub use session::Timer;
 
 use crate::proto::fec::{BlockSymbols, Inserted};
-use crate::proto::manifest::Manifest;
+use crate::proto::manifest::{HashList, Manifest};
 use crate::proto::stats::ReceiverStats;
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::{self, *};
@@ -61,7 +66,8 @@ pub struct ReceiverConfig {
     pub group_size: f64,
     /// Least time between two NAKs, in GRTTs (a per-receiver NAK rate limit).
     pub nak_interval_grtts: f64,
-    /// Blocks held in memory at most (collecting, decoding, or awaiting the manifest).
+    /// Blocks held in memory at most (collecting, decoding, or awaiting the manifest; blocks
+    /// written and awaiting the hash list are not held).
     pub max_pending_blocks: usize,
     /// Report repetitions before giving up on an acknowledgement.
     pub report_tries: u32,
@@ -146,22 +152,27 @@ pub enum Event {
     Manifest(Manifest),
     /// Run this job and hand the result to [`Receiver::handle_decoded`].
     Decode(DecodeJob),
-    /// A verified block: write `data` at `offset`.
+    /// A decoded block: write `data` at `offset` in the staging area (never the destination).
+    /// It is verified already if the hash list is known, else when the list arrives.
     Block {
         /// Block number.
         block: u32,
         /// Byte offset in the payload.
         offset: u64,
-        /// Verified bytes.
+        /// Decoded bytes.
         data: Vec<u8>,
+        /// Bytes were written at this offset before and failed verification: these replace
+        /// them (zeros included).
+        rewrite: bool,
     },
-    /// Every block is written: verify the whole object against `object_hash`, place it, and
-    /// call [`Receiver::handle_stored`].
+    /// Every block is written and verified against `hashes`: make the copy durable, place it
+    /// (re-reading it only with `--verify-readback`) and call [`Receiver::handle_stored`] with
+    /// `hashes.root()`, the object hash.
     Complete {
         /// Payload size.
         bytes: u64,
-        /// Expected BLAKE3 of the payload.
-        object_hash: [u8; 32],
+        /// The verified hash list.
+        hashes: HashList,
     },
     /// Reception is over.
     Finished(Outcome),

@@ -8,10 +8,11 @@
 use super::session::{Cover, Ctx, Phase, Session, Timer};
 use super::*;
 
-/// Whether block `b` of `o` can take symbols: it already has a slot, or a free one is left
-/// (which this then counts as used).
-fn takes(o: &ObjectState, b: u32, free: &mut usize) -> bool {
-    if o.pending.contains_key(&b) {
+/// Whether block `b` of object `id` (state `o`) can take symbols: it is a block of the manifest
+/// or the hash list (always room: payload blocks decoded early wait for them), it already has
+/// a slot, or a free one is left (which this then counts as used).
+fn takes(id: ObjectId, o: &ObjectState, b: u32, free: &mut usize) -> bool {
+    if id != ObjectId::Payload || o.pending.contains_key(&b) {
         return true;
     }
     if *free > 0 && !o.decoding.contains(&b) {
@@ -79,7 +80,7 @@ impl Session {
         let wanted = self.objects.iter().any(|(id, o)| {
             o.outstanding.iter().any(|b| {
                 let need = o.need(*b);
-                need > 0 && !self.covered(id, *b, need, now) && takes(o, *b, &mut free)
+                need > 0 && !self.covered(id, *b, need, now) && takes(id, o, *b, &mut free)
             })
         });
         if wanted {
@@ -109,7 +110,7 @@ impl Session {
                 short = true;
                 // Ask only for blocks we can hold: the repairs for a block with no slot would
                 // be dropped on arrival and asked for again.
-                if !covered(&self.covers, id, b, need, now) && takes(o, b, &mut free) {
+                if !covered(&self.covers, id, b, need, now) && takes(id, o, b, &mut free) {
                     let count = need.min(u32::from(u16::MAX)) as u16;
                     needs.push(Need { object: id, block: b, count });
                     if needs.len() == max {
@@ -159,6 +160,8 @@ mod tests {
             block_symbols: 10,
             manifest_len: 100,
             manifest_hash: [0; 32],
+            hashes_len: 0,
+            hashes_hash: [0; 32],
             rate_bps: 1_000_000_000,
             grtt_us: 1000,
         };

@@ -27,7 +27,9 @@ impl TimerKind for Timer {
 }
 
 /// What makes a session this session. An announcement that differs in any of these is not
-/// ours: it is refused and counted, never followed.
+/// ours: it is refused and counted, never followed. The hash list's hash is part of it too,
+/// checked apart ([`Session::on_packet`]): it may go from unknown to a value once, and never
+/// change after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Identity {
     session: u32,
@@ -94,8 +96,16 @@ pub(super) struct Session {
     pub(super) objects: Objects<ObjectState>,
     manifest: Option<Manifest>,
     manifest_bytes: Vec<u8>,
-    /// Decoded payload blocks, with their hashes, waiting for the manifest.
-    unverified: BTreeMap<u32, (Vec<u8>, [u8; 32])>,
+    /// Decoded payload blocks, with their hashes, waiting for the manifest (the destination
+    /// is made from it); bounded by `max_pending_blocks`.
+    awaiting_manifest: BTreeMap<u32, (Vec<u8>, [u8; 32])>,
+    /// Per payload block, the hash of what was last written there (32 B a block, allocated
+    /// with the manifest). Done blocks are checked against the hash list when it arrives; a
+    /// slot that is set for a block not done means the next write replaces bad bytes.
+    written: Vec<Option<[u8; 32]>>,
+    /// The verified hash list, once it arrived and matched the announcement.
+    hash_list: Option<HashList>,
+    hash_list_bytes: Vec<u8>,
     pub(super) covers: HashMap<(ObjectId, u32), Cover>,
     pub(super) timers: TimerTable<Timer>,
     /// When this receiver last sent a NAK.
@@ -126,7 +136,10 @@ impl Session {
             objects: Objects::from_fn(|id| ObjectState::new(a.object_layout(id))),
             manifest: None,
             manifest_bytes: Vec::new(),
-            unverified: BTreeMap::new(),
+            awaiting_manifest: BTreeMap::new(),
+            written: Vec::new(),
+            hash_list: None,
+            hash_list_bytes: Vec::new(),
             covers: HashMap::new(),
             timers: TimerTable::new(),
             last_nak: None,
@@ -155,10 +168,11 @@ impl Session {
         self.echo.is_some() || !self.outbox.is_empty()
     }
 
-    /// Block slots left under `max` (collecting, decoding and unverified blocks use one each).
+    /// Block slots left under `max` (collecting, decoding and blocks waiting for the manifest
+    /// use one each; blocks written and waiting for the hash list use none).
     pub(super) fn free_slots(&self, max: usize) -> usize {
         let used: usize = self.objects.values().map(ObjectState::in_memory).sum();
-        max.saturating_sub(used + self.unverified.len())
+        max.saturating_sub(used + self.awaiting_manifest.len())
     }
 
     /// The sender reports that its next data datagram will carry `next`: everything before it
@@ -180,12 +194,18 @@ impl Session {
         match packet {
             Packet::Data(d) if from_sender => self.on_data(cx, now, d),
             Packet::Announce(a) if from_sender => {
-                if Identity::of(&header, &a) == self.identity {
+                let known = self.announce.hashes_hash();
+                let same_list = known.is_none() || a.hashes_hash() == known;
+                if Identity::of(&header, &a) == self.identity && same_list {
                     // Same push; follow its parameters.
                     self.grtt = grtt_of(a.grtt_us);
                     self.announce = a;
+                    if known.is_none() && a.hashes_hash().is_some() {
+                        self.try_hash_list(cx, now);
+                    }
                 } else {
-                    cx.stats.dropped_invalid += 1; // a changed object: not our transfer
+                    // A changed object or hash list: not our transfer.
+                    cx.stats.dropped_invalid += 1;
                 }
             }
             Packet::Probe(p) if from_sender => {
@@ -248,7 +268,9 @@ impl Session {
                 grew |= o.advance(u32::MAX);
             }
         }
-        let full = self.free_slots(cx.cfg.max_pending_blocks) == 0;
+        // The bound is on payload blocks: the manifest and the hash list are bounded by their
+        // own limits, and must always find room (payload blocks decoded early wait for them).
+        let full = d.object == ObjectId::Payload && self.free_slots(cx.cfg.max_pending_blocks) == 0;
         let o = &mut self.objects[d.object];
         if o.is_done(d.block) || o.decoding.contains(&d.block) {
             cx.stats.symbols_duplicate += 1;
@@ -316,15 +338,73 @@ impl Session {
             ObjectId::Manifest => self.on_manifest_block(cx, now, decoded.block, &data),
             ObjectId::Payload => {
                 if self.manifest.is_some() {
-                    self.verify_block(cx, now, decoded.block, data, hash);
-                } else if self.unverified.len() < cx.cfg.max_pending_blocks {
+                    self.accept_block(cx, now, decoded.block, data, hash);
+                } else if self.awaiting_manifest.len() < cx.cfg.max_pending_blocks {
                     o.set_done(decoded.block);
-                    self.unverified.insert(decoded.block, (data, hash));
+                    self.awaiting_manifest.insert(decoded.block, (data, hash));
                 } else {
                     cx.stats.dropped_memory += 1;
                     o.reset(decoded.block);
                     self.update_nak_timer(cx, now);
                 }
+            }
+            ObjectId::Hashes => self.on_hashes_block(cx, now, decoded.block, &data),
+        }
+    }
+
+    fn on_hashes_block(&mut self, cx: &mut Ctx, now: Instant, block: u32, data: &[u8]) {
+        let o = &mut self.objects[ObjectId::Hashes];
+        let Some(off) = o.layout.block_offset(block) else {
+            return;
+        };
+        if self.hash_list_bytes.is_empty() {
+            // The layout is bounded at parse (MAX_HASH_LIST_LEN).
+            self.hash_list_bytes = vec![0; o.layout.object_size() as usize];
+        }
+        self.hash_list_bytes[off as usize..off as usize + data.len()].copy_from_slice(data);
+        o.set_done(block);
+        self.try_hash_list(cx, now);
+    }
+
+    /// Once every block of the hash list is in and the announcement says its hash: verify it,
+    /// then check every block written so far against it. A block that does not match is
+    /// missing again (NAKed and fetched like any other); a list that does not match its
+    /// announcement is fetched again.
+    fn try_hash_list(&mut self, cx: &mut Ctx, now: Instant) {
+        let o = &mut self.objects[ObjectId::Hashes];
+        if self.hash_list.is_some() || !o.complete() || self.announce.hashes_hash().is_none() {
+            return;
+        }
+        match HashList::decode(&self.hash_list_bytes, &self.announce) {
+            Ok(list) => {
+                self.hash_list_bytes = Vec::new();
+                let payload = &mut self.objects[ObjectId::Payload];
+                for (b, slot) in self.written.iter().enumerate() {
+                    let b = b as u32;
+                    if payload.is_done(b) && slot.as_ref() != list.get(b) {
+                        cx.stats.hash_failures += 1;
+                        payload.reset(b);
+                    }
+                }
+                for (&b, (_, hash)) in &self.awaiting_manifest {
+                    if list.get(b) != Some(hash) {
+                        cx.stats.hash_failures += 1;
+                        payload.reset(b);
+                    }
+                }
+                let payload = &self.objects[ObjectId::Payload];
+                self.awaiting_manifest.retain(|b, _| payload.is_done(*b));
+                self.hash_list = Some(list);
+                self.update_nak_timer(cx, now);
+                self.check_complete();
+            }
+            Err(e) => {
+                tracing::warn!("hash list rejected: {e}");
+                cx.stats.hash_failures += 1;
+                for b in 0..o.layout.block_count() {
+                    o.reset(b);
+                }
+                self.update_nak_timer(cx, now);
             }
         }
     }
@@ -345,15 +425,19 @@ impl Session {
         match Manifest::decode(&self.manifest_bytes, &self.announce) {
             Ok(m) => {
                 self.manifest_bytes = Vec::new();
+                self.written =
+                    vec![None; self.objects[ObjectId::Payload].layout.block_count() as usize];
                 self.manifest = Some(m.clone());
                 self.events.push_back(Event::Manifest(m));
-                let held = std::mem::take(&mut self.unverified);
+                // Undone first, so that completion waits for every held block to be handed out.
+                let held = std::mem::take(&mut self.awaiting_manifest);
                 for b in held.keys() {
                     self.objects[ObjectId::Payload].reset(*b);
                 }
                 for (b, (data, hash)) in held {
-                    self.verify_block(cx, now, b, data, hash);
+                    self.accept_block(cx, now, b, data, hash);
                 }
+                self.try_hash_list(cx, now);
                 self.check_complete();
             }
             Err(e) => {
@@ -367,8 +451,9 @@ impl Session {
         }
     }
 
-    /// Hand out `block` if `hash` (of `data`, computed by the decode job) is the manifest's.
-    fn verify_block(
+    /// Hand out `block` to be written (its `hash` was computed by the decode job): checked at
+    /// once when the hash list is known, else kept to be checked when it arrives.
+    fn accept_block(
         &mut self,
         cx: &mut Ctx,
         now: Instant,
@@ -376,27 +461,29 @@ impl Session {
         data: Vec<u8>,
         hash: [u8; 32],
     ) {
-        let Some(m) = self.manifest.as_ref() else { return };
+        let Some(slot) = self.written.get_mut(block as usize) else { return };
         let o = &mut self.objects[ObjectId::Payload];
-        if m.block_hashes.get(block as usize) != Some(&hash) {
+        if self.hash_list.as_ref().is_some_and(|l| l.get(block) != Some(&hash)) {
             cx.stats.hash_failures += 1;
             o.reset(block);
             self.update_nak_timer(cx, now);
             return;
         }
+        let rewrite = slot.replace(hash).is_some();
         o.set_done(block);
         let offset = o.layout.block_offset(block).unwrap_or(0);
-        self.events.push_back(Event::Block { block, offset, data });
+        self.events.push_back(Event::Block { block, offset, data, rewrite });
         self.check_complete();
     }
 
     fn check_complete(&mut self) {
-        let Some(m) = self.manifest.as_ref() else { return };
+        let (Some(m), Some(list)) = (self.manifest.as_ref(), self.hash_list.as_ref()) else {
+            return;
+        };
         if matches!(self.phase, Phase::Receiving) && self.objects[ObjectId::Payload].complete() {
             self.phase = Phase::Storing;
             self.timers.stop(Timer::Nak);
-            self.events
-                .push_back(Event::Complete { bytes: m.object_size, object_hash: m.object_hash });
+            self.events.push_back(Event::Complete { bytes: m.object_size, hashes: list.clone() });
         }
     }
 

@@ -19,6 +19,8 @@ fn announce(rate_bps: u64) -> Announce {
         block_symbols: 10,
         manifest_len: 100,
         manifest_hash: [5; 32],
+        hashes_len: 0,
+        hashes_hash: [0; 32],
         rate_bps,
         grtt_us: 1000,
     }
@@ -54,6 +56,32 @@ fn rate_and_grtt_are_followed_identity_changes_are_refused() {
     assert_eq!(r.stats().dropped_foreign, 1);
     assert_eq!((r.session_id(), r.announced_rate()), (Some(SESSION), Some(4_000_000)));
     assert_eq!(r.session.as_ref().unwrap().grtt, Duration::from_micros(5000));
+}
+
+#[test]
+fn the_hash_list_hash_is_learnt_once_and_never_changes() {
+    let mut r = Receiver::new(ReceiverConfig::default());
+    let t = Instant::ZERO;
+    let unknown = announce(1_000_000);
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(unknown)));
+    // 10_000 bytes in blocks of 1000: 10 blocks, a list of 320 bytes.
+    let known = Announce { hashes_len: 320, hashes_hash: [7; 32], ..announce(2_000_000) };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(known)));
+    assert_eq!(r.announced_rate(), Some(2_000_000), "unknown to known: followed");
+    assert_eq!(r.stats().dropped_invalid, 0);
+    // A new list hash, or the list withdrawn: a foreign announcement, refused and counted.
+    let changed = Announce { hashes_hash: [8; 32], ..known };
+    for a in [changed, unknown] {
+        let a = Announce { rate_bps: 9_000_000, ..a };
+        r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(a)));
+    }
+    assert_eq!(r.stats().dropped_invalid, 2);
+    assert_eq!(r.announced_rate(), Some(2_000_000));
+    assert_eq!(r.session.as_ref().unwrap().announce.hashes_hash(), Some([7; 32]));
+    // The same list again: followed.
+    let again = Announce { rate_bps: 3_000_000, ..known };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(again)));
+    assert_eq!(r.announced_rate(), Some(3_000_000));
 }
 
 /// What one run of [`push`] saw.

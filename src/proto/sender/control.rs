@@ -13,6 +13,10 @@ use crate::proto::timer::TimerKind;
 /// Announcements sent back to back at start-up, so that a receiver that loses one still locks
 /// on before the manifest's first symbols.
 const STARTUP_ANNOUNCEMENTS: u8 = 4;
+/// Announcements sent back to back once the hash list is known.
+const HASHES_ANNOUNCEMENTS: u8 = 3;
+/// Flushes after the hash list is known that carry an announcement along.
+pub(super) const FLUSH_ANNOUNCEMENTS: u8 = 3;
 
 /// The sender's deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,13 @@ impl Sender {
         self.queue_probe(now);
     }
 
+    /// The hash list is known: announce it with a burst (a receiver that loses every one waits
+    /// for the next periodic announcement to verify its blocks).
+    pub(super) fn queue_hashes_announce(&mut self, now: Instant) {
+        self.due.announces = self.due.announces.max(HASHES_ANNOUNCEMENTS);
+        self.timers.set(Timer::Announce, now + self.cfg.announce_interval);
+    }
+
     /// Mark an announcement due and arm the next one.
     pub(super) fn queue_announce(&mut self, now: Instant) {
         self.due.announces = self.due.announces.saturating_add(1);
@@ -64,9 +75,16 @@ impl Sender {
         self.timers.set(Timer::Probe, now + self.probe_interval());
     }
 
-    /// Mark a flush due and arm the next one, two GRTTs later.
+    /// Mark a flush due (the first [`FLUSH_ANNOUNCEMENTS`] after the hash list is known with an
+    /// announcement) and arm the next one, two GRTTs later.
     pub(super) fn queue_flush(&mut self, now: Instant) {
         self.due.flush = true;
+        // A receiver that lost every announcement of the hash list (a burst of loss) cannot
+        // finish without one: the next few flushes, spread over GRTTs, bring one along.
+        if self.hash_list_root.is_some() && self.flush_announces > 0 {
+            self.flush_announces -= 1;
+            self.due.announces = self.due.announces.max(1);
+        }
         let interval =
             (self.grtt.get() * 2).clamp(Duration::from_millis(5), Duration::from_millis(500));
         self.timers.set(Timer::Flush, now + interval);
@@ -233,12 +251,18 @@ mod tests {
         let t0 = Instant::ZERO;
         let mut s = Sender::new(cfg, &manifest_for(&obj, 100, 10), t0).unwrap();
         let (sent, _) = drain(&mut s, &obj, t0);
-        // Start-up announcements and probe first, then the manifest and the payload.
+        // Start-up announcements and probe first, then the manifest and the payload; at the end
+        // of the payload the hash list is known: a burst of announcements, then its symbols.
         assert_eq!(sent[..5], ["announce", "announce", "announce", "announce", "probe"]);
-        assert!(sent[5..].iter().all(|k| *k == "data"), "{sent:?}");
-        // Finding the end of the pass made the flush due: the sender asks to be polled at once.
-        assert_eq!(s.poll_timeout(), Some(t0));
-        assert_eq!(drain(&mut s, &obj, t0).0, ["flush"]);
+        let burst = 5 + sent[5..].iter().position(|k| *k == "announce").unwrap();
+        assert_eq!(sent[burst..burst + 3], ["announce"; 3], "{sent:?}");
+        assert!(sent[5..burst].iter().all(|k| *k == "data"), "{sent:?}");
+        // Finding the end of the pass (the list's last symbol) made the flush due at once, with
+        // an announcement.
+        assert_eq!(sent[sent.len() - 2..], ["announce", "flush"], "{sent:?}");
+        let list = &sent[burst + 3..sent.len() - 2];
+        assert!(!list.is_empty() && list.iter().all(|k| *k == "data"), "{sent:?}");
+        assert!(s.object_hash().is_some());
 
         let mut now = t0;
         let mut announced = Vec::new();
@@ -253,13 +277,18 @@ mod tests {
             let (sent, events) = drain(&mut s, &obj, now);
             assert!(!sent.contains(&"data"));
             if sent.contains(&"announce") {
-                announced.push(now);
+                announced.push((now, sent.contains(&"flush")));
             }
             if events.contains(&Event::Finished) {
                 finished = Some(now);
             }
         }
-        assert_eq!(announced[..3], [t0 + interval, t0 + interval * 2, t0 + interval * 3]);
+        // The next flushes carry the hash list's announcement along (the first one did, above),
+        // then the periodic announcements follow their timer.
+        let extra = usize::from(FLUSH_ANNOUNCEMENTS - 1);
+        assert!(announced[..extra].iter().all(|(at, flush)| *flush && *at < t0 + interval));
+        let periodic: Vec<_> = announced[extra..].iter().map(|(at, _)| *at).take(3).collect();
+        assert_eq!(periodic, [t0 + interval, t0 + interval * 2, t0 + interval * 3]);
         assert_eq!(finished, Some(t0 + linger), "quiet for `linger` after the pass");
     }
 

@@ -1,7 +1,15 @@
-//! The sender state machine. It announces the session, sends the manifest (object 0) and then
-//! the payload (object 1) block by block, source symbols followed by a share of proactive repair
-//! symbols, paced by a token bucket; it aggregates NAKs and answers them with fresh repair
-//! symbols; it flushes at the end of the pass and collects completion reports.
+//! The sender state machine. It announces the session, sends the manifest (object 0), the
+//! payload (object 1) block by block, source symbols followed by a share of proactive repair
+//! symbols, and then the hash list (object 2), paced by a token bucket; it aggregates NAKs and
+//! answers them with fresh repair symbols; it flushes at the end of the pass and collects
+//! completion reports.
+//!
+//! Streamed hashes: nothing is hashed before the first datagram. Each block's BLAKE3 comes in
+//! with the block ([`PreparedBlock`], computed on the worker that prepares it); the hash list
+//! is built when the first pass reaches its end, announced (length and BLAKE3, the object hash)
+//! and sent like the manifest. A block prepared again later (evicted, repaired, a carousel
+//! pass) must hash the same, else the file changed under the sender and the block is
+//! unavailable (squelched, [`Event::BlockUnavailable`]).
 //!
 //! Rate policy: one token bucket covers every datagram. Control datagrams (announce, probe,
 //! flush, repair advertisement, report ack, squelch) are small and rare: they are charged but
@@ -14,11 +22,11 @@
 //! whatever the group size), the probe interval follows the GRTT, and the proactive repair
 //! share per block follows the loss rates receivers report ([`proactive_symbols`]).
 //!
-//! Carousel: with `repeat`, the sender starts over (manifest, then payload) after each pass,
+//! Carousel: with `repeat`, the sender starts over (manifest, payload, hashes) after each pass,
 //! for receivers that join at any time.
 //!
 //! The core never reads files: it asks for block contents with [`Event::NeedBlock`] and is handed
-//! a prepared [`BlockEncoder`] through [`Sender::handle_block`]. It holds at most
+//! a [`PreparedBlock`] through [`Sender::handle_block`]. It holds at most
 //! `cache_blocks` payload blocks and asks again for a block it has evicted.
 //!
 //! Time: every deadline is a [`Timer`] in one table; [`Sender::poll_timeout`] is the earliest
@@ -52,7 +60,7 @@ pub use repair::{BlockKey, Repairs};
 
 use crate::proto::fec::{BlockEncoder, FecError};
 use crate::proto::layout::Layout;
-use crate::proto::manifest::{Manifest, ManifestError};
+use crate::proto::manifest::{HashList, Manifest, ManifestError};
 use crate::proto::stats::SenderStats;
 use crate::proto::time::{Duration, Instant};
 use crate::proto::timer::TimerTable;
@@ -116,9 +124,10 @@ pub struct BlockRequest {
 }
 
 impl BlockRequest {
-    /// Prepare the block's bytes for sending (the FEC encoding plan): the CPU-heavy step a
-    /// driver runs off its loop, and every harness runs inline.
-    pub fn prepare(&self, data: Vec<u8>) -> Result<BlockEncoder, FecError> {
+    /// Prepare the block's bytes for sending: hash them (BLAKE3, for the hash list) and build
+    /// the FEC encoding plan. The CPU-heavy step a driver runs off its loop, and every harness
+    /// runs inline.
+    pub fn prepare(&self, data: Vec<u8>) -> Result<PreparedBlock, FecError> {
         if data.len() != self.len {
             return Err(FecError::BlockLength {
                 len: data.len(),
@@ -126,15 +135,26 @@ impl BlockRequest {
                 t: self.symbol_size,
             });
         }
-        BlockEncoder::new(self.symbol_size, self.symbols, data)
+        let hash = *blake3::hash(&data).as_bytes();
+        let encoder = BlockEncoder::new(self.symbol_size, self.symbols, data)?;
+        Ok(PreparedBlock { encoder, hash })
     }
+}
+
+/// A block ready to send: its encoder and the BLAKE3 of its bytes.
+#[derive(Debug)]
+pub struct PreparedBlock {
+    /// The FEC encoder of the block's bytes.
+    pub encoder: BlockEncoder,
+    /// BLAKE3 of the block's bytes (unpadded).
+    pub hash: [u8; 32],
 }
 
 /// Something the driver must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Read the block's bytes, [`BlockRequest::prepare`] them (on a worker: it is the
-    /// encoding work) and hand the encoder back with [`Sender::handle_block`].
+    /// Read the block's bytes, [`BlockRequest::prepare`] them (on a worker: it is the hashing
+    /// and encoding work) and hand the result back with [`Sender::handle_block`].
     NeedBlock(BlockRequest),
     /// A receiver reported (first report from that node only).
     ReceiverReport(ReceiverInfo),
@@ -147,8 +167,9 @@ pub enum Event {
         /// Repair symbols its NAKs called for.
         charged: u64,
     },
-    /// A block could not be read again ([`Sender::handle_block_failed`]): NAKs for it are
-    /// squelched, and receivers lacking it cannot complete.
+    /// A block could not be read again ([`Sender::handle_block_failed`]), or read again it no
+    /// longer hashes as it did (the file changed): NAKs for it are squelched, and receivers
+    /// lacking it cannot complete.
     BlockUnavailable {
         /// Block number.
         block: u32,
@@ -167,6 +188,14 @@ pub struct Sender {
     layouts: Objects<Layout>,
     /// The manifest, encoded: it is small and always held.
     manifest_blocks: Vec<BlockEncoder>,
+    /// Each payload block's BLAKE3, as first prepared.
+    block_hashes: Vec<Option<[u8; 32]>>,
+    /// The hash list, encoded, once built (at the end of the first pass); then always held.
+    hash_list_blocks: Vec<BlockEncoder>,
+    /// BLAKE3 of the hash list (the object hash), once built.
+    hash_list_root: Option<[u8; 32]>,
+    /// Flushes still to carry an announcement of the hash list.
+    flush_announces: u8,
     cache: HashMap<u32, (Arc<BlockEncoder>, u64)>,
     use_clock: u64,
     requested: HashSet<u32>,
@@ -222,20 +251,15 @@ impl Sender {
         let manifest_layout =
             Layout::new(u64::from(manifest_len), layout.symbol_size(), layout.block_symbols())
                 .expect("same T and K as a valid layout");
-        let manifest_blocks = (0..manifest_layout.block_count())
-            .map(|b| {
-                let off = manifest_layout.block_offset(b).unwrap_or(0) as usize;
-                let len = manifest_layout.block_len(b).unwrap_or(0);
-                let k = manifest_layout.source_symbols(b).unwrap_or(0);
-                BlockEncoder::new(layout.symbol_size(), k, bytes[off..off + len].to_vec())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let manifest_blocks = encode_object(&bytes, &manifest_layout)?;
         let announce = Announce {
             object_size: layout.object_size(),
             symbol_size: layout.symbol_size(),
             block_symbols: layout.block_symbols(),
             manifest_len,
             manifest_hash: *blake3::hash(&bytes).as_bytes(),
+            hashes_len: 0,
+            hashes_hash: [0; 32],
             rate_bps: cfg.rate_bps,
             grtt_us: 0,
         };
@@ -249,6 +273,10 @@ impl Sender {
             announce,
             layouts,
             manifest_blocks,
+            block_hashes: vec![None; layout.block_count() as usize],
+            hash_list_blocks: Vec::new(),
+            hash_list_root: None,
+            flush_announces: control::FLUSH_ANNOUNCEMENTS,
             cache: HashMap::new(),
             use_clock: 0,
             requested: HashSet::new(),
@@ -280,6 +308,10 @@ impl Sender {
             stats: SenderStats::default(),
             cfg,
         };
+        if layout.block_count() == 0 {
+            // An empty payload's hash list is empty and known at once.
+            sender.build_hash_list(now);
+        }
         // The session starts with a burst of announcements and a probe, ahead of any data.
         sender.start_control(now);
         // Start reading the first blocks while the manifest goes out.
@@ -287,6 +319,12 @@ impl Sender {
             sender.request(b);
         }
         Ok(sender)
+    }
+
+    /// The object hash (BLAKE3 of the hash list) receivers must report, once the first pass
+    /// has hashed every block.
+    pub fn object_hash(&self) -> Option<[u8; 32]> {
+        self.hash_list_root
     }
 
     /// Payload layout.
@@ -353,12 +391,26 @@ impl Sender {
         &self.layouts[object]
     }
 
-    /// Hand over a block asked for with [`Event::NeedBlock`].
-    pub fn handle_block(&mut self, block: u32, encoder: BlockEncoder) -> Result<(), SenderError> {
+    /// Hand over a block asked for with [`Event::NeedBlock`]. A block that hashes differently
+    /// from when it was first prepared is treated as unreadable
+    /// ([`handle_block_failed`](Self::handle_block_failed)): the file changed under the sender.
+    pub fn handle_block(&mut self, block: u32, prepared: PreparedBlock) -> Result<(), SenderError> {
+        let PreparedBlock { encoder, hash } = prepared;
         if self.layout().source_symbols(block) != Some(encoder.source_symbols()) {
             return Err(SenderError::Block { block, reason: "does not match the layout".into() });
         }
         self.requested.remove(&block);
+        match self.block_hashes[block as usize] {
+            Some(first) if first != hash => {
+                tracing::error!("block {block} changed since it was first read: unavailable");
+                self.handle_block_failed(block);
+                return Ok(());
+            }
+            Some(_) => {}
+            // Unavailable when the list was built: no receiver can verify it.
+            None if self.hash_list_root.is_some() => return Ok(()),
+            None => self.block_hashes[block as usize] = Some(hash),
+        }
         if self.cache.len() >= self.cfg.cache_blocks.max(1) {
             if let Some(oldest) =
                 self.cache.iter().min_by_key(|(_, (_, used))| *used).map(|(b, _)| *b)
@@ -489,7 +541,32 @@ impl Sender {
         if self.next_data(now, buf) {
             return Some(self.sent(now, buf.len()));
         }
+        // The pass may have made control datagrams due (the hash list's announcements).
+        if let Some(packet) = self.next_control(now) {
+            wire::emit(&self.header, &packet, buf);
+            self.stats.control_packets += 1;
+            return Some(self.sent(now, buf.len()));
+        }
         None
+    }
+
+    /// Build the hash list from the blocks hashed so far (a block that was unavailable gets an
+    /// all-zero hash: no receiver can verify it, as none can get it) and announce it.
+    pub(super) fn build_hash_list(&mut self, now: Instant) {
+        if self.hash_list_root.is_some() {
+            return;
+        }
+        let hashes = self.block_hashes.iter().map(|h| h.unwrap_or([0; 32])).collect();
+        let list = HashList::new(*self.layout(), hashes).expect("one hash per block");
+        let bytes = list.encode();
+        let layout = self.layouts[ObjectId::Hashes];
+        debug_assert_eq!(bytes.len() as u64, layout.object_size());
+        self.hash_list_blocks = encode_object(&bytes, &layout).unwrap_or_default();
+        let root = list.root();
+        self.hash_list_root = Some(root);
+        self.announce.hashes_len = bytes.len() as u32;
+        self.announce.hashes_hash = root;
+        self.queue_hashes_announce(now);
     }
 
     fn sent(&mut self, now: Instant, size: usize) -> Transmit {
@@ -497,6 +574,18 @@ impl Sender {
         self.stats.bytes_sent += size as u64;
         Transmit { size, dest: Dest::Receivers }
     }
+}
+
+/// The encoders of an object held in memory (the manifest, the hash list).
+fn encode_object(bytes: &[u8], layout: &Layout) -> Result<Vec<BlockEncoder>, FecError> {
+    (0..layout.block_count())
+        .map(|b| {
+            let off = layout.block_offset(b).unwrap_or(0) as usize;
+            let len = layout.block_len(b).unwrap_or(0);
+            let k = layout.source_symbols(b).unwrap_or(0);
+            BlockEncoder::new(layout.symbol_size(), k, bytes[off..off + len].to_vec())
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! What the sender sends next: the pass cursor over the objects (manifest, then payload, block
-//! by block, source symbols followed by the block's proactive repair), queued repairs ahead of
+//! What the sender sends next: the pass cursor over the objects (manifest, payload block by
+//! block, source symbols followed by the block's proactive repair, then the hash list, built
+//! when the first pass reaches it), queued repairs ahead of
 //! it, fresh repair ESIs per block, and the payload blocks it asks the driver for (read-ahead,
 //! re-reads after eviction).
 
@@ -32,6 +33,7 @@ impl Sender {
         match key.0 {
             ObjectId::Manifest => true,
             ObjectId::Payload => self.cache.contains_key(&key.1),
+            ObjectId::Hashes => self.hash_list_root.is_some(),
         }
     }
 
@@ -55,7 +57,7 @@ impl Sender {
 
     fn encoder(&mut self, key: BlockKey) -> Option<Arc<BlockEncoder>> {
         match key.0 {
-            ObjectId::Manifest => None,
+            ObjectId::Manifest | ObjectId::Hashes => None,
             ObjectId::Payload => {
                 self.use_clock += 1;
                 let clock = self.use_clock;
@@ -72,8 +74,9 @@ impl Sender {
     fn emit_symbol(&mut self, key: BlockKey, esi: Option<u32>, buf: &mut Vec<u8>) -> Option<u32> {
         let payload_enc = self.encoder(key);
         let enc = match key.0 {
-            ObjectId::Manifest => &self.manifest_blocks[key.1 as usize],
+            ObjectId::Manifest => self.manifest_blocks.get(key.1 as usize)?,
             ObjectId::Payload => payload_enc.as_deref()?,
+            ObjectId::Hashes => self.hash_list_blocks.get(key.1 as usize)?,
         };
         let esi = match esi {
             Some(esi) => esi,
@@ -105,9 +108,11 @@ impl Sender {
             return false;
         }
         let Some(key) = self.repairs.queued_blocks().find(|k| self.available(*k)) else {
+            // Payload blocks are read again; the hash list is there once the pass built it.
             let missing: Vec<u32> = self
                 .repairs
                 .queued_blocks()
+                .filter(|k| k.0 == ObjectId::Payload)
                 .take(self.cfg.read_ahead.max(1))
                 .map(|k| k.1)
                 .collect();
@@ -167,7 +172,16 @@ impl Sender {
             let Some(k) = layout.source_symbols(cur.block) else {
                 // Past the end of this object.
                 self.cursor = match cur.object.next() {
-                    Some(next) => Some(Cursor::start(next)),
+                    Some(next) => {
+                        if next == ObjectId::Hashes && self.hash_list_root.is_none() {
+                            // Every block of the pass has been prepared, hence hashed. Its
+                            // announcements go ahead of the list's first symbol.
+                            self.build_hash_list(now);
+                            self.cursor = Some(Cursor::start(next));
+                            return false;
+                        }
+                        Some(Cursor::start(next))
+                    }
                     None => {
                         self.flushing = true;
                         self.touch_quiet(now);
@@ -190,6 +204,13 @@ impl Sender {
             }
             if cur.esi == 0 {
                 cur.parity = self.proactive(k);
+                let proactive = self.cfg.auto_parity || self.cfg.fec_overhead > 0.0;
+                if cur.object == ObjectId::Hashes && proactive {
+                    // The list is the last thing a receiver needs and tiny: as many repair
+                    // symbols as source ones (unless proactive repair is off), so that a loss
+                    // on it rarely costs a NAK round at the very end of the push.
+                    cur.parity = cur.parity.max(u32::from(k));
+                }
             }
             if cur.esi >= u32::from(k) + cur.parity {
                 if cur.object == ObjectId::Payload && self.cfg.auto_parity {

@@ -167,3 +167,151 @@ fn finishes_when_expected_receivers_report() {
     assert!(acked);
     assert!(s.leave_at().unwrap() > first_leave);
 }
+
+/// Every datagram the sender has for `now`; the announcements, probes, flushes and data among
+/// them, parsed. Its events are left queued.
+fn transmit_all(s: &mut Sender, now: Instant) -> Vec<Packet<'static>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while s.poll_transmit(now, &mut buf).is_some() {
+        let (_, p) = wire::parse(&buf).unwrap();
+        out.push(match p {
+            Packet::Data(d) => {
+                let symbol: &'static [u8] = Box::leak(d.symbol.to_vec().into_boxed_slice());
+                Packet::Data(Data { symbol, ..d })
+            }
+            Packet::Announce(a) => Packet::Announce(a),
+            Packet::Probe(p) => Packet::Probe(p),
+            Packet::Flush(f) => Packet::Flush(f),
+            _ => continue,
+        });
+    }
+    out
+}
+
+#[test]
+fn the_first_datagrams_go_out_before_any_block_is_read_or_hashed() {
+    let (mut s, obj) = sender(5000, SenderConfig::default()); // 5 blocks
+                                                              // Nothing served yet: the sender asked for its read-ahead, and sends all it can without it.
+    let sent = transmit_all(&mut s, Instant::ZERO);
+    let first = sent.first().expect("a datagram before any block is served");
+    assert!(matches!(first, Packet::Announce(a) if a.hashes_hash().is_none() && a.hashes_len == 0));
+    let manifest_symbols = sent
+        .iter()
+        .filter(|p| matches!(p, Packet::Data(d) if d.object == ObjectId::Manifest))
+        .count();
+    assert!(manifest_symbols >= 1, "the whole manifest goes out: {sent:?}");
+    assert!(!sent.iter().any(|p| matches!(p, Packet::Data(d) if d.object != ObjectId::Manifest)));
+    assert_eq!(s.object_hash(), None, "no hash is known before the blocks are read");
+    let asked: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(matches!(asked.first(), Some(Event::NeedBlock(r)) if r.block == 0), "{asked:?}");
+
+    // Serve every block as asked: the pass ends with the hash list, announced first.
+    let mut announced = None;
+    let mut list_symbols = 0;
+    let mut pending: VecDeque<Event> = asked.into();
+    for _ in 0..10_000 {
+        while let Some(ev) = pending.pop_front().or_else(|| s.poll_event()) {
+            if let Event::NeedBlock(req) = ev {
+                let data = obj[req.offset as usize..][..req.len].to_vec();
+                s.handle_block(req.block, req.prepare(data).unwrap()).unwrap();
+            }
+        }
+        let now = s.poll_timeout().unwrap_or(Instant::ZERO);
+        s.handle_timeout(now);
+        for p in transmit_all(&mut s, now) {
+            match p {
+                Packet::Announce(a) if a.hashes_hash().is_some() => {
+                    announced.get_or_insert((a, list_symbols));
+                }
+                Packet::Data(d) if d.object == ObjectId::Hashes => list_symbols += 1,
+                _ => {}
+            }
+        }
+        if list_symbols > 0 && s.flushing {
+            break;
+        }
+    }
+    let (a, symbols_before) = announced.expect("the hash list was announced");
+    assert_eq!(symbols_before, 0, "the announcement goes ahead of the list's symbols");
+    let layout = Layout::new(5000, T, K).unwrap();
+    let list = HashList::of_bytes(&obj, layout);
+    assert_eq!((a.hashes_len, a.hashes_hash), (5 * 32, list.root()));
+    assert_eq!(s.object_hash(), Some(list.root()));
+}
+
+#[test]
+fn a_block_that_hashes_differently_when_read_again_is_unavailable() {
+    let cfg = SenderConfig { cache_blocks: 1, read_ahead: 0, ..SenderConfig::default() };
+    let (mut s, obj) = sender(3000, cfg); // 3 blocks, one cached at a time
+    let mut now = Instant::ZERO;
+    let mut served = Vec::new();
+    let mut serve = |s: &mut Sender, changed: bool| {
+        while let Some(ev) = s.poll_event() {
+            if let Event::NeedBlock(req) = ev {
+                let mut data = obj[req.offset as usize..][..req.len].to_vec();
+                if changed {
+                    data[7] ^= 1; // the file changed under the sender
+                }
+                served.push(req.block);
+                s.handle_block(req.block, req.prepare(data).unwrap()).unwrap();
+            } else if let Event::BlockUnavailable { block } = ev {
+                return Some(block);
+            }
+        }
+        None
+    };
+    while s.object_hash().is_none() {
+        serve(&mut s, false);
+        now = s.poll_timeout().unwrap().max(now);
+        s.handle_timeout(now);
+        transmit_all(&mut s, now);
+    }
+    let root = s.object_hash();
+    // Block 0 was evicted; a NAK for it makes the sender read it again, and it changed.
+    s.handle_datagram(now, addr(), &nak(0, 2, s.seq));
+    let mut gone = None;
+    for _ in 0..100 {
+        now = s.poll_timeout().unwrap().max(now);
+        s.handle_timeout(now);
+        transmit_all(&mut s, now);
+        gone = gone.or(serve(&mut s, true));
+        if gone.is_some() {
+            break;
+        }
+    }
+    assert_eq!(gone, Some(0), "the changed block is unavailable");
+    assert!(served.iter().filter(|b| **b == 0).count() >= 2, "it was read again");
+    assert_eq!(s.object_hash(), root, "the announced list never changes");
+    // NAKs for it are now answered with a squelch.
+    s.handle_datagram(now, addr(), &nak(0, 2, s.seq));
+    let mut buf = Vec::new();
+    let mut squelched = false;
+    while s.poll_transmit(now, &mut buf).is_some() {
+        squelched |= matches!(wire::parse(&buf), Ok((_, Packet::Squelch(q))) if q.block == 0);
+    }
+    assert!(squelched);
+}
+
+#[test]
+fn on_the_harness_the_session_starts_with_no_block_read() {
+    // Every payload block is unreadable: nothing is ever hashed or encoded. The push still
+    // starts, announces and delivers its manifest, so nothing before the first payload symbol
+    // waits on the source's bytes.
+    let obj = Rc::new(Object::new(object(5000), T, K).unwrap());
+    let cfg = SenderConfig { session: 3, ..SenderConfig::default() };
+    let s = obj.sender(cfg, Instant::ZERO).unwrap();
+    let source = MemSource::new(Rc::clone(&obj)).with_unreadable((0..5).collect());
+    let rng = ChaCha8Rng::seed_from_u64(0);
+    let mut h = Harness::new(Network::default(), s, source, FecModel::Real, rng);
+    let rx = crate::proto::receiver::Receiver::new(Default::default());
+    h.add_receiver(rx, crate::sim::Link::default());
+    let sent = run_for(&mut h, Duration::from_millis(50));
+    let first = wire::parse(&sent.first().expect("the session started").1).unwrap().1;
+    assert!(matches!(first, Packet::Announce(a) if a.hashes_hash().is_none()), "{first:?}");
+    assert!(sent.iter().any(|(_, d)| {
+        matches!(wire::parse(d), Ok((_, Packet::Data(x))) if x.object == ObjectId::Manifest)
+    }));
+    assert_eq!(h.sender_log().blocks_served, 0, "no block was ever read");
+    assert_eq!(h.sink(0).manifest(), Some(obj.manifest()), "yet the receiver has the manifest");
+}

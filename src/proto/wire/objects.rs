@@ -1,6 +1,8 @@
 //! The objects of a session and the one way to index them: [`ObjectId`] names each object (its
 //! wire value is its index), and [`Objects`] holds one value per object. Object 0 is the
-//! manifest, object 1 the payload byte stream; another kind of object is one more variant here
+//! manifest, object 1 the payload byte stream, object 2 the list of the payload's block hashes
+//! (sent after the payload, see `docs/design-streamed-hashes.md`); another kind of object is one
+//! more variant here
 //! (and a match arm wherever the kinds genuinely differ), never a literal index elsewhere.
 
 use super::WireError;
@@ -10,17 +12,21 @@ use std::ops::{Index, IndexMut};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum ObjectId {
-    /// Object 0: the manifest (metadata and per-block hashes).
+    /// Object 0: the manifest (entries and layout; known at once, sent first).
     Manifest = 0,
     /// Object 1: the payload.
     Payload = 1,
+    /// Object 2: the BLAKE3 of every payload block, in order (known once the payload pass has
+    /// hashed every block; sent after it).
+    Hashes = 2,
 }
 
 impl ObjectId {
     /// Number of objects in a session.
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 3;
     /// Every object, in the order they are sent.
-    pub const ALL: [ObjectId; ObjectId::COUNT] = [ObjectId::Manifest, ObjectId::Payload];
+    pub const ALL: [ObjectId; ObjectId::COUNT] =
+        [ObjectId::Manifest, ObjectId::Payload, ObjectId::Hashes];
     /// The object a pass starts with.
     pub const FIRST: ObjectId = ObjectId::ALL[0];
 
@@ -96,13 +102,14 @@ mod tests {
         assert_eq!(ObjectId::parse(ObjectId::COUNT as u8), Err(WireError::BadField("object")));
         assert_eq!(ObjectId::FIRST, ObjectId::Manifest, "the manifest travels first");
         assert_eq!(ObjectId::Manifest.next(), Some(ObjectId::Payload));
-        assert_eq!(ObjectId::Payload.next(), None);
+        assert_eq!(ObjectId::Payload.next(), Some(ObjectId::Hashes));
+        assert_eq!(ObjectId::Hashes.next(), None);
         let mut o = Objects::from_fn(|id| id.index() * 10);
         o[ObjectId::Payload] += 1;
         assert_eq!(
             o.iter().collect::<Vec<_>>(),
-            [(ObjectId::Manifest, &0), (ObjectId::Payload, &11)]
+            [(ObjectId::Manifest, &0), (ObjectId::Payload, &11), (ObjectId::Hashes, &20)]
         );
-        assert_eq!(o.values().sum::<usize>(), 11);
+        assert_eq!(o.values().sum::<usize>(), 31);
     }
 }

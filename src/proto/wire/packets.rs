@@ -6,8 +6,14 @@ use super::cursor::{Reader, Writer};
 use super::{ObjectId, WireError};
 use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
-/// Largest manifest accepted (bytes): about 500 GiB of object at 1 MiB blocks.
+/// Largest manifest accepted (bytes).
 pub const MAX_MANIFEST_LEN: u32 = 16 << 20;
+/// Bytes of one block hash in the hash list (object 2).
+pub const BLOCK_HASH_LEN: usize = 32;
+/// Largest hash list accepted (bytes): 512 Ki blocks, 512 GiB of payload at 1 MiB blocks. An
+/// announce whose layout has more blocks is refused, which also bounds everything a receiver
+/// sizes by the block count.
+pub const MAX_HASH_LIST_LEN: u32 = 16 << 20;
 /// Most block needs one NAK or repair advertisement carries (fits a 1500-byte MTU).
 pub const MAX_NEEDS: usize = 180;
 /// Most node ids one report acknowledgement carries.
@@ -62,6 +68,11 @@ pub struct Announce {
     pub manifest_len: u32,
     /// BLAKE3 of the manifest bytes.
     pub manifest_hash: [u8; 32],
+    /// Hash list length in bytes (object 2): 0 until the sender knows the list, then the block
+    /// count times [`BLOCK_HASH_LEN`].
+    pub hashes_len: u32,
+    /// BLAKE3 of the hash list (the object hash receivers report): all zero until known.
+    pub hashes_hash: [u8; 32],
     /// Configured send rate in bits per second.
     pub rate_bps: u64,
     /// Sender's group round-trip time estimate, microseconds.
@@ -81,13 +92,31 @@ impl Announce {
             .expect("validated at parse")
     }
 
+    /// Layout of the hash list (object 2): its length follows from the payload's block count,
+    /// so it is known before the list itself.
+    pub fn hashes_layout(&self) -> Layout {
+        Layout::new(hash_list_len(&self.layout()), self.symbol_size, self.block_symbols)
+            .expect("validated at parse")
+    }
+
     /// Layout of `object`.
     pub fn object_layout(&self, object: ObjectId) -> Layout {
         match object {
             ObjectId::Manifest => self.manifest_layout(),
             ObjectId::Payload => self.layout(),
+            ObjectId::Hashes => self.hashes_layout(),
         }
     }
+
+    /// The hash list's BLAKE3, once the sender announces it.
+    pub fn hashes_hash(&self) -> Option<[u8; 32]> {
+        (self.hashes_hash != [0; 32]).then_some(self.hashes_hash)
+    }
+}
+
+/// Bytes of the hash list of a payload laid out as `layout`.
+pub fn hash_list_len(layout: &Layout) -> u64 {
+    u64::from(layout.block_count()) * BLOCK_HASH_LEN as u64
 }
 
 /// One encoding symbol of one block.
@@ -342,6 +371,8 @@ impl Packet<'_> {
                 buf.put_u16(a.block_symbols);
                 buf.put_u32(a.manifest_len);
                 buf.extend_from_slice(&a.manifest_hash);
+                buf.put_u32(a.hashes_len);
+                buf.extend_from_slice(&a.hashes_hash);
                 buf.put_u64(a.rate_bps);
                 buf.put_u32(a.grtt_us);
             }
@@ -416,14 +447,26 @@ fn parse_announce(r: &mut Reader<'_>) -> Result<Announce, WireError> {
         block_symbols: r.u16()?,
         manifest_len: r.u32()?,
         manifest_hash: r.array()?,
+        hashes_len: r.u32()?,
+        hashes_hash: r.array()?,
         rate_bps: r.u64()?,
         grtt_us: r.u32()?,
     };
     if a.manifest_len == 0 || a.manifest_len > MAX_MANIFEST_LEN {
         return Err(WireError::BadField("manifest length"));
     }
-    Layout::new(a.object_size, a.symbol_size, a.block_symbols)
+    let layout = Layout::new(a.object_size, a.symbol_size, a.block_symbols)
         .map_err(|_| WireError::BadField("layout"))?;
+    let list_len = hash_list_len(&layout);
+    if list_len > u64::from(MAX_HASH_LIST_LEN) {
+        return Err(WireError::BadField("too many blocks"));
+    }
+    // Unknown: no length and no hash. Known: exactly one hash per block.
+    let known = a.hashes_hash != [0; 32];
+    let len_ok = if known { u64::from(a.hashes_len) == list_len } else { a.hashes_len == 0 };
+    if !len_ok {
+        return Err(WireError::BadField("hash list length"));
+    }
     Ok(a)
 }
 

@@ -23,6 +23,8 @@ fn samples() -> Vec<Packet<'static>> {
             block_symbols: 748,
             manifest_len: 4096,
             manifest_hash: [9; 32],
+            hashes_len: ((1u64 << 33).div_ceil(1400 * 748) * 32) as u32,
+            hashes_hash: [3; 32],
             rate_bps: 1_000_000_000,
             grtt_us: 1234,
         }),
@@ -177,7 +179,7 @@ fn field_ranges_are_enforced() {
     // Unknown object id.
     let mut b = encode(&Packet::Data(Data { symbol: &small, ..d }));
     b.truncate(b.len() - 4);
-    b[HEADER_LEN] = 2;
+    b[HEADER_LEN] = ObjectId::COUNT as u8;
     assert_eq!(parse(&reseal(b)), Err(WireError::BadField("object")));
     // Announce with an impossible layout or manifest length.
     for (t, ml) in [(8u16, 10u32), (1400, 0), (1400, MAX_MANIFEST_LEN + 1)] {
@@ -187,11 +189,49 @@ fn field_ranges_are_enforced() {
             block_symbols: 10,
             manifest_len: ml,
             manifest_hash: [0; 32],
+            hashes_len: 0,
+            hashes_hash: [0; 32],
             rate_bps: 1,
             grtt_us: 1,
         };
         assert!(parse(&encode(&Packet::Announce(a))).is_err());
     }
+    // Hash list: unknown means no length; known means exactly 32 bytes per block; the block
+    // count is bounded by MAX_HASH_LIST_LEN.
+    let a = Announce {
+        object_size: 10 * 1400,
+        symbol_size: 1400,
+        block_symbols: 1,
+        manifest_len: 100,
+        manifest_hash: [1; 32],
+        hashes_len: 0,
+        hashes_hash: [0; 32],
+        rate_bps: 1,
+        grtt_us: 1,
+    };
+    let known = Announce { hashes_len: 320, hashes_hash: [2; 32], ..a };
+    for ok in [a, known] {
+        assert_eq!(parse(&encode(&Packet::Announce(ok))).unwrap().1, Packet::Announce(ok));
+    }
+    for bad in [
+        Announce { hashes_len: 320, ..a },
+        Announce { hashes_len: 319, ..known },
+        Announce { hashes_len: 352, ..known },
+        Announce { hashes_len: 0, ..known },
+    ] {
+        assert_eq!(
+            parse(&encode(&Packet::Announce(bad))),
+            Err(WireError::BadField("hash list length"))
+        );
+    }
+    let max_blocks = u64::from(MAX_HASH_LIST_LEN) / BLOCK_HASH_LEN as u64;
+    let at_max = Announce { object_size: max_blocks * 1400, ..a };
+    assert!(parse(&encode(&Packet::Announce(at_max))).is_ok());
+    let over = Announce { object_size: max_blocks * 1400 + 1, ..a };
+    assert_eq!(
+        parse(&encode(&Packet::Announce(over))),
+        Err(WireError::BadField("too many blocks"))
+    );
     // Ack list bounds.
     let acks = ReportAck { nodes: vec![1; MAX_ACK_NODES + 1] };
     assert!(parse(&encode(&Packet::ReportAck(acks))).is_err());
@@ -239,9 +279,9 @@ proptest! {
     }
 
     #[test]
-    fn need_lists_round_trip(needs in proptest::collection::vec((0u8..2, any::<u32>(), 1u16..), 1..=MAX_NEEDS)) {
+    fn need_lists_round_trip(needs in proptest::collection::vec((0..ObjectId::COUNT, any::<u32>(), 1u16..), 1..=MAX_NEEDS)) {
         let needs = needs.into_iter().map(|(o, block, count)| Need {
-            object: if o == 0 { ObjectId::Manifest } else { ObjectId::Payload },
+            object: ObjectId::ALL[o],
             block,
             count,
         }).collect();

@@ -50,9 +50,9 @@ use self::stage::Stage;
 use self::walk::walk_sorted;
 use super::names::is_temp_name;
 use super::tree_source::component_order;
-use super::{check_range, to_hex, Sink, StorageError, IO_CHUNK};
+use super::{check_range, Sink, StorageError};
 use crate::proto::manifest::{
-    check_entries, Entry, EntryKind, Manifest, ManifestError, RelPath, MODE_MASK,
+    check_entries, Entry, EntryKind, HashList, Manifest, ManifestError, RelPath, MODE_MASK,
 };
 
 pub use self::dest::clean_stale_tree_temps;
@@ -149,6 +149,42 @@ impl TreeSink {
     /// Writes verified payload bytes at `offset` into the files they span; all-zero pieces
     /// are left as holes (the files start sparse). Returns whether anything was written.
     pub fn write_new_at(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError> {
+        self.write_at(offset, data, true)
+    }
+
+    /// Writes payload bytes at `offset` over bytes written there before (they failed
+    /// verification): zeros are written too, so nothing of the refuted block remains.
+    pub fn rewrite_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        self.write_at(offset, data, false).map(drop)
+    }
+
+    /// Reads staged payload bytes at `offset` (across the files they span) into `buf`.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        check_range(offset, buf.len() as u64, self.size)?;
+        let mut idx = self.files.partition_point(|f| f.offset + f.len <= offset);
+        let (mut pos, mut rest) = (offset, &mut buf[..]);
+        while !rest.is_empty() {
+            let Some(f) = self.files.get(idx) else {
+                return Err(StorageError::InvalidArgument("payload map has a gap"));
+            };
+            idx += 1;
+            if f.len == 0 {
+                continue;
+            }
+            let in_file = pos - f.offset;
+            let n = usize::try_from(f.len - in_file).unwrap_or(usize::MAX).min(rest.len());
+            let (piece, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            let len = f.len;
+            self.stage.at(&f.path, "read back", |d, name| {
+                open_staged_file(d, name, false, len)?.read_exact_at(piece, in_file)
+            })?;
+            rest = tail;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8], holes: bool) -> Result<bool, StorageError> {
         check_range(offset, data.len() as u64, self.size)?;
         let mut idx = self.files.partition_point(|f| f.offset + f.len <= offset);
         let (mut pos, mut rest, mut wrote) = (offset, data, false);
@@ -163,7 +199,7 @@ impl TreeSink {
             let in_file = pos - f.offset;
             let n = usize::try_from(f.len - in_file).unwrap_or(usize::MAX).min(rest.len());
             let (piece, tail) = rest.split_at(n);
-            if !is_all_zero(piece) {
+            if !(holes && is_all_zero(piece)) {
                 let len = f.len;
                 self.stage.at(&f.path, "write", |d, name| {
                     open_staged_file(d, name, true, len)?.write_all_at(piece, in_file)
@@ -176,18 +212,36 @@ impl TreeSink {
         Ok(wrote)
     }
 
-    /// Verifies the staged tree against `expected` (BLAKE3 of the payload: the files' bytes in
-    /// payload order), applies modes, fsyncs every file and directory and places the tree (see
-    /// the module docs). On any error the destination is as it was and the staging directory
-    /// is removed.
-    pub fn finish(mut self, expected: &[u8; 32]) -> Result<[u8; 32], StorageError> {
-        let hash = self.verify_and_sync_files()?;
-        if hash != *expected {
-            tracing::warn!(dest = %self.dest.path.display(), "received tree failed verification");
-            return Err(StorageError::HashMismatch {
-                expected: to_hex(expected),
-                actual: to_hex(&hash),
+    /// Makes the staged tree durable and places it (see the module docs): every block was
+    /// verified against `hashes` before it was written, so nothing is read again unless
+    /// `verify_readback` asks for it (then every block is read back and compared, and a
+    /// difference is [`StorageError::HashMismatch`]). Applies modes, fsyncs every file and
+    /// directory; returns the object hash (`hashes.root()`). On any error the destination is as
+    /// it was and the staging directory is removed.
+    pub fn finish(
+        mut self,
+        hashes: &HashList,
+        verify_readback: bool,
+    ) -> Result<[u8; 32], StorageError> {
+        if hashes.layout().object_size() != self.size {
+            return Err(StorageError::SizeMismatch {
+                path: self.staging_path(),
+                expected: hashes.layout().object_size(),
+                actual: self.size,
             });
+        }
+        self.sync_files()?;
+        if verify_readback {
+            if let Some(b) = hashes.first_mismatch(|off, buf| self.read_at(off, buf))? {
+                tracing::warn!(
+                    dest = %self.dest.path.display(),
+                    "block {b} reads back differently from what was verified; discarding the tree"
+                );
+                return Err(StorageError::HashMismatch {
+                    expected: format!("block {b} as verified"),
+                    actual: "other bytes read back".into(),
+                });
+            }
         }
         // Directories: modes once their contents are in place, then fsync, deepest first.
         walk_sorted(
@@ -210,33 +264,23 @@ impl TreeSink {
         parent
             .and_then(|p| File::from(p).sync_all())
             .map_err(|e| StorageError::io("fsync directory", &self.dest.parent_path, e))?;
-        Ok(hash)
+        Ok(hashes.root())
     }
 
-    /// Hashes every file in payload order, fsyncs it and applies its mode.
-    fn verify_and_sync_files(&mut self) -> Result<[u8; 32], StorageError> {
-        let longest = self.files.iter().map(|f| f.len).max().unwrap_or(0);
-        let mut buf = vec![0u8; IO_CHUNK.min(longest.max(1)) as usize];
-        let mut hasher = blake3::Hasher::new();
+    /// Fsyncs every staged file and applies its mode.
+    fn sync_files(&mut self) -> Result<(), StorageError> {
         for f in &self.files {
             let (len, mode) = (f.len, f.mode);
-            self.stage.at(&f.path, "read back", |d, n| {
+            self.stage.at(&f.path, "fsync", |d, n| {
                 let file = open_staged_file(d, n, false, len)?;
                 file.sync_all()?;
-                let mut off = 0u64;
-                while off < len {
-                    let k = (len - off).min(buf.len() as u64) as usize;
-                    file.read_exact_at(&mut buf[..k], off)?;
-                    hasher.update(&buf[..k]);
-                    off += k as u64;
-                }
                 if let Some(m) = mode {
                     fchmod(file.as_fd(), m & MODE_MASK)?;
                 }
                 Ok(())
             })?;
         }
-        Ok(*hasher.finalize().as_bytes())
+        Ok(())
     }
 
     /// Removes the staging directory. The destination is never touched.
@@ -300,8 +344,16 @@ impl Sink for TreeSink {
         self.write_new_at(offset, data)
     }
 
-    fn finish(self: Box<Self>, object_hash: &[u8; 32]) -> Result<[u8; 32], StorageError> {
-        TreeSink::finish(*self, object_hash)
+    fn rewrite_block(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        self.rewrite_at(offset, data)
+    }
+
+    fn finish(
+        self: Box<Self>,
+        hashes: &HashList,
+        verify_readback: bool,
+    ) -> Result<[u8; 32], StorageError> {
+        TreeSink::finish(*self, hashes, verify_readback)
     }
 
     fn abort(self: Box<Self>) {

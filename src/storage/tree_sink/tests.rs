@@ -15,15 +15,12 @@ fn dir(path: &str, mode: Option<u32>) -> Entry {
 
 /// A checked manifest of `entries` over `data` (64 KiB blocks).
 fn manifest(entries: Vec<Entry>, data: &[u8]) -> Manifest {
-    let layout = crate::proto::layout::Layout::new(data.len() as u64, 1024, 64).unwrap();
-    let hashes = (0..layout.block_count())
-        .map(|b| {
-            let off = layout.block_offset(b).unwrap() as usize;
-            *blake3::hash(&data[off..off + layout.block_len(b).unwrap()]).as_bytes()
-        })
-        .collect();
-    Manifest::new(entries, data.len() as u64, 1024, 64, hashes, *blake3::hash(data).as_bytes())
-        .unwrap()
+    Manifest::new(entries, data.len() as u64, 1024, 64).unwrap()
+}
+
+/// The hash list of `data` as `m` lays it out.
+fn hashes(m: &Manifest, data: &[u8]) -> HashList {
+    HashList::of_bytes(data, m.layout().unwrap())
 }
 
 #[test]
@@ -86,7 +83,7 @@ fn modes_apply_after_contents_and_implied_directories_get_the_default() {
     let dest = base.path().join("t");
     let mut sink = TreeSink::create(&dest, &m, false).unwrap();
     assert!(sink.write_new_at(0, data).unwrap());
-    sink.finish(&m.object_hash).unwrap();
+    sink.finish(&hashes(&m, data), true).unwrap();
     let mode = |p: &str| std::fs::symlink_metadata(dest.join(p)).unwrap().mode() & 0o7777;
     std::fs::create_dir(base.path().join("reference")).unwrap();
     let default_dir = std::fs::metadata(base.path().join("reference")).unwrap().mode() & 0o7777;
@@ -99,7 +96,7 @@ fn modes_apply_after_contents_and_implied_directories_get_the_default() {
     std::fs::set_permissions(dest.join("ro"), std::fs::Permissions::from_mode(0o500)).unwrap();
     let mut sink = TreeSink::create(&dest, &m, true).unwrap();
     sink.write_new_at(0, data).unwrap();
-    sink.finish(&m.object_hash).unwrap();
+    sink.finish(&hashes(&m, data), true).unwrap();
     assert_eq!(mode("ro"), 0o555);
     assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 2);
 }
@@ -114,7 +111,7 @@ fn payload_order_need_not_be_path_order() {
     let mut sink = TreeSink::create(&dest, &m, false).unwrap();
     sink.write_new_at(3, &data[3..]).unwrap();
     sink.write_new_at(0, &data[..3]).unwrap();
-    sink.finish(&m.object_hash).unwrap();
+    sink.finish(&hashes(&m, data), true).unwrap();
     assert_eq!(std::fs::read(dest.join("z")).unwrap(), b"zzzz");
     assert_eq!(std::fs::read(dest.join("a/b")).unwrap(), b"AABB");
 }
@@ -127,7 +124,7 @@ fn trees_deeper_than_the_limit_are_refused_leaving_nothing() {
     let dest = base.path().join("t");
     let mut sink = TreeSink::create(&dest, &ok, false).unwrap();
     sink.write_new_at(0, b"x").unwrap();
-    sink.finish(&ok.object_hash).unwrap();
+    sink.finish(&hashes(&ok, b"x"), true).unwrap();
     assert_eq!(std::fs::read(dest.join(deep(MAX_TREE_DEPTH))).unwrap(), b"x");
     let too_deep = manifest(vec![file(&deep(MAX_TREE_DEPTH + 1), 0, 1, None)], b"x");
     let dest2 = base.path().join("t2");
