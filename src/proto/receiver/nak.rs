@@ -101,8 +101,9 @@ impl Session {
         let mut short = false;
         let mut free = self.free_slots(cx.cfg.max_pending_blocks);
         let (t, max) = (self.identity.symbol_size, MAX_NEEDS);
-        'objects: for (id, o) in self.objects.iter_mut() {
-            for &b in &o.outstanding {
+        for (id, o) in self.objects.iter_mut() {
+            let full = needs.len() == max;
+            for &b in o.outstanding.iter().take_while(|_| !full) {
                 let need = o.need(b);
                 if need == 0 {
                     continue;
@@ -114,11 +115,12 @@ impl Session {
                     let count = need.min(u32::from(u16::MAX)) as u16;
                     needs.push(Need { object: id, block: b, count });
                     if needs.len() == max {
-                        break 'objects;
+                        break;
                     }
                 }
             }
-            // Reserve the slots of the blocks asked for, so their repairs find room.
+            // Reserve the slots of the blocks asked for (also when the list filled up inside
+            // this object), so their repairs find room.
             for n in needs.iter().filter(|n| n.object == id) {
                 if !o.pending.contains_key(&n.block) {
                     let k = o.layout.source_symbols(n.block).unwrap_or(0);
@@ -183,6 +185,37 @@ mod tests {
     fn cover(r: &mut Receiver, now: Instant, list: &NeedList) {
         let (s, mut cx) = r.enter(now).unwrap();
         s.on_cover(&mut cx, now, list);
+    }
+
+    #[test]
+    fn a_full_nak_reserves_a_slot_for_every_block_it_asks_for() {
+        // 400 payload blocks outstanding and room for all of them: the NAK fills up (180
+        // needs) inside the payload object, and each block asked for must still get its slot.
+        let mut r =
+            Receiver::new(ReceiverConfig { max_pending_blocks: 1000, ..ReceiverConfig::default() });
+        let a = Announce {
+            object_size: 400 * 1000,
+            symbol_size: 100,
+            block_symbols: 10,
+            manifest_len: 100,
+            manifest_hash: [0; 32],
+            hashes_len: 0,
+            hashes_hash: [0; 32],
+            rate_bps: 1_000_000_000,
+            grtt_us: 1000,
+        };
+        let mut b = Vec::new();
+        wire::emit(&Header { flags: 0, session: 9, node: 1 }, &Packet::Announce(a), &mut b);
+        r.handle_datagram(Instant::ZERO, "198.18.0.1:7000".parse().unwrap(), &b);
+        let (s, mut cx) = r.enter(Instant::ZERO).unwrap();
+        s.objects[ObjectId::Payload].advance(u32::MAX);
+        s.send_nak(&mut cx, Instant::ZERO);
+        let Some(Packet::Nak(list)) = s.outbox.back() else { panic!("no NAK queued") };
+        assert_eq!(list.needs.len(), MAX_NEEDS);
+        let payload = &s.objects[ObjectId::Payload];
+        for n in list.needs.iter().filter(|n| n.object == ObjectId::Payload) {
+            assert!(payload.pending.contains_key(&n.block), "block {} has no slot", n.block);
+        }
     }
 
     #[test]
