@@ -15,12 +15,12 @@ Examples:
   # Receive one object into /srv/releases and exit:
   mcast-recv --group 239.255.0.1:7000 --interface eth0 --output /srv/releases --once
 
-  # Receive a tree (mcast-send DIR) as /srv/app/releases/v42, swapping out any previous one:
-  mcast-recv --group 239.255.0.1:7000 --interface eth0 --output /srv/app/releases/v42 \
-      --once --replace
-
   # The same over IPv6:
   mcast-recv --group '[ff15::1]:7000' --interface eth0 --output /srv/releases --once
+
+  # Receive a tree (mcast-send DIR) as /srv/app/releases/v42, swapping out any previous one:
+  mcast-recv --group 239.255.0.1:7000 --interface eth0 --output /srv/app/releases/v42 \\
+      --once --replace
 
   # Lab: discard 5 % of datagrams on purpose, JSON report, give up after a minute:
   mcast-recv --group 239.255.0.1:7000 --interface 127.0.0.1 --output /tmp/in --once \\

@@ -50,8 +50,8 @@ pub fn open_output(
 ) -> Result<Box<dyn Sink>, StorageError> {
     if is_single_file(manifest) && !dest.is_dir() {
         return Err(StorageError::Unsupported(format!(
-            "{} does not exist: this push is a single file, placed inside an existing \
-             directory (create {} first)",
+            "{} is not an existing directory: this push is a single file, which goes inside \
+             the --output directory (create {} first)",
             dest.display(),
             dest.display()
         )));
