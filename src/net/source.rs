@@ -1,8 +1,13 @@
 //! What a push is made of at either end, as the command lines name it: [`open_source`] turns
 //! `mcast-send PATH [PATH...]` into a [`Source`] (one regular file, or a directory tree,
 //! optionally only chosen paths of it), [`open_output`] opens the [`Sink`] a manifest needs at
-//! `mcast-recv --output DEST`, [`clean_output`] removes what crashed runs left at DEST, and
-//! [`TreeCounts`] counts a tree's entries for the reports.
+//! `mcast-recv --output DEST` (a tree's on a thread of its own, [`Staged`]), [`clean_output`]
+//! removes what crashed runs left at DEST, and [`TreeCounts`] counts a tree's entries for the
+//! reports.
+
+mod staged;
+
+pub use staged::{Staged, QUEUE_BLOCKS};
 
 use crate::net::io::fmt_bytes;
 use crate::proto::manifest::{Entry, EntryKind, Manifest};
@@ -43,6 +48,8 @@ pub fn is_single_file(manifest: &Manifest) -> bool {
 /// existing directory `dest` (an absent `dest` is refused: nothing is created for it); a
 /// tree's root is `dest` itself, which may be absent or an empty directory, or, with
 /// `replace`, an existing tree swapped atomically (see [`TreeSink`](crate::storage::TreeSink)).
+/// A tree's sink is created and written on its own thread ([`Staged`]): errors creating it
+/// (such as an existing tree without `replace`) come from a later `write_block` or `finish`.
 pub fn open_output(
     dest: &Path,
     manifest: &Manifest,
@@ -56,7 +63,10 @@ pub fn open_output(
             dest.display()
         )));
     }
-    open_sink_with(dest, manifest, SinkOptions { replace })
+    if is_single_file(manifest) {
+        return open_sink_with(dest, manifest, SinkOptions { replace });
+    }
+    Ok(Box::new(Staged::spawn(dest, manifest.clone(), replace)?))
 }
 
 /// Removes what crashed runs left for `--output dest`: temp files of single-file pushes inside
@@ -194,10 +204,11 @@ mod tests {
         drop(sink);
         std::fs::create_dir(&dest).unwrap();
         std::fs::write(dest.join("old"), b"old").unwrap();
-        let e = open_output(&dest, &m, false).err().unwrap();
+        let refused = open_output(&dest, &m, false).unwrap();
+        let e = refused.finish(&m.object_hash).unwrap_err();
         assert!(matches!(e, StorageError::DestinationExists(_)), "{e}");
-        assert!(open_output(&dest, &m, true).is_ok());
-        assert_eq!(std::fs::read(dest.join("old")).unwrap(), b"old");
+        drop(open_output(&dest, &m, true).unwrap());
+        assert_eq!(std::fs::read(dest.join("old")).unwrap(), b"old", "unfinished: untouched");
     }
 
     #[test]
