@@ -3,7 +3,7 @@
 //! how an error is printed (one line, each cause once, no backtrace). The binaries themselves
 //! only parse arguments and print reports.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 /// Exit status: an error while running (a socket, a disk, the protocol).
@@ -50,40 +50,83 @@ pub fn report_error(program: &str, e: &anyhow::Error) -> i32 {
     }
 }
 
-/// Check the file to send before any socket opens: it must exist and be a regular file.
-pub fn check_source(path: &Path) -> Result<(), UsageError> {
+/// Check what `mcast-send PATH [PATH...]` names before any socket opens: `path` must be a
+/// regular file (a single-file push, with no `extra` paths) or a directory (a tree push); each
+/// `extra` path is relative to that directory, without `..`, and must exist in it.
+pub fn check_source(path: &Path, extra: &[PathBuf]) -> Result<(), UsageError> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => UsageError(format!("{shown}: no such file")),
+        std::io::ErrorKind::NotFound => UsageError(format!("{shown}: no such file or directory")),
         std::io::ErrorKind::PermissionDenied => {
             UsageError(format!("{shown}: permission denied (cannot read it)"))
         }
         _ => UsageError(format!("{shown}: {e}")),
     })?;
     if meta.is_dir() {
-        return Err(UsageError(format!(
-            "{shown} is a directory: mcast-send sends one regular file (directory trees are not \
-             supported yet); pack it first, e.g. `tar -cf tree.tar {shown}`, and send tree.tar"
-        )));
+        std::fs::read_dir(path)
+            .map_err(|e| UsageError(format!("{shown}: cannot list the directory: {e}")))?;
+        return extra.iter().try_for_each(|p| check_tree_path(path, p));
     }
     if !meta.is_file() {
         return Err(UsageError(format!(
-            "{shown} is not a regular file (a device, pipe or socket): only regular files can be \
-             sent; copy it into a file first"
+            "{shown} is not a regular file or a directory (a device, pipe or socket): copy it \
+             into a file first"
+        )));
+    }
+    if let Some(p) = extra.first() {
+        return Err(UsageError(format!(
+            "{shown} is a file, so {} cannot be sent with it: several paths are sent as a \
+             tree, `mcast-send DIR PATH...`, with each PATH relative to DIR",
+            p.display()
         )));
     }
     std::fs::File::open(path).map_err(|e| UsageError(format!("{shown}: cannot open it: {e}")))?;
     Ok(())
 }
 
-/// Check `--output` before joining: it must be an existing directory.
-pub fn check_output_dir(path: &Path) -> Result<(), UsageError> {
+/// One `PATH` of `mcast-send DIR PATH...`: relative to `root`, no `..`, present (not followed).
+fn check_tree_path(root: &Path, rel: &Path) -> Result<(), UsageError> {
+    use std::path::Component;
+    let shown = rel.display();
+    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(UsageError(format!(
+            "{shown}: paths after the directory are relative to it, without `..` (e.g. \
+             `mcast-send {} bin/app`)",
+            root.display()
+        )));
+    }
+    match std::fs::symlink_metadata(root.join(rel)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(UsageError(format!("{shown}: no such path in {}", root.display())))
+        }
+        Err(e) => Err(UsageError(format!("{shown} in {}: {e}", root.display()))),
+    }
+}
+
+/// Check `--output DEST` before joining. What arrives is known only from the manifest, so
+/// DEST may be an existing directory (a single file goes into it; a tree replaces it if it is
+/// empty, or with `--replace`) or absent with an existing parent directory (a tree is created
+/// there; a single-file push fails then, creating nothing).
+pub fn check_output(path: &Path) -> Result<(), UsageError> {
     let shown = path.display();
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(UsageError(format!("--output {shown} is not a directory"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(UsageError(format!("--output {shown}: no such directory (create it first)")))
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if parent.is_dir() {
+                Ok(())
+            } else {
+                Err(UsageError(format!(
+                    "--output {shown}: no such directory, and its parent {} is not a directory \
+                     either (create it first)",
+                    parent.display()
+                )))
+            }
         }
         Err(e) => Err(UsageError(format!("--output {shown}: {e}"))),
     }
@@ -203,21 +246,44 @@ mod tests {
     }
 
     #[test]
-    fn sources_and_outputs_are_checked() {
+    fn sources_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f.bin");
         std::fs::write(&file, b"x").unwrap();
-        assert!(check_source(&file).is_ok());
-        let missing = check_source(&dir.path().join("nope")).unwrap_err().0;
-        assert!(missing.ends_with("nope: no such file"), "{missing}");
-        let d = check_source(dir.path()).unwrap_err().0;
-        assert!(d.contains("is a directory") && d.contains("tar -cf"), "{d}");
-        let dev = check_source(Path::new("/dev/null")).unwrap_err().0;
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert!(check_source(&file, &[]).is_ok());
+        let missing = check_source(&dir.path().join("nope"), &[]).unwrap_err().0;
+        assert!(missing.ends_with("nope: no such file or directory"), "{missing}");
+        assert!(check_source(dir.path(), &[]).is_ok());
+        let paths = [PathBuf::from("f.bin"), PathBuf::from("./sub")];
+        assert!(check_source(dir.path(), &paths).is_ok());
+        let absent = check_source(dir.path(), &[PathBuf::from("sub/x")]).unwrap_err().0;
+        assert!(absent.contains("sub/x: no such path in"), "{absent}");
+        for bad in ["../f.bin", "/etc", "sub/../f.bin"] {
+            let e = check_source(dir.path(), &[PathBuf::from(bad)]).unwrap_err().0;
+            assert!(e.contains("relative to it, without `..`"), "{bad}: {e}");
+        }
+        let after_file = check_source(&file, &[PathBuf::from("g")]).unwrap_err().0;
+        assert!(
+            after_file.contains("is a file") && after_file.contains("DIR PATH"),
+            "{after_file}"
+        );
+        let dev = check_source(Path::new("/dev/null"), &[]).unwrap_err().0;
         assert!(dev.contains("not a regular file"), "{dev}");
-        assert!(check_output_dir(dir.path()).is_ok());
-        assert!(check_output_dir(&file).unwrap_err().0.contains("is not a directory"));
-        let none = check_output_dir(&dir.path().join("nope")).unwrap_err().0;
-        assert!(none.contains("no such directory (create it first)"), "{none}");
+    }
+
+    #[test]
+    fn outputs_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.bin");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(check_output(dir.path()).is_ok());
+        assert!(check_output(&dir.path().join("new-tree")).is_ok());
+        assert!(check_output(&file).unwrap_err().0.contains("is not a directory"));
+        let deep = check_output(&dir.path().join("a/b")).unwrap_err().0;
+        assert!(deep.contains("its parent") && deep.contains("create it first"), "{deep}");
+        let under_file = check_output(&file.join("x")).unwrap_err().0;
+        assert!(under_file.starts_with("--output"), "{under_file}");
     }
 
     #[test]

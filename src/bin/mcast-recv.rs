@@ -18,12 +18,20 @@ Examples:
   # The same over IPv6:
   mcast-recv --group '[ff15::1]:7000' --interface eth0 --output /srv/releases --once
 
+  # Receive a tree (mcast-send DIR) as /srv/app/releases/v42, swapping out any previous one:
+  mcast-recv --group 239.255.0.1:7000 --interface eth0 --output /srv/app/releases/v42 \\
+      --once --replace
+
   # Lab: discard 5 % of datagrams on purpose, JSON report, give up after a minute:
   mcast-recv --group 239.255.0.1:7000 --interface 127.0.0.1 --output /tmp/in --once \\
       --drop-rate 0.05 --drop-seed 7 --timeout 60s --json
 
+A single file is placed inside --output DIR (which must exist) as DIR/<name>. A tree's root
+is --output DEST itself: DEST may be absent (its parent must exist) or an empty directory; an
+existing tree is refused unless --replace, which swaps the new tree in with one
+renameat2(RENAME_EXCHANGE) of the staging directory beside DEST, then removes the old tree.
 Nothing appears at the destination until the whole object has verified (BLAKE3); an
-interrupted or failed receive leaves any previous file in place.
+interrupted or failed receive leaves any previous file or tree in place.
 Exit status: 0 complete (verified and placed), 1 error or failed (nothing placed), 2 bad
 arguments (nothing joined), 3 timed out (--timeout passed first), 130 interrupted.";
 
@@ -41,9 +49,14 @@ struct Args {
     /// Interface to join on: a name or one of its addresses.
     #[arg(long)]
     interface: String,
-    /// Directory to place received files in (must exist).
-    #[arg(long)]
+    /// Where to place what arrives: the directory a single file goes into (must exist), or
+    /// the root of a tree (absent, an empty directory, or with --replace an existing tree).
+    #[arg(long, value_name = "DEST")]
     output: PathBuf,
+    /// A tree may replace an existing tree at --output: swapped atomically (RENAME_EXCHANGE),
+    /// then the old one is removed. Without it, an existing non-empty DEST fails the push.
+    #[arg(long)]
+    replace: bool,
     /// Exit after one object.
     #[arg(long)]
     once: bool,
@@ -88,11 +101,14 @@ fn summary(r: &RecvReport) -> String {
         return format!("{status}: nothing received from a sender in {:.2} s{error}", r.seconds);
     };
     let rate = fmt_rate(r.bytes as f64 * 8.0 / t.max(1e-3));
+    let what = match &r.tree {
+        Some(tree) => format!("tree: {tree}"),
+        None => fmt_bytes(r.bytes),
+    };
     match (&r.path, r.size) {
         (Some(p), _) => format!(
-            "{status}: {} ({}) in {t:.2} s from the first datagram ({rate}); {naks}",
+            "{status}: {} ({what}) in {t:.2} s from the first datagram ({rate}); {naks}",
             p.display(),
-            fmt_bytes(r.bytes)
         ),
         (None, Some(size)) => format!(
             "{status}: held {} of {} after {t:.2} s from the first datagram (not placed: \
@@ -113,7 +129,7 @@ fn main() {
 
 /// Check what can be checked before joining, then receive.
 fn run(args: Args) -> anyhow::Result<i32> {
-    cli::check_output_dir(&args.output)?;
+    cli::check_output(&args.output)?;
     cli::check_interface(&args.interface)?;
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
@@ -125,6 +141,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
 async fn receive(args: Args) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
     let mut cfg = RecvConfig::new(args.group, &args.output);
+    cfg.replace = args.replace;
     cfg.drop_rate = args.drop_rate;
     cfg.drop_seed = args.drop_seed;
     cfg.timeout = args.timeout;

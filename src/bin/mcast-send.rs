@@ -1,4 +1,4 @@
-//! `mcast-send`: push a file to every receiver on a multicast group.
+//! `mcast-send`: push a file, or a directory tree, to every receiver on a multicast group.
 
 use anyhow::Context;
 use clap::Parser;
@@ -17,6 +17,13 @@ Examples:
   # Push a release to 3 receivers on eth0 at 1 Gbit/s and wait for all of them:
   mcast-send release.tar.gz --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 3
 
+  # Push a directory tree (files, empty directories, symlinks, modes); receivers build it at
+  # their --output (mcast-recv --output /srv/app/releases/v42):
+  mcast-send build/v42 --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 3
+
+  # Only some paths of a tree (relative to it; the directories leading to them come too):
+  mcast-send build/v42 bin/app etc/app.conf --group 239.255.0.1:7000 --interface eth0
+
   # Same, by interface address, with 10 % proactive repair and a JSON report:
   mcast-send disk.img --group 239.255.0.1:7000 --interface 198.18.0.1 --rate 800M \\
       --fec-overhead 10% --receivers 200 --timeout 5m --json > report.json
@@ -32,12 +39,15 @@ every receiver that reported has one), 1 error, 2 bad arguments (nothing sent), 
 confirmed (a receiver failed, fewer than N complete before --timeout, or without --receivers
 no receiver reported), 130 interrupted.";
 
-/// Push a file to every receiver on an IP multicast group, reliably (RaptorQ FEC + NAK repair).
+/// Push a file or a directory tree to every receiver on an IP multicast group, reliably
+/// (RaptorQ FEC + NAK repair).
 #[derive(Parser, Debug)]
 #[command(name = "mcast-send", version, after_help = EXAMPLES)]
 struct Args {
-    /// File to send.
-    path: PathBuf,
+    /// What to send: one regular file, or a directory (its whole tree), optionally followed by
+    /// paths relative to that directory to send only those.
+    #[arg(required = true, num_args = 1.., value_name = "PATH")]
+    paths: Vec<PathBuf>,
     /// Multicast group and port, IPv4 or IPv6 (the help text gives examples).
     #[arg(
         long,
@@ -126,11 +136,17 @@ fn parse_budget(s: &str) -> Result<f64, String> {
 fn summary(r: &SendReport) -> Vec<String> {
     let status = format!("{:?}", r.status).to_lowercase();
     let rate = fmt_rate(r.goodput_mbps * 1e6);
-    let amount = if r.payload_bytes_sent >= r.bytes {
+    let mut amount = if r.payload_bytes_sent >= r.bytes {
         fmt_bytes(r.bytes)
     } else {
         format!("{} of {}", fmt_bytes(r.payload_bytes_sent), fmt_bytes(r.bytes))
     };
+    if let Some(t) = &r.tree {
+        amount = format!("{} ({t})", r.path.display());
+        if r.payload_bytes_sent < r.bytes {
+            amount.push_str(&format!(", {} of it", fmt_bytes(r.payload_bytes_sent)));
+        }
+    }
     let who = match r.expected_receivers {
         Some(n) => format!("{}/{n} receivers complete", r.complete),
         None if r.receivers.is_empty() => "no receiver reported".to_string(),
@@ -179,7 +195,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         ))
         .into());
     }
-    cli::check_source(&args.path)?;
+    cli::check_source(&args.paths[0], &args.paths[1..])?;
     cli::check_interface(&args.interface)?;
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
@@ -189,7 +205,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 fn config(args: &Args) -> SendConfig {
-    let mut cfg = SendConfig::new(&args.path, args.group);
+    let mut cfg = SendConfig::new(&args.paths[0], args.group);
+    cfg.extra_paths = args.paths[1..].to_vec();
     let s = &mut cfg.sender;
     s.rate_bps = args.rate;
     s.fec_overhead = match args.fec_overhead {
@@ -223,7 +240,7 @@ async fn push(args: Args) -> anyhow::Result<i32> {
     })?;
     let report = send::run(&mut sock, &cfg, &shutdown)
         .await
-        .with_context(|| format!("sending {}", args.path.display()))?;
+        .with_context(|| format!("sending {}", args.paths[0].display()))?;
     for line in summary(&report) {
         eprintln!("{line}");
     }

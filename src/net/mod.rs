@@ -7,7 +7,7 @@
 //! `recvmmsg`) through quinn-udp and reads the kernel's drop counters. [`driver`] is the loop
 //! (on tokio) that runs any sans-IO endpoint of `crate::proto` over a batch socket; [`send`] and
 //! [`recv`] are the sender's and the receiver's role handlers on it, with their reports in
-//! [`send_report`] and [`recv_report`]. [`io`] holds the clock, the precise wait and the worker
+//! [`send_report`] and [`recv_report`]; [`source`] opens what a push sends and where it lands. [`io`] holds the clock, the precise wait and the worker
 //! pool.
 
 pub mod addr;
@@ -20,6 +20,7 @@ pub mod recv_report;
 pub mod send;
 pub mod send_report;
 pub mod socket;
+pub mod source;
 
 use crate::proto::layout::LayoutError;
 use crate::proto::sender::SenderError;

@@ -9,6 +9,7 @@
 use crate::net::batch::{recv_buffer_for_rate, socket_drops, udp_rcvbuf_errors, BatchSocket};
 use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Role};
 use crate::net::io::{fmt_bytes, thread_cpu_seconds, Clock, Progress, Workers, PROGRESS_EVERY};
+use crate::net::source::{clean_output, open_output, TreeCounts};
 use crate::net::DriverError;
 use crate::net::{
     feedback_addr, open_multicast, resize_recv_buffer, resolve_interface, warn_recv_buffer_once,
@@ -16,7 +17,7 @@ use crate::net::{
 };
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
 use crate::proto::time::{Duration, Instant};
-use crate::storage::{clean_stale_temps, open_sink, Sink};
+use crate::storage::Sink;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::SocketAddr;
@@ -30,8 +31,10 @@ pub use crate::net::recv_report::{RecvReport, RecvStatus};
 pub struct RecvConfig {
     /// Multicast group and data port.
     pub group: SocketAddr,
-    /// Directory the object is placed in.
+    /// Where objects go: the directory a single file is placed in, or a tree's root.
     pub output: PathBuf,
+    /// A tree may replace an existing one at `output` (swapped atomically).
+    pub replace: bool,
     /// The core's settings (node id, backoff seed, sessions to skip, NAK pacing, memory ...).
     pub receiver: ReceiverConfig,
     /// Share of incoming datagrams to discard on purpose (tests, lab).
@@ -63,6 +66,7 @@ impl RecvConfig {
         RecvConfig {
             group,
             output: output.into(),
+            replace: false,
             receiver: ReceiverConfig {
                 node: rand::rngs::OsRng.next_u32(),
                 seed: rand::rngs::OsRng.next_u64(),
@@ -124,6 +128,7 @@ struct Placed {
     size: Option<u64>,
     held: u64,
     error: Option<String>,
+    tree: Option<TreeCounts>,
 }
 
 impl RecvRole<'_> {
@@ -131,7 +136,8 @@ impl RecvRole<'_> {
         match ev {
             Event::Manifest(m) => {
                 tracing::info!("receiving {}", m.summary());
-                match open_sink(&self.cfg.output, &m) {
+                self.placed.tree = TreeCounts::of_manifest(&m);
+                match open_output(&self.cfg.output, &m, self.cfg.replace) {
                     Ok(s) => {
                         self.placed.path = Some(s.destination().to_path_buf());
                         self.sink = Some(s);
@@ -278,9 +284,9 @@ pub async fn run(
 ) -> Result<RecvReport, DriverError> {
     let wall = std::time::Instant::now();
     let cpu_at_start = thread_cpu_seconds();
-    let stale = clean_stale_temps(&cfg.output)?;
+    let stale = clean_output(&cfg.output)?;
     if stale > 0 {
-        tracing::info!("removed {stale} stale temp file(s) in {}", cfg.output.display());
+        tracing::info!("removed {stale} stale temp(s) in or beside {}", cfg.output.display());
     }
     let rcvbuf_errors_before = udp_rcvbuf_errors();
     let drops_before = socket_drops(sock.socket());
@@ -308,6 +314,7 @@ pub async fn run(
             size: None,
             held: 0,
             error: None,
+            tree: None,
         },
         sized_for_rate: false,
         recv_buffer,
@@ -358,6 +365,7 @@ pub async fn run(
     Ok(RecvReport {
         status,
         path: if placed_ok { role.placed.path } else { None },
+        tree: role.placed.tree,
         bytes: if placed_ok { role.placed.bytes } else { role.placed.held },
         size: role.placed.size,
         seconds: wall.elapsed().as_secs_f64(),

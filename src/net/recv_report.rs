@@ -2,6 +2,7 @@
 //! NAK and drop counters (ours, the kernel's), buffer sizes and the core's counters.
 
 use crate::net::batch::BatchStats;
+use crate::net::source::TreeCounts;
 use crate::proto::stats::ReceiverStats;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -27,8 +28,11 @@ pub enum RecvStatus {
 pub struct RecvReport {
     /// Outcome.
     pub status: RecvStatus,
-    /// Where the object was placed.
+    /// Where the object was placed (a file, or the root of a tree).
     pub path: Option<PathBuf>,
+    /// A tree push, as its manifest announced it: files, directories, symlinks and bytes;
+    /// `None` for a single file or before the manifest.
+    pub tree: Option<TreeCounts>,
     /// Payload bytes held: the whole object once placed; otherwise the verified blocks that
     /// were written before it stopped (discarded with the temp file).
     pub bytes: u64,

@@ -9,6 +9,7 @@ use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Ro
 use crate::net::io::{
     fmt_bytes, fmt_rate, thread_cpu_seconds, Clock, Progress, Workers, PROGRESS_EVERY,
 };
+use crate::net::source::{open_source, TreeCounts};
 use crate::net::DriverError;
 use crate::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use crate::proto::layout::Layout;
@@ -16,7 +17,7 @@ use crate::proto::manifest::Manifest;
 use crate::proto::sender::{BlockRequest, Event, PreparedBlock, Sender, SenderConfig};
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::ReportStatus;
-use crate::storage::{FileSource, Source};
+
 use rand::RngCore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,8 +35,10 @@ pub const DEFAULT_CACHE_BLOCKS: usize = 12;
 /// Settings of one push: the core's [`SenderConfig`] plus what the driver needs.
 #[derive(Debug, Clone)]
 pub struct SendConfig {
-    /// File to send.
+    /// File or directory to send.
     pub path: PathBuf,
+    /// With a directory `path`: only these paths of it (relative to it); empty: all of it.
+    pub extra_paths: Vec<PathBuf>,
     /// Multicast group and data port (the socket listens on port + 1).
     pub group: SocketAddr,
     /// The core's settings (rate, parity, carousel, stragglers, expected receivers, linger,
@@ -63,6 +66,7 @@ impl SendConfig {
     pub fn new(path: impl Into<PathBuf>, group: SocketAddr) -> Self {
         SendConfig {
             path: path.into(),
+            extra_paths: Vec::new(),
             group,
             sender: SenderConfig {
                 session: rand::rngs::OsRng.next_u32(),
@@ -216,7 +220,7 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<SendReport, DriverError> {
     let wall = std::time::Instant::now();
-    let source = Arc::new(FileSource::open(&cfg.path)?);
+    let source = open_source(&cfg.path, &cfg.extra_paths)?;
     let k = Layout::block_symbols_for(cfg.symbol_size, cfg.block_bytes);
     let layout = Layout::new(source.len(), cfg.symbol_size, k)?;
     let manifest = source.manifest(cfg.symbol_size, k)?;
@@ -322,6 +326,7 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
     SendReport {
         status,
         path: cfg.path.clone(),
+        tree: TreeCounts::of_manifest(manifest),
         bytes: manifest.object_size,
         payload_bytes_sent: match status {
             SendStatus::Complete => manifest.object_size,

@@ -2,6 +2,7 @@
 //! reported or was dropped, and the counters of the core and of the batched I/O.
 
 use crate::net::batch::BatchStats;
+use crate::net::source::TreeCounts;
 use crate::proto::stats::SenderStats;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -59,8 +60,10 @@ pub struct DroppedEntry {
 pub struct SendReport {
     /// Outcome.
     pub status: SendStatus,
-    /// Source path.
+    /// Source path (the file, or the tree's root directory).
     pub path: PathBuf,
+    /// A tree push: its files, directories, symlinks and bytes; `None` for a single file.
+    pub tree: Option<TreeCounts>,
     /// Payload bytes (the size of the object).
     pub bytes: u64,
     /// Payload bytes sent at least once as source symbols: `bytes` once complete, less for a

@@ -1,0 +1,333 @@
+//! Real processes pushing directory trees inside a private user + network namespace
+//! (`unshare -rn`, IPv4 loopback multicast, `netns-scripts/ns-tree.sh`), so nothing reaches a
+//! real network. One scenario, three pushes onto the same destinations:
+//!
+//! 1. a tree of 2,000 files (0 bytes to 4 MiB, 64 MiB in all, nested and empty directories,
+//!    symlinks, modes) to 3 receivers with 2 % injected loss, into destinations that do not
+//!    exist yet: every copy is identical (a recursive digest of paths, kinds, modes, link
+//!    targets and contents);
+//! 2. another tree with `mcast-recv --replace` onto the same destinations: swapped in;
+//! 3. a third tree without `--replace`: every receiver fails with a clear message, the sender
+//!    exits 3, and the second tree stays intact.
+//!
+//! Where user namespaces are unavailable the test prints "SKIPPED" and passes, unless
+//! `MCAST_REQUIRE_NETNS=1`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const RECEIVERS: usize = 3;
+/// Seconds each process may take (`--timeout`); the script adds a hard limit on top.
+const TIMEOUT_SECS: u64 = 120;
+
+/// Why the namespace test cannot run here, if it cannot.
+fn netns_unavailable() -> Option<String> {
+    match Command::new("ip").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => return Some(format!("`ip -V` failed: {s}")),
+        Err(e) => return Some(format!("`ip` (iproute2) not found: {e}")),
+    }
+    match Command::new("unshare").args(["-rn", "true"]).stderr(Stdio::piped()).output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "`unshare -rn true` failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!("`unshare` not found: {e}")),
+    }
+}
+
+/// xorshift64*: deterministic bytes and choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+}
+
+/// What a generated tree holds.
+#[derive(Debug, Default, PartialEq)]
+struct Counts {
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    bytes: u64,
+}
+
+/// Writes a tree of `files` files under `root` (created): nested directories up to 5 deep,
+/// a few empty ones, mixed sizes (mostly small, every 20th up to 512 KiB, every 200th 2 to
+/// 4 MiB, some empty), varied modes, and symlinks (to files and directories, relative, one
+/// dangling). Returns its counts (the root not included).
+fn make_tree(root: &Path, seed: u64, files: usize) -> Counts {
+    let mut rng = Rng(seed | 1);
+    let mut c = Counts::default();
+    fs::create_dir(root).unwrap();
+    let mut dirs: Vec<String> = vec![String::new()];
+    for i in 0..files / 16 {
+        let parent = dirs[rng.below(dirs.len() as u64) as usize].clone();
+        let d = if parent.is_empty() || parent.matches('/').count() >= 4 {
+            format!("d{i}")
+        } else {
+            format!("{parent}/d{i}")
+        };
+        fs::create_dir(root.join(&d)).unwrap();
+        dirs.push(d);
+        c.dirs += 1;
+    }
+    // Empty directories (no file or link goes there): one, and a chain of three.
+    for leaf in ["empty", "x", "x/empty", "x/empty/deeper"] {
+        fs::create_dir(root.join(&dirs[1]).join(leaf)).unwrap();
+        c.dirs += 1;
+    }
+    let mut file_paths = Vec::new();
+    for i in 0..files {
+        let dir = &dirs[rng.below(dirs.len() as u64) as usize];
+        let name = format!("f{i}.{}", ["txt", "bin", "so", "conf"][i % 4]);
+        let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+        let len = if i % 200 == 7 {
+            (2 << 20) + rng.below(2 << 20)
+        } else if i % 20 == 3 {
+            (64 << 10) + rng.below(448 << 10)
+        } else if i % 50 == 1 {
+            0
+        } else {
+            rng.below(8 << 10)
+        } as usize;
+        fs::write(root.join(&path), rng.bytes(len)).unwrap();
+        let mode = [0o644, 0o600, 0o755, 0o640, 0o700][rng.below(5) as usize];
+        fs::set_permissions(root.join(&path), fs::Permissions::from_mode(mode)).unwrap();
+        c.files += 1;
+        c.bytes += len as u64;
+        file_paths.push(path);
+    }
+    for i in 0..files / 64 {
+        let dir = &dirs[rng.below(dirs.len() as u64) as usize];
+        let up = "../".repeat(if dir.is_empty() { 0 } else { dir.matches('/').count() + 1 });
+        let target = match i % 4 {
+            0 | 1 => format!("{up}{}", file_paths[rng.below(file_paths.len() as u64) as usize]),
+            2 => format!("{up}{}", dirs[1 + rng.below(dirs.len() as u64 - 1) as usize]),
+            _ => format!("{up}no/such/target"),
+        };
+        let name = format!("link{i}");
+        let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+        symlink(&target, root.join(&path)).unwrap();
+        c.symlinks += 1;
+    }
+    // Directory modes last (all writable by the owner, so the tree can be removed).
+    for d in dirs.iter().skip(1) {
+        let mode = [0o755, 0o750, 0o700, 0o775][rng.below(4) as usize];
+        fs::set_permissions(root.join(d), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    c
+}
+
+/// Every entry below `root` (not followed), by path: kind, permission bits, link target or
+/// BLAKE3 of the contents. The root itself is not included.
+fn digest(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for ent in fs::read_dir(root.join(&rel)).unwrap() {
+            let ent = ent.unwrap();
+            let rel = rel.join(ent.file_name());
+            let abs = root.join(&rel);
+            let meta = fs::symlink_metadata(&abs).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            let what = if meta.is_symlink() {
+                format!("link -> {}", fs::read_link(&abs).unwrap().display())
+            } else if meta.is_dir() {
+                stack.push(rel.clone());
+                format!("dir {mode:o}")
+            } else if meta.is_file() {
+                let data = fs::read(&abs).unwrap();
+                format!("file {mode:o} {} {}", data.len(), blake3::hash(&data).to_hex())
+            } else {
+                format!("other {:?}", meta.file_type())
+            };
+            out.insert(rel.to_str().unwrap().to_owned(), what);
+        }
+    }
+    out
+}
+
+/// Panics naming the first difference between two digests.
+fn assert_same_tree(expected: &BTreeMap<String, String>, got: &Path) {
+    let actual = digest(got);
+    for (path, what) in expected {
+        assert_eq!(actual.get(path), Some(what), "{}: {path}", got.display());
+    }
+    let extra: Vec<_> = actual.keys().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(extra.is_empty(), "{} has entries the source has not: {extra:?}", got.display());
+}
+
+fn read_text(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
+}
+
+fn json(path: &Path) -> Value {
+    let text = read_text(path);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} ({e}):\n{text}", path.display()))
+}
+
+/// Runs one push of `src` in a fresh private namespace (ns-tree.sh, tag `tag`, receivers'
+/// outputs `work/dest-I`); returns whether the script said every process exited 0.
+fn push(src: &Path, work: &Path, tag: &str, recv_args: &str) -> bool {
+    let script: PathBuf =
+        [env!("CARGO_MANIFEST_DIR"), "netns-scripts", "ns-tree.sh"].iter().collect();
+    let run = Command::new("timeout")
+        .args(["-k", "10", &(TIMEOUT_SECS * 2 + 60).to_string()])
+        .args(["unshare", "-rn", "bash"])
+        .arg(&script)
+        .env("MCAST_SEND_BIN", env!("CARGO_BIN_EXE_mcast-send"))
+        .env("MCAST_RECV_BIN", env!("CARGO_BIN_EXE_mcast-recv"))
+        .env("SRC", src)
+        .env("WORK", work)
+        .env("TAG", tag)
+        .env("RECV_ARGS", recv_args)
+        .env("RECEIVERS", RECEIVERS.to_string())
+        .env("GROUP", "239.255.42.7:7400")
+        .env("RATE", "400M")
+        .env("DROP", "0.02")
+        .env("TIMEOUT", TIMEOUT_SECS.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    eprintln!("ns-tree.sh {tag}: {}\n{}", run.status, String::from_utf8_lossy(&run.stderr));
+    for name in
+        std::iter::once("send".to_string()).chain((1..=RECEIVERS).map(|i| format!("recv-{i}")))
+    {
+        let log = read_text(&work.join(format!("{tag}-{name}.log")));
+        let lines: Vec<&str> = log.lines().collect();
+        eprintln!(
+            "==== {tag}-{name}.log (last 12)\n{}",
+            lines[lines.len().saturating_sub(12)..].join("\n")
+        );
+    }
+    assert!(
+        matches!(run.status.code(), Some(0 | 1)),
+        "ns-tree.sh {tag} could not run: {}",
+        run.status
+    );
+    run.status.success()
+}
+
+/// The exit code a process of push `tag` wrote.
+fn rc(work: &Path, tag: &str, name: &str) -> String {
+    read_text(&work.join(format!("{tag}-{name}.rc"))).trim().to_string()
+}
+
+/// Nothing but the destinations and the scripts' files in `work`: no staging directory left.
+fn assert_no_staging_left(work: &Path) {
+    for ent in fs::read_dir(work).unwrap() {
+        let name = ent.unwrap().file_name().into_string().unwrap();
+        assert!(!name.contains("mcast-tmp"), "left behind in {}: {name}", work.display());
+    }
+}
+
+#[test]
+fn trees_arrive_identical_replace_swaps_and_an_existing_tree_is_refused() {
+    if let Some(why) = netns_unavailable() {
+        if std::env::var("MCAST_REQUIRE_NETNS").as_deref() == Ok("1") {
+            panic!("MCAST_REQUIRE_NETNS=1 but the namespace test cannot run: {why}");
+        }
+        eprintln!("SKIPPED: user namespaces unavailable ({why})");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let dest = |i: usize| work.join(format!("dest-{i}"));
+
+    // 1. 2,000 files into destinations that do not exist yet.
+    let first = tmp.path().join("release-1");
+    let counts = make_tree(&first, 0x7472_6565_0001, 2000);
+    eprintln!("first tree: {counts:?}");
+    assert!((56 << 20..72 << 20).contains(&counts.bytes), "about 64 MiB: {counts:?}");
+    let expected = digest(&first);
+    assert!(push(&first, &work, "first", ""), "first push failed");
+    let send = json(&work.join("first-send.json"));
+    assert_eq!(send["status"], "complete", "{send}");
+    assert_eq!(send["complete"], RECEIVERS, "{send}");
+    let tree = &send["tree"];
+    for (key, want) in [
+        ("files", counts.files),
+        ("dirs", counts.dirs),
+        ("symlinks", counts.symlinks),
+        ("bytes", counts.bytes),
+    ] {
+        assert_eq!(tree[key].as_u64(), Some(want), "sender report tree.{key}: {send}");
+    }
+    let summary =
+        format!("({} files, {} dirs, {} symlinks, ", counts.files, counts.dirs, counts.symlinks);
+    assert!(read_text(&work.join("first-send.log")).contains(&summary), "sender summary {summary}");
+    for i in 1..=RECEIVERS {
+        let r = json(&work.join(format!("first-recv-{i}.json")));
+        assert_eq!(r["status"], "complete", "receiver {i}: {r}");
+        assert_eq!(r["path"].as_str(), dest(i).to_str(), "receiver {i} names the placed tree");
+        assert_eq!(r["tree"]["files"].as_u64(), Some(counts.files), "receiver {i}: {r}");
+        assert_eq!(r["tree"]["bytes"].as_u64(), Some(counts.bytes), "receiver {i}: {r}");
+        assert!(r["dropped_on_purpose"].as_u64().unwrap() > 0, "2 % loss injected: {r}");
+        assert_same_tree(&expected, &dest(i));
+    }
+    eprintln!(
+        "first push: {} files, {} bytes to {RECEIVERS} receivers in {} s (sender {} s)",
+        counts.files,
+        counts.bytes,
+        read_text(&work.join("first-elapsed")).trim(),
+        send["seconds"]
+    );
+    assert_no_staging_left(&work);
+
+    // 2. Another release with --replace onto the same destinations: swapped in whole.
+    let second = tmp.path().join("release-2");
+    make_tree(&second, 0x7472_6565_0002, 300);
+    let expected = digest(&second);
+    assert!(push(&second, &work, "second", "--replace"), "replacing push failed");
+    for i in 1..=RECEIVERS {
+        let r = json(&work.join(format!("second-recv-{i}.json")));
+        assert_eq!(r["status"], "complete", "receiver {i}: {r}");
+        assert_same_tree(&expected, &dest(i));
+    }
+    assert_no_staging_left(&work);
+
+    // 3. Without --replace an existing tree is refused, clearly, and left as it was.
+    let third = tmp.path().join("release-3");
+    make_tree(&third, 0x7472_6565_0003, 40);
+    assert!(!push(&third, &work, "third", ""), "a push onto an existing tree must fail");
+    assert_eq!(rc(&work, "third", "send"), "3", "the sender hears the failures");
+    for i in 1..=RECEIVERS {
+        assert_eq!(rc(&work, "third", &format!("recv-{i}")), "1", "receiver {i} fails");
+        let r = json(&work.join(format!("third-recv-{i}.json")));
+        assert_eq!(r["status"], "failed", "receiver {i}: {r}");
+        assert!(r["path"].is_null(), "nothing placed: {r}");
+        let why = format!("{} already exists (replacing it was not asked for)", dest(i).display());
+        assert!(r["error"].as_str().is_some_and(|e| e.contains(&why)), "receiver {i}: {r}");
+        let log = read_text(&work.join(format!("third-recv-{i}.log")));
+        assert!(log.lines().last().is_some_and(|l| l.starts_with("failed: ") && l.contains(&why)));
+        assert_same_tree(&expected, &dest(i));
+    }
+    assert_no_staging_left(&work);
+}
