@@ -37,13 +37,23 @@ impl Session {
                  more than the rest of the group, and used up its repair budget",
                 f64::from(cx.stats.loss_ppm()) / 1e4
             ),
-            SquelchReason::Unavailable if !self.objects[q.object].is_done(q.block) => {
+            // Only for a block the sender has passed and this receiver still lacks: a squelch
+            // naming a block past the end, or one not yet sent, says nothing about this push.
+            SquelchReason::Unavailable
+                if self.objects[q.object].outstanding.contains(&q.block)
+                    && !self.objects[q.object].is_done(q.block) =>
+            {
                 format!("the sender no longer holds block {} that this receiver lacks", q.block)
             }
             _ => return,
         };
-        tracing::error!("{why}");
         cx.stats.squelched += 1;
+        self.fail(cx, now, why);
+    }
+
+    /// Give up on this session for `why`: stop asking, and report the failure to the sender.
+    pub(super) fn fail(&mut self, cx: &mut Ctx, now: Instant, why: String) {
+        tracing::error!("{why}");
         self.failure = Some(why);
         self.timers.stop(Timer::Nak);
         self.start_reporting(cx, now, ReportStatus::Failed, [0; 32]);

@@ -5,6 +5,7 @@
 //! what lives outside it (configuration, RNG, counters).
 
 use super::*;
+use crate::proto::manifest::ManifestError;
 use crate::proto::timer::{TimerKind, TimerTable};
 
 /// The receiver's deadlines.
@@ -440,13 +441,20 @@ impl Session {
                 self.try_hash_list(cx, now);
                 self.check_complete();
             }
-            Err(e) => {
-                tracing::warn!("manifest rejected: {e}");
+            Err(ManifestError::Hash) => {
+                // Damaged on the way (or forged symbols): fetch it again.
+                tracing::warn!("manifest rejected: does not match the announced hash");
                 cx.stats.hash_failures += 1;
                 for b in 0..o.layout.block_count() {
                     o.reset(b);
                 }
                 self.update_nak_timer(cx, now);
+            }
+            Err(e) => {
+                // The announced manifest itself is unacceptable (its hash matched): fetching
+                // it again would only bring the same bytes.
+                cx.stats.dropped_invalid += 1;
+                self.fail(cx, now, format!("the sender's manifest is refused: {e}"));
             }
         }
     }
@@ -537,6 +545,10 @@ impl Session {
     }
 }
 
+/// Longest GRTT a receiver believes (the sender's own estimate never exceeds its `grtt_max`,
+/// 5 s by default): a forged probe claiming hours would otherwise stall every NAK timer.
+pub const MAX_GRTT: Duration = Duration::from_secs(5);
+
 pub(super) fn grtt_of(us: u32) -> Duration {
-    Duration::from_micros(u64::from(us).max(100))
+    Duration::from_micros(u64::from(us).max(100)).min(MAX_GRTT)
 }

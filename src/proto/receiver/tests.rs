@@ -215,3 +215,95 @@ fn an_unacknowledged_report_is_repeated_then_given_up() {
     assert!(got.finished_at.unwrap() - last >= Duration::from_millis(20));
     assert_eq!(r.poll_timeout(), None, "no timer left once finished");
 }
+
+#[test]
+fn a_squelch_for_a_block_not_sent_or_past_the_end_is_ignored_one_passed_is_believed() {
+    let mut r = Receiver::new(ReceiverConfig::default());
+    let t = Instant::ZERO;
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(announce(1_000_000))));
+    let squelch = |block| Squelch {
+        reason: SquelchReason::Unavailable,
+        object: ObjectId::Payload,
+        block,
+        nodes: Vec::new(),
+    };
+    // Nothing has been sent yet: no block is outstanding, and u32::MAX is past the end.
+    for block in [u32::MAX, 10, 3] {
+        r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Squelch(squelch(block))));
+    }
+    assert_eq!(r.stats().squelched, 0);
+    // Once the sender has passed block 3 (a flush) and it is still missing, it is believed.
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Flush(Flush { seq: 5 })));
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Squelch(squelch(3))));
+    assert_eq!(r.stats().squelched, 1);
+}
+
+#[test]
+fn an_absurd_grtt_is_capped() {
+    let mut r = Receiver::new(ReceiverConfig::default());
+    let t = Instant::ZERO;
+    let hours = Announce { grtt_us: u32::MAX, ..announce(1_000_000) };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(hours)));
+    assert_eq!(r.session.as_ref().unwrap().grtt, session::MAX_GRTT);
+    let probe = Probe { send_time_us: 0, grtt_us: u32::MAX, group_size: 1, echo_share: 0 };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe)));
+    assert_eq!(r.session.as_ref().unwrap().grtt, session::MAX_GRTT);
+    // At the limit itself, believed as is.
+    let five_s = Probe { grtt_us: 5_000_000, ..probe };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(five_s)));
+    assert_eq!(r.session.as_ref().unwrap().grtt, Duration::from_secs(5));
+}
+
+#[test]
+fn a_manifest_whose_hash_matches_but_whose_entries_are_refused_fails_the_session() {
+    use crate::proto::manifest::{Entry, Manifest};
+    // Entries that tile the payload, but one lies under a file: refused by the checks after the
+    // hash matched. Fetching it again would bring the same bytes, so the receiver gives up.
+    let e = |p: &str, off, len| Entry::file(p.parse().unwrap(), off, len);
+    let m = Manifest {
+        entries: vec![e("a", 0, 5_000), e("a/b", 5_000, 5_000)],
+        object_size: 10_000,
+        symbol_size: 100,
+        block_symbols: 10,
+    };
+    let bytes = m.encode();
+    let a = Announce {
+        manifest_len: bytes.len() as u32,
+        manifest_hash: *blake3::hash(&bytes).as_bytes(),
+        ..announce(1_000_000)
+    };
+    let mut r = Receiver::new(ReceiverConfig::default());
+    let t = Instant::ZERO;
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(a)));
+    let layout = a.manifest_layout();
+    let mut seq = 0;
+    for b in 0..layout.block_count() {
+        let off = layout.block_offset(b).unwrap() as usize;
+        let len = layout.block_len(b).unwrap();
+        let mut block = bytes[off..off + len].to_vec();
+        let k = layout.source_symbols(b).unwrap();
+        block.resize(usize::from(k) * 100, 0);
+        for (esi, symbol) in block.chunks(100).enumerate() {
+            let d = Data { object: ObjectId::Manifest, block: b, esi: esi as u32, seq, symbol };
+            seq += 1;
+            r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Data(d)));
+        }
+    }
+    let mut failed = false;
+    for _ in 0..100 {
+        match r.poll_event() {
+            Some(Event::Decode(job)) => r.handle_decoded(t, job.run()),
+            Some(Event::Manifest(_)) => panic!("a refused manifest was handed out"),
+            Some(_) => {}
+            None => break,
+        }
+        failed |= r.stats().dropped_invalid > 0;
+    }
+    assert!(failed, "the refused manifest was counted");
+    let s = r.session.as_ref().unwrap();
+    assert!(
+        s.failure.as_deref().is_some_and(|f| f.contains("manifest is refused")),
+        "{:?}",
+        s.failure
+    );
+}
