@@ -362,16 +362,18 @@ pub async fn run(
         );
     }
     let placed_ok = matches!(status, RecvStatus::Complete | RecvStatus::Unacknowledged);
+    // One reading of the clock, so that first datagram + transfer never exceeds the total.
+    let seconds = wall.elapsed().as_secs_f64();
     Ok(RecvReport {
         status,
         path: if placed_ok { role.placed.path } else { None },
         tree: role.placed.tree,
         bytes: if placed_ok { role.placed.bytes } else { role.placed.held },
         size: role.placed.size,
-        seconds: wall.elapsed().as_secs_f64(),
-        transfer_seconds: role.first_datagram_seconds.map(|first| {
-            role.placed.received_seconds.unwrap_or(wall.elapsed().as_secs_f64()) - first
-        }),
+        seconds,
+        transfer_seconds: role
+            .first_datagram_seconds
+            .map(|first| role.placed.received_seconds.unwrap_or(seconds) - first),
         received_seconds: role.placed.received_seconds,
         first_datagram_seconds: role.first_datagram_seconds,
         naks_sent: stats.naks_sent,
