@@ -7,6 +7,8 @@
 //! input, runs the script and checks the results. Where user namespaces are unavailable the test prints "SKIPPED" and
 //! passes, unless `MCAST_REQUIRE_NETNS=1` (set by `.ci/run` when `unshare -rn true` works).
 
+mod common;
+
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -19,29 +21,6 @@ const RECEIVERS: usize = 3;
 const FILE_NAME: &str = "payload-64MiB.bin";
 /// Seconds each process may take (`--timeout`); the script adds a hard limit on top.
 const TIMEOUT_SECS: u64 = 120;
-
-/// Why the namespace test cannot run here, if it cannot.
-fn netns_unavailable() -> Option<String> {
-    match Command::new("ip").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(s) if s.success() => {}
-        Ok(s) => return Some(format!("`ip -V` failed: {s}")),
-        Err(e) => return Some(format!("`ip` (iproute2) not found: {e}")),
-    }
-    match Command::new("unshare")
-        .args(["-rn", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-    {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "`unshare -rn true` failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Some(format!("`unshare` not found: {e}")),
-    }
-}
 
 /// Writes `len` deterministic pseudo-random bytes (xorshift64*).
 fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
@@ -64,13 +43,9 @@ fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
     out.flush().unwrap();
 }
 
-fn read_text(path: &Path) -> String {
-    fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
-}
-
 /// Every JSON value in a file (one per line, or pretty-printed, or concatenated).
 fn json_values(path: &Path) -> Vec<Value> {
-    let text = read_text(path);
+    let text = common::read_text(path);
     serde_json::Deserializer::from_str(&text)
         .into_iter::<Value>()
         .collect::<Result<Vec<_>, _>>()
@@ -117,11 +92,7 @@ fn three_receivers_with_loss_over_ipv6() {
 /// sender's report must come from an address starting with `receiver_addr_prefix` (and be of
 /// the group's family).
 fn push_in_private_namespace(family: &str, group: &str, receiver_addr_prefix: &str) {
-    if let Some(why) = netns_unavailable() {
-        if std::env::var("MCAST_REQUIRE_NETNS").as_deref() == Ok("1") {
-            panic!("MCAST_REQUIRE_NETNS=1 but the namespace test cannot run: {why}");
-        }
-        eprintln!("SKIPPED: user namespaces unavailable ({why})");
+    if common::skip_without_netns() {
         return;
     }
 
@@ -163,7 +134,7 @@ fn push_in_private_namespace(family: &str, group: &str, receiver_addr_prefix: &s
     for name in
         std::iter::once("send".to_string()).chain((1..=RECEIVERS).map(|i| format!("recv-{i}")))
     {
-        let log = read_text(&work.join(format!("{name}.log")));
+        let log = common::read_text(&work.join(format!("{name}.log")));
         let lines: Vec<&str> = log.lines().collect();
         eprintln!(
             "==== {name}.log (last 40 of {} lines)\n{}",
@@ -171,13 +142,16 @@ fn push_in_private_namespace(family: &str, group: &str, receiver_addr_prefix: &s
             lines[lines.len().saturating_sub(40)..].join("\n")
         );
         if !run.status.success() {
-            eprintln!("==== {name}.json\n{}", read_text(&work.join(format!("{name}.json"))));
+            eprintln!(
+                "==== {name}.json\n{}",
+                common::read_text(&work.join(format!("{name}.json")))
+            );
         }
     }
     assert!(run.status.success(), "the namespace run failed: {}", run.status);
 
     // Exit codes.
-    let rc = |name: &str| read_text(&work.join(format!("{name}.rc"))).trim().to_string();
+    let rc = |name: &str| common::read_text(&work.join(format!("{name}.rc"))).trim().to_string();
     assert_eq!(rc("send"), "0", "mcast-send exit code");
     for i in 1..=RECEIVERS {
         assert_eq!(rc(&format!("recv-{i}")), "0", "mcast-recv {i} exit code");
@@ -227,7 +201,7 @@ fn push_in_private_namespace(family: &str, group: &str, receiver_addr_prefix: &s
     eprintln!(
         "summary: {} bytes to {RECEIVERS} receivers in {}s (sender {}s), repair_packets={repair_packets}, naks_sent={naks_sent}",
         SIZE,
-        read_text(&work.join("elapsed")).trim(),
+        common::read_text(&work.join("elapsed")).trim(),
         send.get("seconds").map(Value::to_string).unwrap_or_default(),
     );
     assert!(

@@ -13,6 +13,8 @@
 //! Where user namespaces are unavailable the test prints "SKIPPED" and passes, unless
 //! `MCAST_REQUIRE_NETNS=1`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -24,24 +26,6 @@ use serde_json::Value;
 const RECEIVERS: usize = 3;
 /// Seconds each process may take (`--timeout`); the script adds a hard limit on top.
 const TIMEOUT_SECS: u64 = 120;
-
-/// Why the namespace test cannot run here, if it cannot.
-fn netns_unavailable() -> Option<String> {
-    match Command::new("ip").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(s) if s.success() => {}
-        Ok(s) => return Some(format!("`ip -V` failed: {s}")),
-        Err(e) => return Some(format!("`ip` (iproute2) not found: {e}")),
-    }
-    match Command::new("unshare").args(["-rn", "true"]).stderr(Stdio::piped()).output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "`unshare -rn true` failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Some(format!("`unshare` not found: {e}")),
-    }
-}
 
 /// xorshift64*: deterministic bytes and choices.
 struct Rng(u64);
@@ -183,12 +167,8 @@ fn assert_same_tree(expected: &BTreeMap<String, String>, got: &Path) {
     assert!(extra.is_empty(), "{} has entries the source has not: {extra:?}", got.display());
 }
 
-fn read_text(path: &Path) -> String {
-    fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
-}
-
 fn json(path: &Path) -> Value {
-    let text = read_text(path);
+    let text = common::read_text(path);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} ({e}):\n{text}", path.display()))
 }
 
@@ -219,7 +199,7 @@ fn push(src: &Path, work: &Path, tag: &str, recv_args: &str) -> bool {
     for name in
         std::iter::once("send".to_string()).chain((1..=RECEIVERS).map(|i| format!("recv-{i}")))
     {
-        let log = read_text(&work.join(format!("{tag}-{name}.log")));
+        let log = common::read_text(&work.join(format!("{tag}-{name}.log")));
         let lines: Vec<&str> = log.lines().collect();
         eprintln!(
             "==== {tag}-{name}.log (last 12)\n{}",
@@ -236,7 +216,7 @@ fn push(src: &Path, work: &Path, tag: &str, recv_args: &str) -> bool {
 
 /// The exit code a process of push `tag` wrote.
 fn rc(work: &Path, tag: &str, name: &str) -> String {
-    read_text(&work.join(format!("{tag}-{name}.rc"))).trim().to_string()
+    common::read_text(&work.join(format!("{tag}-{name}.rc"))).trim().to_string()
 }
 
 /// Nothing but the destinations and the scripts' files in `work`: no staging directory left.
@@ -249,11 +229,7 @@ fn assert_no_staging_left(work: &Path) {
 
 #[test]
 fn trees_arrive_identical_replace_swaps_and_an_existing_tree_is_refused() {
-    if let Some(why) = netns_unavailable() {
-        if std::env::var("MCAST_REQUIRE_NETNS").as_deref() == Ok("1") {
-            panic!("MCAST_REQUIRE_NETNS=1 but the namespace test cannot run: {why}");
-        }
-        eprintln!("SKIPPED: user namespaces unavailable ({why})");
+    if common::skip_without_netns() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -282,7 +258,10 @@ fn trees_arrive_identical_replace_swaps_and_an_existing_tree_is_refused() {
     }
     let summary =
         format!("({} files, {} dirs, {} symlinks, ", counts.files, counts.dirs, counts.symlinks);
-    assert!(read_text(&work.join("first-send.log")).contains(&summary), "sender summary {summary}");
+    assert!(
+        common::read_text(&work.join("first-send.log")).contains(&summary),
+        "sender summary {summary}"
+    );
     for i in 1..=RECEIVERS {
         let r = json(&work.join(format!("first-recv-{i}.json")));
         assert_eq!(r["status"], "complete", "receiver {i}: {r}");
@@ -296,7 +275,7 @@ fn trees_arrive_identical_replace_swaps_and_an_existing_tree_is_refused() {
         "first push: {} files, {} bytes to {RECEIVERS} receivers in {} s (sender {} s)",
         counts.files,
         counts.bytes,
-        read_text(&work.join("first-elapsed")).trim(),
+        common::read_text(&work.join("first-elapsed")).trim(),
         send["seconds"]
     );
     assert_no_staging_left(&work);
@@ -325,7 +304,7 @@ fn trees_arrive_identical_replace_swaps_and_an_existing_tree_is_refused() {
         assert!(r["path"].is_null(), "nothing placed: {r}");
         let why = format!("{} already exists (replacing it was not asked for)", dest(i).display());
         assert!(r["error"].as_str().is_some_and(|e| e.contains(&why)), "receiver {i}: {r}");
-        let log = read_text(&work.join(format!("third-recv-{i}.log")));
+        let log = common::read_text(&work.join(format!("third-recv-{i}.log")));
         assert!(log.lines().last().is_some_and(|l| l.starts_with("failed: ") && l.contains(&why)));
         assert_same_tree(&expected, &dest(i));
     }

@@ -490,50 +490,6 @@ mod tests {
         assert_eq!(pace_slack(0), Duration::from_millis(1));
     }
 
-    /// The driver's pacing pattern (wake at the pacer's deadline plus the slack, with random
-    /// lateness, then send while the bucket allows) keeps every 1 ms window within the rate
-    /// plus one batch, and loses no rate.
-    #[test]
-    fn batched_pacing_stays_within_a_batch_per_ms() {
-        use crate::proto::sender::Pacer;
-        use crate::proto::time::Instant;
-        use rand::{Rng, SeedableRng};
-        let dgram = 1432usize;
-        for rate in [200_000_000u64, 1_000_000_000, 5_000_000_000] {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(rate);
-            let mut pacer = Pacer::new(rate, MAX_GSO_BYTES, Instant::ZERO);
-            let slack = pace_slack(rate);
-            let mut now = Instant::ZERO;
-            let mut sends: Vec<(u64, usize)> = Vec::new();
-            let end = Instant::from_micros(200_000);
-            while now < end {
-                let mut batch = 0;
-                while pacer.ready(now) && batch < MAX_GSO_BYTES / dgram {
-                    pacer.charge(now, dgram);
-                    batch += 1;
-                }
-                if batch > 0 {
-                    sends.push((now.as_micros(), batch * dgram));
-                }
-                let late = Duration::from_micros(rng.gen_range(0..=slack.as_micros() as u64));
-                now = pacer.next_ready().max(now) + slack + late;
-            }
-            let window = 1000u64;
-            let allowed = (rate / 8 / 1000) as usize + MAX_GSO_BYTES + dgram;
-            for (i, (t0, _)) in sends.iter().enumerate() {
-                let in_window: usize =
-                    sends[i..].iter().take_while(|(t, _)| *t < t0 + window).map(|(_, b)| b).sum();
-                assert!(in_window <= allowed, "rate {rate}: {in_window} B in 1 ms > {allowed}");
-            }
-            let total: usize = sends.iter().map(|(_, b)| b).sum();
-            let expected = rate as f64 / 8.0 * 0.2;
-            assert!(
-                total as f64 >= expected * 0.97,
-                "rate {rate}: sent {total}, expected {expected}"
-            );
-        }
-    }
-
     #[test]
     fn buffer_follows_rate() {
         assert_eq!(recv_buffer_for_rate(1_000_000), 32 << 20);

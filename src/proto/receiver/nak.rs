@@ -155,9 +155,14 @@ mod tests {
     use super::*;
 
     fn receiver_in_session() -> Receiver {
-        let mut r = Receiver::new(ReceiverConfig::default());
+        receiver_with(ReceiverConfig::default(), 10_000)
+    }
+
+    /// A receiver locked onto session 9: `object_size` bytes in blocks of 10 symbols of 100.
+    fn receiver_with(cfg: ReceiverConfig, object_size: u64) -> Receiver {
+        let mut r = Receiver::new(cfg);
         let a = Announce {
-            object_size: 10_000,
+            object_size,
             symbol_size: 100,
             block_symbols: 10,
             manifest_len: 100,
@@ -191,22 +196,8 @@ mod tests {
     fn a_full_nak_reserves_a_slot_for_every_block_it_asks_for() {
         // 400 payload blocks outstanding and room for all of them: the NAK fills up (180
         // needs) inside the payload object, and each block asked for must still get its slot.
-        let mut r =
-            Receiver::new(ReceiverConfig { max_pending_blocks: 1000, ..ReceiverConfig::default() });
-        let a = Announce {
-            object_size: 400 * 1000,
-            symbol_size: 100,
-            block_symbols: 10,
-            manifest_len: 100,
-            manifest_hash: [0; 32],
-            hashes_len: 0,
-            hashes_hash: [0; 32],
-            rate_bps: 1_000_000_000,
-            grtt_us: 1000,
-        };
-        let mut b = Vec::new();
-        wire::emit(&Header { flags: 0, session: 9, node: 1 }, &Packet::Announce(a), &mut b);
-        r.handle_datagram(Instant::ZERO, "198.18.0.1:7000".parse().unwrap(), &b);
+        let cfg = ReceiverConfig { max_pending_blocks: 1000, ..ReceiverConfig::default() };
+        let mut r = receiver_with(cfg, 400 * 1000);
         let (s, mut cx) = r.enter(Instant::ZERO).unwrap();
         s.objects[ObjectId::Payload].advance(u32::MAX);
         s.send_nak(&mut cx, Instant::ZERO);

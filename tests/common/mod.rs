@@ -1,0 +1,47 @@
+//! Helpers shared by the tests that run real processes in a private user + network namespace
+//! (`unshare -rn`): whether such a namespace can be made here, and reading what the processes
+//! left behind.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Why the namespace test cannot run here, if it cannot.
+pub fn netns_unavailable() -> Option<String> {
+    match Command::new("ip").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => return Some(format!("`ip -V` failed: {s}")),
+        Err(e) => return Some(format!("`ip` (iproute2) not found: {e}")),
+    }
+    match Command::new("unshare")
+        .args(["-rn", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+    {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "`unshare -rn true` failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!("`unshare` not found: {e}")),
+    }
+}
+
+/// True (after printing "SKIPPED") when the namespace tests cannot run here. Where they must
+/// (`MCAST_REQUIRE_NETNS=1`, set by `.ci/run` when `unshare -rn true` works), it panics instead:
+/// a skip would hide a real failure.
+pub fn skip_without_netns() -> bool {
+    let Some(why) = netns_unavailable() else { return false };
+    if std::env::var("MCAST_REQUIRE_NETNS").as_deref() == Ok("1") {
+        panic!("MCAST_REQUIRE_NETNS=1 but the namespace test cannot run: {why}");
+    }
+    eprintln!("SKIPPED: user namespaces unavailable ({why})");
+    true
+}
+
+/// A file's text, or a note saying why it cannot be read (for assertion messages).
+pub fn read_text(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
+}
