@@ -63,42 +63,18 @@ READY_WAIT=${READY_WAIT:-10}
 command -v ip >/dev/null || die "ip (iproute2) not found"
 
 # --- safety: only ever run in a private namespace -------------------------------------------
-up_links=$(ip -o link show up | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | grep -vx lo || true)
-if [[ -n $up_links ]]; then
-    die "refusing to run: interfaces other than lo are up ($(echo "$up_links" | tr '\n' ' ')); run me inside 'unshare -rn'"
-fi
-ip link set lo up || die "ip link set lo up failed"
+NS_SCRIPT=ns-tree
+# shellcheck source=ns-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ns-lib.sh"
+ns_require_private
 ip link set lo multicast on || die "ip link set lo multicast on failed"
 ip route add 239.0.0.0/8 dev lo 2>/dev/null || ip route replace 239.0.0.0/8 dev lo ||
     die "cannot add multicast route"
 
-# --- process bookkeeping ----------------------------------------------------------------------
-declare -a recv_pids=()
-send_pid=""
-
-kill_started() {
-    local pid
-    for pid in "${recv_pids[@]}" $send_pid; do
-        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-}
-
-# shellcheck disable=SC2317  # invoked by trap
-on_signal() {
-    echo "ns-tree: interrupted ($1), stopping the processes I started" >&2
-    kill_started
-    trap - "$1" EXIT
-    kill -s "$1" $$
-    exit 130
-}
-trap 'on_signal INT' INT
-trap 'on_signal TERM' TERM
-trap kill_started EXIT
+# --- process bookkeeping (ns-lib.sh) ---------------------------------------------------------
+ns_trap_started
 
 hard_limit=$((TIMEOUT + 30))
-now_ns() { date +%s%N; }
 
 # --- receivers ---------------------------------------------------------------------------------
 read -r -a extra <<<"$RECV_ARGS"
