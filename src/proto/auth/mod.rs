@@ -24,13 +24,16 @@
 //! difference, or a counted [`AuthError`]. An opener without a key ([`Opener::open_mode`])
 //! passes plain datagrams through and counts keyed ones.
 //!
-//! [`seal`] holds the sealer and the stateless tag check, [`replay`] the windows, [`open`] the
-//! opener and its [`AuthCounters`].
+//! `seal` holds the sealer and the stateless tag check, `replay` the windows, `open` the
+//! opener and its [`AuthCounters`], `keyring` a node's sealer, opener and throttled drop
+//! warnings ([`Keyring`]), as the driver loop and the harness use them.
 
+mod keyring;
 mod open;
 mod replay;
 mod seal;
 
+pub use keyring::{KeyConfig, Keyring, WARN_EVERY};
 pub use open::{AuthCounters, Opener};
 pub use replay::{ReplayTable, ReplayWindow, DEFAULT_MAX_PREFIXES, WINDOW_BITS};
 pub use seal::{NonceFields, Sealer, Unsealer};

@@ -231,3 +231,47 @@ fn the_overhead_keeps_a_1400_byte_symbol_within_a_1500_byte_mtu() {
 fn key_debug_hides_the_key() {
     assert_eq!(format!("{:?}", key(0xab)), "Key(..)");
 }
+
+#[test]
+fn keyring_warns_at_most_every_few_seconds_and_says_why() {
+    use crate::proto::time::{Duration, Instant};
+    let mut peer = Sealer::new(&key(2), [9; PREFIX_LEN], false);
+    let mut ring = Keyring::new(Some(&KeyConfig::new(key(1))), [1; PREFIX_LEN]);
+    let mut out = Vec::new();
+    let t0 = Instant::ZERO + Duration::from_secs(100);
+    assert_eq!(ring.poll_warning(t0), None, "nothing dropped yet");
+    for i in 0..3 {
+        assert!(ring.open(&sealed(&mut peer, i, NOW), NOW, &mut out).is_none());
+    }
+    let w = ring.poll_warning(t0).unwrap();
+    assert_eq!(w, "dropped 3 datagrams that failed authentication (wrong key?)");
+    assert!(ring.open(&plain(1), NOW, &mut out).is_none());
+    // Just short of the interval: quiet; at it: the drops since the last warning only.
+    assert_eq!(ring.poll_warning(t0 + (WARN_EVERY - Duration::from_micros(1))), None);
+    let w = ring.poll_warning(t0 + WARN_EVERY).unwrap();
+    assert_eq!(w, "dropped 1 datagram without authentication (a peer without --key-file?)");
+    assert_eq!(ring.poll_warning(t0 + 3 * WARN_EVERY), None, "nothing new");
+    assert!(ring.open(&plain(2), NOW, &mut out).is_none());
+    assert!(ring.flush_warning().is_some(), "the end of a run flushes at once");
+    let why = ring.diagnosis().unwrap();
+    assert!(why.contains("every datagram received was refused"), "{why}");
+    assert!(why.contains("3 datagrams that failed authentication (wrong key?)"), "{why}");
+    // One authentic datagram, and the node is no longer said to hear only refusals.
+    let mut own = Sealer::new(&key(1), [3; PREFIX_LEN], false);
+    assert!(ring.open(&sealed(&mut own, 1, NOW), NOW, &mut out).is_some());
+    assert_eq!(ring.diagnosis(), None);
+}
+
+#[test]
+fn keyring_in_open_mode_passes_plain_and_seals_nothing() {
+    let mut ring = Keyring::new(None, [1; PREFIX_LEN]);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let p = plain(1);
+    assert_eq!(ring.seal(&p, NOW, &mut a).unwrap(), &p[..]);
+    assert_eq!(ring.open(&p, NOW, &mut b).unwrap(), &p[..]);
+    assert_eq!(ring.sealed(), 0);
+    let mut keyed = Sealer::new(&key(1), [2; PREFIX_LEN], false);
+    assert!(ring.open(&sealed(&mut keyed, 1, NOW), NOW, &mut b).is_none());
+    assert!(ring.diagnosis().is_none(), "a plain datagram got through");
+    assert!(ring.flush_warning().unwrap().contains("no --key-file is given here"));
+}
