@@ -227,7 +227,7 @@ fn tampered_and_replayed_sealed_datagrams_change_nothing() {
     });
     assert!(before.len() > 40_000 / usize::from(T), "the payload went out before {mid:?}");
     assert_eq!(before[..], seen[..before.len()], "the same run so far");
-    let mut expected_replays = vec![0u64; RECEIVERS + 1];
+    let mut expected_replays = [0u64; RECEIVERS + 1];
     for d in &before {
         let mut tampered = d.data.clone();
         let i = d.data.len() / 2;
