@@ -331,3 +331,144 @@ fn an_unkeyed_sender_is_ignored_by_keyed_receivers() {
         assert!(why.contains("without authentication"), "{why}");
     }
 }
+
+// --- real processes in a private namespace -----------------------------------------------------
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Seconds a process of a push that cannot complete waits (`--timeout`).
+const SHORT_TIMEOUT: u64 = 4;
+
+/// Run `cmd` with `args` in a fresh private user + network namespace, bounded in time.
+fn in_namespace(cmd: &Path, args: &[&str], envs: &[(&str, &Path)], limit: u64) -> Output {
+    let mut c = Command::new("timeout");
+    c.args(["-k", "10", &limit.to_string(), "unshare", "-rn"]).arg(cmd).args(args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null()).output().expect("run unshare")
+}
+
+/// `mcast-send --gen-key PATH` (no socket is opened; still run in a private namespace).
+fn gen_key(path: &Path) -> Output {
+    in_namespace(
+        Path::new(env!("CARGO_BIN_EXE_mcast-send")),
+        &["--gen-key", path.to_str().unwrap()],
+        &[],
+        30,
+    )
+}
+
+/// An executable wrapper running `mcast-send` with `extra` arguments appended.
+fn send_wrapper(work: &Path, name: &str, extra: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = work.join(name);
+    let script = format!("#!/bin/sh\nexec '{}' \"$@\" {extra}\n", env!("CARGO_BIN_EXE_mcast-send"));
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// One push (netns-scripts/ns-tree.sh, two receivers, 2 % injected loss) under `tag`.
+fn ns_push(work: &Path, src: &Path, tag: &str, send_bin: &Path, recv_args: &str, timeout: u64) {
+    let script: PathBuf =
+        [env!("CARGO_MANIFEST_DIR"), "netns-scripts", "ns-tree.sh"].iter().collect();
+    let out = work.join(format!("{tag}-dest"));
+    let mut c = Command::new("timeout");
+    c.args(["-k", "10", &(timeout * 2 + 60).to_string(), "unshare", "-rn", "bash"])
+        .arg(&script)
+        .env("MCAST_SEND_BIN", send_bin)
+        .env("MCAST_RECV_BIN", env!("CARGO_BIN_EXE_mcast-recv"))
+        .env("SRC", src)
+        .env("WORK", work)
+        .env("TAG", tag)
+        .env("OUTPUT", &out)
+        .env("MKDIR_OUTPUT", "1")
+        .env("RECV_ARGS", recv_args)
+        .env("RECEIVERS", RECEIVERS.to_string())
+        .env("GROUP", "239.255.42.11:7600")
+        .env("RATE", "200M")
+        .env("DROP", "0.02")
+        .env("TIMEOUT", timeout.to_string());
+    let run = c.stdin(Stdio::null()).output().expect("run unshare");
+    eprintln!("ns-tree.sh {tag}: {}\n{}", run.status, String::from_utf8_lossy(&run.stderr));
+}
+
+fn json(path: &Path) -> Value {
+    let text = common::read_text(path);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} ({e}):\n{text}", path.display()))
+}
+
+fn rc(work: &Path, tag: &str, who: &str) -> String {
+    common::read_text(&work.join(format!("{tag}-{who}.rc"))).trim().to_string()
+}
+
+fn auth(v: &Value, field: &str) -> u64 {
+    v["auth"][field].as_u64().unwrap_or_else(|| panic!("no auth.{field} in {v}"))
+}
+
+#[test]
+fn keyed_push_wrong_key_and_unkeyed_sender_with_real_processes() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let (k1, k2) = (work.join("k1.key"), work.join("k2.key"));
+    for k in [&k1, &k2] {
+        let o = gen_key(k);
+        assert!(o.status.success(), "--gen-key: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let again = gen_key(&k1);
+    assert_eq!(again.status.code(), Some(1), "never overwrites");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let src = work.join("payload.bin");
+    std::fs::write(&src, object(3 << 20)).unwrap();
+    let keyed_send = send_wrapper(work, "send-k1", &format!("--key-file '{}'", k1.display()));
+    let k1_arg = format!("--key-file {}", k1.display());
+    let k2_arg = format!("--key-file {}", k2.display());
+
+    // A keyed push completes, every datagram authenticated.
+    ns_push(work, &src, "keyed", &keyed_send, &k1_arg, 60);
+    let send = json(&work.join("keyed-send.json"));
+    assert_eq!(send["status"], "complete", "{send}");
+    assert!(auth(&send, "accepted") > 0 && auth(&send, "bad_tag") == 0, "{send}");
+    for i in 1..=RECEIVERS {
+        assert_eq!(rc(work, "keyed", &format!("recv-{i}")), "0");
+        let r = json(&work.join(format!("keyed-recv-{i}.json")));
+        assert!(auth(&r, "accepted") > (3 << 20) / 1400, "{r}");
+        assert_eq!(auth(&r, "bad_tag") + auth(&r, "unkeyed") + auth(&r, "stale"), 0, "{r}");
+        let got = std::fs::read(work.join(format!("keyed-dest-{i}/payload.bin"))).unwrap();
+        assert!(got == object(3 << 20), "receiver {i} has the file");
+    }
+
+    // Receivers with another key complete nothing, and say why.
+    ns_push(work, &src, "wrongkey", &keyed_send, &k2_arg, SHORT_TIMEOUT);
+    // A sender without a key is ignored by keyed receivers.
+    let plain_send = Path::new(env!("CARGO_BIN_EXE_mcast-send"));
+    ns_push(work, &src, "unkeyed", plain_send, &k1_arg, SHORT_TIMEOUT);
+    for (tag, why) in [
+        ("wrongkey", "failed authentication (wrong key?)"),
+        ("unkeyed", "without authentication (a peer without --key-file?)"),
+    ] {
+        assert_eq!(rc(work, tag, "send"), "3", "{tag}: nobody confirmed");
+        for i in 1..=RECEIVERS {
+            assert_eq!(rc(work, tag, &format!("recv-{i}")), "3", "{tag}: timed out");
+            let r = json(&work.join(format!("{tag}-recv-{i}.json")));
+            assert_eq!(r["status"], "timeout");
+            assert_eq!(auth(&r, "accepted"), 0, "{r}");
+            let err = r["error"].as_str().unwrap_or_default();
+            assert!(err.contains(why), "{tag}: {err}");
+            let log = common::read_text(&work.join(format!("{tag}-recv-{i}.log")));
+            assert!(log.contains(why), "{tag}: the summary says why:\n{log}");
+            let warnings = log.lines().filter(|l| l.contains("WARN") && l.contains(why)).count();
+            assert!((1..=3).contains(&warnings), "{tag}: one warning per 5 s, not per datagram");
+            let dest = work.join(format!("{tag}-dest-{i}"));
+            assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0, "{tag}: nothing placed");
+        }
+    }
+}
