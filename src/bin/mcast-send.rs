@@ -178,6 +178,9 @@ fn summary(r: &SendReport) -> Vec<String> {
                 .to_string(),
         );
     }
+    if let Some(why) = &r.auth_error {
+        lines.push(format!("  {why}"));
+    }
     for rx in &r.receivers {
         lines.push(format!(
             "  {:08x} {} {} ({:.2} s, {} NAKs)",

@@ -140,21 +140,32 @@ impl Harness {
         }
     }
 
-    /// Node `from` sends a datagram: after the tap, it is in flight to the group for one
-    /// latency.
+    /// Node `from` sends a datagram (sealed first if the node is keyed): after the tap, it is
+    /// in flight to the group for one latency.
     pub(super) fn multicast(&mut self, from: usize, dest: Dest, data: &[u8], tap: Tap<'_, '_>) {
+        if self.auth[from].is_none() {
+            return self.put_on_wire(from, dest, data, None, tap);
+        }
         // A keyed node's datagram is classified before it is sealed; the tap sees the wire.
-        let keyed = self.auth[from].is_some();
-        let plain_kind = if keyed { self.classify(from, data) } else { None };
+        let kind = self.classify(from, data);
         let unix = self.unix_secs();
         let mut sealed = Vec::new();
-        let data = match self.auth[from].as_mut() {
-            Some(ring) => match ring.seal(data, unix, &mut sealed) {
-                Ok(d) => d,
-                Err(_) => return,
-            },
-            None => data,
-        };
+        let ok = self.auth[from].as_mut().is_some_and(|r| r.seal(data, unix, &mut sealed).is_ok());
+        if ok {
+            self.put_on_wire(from, dest, &sealed, Some(kind), tap);
+        }
+    }
+
+    /// `data` as it goes on the wire from `from`; `kind`: its classification if known already
+    /// (a sealed datagram's, from before sealing), else it is classified after the tap.
+    pub(super) fn put_on_wire(
+        &mut self,
+        from: usize,
+        dest: Dest,
+        data: &[u8],
+        kind: Option<Option<Result<u32, ()>>>,
+        tap: Tap<'_, '_>,
+    ) {
         let (dest, data): (Dest, Rc<[u8]>) = match tap {
             None => (dest, Rc::from(data)),
             Some(tap) => {
@@ -166,7 +177,7 @@ impl Harness {
                 (d.dest, Rc::from(d.data))
             }
         };
-        let kind = if keyed { plain_kind } else { self.classify(from, &data) };
+        let kind = kind.unwrap_or_else(|| self.classify(from, &data));
         let mut source_block = None;
         match kind {
             Some(Ok(block)) => source_block = Some(block),

@@ -313,10 +313,10 @@ impl Harness {
     }
 
     /// Put `data` on the network now as if `from` sent it to `dest`: it meets the same
-    /// latency, loss and queues as the node's own datagrams.
+    /// latency, loss and queues as the node's own datagrams (as it is: never sealed).
     pub fn inject(&mut self, from: Node, dest: Dest, data: &[u8]) {
         self.start(None);
-        self.multicast(from.index(), dest, data, None);
+        self.put_on_wire(from.index(), dest, data, None, None);
     }
 
     /// The virtual clock.
