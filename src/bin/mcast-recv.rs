@@ -87,6 +87,17 @@ struct Args {
     /// Before placing the file, read it back and check every block against the verified hashes.
     #[arg(long)]
     verify_readback: bool,
+    /// Keyed mode: accept only datagrams authenticated with the key in this file (the
+    /// sender's, from `mcast-send --gen-key`; mode 0600), and authenticate NAKs and reports.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// With --key-file: encrypt the bodies of NAKs and reports too.
+    #[arg(long, requires = "key_file")]
+    encrypt: bool,
+    /// With --key-file: refuse datagrams sealed more than this far from our clock (replays of
+    /// a recorded push); hosts' clocks must agree within it.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    max_skew: Duration,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -150,6 +161,9 @@ async fn receive(args: Args) -> anyhow::Result<i32> {
     cfg.workers = args.workers;
     cfg.verify_readback = args.verify_readback;
     cfg.receiver.max_pending_blocks = args.max_pending_blocks.max(1);
+    cfg.key =
+        mcast::net::keyfile::key_config(args.key_file.as_deref(), args.encrypt, args.max_skew)
+            .map_err(|e| cli::UsageError(e.to_string()))?;
     let opts =
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)

@@ -106,6 +106,21 @@ struct Args {
     /// Threads reading and FEC-encoding blocks.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Keyed mode: authenticate every datagram (and accept only authenticated feedback) with
+    /// the key in this file (from --gen-key; mode 0600). Every receiver needs the same key.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// With --key-file: encrypt datagram bodies too (file contents and names).
+    #[arg(long, requires = "key_file")]
+    encrypt: bool,
+    /// With --key-file: refuse datagrams sealed more than this far from our clock, so that a
+    /// recorded push cannot be replayed later (hosts' clocks must agree within it).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    max_skew: Duration,
+    /// Write a new random key to PATH (mode 0600, never overwriting) and exit. Give it alone:
+    /// `mcast-send --gen-key PATH`.
+    #[arg(long, value_name = "PATH")]
+    gen_key: Option<PathBuf>,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -163,6 +178,9 @@ fn summary(r: &SendReport) -> Vec<String> {
                 .to_string(),
         );
     }
+    if let Some(why) = &r.auth_error {
+        lines.push(format!("  {why}"));
+    }
     for rx in &r.receivers {
         lines.push(format!(
             "  {:08x} {} {} ({:.2} s, {} NAKs)",
@@ -180,7 +198,28 @@ fn summary(r: &SendReport) -> Vec<String> {
     lines
 }
 
+/// `mcast-send --gen-key PATH` on its own (a push's arguments are not required then).
+#[derive(Parser, Debug)]
+#[command(name = "mcast-send")]
+struct GenKey {
+    #[arg(long, value_name = "PATH")]
+    gen_key: PathBuf,
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn gen_key(path: &std::path::Path) -> anyhow::Result<i32> {
+    mcast::net::keyfile::generate(path).with_context(|| "--gen-key".to_string())?;
+    eprintln!("wrote a new key to {} (mode 0600); copy it to every receiver", path.display());
+    Ok(0)
+}
+
 fn main() {
+    if let Ok(g) = GenKey::try_parse() {
+        cli::init_logging(g.verbose);
+        let code = gen_key(&g.gen_key).unwrap_or_else(|e| cli::report_error("mcast-send", &e));
+        std::process::exit(code);
+    }
     let args = Args::parse();
     cli::init_logging(args.verbose);
     let code = run(args).unwrap_or_else(|e| cli::report_error("mcast-send", &e));
@@ -195,6 +234,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
         ))
         .into());
     }
+    if args.gen_key.is_some() {
+        return Err(cli::UsageError("--gen-key PATH is given alone".to_string()).into());
+    }
     cli::check_source(&args.paths[0], &args.paths[1..])?;
     cli::check_interface(&args.interface)?;
     if let Some(w) = group_scope_warning(&args.group) {
@@ -204,7 +246,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     rt.block_on(push(args))
 }
 
-fn config(args: &Args) -> SendConfig {
+fn config(args: &Args) -> anyhow::Result<SendConfig> {
     let mut cfg = SendConfig::new(&args.paths[0], args.group);
     cfg.extra_paths = args.paths[1..].to_vec();
     let s = &mut cfg.sender;
@@ -224,12 +266,15 @@ fn config(args: &Args) -> SendConfig {
     cfg.block_bytes = args.block_size;
     cfg.progress = true;
     cfg.workers = args.workers;
-    cfg
+    cfg.key =
+        mcast::net::keyfile::key_config(args.key_file.as_deref(), args.encrypt, args.max_skew)
+            .map_err(|e| cli::UsageError(e.to_string()))?;
+    Ok(cfg)
 }
 
 async fn push(args: Args) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
-    let cfg = config(&args);
+    let cfg = config(&args)?;
     let opts = SocketOptions { ttl: args.ttl, ..SocketOptions::default() };
     let mut sock = send::open_socket(args.group, &args.interface, &opts).with_context(|| {
         format!(
@@ -283,7 +328,7 @@ mod tests {
     #[test]
     fn config_layers_the_core_settings() {
         let a = parse(&["--rate", "1G", "--receivers", "3", "--cache-blocks", "20"]).unwrap();
-        let cfg = config(&a);
+        let cfg = config(&a).unwrap();
         assert_eq!(cfg.sender.rate_bps, 1_000_000_000);
         assert_eq!(cfg.sender.expected_receivers, Some(3));
         assert_eq!(cfg.sender.cache_blocks, 20);
@@ -298,6 +343,6 @@ mod tests {
             "veth0",
         ])
         .unwrap();
-        assert_eq!(config(&v6).group, "[ff15::1]:7000".parse::<SocketAddr>().unwrap());
+        assert_eq!(config(&v6).unwrap().group, "[ff15::1]:7000".parse::<SocketAddr>().unwrap());
     }
 }

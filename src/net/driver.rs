@@ -6,10 +6,14 @@
 //! role does about it: its events (storage, worker jobs, logs), its worker results, its
 //! progress bar and whether it is done. [`run`] is the loop every role shares:
 //!
-//! 1. drain the socket (`recvmmsg`/GRO, bounded per turn) into the role;
+//! 1. drain the socket (`recvmmsg`/GRO, bounded per turn) into the role, each datagram opened
+//!    by the [`Keyring`] first (keyed mode: authenticated, replays and stale ones dropped;
+//!    open mode: keyed ones dropped);
 //! 2. hand finished worker results to the role;
 //! 3. fire the endpoint's timers, let the role act on its events, send what the endpoint emits
-//!    (GSO batches, to the group and/or the feedback port), act on events again;
+//!    (GSO batches, to the group and/or the feedback port; each datagram sealed on its own in
+//!    keyed mode, so a batch's datagrams stay equal in size), act on events again, and warn
+//!    about dropped datagrams (at most every `WARN_EVERY`, once more at the end);
 //! 4. stop when the role is done, on the timeout, or when `shutdown` is cancelled;
 //! 5. wait for the next deadline (plus the role's pacing slack), a datagram, a worker result or
 //!    the shutdown.
@@ -23,6 +27,7 @@
 use crate::net::batch::{BatchSocket, TxBatch};
 use crate::net::io::{precise_wait, Clock, Workers};
 use crate::net::DriverError;
+use crate::proto::auth::Keyring;
 use crate::proto::receiver::Receiver;
 use crate::proto::sender::Sender;
 use crate::proto::time::{Duration, Instant};
@@ -213,10 +218,18 @@ pub struct Io<'a, J, R> {
     pub dest: Destinations,
     /// The pool running the role's jobs.
     pub workers: &'a mut Workers<J, R>,
+    /// Seals what is sent and opens what is received (open mode: passes plain datagrams).
+    pub auth: &'a mut Keyring,
+}
+
+/// The wall clock in Unix seconds, for sealing and for the age check (0 before 1970).
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Drive `role` over `io` until it is done, `timeout` (on `clock`) passes, or `shutdown` is
-/// cancelled.
+/// cancelled. Datagrams dropped by `io.auth` since its last warning are warned about once more
+/// on the way out.
 ///
 /// Must run inside a tokio runtime with I/O and time enabled.
 pub async fn run<R: Role>(
@@ -227,7 +240,31 @@ pub async fn run<R: Role>(
     shutdown: &CancellationToken,
     cfg: &DriverConfig,
 ) -> Result<Exit, DriverError> {
-    let Io { socket: sock, dest, workers } = io;
+    let Io { socket, dest, workers, auth } = io;
+    let exit = run_loop(
+        Io { socket, dest, workers, auth: &mut *auth },
+        role,
+        clock,
+        timeout,
+        shutdown,
+        cfg,
+    )
+    .await;
+    if let Some(w) = auth.flush_warning() {
+        tracing::warn!("{w}");
+    }
+    exit
+}
+
+async fn run_loop<R: Role>(
+    io: Io<'_, R::Job, R::Done>,
+    role: &mut R,
+    clock: &Clock,
+    timeout: Option<Instant>,
+    shutdown: &CancellationToken,
+    cfg: &DriverConfig,
+) -> Result<Exit, DriverError> {
+    let Io { socket: sock, dest, workers, auth } = io;
     // Readiness is watched on a duplicate of the socket's descriptor, owned by `ready`.
     let dup = sock.socket().try_clone().map_err(DriverError::io("duplicate the socket"))?;
     // SAFETY: `ready` owns `dup`, so its descriptor stays open and the same for the whole
@@ -237,6 +274,8 @@ pub async fn run<R: Role>(
             DriverError::Io { op: "register the socket with tokio", source: e.into_parts().1 }
         })?;
     let mut tbuf = Vec::with_capacity(9000);
+    // The sealed form of `tbuf`, and the opened form of a received datagram.
+    let (mut sbuf, mut obuf) = (Vec::with_capacity(9000), Vec::with_capacity(9000));
     let mut batch = TxBatch::new();
     loop {
         if shutdown.is_cancelled() {
@@ -245,8 +284,13 @@ pub async fn run<R: Role>(
         if timeout.is_some_and(|t| clock.now() >= t) {
             return Ok(Exit::Timeout);
         }
+        let unix = unix_secs();
         let got = sock
-            .recv(cfg.recv_per_turn, |from, d| role.handle_datagram(clock.now(), from, d))
+            .recv(cfg.recv_per_turn, |from, d| {
+                if let Some(d) = auth.open(d, unix, &mut obuf) {
+                    role.handle_datagram(clock.now(), from, d)
+                }
+            })
             .map_err(DriverError::io("recv"))?;
         // Stopped at the cap: more may be queued, and the readiness edge that announced them
         // was consumed, so look again at once rather than waiting for the next datagram.
@@ -260,16 +304,20 @@ pub async fn run<R: Role>(
         let now = clock.now();
         role.endpoint().handle_timeout(now);
         role.handle_events(now, &mut Context { socket: sock, workers })?;
+        let unix = unix_secs();
         while let Some(t) = role.endpoint().poll_transmit(now, &mut tbuf) {
             for to in dest.of(t.dest) {
-                batch
-                    .push(sock, *to, &tbuf[..t.size.min(tbuf.len())])
-                    .map_err(DriverError::io("send"))?;
+                // One nonce per datagram on the wire, even for the copies of one transmit.
+                let d = auth.seal(&tbuf[..t.size.min(tbuf.len())], unix, &mut sbuf)?;
+                batch.push(sock, *to, d).map_err(DriverError::io("send"))?;
             }
         }
         batch.flush(sock).map_err(DriverError::io("send"))?;
         role.handle_events(now, &mut Context { socket: sock, workers })?;
         role.tick(now);
+        if let Some(w) = auth.poll_warning(now) {
+            tracing::warn!("{w}");
+        }
         if role.is_done(clock.now()) {
             return Ok(Exit::Done);
         }

@@ -8,13 +8,14 @@
 //! (on tokio) that runs any sans-IO endpoint of `crate::proto` over a batch socket; [`send`] and
 //! [`recv`] are the sender's and the receiver's role handlers on it, with their reports in
 //! [`send_report`] and [`recv_report`]; [`source`] opens what a push sends and where it lands. [`io`] holds the clock, the precise wait and the worker
-//! pool.
+//! pool. [`keyfile`] writes and reads keyed mode's key files.
 
 pub mod addr;
 pub mod batch;
 pub mod driver;
 pub mod iface;
 pub mod io;
+pub mod keyfile;
 pub mod recv;
 pub mod recv_report;
 pub mod send;
@@ -42,6 +43,9 @@ pub enum DriverError {
     /// The layout is impossible.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// A datagram could not be sealed (keyed mode).
+    #[error("sealing a datagram: {0}")]
+    Auth(#[from] crate::proto::auth::AuthError),
     /// A job on a worker thread panicked (a bug); its result will never come.
     #[error("a worker thread panicked (a bug in mcast; see the log above)")]
     WorkerPanicked,

@@ -15,6 +15,7 @@ use crate::net::{
     feedback_addr, open_multicast, resize_recv_buffer, resolve_interface, warn_recv_buffer_once,
     SocketOptions,
 };
+use crate::proto::auth::{KeyConfig, Keyring};
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
 use crate::proto::time::{Duration, Instant};
 use crate::storage::Sink;
@@ -57,6 +58,8 @@ pub struct RecvConfig {
     pub recv_buffer: usize,
     /// The loop's own settings.
     pub driver: DriverConfig,
+    /// Keyed mode: accept only sealed datagrams, seal feedback (`None`: open mode).
+    pub key: Option<KeyConfig>,
 }
 
 impl RecvConfig {
@@ -81,6 +84,7 @@ impl RecvConfig {
             workers: 1,
             recv_buffer: SocketOptions::default().recv_buffer,
             driver: DriverConfig::default(),
+            key: None,
         }
     }
 }
@@ -326,8 +330,9 @@ pub async fn run(
     let clock = Clock::new();
     let timeout = cfg.timeout.map(|t| clock.now() + t);
     let dest = Destinations::new(cfg.group, feedback_addr(cfg.group)?);
+    let mut auth = Keyring::new(cfg.key.as_ref(), crate::net::keyfile::nonce_prefix());
     let exit = driver::run(
-        Io { socket: sock, dest, workers: &mut workers },
+        Io { socket: sock, dest, workers: &mut workers, auth: &mut auth },
         &mut role,
         &clock,
         timeout,
@@ -350,6 +355,12 @@ pub async fn run(
         }
         (Exit::Done, None) => RecvStatus::Failed,
     };
+    if !matches!(status, RecvStatus::Complete | RecvStatus::Unacknowledged) {
+        // Nothing authentic ever arrived: say why rather than "nothing received".
+        if let Some(why) = auth.diagnosis() {
+            role.placed.error.get_or_insert(why);
+        }
+    }
     let stats = role.receiver.stats().clone();
     let kernel_drops =
         socket_drops(sock.socket()).map(|d| d.saturating_sub(drops_before.unwrap_or(0)));
@@ -387,6 +398,7 @@ pub async fn run(
         udp_rcvbuf_errors,
         io: sock.stats(),
         loop_cpu_seconds: (thread_cpu_seconds() - cpu_at_start).max(0.0),
+        auth: *auth.counters(),
         stats,
     })
 }

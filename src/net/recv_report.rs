@@ -3,6 +3,7 @@
 
 use crate::net::batch::BatchStats;
 use crate::net::source::TreeCounts;
+use crate::proto::auth::AuthCounters;
 use crate::proto::stats::ReceiverStats;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -73,6 +74,8 @@ pub struct RecvReport {
     /// CPU seconds (user + system) of the receive loop's thread (the final verification
     /// included, the decoding workers excluded).
     pub loop_cpu_seconds: f64,
+    /// Datagrams accepted and dropped by keyed mode's checks, by reason.
+    pub auth: AuthCounters,
     /// All receiver counters.
     pub stats: ReceiverStats,
 }

@@ -12,6 +12,7 @@ use crate::net::io::{
 use crate::net::source::{open_source, TreeCounts};
 use crate::net::DriverError;
 use crate::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
+use crate::proto::auth::{KeyConfig, Keyring};
 use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
 use crate::proto::sender::{BlockRequest, Event, PreparedBlock, Sender, SenderConfig};
@@ -56,6 +57,8 @@ pub struct SendConfig {
     pub workers: usize,
     /// The loop's own settings.
     pub driver: DriverConfig,
+    /// Keyed mode: seal every datagram, accept only sealed feedback (`None`: open mode).
+    pub key: Option<KeyConfig>,
 }
 
 impl SendConfig {
@@ -81,6 +84,7 @@ impl SendConfig {
             progress: false,
             workers: 1,
             driver: DriverConfig::default(),
+            key: None,
         }
     }
 }
@@ -259,8 +263,9 @@ pub async fn run(
     let timeout = cfg.timeout.map(|t| clock.now() + t.saturating_sub(wall.elapsed()));
     let dest = Destinations::new(cfg.group, feedback_addr(cfg.group)?);
     let cpu_at_start = thread_cpu_seconds();
+    let mut auth = Keyring::new(cfg.key.as_ref(), crate::net::keyfile::nonce_prefix());
     let exit = driver::run(
-        Io { socket: sock, dest, workers: &mut workers },
+        Io { socket: sock, dest, workers: &mut workers, auth: &mut auth },
         &mut role,
         &clock,
         timeout,
@@ -278,6 +283,10 @@ pub async fn run(
     report.io = sock.stats();
     report.gso_segments = sock.max_segments();
     report.loop_cpu_seconds = loop_cpu_seconds;
+    report.auth = *auth.counters();
+    if report.receivers.is_empty() {
+        report.auth_error = auth.diagnosis();
+    }
     Ok(report)
 }
 
@@ -349,6 +358,8 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         io: Default::default(),
         gso_segments: 0,
         loop_cpu_seconds: 0.0,
+        auth: Default::default(),
+        auth_error: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::net::batch::BatchStats;
 use crate::net::source::TreeCounts;
+use crate::proto::auth::AuthCounters;
 use crate::proto::stats::SenderStats;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -104,4 +105,8 @@ pub struct SendReport {
     /// CPU seconds (user + system) of the send loop's thread from the first datagram on
     /// (source hashing and the encoding workers excluded).
     pub loop_cpu_seconds: f64,
+    /// Feedback datagrams accepted and dropped by keyed mode's checks, by reason.
+    pub auth: AuthCounters,
+    /// No receiver reported and every datagram heard was refused: why (e.g. a wrong key).
+    pub auth_error: Option<String>,
 }

@@ -6,8 +6,10 @@
 //! [`wire::Objects`]); [`layout`] the object → block → symbol arithmetic; [`fec`] RaptorQ per
 //! block; [`manifest`] what is sent; [`time`] the virtual clock and [`timer`] the timer table
 //! every role keeps its deadlines in; [`sender`] and [`receiver`] the two state machines;
-//! [`stats`] their counters. [`Dest`] and [`Transmit`] say where a polled datagram goes.
+//! [`stats`] their counters; [`auth`] keyed mode (sealing, opening, replay windows).
+//! [`Dest`] and [`Transmit`] say where a polled datagram goes.
 
+pub mod auth;
 pub mod fec;
 pub mod layout;
 pub mod manifest;

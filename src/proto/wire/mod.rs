@@ -28,6 +28,11 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 16;
 /// Trailer (CRC-32) length in bytes.
 pub const TRAILER_LEN: usize = 4;
+/// Header flag: a keyed datagram (nonce and tag, see `proto::auth`); never set in a v1
+/// datagram that `parse` sees.
+pub const FLAG_KEYED: u16 = 0x8000;
+/// Header flag, with [`FLAG_KEYED`]: the body is encrypted.
+pub const FLAG_ENCRYPTED: u16 = 0x4000;
 /// Bytes a data datagram adds around its symbol: header, data fields, trailer.
 pub const DATA_OVERHEAD: usize = HEADER_LEN + DATA_FIELDS_LEN + TRAILER_LEN;
 

@@ -140,9 +140,32 @@ impl Harness {
         }
     }
 
-    /// Node `from` sends a datagram: after the tap, it is in flight to the group for one
-    /// latency.
+    /// Node `from` sends a datagram (sealed first if the node is keyed): after the tap, it is
+    /// in flight to the group for one latency.
     pub(super) fn multicast(&mut self, from: usize, dest: Dest, data: &[u8], tap: Tap<'_, '_>) {
+        if self.auth[from].is_none() {
+            return self.put_on_wire(from, dest, data, None, tap);
+        }
+        // A keyed node's datagram is classified before it is sealed; the tap sees the wire.
+        let kind = self.classify(from, data);
+        let unix = self.unix_secs();
+        let mut sealed = Vec::new();
+        let ok = self.auth[from].as_mut().is_some_and(|r| r.seal(data, unix, &mut sealed).is_ok());
+        if ok {
+            self.put_on_wire(from, dest, &sealed, Some(kind), tap);
+        }
+    }
+
+    /// `data` as it goes on the wire from `from`; `kind`: its classification if known already
+    /// (a sealed datagram's, from before sealing), else it is classified after the tap.
+    pub(super) fn put_on_wire(
+        &mut self,
+        from: usize,
+        dest: Dest,
+        data: &[u8],
+        kind: Option<Option<Result<u32, ()>>>,
+        tap: Tap<'_, '_>,
+    ) {
         let (dest, data): (Dest, Rc<[u8]>) = match tap {
             None => (dest, Rc::from(data)),
             Some(tap) => {
@@ -154,22 +177,29 @@ impl Harness {
                 (d.dest, Rc::from(d.data))
             }
         };
+        let kind = kind.unwrap_or_else(|| self.classify(from, &data));
         let mut source_block = None;
-        if from == 0 {
-            if let Ok((_, Packet::Data(d))) = wire::parse(&data) {
-                if d.object == ObjectId::Payload {
-                    let k = self.source.object().layout().source_symbols(d.block).unwrap_or(0);
-                    if d.esi < u32::from(k) {
-                        source_block = Some(d.block);
-                    } else {
-                        self.payload_repairs += 1;
-                    }
-                }
-            }
+        match kind {
+            Some(Ok(block)) => source_block = Some(block),
+            Some(Err(())) => self.payload_repairs += 1,
+            None => {}
         }
         let upstream_lost = from == 0 && self.links.upstream(&mut self.rng);
         let at = self.now + self.net.latency;
         self.push(at, Item::Arrive(Flight { from, dest, data, source_block, upstream_lost }));
+    }
+
+    /// A payload datagram of the sender: its block if a source symbol, `Err` if a repair.
+    fn classify(&self, from: usize, data: &[u8]) -> Option<Result<u32, ()>> {
+        if from != 0 {
+            return None;
+        }
+        let Ok((_, Packet::Data(d))) = wire::parse(data) else { return None };
+        if d.object != ObjectId::Payload {
+            return None;
+        }
+        let k = self.source.object().layout().source_symbols(d.block).unwrap_or(0);
+        Some(if d.esi < u32::from(k) { Ok(d.block) } else { Err(()) })
     }
 
     /// A datagram reaches the group: each copy is lost or delivered.
@@ -216,6 +246,15 @@ impl Harness {
         tap: Tap<'_, '_>,
     ) {
         let from = Node::from_index(from).addr();
+        let unix = self.unix_secs();
+        let mut opened = Vec::new();
+        let data = match self.auth[to].as_mut() {
+            Some(ring) => match ring.open(data, unix, &mut opened) {
+                Some(d) => d,
+                None => return self.drain(to, tap),
+            },
+            None => data,
+        };
         if to == 0 {
             self.sender.handle_datagram(self.now, from, data);
         } else {

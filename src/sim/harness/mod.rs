@@ -13,13 +13,16 @@
 //! datagram straight to one node and [`Harness::inject`] puts one on the network; the
 //! endpoints themselves are reachable for inspection. Time moves only by events:
 //! [`Harness::step`] processes exactly one, [`Harness::run_until`] everything due up to an
-//! instant.
+//! instant. Keyed mode: [`Harness::set_keyring`] gives a node a [`Keyring`] that seals what it
+//! sends (before the tap, which sees the wire) and opens what it receives (on a Unix clock of
+//! [`Harness::set_unix_base`] plus the virtual time).
 
 mod events;
 
 use super::consume::{Decoder, FecModel, MemSink};
 use super::loss::{Links, LossModel};
 use super::serve::{MemSource, SenderLog};
+use crate::proto::auth::Keyring;
 use crate::proto::receiver::Receiver;
 use crate::proto::sender::Sender;
 use crate::proto::time::{Duration, Instant};
@@ -30,6 +33,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
+
+/// Unix time of the virtual origin unless [`Harness::set_unix_base`] says otherwise.
+pub const DEFAULT_UNIX_BASE: u64 = 1_800_000_000;
 
 /// A node of the harness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,6 +169,9 @@ pub struct Harness {
     events: u64,
     event_limit: u64,
     started: bool,
+    /// Per node (0 the sender): its keyed-mode state, `None` in open mode.
+    auth: Vec<Option<Keyring>>,
+    unix_base: u64,
 }
 
 impl Harness {
@@ -196,6 +205,8 @@ impl Harness {
             events: 0,
             event_limit: u64::MAX,
             started: false,
+            auth: vec![None],
+            unix_base: DEFAULT_UNIX_BASE,
         }
     }
 
@@ -210,11 +221,32 @@ impl Harness {
         });
         self.links.add_receiver(link.extra_loss);
         self.peers.push(Peer { timer: None, busy_until: self.now, joins_at: link.joins_at });
+        self.auth.push(None);
         let r = self.rxs.len() - 1;
         if self.started {
             self.drain(r + 1, None);
         }
         r
+    }
+
+    /// Keyed mode for `node`: seal what it sends, open what it receives, with `ring`.
+    pub fn set_keyring(&mut self, node: Node, ring: Keyring) {
+        self.auth[node.index()] = Some(ring);
+    }
+
+    /// `node`'s keyed-mode state (its counters), if it has one.
+    pub fn keyring(&self, node: Node) -> Option<&Keyring> {
+        self.auth.get(node.index()).and_then(Option::as_ref)
+    }
+
+    /// The Unix time, in seconds, of the virtual clock's origin (for sealing and age checks).
+    pub fn set_unix_base(&mut self, secs: u64) {
+        self.unix_base = secs;
+    }
+
+    /// The Unix time of the virtual clock, in seconds.
+    pub fn unix_secs(&self) -> u64 {
+        self.unix_base + self.now.as_micros() / 1_000_000
     }
 
     /// Stop any run after this many processed events in all.
@@ -264,6 +296,15 @@ impl Harness {
     pub fn deliver(&mut self, to: Node, from: SocketAddr, data: &[u8]) {
         self.start(None);
         let i = to.index();
+        let unix = self.unix_secs();
+        let mut opened = Vec::new();
+        let data = match self.auth[i].as_mut() {
+            Some(ring) => match ring.open(data, unix, &mut opened) {
+                Some(d) => d,
+                None => return,
+            },
+            None => data,
+        };
         match to {
             Node::Sender => self.sender.handle_datagram(self.now, from, data),
             Node::Receiver(r) => self.rxs[r].ep.handle_datagram(self.now, from, data),
@@ -272,10 +313,10 @@ impl Harness {
     }
 
     /// Put `data` on the network now as if `from` sent it to `dest`: it meets the same
-    /// latency, loss and queues as the node's own datagrams.
+    /// latency, loss and queues as the node's own datagrams (as it is: never sealed).
     pub fn inject(&mut self, from: Node, dest: Dest, data: &[u8]) {
         self.start(None);
-        self.multicast(from.index(), dest, data, None);
+        self.put_on_wire(from.index(), dest, data, None, None);
     }
 
     /// The virtual clock.
