@@ -269,7 +269,7 @@ fn a_block_that_hashes_differently_when_read_again_is_unavailable() {
     }
     let root = s.object_hash();
     // Block 0 was evicted; a NAK for it makes the sender read it again, and it changed.
-    s.handle_datagram(now, addr(), &nak(0, 2, s.seq));
+    s.handle_datagram(now, addr(), &nak(0, 2, s.seq.wrapping_sub(1)));
     let mut gone = None;
     for _ in 0..100 {
         now = s.poll_timeout().unwrap().max(now);
@@ -284,7 +284,7 @@ fn a_block_that_hashes_differently_when_read_again_is_unavailable() {
     assert!(served.iter().filter(|b| **b == 0).count() >= 2, "it was read again");
     assert_eq!(s.object_hash(), root, "the announced list never changes");
     // NAKs for it are now answered with a squelch.
-    s.handle_datagram(now, addr(), &nak(0, 2, s.seq));
+    s.handle_datagram(now, addr(), &nak(0, 2, s.seq.wrapping_sub(1)));
     let mut buf = Vec::new();
     let mut squelched = false;
     while s.poll_transmit(now, &mut buf).is_some() {
