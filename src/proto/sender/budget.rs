@@ -6,7 +6,10 @@
 //! - the NAK's node's own bucket, `node_repair_bytes / T` deep, refilled at
 //!   `node_repair_share` of the rate (node ids beyond `max_members` share one such bucket);
 //! - the total bucket, `total_repair_bytes / T` deep, refilled at `1 - min_data_share` of the
-//!   rate (the most repairs may use while there is new data, see [`DataShare`]).
+//!   rate (the most repairs may use while there is new data, see
+//!   [`DataShare`](super::DataShare)), of which one NAK may take at most half of what it holds:
+//!   a stream of NAKs under made-up node ids cannot drain it before the real receivers' NAKs
+//!   get their share (each of those still finds half of what is left).
 //!
 //! A need the buckets cannot cover is cut to what they hold (and counted in
 //! `repairs_over_budget`); a receiver that is really short asks again once its repair wait
@@ -14,7 +17,7 @@
 //! margin, and at most [`MAX_NEEDS`](crate::proto::wire::MAX_NEEDS) needs per NAK:
 //!
 //! **One NAK costs at most
-//! `N = min(⌊node_repair_bytes / T⌋, ⌊total_repair_bytes / T⌋, Σ_{its needs} (K_b + NEED_SLACK + m))`
+//! `N = min(⌊node_repair_bytes / T⌋, ⌊⌊total_repair_bytes / T⌋ / 2⌋, Σ_{its needs} (K_b + NEED_SLACK + m))`
 //! repair symbols** (`NEED_SLACK` = 16, the clamp of a need's count; see `feedback`). With the
 //! defaults (4 MiB, 16 MiB, T = 1400, K = 749) that is 2995 symbols, 4 MiB, whatever the object
 //! size; a node's NAKs cost at most `N` plus `node_repair_share × rate` over any interval, and
@@ -22,6 +25,9 @@
 
 use crate::proto::time::Instant;
 use std::collections::HashMap;
+
+/// The share of the total bucket one NAK may take.
+const TOTAL_PER_NAK: f64 = 0.5;
 
 /// A token bucket in repair symbols.
 #[derive(Debug, Clone)]
@@ -99,9 +105,10 @@ impl RepairBudget {
         self.total_per_us = symbols_per_us * self.total_share;
     }
 
-    /// The most repair symbols one NAK can add: the smaller bucket depth.
+    /// The most repair symbols one NAK can add: a node's depth or half the total's.
     pub fn per_nak_max(&self) -> u32 {
-        self.node_depth.min(self.total_depth).min(f64::from(u32::MAX)) as u32
+        let most = self.node_depth.min((self.total_depth * TOTAL_PER_NAK).floor());
+        most.min(f64::from(u32::MAX)) as u32
     }
 
     /// Repair symbols a NAK of `node` may add at `now` (`tracked`: the node has a bucket of
@@ -111,7 +118,7 @@ impl RepairBudget {
         let (per_us, depth) = (self.node_per_us, self.node_depth);
         let bucket = self.bucket(now, node, tracked);
         bucket.refill(now, per_us, depth);
-        let tokens = bucket.tokens.min(self.total.tokens).max(0.0);
+        let tokens = bucket.tokens.min(self.total.tokens * TOTAL_PER_NAK).max(0.0);
         tokens.floor().min(f64::from(u32::MAX)) as u32
     }
 
@@ -162,20 +169,23 @@ mod tests {
 
     #[test]
     fn the_total_bounds_all_nodes_together() {
-        // Total depth 250 symbols, refilled at 750/s; each node 100 deep.
+        // Total depth 400 symbols, refilled at 750/s; each node 150 deep; a NAK takes at
+        // most half of the total left.
         let t0 = Instant::ZERO;
-        let mut b = RepairBudget::new(100_000, 0.5, 250_000, 0.25, 1000, 8_000_000, t0);
-        let mut granted = 0;
-        for node in 0..10 {
+        let mut b = RepairBudget::new(150_000, 0.5, 400_000, 0.25, 1000, 8_000_000, t0);
+        assert_eq!(b.per_nak_max(), 150);
+        let mut grants = Vec::new();
+        for node in 0..5 {
             let a = b.allowance(t0, node, true);
             b.spend(t0, node, true, a);
-            granted += a;
+            grants.push(a);
         }
-        assert_eq!(granted, 250);
+        assert_eq!(grants, [150, 125, 62, 31, 16], "each NAK finds half of what is left");
         let later = t0 + Duration::from_millis(100);
-        assert_eq!(b.allowance(later, 99, true), 75, "75 back in 100 ms");
+        // 16 left + 75 back in 100 ms: half of it.
+        assert_eq!(b.allowance(later, 99, true), 45);
         // A new rate refills faster from when it is set.
         b.set_rate(later, 16_000_000);
-        assert_eq!(b.allowance(later + Duration::from_millis(100), 99, true), 100, "node depth");
+        assert_eq!(b.allowance(later + Duration::from_millis(100), 99, true), 120);
     }
 }

@@ -7,7 +7,9 @@
 //! `need + margin` minus those; NAKs heard during a holdoff window are merged per block by the
 //! largest remainder; when the window closes (the sender's holdoff timer) the remainder is queued. A receiver that lags far
 //! behind its socket queue therefore never causes the same repairs to be sent twice, however
-//! late its NAKs arrive. Queued repairs are sent in block order.
+//! late its NAKs arrive. Queued repairs are sent round robin over the blocks, one symbol each
+//! in block order: a block asked for (by a real receiver) is served within one round however
+//! many repairs other blocks have queued (by forged NAKs, say).
 
 use crate::proto::wire::{seq_after, Need, ObjectId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -26,6 +28,8 @@ pub struct Repairs {
     queue: BTreeMap<BlockKey, u32>,
     sent: HashMap<BlockKey, VecDeque<u32>>,
     adverts: Vec<Need>,
+    /// The block of the last repair sent (the round robin goes on after it).
+    last_served: Option<BlockKey>,
 }
 
 impl Repairs {
@@ -94,9 +98,17 @@ impl Repairs {
         !self.queue.is_empty()
     }
 
-    /// Blocks with queued repairs, in order.
+    /// Blocks with queued repairs, in the order they are served: round robin, starting after
+    /// the block of the last repair sent.
     pub fn queued_blocks(&self) -> impl Iterator<Item = BlockKey> + '_ {
-        self.queue.keys().copied()
+        use std::ops::Bound::{Excluded, Unbounded};
+        let (after, upto) = match self.last_served {
+            Some(last) => {
+                (self.queue.range((Excluded(last), Unbounded)), self.queue.range(..=last))
+            }
+            None => (self.queue.range(..), self.queue.range(..(ObjectId::FIRST, 0))),
+        };
+        after.chain(upto).map(|(k, _)| *k)
     }
 
     /// A repair symbol of `key` went out with sequence number `seq` (`None`: it could not be
@@ -104,6 +116,7 @@ impl Repairs {
     /// (rather than being proactive).
     pub fn on_sent(&mut self, key: BlockKey, seq: Option<u32>, queued: bool) {
         if queued {
+            self.last_served = Some(key);
             if let Some(q) = self.queue.get_mut(&key) {
                 *q -= 1;
                 if *q == 0 {
@@ -194,6 +207,29 @@ mod tests {
         assert!(!r.heard.contains_key(&(ObjectId::Payload, 4)));
         r.close_window();
         assert_eq!(r.queue.get(&KEY), Some(&10));
+    }
+
+    #[test]
+    fn queued_blocks_are_served_round_robin() {
+        let mut r = Repairs::default();
+        for (b, n) in [(1, 3), (5, 1), (9, 2)] {
+            r.on_need(need(b, n), 100, 0, u32::MAX);
+        }
+        r.close_window();
+        let mut order = Vec::new();
+        loop {
+            let next = r.queued_blocks().next();
+            let Some(key) = next else { break };
+            r.on_sent(key, Some(200 + order.len() as u32), true);
+            order.push(key.1);
+        }
+        assert_eq!(order, [1, 5, 9, 1, 9, 1]);
+        // A block queued behind the one last served waits for its turn, not for the rest.
+        r.on_need(need(0, 2), 300, 0, u32::MAX);
+        r.on_need(need(7, 1), 300, 0, u32::MAX);
+        r.close_window();
+        let next: Vec<u32> = r.queued_blocks().map(|k| k.1).collect();
+        assert_eq!(next, [7, 0]);
     }
 
     #[test]
