@@ -7,8 +7,16 @@
 //! The forgeries go to the sender only: what the same datagrams do to receivers that hear them
 //! is the receiver's business (and its tests').
 //!
+//! The last test checks the sockets with real datagrams, inside a private user + network
+//! namespace (`unshare -rn`, skipped where that is unavailable): a socket takes only what is
+//! sent to its group, not unicast to the host at the port, nor another group on the port.
+//!
 //! `cargo test --test forged_feedback -- --nocapture` prints the figures.
 
+#[allow(dead_code)] // only skip_without_netns is used here
+mod common;
+
+use mcast::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions};
 use mcast::proto::receiver::{Outcome, Receiver, ReceiverConfig};
 use mcast::proto::sender::SenderConfig;
 use mcast::proto::time::{Duration, Instant};
@@ -16,7 +24,8 @@ use mcast::proto::wire::{self, Echo, Header, Need, NeedList, ObjectId, Packet, M
 use mcast::sim::{Datagram, FecModel, Harness, Link, LossModel, MemSource, Network, Node, Object};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 
 const T: u16 = 1000;
@@ -362,4 +371,81 @@ fn a_nak_ahead_of_the_sender_or_for_blocks_not_sent_is_not_believed() {
     assert_eq!(s.naks_seq_ahead, forged, "{s:?}");
     assert!(s.needs_unsent > 0);
     assert_eq!(s.repair_packets, s.proactive_repair_packets, "no repair for them: {s:?}");
+}
+
+/// Set in the child that runs inside the namespace.
+const IN_NETNS: &str = "MCAST_FORGED_FEEDBACK_IN_NETNS";
+
+/// Every datagram `sock` has now (it waits up to 200 ms for each).
+fn drain(sock: &UdpSocket) -> Vec<String> {
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    for _ in 0..16 {
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn sockets_take_only_datagrams_sent_to_their_group() {
+    let name = "sockets_take_only_datagrams_sent_to_their_group";
+    if std::env::var_os(IN_NETNS).is_none() {
+        if common::skip_without_netns() {
+            return;
+        }
+        // Re-run only this test inside a private user + network namespace.
+        let out = Command::new("timeout")
+            .args(["-k", "5", "60", "unshare", "-rn"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(IN_NETNS, "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run unshare");
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("sockets: only the group's datagrams"), "the child ran: {text}");
+        return;
+    }
+    // In the namespace: nothing but loopback may exist, and multicast stays on it.
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    assert_eq!(links.lines().count(), 1, "a private namespace has only lo: {links}");
+    for args in [
+        &["link", "set", "lo", "up", "multicast", "on"][..],
+        &["route", "add", "239.0.0.0/8", "dev", "lo"],
+    ] {
+        assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+    }
+    let lo = resolve_interface("lo").unwrap();
+    let group = SocketAddr::from((Ipv4Addr::new(239, 255, 7, 1), 47_400));
+    let other = SocketAddr::from((Ipv4Addr::new(239, 255, 7, 2), 47_400));
+    let feedback = feedback_addr(group).unwrap();
+    let opts = SocketOptions::default();
+    let (data, _) = open_multicast(group, &lo, &opts).unwrap();
+    let (other_sock, _) = open_multicast(other, &lo, &opts).unwrap();
+    let (fb, _) = open_multicast(feedback, &lo, &opts).unwrap();
+    let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let unicast = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    for (what, to) in [
+        ("unicast", unicast(group.port())),
+        ("other", other),
+        ("group", group),
+        ("unicast feedback", unicast(feedback.port())),
+        ("feedback", feedback),
+    ] {
+        tx.send_to(what.as_bytes(), to).unwrap();
+    }
+    assert_eq!(drain(&data), ["group"], "the data socket");
+    assert_eq!(drain(&other_sock), ["other"], "the other group's socket");
+    assert_eq!(drain(&fb), ["feedback"], "the sender's feedback socket");
+    println!("sockets: only the group's datagrams");
 }
