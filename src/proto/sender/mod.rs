@@ -14,8 +14,12 @@
 //! Rate policy: one token bucket covers every datagram. Control datagrams (announce, probe,
 //! flush, repair advertisement, report ack, squelch) are small and rare: they are charged but
 //! never wait. Queued repairs go before new data, because they unblock receivers and free their
-//! memory; what bounds their share is the straggler policy ([`StragglerPolicy`]): no receiver
-//! can make the sender repeat more than its budget of the object while the rest wait.
+//! memory, but only within their share ([`DataShare`]: `min_data_share` of the rate is always
+//! left for new data while there is some); what one NAK, one node or all NAKs together can
+//! queue is bounded by the repair budgets ([`RepairBudget`], whose docs give the worst case of
+//! one NAK), and no receiver can make the sender repeat more than its straggler budget of the
+//! object while the rest wait ([`StragglerPolicy`]). Feedback is checked against what the
+//! session can produce before it is believed (see `feedback`).
 //!
 //! Feedback scales with the group: probes carry the group size estimate and the share of
 //! receivers that should echo (so the sender hears about `echoes_per_probe` echoes per probe
