@@ -108,16 +108,15 @@ impl Group {
         self.members.len()
     }
 
-    /// Datagrams heard from node ids beyond the tracking bound.
+    /// NAKs and echoes ([`Group::bind`]) heard from node ids beyond the tracking bound.
     pub fn untracked(&self) -> u64 {
         self.untracked
     }
 
-    /// The member `node`, created on first hearing (`None` past the tracking bound, counted).
+    /// The member `node`, created on first hearing (`None` past the tracking bound).
     pub fn heard(&mut self, node: u32) -> Option<&mut Member> {
         if !self.members.contains_key(&node) {
             if self.members.len() >= self.max_members {
-                self.untracked += 1;
                 return None;
             }
             self.order.push(node);
@@ -127,7 +126,10 @@ impl Group {
 
     /// Feedback claiming `node` arrived from `from`: bind the node to it on first hearing.
     pub fn bind(&mut self, node: u32, from: SocketAddr) -> Binding {
-        let Some(m) = self.heard(node) else { return Binding::Untracked };
+        let Some(m) = self.heard(node) else {
+            self.untracked += 1;
+            return Binding::Untracked;
+        };
         match m.addr {
             None => {
                 m.addr = Some(from);
@@ -327,7 +329,7 @@ mod tests {
         assert_eq!(g.bind(7, b), Binding::Tracked);
         assert_eq!(g.bind(8, b), Binding::Untracked);
         g.report_loss(9, 500_000);
-        assert_eq!((g.tracked(), g.untracked(), g.size()), (3, 2, 3));
+        assert_eq!((g.tracked(), g.untracked(), g.size()), (3, 1, 3));
         assert!(g.get(9).is_none());
     }
 

@@ -58,8 +58,8 @@ pub use budget::RepairBudget;
 pub use config::SenderConfig;
 pub use control::Timer;
 
-pub use group::{Binding, Group, Member, StragglerPolicy};
-pub use grtt::Grtt;
+pub use group::{Binding, Group, Member, StragglerPolicy, LOSS_SAMPLE, STRAGGLER_ROUNDS};
+pub use grtt::{Grtt, MAX_RISE, PROBES_KEPT};
 pub use pacer::{DataShare, Pacer};
 pub use parity::{proactive_symbols, short_probability, ParityBias};
 pub use repair::{BlockKey, Repairs};
