@@ -247,16 +247,26 @@ const IPV6_MULTICAST_ALL: libc::c_int = 29;
 
 /// Open a UDP socket for multicast group `group` (IPv4 or IPv6) on interface `iface`.
 ///
-/// The socket is bound to the unspecified address of the group's family and the group's port
-/// with `SO_REUSEADDR`/`SO_REUSEPORT` (so several receivers on one host can share the port), has
-/// `IP_MULTICAST_ALL`/`IPV6_MULTICAST_ALL` off (only groups joined on this socket are
-/// delivered), joins `group` on `iface` by index, and sends through `iface` explicitly
+/// The socket is bound to the group's address and port (on Linux; elsewhere the unspecified
+/// address of its family) with `SO_REUSEADDR`/`SO_REUSEPORT` (so several receivers on one host
+/// can share the port), has `IP_MULTICAST_ALL`/`IPV6_MULTICAST_ALL` off (only groups joined on
+/// this socket are delivered), joins `group` on `iface` by index, and sends through `iface` explicitly
 /// (`IP_MULTICAST_IF`/`IPV6_MULTICAST_IF`, never the default route) with the given TTL (hop
 /// limit) and loopback. An IPv6 socket is also bound to the device (`SO_BINDTODEVICE`, where
 /// permitted): Linux hands IPv6 multicast to every socket that joined the group on any
 /// interface, so without it a host with the group joined on two links would see each datagram
 /// twice. Buffer sizes are requested with `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` first, falling back
 /// to the unprivileged options; the granted sizes are logged and returned.
+///
+/// What it takes, in open mode where anyone may send to the port: only datagrams sent to the
+/// group address itself. Bound to the group, it is not handed datagrams sent to the host's
+/// own (unicast) addresses at that port, nor, with the multicast-all option off, those of
+/// other groups joined by other sockets on the same port. The receivers' data socket
+/// (`group:port`) thus takes only the group's data and control; the sender's feedback socket
+/// (`group:port+1`, see [`feedback_addr`](crate::net::feedback_addr)) takes only feedback
+/// multicast to the group, which is where receivers send every NAK, echo and report. What such
+/// datagrams claim is checked by the state machines (node ids bound to their first address,
+/// budgets, sequence numbers), not here.
 ///
 /// Errors with [`NetError::NotMulticast`] if `group` is not a multicast address and with
 /// [`NetError::InterfaceHasNoIpv4`] for an IPv4 group on an interface without an IPv4 address.
@@ -289,7 +299,7 @@ pub fn open_multicast(
     match group {
         SocketAddr::V4(g) => {
             let iface_addr = iface_v4;
-            let bind_addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, g.port());
+            let bind_addr = SocketAddrV4::new(bind_ip_v4(*g.ip()), g.port());
             socket
                 .bind(&SockAddr::from(bind_addr))
                 .map_err(|source| NetError::Bind { port: g.port(), source })?;
@@ -330,6 +340,27 @@ pub fn open_multicast(
     Ok((socket.into(), SocketInfo { recv_buffer, send_buffer, recv_buffer_forced }))
 }
 
+/// The address an IPv4 group's socket binds to: the group itself on Linux (so that unicast
+/// to the port is not delivered), the unspecified address elsewhere.
+fn bind_ip_v4(group: Ipv4Addr) -> Ipv4Addr {
+    if cfg!(target_os = "linux") {
+        group
+    } else {
+        Ipv4Addr::UNSPECIFIED
+    }
+}
+
+/// The address and scope id an IPv6 group's socket binds to: the group on Linux (with the
+/// interface as scope for interface- and link-local groups, which need one), the unspecified
+/// address elsewhere.
+fn bind_ip_v6(group: Ipv6Addr, index: u32) -> (Ipv6Addr, u32) {
+    if !cfg!(target_os = "linux") {
+        return (Ipv6Addr::UNSPECIFIED, 0);
+    }
+    let scope = group.segments()[0] & 0x000f;
+    (group, if scope <= 2 { index } else { 0 })
+}
+
 /// The IPv6 half of [`open_multicast`]: bind, device, membership, interface, hops, loopback.
 fn open_v6(
     socket: &Socket,
@@ -338,7 +369,8 @@ fn open_v6(
     opts: &SocketOptions,
 ) -> Result<(), NetError> {
     socket.set_only_v6(true).map_err(|e| NetError::io("set IPV6_V6ONLY", e))?;
-    let bind_addr = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, group.port(), 0, 0);
+    let (ip, scope) = bind_ip_v6(*group.ip(), iface.index);
+    let bind_addr = SocketAddrV6::new(ip, group.port(), 0, scope);
     socket
         .bind(&SockAddr::from(bind_addr))
         .map_err(|source| NetError::Bind { port: group.port(), source })?;
@@ -402,6 +434,20 @@ mod tests {
         let e = open_multicast(group, &lo, &SocketOptions::default()).unwrap_err();
         assert!(matches!(e, NetError::Bind { port: p, .. } if p == port), "{e:?}");
         assert!(e.to_string().starts_with(&format!("cannot bind UDP port {port}: ")), "{e}");
+    }
+
+    #[test]
+    fn the_socket_binds_to_the_group() {
+        let g4 = Ipv4Addr::new(239, 255, 0, 1);
+        let g6: Ipv6Addr = "ff15::1".parse().unwrap();
+        let link: Ipv6Addr = "ff02::1:3".parse().unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(bind_ip_v4(g4), g4);
+            assert_eq!(bind_ip_v6(g6, 7), (g6, 0), "site scope needs no scope id");
+            assert_eq!(bind_ip_v6(link, 7), (link, 7), "link scope is bound to the interface");
+        } else {
+            assert_eq!(bind_ip_v4(g4), Ipv4Addr::UNSPECIFIED);
+        }
     }
 
     #[test]

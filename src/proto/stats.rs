@@ -32,6 +32,22 @@ pub struct SenderStats {
     pub blocks_requested: u64,
     /// Squelch datagrams sent (stragglers dropped, blocks no longer held).
     pub squelches_sent: u64,
+    /// Of `needs_ignored`: for a block outside the object.
+    pub needs_out_of_range: u64,
+    /// Of `needs_ignored`: for a block not sent yet.
+    pub needs_unsent: u64,
+    /// Needs whose count was more than a receiver can lack (clamped).
+    pub needs_clamped: u64,
+    /// NAKs dropped: they quoted a sequence number ahead of what was sent.
+    pub naks_seq_ahead: u64,
+    /// Repair symbols NAKs asked for beyond the repair budgets (not sent).
+    pub repairs_over_budget: u64,
+    /// NAKs and echoes ignored: their node id was first heard from another address.
+    pub feedback_wrong_addr: u64,
+    /// NAKs and echoes from node ids beyond the members tracked (`max_members`).
+    pub feedback_untracked: u64,
+    /// Echoes ignored: not of a probe sent recently, or an impossible delay.
+    pub echoes_ignored: u64,
 }
 
 /// Receiver counters.

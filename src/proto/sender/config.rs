@@ -63,6 +63,21 @@ pub struct SenderConfig {
     pub straggler: StragglerPolicy,
     /// Carousel: passes after the first (`Some(0)`: until stopped).
     pub repeat: Option<u32>,
+    /// Share of the rate always left for new data while there is new data to send: queued
+    /// repairs go first only while they have used less than `1 - min_data_share` of the
+    /// datagrams (0: repairs always go first). See [`DataShare`](super::DataShare).
+    pub min_data_share: f64,
+    /// Repair bytes one receiver's NAKs may queue at once (its budget's depth): one NAK costs
+    /// at most this divided by the symbol size in repair symbols (see the `budget` module).
+    pub node_repair_bytes: u64,
+    /// Share of the rate that refills each receiver's repair budget.
+    pub node_repair_share: f64,
+    /// Repair bytes all NAKs together may queue at once (the total budget's depth); it refills
+    /// at `1 - min_data_share` of the rate.
+    pub total_repair_bytes: u64,
+    /// Receivers tracked individually at most (loss rate, address, budget, straggler
+    /// charge); node ids heard beyond it share one budget and are counted, not tracked.
+    pub max_members: usize,
 }
 
 impl Default for SenderConfig {
@@ -91,6 +106,11 @@ impl Default for SenderConfig {
             burst_bytes: 64 * 1024,
             straggler: StragglerPolicy::default(),
             repeat: None,
+            min_data_share: 0.25,
+            node_repair_bytes: 4 << 20,
+            node_repair_share: 0.5,
+            total_repair_bytes: 16 << 20,
+            max_members: 4096,
         }
     }
 }

@@ -186,7 +186,7 @@ impl Sender {
         }
         if self.due.probe {
             self.due.probe = false;
-            self.grtt.on_probe();
+            self.grtt.on_probe(now);
             let group_size = self.group.size();
             let share = f64::from(self.cfg.echoes_per_probe) / f64::from(group_size);
             let echo_share = (share.clamp(0.0, 1.0) * f64::from(u16::MAX)).round() as u16;

@@ -1,12 +1,49 @@
-//! What the sender hears: NAKs (aggregated into repairs, charged to their receivers under the
-//! straggler policy, and learnt from by auto parity), echoes (GRTT and loss rates) and
-//! completion reports (acknowledged, and counted towards `expected_receivers`).
+//! What the sender hears: NAKs (aggregated into repairs, taken from the repair budgets,
+//! charged to their receivers under the straggler policy, and learnt from by auto parity),
+//! echoes (GRTT and loss rates) and completion reports (acknowledged, and counted towards
+//! `expected_receivers`).
+//!
+//! Open mode: anyone on the link can send feedback, so nothing in a NAK or echo is believed
+//! beyond what the session can produce. A NAK or echo claiming a node id from another address
+//! than the one it was first heard from is ignored (`feedback_wrong_addr`); a NAK quoting a
+//! sequence number the sender has not reached is dropped (`naks_seq_ahead`); a need for a block
+//! outside the object (`needs_out_of_range`) or not sent yet (`needs_unsent`) is skipped, and a
+//! need's count is clamped to the block's K + [`NEED_SLACK`] (`needs_clamped`), less whatever
+//! repairs of it are still on their way to that receiver; what the budgets refuse is counted
+//! in `repairs_over_budget`. Echoes count only for probes sent (`echoes_ignored`). Reports are
+//! taken from anyone: gating them is not this module's business.
 
 use super::*;
+use group::Binding;
+
+/// A need's count is clamped to the block's source symbols plus this (failed decodes).
+pub(super) const NEED_SLACK: u16 = 16;
 
 impl Sender {
-    pub(super) fn on_nak(&mut self, now: Instant, node: u32, list: NeedList) {
+    /// A NAK from `node` at `from`. Checked before anything is believed: the node's address,
+    /// the quoted sequence number (not ahead of what was sent), each need's block (in the
+    /// layout and already sent) and count (clamped); then its repairs are taken from the
+    /// budgets ([`RepairBudget`]) and charged to the node (straggler policy).
+    pub(super) fn on_nak(&mut self, now: Instant, node: u32, from: SocketAddr, list: NeedList) {
         self.stats.naks_received += 1;
+        let tracked = match self.group.bind(node, from) {
+            Binding::Tracked => true,
+            Binding::Untracked => {
+                self.stats.feedback_untracked += 1;
+                false
+            }
+            Binding::Mismatch => {
+                self.stats.feedback_wrong_addr += 1;
+                return;
+            }
+        };
+        // A receiver quotes the highest sequence number it has seen (0 before any): one
+        // ahead of what was sent is made up, and would make every repair look lost.
+        let last_sent = self.seq.wrapping_sub(1);
+        if list.seq != 0 && (self.seq == 0 || seq_after(list.seq, last_sent)) {
+            self.stats.naks_seq_ahead += 1;
+            return;
+        }
         self.touch_quiet(now);
         self.group.report_loss(node, list.loss_ppm);
         if self.group.is_dropped(node) {
@@ -15,12 +52,20 @@ impl Sender {
             return;
         }
         let holdoff_end = now + self.grtt.get() * self.cfg.holdoff_grtts;
+        let mut allowance = self.budget.allowance(now, node, tracked);
         let mut charged = 0u32;
         for need in list.needs {
             let Some(k) = self.layout_of(need.object).source_symbols(need.block) else {
                 self.stats.needs_ignored += 1;
+                self.stats.needs_out_of_range += 1;
                 continue;
             };
+            if need.block >= self.started[need.object] {
+                // Not sent yet: nobody can lack it.
+                self.stats.needs_ignored += 1;
+                self.stats.needs_unsent += 1;
+                continue;
+            }
             if need.object == ObjectId::Payload {
                 self.bias.on_nak(need.block);
                 if let Some(due) = self.unavailable.get_mut(&need.block) {
@@ -30,8 +75,15 @@ impl Sender {
                 }
             }
             // Nobody can need more than a whole block plus a few failed decodes.
-            let need = Need { count: need.count.min(k.saturating_add(16)), ..need };
-            let added = self.repairs.on_need(need, list.seq, self.cfg.repair_margin);
+            let most = k.saturating_add(NEED_SLACK);
+            if need.count > most {
+                self.stats.needs_clamped += 1;
+            }
+            let need = Need { count: need.count.min(most), ..need };
+            let (added, refused) =
+                self.repairs.on_need(need, list.seq, self.cfg.repair_margin, allowance);
+            allowance -= added;
+            self.stats.repairs_over_budget += u64::from(refused);
             if added == 0 {
                 self.stats.needs_ignored += 1;
             }
@@ -40,8 +92,10 @@ impl Sender {
             }
             charged = charged.saturating_add(added);
         }
+        self.budget.spend(now, node, tracked, charged);
         let object_symbols = self.layout().symbol_count();
-        if self.group.charge(node, charged, object_symbols, &self.cfg.straggler) {
+        let grtt = self.grtt.get();
+        if self.group.charge(now, grtt, node, charged, object_symbols, &self.cfg.straggler) {
             let m = self.group.get(node).cloned().unwrap_or_default();
             tracing::warn!(
                 node,
@@ -66,10 +120,23 @@ impl Sender {
     }
 
     /// An echo of a probe: a GRTT sample and the receiver's loss rate.
-    pub(super) fn on_echo(&mut self, now: Instant, node: u32, e: &Echo) {
+    /// Counted only from the node's bound address and for a probe actually sent (see
+    /// [`Grtt`]); its loss rate is believed only then.
+    pub(super) fn on_echo(&mut self, now: Instant, node: u32, from: SocketAddr, e: &Echo) {
         self.stats.echoes_received += 1;
-        let sent = Instant::from_micros(e.probe_time_us);
-        self.grtt.on_echo(now, sent, Duration::from_micros(u64::from(e.delay_us)));
+        match self.group.bind(node, from) {
+            Binding::Tracked => {}
+            Binding::Untracked => self.stats.feedback_untracked += 1,
+            Binding::Mismatch => {
+                self.stats.feedback_wrong_addr += 1;
+                return;
+            }
+        }
+        let delay = Duration::from_micros(u64::from(e.delay_us));
+        if self.grtt.on_echo(now, e.probe_time_us, delay).is_none() {
+            self.stats.echoes_ignored += 1;
+            return;
+        }
         self.group.report_loss(node, e.loss_ppm);
     }
 

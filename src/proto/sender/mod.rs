@@ -14,8 +14,12 @@
 //! Rate policy: one token bucket covers every datagram. Control datagrams (announce, probe,
 //! flush, repair advertisement, report ack, squelch) are small and rare: they are charged but
 //! never wait. Queued repairs go before new data, because they unblock receivers and free their
-//! memory; what bounds their share is the straggler policy ([`StragglerPolicy`]): no receiver
-//! can make the sender repeat more than its budget of the object while the rest wait.
+//! memory, but only within their share ([`DataShare`]: `min_data_share` of the rate is always
+//! left for new data while there is some); what one NAK, one node or all NAKs together can
+//! queue is bounded by the repair budgets ([`RepairBudget`], whose docs give the worst case of
+//! one NAK), and no receiver can make the sender repeat more than its straggler budget of the
+//! object while the rest wait ([`StragglerPolicy`]). Feedback is checked against what the
+//! session can produce before it is believed (see `feedback`).
 //!
 //! Feedback scales with the group: probes carry the group size estimate and the share of
 //! receivers that should echo (so the sender hears about `echoes_per_probe` echoes per probe
@@ -39,6 +43,7 @@
 //! out next, block requests), `feedback` (NAKs, echoes, reports), `repair` (NAK aggregation),
 //! `pacer`, `grtt`, `group` (who is listening, stragglers) and `parity` (auto parity).
 
+mod budget;
 mod config;
 mod control;
 mod feedback;
@@ -49,12 +54,13 @@ mod parity;
 mod repair;
 mod schedule;
 
+pub use budget::RepairBudget;
 pub use config::SenderConfig;
 pub use control::Timer;
 
-pub use group::{Group, Member, StragglerPolicy};
-pub use grtt::Grtt;
-pub use pacer::Pacer;
+pub use group::{Binding, Group, Member, StragglerPolicy, LOSS_SAMPLE, STRAGGLER_ROUNDS};
+pub use grtt::{Grtt, MAX_RISE, PROBES_KEPT};
+pub use pacer::{DataShare, Pacer};
 pub use parity::{proactive_symbols, short_probability, ParityBias};
 pub use repair::{BlockKey, Repairs};
 
@@ -205,6 +211,13 @@ pub struct Sender {
     pacer: Pacer,
     grtt: Grtt,
     repairs: Repairs,
+    /// Per-node and total repair budgets (what one NAK can cost).
+    budget: RepairBudget,
+    /// The share of the rate kept for new data.
+    share: DataShare,
+    /// Per object, the blocks whose first symbol has gone out (NAKs for later ones are
+    /// made up).
+    started: Objects<u32>,
     /// Every deadline: announce, probe, flush, NAK holdoff, linger (see [`Timer`]).
     timers: TimerTable<Timer>,
     /// Control datagrams due, sent by the next [`Sender::poll_transmit`] calls.
@@ -285,13 +298,24 @@ impl Sender {
             pacer: Pacer::new(cfg.rate_bps, cfg.burst_bytes, now),
             grtt: Grtt::new(cfg.grtt_initial, cfg.grtt_min, cfg.grtt_max),
             repairs: Repairs::default(),
+            budget: RepairBudget::new(
+                cfg.node_repair_bytes,
+                cfg.node_repair_share,
+                cfg.total_repair_bytes,
+                cfg.min_data_share,
+                layout.symbol_size(),
+                cfg.rate_bps,
+                now,
+            ),
+            share: DataShare::new(cfg.min_data_share),
+            started: Objects::from_fn(|_| 0),
             timers: TimerTable::new(),
             due: Due::default(),
             flushing: false,
             quiet_since: now,
             acks: BTreeSet::new(),
             receivers: BTreeMap::new(),
-            group: Group::new(cfg.expected_receivers),
+            group: Group::new(cfg.expected_receivers, cfg.max_members),
             squelch_nodes: BTreeSet::new(),
             unavailable: BTreeMap::new(),
             pass: 1,
@@ -370,6 +394,7 @@ impl Sender {
         self.cfg.rate_bps = rate_bps;
         self.announce.rate_bps = rate_bps;
         self.pacer.set_rate(now, rate_bps);
+        self.budget.set_rate(now, rate_bps);
         self.queue_announce(now);
     }
 
@@ -455,8 +480,8 @@ impl Sender {
             return;
         }
         match packet {
-            Packet::Nak(list) => self.on_nak(now, header.node, list),
-            Packet::Echo(e) => self.on_echo(now, header.node, &e),
+            Packet::Nak(list) => self.on_nak(now, header.node, from, list),
+            Packet::Echo(e) => self.on_echo(now, header.node, from, &e),
             Packet::Report(report) => self.on_report(now, header.node, from, report),
             _ => self.stats.dropped_foreign += 1,
         }
@@ -531,15 +556,19 @@ impl Sender {
         if !self.pacer.ready(now) {
             return None;
         }
-        if self.next_repair(buf) {
-            if !self.repairs.has_queued() {
-                // The last queued repair is out: the linger may have run out while it waited.
-                self.check_finished(now);
-            }
-            return Some(self.sent(now, buf.len()));
+        // Queued repairs go first while they have used less than their share of the rate;
+        // new data otherwise (and repairs when there is no data to send).
+        let repair_first = self.share.repair_first();
+        if repair_first && self.next_repair(buf) {
+            self.share.on_repair();
+            return Some(self.repair_sent(now, buf.len()));
         }
         if self.next_data(now, buf) {
+            self.share.on_data();
             return Some(self.sent(now, buf.len()));
+        }
+        if !repair_first && self.next_repair(buf) {
+            return Some(self.repair_sent(now, buf.len()));
         }
         // The pass may have made control datagrams due (the hash list's announcements).
         if let Some(packet) = self.next_control(now) {
@@ -567,6 +596,14 @@ impl Sender {
         self.announce.hashes_len = bytes.len() as u32;
         self.announce.hashes_hash = root;
         self.queue_hashes_announce(now);
+    }
+
+    fn repair_sent(&mut self, now: Instant, size: usize) -> Transmit {
+        if !self.repairs.has_queued() {
+            // The last queued repair is out: the linger may have run out while it waited.
+            self.check_finished(now);
+        }
+        self.sent(now, size)
     }
 
     fn sent(&mut self, now: Instant, size: usize) -> Transmit {

@@ -1,6 +1,10 @@
 //! Token-bucket pacing: every datagram the sender emits is charged against a budget refilled at
 //! the configured rate. The bucket may go negative by one datagram so that the long-run rate is
 //! exact whatever the datagram sizes; a burst is capped at `burst` bytes.
+//!
+//! Within that rate, [`DataShare`] keeps a minimum share for new data: queued repairs go
+//! first, but only while they have used less than `1 - min_data_share` of the symbols sent
+//! while data was waiting, so that no amount of NAKs (forged or not) can starve the pass.
 
 use crate::proto::time::{Duration, Instant};
 
@@ -60,9 +64,82 @@ impl Pacer {
     }
 }
 
+/// Repair symbols that may go back to back after a stretch of data only (the credit a long
+/// run of data earns is capped at this many repairs).
+const REPAIR_CREDIT: f64 = 64.0;
+
+/// Who goes first when both a queued repair and new data are ready: repairs, unless they have
+/// used up their share (see the module docs).
+///
+/// A balance rises by `min_data_share` for each repair sent ahead of waiting data and falls
+/// by `1 - min_data_share` for each data symbol; repairs go first while it is at most zero.
+/// Over any stretch, repairs ≤ `(1 - s) / s` × data + a bounded credit, i.e. data keeps at
+/// least the share `s` of the symbols.
+#[derive(Debug, Clone)]
+pub struct DataShare {
+    share: f64,
+    balance: f64,
+}
+
+impl DataShare {
+    /// At least `min_data_share` (within `[0, 1)`) of the symbols for new data.
+    pub fn new(min_data_share: f64) -> Self {
+        DataShare { share: min_data_share.clamp(0.0, 0.99), balance: 0.0 }
+    }
+
+    /// Whether a queued repair goes ahead of new data now.
+    pub fn repair_first(&self) -> bool {
+        self.balance <= 0.0
+    }
+
+    /// A repair went out ahead of data that was ready.
+    pub fn on_repair(&mut self) {
+        self.balance = (self.balance + self.share).min(1.0);
+    }
+
+    /// A data symbol went out.
+    pub fn on_data(&mut self) {
+        let floor = -REPAIR_CREDIT * self.share;
+        self.balance = (self.balance - (1.0 - self.share)).max(floor);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_keeps_its_share_however_many_repairs_wait() {
+        // Repairs always waiting: of 1000 symbols, data gets a quarter (within one symbol).
+        let mut d = DataShare::new(0.25);
+        let (mut repairs, mut data) = (0, 0);
+        for _ in 0..1000 {
+            if d.repair_first() {
+                d.on_repair();
+                repairs += 1;
+            } else {
+                d.on_data();
+                data += 1;
+            }
+        }
+        assert!((249..=251).contains(&data), "{data} data, {repairs} repairs");
+        // After a long stretch of data only, at most REPAIR_CREDIT repairs go back to back.
+        for _ in 0..10_000 {
+            d.on_data();
+        }
+        let mut burst = 0;
+        while d.repair_first() {
+            d.on_repair();
+            burst += 1;
+        }
+        assert_eq!(burst, REPAIR_CREDIT as usize + 1);
+        // Share 0: repairs always first.
+        let mut none = DataShare::new(0.0);
+        for _ in 0..100 {
+            assert!(none.repair_first());
+            none.on_repair();
+        }
+    }
 
     #[test]
     fn long_run_rate_is_exact() {

@@ -7,7 +7,9 @@
 //! `need + margin` minus those; NAKs heard during a holdoff window are merged per block by the
 //! largest remainder; when the window closes (the sender's holdoff timer) the remainder is queued. A receiver that lags far
 //! behind its socket queue therefore never causes the same repairs to be sent twice, however
-//! late its NAKs arrive. Queued repairs are sent in block order.
+//! late its NAKs arrive. Queued repairs are sent round robin over the blocks, one symbol each
+//! in block order: a block asked for (by a real receiver) is served within one round however
+//! many repairs other blocks have queued (by forged NAKs, say).
 
 use crate::proto::wire::{seq_after, Need, ObjectId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -26,6 +28,8 @@ pub struct Repairs {
     queue: BTreeMap<BlockKey, u32>,
     sent: HashMap<BlockKey, VecDeque<u32>>,
     adverts: Vec<Need>,
+    /// The block of the last repair sent (the round robin goes on after it).
+    last_served: Option<BlockKey>,
 }
 
 impl Repairs {
@@ -39,21 +43,22 @@ impl Repairs {
         queued + sent
     }
 
-    /// A NAK from a receiver at `seen_seq` asks for `need`. Returns the repair symbols this
-    /// adds to the window (0 when repairs on their way to it, or a larger need heard in the same
-    /// window, already cover it). The caller closes the window with [`Repairs::close_window`]
-    /// when its holdoff ends.
-    pub fn on_need(&mut self, need: Need, seen_seq: u32, margin: u16) -> u32 {
+    /// A NAK from a receiver at `seen_seq` asks for `need`; its budget allows `limit` more
+    /// repair symbols. Returns the repair symbols this adds to the window (at most `limit`; 0
+    /// when repairs on their way to it, or a larger need heard in the same window, already
+    /// cover it) and those it wanted beyond `limit` (refused). The caller closes the window
+    /// with [`Repairs::close_window`] when its holdoff ends.
+    pub fn on_need(&mut self, need: Need, seen_seq: u32, margin: u16, limit: u32) -> (u32, u32) {
         let key = (need.object, need.block);
         let want = u32::from(need.count) + u32::from(margin);
         let extra = want.saturating_sub(self.in_flight(key, seen_seq));
-        if extra == 0 {
-            return 0;
+        let heard = self.heard.get(&key).copied().unwrap_or(0);
+        let wanted = extra.saturating_sub(heard);
+        let added = wanted.min(limit);
+        if added > 0 {
+            self.heard.insert(key, heard + added);
         }
-        let e = self.heard.entry(key).or_insert(0);
-        let added = extra.saturating_sub(*e);
-        *e = (*e).max(extra);
-        added
+        (added, wanted - added)
     }
 
     /// Forget everything queued or heard for `key` (the block can no longer be sent).
@@ -93,9 +98,17 @@ impl Repairs {
         !self.queue.is_empty()
     }
 
-    /// Blocks with queued repairs, in order.
+    /// Blocks with queued repairs, in the order they are served: round robin, starting after
+    /// the block of the last repair sent.
     pub fn queued_blocks(&self) -> impl Iterator<Item = BlockKey> + '_ {
-        self.queue.keys().copied()
+        use std::ops::Bound::{Excluded, Unbounded};
+        let (after, upto) = match self.last_served {
+            Some(last) => {
+                (self.queue.range((Excluded(last), Unbounded)), self.queue.range(..=last))
+            }
+            None => (self.queue.range(..), self.queue.range(..(ObjectId::FIRST, 0))),
+        };
+        after.chain(upto).map(|(k, _)| *k)
     }
 
     /// A repair symbol of `key` went out with sequence number `seq` (`None`: it could not be
@@ -103,6 +116,7 @@ impl Repairs {
     /// (rather than being proactive).
     pub fn on_sent(&mut self, key: BlockKey, seq: Option<u32>, queued: bool) {
         if queued {
+            self.last_served = Some(key);
             if let Some(q) = self.queue.get_mut(&key) {
                 *q -= 1;
                 if *q == 0 {
@@ -143,9 +157,9 @@ mod tests {
     fn aggregates_the_largest_remainder() {
         let mut r = Repairs::default();
         assert!(!r.is_collecting());
-        assert_eq!(r.on_need(need(3, 5), 100, 1), 6);
-        assert_eq!(r.on_need(need(3, 9), 100, 1), 4, "only the increase is new");
-        assert_eq!(r.on_need(need(3, 2), 100, 1), 0);
+        assert_eq!(r.on_need(need(3, 5), 100, 1, u32::MAX).0, 6);
+        assert_eq!(r.on_need(need(3, 9), 100, 1, u32::MAX).0, 4, "only the increase is new");
+        assert_eq!(r.on_need(need(3, 2), 100, 1, u32::MAX).0, 0);
         assert!(r.is_collecting() && !r.has_queued(), "window still open");
         r.close_window();
         assert!(!r.is_collecting());
@@ -154,10 +168,10 @@ mod tests {
         assert_eq!(r.take_adverts(10), vec![need(3, 10)]);
         assert!(!r.has_adverts());
         // While queued, the same need from anyone is covered.
-        assert_eq!(r.on_need(need(3, 9), 100, 1), 0);
+        assert_eq!(r.on_need(need(3, 9), 100, 1, u32::MAX).0, 0);
         assert!(!r.is_collecting(), "a covered need opens no window");
         // A larger one gets only the difference.
-        assert_eq!(r.on_need(need(3, 12), 100, 1), 3);
+        assert_eq!(r.on_need(need(3, 12), 100, 1, u32::MAX).0, 3);
         r.close_window();
         assert_eq!(r.queue.get(&KEY), Some(&13));
     }
@@ -165,7 +179,7 @@ mod tests {
     #[test]
     fn a_lagging_receiver_counts_what_is_still_on_its_way() {
         let mut r = Repairs::default();
-        r.on_need(need(3, 4), 100, 0);
+        r.on_need(need(3, 4), 100, 0, u32::MAX);
         r.close_window();
         for seq in 200..204 {
             r.on_sent(KEY, Some(seq), true);
@@ -173,13 +187,49 @@ mod tests {
         assert!(!r.has_queued());
         // A receiver that has not yet seen seq 200 still has all four coming.
         assert_eq!(r.in_flight(KEY, 150), 4);
-        assert_eq!(r.on_need(need(3, 4), 150, 0), 0, "late NAK: nothing new");
+        assert_eq!(r.on_need(need(3, 4), 150, 0, u32::MAX).0, 0, "late NAK: nothing new");
         // Seen up to 201: two are still coming, it needs 3 → one more.
-        assert_eq!(r.on_need(need(3, 3), 201, 0), 1);
+        assert_eq!(r.on_need(need(3, 3), 201, 0, u32::MAX).0, 1);
         r.close_window();
         assert_eq!(r.queue.get(&KEY), Some(&1));
         // Seen everything, still short: lost in transit → all of it again.
         assert_eq!(r.in_flight(KEY, 300), 1);
+    }
+
+    #[test]
+    fn a_need_is_cut_to_the_limit_and_the_rest_is_refused() {
+        let mut r = Repairs::default();
+        assert_eq!(r.on_need(need(3, 9), 100, 1, 4), (4, 6));
+        // The window holds 4: a repeat with room for more adds the rest.
+        assert_eq!(r.on_need(need(3, 9), 100, 1, 100), (6, 0));
+        assert_eq!(r.on_need(need(3, 9), 100, 1, 100), (0, 0));
+        assert_eq!(r.on_need(need(4, 9), 100, 1, 0), (0, 10), "nothing left: all refused");
+        assert!(!r.heard.contains_key(&(ObjectId::Payload, 4)));
+        r.close_window();
+        assert_eq!(r.queue.get(&KEY), Some(&10));
+    }
+
+    #[test]
+    fn queued_blocks_are_served_round_robin() {
+        let mut r = Repairs::default();
+        for (b, n) in [(1, 3), (5, 1), (9, 2)] {
+            r.on_need(need(b, n), 100, 0, u32::MAX);
+        }
+        r.close_window();
+        let mut order = Vec::new();
+        loop {
+            let next = r.queued_blocks().next();
+            let Some(key) = next else { break };
+            r.on_sent(key, Some(200 + order.len() as u32), true);
+            order.push(key.1);
+        }
+        assert_eq!(order, [1, 5, 9, 1, 9, 1]);
+        // A block queued behind the one last served waits for its turn, not for the rest.
+        r.on_need(need(0, 2), 300, 0, u32::MAX);
+        r.on_need(need(7, 1), 300, 0, u32::MAX);
+        r.close_window();
+        let next: Vec<u32> = r.queued_blocks().map(|k| k.1).collect();
+        assert_eq!(next, [7, 0]);
     }
 
     #[test]

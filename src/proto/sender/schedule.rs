@@ -96,6 +96,8 @@ impl Sender {
                 &self.scratch
             }
         };
+        // The block counts as sent (NAKs may ask for it).
+        self.started[key.0] = self.started[key.0].max(key.1.saturating_add(1));
         let seq = self.seq;
         let data = Data { object: key.0, block: key.1, esi, seq, symbol };
         wire::emit(&self.header, &Packet::Data(data), buf);

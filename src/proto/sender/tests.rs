@@ -269,7 +269,7 @@ fn a_block_that_hashes_differently_when_read_again_is_unavailable() {
     }
     let root = s.object_hash();
     // Block 0 was evicted; a NAK for it makes the sender read it again, and it changed.
-    s.handle_datagram(now, addr(), &nak(0, 2, s.seq));
+    s.handle_datagram(now, addr(), &nak(0, 2, s.seq.wrapping_sub(1)));
     let mut gone = None;
     for _ in 0..100 {
         now = s.poll_timeout().unwrap().max(now);
@@ -284,7 +284,7 @@ fn a_block_that_hashes_differently_when_read_again_is_unavailable() {
     assert!(served.iter().filter(|b| **b == 0).count() >= 2, "it was read again");
     assert_eq!(s.object_hash(), root, "the announced list never changes");
     // NAKs for it are now answered with a squelch.
-    s.handle_datagram(now, addr(), &nak(0, 2, s.seq));
+    s.handle_datagram(now, addr(), &nak(0, 2, s.seq.wrapping_sub(1)));
     let mut buf = Vec::new();
     let mut squelched = false;
     while s.poll_transmit(now, &mut buf).is_some() {
@@ -314,4 +314,32 @@ fn on_the_harness_the_session_starts_with_no_block_read() {
     }));
     assert_eq!(h.sender_log().blocks_served, 0, "no block was ever read");
     assert_eq!(h.sink(0).manifest(), Some(obj.manifest()), "yet the receiver has the manifest");
+}
+
+#[test]
+fn naks_are_believed_only_from_the_nodes_address_and_up_to_what_was_sent() {
+    let cfg = SenderConfig { auto_parity: false, fec_overhead: 0.0, ..SenderConfig::default() };
+    let mut h = harness(5 * 1000, cfg);
+    run_for(&mut h, Duration::from_millis(200));
+    let last = h.sender().seq.wrapping_sub(1);
+    let elsewhere = SocketAddr::from(([198, 18, 0, 99], 7001));
+    // Node 9 is bound to addr() by its first NAK; the same claim from elsewhere is ignored.
+    h.deliver(Node::Sender, addr(), &nak(1, 2, last));
+    h.deliver(Node::Sender, elsewhere, &nak(2, 2, last));
+    // Boundary pair on the quoted sequence number: the last one sent is fine, one past it is
+    // made up.
+    h.deliver(Node::Sender, addr(), &nak(3, 2, last));
+    h.deliver(Node::Sender, addr(), &nak(4, 2, last.wrapping_add(1)));
+    let stats = h.sender().stats().clone();
+    assert_eq!((stats.feedback_wrong_addr, stats.naks_seq_ahead), (1, 1));
+    let sent = run_for(&mut h, Duration::from_millis(200));
+    let repaired: HashSet<u32> = sent
+        .iter()
+        .filter_map(|(_, d)| match wire::parse(d) {
+            Ok((_, Packet::Data(x))) if x.object == ObjectId::Payload => Some(x.block),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(repaired, HashSet::from([1, 3]), "only the believed NAKs were answered");
+    assert_eq!(h.sender().stats().repair_packets, 2 * 3);
 }
