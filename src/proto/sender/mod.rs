@@ -50,7 +50,7 @@ mod repair;
 mod schedule;
 
 pub use config::SenderConfig;
-pub use control::Timer;
+pub use control::{Timer, ABORT_REPEATS, ABORT_SPACING};
 
 pub use group::{Group, Member, StragglerPolicy};
 pub use grtt::Grtt;
@@ -66,7 +66,7 @@ use crate::proto::time::{Duration, Instant};
 use crate::proto::timer::TimerTable;
 use crate::proto::wire::{self, *};
 pub use crate::proto::{Dest, Transmit};
-use control::Due;
+use control::{Aborting, Due};
 use schedule::Cursor;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -237,6 +237,8 @@ pub struct Sender {
     pruned_at: u32,
     last_now: Instant,
     stats: SenderStats,
+    /// Stopping early ([`Sender::abort`]): the Aborts still to send.
+    aborting: Option<Aborting>,
 }
 
 impl Sender {
@@ -306,6 +308,7 @@ impl Sender {
             pruned_at: 0,
             last_now: now,
             stats: SenderStats::default(),
+            aborting: None,
             cfg,
         };
         if layout.block_count() == 0 {
@@ -382,6 +385,9 @@ impl Sender {
     /// receiver whose acknowledgement was lost repeats its report, and must be acknowledged
     /// again rather than left to give up. The window runs from the last report heard.
     pub fn leave_at(&self) -> Option<Instant> {
+        if self.aborting.is_some() {
+            return self.finished.then_some(self.finished_at);
+        }
         let linger =
             (self.grtt.get() * 16).clamp(Duration::from_millis(100), Duration::from_secs(2));
         self.finished.then(|| self.finished_at.max(self.last_report_at) + linger)
@@ -454,6 +460,9 @@ impl Sender {
             self.stats.dropped_foreign += 1;
             return;
         }
+        if self.aborting.is_some() {
+            return; // stopping: nobody is answered any more
+        }
         match packet {
             Packet::Nak(list) => self.on_nak(now, header.node, list),
             Packet::Echo(e) => self.on_echo(now, header.node, &e),
@@ -480,7 +489,7 @@ impl Sender {
     }
 
     fn check_finished(&mut self, now: Instant) {
-        if self.finished {
+        if self.finished || self.aborting.is_some() {
             return;
         }
         let done = match self.cfg.expected_receivers {
@@ -513,6 +522,9 @@ impl Sender {
         if self.control_due() {
             return Some(self.last_now);
         }
+        if self.aborting.is_some() {
+            return self.timers.next_timeout();
+        }
         // The pacer's readiness stays a computed value rather than a table entry: it moves with
         // every datagram charged and matters only while a symbol is ready (a block arriving
         // from the driver, a holdoff closing), so a stored deadline would have to be refreshed
@@ -528,7 +540,7 @@ impl Sender {
             self.stats.control_packets += 1;
             return Some(self.sent(now, buf.len()));
         }
-        if !self.pacer.ready(now) {
+        if self.aborting.is_some() || !self.pacer.ready(now) {
             return None;
         }
         if self.next_repair(buf) {
