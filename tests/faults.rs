@@ -2,9 +2,10 @@
 //! namespace (`unshare -rmn`: loopback multicast, a tiny tmpfs as the output), one test per
 //! fault, each bounded by `timeout` and every wait inside bounded too:
 //!
-//! 1. ENOSPC mid-push (a 4 MiB tmpfs, 16 MiB pushed): the receiver fails at once, says "no
-//!    space left on device", leaves no temp file, and the sender's report lists it as failed;
-//!    without `--no-space-check` it refuses the push when the manifest arrives;
+//! 1. ENOSPC mid-push (a 4 MiB tmpfs, 16 MiB pushed, as one file and as a tree): the receiver
+//!    fails at once, says "no space left on device", leaves no temp file or staging directory,
+//!    and the sender's report lists it as failed; without `--no-space-check` it refuses the
+//!    push when the manifest arrives;
 //! 2. a read-only output (EROFS): refused at start, nothing joined;
 //! 3. no sender: `--idle-timeout 1s` exits 3 with the message;
 //! 4. the sender interrupted (SIGINT) mid-push: its receivers stop at once, "sender stopped";
@@ -119,6 +120,43 @@ fn a_full_disk_fails_the_receive_at_once_and_the_sender_hears_why() {
     assert_eq!(tx["receivers"][0]["status"], "failed");
 }
 
+/// A tree (two 8 MiB files) into `out/tree` on the 4 MiB tmpfs: the tree is staged beside its
+/// destination by its own writer thread, whose ENOSPC fails the receive at the next block.
+const TREE_ENOSPC: &str = r#"
+mount -t tmpfs -o size=4m tmpfs out
+"$RECV" $RX --output out/tree --once --json --timeout 60s --no-space-check --ready-file ready \
+    > recv.json 2> recv.log & rpid=$!
+wait_for -e ready || exit 11
+now > send.start
+"$SEND" srcdir $RX --rate 10M --receivers 1 --timeout 40s --json > send.json 2> send.log & spid=$!
+wait $rpid; echo $? > recv.rc; now > recv.end
+wait $spid; echo $? > send.rc
+ls -a out > after.txt
+"#;
+
+#[test]
+fn a_full_disk_fails_a_tree_receive_at_once_and_removes_its_staging() {
+    if common::skip_without_mount_netns() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    source(d);
+    let whole = fs::read(d.join("src.bin")).unwrap();
+    fs::create_dir(d.join("srcdir")).unwrap();
+    fs::write(d.join("srcdir/a.bin"), &whole[..8 << 20]).unwrap();
+    fs::write(d.join("srcdir/b.bin"), &whole[8 << 20..]).unwrap();
+    run(d, TREE_ENOSPC, 90);
+    assert_eq!(read(d, "recv.rc").trim(), "1", "failed");
+    let took = seconds(d, "recv.end") - seconds(d, "send.start");
+    assert!(took < 9.0, "the receive failed {took:.1} s into a 13 s push: not at once");
+    let why = json(d, "recv.json")["error"].as_str().unwrap_or_default().to_string();
+    assert!(why.starts_with("no space left on device: write out/.tree.mcast-tmp-"), "{why}");
+    let after = read(d, "after.txt");
+    assert_eq!(after.lines().collect::<Vec<_>>(), [".", ".."], "staging left: {after}");
+    assert_eq!(json(d, "send.json")["receivers"][0]["status"], "failed");
+}
+
 /// The same tmpfs, the space check on: refused when the manifest arrives.
 const SHORT_OF_SPACE: &str = r#"
 mount -t tmpfs -o size=4m tmpfs out
@@ -216,8 +254,10 @@ for i in 1 2; do mkdir out$i; done
 wait_for -e ready1 || exit 11
 wait_for -e ready2 || exit 11
 "$SEND" src.bin $RX --rate 10M --timeout 40s --json > send.json 2> send.log & spid=$!
+# Mid-push: each receiver has written a block (~1 MiB; 1024 sectors of 512 B is half of one).
+written() { f=$(ls out$1/.src.bin.mcast-tmp-* 2> /dev/null | head -1); [ -n "$f" ] && [ "$(stat -c %b "$f")" -ge 1024 ]; }
 for i in 1 2; do
-    for _ in $(seq 400); do ls out$i/.src.bin.mcast-tmp-* > /dev/null 2>&1 && break; sleep 0.05; done
+    for _ in $(seq 400); do written $i && break; sleep 0.05; done
 done
 ls -a out1 > during.txt
 now > kill.at
@@ -234,6 +274,10 @@ fn stop_sender(signal: &str, session_timeout: &str) -> tempfile::TempDir {
     let script = format!("SIGNAL={signal}; SESSION_TIMEOUT={session_timeout}\n{STOPPED}");
     run(d, &script, 120);
     assert!(read(d, "during.txt").contains(".src.bin.mcast-tmp-"), "stopped mid-push");
+    for report in ["recv.json", "recv2.json"] {
+        let held = json(d, report)["bytes"].as_u64().unwrap_or(0);
+        assert!((1..16 << 20).contains(&held), "{report}: {held} B held, not mid-push");
+    }
     let after = read(d, "after.txt");
     assert!(!after.contains("mcast-tmp"), "temp data left: {after}");
     assert!(!after.contains("src.bin"), "nothing placed: {after}");

@@ -233,12 +233,11 @@ impl RecvRole<'_> {
 
 impl RecvRole<'_> {
     /// The first storage error: abort the sink at once (its staged data goes) and give up,
-    /// reporting `why` to the sender. Later ones change nothing.
+    /// reporting `why` to the sender (the core logs it). Later ones change nothing.
     fn storage_failed(&mut self, now: Instant, why: String) {
         if self.placed.error.is_some() {
             return;
         }
-        tracing::error!("{why}");
         if let Some(s) = self.sink.take() {
             s.abort();
         }
