@@ -25,6 +25,9 @@
 //! Carousel: with `repeat`, the sender starts over (manifest, payload, hashes) after each pass,
 //! for receivers that join at any time.
 //!
+//! Stopping early: [`Sender::abort`] sends nothing but a few Abort datagrams, spaced, then
+//! finishes at once, so receivers give up without waiting for their session timeout.
+//!
 //! The core never reads files: it asks for block contents with [`Event::NeedBlock`] and is handed
 //! a [`PreparedBlock`] through [`Sender::handle_block`]. It holds at most
 //! `cache_blocks` payload blocks and asks again for a block it has evicted.
