@@ -207,7 +207,9 @@ impl RecvRole<'_> {
                 );
                 self.placed.received_seconds = Some(received);
                 let result = match (self.sink.take(), self.placed.error.clone()) {
-                    (Some(s), None) => s.finish(&hashes, readback).map_err(|e| e.to_string()),
+                    (Some(s), None) => s
+                        .finish(&hashes, readback)
+                        .map_err(|e| faults::storage_reason(&e, bytes, None)),
                     (_, Some(e)) => Err(e),
                     (None, None) => Err("no destination file".to_string()),
                 };
