@@ -107,19 +107,36 @@ fn check_tree_path(root: &Path, rel: &Path) -> Result<(), UsageError> {
 /// Check `--output DEST` before joining. What arrives is known only from the manifest, so
 /// DEST may be an existing directory (a single file goes into it; a tree replaces it if it is
 /// empty, or with `--replace`) or absent with an existing parent directory (a tree is created
-/// there; a single-file push fails then, creating nothing).
+/// there; a single-file push fails then, creating nothing). Where the object will be staged
+/// must be writable: a probe file is created there and removed at once (in DEST when it is a
+/// directory; else in its parent). A DEST whose parent is not writable only warns: a single
+/// file still goes inside DEST, a tree (staged beside it) would fail.
 pub fn check_output(path: &Path) -> Result<(), UsageError> {
     let shown = path.display();
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => {
+            probe_writable(path).map_err(|e| {
+                UsageError(format!("--output {shown}: cannot write in it: {e} (nothing joined)"))
+            })?;
+            if let Err(e) = probe_writable(parent_of(path)) {
+                tracing::warn!(
+                    "--output {shown}: cannot write beside it ({e}): a tree push, staged \
+                     there, would fail"
+                );
+            }
+            Ok(())
+        }
         Ok(_) => Err(UsageError(format!("--output {shown} is not a directory"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
+            let parent = parent_of(path);
             if parent.is_dir() {
-                Ok(())
+                probe_writable(parent).map_err(|e| {
+                    UsageError(format!(
+                        "--output {shown}: cannot write in its parent {}, where it would be \
+                         staged: {e} (nothing joined)",
+                        parent.display()
+                    ))
+                })
             } else {
                 Err(UsageError(format!(
                     "--output {shown}: no such directory, and its parent {} is not a directory \
@@ -130,6 +147,36 @@ pub fn check_output(path: &Path) -> Result<(), UsageError> {
         }
         Err(e) => Err(UsageError(format!("--output {shown}: {e}"))),
     }
+}
+
+/// The directory `path` is in (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Create a probe file in `dir` and remove it at once: whether the receiver can stage there.
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    use rand::RngCore;
+    let name = format!(".mcast-probe-{}-{:08x}", std::process::id(), rand::rngs::OsRng.next_u32());
+    let probe = dir.join(name);
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// A wait limit on the command line: a duration (`30s`, `10min`), or `0` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitLimit(pub Option<std::time::Duration>);
+
+/// Parse a [`WaitLimit`]: `0` (or any zero duration) waits forever.
+pub fn parse_wait_limit(s: &str) -> Result<WaitLimit, String> {
+    if s.trim() == "0" {
+        return Ok(WaitLimit(None));
+    }
+    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(WaitLimit((!d.is_zero()).then_some(d)))
 }
 
 /// Resolve `--interface` before any socket opens; an unknown one is a [`UsageError`].
@@ -284,6 +331,39 @@ mod tests {
         assert!(deep.contains("its parent") && deep.contains("create it first"), "{deep}");
         let under_file = check_output(&file.join("x")).unwrap_err().0;
         assert!(under_file.starts_with("--output"), "{under_file}");
+    }
+
+    #[test]
+    fn an_output_that_cannot_be_written_is_refused_and_no_probe_stays() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let locked = dir.path().join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).unwrap();
+        // Root ignores permission bits: then the probe succeeds and there is nothing to test.
+        let root = probe_writable(&locked).is_ok();
+        let in_it = check_output(&locked);
+        let beside = check_output(&locked.join("tree"));
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if !root {
+            let e = in_it.unwrap_err().0;
+            assert!(e.contains("cannot write in it") && e.contains("denied"), "{e}");
+            let e = beside.unwrap_err().0;
+            assert!(e.contains("cannot write in its parent"), "{e}");
+        }
+        assert!(check_output(dir.path()).is_ok());
+        assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0, "no probe left");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no probe left");
+    }
+
+    #[test]
+    fn wait_limits() {
+        let secs = |n| WaitLimit(Some(std::time::Duration::from_secs(n)));
+        assert_eq!(parse_wait_limit("10min"), Ok(secs(600)));
+        assert_eq!(parse_wait_limit("30s"), Ok(secs(30)));
+        assert_eq!(parse_wait_limit("0"), Ok(WaitLimit(None)));
+        assert_eq!(parse_wait_limit("0s"), Ok(WaitLimit(None)));
+        assert!(parse_wait_limit("soon").is_err());
     }
 
     #[test]

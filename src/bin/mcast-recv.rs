@@ -32,8 +32,18 @@ existing tree is refused unless --replace, which swaps the new tree in with one
 renameat2(RENAME_EXCHANGE) of the staging directory beside DEST, then removes the old tree.
 Nothing appears at the destination until the whole object has verified (BLAKE3); an
 interrupted or failed receive leaves any previous file or tree in place.
+Faults end a receive at once: the first storage error (no space left, a read-only disk),
+or less free space than the object when its manifest arrives (unless --no-space-check),
+fails it, removes what was staged and reports the reason to the sender; a sender that is
+stopped (Ctrl-C) tells its receivers, which fail with 'the sender stopped'. --output is
+checked for writability (a probe file, removed at once) before the group is joined.
+While no sender has announced a session, a line on stderr says so every 10 s; after
+--idle-timeout (default 10 min) the receiver gives up. Once receiving, a sender silent for
+--session-timeout (default 30 s; a killed sender) ends it with 'the sender went silent'.
+Without --once each next push gets --idle-timeout again: use --idle-timeout 0 for a service.
 Exit status: 0 complete (verified and placed), 1 error or failed (nothing placed), 2 bad
-arguments (nothing joined), 3 timed out (--timeout passed first), 130 interrupted.";
+arguments (nothing joined; also an --output that cannot be written), 3 timed out (--timeout,
+--idle-timeout or --session-timeout passed first), 130 interrupted.";
 
 /// Receive files pushed with mcast-send: join, decode, verify, place atomically.
 #[derive(Parser, Debug)]
@@ -72,6 +82,19 @@ struct Args {
     /// Give up after this long (e.g. 60s).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
+    /// Give up (exit 3) when no sender announces a session this long after the start (for
+    /// each object without --once); 0 waits forever.
+    #[arg(long, default_value = "10min", value_parser = cli::parse_wait_limit)]
+    idle_timeout: cli::WaitLimit,
+    /// Give up (exit 3, "the sender went silent") when the sender is not heard for this long
+    /// while receiving; 0 waits forever. Keep it well above the group round-trip time (at most
+    /// 5 s) and the sender's announcement interval (100 ms).
+    #[arg(long, default_value = "30s", value_parser = cli::parse_wait_limit)]
+    session_timeout: cli::WaitLimit,
+    /// Do not compare the free space where the object is staged with its size when the
+    /// manifest arrives (a sparse file may need less than its size).
+    #[arg(long)]
+    no_space_check: bool,
     /// Create this file once the group is joined (for scripts).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -156,6 +179,10 @@ async fn receive(args: Args) -> anyhow::Result<i32> {
     cfg.drop_rate = args.drop_rate;
     cfg.drop_seed = args.drop_seed;
     cfg.timeout = args.timeout;
+    cfg.interface = args.interface.clone();
+    cfg.space_check = !args.no_space_check;
+    cfg.receiver.idle_timeout = args.idle_timeout.0;
+    cfg.receiver.session_timeout = args.session_timeout.0;
     cfg.ready_file = args.ready_file.clone();
     cfg.progress = true;
     cfg.workers = args.workers;

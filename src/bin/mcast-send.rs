@@ -34,6 +34,9 @@ Examples:
   # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
   mcast-send image.raw --group 239.255.0.1:7000 --interface eth0 --rate 500M --repeat
 
+A push stopped early (Ctrl-C/SIGTERM, --timeout, an error) first tells the receivers with a
+few Abort datagrams (within 0.2 s), so they stop at once with 'the sender stopped' instead of
+waiting for their --session-timeout.
 Exit status: 0 done (with --receivers N: N receivers reported a verified copy; without:
 every receiver that reported has one), 1 error, 2 bad arguments (nothing sent), 3 not
 confirmed (a receiver failed, fewer than N complete before --timeout, or without --receivers

@@ -5,6 +5,16 @@
 //! (fsync and rename; no re-read unless `verify_readback`), and build the report. [`run`] is what
 //! `mcast-recv` calls for each object, on a socket it opened with [`open_socket`]; tests can
 //! call it in-process too.
+//!
+//! Faults end the receive at once (`faults` words them): the first storage error (or too
+//! little free space for the object when the manifest arrives) aborts the sink, which removes
+//! the staged data, and is reported to the sender; no session within the idle timeout, or a
+//! locked sender silent for the session timeout, ends it as timed out; an Abort from the
+//! sender ends it as failed. While no session is locked, a line on stderr says so now and then.
+
+mod faults;
+
+pub use faults::{DEFAULT_IDLE_TIMEOUT, DEFAULT_SESSION_TIMEOUT};
 
 use crate::net::batch::{recv_buffer_for_rate, socket_drops, udp_rcvbuf_errors, BatchSocket};
 use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Role};
@@ -16,9 +26,10 @@ use crate::net::{
     SocketOptions,
 };
 use crate::proto::auth::{KeyConfig, Keyring};
+use crate::proto::manifest::Manifest;
 use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
 use crate::proto::time::{Duration, Instant};
-use crate::storage::Sink;
+use crate::storage::{Sink, StorageError};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::SocketAddr;
@@ -60,11 +71,17 @@ pub struct RecvConfig {
     pub driver: DriverConfig,
     /// Keyed mode: accept only sealed datagrams, seal feedback (`None`: open mode).
     pub key: Option<KeyConfig>,
+    /// The interface joined on, as given (for the "waiting for a sender" line only).
+    pub interface: String,
+    /// When the manifest arrives, compare the free space where the object is staged with its
+    /// size and fail at once if it is short (off: try anyway, e.g. for a sparse file).
+    pub space_check: bool,
 }
 
 impl RecvConfig {
     /// A receiver of `group` placing objects in `output`, with the defaults of `mcast-recv`:
-    /// a random node id and backoff seed, no injected loss, one worker, no timeout.
+    /// a random node id and backoff seed, no injected loss, one worker, no timeout, the
+    /// [`DEFAULT_IDLE_TIMEOUT`] and [`DEFAULT_SESSION_TIMEOUT`], the free-space check on.
     pub fn new(group: SocketAddr, output: impl Into<PathBuf>) -> Self {
         RecvConfig {
             group,
@@ -73,6 +90,8 @@ impl RecvConfig {
             receiver: ReceiverConfig {
                 node: rand::rngs::OsRng.next_u32(),
                 seed: rand::rngs::OsRng.next_u64(),
+                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+                session_timeout: Some(DEFAULT_SESSION_TIMEOUT),
                 ..ReceiverConfig::default()
             },
             drop_rate: 0.0,
@@ -85,6 +104,8 @@ impl RecvConfig {
             recv_buffer: SocketOptions::default().recv_buffer,
             driver: DriverConfig::default(),
             key: None,
+            interface: String::new(),
+            space_check: true,
         }
     }
 }
@@ -122,6 +143,7 @@ struct RecvRole<'a> {
     recv_buffer_requested: usize,
     progress: Option<Progress>,
     last_progress: std::time::Instant,
+    last_waiting_line: std::time::Instant,
     finished: Option<Outcome>,
 }
 
@@ -141,14 +163,17 @@ impl RecvRole<'_> {
             Event::Manifest(m) => {
                 tracing::info!("receiving {}", m.summary());
                 self.placed.tree = TreeCounts::of_manifest(&m);
+                self.placed.size = Some(m.object_size);
+                if let Some(why) = self.space_shortage(&m) {
+                    return self.storage_failed(now, why);
+                }
                 match open_output(&self.cfg.output, &m, self.cfg.replace) {
                     Ok(s) => {
                         self.placed.path = Some(s.destination().to_path_buf());
                         self.sink = Some(s);
                     }
-                    Err(e) => self.placed.error = Some(e.to_string()),
+                    Err(e) => return self.storage_failed(now, faults::storage_reason(&e, 0, None)),
                 }
-                self.placed.size = Some(m.object_size);
                 if self.cfg.progress {
                     self.progress = Some(Progress::new("receiving", m.object_size));
                 }
@@ -167,7 +192,7 @@ impl RecvRole<'_> {
                     match written {
                         Ok(()) if !rewrite => self.placed.held += data.len() as u64,
                         Ok(()) => {}
-                        Err(e) => drop(self.placed.error.get_or_insert(e.to_string())),
+                        Err(e) => self.write_failed(now, &e),
                     }
                 }
             }
@@ -186,7 +211,9 @@ impl RecvRole<'_> {
                 );
                 self.placed.received_seconds = Some(received);
                 let result = match (self.sink.take(), self.placed.error.clone()) {
-                    (Some(s), None) => s.finish(&hashes, readback).map_err(|e| e.to_string()),
+                    (Some(s), None) => s
+                        .finish(&hashes, readback)
+                        .map_err(|e| faults::storage_reason(&e, bytes, None)),
                     (_, Some(e)) => Err(e),
                     (None, None) => Err("no destination file".to_string()),
                 };
@@ -207,6 +234,63 @@ impl RecvRole<'_> {
             }
             Event::Finished(outcome) => self.finished = Some(outcome),
         }
+    }
+}
+
+impl RecvRole<'_> {
+    /// The first storage error: abort the sink at once (its staged data goes) and give up,
+    /// reporting `why` to the sender (the core logs it). Later ones change nothing.
+    fn storage_failed(&mut self, now: Instant, why: String) {
+        if self.placed.error.is_some() {
+            return;
+        }
+        if let Some(s) = self.sink.take() {
+            s.abort();
+        }
+        self.placed.path = None;
+        self.placed.error = Some(why.clone());
+        self.receiver.handle_storage_error(now, why);
+    }
+
+    fn write_failed(&mut self, now: Instant, e: &StorageError) {
+        let why = faults::storage_reason(e, self.placed.held, self.placed.size);
+        self.storage_failed(now, why);
+    }
+
+    /// Why the staging location cannot hold the object of `m`, if it cannot (unchecked when
+    /// `space_check` is off, or when the file system cannot say).
+    fn space_shortage(&self, m: &Manifest) -> Option<String> {
+        if !self.cfg.space_check {
+            return None;
+        }
+        let dir = faults::staging_dir(&self.cfg.output, m);
+        match faults::free_space(&dir) {
+            Ok(free) => faults::space_reason(&dir, free, m.object_size),
+            Err(e) => {
+                tracing::warn!("cannot tell the free space in {}: {e}", dir.display());
+                None
+            }
+        }
+    }
+
+    /// While no session is locked, say so every [`faults::WAITING_EVERY`].
+    fn note_waiting(&mut self) {
+        if self.receiver.session_id().is_some()
+            || self.last_waiting_line.elapsed() < faults::WAITING_EVERY
+        {
+            return;
+        }
+        self.last_waiting_line = std::time::Instant::now();
+        tracing::info!("{}", self.waiting_line());
+    }
+
+    fn waiting_line(&self) -> String {
+        faults::waiting_line(
+            &self.cfg.group.to_string(),
+            &self.cfg.interface,
+            self.wall.elapsed(),
+            self.cfg.receiver.idle_timeout,
+        )
     }
 }
 
@@ -264,6 +348,7 @@ impl Role for RecvRole<'_> {
     }
 
     fn tick(&mut self, _now: Instant) {
+        self.note_waiting();
         let naks = self.receiver.stats().naks_sent;
         let Some(p) = self.progress.as_mut() else { return };
         if self.last_progress.elapsed() >= PROGRESS_EVERY {
@@ -325,8 +410,10 @@ pub async fn run(
         recv_buffer_requested: cfg.recv_buffer,
         progress: None,
         last_progress: std::time::Instant::now(),
+        last_waiting_line: std::time::Instant::now(),
         finished: None,
     };
+    tracing::info!("{}", role.waiting_line());
     let clock = Clock::new();
     let timeout = cfg.timeout.map(|t| clock.now() + t);
     let dest = Destinations::new(cfg.group, feedback_addr(cfg.group)?);
@@ -352,6 +439,10 @@ pub async fn run(
         (Exit::Done, Some(Outcome::Failed(e))) => {
             role.placed.error.get_or_insert(e);
             RecvStatus::Failed
+        }
+        (Exit::Done, Some(Outcome::TimedOut(e))) => {
+            role.placed.error.get_or_insert(e);
+            RecvStatus::Timeout
         }
         (Exit::Done, None) => RecvStatus::Failed,
     };

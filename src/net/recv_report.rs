@@ -16,9 +16,10 @@ pub enum RecvStatus {
     Complete,
     /// Verified and placed; the sender never acknowledged the report.
     Unacknowledged,
-    /// Not placed: verification or storage failed.
+    /// Not placed: verification or storage failed, or the sender stopped (Abort).
     Failed,
-    /// The timeout passed first; nothing placed.
+    /// The timeout passed first (`--timeout`, the idle timeout without a session, or the
+    /// session timeout of a silent sender); nothing placed.
     Timeout,
     /// Stopped by a signal; nothing placed.
     Interrupted,

@@ -2,7 +2,10 @@
 //! sans-IO [`Sender`] on the shared [driver loop](crate::net::driver) with blocks read, hashed
 //! and FEC-prepared on worker threads (the hashes make the hash list the sender announces after
 //! the first pass), and build the push report. [`run`] is what `mcast-send` calls, on a socket it
-//! opened with [`open_socket`]; tests can call it in-process too.
+//! opened with [`open_socket`]; tests can call it in-process too. A push that stops early
+//! (interrupted, timed out, or failed) tells the receivers with a few Abort datagrams
+//! ([`Sender::abort`]), sent within [`ABORT_GRACE`], so none of them waits for its session
+//! timeout.
 
 use crate::net::batch::{pace_slack, BatchSocket, MAX_GSO_BYTES};
 use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Role};
@@ -17,7 +20,7 @@ use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
 use crate::proto::sender::{BlockRequest, Event, PreparedBlock, Sender, SenderConfig};
 use crate::proto::time::{Duration, Instant};
-use crate::proto::wire::ReportStatus;
+use crate::proto::wire::{AbortReason, ReportStatus};
 
 use rand::RngCore;
 use std::net::SocketAddr;
@@ -32,6 +35,9 @@ pub use crate::net::send_report::{DroppedEntry, ReceiverEntry, SendReport, SendS
 /// repairs of recent blocks; an evicted block is read and encoded again on a worker if a late
 /// NAK asks for it.
 pub const DEFAULT_CACHE_BLOCKS: usize = 12;
+
+/// Longest a stopping sender waits for its Abort datagrams to go out.
+pub const ABORT_GRACE: Duration = Duration::from_millis(200);
 
 /// Settings of one push: the core's [`SenderConfig`] plus what the driver needs.
 #[derive(Debug, Clone)]
@@ -272,9 +278,27 @@ pub async fn run(
         shutdown,
         &cfg.driver,
     )
-    .await?;
-    let loop_cpu_seconds = (thread_cpu_seconds() - cpu_at_start).max(0.0);
+    .await;
     drop(role.progress.take());
+    let stop = match &exit {
+        Ok(Exit::Done) => None,
+        Ok(Exit::Interrupted) => Some((AbortReason::Interrupted, String::new())),
+        Ok(Exit::Timeout) => Some((AbortReason::Timeout, "the sender's --timeout passed".into())),
+        Err(e) => Some((AbortReason::SourceError, e.to_string())),
+    };
+    if let Some((reason, text)) = stop {
+        tracing::info!("stopping ({}): telling the receivers", reason.describe());
+        role.sender.abort(clock.now(), reason, &text);
+        let io = Io { socket: &mut *sock, dest, workers: &mut workers };
+        let never = CancellationToken::new();
+        let grace = Some(clock.now() + ABORT_GRACE);
+        // Best effort: the push already ended, and its own error (if any) is the one to report.
+        if let Err(e) = driver::run(io, &mut role, &clock, grace, &never, &cfg.driver).await {
+            tracing::warn!("could not tell the receivers: {e}");
+        }
+    }
+    let exit = exit?;
+    let loop_cpu_seconds = (thread_cpu_seconds() - cpu_at_start).max(0.0);
     let mut report = report(&role.sender, cfg, &manifest, exit);
     report.seconds = wall.elapsed().as_secs_f64();
     // Nothing is hashed ahead of sending any more (blocks are hashed on the prepare workers).

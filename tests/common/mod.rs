@@ -45,3 +45,26 @@ pub fn read_text(path: &Path) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
 }
+
+/// Like [`skip_without_netns`], for tests that also need a private mount namespace
+/// (`unshare -rmn`, to mount a small tmpfs).
+#[allow(dead_code)] // used by some of the test crates that include this module
+pub fn skip_without_mount_netns() -> bool {
+    if skip_without_netns() {
+        return true;
+    }
+    let ok = Command::new("unshare")
+        .args(["-rmn", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return false;
+    }
+    if std::env::var("MCAST_REQUIRE_NETNS").as_deref() == Ok("1") {
+        panic!("MCAST_REQUIRE_NETNS=1 but `unshare -rmn true` fails");
+    }
+    eprintln!("SKIPPED: mount namespaces unavailable (`unshare -rmn true` fails)");
+    true
+}

@@ -39,10 +39,12 @@ pub struct Staged {
 }
 
 /// The thread's first error as the loop's `write_block` returns it again: an existing
-/// destination as itself (it is the common one), anything else by its text.
+/// destination as itself (it is the common one), an operating-system error with its errno (so
+/// the receiver can say "no space left on device"), anything else by its text.
 #[derive(Debug, Clone)]
 enum Failure {
     Exists(PathBuf),
+    Os { op: &'static str, path: PathBuf, errno: i32 },
     Other(String),
 }
 
@@ -50,6 +52,9 @@ impl Failure {
     fn of(e: &StorageError) -> Self {
         match e {
             StorageError::DestinationExists(p) => Failure::Exists(p.clone()),
+            StorageError::Io { op, path, source } if source.raw_os_error().is_some() => {
+                Failure::Os { op, path: path.clone(), errno: source.raw_os_error().unwrap_or(0) }
+            }
             other => Failure::Other(other.to_string()),
         }
     }
@@ -57,6 +62,9 @@ impl Failure {
     fn to_error(&self, dest: &Path) -> StorageError {
         match self {
             Failure::Exists(p) => StorageError::DestinationExists(p.clone()),
+            Failure::Os { op, path, errno } => {
+                StorageError::io(op, path.clone(), std::io::Error::from_raw_os_error(*errno))
+            }
             Failure::Other(why) => {
                 StorageError::io("stage", dest, std::io::Error::other(why.clone()))
             }

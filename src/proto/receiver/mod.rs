@@ -24,9 +24,11 @@
 //!
 //! This module holds the configuration, the events and the [`Receiver`], whose entry points
 //! dispatch once to the session; `session` holds the session's state, its [`Timer`]s and its
-//! queues, `nak` NAK scheduling and suppression, `report` how a session ends, [`backoff`] the
-//! randomized NAK backoff and [`ObjectState`] each object's blocks.
+//! queues, `nak` NAK scheduling and suppression, `report` how a session ends, `abort` how it
+//! ends without its sender (an Abort, the idle and session timeouts, storage errors),
+//! [`backoff`] the randomized NAK backoff and [`ObjectState`] each object's blocks.
 
+mod abort;
 mod backoff;
 mod nak;
 mod object;
@@ -71,6 +73,12 @@ pub struct ReceiverConfig {
     pub max_pending_blocks: usize,
     /// Report repetitions before giving up on an acknowledgement.
     pub report_tries: u32,
+    /// Give up ([`Outcome::TimedOut`]) when no session was announced this long after the
+    /// receiver started; `None` waits forever.
+    pub idle_timeout: Option<Duration>,
+    /// Give up ([`Outcome::TimedOut`]) when the locked sender was not heard for this long while
+    /// receiving; `None` waits forever.
+    pub session_timeout: Option<Duration>,
 }
 
 impl Default for ReceiverConfig {
@@ -85,6 +93,8 @@ impl Default for ReceiverConfig {
             nak_interval_grtts: 1.0,
             max_pending_blocks: 32,
             report_tries: 40,
+            idle_timeout: None,
+            session_timeout: None,
         }
     }
 }
@@ -143,6 +153,9 @@ pub enum Outcome {
     Unacknowledged,
     /// Could not be completed.
     Failed(String),
+    /// Gave up waiting: no session was announced within the idle timeout, or the locked
+    /// sender went silent for the session timeout.
+    TimedOut(String),
 }
 
 /// Something the driver must act on.
@@ -185,6 +198,7 @@ pub struct Receiver {
     session: Option<Session>,
     last_now: Instant,
     stats: ReceiverStats,
+    watch: abort::Watch,
 }
 
 impl Receiver {
@@ -195,6 +209,7 @@ impl Receiver {
             session: None,
             last_now: Instant::ZERO,
             stats: ReceiverStats::default(),
+            watch: abort::Watch::default(),
             cfg,
         }
     }
@@ -228,7 +243,8 @@ impl Receiver {
     }
 
     /// Feed one datagram. Bad input is counted and dropped.
-    pub fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, data: &[u8]) {
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.start_watch(now);
         self.stats.datagrams += 1;
         let (header, packet) = match wire::parse(data) {
             Ok(p) => p,
@@ -240,13 +256,17 @@ impl Receiver {
         if header.node == self.cfg.node {
             return; // our own datagram looped back
         }
-        if self.session.is_none() {
+        if let Packet::Abort(a) = &packet {
+            return self.on_abort(from, &header, a);
+        }
+        if self.session.is_none() && !self.watch.ended() {
             match &packet {
                 Packet::Announce(a)
                     if self.cfg.session.is_none_or(|s| s == header.session)
                         && !self.cfg.skip_sessions.contains(&header.session) =>
                 {
                     self.session = Some(Session::new(now, &header, *a, self.cfg.node));
+                    self.watch_locked(now, from);
                 }
                 _ => {
                     self.stats.dropped_foreign += 1;
@@ -254,6 +274,7 @@ impl Receiver {
                 }
             }
         }
+        self.watch_heard(now, from, &header);
         if let Some((s, mut cx)) = self.enter(now) {
             s.on_packet(&mut cx, now, header, packet);
         }
@@ -275,6 +296,7 @@ impl Receiver {
 
     /// Fire the timers due at `now` (NAK backoff, lapsed covers, report repetition).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.check_watch(now);
         if let Some((s, mut cx)) = self.enter(now) {
             s.on_timeout(&mut cx, now);
         }
@@ -282,17 +304,21 @@ impl Receiver {
 
     /// The next event for the driver.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(ev) = self.watch.take_event() {
+            return Some(ev);
+        }
         self.session.as_mut()?.events.pop_front()
     }
 
     /// When [`Receiver::handle_timeout`] or [`Receiver::poll_transmit`] next has work: now
     /// while datagrams are waiting, else the session's earliest timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let s = self.session.as_ref()?;
+        let watch = self.watch_deadline();
+        let Some(s) = self.session.as_ref() else { return watch };
         if s.has_output() {
             return Some(self.last_now);
         }
-        s.timers.next_timeout()
+        [s.timers.next_timeout(), watch].into_iter().flatten().min()
     }
 
     /// The next datagram to send to the group, written into `buf`.

@@ -34,7 +34,7 @@ impl TimerKind for Timer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Identity {
     session: u32,
-    sender_node: u32,
+    pub(super) sender_node: u32,
     pub(super) object_size: u64,
     pub(super) symbol_size: u16,
     block_symbols: u16,

@@ -17,6 +17,11 @@ const STARTUP_ANNOUNCEMENTS: u8 = 4;
 const HASHES_ANNOUNCEMENTS: u8 = 3;
 /// Flushes after the hash list is known that carry an announcement along.
 pub(super) const FLUSH_ANNOUNCEMENTS: u8 = 3;
+/// Abort datagrams [`Sender::abort`] sends (a receiver that loses them all waits for its
+/// session timeout).
+pub const ABORT_REPEATS: u8 = 3;
+/// Time between two of them, so that one burst of loss does not take them all.
+pub const ABORT_SPACING: Duration = Duration::from_millis(5);
 
 /// The sender's deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +36,24 @@ pub enum Timer {
     Flush,
     /// Without `expected_receivers`: the sender has been quiet for `linger` since the last NAK.
     Linger,
+    /// The next Abort of a stopping sender.
+    Abort,
 }
 
 impl TimerKind for Timer {
     const ALL: &'static [Self] =
-        &[Timer::Holdoff, Timer::Announce, Timer::Probe, Timer::Flush, Timer::Linger];
+        &[Timer::Holdoff, Timer::Announce, Timer::Probe, Timer::Flush, Timer::Linger, Timer::Abort];
     fn index(self) -> usize {
         self as usize
     }
+}
+
+/// A stopping sender's Abort: sent [`ABORT_REPEATS`] times, [`ABORT_SPACING`] apart.
+#[derive(Debug)]
+pub(super) struct Aborting {
+    abort: Abort,
+    left: u8,
+    due: bool,
 }
 
 /// Control datagrams whose time has come, waiting for [`Sender::poll_transmit`].
@@ -50,6 +65,49 @@ pub(super) struct Due {
 }
 
 impl Sender {
+    /// Stop the session at `now`: nothing more is sent but an [`Abort`] for `reason` with
+    /// `text` (cut to [`MAX_ABORT_TEXT`] bytes), [`ABORT_REPEATS`] times [`ABORT_SPACING`]
+    /// apart, so that receivers give up at once instead of waiting for their session timeout;
+    /// feedback is ignored meanwhile. After the last one [`Event::Finished`] is issued (unless
+    /// it was already) and [`Sender::leave_at`] is now. A second call changes nothing.
+    pub fn abort(&mut self, now: Instant, reason: AbortReason, text: &str) {
+        self.last_now = self.last_now.max(now);
+        if self.aborting.is_some() {
+            return;
+        }
+        self.timers = TimerTable::new();
+        self.due = Due::default();
+        self.cursor = None;
+        self.aborting =
+            Some(Aborting { abort: Abort::new(reason, text), left: ABORT_REPEATS, due: true });
+    }
+
+    /// Whether [`Sender::abort`] was called.
+    pub fn is_aborting(&self) -> bool {
+        self.aborting.is_some()
+    }
+
+    /// The next Abort, if one is due; the last one finishes the sender.
+    fn next_abort(&mut self, now: Instant) -> Option<Packet<'static>> {
+        let a = self.aborting.as_mut()?;
+        if !a.due || a.left == 0 {
+            return None;
+        }
+        a.due = false;
+        a.left -= 1;
+        let packet = Packet::Abort(a.abort.clone());
+        if a.left > 0 {
+            self.timers.set(Timer::Abort, now + ABORT_SPACING);
+        } else {
+            if !self.finished {
+                self.events.push_back(Event::Finished);
+            }
+            self.finished = true;
+            self.finished_at = now;
+        }
+        Some(packet)
+    }
+
     /// Mark the start-up announcements and the first probe due, and arm their timers.
     pub(super) fn start_control(&mut self, now: Instant) {
         self.due.announces = STARTUP_ANNOUNCEMENTS;
@@ -111,12 +169,20 @@ impl Sender {
                 Timer::Flush => self.queue_flush(now),
                 // Only a wake-up: `check_finished` (on every timeout) decides.
                 Timer::Linger => {}
+                Timer::Abort => {
+                    if let Some(a) = self.aborting.as_mut() {
+                        a.due = true;
+                    }
+                }
             }
         }
     }
 
     /// Whether a control datagram is waiting to be sent.
     pub(super) fn control_due(&self) -> bool {
+        if let Some(a) = &self.aborting {
+            return a.due && a.left > 0;
+        }
         !self.acks.is_empty()
             || self.squelch_due()
             || self.due.announces > 0
@@ -148,6 +214,9 @@ impl Sender {
 
     /// The most urgent control datagram due, if any.
     pub(super) fn next_control(&mut self, now: Instant) -> Option<Packet<'static>> {
+        if self.aborting.is_some() {
+            return self.next_abort(now);
+        }
         if !self.acks.is_empty() {
             let n = self.acks.len().min(MAX_ACK_NODES);
             let nodes: Vec<u32> = self.acks.iter().copied().take(n).collect();

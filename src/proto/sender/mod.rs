@@ -29,6 +29,9 @@
 //! Carousel: with `repeat`, the sender starts over (manifest, payload, hashes) after each pass,
 //! for receivers that join at any time.
 //!
+//! Stopping early: [`Sender::abort`] sends nothing but a few Abort datagrams, spaced, then
+//! finishes at once, so receivers give up without waiting for their session timeout.
+//!
 //! The core never reads files: it asks for block contents with [`Event::NeedBlock`] and is handed
 //! a [`PreparedBlock`] through [`Sender::handle_block`]. It holds at most
 //! `cache_blocks` payload blocks and asks again for a block it has evicted.
@@ -56,7 +59,7 @@ mod schedule;
 
 pub use budget::RepairBudget;
 pub use config::SenderConfig;
-pub use control::Timer;
+pub use control::{Timer, ABORT_REPEATS, ABORT_SPACING};
 
 pub use group::{Binding, Group, Member, StragglerPolicy, LOSS_SAMPLE, STRAGGLER_ROUNDS};
 pub use grtt::{Grtt, MAX_RISE, PROBES_KEPT};
@@ -72,7 +75,7 @@ use crate::proto::time::{Duration, Instant};
 use crate::proto::timer::TimerTable;
 use crate::proto::wire::{self, *};
 pub use crate::proto::{Dest, Transmit};
-use control::Due;
+use control::{Aborting, Due};
 use schedule::Cursor;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -250,6 +253,8 @@ pub struct Sender {
     pruned_at: u32,
     last_now: Instant,
     stats: SenderStats,
+    /// Stopping early ([`Sender::abort`]): the Aborts still to send.
+    aborting: Option<Aborting>,
 }
 
 impl Sender {
@@ -330,6 +335,7 @@ impl Sender {
             pruned_at: 0,
             last_now: now,
             stats: SenderStats::default(),
+            aborting: None,
             cfg,
         };
         if layout.block_count() == 0 {
@@ -407,6 +413,9 @@ impl Sender {
     /// receiver whose acknowledgement was lost repeats its report, and must be acknowledged
     /// again rather than left to give up. The window runs from the last report heard.
     pub fn leave_at(&self) -> Option<Instant> {
+        if self.aborting.is_some() {
+            return self.finished.then_some(self.finished_at);
+        }
         let linger =
             (self.grtt.get() * 16).clamp(Duration::from_millis(100), Duration::from_secs(2));
         self.finished.then(|| self.finished_at.max(self.last_report_at) + linger)
@@ -479,6 +488,9 @@ impl Sender {
             self.stats.dropped_foreign += 1;
             return;
         }
+        if self.aborting.is_some() {
+            return; // stopping: nobody is answered any more
+        }
         match packet {
             Packet::Nak(list) => self.on_nak(now, header.node, from, list),
             Packet::Echo(e) => self.on_echo(now, header.node, from, &e),
@@ -505,7 +517,7 @@ impl Sender {
     }
 
     fn check_finished(&mut self, now: Instant) {
-        if self.finished {
+        if self.finished || self.aborting.is_some() {
             return;
         }
         let done = match self.cfg.expected_receivers {
@@ -538,6 +550,9 @@ impl Sender {
         if self.control_due() {
             return Some(self.last_now);
         }
+        if self.aborting.is_some() {
+            return self.timers.next_timeout();
+        }
         // The pacer's readiness stays a computed value rather than a table entry: it moves with
         // every datagram charged and matters only while a symbol is ready (a block arriving
         // from the driver, a holdoff closing), so a stored deadline would have to be refreshed
@@ -553,7 +568,7 @@ impl Sender {
             self.stats.control_packets += 1;
             return Some(self.sent(now, buf.len()));
         }
-        if !self.pacer.ready(now) {
+        if self.aborting.is_some() || !self.pacer.ready(now) {
             return None;
         }
         // Queued repairs go first while they have used less than their share of the rate;

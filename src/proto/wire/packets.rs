@@ -6,6 +6,10 @@ use super::cursor::{Reader, Writer};
 use super::{ObjectId, WireError};
 use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
+#[path = "abort.rs"]
+mod abort;
+pub use abort::{Abort, AbortReason, MAX_ABORT_TEXT};
+
 /// Largest manifest accepted (bytes).
 pub const MAX_MANIFEST_LEN: u32 = 16 << 20;
 /// Bytes of one block hash in the hash list (object 2).
@@ -53,6 +57,8 @@ pub enum PacketType {
     ReportAck = 9,
     /// [`Squelch`]
     Squelch = 10,
+    /// [`Abort`]
+    Abort = 12,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -276,6 +282,8 @@ pub enum Packet<'a> {
     ReportAck(ReportAck),
     /// The sender declines to repair.
     Squelch(Squelch),
+    /// The sender stops the session.
+    Abort(Abort),
 }
 
 impl Packet<'_> {
@@ -292,6 +300,7 @@ impl Packet<'_> {
             Packet::Report(_) => PacketType::Report,
             Packet::ReportAck(_) => PacketType::ReportAck,
             Packet::Squelch(_) => PacketType::Squelch,
+            Packet::Abort(_) => PacketType::Abort,
         }
     }
 
@@ -357,6 +366,7 @@ impl Packet<'_> {
                 let nodes = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
                 Packet::Squelch(Squelch { reason, object, block, nodes })
             }
+            12 => Packet::Abort(abort::parse_abort(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -428,6 +438,7 @@ impl Packet<'_> {
                     buf.put_u32(*n);
                 }
             }
+            Packet::Abort(a) => abort::emit_abort(a, buf),
         }
     }
 }
