@@ -28,12 +28,14 @@
 //! randomized NAK backoff and [`ObjectState`] each object's blocks.
 
 mod backoff;
+mod hello;
 mod nak;
 mod object;
 mod report;
 mod session;
 
 pub use backoff::backoff;
+pub use hello::{default_host_name, HELLO_INTERVAL_MAX, HELLO_INTERVAL_MIN, HELLO_TRIES};
 pub use object::ObjectState;
 pub use session::Timer;
 
@@ -71,6 +73,8 @@ pub struct ReceiverConfig {
     pub max_pending_blocks: usize,
     /// Report repetitions before giving up on an acknowledgement.
     pub report_tries: u32,
+    /// Host name its Hello carries (`None`: [`default_host_name`] of the node id).
+    pub host: Option<HostName>,
 }
 
 impl Default for ReceiverConfig {
@@ -85,6 +89,7 @@ impl Default for ReceiverConfig {
             nak_interval_grtts: 1.0,
             max_pending_blocks: 32,
             report_tries: 40,
+            host: None,
         }
     }
 }
@@ -246,7 +251,9 @@ impl Receiver {
                     if self.cfg.session.is_none_or(|s| s == header.session)
                         && !self.cfg.skip_sessions.contains(&header.session) =>
                 {
-                    self.session = Some(Session::new(now, &header, *a, self.cfg.node));
+                    let mut s = Session::new(now, &header, *a, self.cfg.node);
+                    s.start_hello(now);
+                    self.session = Some(s);
                 }
                 _ => {
                     self.stats.dropped_foreign += 1;

@@ -3,6 +3,7 @@
 //! usable without further bounds checks on the receiving side.
 
 use super::cursor::{Reader, Writer};
+use super::hello::{emit_hello, emit_reason, parse_hello, parse_reason, Hello};
 use super::{ObjectId, WireError};
 use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
@@ -53,6 +54,8 @@ pub enum PacketType {
     ReportAck = 9,
     /// [`Squelch`]
     Squelch = 10,
+    /// [`Hello`]
+    Hello = 13,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -204,7 +207,7 @@ pub enum ReportStatus {
 }
 
 /// A receiver's completion report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     /// Outcome.
     pub status: ReportStatus,
@@ -218,6 +221,9 @@ pub struct Report {
     pub naks_suppressed: u32,
     /// Milliseconds from first datagram to completion.
     pub elapsed_ms: u32,
+    /// Why it failed (0..=[`MAX_REASON`](super::MAX_REASON) bytes of UTF-8, no control
+    /// characters; empty when complete). Emitting cuts a longer text to what fits.
+    pub reason: String,
 }
 
 /// The sender's acknowledgement of reports: the listed nodes may stop repeating theirs.
@@ -276,6 +282,8 @@ pub enum Packet<'a> {
     ReportAck(ReportAck),
     /// The sender declines to repair.
     Squelch(Squelch),
+    /// A receiver joins, or the sender welcomes joined receivers.
+    Hello(Hello),
 }
 
 impl Packet<'_> {
@@ -292,6 +300,7 @@ impl Packet<'_> {
             Packet::Report(_) => PacketType::Report,
             Packet::ReportAck(_) => PacketType::ReportAck,
             Packet::Squelch(_) => PacketType::Squelch,
+            Packet::Hello(_) => PacketType::Hello,
         }
     }
 
@@ -357,6 +366,7 @@ impl Packet<'_> {
                 let nodes = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
                 Packet::Squelch(Squelch { reason, object, block, nodes })
             }
+            13 => Packet::Hello(parse_hello(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -412,6 +422,7 @@ impl Packet<'_> {
                 buf.put_u32(r.naks_sent);
                 buf.put_u32(r.naks_suppressed);
                 buf.put_u32(r.elapsed_ms);
+                emit_reason(&r.reason, buf);
             }
             Packet::ReportAck(a) => {
                 buf.put_u16(a.nodes.len() as u16);
@@ -428,6 +439,7 @@ impl Packet<'_> {
                     buf.put_u32(*n);
                 }
             }
+            Packet::Hello(h) => emit_hello(h, buf),
         }
     }
 }
@@ -504,5 +516,6 @@ fn parse_report(r: &mut Reader<'_>) -> Result<Report, WireError> {
         naks_sent: r.u32()?,
         naks_suppressed: r.u32()?,
         elapsed_ms: r.u32()?,
+        reason: parse_reason(r)?,
     })
 }
