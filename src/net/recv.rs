@@ -15,7 +15,9 @@ use crate::net::{
     feedback_addr, open_multicast, resize_recv_buffer, resolve_interface, warn_recv_buffer_once,
     SocketOptions,
 };
-use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
+use crate::proto::receiver::{
+    default_host_name, DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig,
+};
 use crate::proto::time::{Duration, Instant};
 use crate::storage::Sink;
 use rand::{Rng, RngCore, SeedableRng};
@@ -380,6 +382,14 @@ pub async fn run(
         naks_suppressed: stats.naks_suppressed,
         error: role.placed.error,
         session: role.receiver.session_id(),
+        node: cfg.receiver.node,
+        host: cfg
+            .receiver
+            .host
+            .clone()
+            .unwrap_or_else(|| default_host_name(cfg.receiver.node))
+            .to_string(),
+        welcomed: role.receiver.hello_state().map(|(welcomed, _)| welcomed),
         dropped_on_purpose: role.dropped_on_purpose,
         recv_buffer: role.recv_buffer,
         recv_buffer_requested: role.recv_buffer_requested,
