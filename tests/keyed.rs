@@ -11,8 +11,8 @@ use mcast::proto::receiver::{Outcome, Receiver, ReceiverConfig};
 use mcast::proto::sender::SenderConfig;
 use mcast::proto::time::{Duration, Instant};
 use mcast::proto::wire::{
-    self, Header, ObjectId, Packet, PacketType, Report, ReportAck, ReportStatus, Squelch,
-    SquelchReason, FLAG_KEYED,
+    self, Abort, AbortReason, Header, ObjectId, Packet, PacketType, Report, ReportAck,
+    ReportStatus, Squelch, SquelchReason, FLAG_KEYED,
 };
 use mcast::sim::harness::DEFAULT_UNIX_BASE;
 use mcast::sim::{Datagram, FecModel, Harness, Link, LossModel, MemSource, Network, Node, Object};
@@ -139,7 +139,8 @@ fn a_keyed_push_completes_with_every_datagram_sealed() {
 }
 
 /// Plain (unauthenticated) datagrams of every type for session 1: the whole transcript of the
-/// same push run in open mode, and squelches, an ack and reports an attacker would make up.
+/// same push run in open mode, and squelches, an ack, reports and an abort an attacker would
+/// make up.
 fn plain_forgeries() -> Vec<Vec<u8>> {
     let mut open = harness(1, lossy(), OPEN);
     let mut forged: Vec<Vec<u8>> = transcript(&mut open).into_iter().map(|d| d.data).collect();
@@ -162,10 +163,14 @@ fn plain_forgeries() -> Vec<Vec<u8>> {
             naks_sent: 0,
             naks_suppressed: 0,
             elapsed_ms: 1,
+            reason: "forged".into(),
         };
         wire::emit(&Header { node, ..header }, &Packet::Report(report), &mut b);
         forged.push(b.clone());
     }
+    let abort = Abort { reason: AbortReason::Interrupted, text: "forged".into() };
+    wire::emit(&header, &Packet::Abort(abort), &mut b);
+    forged.push(b.clone());
     forged
 }
 

@@ -4,9 +4,10 @@
 //! * an interrupted push: both sides report what actually moved (bytes sent and held, a rate no
 //!   higher than `--rate`), progress lines with percentage and ETA off a terminal, the final
 //!   line on stderr, exit 130, and no buffer warning at a rate the buffer holds;
-//! * a push nobody listens to ends `unconfirmed` with exit 3 and says so;
+//! * a push nobody listens to ends `unconfirmed` with exit 3 and says so, with empty roster
+//!   lists;
 //! * a push at a rate the unprivileged receive buffer cannot hold warns once, with advice that
-//!   works inside the namespace (no `sysctl`);
+//!   works inside the namespace (no `sysctl`); its receiver reports its node id and host name;
 //! * the sender's port taken by another program: one line naming the port, exit 1.
 
 use serde_json::Value;
@@ -178,7 +179,14 @@ fn nobody_listening_a_too_fast_rate_and_a_taken_port_say_so() {
     }
 
     assert_eq!(read(d, "alone.rc").trim(), "3", "unconfirmed is not a success");
-    assert_eq!(json(d, "alone.json")["status"], "unconfirmed");
+    let alone_json = json(d, "alone.json");
+    assert_eq!(alone_json["status"], "unconfirmed");
+    // No --expect: no list, nobody heard, nothing completed, failed or missing.
+    assert_eq!(alone_json["expected"], Value::Null);
+    assert_eq!(alone_json["heard"], 0);
+    for list in ["completed", "failed", "missing", "unexpected"] {
+        assert_eq!(alone_json[list], serde_json::json!([]), "{list}");
+    }
     let alone = read(d, "alone.log");
     let lines: Vec<&str> = alone.lines().collect();
     let at =
@@ -188,6 +196,11 @@ fn nobody_listening_a_too_fast_rate_and_a_taken_port_say_so() {
 
     assert_eq!(read(d, "fast-send.rc").trim(), "0");
     assert_eq!(read(d, "fast-recv.rc").trim(), "0");
+    // The receiver says who it is: a derived node id, the system's host name, welcomed.
+    let fast_json = json(d, "fast-recv.json");
+    assert!(num(&fast_json, "node") >= 2.0, "{fast_json}");
+    assert!(fast_json["host"].as_str().is_some_and(|h| !h.is_empty()), "{fast_json}");
+    assert_eq!(fast_json["welcomed"], true);
     assert!(!read(d, "fast-send.log").contains("SO_RCVBUF"), "the sender reads only feedback");
     let fast = read(d, "fast-recv.log");
     let warnings: Vec<&str> = fast.lines().filter(|l| l.contains("SO_RCVBUF")).collect();

@@ -3,9 +3,12 @@
 use anyhow::Context;
 use clap::Parser;
 use mcast::cli;
+use mcast::net::identity::{self, RESERVED_NODE_IDS};
 use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
 use mcast::net::{group_scope_warning, parse_group, SocketOptions};
+use mcast::proto::sender::parse_node_id;
+use mcast::proto::wire::HostName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -121,9 +124,28 @@ struct Args {
     /// a recorded push); hosts' clocks must agree within it.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     max_skew: Duration,
+    /// This receiver's node id (decimal, or hex with 0x; not 0 or 1). Default: derived from
+    /// /etc/machine-id (or the host name) and the absolute --output path, so it is stable
+    /// across runs and two receivers on one host with different --output differ.
+    #[arg(long, value_name = "N", value_parser = parse_node)]
+    node_id: Option<u32>,
+    /// The host name the sender lists this receiver under (default: the system's). 1 to 64
+    /// of A-Z a-z 0-9 . - _
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| HostName::new(s).map_err(|e| e.to_string()))]
+    host_name: Option<HostName>,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// `--node-id`: a node id that is not reserved.
+fn parse_node(s: &str) -> Result<u32, String> {
+    match parse_node_id(s) {
+        Some(id) if !RESERVED_NODE_IDS.contains(&id) => Ok(id),
+        _ => Err(format!(
+            "{s:?} is not a node id: a number from 2 to 4294967295, decimal or hex with 0x"
+        )),
+    }
 }
 
 /// The line printed on stderr at the end of each object.
@@ -165,14 +187,16 @@ fn main() {
 fn run(args: Args) -> anyhow::Result<i32> {
     cli::check_output(&args.output)?;
     cli::check_interface(&args.interface)?;
+    let me = identity::resolve(args.node_id, args.host_name.clone(), &args.output)
+        .map_err(|e| cli::UsageError(e.to_string()))?;
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
     }
     let rt = cli::runtime().context("starting the runtime")?;
-    rt.block_on(receive(args))
+    rt.block_on(receive(args, me))
 }
 
-async fn receive(args: Args) -> anyhow::Result<i32> {
+async fn receive(args: Args, me: identity::NodeIdentity) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
     let mut cfg = RecvConfig::new(args.group, &args.output);
     cfg.replace = args.replace;
@@ -191,6 +215,9 @@ async fn receive(args: Args) -> anyhow::Result<i32> {
     cfg.key =
         mcast::net::keyfile::key_config(args.key_file.as_deref(), args.encrypt, args.max_skew)
             .map_err(|e| cli::UsageError(e.to_string()))?;
+    tracing::info!("node id {:#010x}, host name {}", me.node, me.host);
+    cfg.receiver.node = me.node;
+    cfg.receiver.host = Some(me.host);
     let opts =
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)
@@ -214,5 +241,32 @@ async fn receive(args: Args) -> anyhow::Result<i32> {
         }
         cfg.receiver.skip_sessions.extend(report.session);
         cfg.ready_file = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let base =
+            ["mcast-recv", "--group", "239.255.0.1:7000", "--interface", "lo", "--output", "."];
+        Args::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn node_ids_and_host_names_are_checked() {
+        assert_eq!(parse(&["--node-id", "2"]).unwrap().node_id, Some(2));
+        assert_eq!(parse(&["--node-id", "0xffffffff"]).unwrap().node_id, Some(u32::MAX));
+        for reserved in ["0", "1", "0x1"] {
+            assert!(parse(&["--node-id", reserved]).is_err(), "{reserved} is reserved");
+        }
+        assert!(parse(&["--node-id", "0x100000000"]).is_err());
+        let a = parse(&["--host-name", "rack1-07"]).unwrap();
+        assert_eq!(a.host_name.unwrap().as_str(), "rack1-07");
+        assert!(parse(&["--host-name", &"h".repeat(64)]).is_ok());
+        assert!(parse(&["--host-name", &"h".repeat(65)]).is_err());
+        assert!(parse(&["--host-name", "a b"]).is_err());
+        assert_eq!(parse(&[]).unwrap().node_id, None);
     }
 }

@@ -4,10 +4,13 @@ use anyhow::Context;
 use clap::Parser;
 use mcast::cli;
 use mcast::net::io::{fmt_bytes, fmt_rate};
-use mcast::net::send::{self, SendConfig, SendReport, SendStatus, DEFAULT_CACHE_BLOCKS};
+use mcast::net::send::{
+    self, RosterLists, SendConfig, SendReport, SendStatus, DEFAULT_CACHE_BLOCKS,
+};
 use mcast::net::{group_scope_warning, parse_group, parse_rate, SocketOptions};
 use mcast::proto::layout::{MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
-use mcast::proto::sender::StragglerPolicy;
+use mcast::proto::sender::{Expected, StragglerPolicy};
+use mcast::proto::wire::HostName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,10 +40,15 @@ Examples:
 A push stopped early (Ctrl-C/SIGTERM, --timeout, an error) first tells the receivers with a
 few Abort datagrams (within 0.2 s), so they stop at once with 'the sender stopped' instead of
 waiting for their --session-timeout.
+  # Wait for exactly the hosts listed (one host name or node id per line, # comments):
+  mcast-send release.tar.gz --group 239.255.0.1:7000 --interface eth0 --expect hosts.txt
+
 Exit status: 0 done (with --receivers N: N receivers reported a verified copy; without:
 every receiver that reported has one), 1 error, 2 bad arguments (nothing sent), 3 not
 confirmed (a receiver failed, fewer than N complete before --timeout, or without --receivers
-no receiver reported), 130 interrupted.";
+no receiver reported), 130 interrupted.
+With --expect FILE, 0 means every listed host reported a verified copy; 3 (not confirmed)
+that one failed or never answered before the linger or --timeout (the summary names them).";
 
 /// Push a file or a directory tree to every receiver on an IP multicast group, reliably
 /// (RaptorQ FEC + NAK repair).
@@ -82,8 +90,15 @@ struct Args {
     #[arg(long, default_value_t = 4.0)]
     straggler_factor: f64,
     /// Wait until this many receivers report completion (or --timeout passes).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "expect")]
     receivers: Option<u32>,
+    /// Wait for exactly the receivers listed in FILE: one host name (as the receiver reports
+    /// it, see mcast-recv --host-name) or node id (decimal, or hex with 0x) per line; blank
+    /// lines and # comments are skipped. The push ends once every one reported, else after
+    /// --linger without NAKs (or --timeout); the summary says who completed, who failed (and
+    /// why) and who never answered.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
     /// Give up after this long (e.g. 60s, 5m).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
@@ -165,10 +180,19 @@ fn summary(r: &SendReport) -> Vec<String> {
             amount.push_str(&format!(", {} of it", fmt_bytes(r.payload_bytes_sent)));
         }
     }
-    let who = match r.expected_receivers {
-        Some(n) => format!("{}/{n} receivers complete", r.complete),
-        None if r.receivers.is_empty() => "no receiver reported".to_string(),
-        None => format!("{} of {} reporting receivers complete", r.complete, r.receivers.len()),
+    let who = match (&r.roster.expected, r.expected_receivers) {
+        (Some(list), _) => format!(
+            "{} completed, {} failed, {} never answered of {} expected",
+            r.roster.completed.len(),
+            r.roster.failed.len(),
+            r.roster.missing.len(),
+            list.len()
+        ),
+        (None, Some(n)) => format!("{}/{n} receivers complete", r.complete),
+        (None, None) if r.receivers.is_empty() => "no receiver reported".to_string(),
+        (None, None) => {
+            format!("{} of {} reporting receivers complete", r.complete, r.receivers.len())
+        }
     };
     let mut lines = vec![format!(
         "{status}: sent {amount} in {:.2} s ({rate}); {who}; {} data + {} repair packets, {} NAKs",
@@ -185,10 +209,19 @@ fn summary(r: &SendReport) -> Vec<String> {
         lines.push(format!("  {why}"));
     }
     for rx in &r.receivers {
+        let why = rx.reason.as_ref().map_or(String::new(), |w| format!(": {w}"));
         lines.push(format!(
-            "  {:08x} {} {} ({:.2} s, {} NAKs)",
-            rx.id, rx.addr, rx.status, rx.seconds, rx.naks_sent
+            "  {:08x} {} {} {} ({:.2} s, {} NAKs){why}",
+            rx.id,
+            rx.host.as_deref().unwrap_or("-"),
+            rx.addr,
+            rx.status,
+            rx.seconds,
+            rx.naks_sent
         ));
+    }
+    if r.roster.expected.is_some() {
+        lines.extend(expect_lines(&r.roster));
     }
     for d in &r.dropped {
         lines.push(format!(
@@ -217,6 +250,67 @@ fn gen_key(path: &std::path::Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// With `--expect`: who completed, who failed (why), who never answered, who was not listed.
+fn expect_lines(l: &RosterLists) -> Vec<String> {
+    let name = |host: &Option<String>, node: u32| match host {
+        Some(h) => format!("{h} ({node:#010x})"),
+        None => format!("{node:#010x}"),
+    };
+    let list = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let mut lines = vec![
+        format!(
+            "  completed ({}): {}",
+            l.completed.len(),
+            list(l.completed.iter().map(|e| name(&e.host, e.node)).collect())
+        ),
+        format!("  failed ({}): {}", l.failed.len(), if l.failed.is_empty() { "none" } else { "" }),
+    ];
+    for f in &l.failed {
+        lines.push(format!("    {}: {}", name(&f.host, f.node), f.reason));
+    }
+    let missing = l.missing.iter().map(|m| match m.node {
+        Some(node) => format!("{} (heard as {node:#010x}, no report)", m.host),
+        None => m.host.clone(),
+    });
+    lines.push(format!("  never answered ({}): {}", l.missing.len(), list(missing.collect())));
+    if !l.unexpected.is_empty() {
+        let extra = l.unexpected.iter().map(|u| format!("{} {}", name(&u.host, u.node), u.status));
+        lines.push(format!("  not listed ({}): {}", l.unexpected.len(), list(extra.collect())));
+    }
+    lines.iter_mut().for_each(|line| *line = line.trim_end().to_string());
+    lines
+}
+
+/// Read an `--expect` file: one host name or node id per line; blank lines and `#` comments
+/// skipped. At least one entry; each must be a host name or a node id.
+fn read_expect(path: &std::path::Path) -> Result<Vec<Expected>, cli::UsageError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| cli::UsageError(format!("--expect {shown}: {e}")))?;
+    let mut entries = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let x = Expected::new(entry);
+        if x.node.is_none() && HostName::new(entry).is_err() {
+            return Err(cli::UsageError(format!(
+                "--expect {shown}: line {}: {entry:?} is neither a host name (1 to 64 of \
+                 A-Z a-z 0-9 . - _) nor a node id",
+                i + 1
+            )));
+        }
+        if !entries.contains(&x) {
+            entries.push(x);
+        }
+    }
+    if entries.is_empty() {
+        return Err(cli::UsageError(format!("--expect {shown}: no host listed")));
+    }
+    Ok(entries)
+}
+
 fn main() {
     if let Ok(g) = GenKey::try_parse() {
         cli::init_logging(g.verbose);
@@ -242,11 +336,12 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     cli::check_source(&args.paths[0], &args.paths[1..])?;
     cli::check_interface(&args.interface)?;
+    let expect = args.expect.as_deref().map(read_expect).transpose()?;
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
     }
     let rt = cli::runtime().context("starting the runtime")?;
-    rt.block_on(push(args))
+    rt.block_on(push(args, expect))
 }
 
 fn config(args: &Args) -> anyhow::Result<SendConfig> {
@@ -275,9 +370,10 @@ fn config(args: &Args) -> anyhow::Result<SendConfig> {
     Ok(cfg)
 }
 
-async fn push(args: Args) -> anyhow::Result<i32> {
+async fn push(args: Args, expect: Option<Vec<Expected>>) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
-    let cfg = config(&args)?;
+    let mut cfg = config(&args)?;
+    cfg.expect = expect;
     let opts = SocketOptions { ttl: args.ttl, ..SocketOptions::default() };
     let mut sock = send::open_socket(args.group, &args.interface, &opts).with_context(|| {
         format!(
@@ -326,6 +422,28 @@ mod tests {
         assert_eq!(parse(&["--repeat", "3"]).unwrap().repeat, Some(3));
         assert!(parse(&["--fec-overhead", "2000%"]).is_err());
         assert_eq!(a.cache_blocks, DEFAULT_CACHE_BLOCKS);
+    }
+
+    #[test]
+    fn expect_files_list_names_and_ids_and_refuse_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |text: &str| {
+            let p = dir.path().join("hosts.txt");
+            std::fs::write(&p, text).unwrap();
+            read_expect(&p)
+        };
+        let list = file("# fleet\nweb-1\n  0x0000002a  # by id\n\nweb-1\n17\n").unwrap();
+        let got: Vec<_> = list.iter().map(|x| (x.entry.as_str(), x.node)).collect();
+        assert_eq!(got, [("web-1", None), ("0x0000002a", Some(42)), ("17", Some(17))]);
+        assert!(file("# nobody\n\n").unwrap_err().0.ends_with("no host listed"));
+        let bad = file("web-1\nweb 2\n").unwrap_err().0;
+        assert!(bad.contains("line 2: \"web 2\" is neither a host name"), "{bad}");
+        assert!(file(&"h".repeat(64)).is_ok());
+        assert!(file(&"h".repeat(65)).is_err(), "65 bytes is no host name");
+        let missing = read_expect(&dir.path().join("nosuch")).unwrap_err().0;
+        assert!(missing.starts_with("--expect ") && missing.contains("No such file"), "{missing}");
+        assert!(parse(&["--expect", "hosts.txt"]).is_ok());
+        assert!(parse(&["--expect", "hosts.txt", "--receivers", "2"]).is_err(), "one or the other");
     }
 
     #[test]

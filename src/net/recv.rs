@@ -27,7 +27,9 @@ use crate::net::{
 };
 use crate::proto::auth::{KeyConfig, Keyring};
 use crate::proto::manifest::Manifest;
-use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig};
+use crate::proto::receiver::{
+    default_host_name, DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig,
+};
 use crate::proto::time::{Duration, Instant};
 use crate::storage::{Sink, StorageError};
 use rand::{Rng, RngCore, SeedableRng};
@@ -482,6 +484,14 @@ pub async fn run(
         naks_suppressed: stats.naks_suppressed,
         error: role.placed.error,
         session: role.receiver.session_id(),
+        node: cfg.receiver.node,
+        host: cfg
+            .receiver
+            .host
+            .clone()
+            .unwrap_or_else(|| default_host_name(cfg.receiver.node))
+            .to_string(),
+        welcomed: role.receiver.hello_state().map(|(welcomed, _)| welcomed),
         dropped_on_purpose: role.dropped_on_purpose,
         recv_buffer: role.recv_buffer,
         recv_buffer_requested: role.recv_buffer_requested,

@@ -58,6 +58,14 @@ pub struct RecvReport {
     pub error: Option<String>,
     /// Session received.
     pub session: Option<u32>,
+    /// This receiver's node id (derived from the host and `--output`, or `--node-id`).
+    pub node: u32,
+    /// The host name its Hello carries.
+    pub host: String,
+    /// Whether the sender welcomed this receiver (heard its Hello): `false` means the sender
+    /// ignores its report unless it heard a NAK or an echo from it; `None` if no session was
+    /// locked onto.
+    pub welcomed: Option<bool>,
     /// Datagrams discarded by `--drop-rate`.
     pub dropped_on_purpose: u64,
     /// Kernel receive buffer granted, bytes (as read back: twice the usable payload).

@@ -18,7 +18,9 @@ use crate::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions
 use crate::proto::auth::{KeyConfig, Keyring};
 use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
-use crate::proto::sender::{BlockRequest, Event, PreparedBlock, Sender, SenderConfig};
+use crate::proto::sender::{
+    BlockRequest, Event, Expected, NodeOutcome, PreparedBlock, Sender, SenderConfig,
+};
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::{AbortReason, ReportStatus};
 
@@ -28,7 +30,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::net::send_report::{DroppedEntry, ReceiverEntry, SendReport, SendStatus};
+pub use crate::net::send_report::{
+    DroppedEntry, FailedEntry, HostEntry, MissingEntry, ReceiverEntry, RosterLists, SendReport,
+    SendStatus, UnexpectedEntry,
+};
 
 /// Encoded blocks the sender keeps by default. Encoders are ~2 MiB each (data plus
 /// intermediate symbols): 12 bound the sender's memory while covering the read-ahead and the
@@ -57,6 +62,9 @@ pub struct SendConfig {
     pub block_bytes: u64,
     /// Give up after this long.
     pub timeout: Option<Duration>,
+    /// Wait for exactly these receivers (host names or node ids) instead of
+    /// `sender.expected_receivers` or the linger.
+    pub expect: Option<Vec<Expected>>,
     /// Show a progress bar on stderr.
     pub progress: bool,
     /// Threads preparing blocks.
@@ -87,6 +95,7 @@ impl SendConfig {
             symbol_size: 1400,
             block_bytes: 1 << 20,
             timeout: None,
+            expect: None,
             progress: false,
             workers: 1,
             driver: DriverConfig::default(),
@@ -167,13 +176,20 @@ impl Role for SendRole<'_> {
                 Event::ReceiverReport(r) => {
                     let ok = r.report.status == ReportStatus::Complete
                         && Some(r.report.object_hash) == self.sender.object_hash();
+                    let host = self.sender.roster().get(r.node).and_then(|e| e.host.clone());
                     tracing::info!(
-                        "receiver {:08x} at {} reported {} after {} ms ({} NAKs)",
+                        "receiver {:08x} ({}) at {} reported {} after {} ms ({} NAKs){}",
                         r.node,
+                        host.as_ref().map_or("no name", |h| h.as_str()),
                         r.addr,
                         if ok { "complete" } else { "FAILED" },
                         r.report.elapsed_ms,
-                        r.report.naks_sent
+                        r.report.naks_sent,
+                        if r.report.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", r.report.reason)
+                        }
                     );
                 }
                 Event::ReceiverDropped { node, loss_ppm, charged } => tracing::warn!(
@@ -246,7 +262,10 @@ pub async fn run(
         fmt_rate(cfg.sender.rate_bps as f64)
     );
     let clock = Clock::new();
-    let sender = Sender::new(cfg.sender.clone(), &manifest, clock.now())?;
+    let mut sender = Sender::new(cfg.sender.clone(), &manifest, clock.now())?;
+    if let Some(list) = &cfg.expect {
+        sender.expect(list.clone());
+    }
     let src = Arc::clone(&source);
     // Read, hash and encode: the block's hash goes into the hash list as the pass goes.
     let mut workers = Workers::new(cfg.workers, "mcast-prep", move |req: BlockRequest| {
@@ -323,9 +342,15 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
             let ok = r.report.status == ReportStatus::Complete
                 && Some(r.report.object_hash) == sender.object_hash()
                 && r.report.bytes == manifest.object_size;
+            let roster = sender.roster().get(r.node);
             ReceiverEntry {
                 id: r.node,
+                host: roster.and_then(|e| e.host.as_ref()).map(ToString::to_string),
                 addr: r.addr.to_string(),
+                reason: match roster.and_then(|e| e.outcome.as_ref()) {
+                    Some(NodeOutcome::Failed(why)) => Some(why.clone()),
+                    _ => None,
+                },
                 status: if ok { "complete" } else { "failed" },
                 bytes: r.report.bytes,
                 naks_sent: r.report.naks_sent,
@@ -347,10 +372,14 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         .collect();
     dropped.sort_by_key(|d| d.id);
     let expected = cfg.sender.expected_receivers;
+    let roster = RosterLists::of(sender.roster());
     let status = match exit {
+        Exit::Done if roster.all_expected_complete() == Some(false) => SendStatus::Incomplete,
         Exit::Done if expected.is_some_and(|n| complete < n as usize) => SendStatus::Incomplete,
         Exit::Done if complete < receivers.len() => SendStatus::Incomplete,
-        Exit::Done if expected.is_none() && receivers.is_empty() => SendStatus::Unconfirmed,
+        Exit::Done if expected.is_none() && roster.expected.is_none() && receivers.is_empty() => {
+            SendStatus::Unconfirmed
+        }
         Exit::Done => SendStatus::Complete,
         Exit::Timeout => SendStatus::Timeout,
         Exit::Interrupted => SendStatus::Interrupted,
@@ -374,6 +403,7 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         expected_receivers: expected,
         complete,
         receivers,
+        roster,
         dropped,
         passes: sender.pass(),
         session: cfg.sender.session,

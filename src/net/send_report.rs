@@ -1,9 +1,12 @@
 //! What a push reports (`mcast-send --json`): the outcome, one entry per receiver that
-//! reported or was dropped, and the counters of the core and of the batched I/O.
+//! reported or was dropped, who completed, failed or never answered (against `--expect`),
+//! and the counters of the core and of the batched I/O. `docs/report-schema.md` documents
+//! the JSON.
 
 use crate::net::batch::BatchStats;
 use crate::net::source::TreeCounts;
 use crate::proto::auth::AuthCounters;
+use crate::proto::sender::{NodeOutcome, Roster, RosterEntry};
 use crate::proto::stats::SenderStats;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -29,8 +32,12 @@ pub enum SendStatus {
 pub struct ReceiverEntry {
     /// Node id.
     pub id: u32,
+    /// Its host name, if its Hello was heard.
+    pub host: Option<String>,
     /// Address the report came from.
     pub addr: String,
+    /// Why it failed, as it reported (or why the sender refuses its copy); `None` if complete.
+    pub reason: Option<String>,
     /// "complete" (verified hash matches) or "failed".
     pub status: &'static str,
     /// Bytes the receiver placed.
@@ -88,6 +95,9 @@ pub struct SendReport {
     pub complete: usize,
     /// Every receiver that reported.
     pub receivers: Vec<ReceiverEntry>,
+    /// Who completed, failed, never answered, or answered unasked.
+    #[serde(flatten)]
+    pub roster: RosterLists,
     /// Receivers dropped under the straggler policy.
     pub dropped: Vec<DroppedEntry>,
     /// Carousel passes started.
@@ -109,4 +119,142 @@ pub struct SendReport {
     pub auth: AuthCounters,
     /// No receiver reported and every datagram heard was refused: why (e.g. a wrong key).
     pub auth_error: Option<String>,
+}
+
+/// A receiver by name and id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostEntry {
+    /// Host name from its Hello (`None` if only its NAKs or echoes were heard).
+    pub host: Option<String>,
+    /// Node id.
+    pub node: u32,
+    /// Address it was heard from.
+    pub addr: String,
+}
+
+/// A receiver that reported a failure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedEntry {
+    /// Host name from its Hello.
+    pub host: Option<String>,
+    /// Node id.
+    pub node: u32,
+    /// Address it was heard from.
+    pub addr: String,
+    /// Why, as it reported (or why the sender refuses its copy).
+    pub reason: String,
+}
+
+/// An `--expect` entry no receiver answered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MissingEntry {
+    /// The entry as listed (a host name or a node id).
+    pub host: String,
+    /// A node that matches it and was heard, but never reported; `None` if none was heard.
+    pub node: Option<u32>,
+}
+
+/// A receiver that reported but was not listed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnexpectedEntry {
+    /// Host name from its Hello.
+    pub host: Option<String>,
+    /// Node id.
+    pub node: u32,
+    /// Address it was heard from.
+    pub addr: String,
+    /// "complete" or "failed".
+    pub status: &'static str,
+    /// Why it failed; `None` if complete.
+    pub reason: Option<String>,
+}
+
+/// The roster as lists: with `--expect`, `completed` and `failed` hold the listed receivers
+/// only, `missing` the entries nobody answered (in the list's order) and `unexpected` the
+/// receivers that reported unlisted; without it, `completed` and `failed` hold every receiver
+/// that reported and the other two are empty. Receivers are sorted by host name (unnamed
+/// last), then node id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RosterLists {
+    /// The `--expect` entries as listed; `None` without `--expect`.
+    pub expected: Option<Vec<String>>,
+    /// Reported a verified copy.
+    pub completed: Vec<HostEntry>,
+    /// Reported a failure.
+    pub failed: Vec<FailedEntry>,
+    /// Listed, never reported.
+    pub missing: Vec<MissingEntry>,
+    /// Reported, not listed.
+    pub unexpected: Vec<UnexpectedEntry>,
+    /// Receivers heard in this session (Hello, NAK, echo or report).
+    pub heard: usize,
+    /// Reports ignored: from a node never heard in this session, or from another address
+    /// than the one it was heard from.
+    pub unsolicited_reports: u64,
+    /// Datagrams under a known node id from another address (two receivers with one
+    /// `--node-id`, or a forgery).
+    pub address_conflicts: u64,
+}
+
+impl RosterLists {
+    /// The lists of `roster`.
+    pub fn of(roster: &Roster) -> Self {
+        let mut t = roster.tally();
+        let key = |e: &RosterEntry| (e.host.is_none(), e.host.clone(), e.node);
+        t.completed.sort_by_key(|e| key(e));
+        t.failed.sort_by_key(|(e, _)| key(e));
+        t.unexpected.sort_by_key(|e| key(e));
+        let name = |e: &RosterEntry| e.host.as_ref().map(ToString::to_string);
+        RosterLists {
+            expected: roster.expected().map(|l| l.iter().map(|x| x.entry.clone()).collect()),
+            completed: t
+                .completed
+                .iter()
+                .map(|e| HostEntry { host: name(e), node: e.node, addr: e.addr.to_string() })
+                .collect(),
+            failed: t
+                .failed
+                .iter()
+                .map(|(e, why)| FailedEntry {
+                    host: name(e),
+                    node: e.node,
+                    addr: e.addr.to_string(),
+                    reason: why.to_string(),
+                })
+                .collect(),
+            missing: t
+                .missing
+                .iter()
+                .map(|(x, heard)| MissingEntry {
+                    host: x.entry.clone(),
+                    node: heard.map(|e| e.node),
+                })
+                .collect(),
+            unexpected: t
+                .unexpected
+                .iter()
+                .map(|e| {
+                    let reason = match &e.outcome {
+                        Some(NodeOutcome::Failed(why)) => Some(why.clone()),
+                        _ => None,
+                    };
+                    UnexpectedEntry {
+                        host: name(e),
+                        node: e.node,
+                        addr: e.addr.to_string(),
+                        status: if reason.is_some() { "failed" } else { "complete" },
+                        reason,
+                    }
+                })
+                .collect(),
+            heard: roster.nodes().count(),
+            unsolicited_reports: roster.unsolicited_reports(),
+            address_conflicts: roster.address_conflicts(),
+        }
+    }
+
+    /// Whether every listed host completed (`None` without `--expect`).
+    pub fn all_expected_complete(&self) -> Option<bool> {
+        self.expected.as_ref().map(|_| self.missing.is_empty() && self.failed.is_empty())
+    }
 }

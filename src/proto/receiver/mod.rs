@@ -30,12 +30,14 @@
 
 mod abort;
 mod backoff;
+mod hello;
 mod nak;
 mod object;
 mod report;
 mod session;
 
 pub use backoff::backoff;
+pub use hello::{default_host_name, HELLO_INTERVAL_MAX, HELLO_INTERVAL_MIN, HELLO_TRIES};
 pub use object::ObjectState;
 pub use session::Timer;
 
@@ -79,6 +81,8 @@ pub struct ReceiverConfig {
     /// Give up ([`Outcome::TimedOut`]) when the locked sender was not heard for this long while
     /// receiving; `None` waits forever.
     pub session_timeout: Option<Duration>,
+    /// Host name its Hello carries (`None`: [`default_host_name`] of the node id).
+    pub host: Option<HostName>,
 }
 
 impl Default for ReceiverConfig {
@@ -95,6 +99,7 @@ impl Default for ReceiverConfig {
             report_tries: 40,
             idle_timeout: None,
             session_timeout: None,
+            host: None,
         }
     }
 }
@@ -265,7 +270,9 @@ impl Receiver {
                     if self.cfg.session.is_none_or(|s| s == header.session)
                         && !self.cfg.skip_sessions.contains(&header.session) =>
                 {
-                    self.session = Some(Session::new(now, &header, *a, self.cfg.node));
+                    let mut s = Session::new(now, &header, *a, self.cfg.node);
+                    s.start_hello(now);
+                    self.session = Some(s);
                     self.watch_locked(now, from);
                 }
                 _ => {

@@ -138,7 +138,10 @@ impl Session {
         }
         cx.stats.naks_sent += 1;
         self.last_nak = Some(now);
-        let loss_ppm = cx.stats.loss_ppm();
+        // Too few datagrams seen to say (a late joiner's first NAK): "unmeasured", as in echoes,
+        // so that the straggler policy does not judge it by a handful of datagrams.
+        let loss_ppm =
+            if cx.stats.first_pass_expected < 64 { u32::MAX } else { cx.stats.loss_ppm() };
         let list = NeedList { seq: self.seen_seq.unwrap_or(0), loss_ppm, needs };
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
         let until = now + self.repair_wait(cx.cfg.backoff_factor, total);

@@ -75,6 +75,7 @@ impl Session {
             naks_sent: cx.stats.naks_sent as u32,
             naks_suppressed: cx.stats.naks_suppressed as u32,
             elapsed_ms: elapsed.min(u128::from(u32::MAX)) as u32,
+            reason: self.failure.as_deref().map(reason_text).unwrap_or_default(),
         };
         self.phase = Phase::Reporting { report, tries_left: cx.cfg.report_tries };
         self.timers.set(Timer::Report, now);
@@ -83,6 +84,7 @@ impl Session {
     fn finish(&mut self, outcome: Outcome) {
         self.phase = Phase::Done;
         self.timers.stop(Timer::Report);
+        self.timers.stop(Timer::Hello);
         self.events.push_back(Event::Finished(outcome));
     }
 
@@ -114,7 +116,7 @@ impl Session {
             self.finish(outcome);
         } else {
             *tries_left -= 1;
-            let packet = Packet::Report(*report);
+            let packet = Packet::Report(report.clone());
             let interval = (self.grtt * 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
             self.timers.set(Timer::Report, now + interval);
             self.outbox.push_back(packet);

@@ -18,10 +18,12 @@ pub enum Timer {
     Nak,
     /// Repeat the completion report (or give up waiting for its acknowledgement).
     Report,
+    /// Repeat the Hello join until the sender welcomes this receiver.
+    Hello,
 }
 
 impl TimerKind for Timer {
-    const ALL: &'static [Self] = &[Timer::CoverCheck, Timer::Nak, Timer::Report];
+    const ALL: &'static [Self] = &[Timer::CoverCheck, Timer::Nak, Timer::Report, Timer::Hello];
     fn index(self) -> usize {
         self as usize
     }
@@ -122,6 +124,8 @@ pub(super) struct Session {
     pub(super) outbox: VecDeque<Packet<'static>>,
     /// A probe to echo: its send time and when it arrived.
     echo: Option<(u64, Instant)>,
+    /// The Hello join and the sender's welcome (`hello`).
+    pub(super) hello: super::hello::HelloState,
 }
 
 impl Session {
@@ -151,6 +155,7 @@ impl Session {
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             echo: None,
+            hello: super::hello::HelloState::new(),
         }
     }
 
@@ -231,7 +236,8 @@ impl Session {
             Packet::ReportAck(ack) if from_sender => self.on_report_ack(cx, &ack),
             Packet::Squelch(q) if from_sender => self.on_squelch(cx, now, &q),
             Packet::Nak(list) => self.on_cover(cx, now, &list),
-            Packet::Echo(_) | Packet::Report(_) => {} // other receivers' feedback
+            Packet::Hello(h) if from_sender => self.on_hello(cx, &h),
+            Packet::Echo(_) | Packet::Report(_) | Packet::Hello(_) => {} // other receivers' feedback
             _ => cx.stats.dropped_foreign += 1,
         }
     }
@@ -514,6 +520,7 @@ impl Session {
                     self.update_nak_timer(cx, now);
                 }
                 Timer::Report => self.report_due(now),
+                Timer::Hello => self.hello_due(cx, now),
             }
         }
     }

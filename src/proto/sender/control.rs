@@ -1,8 +1,8 @@
 //! The sender's timers and control datagrams. Every deadline lives in one [`TimerTable`] of
 //! [`Timer`]s; [`Sender::handle_timeout`] fires the due ones, and those that send something
 //! (announce, probe, flush) only mark it [`Due`]. [`Sender::poll_transmit`] then sends due
-//! control datagrams ahead of any data, in a fixed order: report acknowledgements, squelches,
-//! announcements, probes, repair advertisements, flushes. What becomes due as the result of an
+//! control datagrams ahead of any data, in a fixed order: report acknowledgements, Hello
+//! welcomes, squelches, announcements, probes, repair advertisements, flushes. What becomes due as the result of an
 //! action rather than of time passing (the announcements and probe at start-up, the flush and
 //! announcement at the end of a pass) is marked due at once and its timer armed for the next
 //! one. A control datagram's contents (GRTT, probe time) are taken when it is sent.
@@ -184,6 +184,7 @@ impl Sender {
             return a.due && a.left > 0;
         }
         !self.acks.is_empty()
+            || self.roster.welcome_due()
             || self.squelch_due()
             || self.due.announces > 0
             || self.due.probe
@@ -224,6 +225,9 @@ impl Sender {
                 self.acks.remove(node);
             }
             return Some(Packet::ReportAck(ReportAck { nodes }));
+        }
+        if let Some(welcome) = self.roster.take_welcome() {
+            return Some(welcome);
         }
         if !self.squelch_nodes.is_empty() {
             let n = self.squelch_nodes.len().min(MAX_ACK_NODES);

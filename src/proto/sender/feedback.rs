@@ -144,6 +144,9 @@ impl Sender {
     /// the acknowledgement), handed to the driver the first time.
     pub(super) fn on_report(&mut self, now: Instant, node: u32, from: SocketAddr, report: Report) {
         self.stats.reports_received += 1;
+        if !self.roster_report(now, node, from, &report) {
+            return; // not heard in this session, or not from its address: not acknowledged
+        }
         self.group.heard(node);
         self.last_report_at = now;
         self.acks.insert(node);

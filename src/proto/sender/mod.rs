@@ -55,6 +55,7 @@ mod grtt;
 mod pacer;
 mod parity;
 mod repair;
+mod roster;
 mod schedule;
 
 pub use budget::RepairBudget;
@@ -66,6 +67,7 @@ pub use grtt::{Grtt, MAX_RISE, PROBES_KEPT};
 pub use pacer::{DataShare, Pacer};
 pub use parity::{proactive_symbols, short_probability, ParityBias};
 pub use repair::{BlockKey, Repairs};
+pub use roster::{parse_node_id, Expected, NodeOutcome, Roster, RosterEntry, Tally, MAX_ROSTER};
 
 use crate::proto::fec::{BlockEncoder, FecError};
 use crate::proto::layout::Layout;
@@ -232,6 +234,8 @@ pub struct Sender {
     acks: BTreeSet<u32>,
     receivers: BTreeMap<u32, ReceiverInfo>,
     group: Group,
+    /// Who was heard in this session, from where, and how each ended.
+    roster: roster::Roster,
     /// Dropped receivers still to be told.
     squelch_nodes: BTreeSet<u32>,
     /// Blocks that can no longer be sent, and whether a squelch for them is due.
@@ -321,6 +325,7 @@ impl Sender {
             acks: BTreeSet::new(),
             receivers: BTreeMap::new(),
             group: Group::new(cfg.expected_receivers, cfg.max_members),
+            roster: roster::Roster::default(),
             squelch_nodes: BTreeSet::new(),
             unavailable: BTreeMap::new(),
             pass: 1,
@@ -492,9 +497,16 @@ impl Sender {
             return; // stopping: nobody is answered any more
         }
         match packet {
-            Packet::Nak(list) => self.on_nak(now, header.node, from, list),
-            Packet::Echo(e) => self.on_echo(now, header.node, from, &e),
+            Packet::Nak(list) => {
+                self.roster.heard(header.node, from, now);
+                self.on_nak(now, header.node, from, list)
+            }
+            Packet::Echo(e) => {
+                self.roster.heard(header.node, from, now);
+                self.on_echo(now, header.node, from, &e)
+            }
             Packet::Report(report) => self.on_report(now, header.node, from, report),
+            Packet::Hello(h) => self.on_hello(now, header.node, from, h),
             _ => self.stats.dropped_foreign += 1,
         }
     }
@@ -521,8 +533,9 @@ impl Sender {
             return;
         }
         let done = match self.cfg.expected_receivers {
-            Some(n) => self.accounted() >= u64::from(n),
-            None => {
+            _ if self.roster.expect_met() == Some(true) => true,
+            Some(n) if self.roster.expected().is_none() => self.accounted() >= u64::from(n),
+            _ => {
                 self.cursor.is_none()
                     && self.flushing
                     && !self.repairs.has_queued()

@@ -137,10 +137,23 @@ fn finishes_when_expected_receivers_report() {
         naks_sent: 0,
         naks_suppressed: 0,
         elapsed_ms: 1,
+        reason: String::new(),
     };
+    for node in [10, 11] {
+        // Reports count only from receivers heard before (roster.rs).
+        let host = HostName::new(&format!("h{node}")).unwrap();
+        let mut b = Vec::new();
+        wire::emit(
+            &Header { flags: 0, session: 1, node },
+            &Packet::Hello(Hello::Join { host }),
+            &mut b,
+        );
+        s.handle_datagram(Instant::ZERO, addr(), &b);
+    }
     for node in [10, 10, 11] {
         let mut b = Vec::new();
-        wire::emit(&Header { flags: 0, session: 1, node }, &Packet::Report(report), &mut b);
+        let packet = Packet::Report(report.clone());
+        wire::emit(&Header { flags: 0, session: 1, node }, &packet, &mut b);
         assert!(!s.is_finished());
         s.handle_datagram(Instant::ZERO, addr(), &b);
     }
@@ -156,7 +169,7 @@ fn finishes_when_expected_receivers_report() {
     // acknowledged again, and the sender stays longer.
     let later = Instant::ZERO + Duration::from_millis(50);
     let mut b = Vec::new();
-    wire::emit(&Header { flags: 0, session: 1, node: 11 }, &Packet::Report(report), &mut b);
+    wire::emit(&Header { flags: 0, session: 1, node: 11 }, &Packet::Report(report.clone()), &mut b);
     s.handle_datagram(later, addr(), &b);
     let mut acked = false;
     while s.poll_transmit(later, &mut buf).is_some() {

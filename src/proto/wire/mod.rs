@@ -11,9 +11,11 @@
 //! allocates more than the datagram's own length. [`emit`] writes a packet into a reusable buffer.
 
 mod cursor;
+mod hello;
 mod objects;
 mod packets;
 
+pub use hello::{reason_text, Hello, HostName, MAX_HOST_NAME, MAX_REASON};
 pub use objects::{ObjectId, Objects};
 pub use packets::*;
 

@@ -3,6 +3,7 @@
 //! usable without further bounds checks on the receiving side.
 
 use super::cursor::{Reader, Writer};
+use super::hello::{emit_hello, emit_reason, parse_hello, parse_reason, Hello};
 use super::{ObjectId, WireError};
 use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
@@ -59,6 +60,8 @@ pub enum PacketType {
     Squelch = 10,
     /// [`Abort`]
     Abort = 12,
+    /// [`Hello`]
+    Hello = 13,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -210,7 +213,7 @@ pub enum ReportStatus {
 }
 
 /// A receiver's completion report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     /// Outcome.
     pub status: ReportStatus,
@@ -224,6 +227,9 @@ pub struct Report {
     pub naks_suppressed: u32,
     /// Milliseconds from first datagram to completion.
     pub elapsed_ms: u32,
+    /// Why it failed (0..=[`MAX_REASON`](super::MAX_REASON) bytes of UTF-8, no control
+    /// characters; empty when complete). Emitting cuts a longer text to what fits.
+    pub reason: String,
 }
 
 /// The sender's acknowledgement of reports: the listed nodes may stop repeating theirs.
@@ -284,6 +290,8 @@ pub enum Packet<'a> {
     Squelch(Squelch),
     /// The sender stops the session.
     Abort(Abort),
+    /// A receiver joins, or the sender welcomes joined receivers.
+    Hello(Hello),
 }
 
 impl Packet<'_> {
@@ -301,6 +309,7 @@ impl Packet<'_> {
             Packet::ReportAck(_) => PacketType::ReportAck,
             Packet::Squelch(_) => PacketType::Squelch,
             Packet::Abort(_) => PacketType::Abort,
+            Packet::Hello(_) => PacketType::Hello,
         }
     }
 
@@ -367,6 +376,7 @@ impl Packet<'_> {
                 Packet::Squelch(Squelch { reason, object, block, nodes })
             }
             12 => Packet::Abort(abort::parse_abort(&mut r)?),
+            13 => Packet::Hello(parse_hello(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -422,6 +432,7 @@ impl Packet<'_> {
                 buf.put_u32(r.naks_sent);
                 buf.put_u32(r.naks_suppressed);
                 buf.put_u32(r.elapsed_ms);
+                emit_reason(&r.reason, buf);
             }
             Packet::ReportAck(a) => {
                 buf.put_u16(a.nodes.len() as u16);
@@ -439,6 +450,7 @@ impl Packet<'_> {
                 }
             }
             Packet::Abort(a) => abort::emit_abort(a, buf),
+            Packet::Hello(h) => emit_hello(h, buf),
         }
     }
 }
@@ -515,5 +527,6 @@ fn parse_report(r: &mut Reader<'_>) -> Result<Report, WireError> {
         naks_sent: r.u32()?,
         naks_suppressed: r.u32()?,
         elapsed_ms: r.u32()?,
+        reason: parse_reason(r)?,
     })
 }

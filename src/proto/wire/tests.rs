@@ -47,6 +47,7 @@ fn samples() -> Vec<Packet<'static>> {
             naks_sent: 4,
             naks_suppressed: 5,
             elapsed_ms: 6,
+            reason: String::new(),
         }),
         Packet::ReportAck(ReportAck { nodes: vec![1, 2, 3] }),
         Packet::Squelch(Squelch {
