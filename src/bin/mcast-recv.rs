@@ -6,6 +6,7 @@ use mcast::cli;
 use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
 use mcast::net::{group_scope_warning, parse_group, SocketOptions};
+use mcast::proto::receiver::SenderFilter;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,9 +82,18 @@ struct Args {
     /// Multicast TTL / IPv6 hop limit of NAKs and reports.
     #[arg(long, default_value_t = 1)]
     ttl: u32,
-    /// Blocks held in memory at most (collecting, decoding, or awaiting the manifest).
+    /// Blocks held in memory at most (collecting or decoding).
     #[arg(long, default_value_t = mcast::proto::receiver::ReceiverConfig::default().max_pending_blocks)]
     max_pending_blocks: usize,
+    /// Take a push only from this sender: an IP address, or IP:PORT to pin its source port
+    /// too. Announcements from anyone else are counted and ignored (open mode on a shared
+    /// link: anyone can announce).
+    #[arg(long, value_name = "ADDR")]
+    sender: Option<SenderFilter>,
+    /// Refuse a push whose payload is larger than this (e.g. 500G, units K, M, G), before anything is sized
+    /// by it. Default: no limit but the protocol's (512 Ki blocks).
+    #[arg(long, value_name = "BYTES", value_parser = cli::parse_size)]
+    max_size: Option<u64>,
     /// Before placing the file, read it back and check every block against the verified hashes.
     #[arg(long)]
     verify_readback: bool,
@@ -150,6 +160,8 @@ async fn receive(args: Args) -> anyhow::Result<i32> {
     cfg.workers = args.workers;
     cfg.verify_readback = args.verify_readback;
     cfg.receiver.max_pending_blocks = args.max_pending_blocks.max(1);
+    cfg.receiver.sender = args.sender;
+    cfg.receiver.max_size = args.max_size;
     let opts =
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)

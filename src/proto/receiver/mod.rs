@@ -1,15 +1,26 @@
-//! The receiver state machine. It locks onto the first session announced, collects symbols per
-//! block, hands full blocks out for decoding ([`Event::Decode`]) and decoded blocks out to be
-//! written ([`Event::Block`]) with their BLAKE3 kept (32 bytes a block); when the hash list
-//! (object 2) arrives and matches the announcement it checks every block written against it
-//! (one that does not match is fetched again and rewritten), and blocks decoded after it are
-//! checked before they are handed out. It NAKs what the sender
-//! has passed and it still lacks after a randomized backoff, stays quiet when it heard an equal
-//! or larger need from another receiver or the sender's repair advertisement, and reports
-//! completion until the sender acknowledges. It echoes a share of the sender's probes (the
-//! share the probe asks for, so echoes stay bounded in a large group), and it gives up with a
-//! clear reason when the sender squelches it (dropped as a straggler, or a block it lacks is no
-//! longer held).
+//! The receiver state machine. It keeps up to a few *candidate* sessions from the
+//! announcements it hears (`candidate`) and locks onto the first whose manifest decodes and
+//! matches its announced hash (a forged announcement that never delivers a manifest blocks
+//! nothing), optionally only from one sender ([`SenderFilter`], `--sender`). Once locked, it
+//! collects symbols per block, hands full blocks out for decoding ([`Event::Decode`]) and
+//! decoded blocks out to be written ([`Event::Block`]) with their BLAKE3 kept (32 bytes a
+//! block written); when the hash list (object 2) arrives and matches the announcement it
+//! checks every block written against it (one that does not match is fetched again and
+//! rewritten), and blocks decoded after it are checked before they are handed out. It NAKs
+//! what the sender has passed and it still lacks after a randomized backoff, stays quiet for a
+//! bounded while when it heard an equal or larger need from another receiver or the sender's
+//! repair advertisement, and reports completion until the sender acknowledges. It echoes a
+//! share of the sender's probes (the share the probe asks for, so echoes stay bounded in a
+//! large group), and it gives up with a clear reason when the sender squelches it (dropped as
+//! a straggler after it NAKed, or a block it lacks is no longer held).
+//!
+//! Open mode trusts nothing it cannot check: control datagrams (announcements, probes,
+//! flushes, repair advertisements, squelches, acknowledgements) count only from the address
+//! the session was announced from; a squelch or acknowledgement only for what this receiver
+//! asked; a heard NAK suppresses ours only for a bounded time; a sequence jump larger than the
+//! sender could have sent is not loss ([`seq`]). Sizes are bounded before anything is sized
+//! by them: the announce's layout at parse, `max_size` here, the manifest's entry count before
+//! it is decoded, and per-block state is one bit a block ([`ObjectState`]).
 //!
 //! The core never writes files: the driver writes blocks into a staging area, then, when every
 //! block is verified ([`Event::Complete`]), makes it durable and places it without reading it
@@ -23,19 +34,25 @@
 //! newest).
 //!
 //! This module holds the configuration, the events and the [`Receiver`], whose entry points
-//! dispatch once to the session; `session` holds the session's state, its [`Timer`]s and its
-//! queues, `nak` NAK scheduling and suppression, `report` how a session ends, [`backoff`] the
-//! randomized NAK backoff and [`ObjectState`] each object's blocks.
+//! dispatch once to the session (or the candidates); `session` holds the session's state, its
+//! [`Timer`]s and its queues, `verify` what is done with decoded blocks, `nak` NAK scheduling
+//! and suppression, `report` how a session ends, [`backoff`] the randomized NAK backoff and
+//! [`ObjectState`] each object's blocks.
 
 mod backoff;
+mod candidate;
 mod nak;
 mod object;
 mod report;
+pub mod seq;
 mod session;
+mod verify;
 
 pub use backoff::backoff;
+pub use candidate::{SenderFilter, SenderFilterError, MAX_CANDIDATES, MAX_REFUSED};
+pub use nak::{COVER_MARGIN, MAX_HEARD_TX};
 pub use object::ObjectState;
-pub use session::Timer;
+pub use session::{Timer, MAX_GRTT};
 
 use crate::proto::fec::{BlockSymbols, Inserted};
 use crate::proto::manifest::{HashList, Manifest};
@@ -46,7 +63,7 @@ use crate::proto::{Dest, Transmit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use session::{Ctx, Session};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 /// Receiver settings.
@@ -71,6 +88,11 @@ pub struct ReceiverConfig {
     pub max_pending_blocks: usize,
     /// Report repetitions before giving up on an acknowledgement.
     pub report_tries: u32,
+    /// Take announcements only from this sender (`--sender`); else from anyone.
+    pub sender: Option<SenderFilter>,
+    /// Refuse a payload larger than this many bytes (`--max-size`) before anything is sized
+    /// by it; else only the layout's bound applies.
+    pub max_size: Option<u64>,
 }
 
 impl Default for ReceiverConfig {
@@ -85,6 +107,8 @@ impl Default for ReceiverConfig {
             nak_interval_grtts: 1.0,
             max_pending_blocks: 32,
             report_tries: 40,
+            sender: None,
+            max_size: None,
         }
     }
 }
@@ -182,7 +206,14 @@ pub enum Event {
 pub struct Receiver {
     cfg: ReceiverConfig,
     rng: ChaCha8Rng,
+    /// The session locked onto.
     session: Option<Session>,
+    /// Before locking: the sessions announced, each collecting its manifest.
+    candidates: Vec<Session>,
+    /// Candidates whose manifest was refused (their sender and identity), oldest first.
+    refused: VecDeque<(SocketAddr, session::Identity)>,
+    /// `max_size` refusal logged once.
+    warned_size: bool,
     last_now: Instant,
     stats: ReceiverStats,
 }
@@ -193,6 +224,9 @@ impl Receiver {
         Receiver {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             session: None,
+            candidates: Vec::new(),
+            refused: VecDeque::new(),
+            warned_size: false,
             last_now: Instant::ZERO,
             stats: ReceiverStats::default(),
             cfg,
@@ -202,6 +236,11 @@ impl Receiver {
     /// Counters.
     pub fn stats(&self) -> &ReceiverStats {
         &self.stats
+    }
+
+    /// Candidate sessions kept while none is locked onto.
+    pub fn candidates(&self) -> usize {
+        self.candidates.len()
     }
 
     /// The session locked onto, if any.
@@ -227,9 +266,10 @@ impl Receiver {
         Some((s, Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats }))
     }
 
-    /// Feed one datagram. Bad input is counted and dropped.
-    pub fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, data: &[u8]) {
+    /// Feed one datagram from `from`. Bad input is counted and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.stats.datagrams += 1;
+        self.last_now = self.last_now.max(now);
         let (header, packet) = match wire::parse(data) {
             Ok(p) => p,
             Err(_) => {
@@ -240,22 +280,9 @@ impl Receiver {
         if header.node == self.cfg.node {
             return; // our own datagram looped back
         }
-        if self.session.is_none() {
-            match &packet {
-                Packet::Announce(a)
-                    if self.cfg.session.is_none_or(|s| s == header.session)
-                        && !self.cfg.skip_sessions.contains(&header.session) =>
-                {
-                    self.session = Some(Session::new(now, &header, *a, self.cfg.node));
-                }
-                _ => {
-                    self.stats.dropped_foreign += 1;
-                    return;
-                }
-            }
-        }
-        if let Some((s, mut cx)) = self.enter(now) {
-            s.on_packet(&mut cx, now, header, packet);
+        match self.enter(now) {
+            Some((s, mut cx)) => s.on_packet(&mut cx, now, from, header, packet),
+            None => self.on_unlocked(now, from, header, packet),
         }
     }
 
@@ -277,6 +304,11 @@ impl Receiver {
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some((s, mut cx)) = self.enter(now) {
             s.on_timeout(&mut cx, now);
+            return;
+        }
+        let mut cx = Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats };
+        for c in &mut self.candidates {
+            c.on_timeout(&mut cx, now);
         }
     }
 
@@ -288,17 +320,27 @@ impl Receiver {
     /// When [`Receiver::handle_timeout`] or [`Receiver::poll_transmit`] next has work: now
     /// while datagrams are waiting, else the session's earliest timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let s = self.session.as_ref()?;
-        if s.has_output() {
-            return Some(self.last_now);
+        let sessions = self.session.iter().chain(&self.candidates);
+        let mut next: Option<Instant> = None;
+        for s in sessions {
+            if s.has_output() {
+                return Some(self.last_now);
+            }
+            next = match (next, s.timers.next_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
-        s.timers.next_timeout()
+        next
     }
 
     /// The next datagram to send to the group, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (s, mut cx) = self.enter(now)?;
-        s.poll_transmit(&mut cx, now, buf)
+        if let Some((s, mut cx)) = self.enter(now) {
+            return s.poll_transmit(&mut cx, now, buf);
+        }
+        let mut cx = Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats };
+        self.candidates.iter_mut().find_map(|c| c.poll_transmit(&mut cx, now, buf))
     }
 }
 
