@@ -73,7 +73,7 @@ pub struct ReceiverStats {
     pub first_pass_missing: u64,
     /// Dropped: a control datagram naming the session's sender from another address.
     pub dropped_not_sender: u64,
-    /// Dropped: payload or hash-list symbols before a session was locked onto.
+    /// Dropped: hash-list symbols before a session was locked onto.
     pub dropped_unlocked: u64,
     /// Announcements not followed: another sender than `--sender`, larger than `--max-size`,
     /// or a candidate refused before.

@@ -74,6 +74,14 @@ impl fmt::Display for SenderFilter {
 }
 
 impl Receiver {
+    /// The candidates, and what they need from outside them: each gets an equal share of the
+    /// payload slots.
+    pub(super) fn candidates_ctx(&mut self) -> (&mut Vec<Session>, Ctx<'_>) {
+        let slots = self.cfg.max_pending_blocks / self.candidates.len().max(1);
+        let cx = Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats, slots };
+        (&mut self.candidates, cx)
+    }
+
     /// Whether this receiver was told which push to take (`--session` or `--sender`).
     fn pinned(&self) -> bool {
         self.cfg.session.is_some() || self.cfg.sender.is_some()
@@ -144,9 +152,9 @@ impl Receiver {
                 self.candidates.push(Session::new(now, from, &header, *a, self.cfg.node));
             }
         }
-        let mut cx = Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats };
+        let (candidates, mut cx) = self.candidates_ctx();
         let mut routed = false;
-        for c in &mut self.candidates {
+        for c in candidates {
             let ours = match announced {
                 Some(id) => c.from == from && c.identity == id,
                 None => c.id() == header.session,
@@ -178,7 +186,9 @@ impl Receiver {
             let why = c.refused.take().unwrap_or_default();
             self.stats.candidates_refused += 1;
             if self.pinned() {
-                let mut cx = Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats };
+                let slots = self.cfg.max_pending_blocks;
+                let mut cx =
+                    Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats, slots };
                 c.locked = true;
                 c.fail(&mut cx, now, why);
                 self.candidates.clear();

@@ -263,7 +263,8 @@ impl Receiver {
     fn enter(&mut self, now: Instant) -> Option<(&mut Session, Ctx<'_>)> {
         self.last_now = self.last_now.max(now);
         let s = self.session.as_mut()?;
-        Some((s, Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats }))
+        let slots = self.cfg.max_pending_blocks;
+        Some((s, Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats, slots }))
     }
 
     /// Feed one datagram from `from`. Bad input is counted and dropped.
@@ -306,8 +307,8 @@ impl Receiver {
             s.on_timeout(&mut cx, now);
             return;
         }
-        let mut cx = Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats };
-        for c in &mut self.candidates {
+        let (candidates, mut cx) = self.candidates_ctx();
+        for c in candidates {
             c.on_timeout(&mut cx, now);
         }
     }
@@ -339,8 +340,8 @@ impl Receiver {
         if let Some((s, mut cx)) = self.enter(now) {
             return s.poll_transmit(&mut cx, now, buf);
         }
-        let mut cx = Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats };
-        self.candidates.iter_mut().find_map(|c| c.poll_transmit(&mut cx, now, buf))
+        let (candidates, mut cx) = self.candidates_ctx();
+        candidates.iter_mut().find_map(|c| c.poll_transmit(&mut cx, now, buf))
     }
 }
 

@@ -8,8 +8,9 @@
 //! What is heard is not trusted far (in open mode anyone can send a NAK to the group port, and
 //! the sender, listening on port + 1, may never hear it): a heard need is clamped to the block's
 //! K plus [`COVER_MARGIN`], needs for blocks outside the layout are skipped, a heard cover lasts
-//! the repair wait with its sending time capped at [`MAX_HEARD_TX`], and once a heard cover has
-//! lapsed with our need unmet, no heard need covers that block again (until it is done).
+//! the repair wait with its sending time capped at [`MAX_HEARD_TX`] and is never extended by
+//! what is heard later, and once a heard cover has lapsed with our need unmet, no heard need
+//! covers that block again (until it is done).
 
 use super::session::{Cover, Ctx, Phase, Session, Timer};
 use super::*;
@@ -92,15 +93,43 @@ impl Session {
         let total = heard.iter().map(|h| h.2).sum();
         let until = now + self.repair_wait(cx.cfg.backoff_factor, total, true);
         for (object, block, count) in heard {
+            let key = (object, block);
             let h = Cover { count, until, heard: true };
-            let c = self.covers.entry((object, block)).or_insert(h);
-            if c.until <= now {
-                *c = h; // the old cover has lapsed: only what was just heard counts
-            } else if count >= c.count {
-                *c = Cover { count, until: until.max(c.until), heard: true };
+            match self.covers.get_mut(&key) {
+                // A live cover is never extended by what is heard (else a NAK repeated every
+                // millisecond would hold ours off for ever); a larger need raises its count.
+                Some(c) if c.until > now => {
+                    if count > c.count {
+                        (c.count, c.heard) = (count, true);
+                    }
+                }
+                // A heard cover lapsed (its check not yet run) with our need unmet: ours now.
+                Some(c) if c.heard && self.objects[object].need(block) > 0 => {
+                    self.covers.remove(&key);
+                    self.must_nak.insert(key);
+                }
+                // Our own cover lapsed, or none: only what was just heard counts.
+                _ => {
+                    self.covers.insert(key, h);
+                }
             }
         }
         self.arm_cover_check(until);
+    }
+
+    /// End the covers that last longer than the current GRTT allows (a heard one's longest
+    /// wait); returns whether any was shortened. The cover check is armed for the earliest.
+    pub(super) fn clamp_covers(&mut self, cx: &Ctx, now: Instant) -> bool {
+        let limit = now + self.grtt.mul_f64(cx.cfg.backoff_factor + 2.0) + MAX_HEARD_TX;
+        let mut clamped = false;
+        for c in self.covers.values_mut().filter(|c| c.until > limit) {
+            c.until = limit;
+            clamped = true;
+        }
+        if clamped {
+            self.arm_cover_check(limit);
+        }
+        clamped
     }
 
     /// The cover check: forget the covers that lapsed (a heard one whose block still lacks
@@ -126,7 +155,7 @@ impl Session {
         if self.timers.is_set(Timer::Nak) || !live || !self.may_nak() {
             return;
         }
-        let mut free = self.free_slots(cx.cfg.max_pending_blocks);
+        let mut free = self.free_slots(cx.slots);
         let wanted = self.objects.iter().filter(|(id, _)| self.asks_for(*id)).any(|(id, o)| {
             o.outstanding().any(|b| {
                 let need = o.need(b);
@@ -152,7 +181,7 @@ impl Session {
         }
         let mut needs = Vec::new();
         let mut short = false;
-        let mut free = self.free_slots(cx.cfg.max_pending_blocks);
+        let mut free = self.free_slots(cx.slots);
         let (t, max, locked) = (self.identity.symbol_size, MAX_NEEDS, self.locked);
         for (id, o) in self.objects.iter_mut() {
             if !locked && id != ObjectId::Manifest {
@@ -254,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn covers_take_the_larger_need_and_lapse() {
+    fn covers_take_the_larger_need_are_never_extended_and_lapse_once() {
         let mut r = receiver_in_session();
         let t0 = Instant::ZERO;
         cover(&mut r, t0, &heard(10));
@@ -263,11 +292,36 @@ mod tests {
         assert!(s.covered(ObjectId::Payload, 3, 10, t0), "the larger need stands");
         assert!(!s.covered(ObjectId::Payload, 3, 11, t0), "but does not cover more");
         let until = s.covers[&(ObjectId::Payload, 3)].until;
+        // Heard again while it is live: the deadline does not move.
+        let later = t0 + (until - t0) / 2;
+        cover(&mut r, later, &heard(10));
+        let s = r.session.as_ref().unwrap();
+        assert_eq!(s.covers[&(ObjectId::Payload, 3)].until, until);
         assert!(!s.covered(ObjectId::Payload, 3, 1, until), "lapsed at its deadline");
-        // After it lapsed, a smaller need heard covers only that much.
+        // Heard again once it lapsed with the need unmet: it covers nothing any more.
         cover(&mut r, until, &heard(2));
         let s = r.session.as_ref().unwrap();
-        assert!(s.covered(ObjectId::Payload, 3, 2, until));
-        assert!(!s.covered(ObjectId::Payload, 3, 5, until), "stale count must not linger");
+        assert!(!s.covered(ObjectId::Payload, 3, 1, until));
+        assert!(s.must_nak.contains(&(ObjectId::Payload, 3)));
+        cover(&mut r, until, &heard(2));
+        assert!(!r.session.as_ref().unwrap().covered(ObjectId::Payload, 3, 1, until));
+    }
+
+    #[test]
+    fn heard_needs_are_clamped_to_k_plus_margin_and_past_the_end_skipped() {
+        let mut r = receiver_in_session(); // blocks of K = 10
+        let t0 = Instant::ZERO;
+        let mut list = heard(u16::MAX);
+        list.needs.push(Need { object: ObjectId::Payload, block: 10, count: 1 });
+        cover(&mut r, t0, &list);
+        let s = r.session.as_ref().unwrap();
+        assert_eq!(s.covers[&(ObjectId::Payload, 3)].count, 10 + COVER_MARGIN);
+        assert!(!s.covers.contains_key(&(ObjectId::Payload, 10)), "block 10 is past the end");
+        assert_eq!(r.stats().needs_ignored, 1);
+        // The cover lasts the repair wait of the clamped need, its sending time capped.
+        let s = r.session.as_ref().unwrap();
+        let wait = s.covers[&(ObjectId::Payload, 3)].until - t0;
+        assert_eq!(wait, s.repair_wait(4.0, 10 + COVER_MARGIN, true));
+        assert!(wait <= s.grtt.mul_f64(6.0) + MAX_HEARD_TX);
     }
 }

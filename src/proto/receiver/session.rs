@@ -67,6 +67,9 @@ pub(super) struct Ctx<'a> {
     pub(super) cfg: &'a ReceiverConfig,
     pub(super) rng: &'a mut ChaCha8Rng,
     pub(super) stats: &'a mut ReceiverStats,
+    /// Payload blocks this session may hold: `max_pending_blocks`, shared out among the
+    /// candidates while none is locked onto.
+    pub(super) slots: usize,
 }
 
 /// A need heard or sent for a block: it covers ours while `until` is ahead and `count` is at
@@ -213,6 +216,12 @@ impl Session {
         self.locked || id == ObjectId::Manifest
     }
 
+    /// Objects this session collects symbols of: a candidate its manifest and (within its
+    /// share of the slots, decoded once locked) payload blocks, not the hash list.
+    fn collects(&self, id: ObjectId) -> bool {
+        self.locked || id != ObjectId::Hashes
+    }
+
     /// Count a NAK sent against a candidate's credit.
     pub(super) fn spend_nak_credit(&mut self) {
         self.nak_credit = self.nak_credit.saturating_sub(1);
@@ -246,6 +255,25 @@ impl Session {
         self.observe_seq(cx, now, next.wrapping_sub(1));
     }
 
+    /// Follow the sender's GRTT. When it falls, what was scheduled by the old one is pulled
+    /// in (the NAK backoff, the covers), so that one spoofed probe with a huge GRTT delays
+    /// nothing past the sender's next probe.
+    fn follow_grtt(&mut self, cx: &mut Ctx, now: Instant, grtt: Duration) {
+        let fell = grtt < self.grtt;
+        self.grtt = grtt;
+        if !fell {
+            return;
+        }
+        let backoff_max = now + grtt.mul_f64(cx.cfg.backoff_factor);
+        if self.timers.get(Timer::Nak).is_some_and(|at| at > backoff_max) {
+            self.timers.stop(Timer::Nak);
+            self.update_nak_timer(cx, now);
+        }
+        if self.clamp_covers(cx, now) {
+            self.update_nak_timer(cx, now);
+        }
+    }
+
     /// A datagram of this session (or not: checked here) from `header.node` at `from`.
     pub(super) fn on_packet(
         &mut self,
@@ -274,7 +302,7 @@ impl Session {
             Packet::Data(d) if sender_node => self.on_data(cx, now, d),
             Packet::Announce(a) if from_sender => self.on_announce(cx, now, &header, a),
             Packet::Probe(p) if from_sender => {
-                self.grtt = grtt_of(p.grtt_us);
+                self.follow_grtt(cx, now, grtt_of(p.grtt_us));
                 self.group_size = Some(f64::from(p.group_size.max(1)));
                 let echo = p.echo_share == u16::MAX || cx.rng.gen::<u16>() < p.echo_share;
                 let live = matches!(self.phase, Phase::Receiving | Phase::Storing);
@@ -310,7 +338,7 @@ impl Session {
             return;
         }
         // Same push; follow its parameters.
-        self.grtt = grtt_of(a.grtt_us);
+        self.follow_grtt(cx, now, grtt_of(a.grtt_us));
         self.announce = a;
         if !self.locked {
             self.nak_credit = (self.nak_credit + 1).min(MAX_NAK_CREDIT);
@@ -345,8 +373,8 @@ impl Session {
                 grew |= o.advance(u32::MAX);
             }
         }
-        if !self.asks_for(d.object) {
-            // A candidate holds only its manifest: the rest is fetched once locked.
+        if !self.collects(d.object) {
+            // A candidate does not hold the hash list: it is fetched once locked.
             cx.stats.dropped_unlocked += 1;
             if grew {
                 self.update_nak_timer(cx, now);
@@ -355,7 +383,7 @@ impl Session {
         }
         // The bound is on payload blocks: the manifest and the hash list are bounded by their
         // own limits, and must always find room.
-        let full = d.object == ObjectId::Payload && self.free_slots(cx.cfg.max_pending_blocks) == 0;
+        let full = d.object == ObjectId::Payload && self.free_slots(cx.slots) == 0;
         let o = &mut self.objects[d.object];
         if o.is_done(d.block) || o.decoding.contains(&d.block) {
             cx.stats.symbols_duplicate += 1;
@@ -379,7 +407,9 @@ impl Session {
                 Ok(_) => cx.stats.symbols_duplicate += 1,
                 Err(_) => cx.stats.dropped_invalid += 1,
             }
-            if symbols.ready() {
+            // A candidate decodes its manifest only; its payload blocks wait, full, until it
+            // is locked onto (see `Session::release_held`).
+            if symbols.ready() && (self.locked || d.object == ObjectId::Manifest) {
                 let symbols = o.pending.remove(&d.block).expect("present");
                 o.decoding.insert(d.block);
                 let len = o.layout.block_len(d.block).unwrap_or(0);
@@ -395,6 +425,19 @@ impl Session {
         }
         if grew {
             self.update_nak_timer(cx, now);
+        }
+    }
+
+    /// Just locked onto: hand out the payload blocks a candidate collected in full.
+    pub(super) fn release_held(&mut self) {
+        let o = &mut self.objects[ObjectId::Payload];
+        let full: Vec<u32> = o.pending.iter().filter(|(_, s)| s.ready()).map(|(b, _)| *b).collect();
+        for block in full {
+            let symbols = o.pending.remove(&block).expect("present");
+            o.decoding.insert(block);
+            let len = o.layout.block_len(block).unwrap_or(0);
+            let job = DecodeJob { object: ObjectId::Payload, block, symbols, len };
+            self.events.push_back(Event::Decode(job));
         }
     }
 

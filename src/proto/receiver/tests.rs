@@ -428,3 +428,22 @@ fn a_refused_manifest_fails_a_pinned_receiver() {
         s.failure
     );
 }
+
+#[test]
+fn a_falling_grtt_pulls_in_the_nak_backoff_armed_under_a_huge_one() {
+    let (mut r, _) = locked(ReceiverConfig::default(), announce(1_000_000));
+    let t = Instant::ZERO;
+    let probe = |grtt_us| Probe { send_time_us: 0, grtt_us, group_size: 1, echo_share: 0 };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe(5_000_000))));
+    // Everything passed: the backoff is armed under 5 s (up to 4 GRTTs; this seed: seconds).
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Flush(Flush { seq: 5 })));
+    let armed = r.poll_timeout().unwrap();
+    assert!(armed > t + Duration::from_secs(1), "{armed:?}");
+    // The next probe says 1 ms: the backoff is drawn again, within 4 ms.
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe(1000))));
+    let pulled = r.poll_timeout().unwrap();
+    assert!(pulled <= t + Duration::from_millis(4), "{pulled:?}");
+    // A GRTT that rises again moves nothing.
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe(2000))));
+    assert_eq!(r.poll_timeout(), Some(pulled));
+}

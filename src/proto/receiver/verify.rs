@@ -106,6 +106,7 @@ impl Session {
                 self.manifest = Some(m.clone());
                 self.events.push_back(Event::Manifest(m));
                 self.locked = true;
+                self.release_held();
                 // Blocks the sender passed while this was a candidate are asked for now.
                 self.update_nak_timer(cx, now);
                 self.try_hash_list(cx, now);
