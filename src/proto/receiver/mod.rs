@@ -83,8 +83,8 @@ pub struct ReceiverConfig {
     pub group_size: f64,
     /// Least time between two NAKs, in GRTTs (a per-receiver NAK rate limit).
     pub nak_interval_grtts: f64,
-    /// Blocks held in memory at most (collecting, decoding, or awaiting the manifest; blocks
-    /// written and awaiting the hash list are not held).
+    /// Blocks held in memory at most (collecting or decoding; before a session is locked onto,
+    /// the candidates share them; blocks written and awaiting the hash list are not held).
     pub max_pending_blocks: usize,
     /// Report repetitions before giving up on an acknowledgement.
     pub report_tries: u32,

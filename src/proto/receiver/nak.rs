@@ -224,7 +224,7 @@ impl Session {
         cx.stats.naks_sent += 1;
         self.last_nak = Some(now);
         self.spend_nak_credit();
-        let loss_ppm = cx.stats.loss_ppm();
+        let loss_ppm = super::session::reported_loss(cx.stats);
         let list = NeedList { seq: self.seq.highest().unwrap_or(0), loss_ppm, needs };
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
         let until = now + self.repair_wait(cx.cfg.backoff_factor, total, false);

@@ -2,9 +2,10 @@
 //! the address its sender speaks from), the parameters it follows (rate, GRTT, group size:
 //! whatever the sender announces last), the reception state of every object, its timers, and
 //! its own queues of events and datagrams. A session starts as a *candidate*
-//! ([`Session::locked`] false): it collects and verifies only the manifest, NAKs only for it
-//! (once per announcement heard), and hands nothing out; the [`Receiver`] locks onto the first
-//! candidate whose manifest verifies. The [`Receiver`] dispatches each entry point to the
+//! ([`Session::locked`] false): it decodes and verifies only the manifest, NAKs only for it
+//! (at most once per announcement heard), holds the payload blocks it collects (in its share
+//! of the slots, handed out for decoding once locked) and hands nothing else out; the
+//! [`Receiver`] locks onto the first candidate whose manifest verifies. The [`Receiver`] dispatches each entry point to the
 //! session once, handing it a [`Ctx`] with what lives outside it (configuration, RNG,
 //! counters).
 
@@ -470,9 +471,7 @@ impl Session {
     ) -> Option<Transmit> {
         if let Some((probe_time_us, at)) = self.echo.take() {
             let delay_us = (now - at).as_micros().min(u128::from(u32::MAX)) as u32;
-            // Too few datagrams seen to say: "unmeasured", so the sender does not plan for 0.
-            let loss_ppm =
-                if cx.stats.first_pass_expected < 64 { u32::MAX } else { cx.stats.loss_ppm() };
+            let loss_ppm = reported_loss(cx.stats);
             let echo = Echo { probe_time_us, delay_us, loss_ppm };
             cx.stats.echoes_sent += 1;
             wire::emit(&self.header, &Packet::Echo(echo), buf);
@@ -485,6 +484,17 @@ impl Session {
         };
         wire::emit(&self.header, &packet, buf);
         Some(Transmit { size: buf.len(), dest })
+    }
+}
+
+/// The first-pass loss rate to report (echoes, NAKs): with too few datagrams seen to say,
+/// "unmeasured" (`u32::MAX`), so the sender neither plans for 0 nor takes a late joiner's
+/// first few datagrams for a straggler's loss rate.
+pub(super) fn reported_loss(stats: &ReceiverStats) -> u32 {
+    if stats.first_pass_expected < 64 {
+        u32::MAX
+    } else {
+        stats.loss_ppm()
     }
 }
 
