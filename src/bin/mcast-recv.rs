@@ -7,6 +7,7 @@ use mcast::net::identity::{self, RESERVED_NODE_IDS};
 use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
 use mcast::net::{group_scope_warning, parse_group, SocketOptions};
+use mcast::proto::receiver::SenderFilter;
 use mcast::proto::sender::parse_node_id;
 use mcast::proto::wire::HostName;
 use std::net::SocketAddr;
@@ -107,9 +108,18 @@ struct Args {
     /// Multicast TTL / IPv6 hop limit of NAKs and reports.
     #[arg(long, default_value_t = 1)]
     ttl: u32,
-    /// Blocks held in memory at most (collecting, decoding, or awaiting the manifest).
+    /// Blocks held in memory at most (collecting or decoding).
     #[arg(long, default_value_t = mcast::proto::receiver::ReceiverConfig::default().max_pending_blocks)]
     max_pending_blocks: usize,
+    /// Take a push only from this sender: an IP address, or IP:PORT to pin its source port
+    /// too. Announcements from anyone else are counted and ignored (open mode on a shared
+    /// link: anyone can announce).
+    #[arg(long, value_name = "ADDR")]
+    sender: Option<SenderFilter>,
+    /// Refuse a push whose payload is larger than this (e.g. 500G, units K, M, G), before anything is sized
+    /// by it. Default: no limit but the protocol's (512 Ki blocks).
+    #[arg(long, value_name = "BYTES", value_parser = cli::parse_size)]
+    max_size: Option<u64>,
     /// Before placing the file, read it back and check every block against the verified hashes.
     #[arg(long)]
     verify_readback: bool,
@@ -218,6 +228,8 @@ async fn receive(args: Args, me: identity::NodeIdentity) -> anyhow::Result<i32> 
     tracing::info!("node id {:#010x}, host name {}", me.node, me.host);
     cfg.receiver.node = me.node;
     cfg.receiver.host = Some(me.host);
+    cfg.receiver.sender = args.sender;
+    cfg.receiver.max_size = args.max_size;
     let opts =
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)

@@ -87,6 +87,25 @@ pub struct ReceiverStats {
     pub first_pass_expected: u64,
     /// Of those, missing (first-pass loss).
     pub first_pass_missing: u64,
+    /// Dropped: a control datagram naming the session's sender from another address.
+    pub dropped_not_sender: u64,
+    /// Dropped: hash-list symbols before a session was locked onto.
+    pub dropped_unlocked: u64,
+    /// Announcements not followed: another sender than `--sender`, larger than `--max-size`,
+    /// or a candidate refused before.
+    pub announces_refused: u64,
+    /// Candidate sessions dropped for a newer one (at most a few are kept).
+    pub candidates_evicted: u64,
+    /// Candidate sessions whose manifest matched its hash but was refused.
+    pub candidates_refused: u64,
+    /// Data sequence numbers too far from the last to be believed (not counted as loss).
+    pub seq_jumps_ignored: u64,
+    /// Heard needs for blocks outside the layout.
+    pub needs_ignored: u64,
+    /// Squelches that did not concern this receiver.
+    pub squelches_ignored: u64,
+    /// Acknowledgements naming this receiver before it sent any report.
+    pub acks_ignored: u64,
 }
 
 impl ReceiverStats {

@@ -162,6 +162,15 @@ impl Manifest {
         {
             return Err(ManifestError::Hash);
         }
+        // The entry count leads the bytes: refuse an absurd one before decoding allocates by
+        // it (every entry takes at least a byte, and there are at most MAX_ENTRIES); see
+        // `declared_entry_counts` in the tests.
+        let (declared, rest) = postcard::take_from_bytes::<u64>(bytes)
+            .map_err(|e| ManifestError::Parse(e.to_string()))?;
+        if declared > (MAX_ENTRIES as u64).min(rest.len() as u64) {
+            let why = format!("{declared} entries declared in {} bytes", rest.len());
+            return Err(ManifestError::Parse(why));
+        }
         let raw: RawManifest =
             postcard::from_bytes(bytes).map_err(|e| ManifestError::Parse(e.to_string()))?;
         if raw.object_size != announce.object_size

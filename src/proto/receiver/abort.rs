@@ -162,6 +162,9 @@ impl Session {
         for &t in Timer::ALL {
             self.timers.stop(t);
         }
+        // Nothing more goes out (a Hello or NAK still queued included).
+        self.outbox.clear();
+        self.echo = None;
         self.events.push_back(Event::Finished(outcome));
     }
 }
@@ -228,12 +231,21 @@ mod tests {
         Packet::Abort(Abort::new(AbortReason::Interrupted, "interrupted"))
     }
 
-    /// A receiver locked at `t` onto SESSION from SENDER at [`sender_addr`].
+    /// A receiver locked at `t` onto SESSION from SENDER at [`sender_addr`]: announced, and
+    /// its manifest delivered (a candidate is locked onto only then).
     fn locked(cfg: ReceiverConfig, t: Instant) -> Receiver {
         let mut r = Receiver::new(cfg);
-        r.handle_datagram(t, sender_addr(), &datagram(SESSION, SENDER, &announce()));
-        assert_eq!(r.session_id(), Some(SESSION));
+        lock(&mut r, t);
         r
+    }
+
+    fn lock(r: &mut Receiver, t: Instant) {
+        use crate::proto::receiver::tests::{feed_manifest, with_manifest};
+        let Packet::Announce(a) = announce() else { unreachable!() };
+        let (a, bytes) = with_manifest(a);
+        r.handle_datagram(t, sender_addr(), &datagram(SESSION, SENDER, &Packet::Announce(a)));
+        feed_manifest(r, t, sender_addr(), &a, &bytes);
+        assert_eq!(r.session_id(), Some(SESSION));
     }
 
     fn finished(r: &mut Receiver) -> Option<Outcome> {
@@ -301,10 +313,18 @@ mod tests {
         // Given up: a late announcement locks nothing.
         r.handle_datagram(at(6.5), sender_addr(), &datagram(SESSION, SENDER, &announce()));
         assert_eq!(r.session_id(), None);
-        // Locked in time: the idle timeout no longer applies.
+        // Locked in time (announced and its manifest verified): the idle timeout no longer
+        // applies. An announcement alone (a candidate) does not stop it.
+        let mut r = Receiver::new(cfg.clone());
+        r.handle_timeout(at(5.0));
+        lock(&mut r, at(5.9));
+        r.handle_timeout(at(60.0));
+        assert_eq!(finished(&mut r), None);
         let mut r = Receiver::new(cfg);
         r.handle_timeout(at(5.0));
         r.handle_datagram(at(5.9), sender_addr(), &datagram(SESSION, SENDER, &announce()));
+        r.handle_timeout(at(6.0));
+        assert!(matches!(finished(&mut r), Some(Outcome::TimedOut(_))), "a candidate only");
         r.handle_timeout(at(60.0));
         assert_eq!(finished(&mut r), None);
     }

@@ -98,18 +98,13 @@ mod tests {
         b
     }
 
-    fn announce() -> Packet<'static> {
-        Packet::Announce(Announce {
-            object_size: 10_000,
-            symbol_size: 100,
-            block_symbols: 10,
-            manifest_len: 100,
-            manifest_hash: [5; 32],
-            hashes_len: 0,
-            hashes_hash: [0; 32],
-            rate_bps: 1_000_000,
-            grtt_us: 1000,
-        })
+    /// Lock `r` at time zero onto SESSION: announced and its manifest delivered.
+    fn lock(r: &mut Receiver) {
+        use crate::proto::receiver::tests::{announce, feed_manifest, with_manifest};
+        let (a, bytes) = with_manifest(announce(1_000_000));
+        r.handle_datagram(Instant::ZERO, from(), &datagram(SENDER, &Packet::Announce(a)));
+        feed_manifest(r, Instant::ZERO, from(), &a, &bytes);
+        assert_eq!(r.session_id(), Some(SESSION));
     }
 
     /// The joins `r` sends up to `until`, driving its timers; each with when it went out.
@@ -142,7 +137,7 @@ mod tests {
     fn joins_repeat_a_bounded_number_of_times() {
         let mut r = receiver(Some("web-01"));
         assert!(joins(&mut r, Instant::ZERO, Instant::ZERO + Duration::from_secs(60)).is_empty());
-        r.handle_datagram(Instant::ZERO, from(), &datagram(SENDER, &announce()));
+        lock(&mut r);
         let sent = joins(&mut r, Instant::ZERO, Instant::ZERO + Duration::from_secs(60));
         assert_eq!(sent.len(), HELLO_TRIES as usize, "no welcome: every try, then silence");
         assert_eq!(sent[0], (Instant::ZERO, "web-01".to_string()), "the first at lock-on");
@@ -154,7 +149,7 @@ mod tests {
     #[test]
     fn a_welcome_naming_us_ends_the_joins_and_others_do_not() {
         let mut r = receiver(None);
-        r.handle_datagram(Instant::ZERO, from(), &datagram(SENDER, &announce()));
+        lock(&mut r);
         let t1 = Instant::ZERO + HELLO_INTERVAL_MIN;
         let first = joins(&mut r, Instant::ZERO, t1);
         assert_eq!(first.len(), 2);

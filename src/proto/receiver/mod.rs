@@ -1,15 +1,26 @@
-//! The receiver state machine. It locks onto the first session announced, collects symbols per
-//! block, hands full blocks out for decoding ([`Event::Decode`]) and decoded blocks out to be
-//! written ([`Event::Block`]) with their BLAKE3 kept (32 bytes a block); when the hash list
-//! (object 2) arrives and matches the announcement it checks every block written against it
-//! (one that does not match is fetched again and rewritten), and blocks decoded after it are
-//! checked before they are handed out. It NAKs what the sender
-//! has passed and it still lacks after a randomized backoff, stays quiet when it heard an equal
-//! or larger need from another receiver or the sender's repair advertisement, and reports
-//! completion until the sender acknowledges. It echoes a share of the sender's probes (the
-//! share the probe asks for, so echoes stay bounded in a large group), and it gives up with a
-//! clear reason when the sender squelches it (dropped as a straggler, or a block it lacks is no
-//! longer held).
+//! The receiver state machine. It keeps up to a few *candidate* sessions from the
+//! announcements it hears (`candidate`) and locks onto the first whose manifest decodes and
+//! matches its announced hash (a forged announcement that never delivers a manifest blocks
+//! nothing), optionally only from one sender ([`SenderFilter`], `--sender`). Once locked, it
+//! collects symbols per block, hands full blocks out for decoding ([`Event::Decode`]) and
+//! decoded blocks out to be written ([`Event::Block`]) with their BLAKE3 kept (32 bytes a
+//! block written); when the hash list (object 2) arrives and matches the announcement it
+//! checks every block written against it (one that does not match is fetched again and
+//! rewritten), and blocks decoded after it are checked before they are handed out. It NAKs
+//! what the sender has passed and it still lacks after a randomized backoff, stays quiet for a
+//! bounded while when it heard an equal or larger need from another receiver or the sender's
+//! repair advertisement, and reports completion until the sender acknowledges. It echoes a
+//! share of the sender's probes (the share the probe asks for, so echoes stay bounded in a
+//! large group), and it gives up with a clear reason when the sender squelches it (dropped as
+//! a straggler after it NAKed, or a block it lacks is no longer held).
+//!
+//! Open mode trusts nothing it cannot check: control datagrams (announcements, probes,
+//! flushes, repair advertisements, squelches, acknowledgements) count only from the address
+//! the session was announced from; a squelch or acknowledgement only for what this receiver
+//! asked; a heard NAK suppresses ours only for a bounded time; a sequence jump larger than the
+//! sender could have sent is not loss ([`seq`]). Sizes are bounded before anything is sized
+//! by them: the announce's layout at parse, `max_size` here, the manifest's entry count before
+//! it is decoded, and per-block state is one bit a block ([`ObjectState`]).
 //!
 //! The core never writes files: the driver writes blocks into a staging area, then, when every
 //! block is verified ([`Event::Complete`]), makes it durable and places it without reading it
@@ -23,23 +34,29 @@
 //! newest).
 //!
 //! This module holds the configuration, the events and the [`Receiver`], whose entry points
-//! dispatch once to the session; `session` holds the session's state, its [`Timer`]s and its
-//! queues, `nak` NAK scheduling and suppression, `report` how a session ends, `abort` how it
-//! ends without its sender (an Abort, the idle and session timeouts, storage errors),
-//! [`backoff`] the randomized NAK backoff and [`ObjectState`] each object's blocks.
+//! dispatch once to the session (or the candidates); `session` holds the session's state, its
+//! [`Timer`]s and its queues, `verify` what is done with decoded blocks, `nak` NAK scheduling
+//! and suppression, `report` how a session ends, `abort` how it ends without its sender (an
+//! Abort, the idle and session timeouts, storage errors), [`backoff`] the randomized NAK backoff
+//! and [`ObjectState`] each object's blocks.
 
 mod abort;
 mod backoff;
+mod candidate;
 mod hello;
 mod nak;
 mod object;
 mod report;
+pub mod seq;
 mod session;
+mod verify;
 
 pub use backoff::backoff;
+pub use candidate::{SenderFilter, SenderFilterError, MAX_CANDIDATES, MAX_REFUSED};
 pub use hello::{default_host_name, HELLO_INTERVAL_MAX, HELLO_INTERVAL_MIN, HELLO_TRIES};
+pub use nak::{COVER_MARGIN, MAX_HEARD_TX};
 pub use object::ObjectState;
-pub use session::Timer;
+pub use session::{Timer, MAX_GRTT};
 
 use crate::proto::fec::{BlockSymbols, Inserted};
 use crate::proto::manifest::{HashList, Manifest};
@@ -50,7 +67,7 @@ use crate::proto::{Dest, Transmit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use session::{Ctx, Session};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 /// Receiver settings.
@@ -70,8 +87,8 @@ pub struct ReceiverConfig {
     pub group_size: f64,
     /// Least time between two NAKs, in GRTTs (a per-receiver NAK rate limit).
     pub nak_interval_grtts: f64,
-    /// Blocks held in memory at most (collecting, decoding, or awaiting the manifest; blocks
-    /// written and awaiting the hash list are not held).
+    /// Blocks held in memory at most (collecting or decoding; before a session is locked onto,
+    /// the candidates share them; blocks written and awaiting the hash list are not held).
     pub max_pending_blocks: usize,
     /// Report repetitions before giving up on an acknowledgement.
     pub report_tries: u32,
@@ -83,6 +100,11 @@ pub struct ReceiverConfig {
     pub session_timeout: Option<Duration>,
     /// Host name its Hello carries (`None`: [`default_host_name`] of the node id).
     pub host: Option<HostName>,
+    /// Take announcements only from this sender (`--sender`); else from anyone.
+    pub sender: Option<SenderFilter>,
+    /// Refuse a payload larger than this many bytes (`--max-size`) before anything is sized
+    /// by it; else only the layout's bound applies.
+    pub max_size: Option<u64>,
 }
 
 impl Default for ReceiverConfig {
@@ -100,6 +122,8 @@ impl Default for ReceiverConfig {
             idle_timeout: None,
             session_timeout: None,
             host: None,
+            sender: None,
+            max_size: None,
         }
     }
 }
@@ -200,7 +224,14 @@ pub enum Event {
 pub struct Receiver {
     cfg: ReceiverConfig,
     rng: ChaCha8Rng,
+    /// The session locked onto.
     session: Option<Session>,
+    /// Before locking: the sessions announced, each collecting its manifest.
+    candidates: Vec<Session>,
+    /// Candidates whose manifest was refused (their sender and identity), oldest first.
+    refused: VecDeque<(SocketAddr, session::Identity)>,
+    /// `max_size` refusal logged once.
+    warned_size: bool,
     last_now: Instant,
     stats: ReceiverStats,
     watch: abort::Watch,
@@ -212,6 +243,9 @@ impl Receiver {
         Receiver {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             session: None,
+            candidates: Vec::new(),
+            refused: VecDeque::new(),
+            warned_size: false,
             last_now: Instant::ZERO,
             stats: ReceiverStats::default(),
             watch: abort::Watch::default(),
@@ -222,6 +256,11 @@ impl Receiver {
     /// Counters.
     pub fn stats(&self) -> &ReceiverStats {
         &self.stats
+    }
+
+    /// Candidate sessions kept while none is locked onto.
+    pub fn candidates(&self) -> usize {
+        self.candidates.len()
     }
 
     /// The session locked onto, if any.
@@ -244,13 +283,15 @@ impl Receiver {
     fn enter(&mut self, now: Instant) -> Option<(&mut Session, Ctx<'_>)> {
         self.last_now = self.last_now.max(now);
         let s = self.session.as_mut()?;
-        Some((s, Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats }))
+        let slots = self.cfg.max_pending_blocks;
+        Some((s, Ctx { cfg: &self.cfg, rng: &mut self.rng, stats: &mut self.stats, slots }))
     }
 
-    /// Feed one datagram. Bad input is counted and dropped.
+    /// Feed one datagram from `from`. Bad input is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.start_watch(now);
         self.stats.datagrams += 1;
+        self.last_now = self.last_now.max(now);
         let (header, packet) = match wire::parse(data) {
             Ok(p) => p,
             Err(_) => {
@@ -264,26 +305,14 @@ impl Receiver {
         if let Packet::Abort(a) = &packet {
             return self.on_abort(from, &header, a);
         }
-        if self.session.is_none() && !self.watch.ended() {
-            match &packet {
-                Packet::Announce(a)
-                    if self.cfg.session.is_none_or(|s| s == header.session)
-                        && !self.cfg.skip_sessions.contains(&header.session) =>
-                {
-                    let mut s = Session::new(now, &header, *a, self.cfg.node);
-                    s.start_hello(now);
-                    self.session = Some(s);
-                    self.watch_locked(now, from);
-                }
-                _ => {
-                    self.stats.dropped_foreign += 1;
-                    return;
-                }
-            }
+        if self.session.is_none() && self.watch.ended() {
+            self.stats.dropped_foreign += 1;
+            return;
         }
         self.watch_heard(now, from, &header);
-        if let Some((s, mut cx)) = self.enter(now) {
-            s.on_packet(&mut cx, now, header, packet);
+        match self.enter(now) {
+            Some((s, mut cx)) => s.on_packet(&mut cx, now, from, header, packet),
+            None => self.on_unlocked(now, from, header, packet),
         }
     }
 
@@ -306,6 +335,11 @@ impl Receiver {
         self.check_watch(now);
         if let Some((s, mut cx)) = self.enter(now) {
             s.on_timeout(&mut cx, now);
+            return;
+        }
+        let (candidates, mut cx) = self.candidates_ctx();
+        for c in candidates {
+            c.on_timeout(&mut cx, now);
         }
     }
 
@@ -321,17 +355,27 @@ impl Receiver {
     /// while datagrams are waiting, else the session's earliest timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let watch = self.watch_deadline();
-        let Some(s) = self.session.as_ref() else { return watch };
-        if s.has_output() {
-            return Some(self.last_now);
+        let sessions = self.session.iter().chain(&self.candidates);
+        let mut next: Option<Instant> = watch;
+        for s in sessions {
+            if s.has_output() {
+                return Some(self.last_now);
+            }
+            next = match (next, s.timers.next_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
-        [s.timers.next_timeout(), watch].into_iter().flatten().min()
+        next
     }
 
     /// The next datagram to send to the group, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (s, mut cx) = self.enter(now)?;
-        s.poll_transmit(&mut cx, now, buf)
+        if let Some((s, mut cx)) = self.enter(now) {
+            return s.poll_transmit(&mut cx, now, buf);
+        }
+        let (candidates, mut cx) = self.candidates_ctx();
+        candidates.iter_mut().find_map(|c| c.poll_transmit(&mut cx, now, buf))
     }
 }
 

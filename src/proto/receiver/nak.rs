@@ -4,13 +4,25 @@
 //! need heard from another receiver or advertised by the sender, or by our own earlier NAK.
 //! Only blocks the receiver has room for are asked for, and their slots are reserved, so that
 //! repairs are never sent to a receiver that would have to drop them.
+//!
+//! What is heard is not trusted far (in open mode anyone can send a NAK to the group port, and
+//! the sender, listening on port + 1, may never hear it): a heard need is clamped to the block's
+//! K plus [`COVER_MARGIN`], needs for blocks outside the layout are skipped, a heard cover lasts
+//! the repair wait with its sending time capped at [`MAX_HEARD_TX`] and is never extended by
+//! what is heard later, and once a heard cover has lapsed with our need unmet, no heard need
+//! covers that block again (until it is done).
 
 use super::session::{Cover, Ctx, Phase, Session, Timer};
 use super::*;
 
+/// Symbols a heard need may exceed its block's K by and still count in full.
+pub const COVER_MARGIN: u32 = 16;
+/// Longest time a heard cover allows for sending the repairs it asks for.
+pub const MAX_HEARD_TX: Duration = Duration::from_secs(1);
+
 /// Whether block `b` of object `id` (state `o`) can take symbols: it is a block of the manifest
-/// or the hash list (always room: payload blocks decoded early wait for them), it already has
-/// a slot, or a free one is left (which this then counts as used).
+/// or the hash list (always room: they are bounded on their own), it already has a slot, or a
+/// free one is left (which this then counts as used).
 fn takes(id: ObjectId, o: &ObjectState, b: u32, free: &mut usize) -> bool {
     if id != ObjectId::Payload || o.pending.contains_key(&b) {
         return true;
@@ -35,17 +47,24 @@ fn covered(
 
 impl Session {
     /// See [`covered`].
-    fn covered(&self, id: ObjectId, b: u32, need: u32, now: Instant) -> bool {
+    pub(super) fn covered(&self, id: ObjectId, b: u32, need: u32, now: Instant) -> bool {
         covered(&self.covers, id, b, need, now)
+    }
+
+    /// Time to send `symbols` symbols at the rate announced last.
+    fn tx_time(&self, symbols: u32) -> Duration {
+        let bits = u128::from(symbols) * u128::from(self.identity.symbol_size) * 8;
+        let us = bits * 1_000_000 / u128::from(self.rate_bps().max(1));
+        Duration::from_micros(us.min(u128::from(u64::MAX)) as u64)
     }
 
     /// How long a NAK for `symbols` symbols covers its blocks: the sender's holdoff, a round
     /// trip, the longest backoff of the others, and the time to send the repairs (at the rate
-    /// announced last).
-    fn repair_wait(&self, backoff_factor: f64, symbols: u32) -> Duration {
-        let tx_us = u64::from(symbols) * u64::from(self.identity.symbol_size) * 8 * 1_000_000
-            / self.rate_bps().max(1);
-        self.grtt.mul_f64(backoff_factor + 2.0) + Duration::from_micros(tx_us)
+    /// announced last; for a heard NAK at most [`MAX_HEARD_TX`]).
+    fn repair_wait(&self, backoff_factor: f64, symbols: u32, heard: bool) -> Duration {
+        let tx = self.tx_time(symbols);
+        let tx = if heard { tx.min(MAX_HEARD_TX) } else { tx };
+        self.grtt.mul_f64(backoff_factor + 2.0) + tx
     }
 
     /// Check the covers again when the one ending at `until` lapses (or earlier).
@@ -55,32 +74,92 @@ impl Session {
     }
 
     /// A NAK from another receiver or a repair advertisement: our need for those blocks is
-    /// covered if theirs is at least as large.
+    /// covered if theirs is at least as large (clamped to what the block can need).
     pub(super) fn on_cover(&mut self, cx: &mut Ctx, now: Instant, list: &NeedList) {
-        let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
-        let until = now + self.repair_wait(cx.cfg.backoff_factor, total);
+        let mut heard = Vec::with_capacity(list.needs.len());
         for n in &list.needs {
-            let heard = Cover { count: u32::from(n.count), until };
-            let c = self.covers.entry((n.object, n.block)).or_insert(heard);
-            if c.until <= now {
-                *c = heard; // the old cover has lapsed: only what was just heard counts
-            } else if heard.count >= c.count {
-                *c = Cover { count: heard.count, until: until.max(c.until) };
+            let Some(k) = self.objects[n.object].layout.source_symbols(n.block) else {
+                cx.stats.needs_ignored += 1;
+                continue;
+            };
+            if self.must_nak.contains(&(n.object, n.block)) {
+                continue;
+            }
+            heard.push((n.object, n.block, u32::from(n.count).min(u32::from(k) + COVER_MARGIN)));
+        }
+        if heard.is_empty() {
+            return;
+        }
+        let total = heard.iter().map(|h| h.2).sum();
+        let until = now + self.repair_wait(cx.cfg.backoff_factor, total, true);
+        for (object, block, count) in heard {
+            let key = (object, block);
+            let h = Cover { count, until, heard: true };
+            match self.covers.get_mut(&key) {
+                // A live cover is never extended by what is heard (else a NAK repeated every
+                // millisecond would hold ours off for ever); a larger need raises its count.
+                Some(c) if c.until > now => {
+                    if count > c.count {
+                        (c.count, c.heard) = (count, true);
+                    }
+                }
+                // A heard cover lapsed (its check not yet run) with our need unmet: ours now.
+                Some(c) if c.heard && self.objects[object].need(block) > 0 => {
+                    self.covers.remove(&key);
+                    self.must_nak.insert(key);
+                }
+                // Our own cover lapsed, or none: only what was just heard counts.
+                _ => {
+                    self.covers.insert(key, h);
+                }
             }
         }
         self.arm_cover_check(until);
     }
 
+    /// End the covers that last longer than the current GRTT allows (a heard one's longest
+    /// wait); returns whether any was shortened. The cover check is armed for the earliest.
+    pub(super) fn clamp_covers(&mut self, cx: &Ctx, now: Instant) -> bool {
+        let limit = now + self.grtt.mul_f64(cx.cfg.backoff_factor + 2.0) + MAX_HEARD_TX;
+        let mut clamped = false;
+        for c in self.covers.values_mut().filter(|c| c.until > limit) {
+            c.until = limit;
+            clamped = true;
+        }
+        if clamped {
+            self.arm_cover_check(limit);
+        }
+        clamped
+    }
+
+    /// The cover check: forget the covers that lapsed (a heard one whose block still lacks
+    /// symbols leaves the block to our own NAK) and re-arm for the next.
+    pub(super) fn lapse_covers(&mut self, now: Instant) {
+        let (objects, must_nak) = (&self.objects, &mut self.must_nak);
+        self.covers.retain(|&(id, b), c| {
+            let lapsed = c.until <= now;
+            if lapsed && c.heard && objects[id].need(b) > 0 {
+                must_nak.insert((id, b));
+            }
+            !lapsed
+        });
+        must_nak.retain(|&(id, b)| !objects[id].is_done(b));
+        if let Some(next) = self.covers.values().map(|c| c.until).min() {
+            self.timers.set(Timer::CoverCheck, next);
+        }
+    }
+
     /// Arm the NAK backoff if some block we can take is short and uncovered.
     pub(super) fn update_nak_timer(&mut self, cx: &mut Ctx, now: Instant) {
-        if self.timers.is_set(Timer::Nak) || !matches!(self.phase, Phase::Receiving) {
+        let live = matches!(self.phase, Phase::Receiving);
+        if self.timers.is_set(Timer::Nak) || !live || !self.may_nak() {
             return;
         }
-        let mut free = self.free_slots(cx.cfg.max_pending_blocks);
-        let wanted = self.objects.iter().any(|(id, o)| {
-            o.outstanding.iter().any(|b| {
-                let need = o.need(*b);
-                need > 0 && !self.covered(id, *b, need, now) && takes(id, o, *b, &mut free)
+        let mut free = self.free_slots(cx.slots);
+        let wanted = self.objects.iter().filter(|(id, _)| self.asks_for(*id)).any(|(id, o)| {
+            o.outstanding().any(|b| {
+                let need = o.need(b);
+                need > 0 && !self.covered(id, b, need, now) && takes(id, o, b, &mut free)
             })
         });
         if wanted {
@@ -97,13 +176,19 @@ impl Session {
 
     /// The backoff expired: NAK what is still short and uncovered (or count a suppression).
     pub(super) fn send_nak(&mut self, cx: &mut Ctx, now: Instant) {
+        if !self.may_nak() {
+            return;
+        }
         let mut needs = Vec::new();
         let mut short = false;
-        let mut free = self.free_slots(cx.cfg.max_pending_blocks);
-        let (t, max) = (self.identity.symbol_size, MAX_NEEDS);
+        let mut free = self.free_slots(cx.slots);
+        let (t, max, locked) = (self.identity.symbol_size, MAX_NEEDS, self.locked);
         for (id, o) in self.objects.iter_mut() {
+            if !locked && id != ObjectId::Manifest {
+                continue; // a candidate asks for its manifest only
+            }
             let full = needs.len() == max;
-            for &b in o.outstanding.iter().take_while(|_| !full) {
+            for b in o.outstanding().take_while(|_| !full) {
                 let need = o.need(b);
                 if need == 0 {
                     continue;
@@ -138,15 +223,14 @@ impl Session {
         }
         cx.stats.naks_sent += 1;
         self.last_nak = Some(now);
-        // Too few datagrams seen to say (a late joiner's first NAK): "unmeasured", as in echoes,
-        // so that the straggler policy does not judge it by a handful of datagrams.
-        let loss_ppm =
-            if cx.stats.first_pass_expected < 64 { u32::MAX } else { cx.stats.loss_ppm() };
-        let list = NeedList { seq: self.seen_seq.unwrap_or(0), loss_ppm, needs };
+        self.spend_nak_credit();
+        let loss_ppm = super::session::reported_loss(cx.stats);
+        let list = NeedList { seq: self.seq.highest().unwrap_or(0), loss_ppm, needs };
         let total: u32 = list.needs.iter().map(|n| u32::from(n.count)).sum();
-        let until = now + self.repair_wait(cx.cfg.backoff_factor, total);
+        let until = now + self.repair_wait(cx.cfg.backoff_factor, total, false);
         for n in &list.needs {
-            self.covers.insert((n.object, n.block), Cover { count: u32::from(n.count), until });
+            let own = Cover { count: u32::from(n.count), until, heard: false };
+            self.covers.insert((n.object, n.block), own);
         }
         self.arm_cover_check(until);
         self.outbox.push_back(Packet::Nak(list));
@@ -155,31 +239,17 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests as t;
     use super::*;
 
     fn receiver_in_session() -> Receiver {
         receiver_with(ReceiverConfig::default(), 10_000)
     }
 
-    /// A receiver locked onto session 9: `object_size` bytes in blocks of 10 symbols of 100.
+    /// A receiver locked onto a session of `object_size` bytes in blocks of 10 symbols of 100.
     fn receiver_with(cfg: ReceiverConfig, object_size: u64) -> Receiver {
-        let mut r = Receiver::new(cfg);
-        let a = Announce {
-            object_size,
-            symbol_size: 100,
-            block_symbols: 10,
-            manifest_len: 100,
-            manifest_hash: [0; 32],
-            hashes_len: 0,
-            hashes_hash: [0; 32],
-            rate_bps: 1_000_000_000,
-            grtt_us: 1000,
-        };
-        let mut b = Vec::new();
-        wire::emit(&Header { flags: 0, session: 9, node: 1 }, &Packet::Announce(a), &mut b);
-        r.handle_datagram(Instant::ZERO, "198.18.0.1:7000".parse().unwrap(), &b);
-        assert_eq!(r.session_id(), Some(9));
-        r
+        let a = Announce { object_size, rate_bps: 1_000_000_000, ..t::announce(0) };
+        t::locked(cfg, a).0
     }
 
     fn heard(count: u16) -> NeedList {
@@ -213,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn covers_take_the_larger_need_and_lapse() {
+    fn covers_take_the_larger_need_are_never_extended_and_lapse_once() {
         let mut r = receiver_in_session();
         let t0 = Instant::ZERO;
         cover(&mut r, t0, &heard(10));
@@ -222,11 +292,36 @@ mod tests {
         assert!(s.covered(ObjectId::Payload, 3, 10, t0), "the larger need stands");
         assert!(!s.covered(ObjectId::Payload, 3, 11, t0), "but does not cover more");
         let until = s.covers[&(ObjectId::Payload, 3)].until;
+        // Heard again while it is live: the deadline does not move.
+        let later = t0 + (until - t0) / 2;
+        cover(&mut r, later, &heard(10));
+        let s = r.session.as_ref().unwrap();
+        assert_eq!(s.covers[&(ObjectId::Payload, 3)].until, until);
         assert!(!s.covered(ObjectId::Payload, 3, 1, until), "lapsed at its deadline");
-        // After it lapsed, a smaller need heard covers only that much.
+        // Heard again once it lapsed with the need unmet: it covers nothing any more.
         cover(&mut r, until, &heard(2));
         let s = r.session.as_ref().unwrap();
-        assert!(s.covered(ObjectId::Payload, 3, 2, until));
-        assert!(!s.covered(ObjectId::Payload, 3, 5, until), "stale count must not linger");
+        assert!(!s.covered(ObjectId::Payload, 3, 1, until));
+        assert!(s.must_nak.contains(&(ObjectId::Payload, 3)));
+        cover(&mut r, until, &heard(2));
+        assert!(!r.session.as_ref().unwrap().covered(ObjectId::Payload, 3, 1, until));
+    }
+
+    #[test]
+    fn heard_needs_are_clamped_to_k_plus_margin_and_past_the_end_skipped() {
+        let mut r = receiver_in_session(); // blocks of K = 10
+        let t0 = Instant::ZERO;
+        let mut list = heard(u16::MAX);
+        list.needs.push(Need { object: ObjectId::Payload, block: 10, count: 1 });
+        cover(&mut r, t0, &list);
+        let s = r.session.as_ref().unwrap();
+        assert_eq!(s.covers[&(ObjectId::Payload, 3)].count, 10 + COVER_MARGIN);
+        assert!(!s.covers.contains_key(&(ObjectId::Payload, 10)), "block 10 is past the end");
+        assert_eq!(r.stats().needs_ignored, 1);
+        // The cover lasts the repair wait of the clamped need, its sending time capped.
+        let s = r.session.as_ref().unwrap();
+        let wait = s.covers[&(ObjectId::Payload, 3)].until - t0;
+        assert_eq!(wait, s.repair_wait(4.0, 10 + COVER_MARGIN, true));
+        assert!(wait <= s.grtt.mul_f64(6.0) + MAX_HEARD_TX);
     }
 }

@@ -1,17 +1,20 @@
-//! Per-object reception state: which blocks are done, which are collecting symbols, which are
-//! being decoded, and which the sender has already passed without the block being done
-//! (`outstanding`, the candidates for a NAK).
+//! Per-object reception state: which blocks are done (one bit a block), which are collecting
+//! symbols, which are being decoded, and how far the sender has got (`frontier`). A block the
+//! sender has passed without it being done is *outstanding*, a candidate for a NAK; that is
+//! derived from the bits and the frontier, so nothing is sized by the block count but one bit
+//! a block.
 
 use crate::proto::fec::BlockSymbols;
 use crate::proto::layout::Layout;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use bitvec::vec::BitVec;
+use std::collections::{BTreeMap, HashSet};
 
 /// Reception state of one object.
 #[derive(Debug)]
 pub struct ObjectState {
     /// The object's layout.
     pub layout: Layout,
-    done: Vec<bool>,
+    done: BitVec,
     done_count: u32,
     /// Blocks collecting symbols.
     pub pending: BTreeMap<u32, BlockSymbols>,
@@ -19,27 +22,24 @@ pub struct ObjectState {
     pub decoding: HashSet<u32>,
     /// Blocks below this the sender has passed.
     frontier: u32,
-    /// Passed and not done.
-    pub outstanding: BTreeSet<u32>,
 }
 
 impl ObjectState {
     /// Nothing received yet.
     pub fn new(layout: Layout) -> Self {
         ObjectState {
-            done: vec![false; layout.block_count() as usize],
+            done: BitVec::repeat(false, layout.block_count() as usize),
             layout,
             done_count: 0,
             pending: BTreeMap::new(),
             decoding: HashSet::new(),
             frontier: 0,
-            outstanding: BTreeSet::new(),
         }
     }
 
     /// Whether block `b` is done.
     pub fn is_done(&self, b: u32) -> bool {
-        self.done.get(b as usize).copied().unwrap_or(false)
+        self.done.get(b as usize).is_some_and(|d| *d)
     }
 
     /// Blocks done.
@@ -52,9 +52,19 @@ impl ObjectState {
         self.done_count == self.layout.block_count()
     }
 
+    /// Whether the sender has passed `b` and it is not done.
+    pub fn is_outstanding(&self, b: u32) -> bool {
+        b < self.frontier && !self.is_done(b)
+    }
+
+    /// The outstanding blocks, in order.
+    pub fn outstanding(&self) -> impl Iterator<Item = u32> + '_ {
+        self.done[..self.frontier as usize].iter_zeros().map(|b| b as u32)
+    }
+
     /// Mark `b` done.
     pub fn set_done(&mut self, b: u32) {
-        if let Some(d) = self.done.get_mut(b as usize) {
+        if let Some(mut d) = self.done.get_mut(b as usize) {
             if !*d {
                 *d = true;
                 self.done_count += 1;
@@ -62,12 +72,11 @@ impl ObjectState {
         }
         self.pending.remove(&b);
         self.decoding.remove(&b);
-        self.outstanding.remove(&b);
     }
 
-    /// Forget `b`'s data and progress (a failed hash check).
+    /// Forget `b`'s data and progress (a failed hash check): outstanding again if passed.
     pub fn reset(&mut self, b: u32) {
-        if let Some(d) = self.done.get_mut(b as usize) {
+        if let Some(mut d) = self.done.get_mut(b as usize) {
             if *d {
                 *d = false;
                 self.done_count -= 1;
@@ -75,23 +84,17 @@ impl ObjectState {
         }
         self.pending.remove(&b);
         self.decoding.remove(&b);
-        if b < self.frontier {
-            self.outstanding.insert(b);
-        }
     }
 
     /// The sender has passed every block below `to`. Returns whether new blocks became
     /// outstanding.
     pub fn advance(&mut self, to: u32) -> bool {
         let to = to.min(self.layout.block_count());
-        let mut grew = false;
-        while self.frontier < to {
-            if !self.is_done(self.frontier) {
-                self.outstanding.insert(self.frontier);
-                grew = true;
-            }
-            self.frontier += 1;
+        if to <= self.frontier {
+            return false;
         }
+        let grew = self.done[self.frontier as usize..to as usize].not_all();
+        self.frontier = to;
         grew
     }
 
@@ -116,22 +119,46 @@ impl ObjectState {
 mod tests {
     use super::*;
 
+    fn outstanding(o: &ObjectState) -> Vec<u32> {
+        o.outstanding().collect()
+    }
+
     #[test]
     fn outstanding_tracks_passed_blocks() {
         let mut o = ObjectState::new(Layout::new(10 * 64, 16, 4).unwrap()); // 10 blocks
         o.set_done(1);
         assert!(o.advance(3));
-        assert_eq!(o.outstanding.iter().copied().collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(outstanding(&o), vec![0, 2]);
         assert!(!o.advance(3));
         o.set_done(0);
         assert_eq!(o.need(2), 4);
         o.reset(1);
-        assert_eq!(o.outstanding.iter().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(outstanding(&o), vec![1, 2]);
+        assert!(o.is_outstanding(2) && !o.is_outstanding(3) && !o.is_outstanding(0));
         assert!(o.advance(u32::MAX));
-        assert_eq!(o.outstanding.len(), 9);
+        assert_eq!(outstanding(&o).len(), 9);
         for b in 0..10 {
             o.set_done(b);
         }
         assert!(o.complete());
+        assert!(!o.is_outstanding(10) && !o.is_done(10), "past the end");
+    }
+
+    #[test]
+    fn advancing_over_done_blocks_only_does_not_grow() {
+        let mut o = ObjectState::new(Layout::new(10 * 64, 16, 4).unwrap());
+        o.set_done(0);
+        o.set_done(1);
+        assert!(!o.advance(2), "both passed blocks are done");
+        assert!(o.advance(3));
+    }
+
+    #[test]
+    fn the_largest_layout_costs_a_bit_a_block() {
+        // The announce bounds a payload to 512 Ki blocks: their state is 64 KiB of bits (and a
+        // word of rounding), nothing per block in the maps until blocks arrive.
+        let o = ObjectState::new(Layout::new(16 * (512 << 10), 16, 1).unwrap());
+        assert!(o.done.capacity() <= (512 << 10) + 64, "{}", o.done.capacity());
+        assert!(o.pending.is_empty() && o.decoding.is_empty());
     }
 }

@@ -26,26 +26,33 @@ impl Session {
         self.start_reporting(cx, now, status, object_hash);
     }
 
-    /// The sender declined to repair: give up if it concerns us.
+    /// The sender declined to repair: give up if it concerns us. A straggler squelch only
+    /// after this receiver NAKed in this session (else it cannot be one); an unavailable one
+    /// only for a block the sender has passed and this receiver still lacks (a squelch naming
+    /// a block past the end, or one not yet sent, says nothing about this push). The caller
+    /// has checked that it came from the sender's address.
     pub(super) fn on_squelch(&mut self, cx: &mut Ctx, now: Instant, q: &Squelch) {
-        if !matches!(self.phase, Phase::Receiving) {
+        if !matches!(self.phase, Phase::Receiving) || !self.locked {
+            cx.stats.squelches_ignored += 1;
             return;
         }
         let why = match q.reason {
-            SquelchReason::Straggler if q.nodes.contains(&cx.cfg.node) => format!(
-                "the sender dropped this receiver as a straggler: it lost {:.1} % of the data, far \
-                 more than the rest of the group, and used up its repair budget",
-                f64::from(cx.stats.loss_ppm()) / 1e4
-            ),
-            // Only for a block the sender has passed and this receiver still lacks: a squelch
-            // naming a block past the end, or one not yet sent, says nothing about this push.
-            SquelchReason::Unavailable
-                if self.objects[q.object].outstanding.contains(&q.block)
-                    && !self.objects[q.object].is_done(q.block) =>
+            SquelchReason::Straggler
+                if q.nodes.contains(&cx.cfg.node) && self.last_nak.is_some() =>
             {
+                format!(
+                    "the sender dropped this receiver as a straggler: it lost {:.1} % of the \
+                     data, far more than the rest of the group, and used up its repair budget",
+                    f64::from(cx.stats.loss_ppm()) / 1e4
+                )
+            }
+            SquelchReason::Unavailable if self.objects[q.object].is_outstanding(q.block) => {
                 format!("the sender no longer holds block {} that this receiver lacks", q.block)
             }
-            _ => return,
+            _ => {
+                cx.stats.squelches_ignored += 1;
+                return;
+            }
         };
         cx.stats.squelched += 1;
         self.fail(cx, now, why);
@@ -88,9 +95,14 @@ impl Session {
         self.events.push_back(Event::Finished(outcome));
     }
 
-    /// The sender acknowledged reports: done, if ours is among them.
+    /// The sender acknowledged reports: done, if ours is among them and this receiver has
+    /// sent one (the caller has checked that it came from the sender's address).
     pub(super) fn on_report_ack(&mut self, cx: &mut Ctx, ack: &ReportAck) {
         if !ack.nodes.contains(&cx.cfg.node) {
+            return;
+        }
+        if self.reports_sent == 0 {
+            cx.stats.acks_ignored += 1;
             return;
         }
         if let Phase::Reporting { report, .. } = &self.phase {
@@ -116,6 +128,7 @@ impl Session {
             self.finish(outcome);
         } else {
             *tries_left -= 1;
+            self.reports_sent += 1;
             let packet = Packet::Report(report.clone());
             let interval = (self.grtt * 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
             self.timers.set(Timer::Report, now + interval);

@@ -1,12 +1,18 @@
-//! One session as a receiver sees it: its identity (what may never change during a push), the
-//! parameters it follows (rate, GRTT, group size: whatever the sender announces last), the
-//! reception state of every object, its timers, and its own queues of events and datagrams.
-//! The [`Receiver`] dispatches each entry point to the session once, handing it a [`Ctx`] with
-//! what lives outside it (configuration, RNG, counters).
+//! One session as a receiver sees it: its identity (what may never change during a push, and
+//! the address its sender speaks from), the parameters it follows (rate, GRTT, group size:
+//! whatever the sender announces last), the reception state of every object, its timers, and
+//! its own queues of events and datagrams. A session starts as a *candidate*
+//! ([`Session::locked`] false): it decodes and verifies only the manifest, NAKs only for it
+//! (at most once per announcement heard), holds the payload blocks it collects (in its share
+//! of the slots, handed out for decoding once locked) and hands nothing else out; the
+//! [`Receiver`] locks onto the first candidate whose manifest verifies. The [`Receiver`] dispatches each entry point to the
+//! session once, handing it a [`Ctx`] with what lives outside it (configuration, RNG,
+//! counters).
 
+use super::seq::{max_gap, Seq, SeqTrack};
 use super::*;
-use crate::proto::manifest::ManifestError;
 use crate::proto::timer::{TimerKind, TimerTable};
+use std::collections::HashSet;
 
 /// The receiver's deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +41,7 @@ impl TimerKind for Timer {
 /// change after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Identity {
-    session: u32,
+    pub(super) session: u32,
     pub(super) sender_node: u32,
     pub(super) object_size: u64,
     pub(super) symbol_size: u16,
@@ -64,14 +70,19 @@ pub(super) struct Ctx<'a> {
     pub(super) cfg: &'a ReceiverConfig,
     pub(super) rng: &'a mut ChaCha8Rng,
     pub(super) stats: &'a mut ReceiverStats,
+    /// Payload blocks this session may hold: `max_pending_blocks`, shared out among the
+    /// candidates while none is locked onto.
+    pub(super) slots: usize,
 }
 
 /// A need heard or sent for a block: it covers ours while `until` is ahead and `count` is at
-/// least what we need.
+/// least what we need. `heard`: from another receiver or the sender's advertisement, not our
+/// own NAK.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Cover {
     pub(super) count: u32,
     pub(super) until: Instant,
+    pub(super) heard: bool,
 }
 
 /// Where a session is in its life.
@@ -87,53 +98,78 @@ pub(super) enum Phase {
     Done,
 }
 
-/// A session locked onto: everything the receiver knows and owes about one push.
+/// Most NAK credits a candidate saves up (one per announcement heard).
+const MAX_NAK_CREDIT: u32 = 2;
+
+/// A session, candidate or locked onto: everything the receiver knows and owes about one push.
 #[derive(Debug)]
 pub(super) struct Session {
     pub(super) identity: Identity,
+    /// The address the announcement came from: control datagrams are believed only from it.
+    pub(super) from: SocketAddr,
+    /// Locked onto (its manifest verified, or it failed while pinned); else a candidate.
+    pub(super) locked: bool,
+    /// When a datagram of this session last arrived (candidates: the least active goes first).
+    pub(super) last_heard: Instant,
+    /// A candidate's NAKs left (one more per announcement heard, at most [`MAX_NAK_CREDIT`]).
+    nak_credit: u32,
     /// The newest announcement from the sender (same identity; rate and GRTT may have moved).
     pub(super) announce: Announce,
     pub(super) header: Header,
     pub(super) grtt: Duration,
     pub(super) started: Instant,
     pub(super) objects: Objects<ObjectState>,
-    manifest: Option<Manifest>,
-    manifest_bytes: Vec<u8>,
-    /// Decoded payload blocks, with their hashes, waiting for the manifest (the destination
-    /// is made from it); bounded by `max_pending_blocks`.
-    awaiting_manifest: BTreeMap<u32, (Vec<u8>, [u8; 32])>,
-    /// Per payload block, the hash of what was last written there (32 B a block, allocated
-    /// with the manifest). Done blocks are checked against the hash list when it arrives; a
-    /// slot that is set for a block not done means the next write replaces bad bytes.
-    written: Vec<Option<[u8; 32]>>,
+    pub(super) manifest: Option<Manifest>,
+    pub(super) manifest_bytes: Vec<u8>,
+    /// A candidate's manifest matched its hash but was refused, and why.
+    pub(super) refused: Option<String>,
+    /// Per payload block written, the hash of what was written there (32 B a block, as blocks
+    /// arrive). Done blocks are checked against the hash list when it arrives; an entry for a
+    /// block not done means the next write replaces bad bytes.
+    pub(super) written: HashMap<u32, [u8; 32]>,
     /// The verified hash list, once it arrived and matched the announcement.
-    hash_list: Option<HashList>,
-    hash_list_bytes: Vec<u8>,
+    pub(super) hash_list: Option<HashList>,
+    pub(super) hash_list_bytes: Vec<u8>,
     pub(super) covers: HashMap<(ObjectId, u32), Cover>,
+    /// Blocks whose heard cover lapsed with our need unmet: no heard need covers them again
+    /// until they are done.
+    pub(super) must_nak: HashSet<(ObjectId, u32)>,
     pub(super) timers: TimerTable<Timer>,
-    /// When this receiver last sent a NAK.
+    /// When this receiver last sent a NAK (none: it cannot be a straggler).
     pub(super) last_nak: Option<Instant>,
+    /// Reports sent (an acknowledgement before the first is not one).
+    pub(super) reports_sent: u32,
     /// The sender's group size estimate, from its probes.
     pub(super) group_size: Option<f64>,
     /// Why reception failed, once it has.
     pub(super) failure: Option<String>,
-    /// Highest data sequence number seen from the sender (or implied by a flush or advert).
-    pub(super) seen_seq: Option<u32>,
+    /// The sender's data sequence numbers.
+    pub(super) seq: SeqTrack,
     pub(super) phase: Phase,
     pub(super) events: VecDeque<Event>,
     pub(super) outbox: VecDeque<Packet<'static>>,
     /// A probe to echo: its send time and when it arrived.
-    echo: Option<(u64, Instant)>,
+    pub(super) echo: Option<(u64, Instant)>,
     /// The Hello join and the sender's welcome (`hello`).
     pub(super) hello: super::hello::HelloState,
 }
 
 impl Session {
-    /// A session locked onto at `now` from the announcement `a` sent with `header`; this
-    /// receiver is `node`.
-    pub(super) fn new(now: Instant, header: &Header, a: Announce, node: u32) -> Self {
+    /// A candidate session from the announcement `a` sent with `header` from `from` at `now`;
+    /// this receiver is `node`.
+    pub(super) fn new(
+        now: Instant,
+        from: SocketAddr,
+        header: &Header,
+        a: Announce,
+        node: u32,
+    ) -> Self {
         Session {
             identity: Identity::of(header, &a),
+            from,
+            locked: false,
+            last_heard: now,
+            nak_credit: 0,
             announce: a,
             header: Header { flags: 0, session: header.session, node },
             grtt: grtt_of(a.grtt_us),
@@ -141,16 +177,18 @@ impl Session {
             objects: Objects::from_fn(|id| ObjectState::new(a.object_layout(id))),
             manifest: None,
             manifest_bytes: Vec::new(),
-            awaiting_manifest: BTreeMap::new(),
-            written: Vec::new(),
+            refused: None,
+            written: HashMap::new(),
             hash_list: None,
             hash_list_bytes: Vec::new(),
             covers: HashMap::new(),
+            must_nak: HashSet::new(),
             timers: TimerTable::new(),
             last_nak: None,
+            reports_sent: 0,
             group_size: None,
             failure: None,
-            seen_seq: None,
+            seq: SeqTrack::default(),
             phase: Phase::Receiving,
             events: VecDeque::new(),
             outbox: VecDeque::new(),
@@ -174,63 +212,119 @@ impl Session {
         self.echo.is_some() || !self.outbox.is_empty()
     }
 
-    /// Block slots left under `max` (collecting, decoding and blocks waiting for the manifest
-    /// use one each; blocks written and waiting for the hash list use none).
+    /// Whether a candidate may NAK now (a locked session always may).
+    pub(super) fn may_nak(&self) -> bool {
+        self.locked || self.nak_credit > 0
+    }
+
+    /// Objects this session asks for: a candidate only its manifest.
+    pub(super) fn asks_for(&self, id: ObjectId) -> bool {
+        self.locked || id == ObjectId::Manifest
+    }
+
+    /// Objects this session collects symbols of: a candidate its manifest and (within its
+    /// share of the slots, decoded once locked) payload blocks, not the hash list.
+    fn collects(&self, id: ObjectId) -> bool {
+        self.locked || id != ObjectId::Hashes
+    }
+
+    /// Count a NAK sent against a candidate's credit.
+    pub(super) fn spend_nak_credit(&mut self) {
+        self.nak_credit = self.nak_credit.saturating_sub(1);
+    }
+
+    /// Block slots left under `max` (collecting and decoding use one each; blocks written and
+    /// waiting for the hash list use none).
     pub(super) fn free_slots(&self, max: usize) -> usize {
         let used: usize = self.objects.values().map(ObjectState::in_memory).sum();
-        max.saturating_sub(used + self.awaiting_manifest.len())
+        max.saturating_sub(used)
+    }
+
+    /// Judge a sequence number from the sender: `Some(gap)` when it moved the position ahead
+    /// (`gap` 1 means nothing lost), counting what is not believed.
+    fn observe_seq(&mut self, cx: &mut Ctx, now: Instant, seq: u32) -> Option<u32> {
+        let (rate, t) = (self.rate_bps(), self.identity.symbol_size);
+        match self.seq.observe(seq, now, |elapsed| max_gap(rate, t, elapsed)) {
+            Seq::Ahead(gap) => Some(gap),
+            Seq::First => Some(1),
+            Seq::Behind => None,
+            Seq::Implausible | Seq::Moved => {
+                cx.stats.seq_jumps_ignored += 1;
+                None
+            }
+        }
     }
 
     /// The sender reports that its next data datagram will carry `next`: everything before it
     /// has been sent, and what we did not get of it is lost, not in flight.
-    fn saw_position(&mut self, next: u32) {
-        let last = next.wrapping_sub(1);
-        if self.seen_seq.is_none_or(|s| seq_after(last, s)) {
-            self.seen_seq = Some(last);
+    fn saw_position(&mut self, cx: &mut Ctx, now: Instant, next: u32) {
+        self.observe_seq(cx, now, next.wrapping_sub(1));
+    }
+
+    /// Follow the sender's GRTT. When it falls, what was scheduled by the old one is pulled
+    /// in (the NAK backoff, the covers), so that one spoofed probe with a huge GRTT delays
+    /// nothing past the sender's next probe.
+    fn follow_grtt(&mut self, cx: &mut Ctx, now: Instant, grtt: Duration) {
+        let fell = grtt < self.grtt;
+        self.grtt = grtt;
+        if !fell {
+            return;
+        }
+        let backoff_max = now + grtt.mul_f64(cx.cfg.backoff_factor);
+        if self.timers.get(Timer::Nak).is_some_and(|at| at > backoff_max) {
+            self.timers.stop(Timer::Nak);
+            self.update_nak_timer(cx, now);
+        }
+        if self.clamp_covers(cx, now) {
+            self.update_nak_timer(cx, now);
         }
     }
 
-    /// A datagram of this session (or not: checked here) from `header.node`.
-    pub(super) fn on_packet(&mut self, cx: &mut Ctx, now: Instant, header: Header, packet: Packet) {
+    /// A datagram of this session (or not: checked here) from `header.node` at `from`.
+    pub(super) fn on_packet(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        from: SocketAddr,
+        header: Header,
+        packet: Packet,
+    ) {
         if header.session != self.id() {
             cx.stats.dropped_foreign += 1;
             return;
         }
-        let from_sender = header.node == self.identity.sender_node;
+        let sender_node = header.node == self.identity.sender_node;
+        // Symbols are checked by the hashes; everything that steers the session only from the
+        // address the session was announced from.
+        let from_sender = sender_node && from == self.from;
+        if sender_node && !from_sender && !matches!(packet, Packet::Data(_)) {
+            cx.stats.dropped_not_sender += 1;
+            return;
+        }
+        if sender_node {
+            self.last_heard = now;
+        }
         match packet {
-            Packet::Data(d) if from_sender => self.on_data(cx, now, d),
-            Packet::Announce(a) if from_sender => {
-                let known = self.announce.hashes_hash();
-                let same_list = known.is_none() || a.hashes_hash() == known;
-                if Identity::of(&header, &a) == self.identity && same_list {
-                    // Same push; follow its parameters.
-                    self.grtt = grtt_of(a.grtt_us);
-                    self.announce = a;
-                    if known.is_none() && a.hashes_hash().is_some() {
-                        self.try_hash_list(cx, now);
-                    }
-                } else {
-                    // A changed object or hash list: not our transfer.
-                    cx.stats.dropped_invalid += 1;
-                }
-            }
+            Packet::Data(d) if sender_node => self.on_data(cx, now, d),
+            Packet::Announce(a) if from_sender => self.on_announce(cx, now, &header, a),
             Packet::Probe(p) if from_sender => {
-                self.grtt = grtt_of(p.grtt_us);
+                self.follow_grtt(cx, now, grtt_of(p.grtt_us));
                 self.group_size = Some(f64::from(p.group_size.max(1)));
                 let echo = p.echo_share == u16::MAX || cx.rng.gen::<u16>() < p.echo_share;
-                if echo && matches!(self.phase, Phase::Receiving | Phase::Storing) {
+                let live = matches!(self.phase, Phase::Receiving | Phase::Storing);
+                if echo && live && self.locked {
                     self.echo = Some((p.send_time_us, now));
                 }
             }
             Packet::Flush(f) if from_sender => {
-                self.saw_position(f.seq);
+                self.saw_position(cx, now, f.seq);
                 let grew = self.objects.values_mut().fold(false, |g, o| o.advance(u32::MAX) | g);
                 if grew {
                     self.update_nak_timer(cx, now);
                 }
             }
             Packet::RepairAdvert(list) if from_sender => {
-                self.saw_position(list.seq);
+                self.saw_position(cx, now, list.seq);
                 self.on_cover(cx, now, &list)
             }
             Packet::ReportAck(ack) if from_sender => self.on_report_ack(cx, &ack),
@@ -239,6 +333,26 @@ impl Session {
             Packet::Hello(h) if from_sender => self.on_hello(cx, &h),
             Packet::Echo(_) | Packet::Report(_) | Packet::Hello(_) => {} // other receivers' feedback
             _ => cx.stats.dropped_foreign += 1,
+        }
+    }
+
+    fn on_announce(&mut self, cx: &mut Ctx, now: Instant, header: &Header, a: Announce) {
+        let known = self.announce.hashes_hash();
+        let same_list = known.is_none() || a.hashes_hash() == known;
+        if Identity::of(header, &a) != self.identity || !same_list {
+            // A changed object or hash list: not our transfer.
+            cx.stats.dropped_invalid += 1;
+            return;
+        }
+        // Same push; follow its parameters.
+        self.follow_grtt(cx, now, grtt_of(a.grtt_us));
+        self.announce = a;
+        if !self.locked {
+            self.nak_credit = (self.nak_credit + 1).min(MAX_NAK_CREDIT);
+            self.update_nak_timer(cx, now);
+        }
+        if known.is_none() && a.hashes_hash().is_some() {
+            self.try_hash_list(cx, now);
         }
     }
 
@@ -252,18 +366,9 @@ impl Session {
             return;
         }
         // Loss estimate from gaps in the sender's sequence numbers.
-        match self.seen_seq {
-            Some(prev) if seq_after(d.seq, prev) => {
-                let gap = d.seq.wrapping_sub(prev);
-                cx.stats.first_pass_missing += u64::from(gap - 1);
-                cx.stats.first_pass_expected += u64::from(gap);
-                self.seen_seq = Some(d.seq);
-            }
-            Some(_) => {} // reordered or duplicated
-            None => {
-                cx.stats.first_pass_expected += 1;
-                self.seen_seq = Some(d.seq);
-            }
+        if let Some(gap) = self.observe_seq(cx, now, d.seq) {
+            cx.stats.first_pass_missing += u64::from(gap - 1);
+            cx.stats.first_pass_expected += u64::from(gap);
         }
         // Everything below this block has been passed by the sender, and so has every object
         // sent before this one.
@@ -275,9 +380,17 @@ impl Session {
                 grew |= o.advance(u32::MAX);
             }
         }
+        if !self.collects(d.object) {
+            // A candidate does not hold the hash list: it is fetched once locked.
+            cx.stats.dropped_unlocked += 1;
+            if grew {
+                self.update_nak_timer(cx, now);
+            }
+            return;
+        }
         // The bound is on payload blocks: the manifest and the hash list are bounded by their
-        // own limits, and must always find room (payload blocks decoded early wait for them).
-        let full = d.object == ObjectId::Payload && self.free_slots(cx.cfg.max_pending_blocks) == 0;
+        // own limits, and must always find room.
+        let full = d.object == ObjectId::Payload && self.free_slots(cx.slots) == 0;
         let o = &mut self.objects[d.object];
         if o.is_done(d.block) || o.decoding.contains(&d.block) {
             cx.stats.symbols_duplicate += 1;
@@ -301,16 +414,20 @@ impl Session {
                 Ok(_) => cx.stats.symbols_duplicate += 1,
                 Err(_) => cx.stats.dropped_invalid += 1,
             }
-            if symbols.ready() {
+            // A candidate decodes its manifest only; its payload blocks wait, full, until it
+            // is locked onto (see `Session::release_held`).
+            if symbols.ready() && (self.locked || d.object == ObjectId::Manifest) {
                 let symbols = o.pending.remove(&d.block).expect("present");
                 o.decoding.insert(d.block);
                 let len = o.layout.block_len(d.block).unwrap_or(0);
-                self.events.push_back(Event::Decode(DecodeJob {
-                    object: d.object,
-                    block: d.block,
-                    symbols,
-                    len,
-                }));
+                let job = DecodeJob { object: d.object, block: d.block, symbols, len };
+                if d.object == ObjectId::Manifest {
+                    // Decoded here: a session locks only once its manifest verifies, so its
+                    // decode cannot wait for a driver that serves the locked session.
+                    self.on_decoded(cx, now, job.run());
+                } else {
+                    self.events.push_back(Event::Decode(job));
+                }
             }
         }
         if grew {
@@ -318,186 +435,16 @@ impl Session {
         }
     }
 
-    /// The result of a [`DecodeJob`].
-    pub(super) fn on_decoded(&mut self, cx: &mut Ctx, now: Instant, decoded: Decoded) {
-        let o = &mut self.objects[decoded.object];
-        if !o.decoding.remove(&decoded.block) {
-            return; // not ours (stale or foreign)
-        }
-        let (data, hash) = match decoded.result {
-            Ok(done) => done,
-            Err(symbols) => {
-                cx.stats.decode_failures += 1;
-                o.pending.insert(decoded.block, *symbols);
-                self.update_nak_timer(cx, now);
-                return;
-            }
-        };
-        if decoded.systematic {
-            cx.stats.blocks_systematic += 1;
-        } else {
-            cx.stats.blocks_decoded += 1;
-        }
-        if o.layout.block_len(decoded.block) != Some(data.len()) {
-            return; // a job not built by this receiver
-        }
-        match decoded.object {
-            ObjectId::Manifest => self.on_manifest_block(cx, now, decoded.block, &data),
-            ObjectId::Payload => {
-                if self.manifest.is_some() {
-                    self.accept_block(cx, now, decoded.block, data, hash);
-                } else if self.awaiting_manifest.len() < cx.cfg.max_pending_blocks {
-                    o.set_done(decoded.block);
-                    self.awaiting_manifest.insert(decoded.block, (data, hash));
-                } else {
-                    cx.stats.dropped_memory += 1;
-                    o.reset(decoded.block);
-                    self.update_nak_timer(cx, now);
-                }
-            }
-            ObjectId::Hashes => self.on_hashes_block(cx, now, decoded.block, &data),
-        }
-    }
-
-    fn on_hashes_block(&mut self, cx: &mut Ctx, now: Instant, block: u32, data: &[u8]) {
-        let o = &mut self.objects[ObjectId::Hashes];
-        let Some(off) = o.layout.block_offset(block) else {
-            return;
-        };
-        if self.hash_list_bytes.is_empty() {
-            // The layout is bounded at parse (MAX_HASH_LIST_LEN).
-            self.hash_list_bytes = vec![0; o.layout.object_size() as usize];
-        }
-        self.hash_list_bytes[off as usize..off as usize + data.len()].copy_from_slice(data);
-        o.set_done(block);
-        self.try_hash_list(cx, now);
-    }
-
-    /// Once every block of the hash list is in and the announcement says its hash: verify it,
-    /// then check every block written so far against it. A block that does not match is
-    /// missing again (NAKed and fetched like any other); a list that does not match its
-    /// announcement is fetched again.
-    fn try_hash_list(&mut self, cx: &mut Ctx, now: Instant) {
-        let o = &mut self.objects[ObjectId::Hashes];
-        if self.hash_list.is_some() || !o.complete() || self.announce.hashes_hash().is_none() {
-            return;
-        }
-        match HashList::decode(&self.hash_list_bytes, &self.announce) {
-            Ok(list) => {
-                self.hash_list_bytes = Vec::new();
-                let payload = &mut self.objects[ObjectId::Payload];
-                for (b, slot) in self.written.iter().enumerate() {
-                    let b = b as u32;
-                    if payload.is_done(b) && slot.as_ref() != list.get(b) {
-                        cx.stats.hash_failures += 1;
-                        payload.reset(b);
-                    }
-                }
-                for (&b, (_, hash)) in &self.awaiting_manifest {
-                    if list.get(b) != Some(hash) {
-                        cx.stats.hash_failures += 1;
-                        payload.reset(b);
-                    }
-                }
-                let payload = &self.objects[ObjectId::Payload];
-                self.awaiting_manifest.retain(|b, _| payload.is_done(*b));
-                self.hash_list = Some(list);
-                self.update_nak_timer(cx, now);
-                self.check_complete();
-            }
-            Err(e) => {
-                tracing::warn!("hash list rejected: {e}");
-                cx.stats.hash_failures += 1;
-                for b in 0..o.layout.block_count() {
-                    o.reset(b);
-                }
-                self.update_nak_timer(cx, now);
-            }
-        }
-    }
-
-    fn on_manifest_block(&mut self, cx: &mut Ctx, now: Instant, block: u32, data: &[u8]) {
-        let o = &mut self.objects[ObjectId::Manifest];
-        let Some(off) = o.layout.block_offset(block) else {
-            return;
-        };
-        if self.manifest_bytes.is_empty() {
-            self.manifest_bytes = vec![0; self.identity.manifest_len as usize];
-        }
-        self.manifest_bytes[off as usize..off as usize + data.len()].copy_from_slice(data);
-        o.set_done(block);
-        if !o.complete() {
-            return;
-        }
-        match Manifest::decode(&self.manifest_bytes, &self.announce) {
-            Ok(m) => {
-                self.manifest_bytes = Vec::new();
-                self.written =
-                    vec![None; self.objects[ObjectId::Payload].layout.block_count() as usize];
-                self.manifest = Some(m.clone());
-                self.events.push_back(Event::Manifest(m));
-                // Undone first, so that completion waits for every held block to be handed out.
-                let held = std::mem::take(&mut self.awaiting_manifest);
-                for b in held.keys() {
-                    self.objects[ObjectId::Payload].reset(*b);
-                }
-                for (b, (data, hash)) in held {
-                    self.accept_block(cx, now, b, data, hash);
-                }
-                self.try_hash_list(cx, now);
-                self.check_complete();
-            }
-            Err(ManifestError::Hash) => {
-                // Damaged on the way (or forged symbols): fetch it again.
-                tracing::warn!("manifest rejected: does not match the announced hash");
-                cx.stats.hash_failures += 1;
-                for b in 0..o.layout.block_count() {
-                    o.reset(b);
-                }
-                self.update_nak_timer(cx, now);
-            }
-            Err(e) => {
-                // The announced manifest itself is unacceptable (its hash matched): fetching
-                // it again would only bring the same bytes.
-                cx.stats.dropped_invalid += 1;
-                self.fail(cx, now, format!("the sender's manifest is refused: {e}"));
-            }
-        }
-    }
-
-    /// Hand out `block` to be written (its `hash` was computed by the decode job): checked at
-    /// once when the hash list is known, else kept to be checked when it arrives.
-    fn accept_block(
-        &mut self,
-        cx: &mut Ctx,
-        now: Instant,
-        block: u32,
-        data: Vec<u8>,
-        hash: [u8; 32],
-    ) {
-        let Some(slot) = self.written.get_mut(block as usize) else { return };
+    /// Just locked onto: hand out the payload blocks a candidate collected in full.
+    pub(super) fn release_held(&mut self) {
         let o = &mut self.objects[ObjectId::Payload];
-        if self.hash_list.as_ref().is_some_and(|l| l.get(block) != Some(&hash)) {
-            cx.stats.hash_failures += 1;
-            o.reset(block);
-            self.update_nak_timer(cx, now);
-            return;
-        }
-        let rewrite = slot.replace(hash).is_some();
-        o.set_done(block);
-        let offset = o.layout.block_offset(block).unwrap_or(0);
-        self.events.push_back(Event::Block { block, offset, data, rewrite });
-        self.check_complete();
-    }
-
-    fn check_complete(&mut self) {
-        let (Some(m), Some(list)) = (self.manifest.as_ref(), self.hash_list.as_ref()) else {
-            return;
-        };
-        if matches!(self.phase, Phase::Receiving) && self.objects[ObjectId::Payload].complete() {
-            self.phase = Phase::Storing;
-            self.timers.stop(Timer::Nak);
-            self.events.push_back(Event::Complete { bytes: m.object_size, hashes: list.clone() });
+        let full: Vec<u32> = o.pending.iter().filter(|(_, s)| s.ready()).map(|(b, _)| *b).collect();
+        for block in full {
+            let symbols = o.pending.remove(&block).expect("present");
+            o.decoding.insert(block);
+            let len = o.layout.block_len(block).unwrap_or(0);
+            let job = DecodeJob { object: ObjectId::Payload, block, symbols, len };
+            self.events.push_back(Event::Decode(job));
         }
     }
 
@@ -509,10 +456,7 @@ impl Session {
             }
             match timer {
                 Timer::CoverCheck => {
-                    self.covers.retain(|_, c| c.until > now);
-                    if let Some(next) = self.covers.values().map(|c| c.until).min() {
-                        self.timers.set(Timer::CoverCheck, next);
-                    }
+                    self.lapse_covers(now);
                     self.update_nak_timer(cx, now);
                 }
                 Timer::Nak => {
@@ -534,9 +478,7 @@ impl Session {
     ) -> Option<Transmit> {
         if let Some((probe_time_us, at)) = self.echo.take() {
             let delay_us = (now - at).as_micros().min(u128::from(u32::MAX)) as u32;
-            // Too few datagrams seen to say: "unmeasured", so the sender does not plan for 0.
-            let loss_ppm =
-                if cx.stats.first_pass_expected < 64 { u32::MAX } else { cx.stats.loss_ppm() };
+            let loss_ppm = reported_loss(cx.stats);
             let echo = Echo { probe_time_us, delay_us, loss_ppm };
             cx.stats.echoes_sent += 1;
             wire::emit(&self.header, &Packet::Echo(echo), buf);
@@ -549,6 +491,17 @@ impl Session {
         };
         wire::emit(&self.header, &packet, buf);
         Some(Transmit { size: buf.len(), dest })
+    }
+}
+
+/// The first-pass loss rate to report (echoes, NAKs): with too few datagrams seen to say,
+/// "unmeasured" (`u32::MAX`), so the sender neither plans for 0 nor takes a late joiner's
+/// first few datagrams for a straggler's loss rate.
+pub(super) fn reported_loss(stats: &ReceiverStats) -> u32 {
+    if stats.first_pass_expected < 64 {
+        u32::MAX
+    } else {
+        stats.loss_ppm()
     }
 }
 

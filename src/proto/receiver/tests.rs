@@ -1,18 +1,19 @@
-//! Receiver unit tests: what makes a session the same session. Rate and GRTT are parameters a
-//! receiver follows during a push; session id, sender, layout and manifest are its identity.
+//! Receiver unit tests: what makes a session the same session (rate and GRTT are parameters a
+//! receiver follows during a push; session id, sender, layout and manifest are its identity),
+//! when a candidate is locked onto, and which squelches and acknowledgements count.
 
 use super::*;
 use crate::proto::sender::{self, Sender, SenderConfig};
 use crate::sim::manifest_for;
 
-const SENDER: u32 = 1;
-const SESSION: u32 = 9;
+pub(super) const SENDER: u32 = 1;
+pub(super) const SESSION: u32 = 9;
 
-fn from() -> SocketAddr {
+pub(super) fn from() -> SocketAddr {
     SocketAddr::from(([198, 18, 0, 1], 7000))
 }
 
-fn announce(rate_bps: u64) -> Announce {
+pub(super) fn announce(rate_bps: u64) -> Announce {
     Announce {
         object_size: 10_000,
         symbol_size: 100,
@@ -26,17 +27,73 @@ fn announce(rate_bps: u64) -> Announce {
     }
 }
 
-fn datagram(node: u32, packet: &Packet) -> Vec<u8> {
+pub(super) fn datagram(node: u32, packet: &Packet) -> Vec<u8> {
     let mut b = Vec::new();
     wire::emit(&Header { flags: 0, session: SESSION, node }, packet, &mut b);
     b
 }
 
+/// `a` with the manifest fields of a real single-file manifest of its payload, and that
+/// manifest's bytes.
+pub(super) fn with_manifest(a: Announce) -> (Announce, Vec<u8>) {
+    let path = "f".parse().unwrap();
+    let m = Manifest::single_file(path, a.object_size, a.symbol_size, a.block_symbols).unwrap();
+    let bytes = m.encode();
+    let a = Announce {
+        manifest_len: bytes.len() as u32,
+        manifest_hash: *blake3::hash(&bytes).as_bytes(),
+        ..a
+    };
+    (a, bytes)
+}
+
+/// Every source symbol of manifest `bytes` (laid out as `a` says) from the sender at `at`.
+pub(super) fn feed_manifest(
+    r: &mut Receiver,
+    t: Instant,
+    at: SocketAddr,
+    a: &Announce,
+    bytes: &[u8],
+) {
+    let layout = a.manifest_layout();
+    let ts = usize::from(a.symbol_size);
+    let mut seq = 0;
+    for b in 0..layout.block_count() {
+        let off = layout.block_offset(b).unwrap() as usize;
+        let mut block = bytes[off..off + layout.block_len(b).unwrap()].to_vec();
+        block.resize(usize::from(layout.source_symbols(b).unwrap()) * ts, 0);
+        for (esi, symbol) in block.chunks(ts).enumerate() {
+            let d = Data { object: ObjectId::Manifest, block: b, esi: esi as u32, seq, symbol };
+            seq += 1;
+            r.handle_datagram(t, at, &datagram(SENDER, &Packet::Data(d)));
+        }
+    }
+}
+
+/// A receiver with `cfg` locked onto session [`SESSION`] of [`SENDER`] at [`from`]: `a` (with
+/// a real manifest, see [`with_manifest`]) announced and its manifest delivered.
+pub(super) fn locked(cfg: ReceiverConfig, a: Announce) -> (Receiver, Announce) {
+    let (a, bytes) = with_manifest(a);
+    let mut r = Receiver::new(cfg);
+    let t = Instant::ZERO;
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(a)));
+    assert_eq!(r.session_id(), None, "a candidate until its manifest verifies");
+    feed_manifest(&mut r, t, from(), &a, &bytes);
+    assert_eq!(r.session_id(), Some(SESSION));
+    assert!(matches!(r.poll_event(), Some(Event::Manifest(_))));
+    // Welcomed at once, so its Hello (sent at lock-on) neither waits nor repeats.
+    let welcome = Packet::Hello(Hello::Welcome { nodes: vec![r.cfg.node] });
+    r.handle_datagram(t, from(), &datagram(SENDER, &welcome));
+    let mut buf = Vec::new();
+    while r.poll_transmit(t, &mut buf).is_some() {}
+    (r, a)
+}
+
 #[test]
 fn rate_and_grtt_are_followed_identity_changes_are_refused() {
-    let mut r = Receiver::new(ReceiverConfig::default());
+    let (mut r, base) = locked(ReceiverConfig::default(), announce(1_000_000));
+    let announce = |rate_bps| Announce { rate_bps, ..base };
     let t = Instant::ZERO;
-    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(announce(1_000_000))));
     assert_eq!((r.session_id(), r.announced_rate()), (Some(SESSION), Some(1_000_000)));
     // The same push at another rate and GRTT: followed.
     let faster = Announce { grtt_us: 5000, ..announce(4_000_000) };
@@ -60,10 +117,9 @@ fn rate_and_grtt_are_followed_identity_changes_are_refused() {
 
 #[test]
 fn the_hash_list_hash_is_learnt_once_and_never_changes() {
-    let mut r = Receiver::new(ReceiverConfig::default());
+    let (mut r, unknown) = locked(ReceiverConfig::default(), announce(1_000_000));
+    let announce = |rate_bps| Announce { rate_bps, ..unknown };
     let t = Instant::ZERO;
-    let unknown = announce(1_000_000);
-    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(unknown)));
     // 10_000 bytes in blocks of 1000: 10 blocks, a list of 320 bytes.
     let known = Announce { hashes_len: 320, hashes_hash: [7; 32], ..announce(2_000_000) };
     r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(known)));
@@ -218,9 +274,8 @@ fn an_unacknowledged_report_is_repeated_then_given_up() {
 
 #[test]
 fn a_squelch_for_a_block_not_sent_or_past_the_end_is_ignored_one_passed_is_believed() {
-    let mut r = Receiver::new(ReceiverConfig::default());
+    let (mut r, _) = locked(ReceiverConfig::default(), announce(1_000_000));
     let t = Instant::ZERO;
-    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(announce(1_000_000))));
     let squelch = |block| Squelch {
         reason: SquelchReason::Unavailable,
         object: ObjectId::Payload,
@@ -231,34 +286,99 @@ fn a_squelch_for_a_block_not_sent_or_past_the_end_is_ignored_one_passed_is_belie
     for block in [u32::MAX, 10, 3] {
         r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Squelch(squelch(block))));
     }
-    assert_eq!(r.stats().squelched, 0);
-    // Once the sender has passed block 3 (a flush) and it is still missing, it is believed.
+    assert_eq!((r.stats().squelched, r.stats().squelches_ignored), (0, 3));
+    // Once the sender has passed block 3 (a flush) and it is still missing, it is believed,
+    // but only from the sender's address.
     r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Flush(Flush { seq: 5 })));
+    r.handle_datagram(t, other(), &datagram(SENDER, &Packet::Squelch(squelch(3))));
+    assert_eq!((r.stats().squelched, r.stats().dropped_not_sender), (0, 1));
     r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Squelch(squelch(3))));
     assert_eq!(r.stats().squelched, 1);
 }
 
+fn other() -> SocketAddr {
+    SocketAddr::from(([198, 18, 9, 9], 7000))
+}
+
+#[test]
+fn a_straggler_squelch_counts_only_after_this_receiver_naked() {
+    let cfg = ReceiverConfig { node: 2, ..ReceiverConfig::default() };
+    let (mut r, _) = locked(cfg, announce(1_000_000));
+    let t = Instant::ZERO;
+    let straggler = Squelch {
+        reason: SquelchReason::Straggler,
+        object: ObjectId::Payload,
+        block: 0,
+        nodes: vec![2],
+    };
+    let q = datagram(SENDER, &Packet::Squelch(straggler.clone()));
+    r.handle_datagram(t, from(), &q);
+    assert_eq!((r.stats().squelched, r.stats().squelches_ignored), (0, 1), "never NAKed");
+    // The sender passes everything; the receiver NAKs once its backoff expires.
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Flush(Flush { seq: 5 })));
+    let at = r.poll_timeout().expect("the NAK backoff is armed");
+    r.handle_timeout(at);
+    assert_eq!(r.stats().naks_sent, 1);
+    // Another node's squelch still does not concern it; its own does.
+    let others = Squelch { nodes: vec![3], ..straggler };
+    r.handle_datagram(at, from(), &datagram(SENDER, &Packet::Squelch(others)));
+    assert_eq!(r.stats().squelched, 0);
+    r.handle_datagram(at, from(), &q);
+    assert_eq!(r.stats().squelched, 1);
+    assert!(r.session.as_ref().unwrap().failure.as_deref().unwrap().contains("straggler"));
+}
+
+#[test]
+fn an_acknowledgement_counts_only_after_a_report_was_sent() {
+    let (mut r, _) = locked(ReceiverConfig::default(), announce(1_000_000));
+    let t = Instant::ZERO;
+    let ack = datagram(SENDER, &Packet::ReportAck(ReportAck { nodes: vec![2] }));
+    r.handle_datagram(t, from(), &ack);
+    assert_eq!(r.stats().acks_ignored, 1, "while receiving");
+    // The session fails (a squelch it believes) and starts reporting; an ack before the first
+    // report went out is not one.
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Flush(Flush { seq: 1 })));
+    let q = Squelch {
+        reason: SquelchReason::Unavailable,
+        object: ObjectId::Payload,
+        block: 0,
+        nodes: vec![],
+    };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Squelch(q)));
+    r.handle_datagram(t, from(), &ack);
+    assert_eq!(r.stats().acks_ignored, 2, "reporting, but nothing sent yet");
+    let mut buf = Vec::new();
+    r.handle_timeout(t);
+    assert!(r.poll_transmit(t, &mut buf).is_some(), "the first report");
+    r.handle_datagram(t, other(), &ack);
+    assert_eq!(r.stats().dropped_not_sender, 1, "an ack from elsewhere");
+    assert!(r.poll_event().is_none());
+    r.handle_datagram(t, from(), &ack);
+    assert!(matches!(r.poll_event(), Some(Event::Finished(Outcome::Failed(_)))));
+}
+
 #[test]
 fn an_absurd_grtt_is_capped() {
-    let mut r = Receiver::new(ReceiverConfig::default());
-    let t = Instant::ZERO;
     let hours = Announce { grtt_us: u32::MAX, ..announce(1_000_000) };
-    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(hours)));
+    let (mut r, _) = locked(ReceiverConfig::default(), hours);
+    let t = Instant::ZERO;
     assert_eq!(r.session.as_ref().unwrap().grtt, session::MAX_GRTT);
     let probe = Probe { send_time_us: 0, grtt_us: u32::MAX, group_size: 1, echo_share: 0 };
     r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe)));
     assert_eq!(r.session.as_ref().unwrap().grtt, session::MAX_GRTT);
-    // At the limit itself, believed as is.
+    // At the limit itself, believed as is; from another address not at all.
     let five_s = Probe { grtt_us: 5_000_000, ..probe };
     r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(five_s)));
     assert_eq!(r.session.as_ref().unwrap().grtt, Duration::from_secs(5));
+    let short = Probe { grtt_us: 1000, ..probe };
+    r.handle_datagram(t, other(), &datagram(SENDER, &Packet::Probe(short)));
+    assert_eq!(r.session.as_ref().unwrap().grtt, Duration::from_secs(5));
 }
 
-#[test]
-fn a_manifest_whose_hash_matches_but_whose_entries_are_refused_fails_the_session() {
-    use crate::proto::manifest::{Entry, Manifest};
-    // Entries that tile the payload, but one lies under a file: refused by the checks after the
-    // hash matched. Fetching it again would bring the same bytes, so the receiver gives up.
+/// A manifest whose hash matches but whose entries are refused (they tile the payload, but
+/// one lies under a file), with its announcement.
+fn refused_manifest() -> (Announce, Vec<u8>) {
+    use crate::proto::manifest::Entry;
     let e = |p: &str, off, len| Entry::file(p.parse().unwrap(), off, len);
     let m = Manifest {
         entries: vec![e("a", 0, 5_000), e("a/b", 5_000, 5_000)],
@@ -272,38 +392,63 @@ fn a_manifest_whose_hash_matches_but_whose_entries_are_refused_fails_the_session
         manifest_hash: *blake3::hash(&bytes).as_bytes(),
         ..announce(1_000_000)
     };
+    (a, bytes)
+}
+
+#[test]
+fn a_refused_manifest_drops_its_candidate_and_is_not_taken_again() {
+    // Fetching it again would bring the same bytes; and anyone can announce such a manifest,
+    // so an unpinned receiver drops the candidate (and remembers it) rather than give up.
+    let (a, bytes) = refused_manifest();
     let mut r = Receiver::new(ReceiverConfig::default());
     let t = Instant::ZERO;
     r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(a)));
-    let layout = a.manifest_layout();
-    let mut seq = 0;
-    for b in 0..layout.block_count() {
-        let off = layout.block_offset(b).unwrap() as usize;
-        let len = layout.block_len(b).unwrap();
-        let mut block = bytes[off..off + len].to_vec();
-        let k = layout.source_symbols(b).unwrap();
-        block.resize(usize::from(k) * 100, 0);
-        for (esi, symbol) in block.chunks(100).enumerate() {
-            let d = Data { object: ObjectId::Manifest, block: b, esi: esi as u32, seq, symbol };
-            seq += 1;
-            r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Data(d)));
-        }
-    }
-    let mut failed = false;
-    for _ in 0..100 {
-        match r.poll_event() {
-            Some(Event::Decode(job)) => r.handle_decoded(t, job.run()),
-            Some(Event::Manifest(_)) => panic!("a refused manifest was handed out"),
-            Some(_) => {}
-            None => break,
-        }
-        failed |= r.stats().dropped_invalid > 0;
-    }
-    assert!(failed, "the refused manifest was counted");
-    let s = r.session.as_ref().unwrap();
+    assert_eq!(r.candidates(), 1);
+    feed_manifest(&mut r, t, from(), &a, &bytes);
+    assert!(r.poll_event().is_none(), "a refused manifest is not handed out");
+    assert_eq!((r.candidates(), r.session_id()), (0, None));
+    assert_eq!((r.stats().candidates_refused, r.stats().dropped_invalid), (1, 1));
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(a)));
+    assert_eq!((r.candidates(), r.stats().announces_refused), (0, 1), "not taken again");
+    // A good push announced after it is taken.
+    let (good, good_bytes) = with_manifest(announce(1_000_000));
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(good)));
+    feed_manifest(&mut r, t, from(), &good, &good_bytes);
+    assert_eq!(r.session_id(), Some(SESSION));
+}
+
+#[test]
+fn a_refused_manifest_fails_a_pinned_receiver() {
+    let (a, bytes) = refused_manifest();
+    let cfg = ReceiverConfig { session: Some(SESSION), ..ReceiverConfig::default() };
+    let mut r = Receiver::new(cfg);
+    let t = Instant::ZERO;
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Announce(a)));
+    feed_manifest(&mut r, t, from(), &a, &bytes);
+    assert_eq!(r.stats().dropped_invalid, 1, "the refused manifest was counted");
+    let s = r.session.as_ref().expect("locked onto, to fail");
     assert!(
         s.failure.as_deref().is_some_and(|f| f.contains("manifest is refused")),
         "{:?}",
         s.failure
     );
+}
+
+#[test]
+fn a_falling_grtt_pulls_in_the_nak_backoff_armed_under_a_huge_one() {
+    let (mut r, _) = locked(ReceiverConfig::default(), announce(1_000_000));
+    let t = Instant::ZERO;
+    let probe = |grtt_us| Probe { send_time_us: 0, grtt_us, group_size: 1, echo_share: 0 };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe(5_000_000))));
+    // Everything passed: the backoff is armed under 5 s (up to 4 GRTTs; this seed: seconds).
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Flush(Flush { seq: 5 })));
+    let armed = r.poll_timeout().unwrap();
+    assert!(armed > t + Duration::from_secs(1), "{armed:?}");
+    // The next probe says 1 ms: the backoff is drawn again, within 4 ms.
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe(1000))));
+    let pulled = r.poll_timeout().unwrap();
+    assert!(pulled <= t + Duration::from_millis(4), "{pulled:?}");
+    // A GRTT that rises again moves nothing.
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe(2000))));
+    assert_eq!(r.poll_timeout(), Some(pulled));
 }
