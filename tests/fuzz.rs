@@ -1,12 +1,16 @@
 //! Bounded fuzzing under proptest, for CI: the harnesses of `mcast::sim::fuzz` (the same ones
-//! the cargo-fuzz targets in `fuzz/` run) over random bytes and over mutations of the seed
-//! corpus (bit flips, byte writes, truncations, insertions, splices of two seeds), with a
+//! the cargo-fuzz targets in `fuzz/` run) over random bytes, over mutations of the seed
+//! corpus (bit flips, byte writes, truncations, insertions, splices of two seeds) and, for the
+//! state machines, over scripts of valid packets in small ranges (structure-aware), with a
 //! fixed RNG seed so every run tries the same cases. Also: the committed corpus in
 //! `fuzz/corpus/` holds every generated seed (`MCAST_FUZZ_WRITE_CORPUS=1` rewrites it), every
 //! committed file replays cleanly, and the seeds reach deep enough (a replayed push
 //! completes, a NAK storm drives the repair queue to its bound).
 
+use mcast::proto::layout::Layout;
 use mcast::proto::receiver::Outcome;
+use mcast::proto::wire::{self, *};
+use mcast::sim::fuzz::script::{Framing, Step};
 use mcast::sim::fuzz::{self, corpus, CountingAlloc, HeapScope, TARGETS};
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError, TestRunner};
@@ -228,4 +232,129 @@ fn fuzz_receiver_datagrams() {
 #[test]
 fn fuzz_sender_datagrams() {
     fuzz_target("sender_datagrams", 3000, 4096);
+}
+
+/// A valid packet for a session of `t`-byte symbols, as the peer of the harness would send it:
+/// block numbers, ESIs and counts in small ranges so that they meet the state machine's
+/// blocks, other fields anywhere.
+fn packet(t: u16) -> impl Strategy<Value = Vec<u8>> {
+    let object = (0u8..3)
+        .prop_map(|o| [ObjectId::Manifest, ObjectId::Payload, ObjectId::Hashes][o as usize]);
+    let need = (object.clone(), 0u32..8, 1u16..80).prop_map(|(object, block, count)| Need {
+        object,
+        block,
+        count,
+    });
+    let needs = (any::<u32>(), any::<u32>(), prop::collection::vec(need, 1..12));
+    let nodes = prop::collection::vec(prop_oneof![Just(fuzz::FUZZ_RECEIVER_NODE), 0u32..8], 1..4);
+    let packet = prop_oneof![
+        6 => (object, 0u32..8, 0u32..48, 0u32..400, any::<u8>()).prop_map(move |(object, block, esi, seq, fill)| {
+            emit_packet(&Packet::Data(Data { object, block, esi, seq, symbol: &vec![fill; usize::from(t)] }))
+        }),
+        2 => needs.clone().prop_map(|(seq, loss_ppm, needs)| emit_packet(&Packet::Nak(NeedList { seq, loss_ppm, needs }))),
+        1 => needs.prop_map(|(seq, loss_ppm, needs)| emit_packet(&Packet::RepairAdvert(NeedList { seq, loss_ppm, needs }))),
+        1 => (any::<u64>(), any::<u32>(), any::<u32>(), any::<u16>()).prop_map(|(send_time_us, grtt_us, group_size, echo_share)| {
+            emit_packet(&Packet::Probe(Probe { send_time_us, grtt_us, group_size, echo_share }))
+        }),
+        1 => (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(probe_time_us, delay_us, loss_ppm)| {
+            emit_packet(&Packet::Echo(Echo { probe_time_us, delay_us, loss_ppm }))
+        }),
+        1 => (0u32..400).prop_map(|seq| emit_packet(&Packet::Flush(Flush { seq }))),
+        1 => (any::<bool>(), any::<u64>(), any::<[u8; 32]>(), any::<u32>()).prop_map(|(ok, bytes, object_hash, n)| {
+            let status = if ok { ReportStatus::Complete } else { ReportStatus::Failed };
+            emit_packet(&Packet::Report(Report { status, bytes, object_hash, naks_sent: n, naks_suppressed: n, elapsed_ms: n }))
+        }),
+        1 => nodes.clone().prop_map(|nodes| emit_packet(&Packet::ReportAck(ReportAck { nodes }))),
+        1 => (any::<bool>(), 0u32..8, nodes).prop_map(|(straggler, block, nodes)| {
+            let reason = if straggler { SquelchReason::Straggler } else { SquelchReason::Unavailable };
+            emit_packet(&Packet::Squelch(Squelch { reason, object: ObjectId::Payload, block, nodes }))
+        }),
+    ];
+    packet
+}
+
+fn emit_packet(p: &Packet<'_>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    wire::emit(&Header { flags: 0, session: 7, node: 1 }, p, &mut buf);
+    buf
+}
+
+/// A script of valid packets (as the peer), clock steps, decodes and storage verdicts.
+fn steps(t: u16) -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        8 => packet(t).prop_map(|b| Step::Datagram(Framing::Peer, b)),
+        2 => (0u16..3000).prop_map(Step::Tick),
+        1 => Just(Step::Wake),
+        1 => any::<u8>().prop_map(Step::DecodeOne),
+        2 => Just(Step::DecodeAll),
+        1 => any::<bool>().prop_map(Step::Store),
+    ];
+    prop::collection::vec(step, 1..200)
+}
+
+/// The start of a session a receiver can follow: its announcement and every source symbol
+/// of its manifest (a real one, for a single file of the announced layout), decoded.
+fn session_start(size: u64, t: u16, k: u16, hashes_known: bool) -> Vec<Step> {
+    let path = mcast::proto::manifest::RelPath::new("f").expect("a plain name");
+    let manifest = mcast::proto::manifest::Manifest::single_file(path, size, t, k)
+        .expect("a valid layout")
+        .encode();
+    let layout = Layout::new(size, t, k).expect("a valid layout");
+    let (hashes_len, hashes_hash) =
+        if hashes_known { (layout.block_count() * 32, [5; 32]) } else { (0, [0; 32]) };
+    let announce = Announce {
+        object_size: size,
+        symbol_size: t,
+        block_symbols: k,
+        manifest_len: manifest.len() as u32,
+        manifest_hash: *blake3::hash(&manifest).as_bytes(),
+        hashes_len,
+        hashes_hash,
+        rate_bps: 1_000_000,
+        grtt_us: 1000,
+    };
+    let mut steps = vec![Step::Datagram(Framing::Sealed, emit_packet(&Packet::Announce(announce)))];
+    let mut padded = manifest.clone();
+    padded.resize(manifest.len().next_multiple_of(usize::from(t)), 0);
+    let block_bytes = usize::from(t) * usize::from(k);
+    for (i, symbol) in padded.chunks(usize::from(t)).enumerate() {
+        let (block, esi) = ((i * usize::from(t) / block_bytes) as u32, (i % usize::from(k)) as u32);
+        let data = Data { object: ObjectId::Manifest, block, esi, seq: i as u32, symbol };
+        steps.push(Step::Datagram(Framing::Peer, emit_packet(&Packet::Data(data))));
+    }
+    steps.push(Step::DecodeAll);
+    steps
+}
+
+/// A receiver that locked onto a small random session and holds its manifest, then fed a
+/// structured script: the random inputs that reach past the session lock and the manifest.
+#[test]
+fn fuzz_receiver_structured() {
+    let layout = (0u64..6000, 16u16..96, 1u16..24, any::<bool>());
+    let case = layout.prop_flat_map(|(size, t, k, hashes_known)| {
+        (Just(session_start(size, t, k, hashes_known)), steps(t))
+    });
+    let wrote = std::cell::Cell::new(0u32);
+    runner(1500)
+        .run(&case, |(start, steps)| {
+            let script = [start, steps].concat();
+            let run =
+                std::panic::catch_unwind(|| fuzz::fuzz_receiver(&fuzz::script::encode(&script)))
+                    .map_err(|_| TestCaseError::fail(format!("receiver panics on {script:?}")))?;
+            wrote.set(wrote.get() + u32::from(run.blocks > 0));
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("receiver, structured: {e}"));
+    // The strategy must keep reaching the block path (about one case in eight does).
+    assert!(wrote.get() >= 1500 / 10, "only {} of 1500 cases wrote a block", wrote.get());
+}
+
+/// The mid-push sender fed a structured script of feedback from several nodes.
+#[test]
+fn fuzz_sender_structured() {
+    runner(1500)
+        .run(&steps(corpus::SYMBOL_SIZE), |steps| {
+            run_case("sender_datagrams", &fuzz::script::encode(&steps))
+        })
+        .unwrap_or_else(|e| panic!("sender, structured: {e}"));
 }
