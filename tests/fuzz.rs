@@ -76,6 +76,29 @@ fn every_generated_seed_is_committed_and_the_corpus_is_small() {
 }
 
 #[test]
+fn every_target_has_a_cargo_fuzz_binary_running_its_harness() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("fuzz/Cargo.toml");
+    let harness = |t: &str| match t {
+        "wire_parse" => "fuzz_wire",
+        "receiver_datagrams" => "fuzz_receiver",
+        "sender_datagrams" => "fuzz_sender",
+        "manifest_decode" => "fuzz_manifest",
+        "hash_list" => "fuzz_hash_list",
+        other => panic!("no harness named for {other}"),
+    };
+    for target in TARGETS {
+        assert!(manifest.contains(&format!("name = \"{target}\"")), "no [[bin]] {target}");
+        let path = root.join("fuzz_targets").join(format!("{target}.rs"));
+        let src = std::fs::read_to_string(&path).expect("the target's source");
+        let call = format!("mcast::sim::fuzz::{}(data);", harness(target));
+        assert!(src.contains(&call), "{} does not call {call}", path.display());
+    }
+    let bins = manifest.matches("[[bin]]").count();
+    assert_eq!(bins, TARGETS.len(), "fuzz/Cargo.toml has targets the tests do not run");
+}
+
+#[test]
 fn every_committed_input_replays_cleanly() {
     for target in TARGETS {
         for (path, bytes) in committed(target) {

@@ -1,5 +1,6 @@
-//! Fuzz target `wire_parse`: wire::parse never panics; what parses emits back to the same bytes and re-parses to the same packet.
-//! The harness is `mcast::sim::fuzz::fuzz_wire`, the same one `tests/fuzz.rs` runs under proptest.
+//! Fuzz target `wire_parse`: wire::parse never panics; what parses emits back to the same bytes and
+//! re-parses to the same packet. The harness is `mcast::sim::fuzz::fuzz_wire`, the same one
+//! `tests/fuzz.rs` runs under proptest.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
