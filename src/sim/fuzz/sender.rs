@@ -20,7 +20,7 @@ use super::HeapScope;
 use crate::proto::sender::Sender;
 use crate::proto::stats::SenderStats;
 use crate::proto::time::{Duration, Instant};
-use crate::proto::wire::{self, Announce, Packet};
+use crate::proto::wire::{self, Announce, Need, Packet};
 use crate::sim::serve::{serve_sender_events, MemSource, SenderLog};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -187,9 +187,8 @@ impl Run {
                 let a = self.announce.expect("an announcement goes out before any repair");
                 self.out.adverts += 1;
                 for n in &list.needs {
-                    let k = a.object_layout(n.object).source_symbols(n.block);
-                    let Some(k) = k else { panic!("advertised {n:?}: no such block") };
-                    let max = u32::from(k) + 16 + u32::from(self.margin);
+                    let max = max_queued(&a, n, self.margin);
+                    let Some(max) = max else { panic!("advertised {n:?}: no such block") };
                     let count = u32::from(n.count);
                     assert!(count <= max, "advertised {count} repairs of {n:?}, max {max}");
                     self.out.max_advertised = self.out.max_advertised.max(count);
@@ -197,5 +196,43 @@ impl Run {
             }
             _ => {}
         }
+    }
+}
+
+/// The most repairs a sender may queue for the block `need` names (`None`: no such block in
+/// the objects `a` announces): the block's `K`, plus the 16 failed decodes a NAK may add, plus
+/// the margin.
+fn max_queued(a: &Announce, need: &Need, margin: u16) -> Option<u32> {
+    let k = a.object_layout(need.object).source_symbols(need.block)?;
+    Some(u32::from(k) + 16 + u32::from(margin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::wire::ObjectId;
+
+    #[test]
+    fn the_queue_bound_is_per_block_and_object() {
+        let a = Announce {
+            object_size: 1000,
+            symbol_size: 100,
+            block_symbols: 4,
+            manifest_len: 50,
+            manifest_hash: [1; 32],
+            hashes_len: 0,
+            hashes_hash: [0; 32],
+            rate_bps: 1,
+            grtt_us: 1,
+        };
+        let need = |object, block| Need { object, block, count: 1 };
+        // Payload: blocks of 4 symbols, the last (block 2) of 2.
+        assert_eq!(max_queued(&a, &need(ObjectId::Payload, 0), 1), Some(4 + 16 + 1));
+        assert_eq!(max_queued(&a, &need(ObjectId::Payload, 2), 3), Some(2 + 16 + 3));
+        assert_eq!(max_queued(&a, &need(ObjectId::Payload, 3), 1), None, "past the last block");
+        assert_eq!(max_queued(&a, &need(ObjectId::Manifest, 0), 0), Some(1 + 16));
+        assert_eq!(max_queued(&a, &need(ObjectId::Manifest, 1), 0), None);
+        // Three blocks: 96 bytes of hash list in one block of one symbol (T = 100).
+        assert_eq!(max_queued(&a, &need(ObjectId::Hashes, 0), 0), Some(1 + 16));
     }
 }
