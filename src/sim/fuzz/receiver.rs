@@ -82,7 +82,6 @@ pub fn fuzz_receiver(data: &[u8]) -> ReceiverRun {
         run.settle();
     }
     run.out.stats = run.rx.stats().clone();
-    drop(run.jobs);
     heap.check(heap_limit(run.locked.map(|(a, _)| a), data.len()), "receiver memory");
     run.out.heap_peak = heap.peak();
     run.out
