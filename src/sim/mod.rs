@@ -20,6 +20,7 @@
 //! rate) of a real push while shrinking the bytes in each symbol.
 
 pub mod consume;
+pub mod fuzz;
 pub mod harness;
 mod loss;
 pub mod object;
