@@ -285,9 +285,15 @@ fn packet(t: u16) -> impl Strategy<Value = Vec<u8>> {
         1 => (0u32..400).prop_map(|seq| emit_packet(&Packet::Flush(Flush { seq }))),
         1 => (any::<bool>(), any::<u64>(), any::<[u8; 32]>(), any::<u32>()).prop_map(|(ok, bytes, object_hash, n)| {
             let status = if ok { ReportStatus::Complete } else { ReportStatus::Failed };
-            emit_packet(&Packet::Report(Report { status, bytes, object_hash, naks_sent: n, naks_suppressed: n, elapsed_ms: n }))
+            emit_packet(&Packet::Report(Report { status, bytes, object_hash, naks_sent: n, naks_suppressed: n, elapsed_ms: n, reason: String::new() }))
         }),
         1 => nodes.clone().prop_map(|nodes| emit_packet(&Packet::ReportAck(ReportAck { nodes }))),
+        1 => nodes.clone().prop_map(|nodes| emit_packet(&Packet::Hello(Hello::Welcome { nodes }))),
+        1 => (1usize..=64).prop_map(|n| emit_packet(&Packet::Hello(Hello::Join { host: HostName::new(&"h".repeat(n)).expect("valid") }))),
+        1 => any::<bool>().prop_map(|i| {
+            let reason = if i { AbortReason::Interrupted } else { AbortReason::SourceError };
+            emit_packet(&Packet::Abort(Abort::new(reason, "fuzz")))
+        }),
         1 => (any::<bool>(), 0u32..8, nodes).prop_map(|(straggler, block, nodes)| {
             let reason = if straggler { SquelchReason::Straggler } else { SquelchReason::Unavailable };
             emit_packet(&Packet::Squelch(Squelch { reason, object: ObjectId::Payload, block, nodes }))

@@ -176,7 +176,13 @@ fn wire_seeds(trace: &[Datagram]) -> Vec<Vec<u8>> {
             naks_sent: 0,
             naks_suppressed: 0,
             elapsed_ms: 0,
+            reason: "x".repeat(MAX_REASON),
         }),
+        Packet::Abort(Abort::new(AbortReason::SourceError, &"y".repeat(MAX_ABORT_TEXT))),
+        Packet::Hello(Hello::Join {
+            host: HostName::new(&"h".repeat(MAX_HOST_NAME)).expect("valid"),
+        }),
+        Packet::Hello(Hello::Welcome { nodes: (0..MAX_ACK_NODES as u32).collect() }),
     ];
     out.extend(edge.iter().map(|p| emit(2, p)));
     // Framing failures: too short, and a flush with a bad checksum.

@@ -27,6 +27,9 @@ use std::net::SocketAddr;
 pub const FUZZ_RECEIVER_NODE: u32 = 2;
 /// Payload blocks the harness receiver holds at most.
 const MAX_PENDING: usize = 8;
+/// Announcements remembered for the memory bound and the lock check (more than the
+/// receiver's candidates, so an evicted candidate's share is still counted while it is freed).
+const MAX_ANNOUNCES: usize = 16;
 /// Deadlines a single tick walks through before it jumps to its end.
 const MAX_WAKES_PER_TICK: usize = 2048;
 /// Rounds of timers due at one instant before it counts as a timer storm.
@@ -52,6 +55,10 @@ struct Run {
     now: Instant,
     /// The announcement the receiver locked onto and the sender's node.
     locked: Option<(Announce, u32)>,
+    /// Announcements it was handed (session, node, body), the newest [`MAX_ANNOUNCES`]: it
+    /// locks onto one of them once that candidate's manifest verifies, and each candidate may
+    /// hold memory sized by its own.
+    announces: Vec<(u32, u32, Announce)>,
     jobs: Vec<DecodeJob>,
     store_due: Option<[u8; 32]>,
     buf: Vec<u8>,
@@ -72,6 +79,7 @@ pub fn fuzz_receiver(data: &[u8]) -> ReceiverRun {
         rx: Receiver::new(cfg),
         now: Instant::ZERO,
         locked: None,
+        announces: Vec::new(),
         jobs: Vec::new(),
         store_due: None,
         buf: Vec::with_capacity(2048),
@@ -82,7 +90,8 @@ pub fn fuzz_receiver(data: &[u8]) -> ReceiverRun {
         run.settle();
     }
     run.out.stats = run.rx.stats().clone();
-    heap.check(heap_limit(run.locked.map(|(a, _)| a), data.len()), "receiver memory");
+    let limit: u64 = run.announces.iter().map(|(_, _, a)| heap_limit(Some(*a), 0)).sum();
+    heap.check(limit + heap_limit(None, data.len()), "receiver memory");
     run.out.heap_peak = heap.peak();
     run.out
 }
@@ -122,11 +131,22 @@ impl Run {
                 }
                 let was_locked = self.rx.session_id().is_some();
                 let from = SocketAddr::from(([198, 18, 0, 1], 7000));
+                if let Ok((h, Packet::Announce(a))) = wire::parse(&bytes) {
+                    let seen = (h.session, h.node, a);
+                    if !self.announces.contains(&seen) {
+                        if self.announces.len() == MAX_ANNOUNCES {
+                            self.announces.remove(0);
+                        }
+                        self.announces.push(seen);
+                    }
+                }
                 self.rx.handle_datagram(self.now, from, &bytes);
-                if !was_locked && self.rx.session_id().is_some() {
-                    match wire::parse(&bytes) {
-                        Ok((h, Packet::Announce(a))) => self.locked = Some((a, h.node)),
-                        other => panic!("receiver locked onto a session from {other:?}"),
+                if let (false, Some(id)) = (was_locked, self.rx.session_id()) {
+                    // Locked onto a candidate: one announced (the newest of that session).
+                    let a = self.announces.iter().rev().find(|(s, _, _)| *s == id);
+                    match a {
+                        Some(&(_, node, a)) => self.locked = Some((a, node)),
+                        None => panic!("receiver locked onto session {id:08x}, never announced"),
                     }
                 }
             }
@@ -217,7 +237,14 @@ impl Run {
             assert_eq!(t.size, self.buf.len(), "transmit size");
             let (h, p) = wire::parse(&self.buf).unwrap_or_else(|e| panic!("sent garbage: {e}"));
             assert_eq!(h.node, FUZZ_RECEIVER_NODE, "sent {p:?} as another node");
-            assert_eq!(Some(h.session), self.rx.session_id(), "sent {p:?} in another session");
+            match self.rx.session_id() {
+                Some(id) => assert_eq!(h.session, id, "sent {p:?} in another session"),
+                // A candidate (its manifest NAKs): a session that was announced.
+                None => assert!(
+                    self.announces.iter().any(|(s, _, _)| *s == h.session),
+                    "sent {p:?} in a session never announced"
+                ),
+            }
             self.out.transmits += 1;
             sent += 1;
             assert!(sent <= 100_000, "poll_transmit never runs dry");
