@@ -31,6 +31,7 @@ mod backoff;
 mod nak;
 mod object;
 mod report;
+mod resume;
 mod session;
 
 pub use backoff::backoff;
@@ -164,6 +165,8 @@ pub enum Event {
         /// Bytes were written at this offset before and failed verification: these replace
         /// them (zeros included).
         rewrite: bool,
+        /// BLAKE3 of `data` (what a resume journal records for the block).
+        hash: [u8; 32],
     },
     /// Every block is written and verified against `hashes`: make the copy durable, place it
     /// (re-reading it only with `--verify-readback`) and call [`Receiver::handle_stored`] with

@@ -95,7 +95,7 @@ pub(super) struct Session {
     pub(super) grtt: Duration,
     pub(super) started: Instant,
     pub(super) objects: Objects<ObjectState>,
-    manifest: Option<Manifest>,
+    pub(super) manifest: Option<Manifest>,
     manifest_bytes: Vec<u8>,
     /// Decoded payload blocks, with their hashes, waiting for the manifest (the destination
     /// is made from it); bounded by `max_pending_blocks`.
@@ -103,9 +103,9 @@ pub(super) struct Session {
     /// Per payload block, the hash of what was last written there (32 B a block, allocated
     /// with the manifest). Done blocks are checked against the hash list when it arrives; a
     /// slot that is set for a block not done means the next write replaces bad bytes.
-    written: Vec<Option<[u8; 32]>>,
+    pub(super) written: Vec<Option<[u8; 32]>>,
     /// The verified hash list, once it arrived and matched the announcement.
-    hash_list: Option<HashList>,
+    pub(super) hash_list: Option<HashList>,
     hash_list_bytes: Vec<u8>,
     pub(super) covers: HashMap<(ObjectId, u32), Cover>,
     pub(super) timers: TimerTable<Timer>,
@@ -480,11 +480,11 @@ impl Session {
         let rewrite = slot.replace(hash).is_some();
         o.set_done(block);
         let offset = o.layout.block_offset(block).unwrap_or(0);
-        self.events.push_back(Event::Block { block, offset, data, rewrite });
+        self.events.push_back(Event::Block { block, offset, data, rewrite, hash });
         self.check_complete();
     }
 
-    fn check_complete(&mut self) {
+    pub(super) fn check_complete(&mut self) {
         let (Some(m), Some(list)) = (self.manifest.as_ref(), self.hash_list.as_ref()) else {
             return;
         };
