@@ -15,10 +15,13 @@
 //! - `tree_source.rs`: a directory tree, files packed back to back. `tree_sink/`: staging a
 //!   tree without following symlinks (`stage.rs`, `at.rs`) and placing it atomically.
 //! - `names.rs`: temp file names and stale temp cleanup.
+//! - `resume.rs`: the resume sidecar of a single-file receive (its lock, and the journal of
+//!   blocks made durable).
 
 mod file_sink;
 mod file_source;
 mod names;
+pub mod resume;
 mod sink;
 mod source;
 mod tree_sink;
@@ -109,6 +112,14 @@ pub enum StorageError {
     /// it was not asked for.
     #[error("{} already exists (replacing it was not asked for)", .0.display())]
     DestinationExists(PathBuf),
+    /// Another receiver holds the lock of this destination's staging data.
+    #[error("another mcast-recv is receiving into {} (pid {pid})", dest.display())]
+    Busy {
+        /// The destination.
+        dest: PathBuf,
+        /// The other receiver's process id, as its resume state names it (0 if unknown).
+        pid: u32,
+    },
     /// An argument is invalid (for example a block size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
