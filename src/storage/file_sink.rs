@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::names::{is_temp_name, random_u64, resume_file_name, temp_file_name};
-use super::resume::{try_lock, Journal, Sidecar};
+use super::resume::{try_lock, HeldBlocks, Journal, Sidecar};
 use super::{check_range, to_hex, Sink, StorageError, IO_CHUNK};
 use crate::proto::manifest::{EntryKind, HashList, Manifest, RelPath, MODE_MASK};
 
@@ -122,7 +122,7 @@ impl FileSink {
         dir: &Path,
         manifest: &Manifest,
         manifest_hash: &[u8; 32],
-    ) -> Result<(Self, Vec<(u32, [u8; 32])>), StorageError> {
+    ) -> Result<(Self, HeldBlocks), StorageError> {
         let Some(name) = manifest.single_file_path() else {
             return Err(StorageError::Unsupported(format!(
                 "a file sink places one file, not {}",

@@ -48,6 +48,9 @@ pub const FLUSH_BLOCKS: usize = 8;
 /// Longest time a written block waits to be made durable and recorded.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Blocks a staging area holds: payload block number and the BLAKE3 of the bytes written.
+pub type HeldBlocks = Vec<(u32, [u8; 32])>;
+
 /// What a sidecar says: the temp file it belongs to and the blocks held in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumeState {
@@ -63,7 +66,7 @@ pub struct ResumeState {
 
 impl ResumeState {
     /// The held blocks with their hashes, in block order.
-    pub fn held_blocks(&self) -> Vec<(u32, [u8; 32])> {
+    pub fn held_blocks(&self) -> HeldBlocks {
         self.held.iter_ones().map(|b| (b as u32, self.hashes[b])).collect()
     }
 
@@ -349,6 +352,18 @@ impl Drop for Journal {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// What identifies a push for resuming: the BLAKE3 of its manifest's encoding (files, sizes,
+/// modes, mtimes and layout; a changed source changes it).
+pub fn push_id(manifest: &crate::proto::manifest::Manifest) -> [u8; 32] {
+    *blake3::hash(&manifest.encode()).as_bytes()
+}
+
+/// Payload bytes in `held` blocks of `manifest`'s layout (unknown blocks count 0).
+pub fn held_bytes(manifest: &crate::proto::manifest::Manifest, held: &[(u32, [u8; 32])]) -> u64 {
+    let Ok(layout) = manifest.layout() else { return 0 };
+    held.iter().map(|(b, _)| layout.block_len(*b).unwrap_or(0) as u64).sum()
 }
 
 /// Whether `file_name` is a sidecar name made by [`names::resume_file_name`](super::names).
