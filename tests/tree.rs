@@ -315,7 +315,7 @@ fn unchecked(entries: Vec<Entry>, object_size: u64) -> Manifest {
 }
 
 fn link(path: &str, target: &str) -> Entry {
-    Entry { path: n(path), kind: EntryKind::Symlink { target: target.into() } }
+    Entry::new(n(path), EntryKind::Symlink { target: target.into() })
 }
 
 #[test]

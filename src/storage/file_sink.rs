@@ -1,7 +1,8 @@
 //! [`FileSink`], the [`Sink`] of a single-file push: a temp file beside the destination that
 //! is written at offsets (all-zero blocks left as holes), fsynced and then atomically renamed
 //! over the destination. The blocks were verified before `finish`, so it reads nothing back,
-//! unless asked to (`--verify-readback`: every block against the verified hash list). An
+//! unless asked to (`--verify-readback`: every block against the verified hash list); the
+//! manifest's mode and mtime are applied before the rename. An
 //! unfinished or failed sink never touches the destination and removes its temp file.
 
 use std::fs::{File, OpenOptions};
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::names::{is_temp_name, random_u64, resume_file_name, temp_file_name};
 use super::resume::{try_lock, HeldBlocks, Journal, Sidecar};
 use super::{check_range, to_hex, Sink, StorageError, IO_CHUNK};
-use crate::proto::manifest::{EntryKind, HashList, Manifest, RelPath, MODE_MASK};
+use crate::proto::manifest::{EntryKind, HashList, Manifest, Mtime, RelPath, MODE_MASK};
 
 /// How often `create` retries when a randomly named temp file already exists.
 const CREATE_ATTEMPTS: usize = 8;
@@ -30,6 +31,8 @@ pub struct FileSink {
     size: u64,
     /// Permission bits to give the file before it is placed; `None` keeps the default.
     mode: Option<u32>,
+    /// Modification time to give the file before it is placed; `None` keeps the time written.
+    mtime: Option<Mtime>,
     /// Set once the temp file is no longer ours to remove (renamed, removed or kept for a
     /// resume).
     done: bool,
@@ -49,9 +52,7 @@ impl FileSink {
             )));
         };
         let mut sink = FileSink::create(dir, path, manifest.object_size)?;
-        if let Some(EntryKind::File { mode, .. }) = manifest.entries.first().map(|e| &e.kind) {
-            sink.mode = *mode;
-        }
+        sink.take_metadata(manifest);
         Ok(sink)
     }
 
@@ -102,6 +103,7 @@ impl FileSink {
             temp_path,
             size,
             mode: None,
+            mtime: None,
             done: false,
             journal: None,
         };
@@ -158,6 +160,7 @@ impl FileSink {
                     temp_path,
                     size: manifest.object_size,
                     mode: None,
+                    mtime: None,
                     done: false,
                     journal: None,
                 };
@@ -176,9 +179,7 @@ impl FileSink {
                 return Err(e);
             }
         };
-        if let Some(EntryKind::File { mode, .. }) = manifest.entries.first().map(|e| &e.kind) {
-            sink.mode = *mode;
-        }
+        sink.take_metadata(manifest);
         if !held.is_empty() {
             tracing::info!(
                 "resuming {}: {} of {blocks} blocks already held",
@@ -188,6 +189,16 @@ impl FileSink {
         }
         sink.journal = Some(sidecar.journal(&sink.file)?);
         Ok((sink, held))
+    }
+
+    /// The mode and mtime of the manifest's (one) file entry, applied when the file is placed.
+    fn take_metadata(&mut self, manifest: &Manifest) {
+        if let Some(e) = manifest.entries.first() {
+            if let EntryKind::File { mode, .. } = e.kind {
+                self.mode = mode;
+            }
+            self.mtime = e.mtime;
+        }
     }
 
     /// Path the file will have once [`finish`](Self::finish) succeeds.
@@ -320,6 +331,12 @@ impl FileSink {
             self.file
                 .set_permissions(std::fs::Permissions::from_mode(mode & MODE_MASK))
                 .map_err(|e| StorageError::io("set permissions of", &self.temp_path, e))?;
+        }
+        if let Some(t) = self.mtime {
+            use std::os::fd::AsFd;
+            super::tree_sink::set_mtime(self.file.as_fd(), t)
+                .and_then(|()| self.file.sync_all())
+                .map_err(|e| StorageError::io("set mtime of", &self.temp_path, e))?;
         }
         std::fs::rename(&self.temp_path, &self.final_path)
             .map_err(|e| StorageError::io("rename temp file to", &self.final_path, e))?;

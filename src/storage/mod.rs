@@ -146,6 +146,15 @@ pub(crate) fn check_range(offset: u64, len: u64, size: u64) -> Result<(), Storag
     }
 }
 
+/// The modification time in `m`, if a manifest can carry it ([`Mtime::is_valid`]).
+///
+/// [`Mtime::is_valid`]: crate::proto::manifest::Mtime::is_valid
+pub(crate) fn mtime_of(m: &std::fs::Metadata) -> Option<crate::proto::manifest::Mtime> {
+    use std::os::unix::fs::MetadataExt;
+    let nanos = u32::try_from(m.mtime_nsec()).ok()?;
+    Some(crate::proto::manifest::Mtime { secs: m.mtime(), nanos }).filter(|t| t.is_valid())
+}
+
 /// Lowercase hex encoding of `bytes`.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

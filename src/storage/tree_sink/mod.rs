@@ -4,8 +4,10 @@
 //! blocks are written into the files they span (all-zero pieces stay holes), and `finish`
 //! verifies the whole payload, applies modes (files, then directories deepest first), fsyncs
 //! every file and directory and renames the staging directory onto the destination in one
-//! step. The tree's root directory gets the default mode (0o777 less the umask): the manifest
-//! has no entry for it. mtimes are not applied: the manifest has no field for them.
+//! step. Every entry's mtime is set after its contents are final: files' with their modes,
+//! symlinks' own (`AT_SYMLINK_NOFOLLOW`), directories' last, deepest first. The tree's root
+//! directory gets the default mode (0o777 less the umask) and the time of placing: the manifest
+//! has no entry for it.
 //!
 //! Nothing is ever followed through a symlink while placing: the destination's parent is
 //! opened with `O_NOFOLLOW` (a symlink as its last component is refused; the components above
@@ -44,7 +46,8 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use self::at::{cstring, fchmod, mkdir_at, open_file_at, remove_tree_at, symlink_at};
+pub(crate) use self::at::set_mtime;
+use self::at::{cstring, fchmod, mkdir_at, open_file_at, remove_tree_at, set_mtime_at, symlink_at};
 use self::dest::{Dest, Existing};
 use self::stage::Stage;
 use self::walk::walk_sorted;
@@ -52,7 +55,7 @@ use super::names::is_temp_name;
 use super::tree_source::component_order;
 use super::{check_range, Sink, StorageError};
 use crate::proto::manifest::{
-    check_entries, Entry, EntryKind, HashList, Manifest, ManifestError, RelPath, MODE_MASK,
+    check_entries, Entry, EntryKind, HashList, Manifest, ManifestError, Mtime, RelPath, MODE_MASK,
 };
 
 pub use self::dest::clean_stale_tree_temps;
@@ -85,6 +88,7 @@ struct SinkFile {
     offset: u64,
     len: u64,
     mode: Option<u32>,
+    mtime: Option<Mtime>,
 }
 
 impl TreeSink {
@@ -113,7 +117,7 @@ impl TreeSink {
             .iter()
             .filter_map(|e| match e.kind {
                 EntryKind::File { offset, len, mode } => {
-                    Some(SinkFile { path: e.path.clone(), offset, len, mode })
+                    Some(SinkFile { path: e.path.clone(), offset, len, mode, mtime: e.mtime })
                 }
                 _ => None,
             })
@@ -132,7 +136,7 @@ impl TreeSink {
             done: false,
         };
         // From here on, Drop removes the staging directory on any error.
-        walk_sorted(&sink.stage, &sink.sorted, true, create_entry, |_, _| Ok(()))?;
+        walk_sorted(&sink.stage, &sink.sorted, true, create_entry, |_, _, _| Ok(()))?;
         Ok(sink)
     }
 
@@ -243,15 +247,22 @@ impl TreeSink {
                 });
             }
         }
-        // Directories: modes once their contents are in place, then fsync, deepest first.
+        // Symlinks' own mtimes; directories' modes and mtimes once their contents are in
+        // place (nothing changes them after), then fsync, deepest first.
         walk_sorted(
             &self.stage,
             &self.sorted,
             false,
-            |_, _, _| Ok(()),
-            |dir, mode| {
+            |dir, name, e| match (&e.kind, e.mtime) {
+                (EntryKind::Symlink { .. }, Some(t)) => set_mtime_at(dir, name, t),
+                _ => Ok(()),
+            },
+            |dir, mode, mtime| {
                 if let Some(m) = mode {
                     fchmod(dir, m & MODE_MASK)?;
+                }
+                if let Some(t) = mtime {
+                    set_mtime(dir, t)?;
                 }
                 File::from(dir.try_clone_to_owned()?).sync_all()
             },
@@ -267,17 +278,19 @@ impl TreeSink {
         Ok(hashes.root())
     }
 
-    /// Fsyncs every staged file and applies its mode.
+    /// Fsyncs every staged file and applies its mode and mtime.
     fn sync_files(&mut self) -> Result<(), StorageError> {
         for f in &self.files {
-            let (len, mode) = (f.len, f.mode);
+            let (len, mode, mtime) = (f.len, f.mode, f.mtime);
             self.stage.at(&f.path, "fsync", |d, n| {
                 let file = open_staged_file(d, n, false, len)?;
-                file.sync_all()?;
                 if let Some(m) = mode {
                     fchmod(file.as_fd(), m & MODE_MASK)?;
                 }
-                Ok(())
+                if let Some(t) = mtime {
+                    set_mtime(file.as_fd(), t)?;
+                }
+                file.sync_all()
             })?;
         }
         Ok(())

@@ -6,11 +6,11 @@ fn n(s: &str) -> RelPath {
 }
 
 fn file(path: &str, offset: u64, len: u64, mode: Option<u32>) -> Entry {
-    Entry { path: n(path), kind: EntryKind::File { offset, len, mode } }
+    Entry::new(n(path), EntryKind::File { offset, len, mode })
 }
 
 fn dir(path: &str, mode: Option<u32>) -> Entry {
-    Entry { path: n(path), kind: EntryKind::Dir { mode } }
+    Entry::new(n(path), EntryKind::Dir { mode })
 }
 
 /// A checked manifest of `entries` over `data` (64 KiB blocks).
@@ -32,7 +32,7 @@ fn walk_creates_parents_and_reports_directories_after_their_contents() {
         file("h", 0, 0, None),
         dir("d", Some(0o750)),
         file("d/e/f", 0, 0, None),
-        Entry { path: n("d/g"), kind: EntryKind::Symlink { target: "e/f".into() } },
+        Entry::new(n("d/g"), EntryKind::Symlink { target: "e/f".into() }),
         dir("d/e/x/y", None),
     ];
     entries.sort_by(|a, b| component_order(&a.path, &b.path));
@@ -46,7 +46,7 @@ fn walk_creates_parents_and_reports_directories_after_their_contents() {
             visited.push(e.path.to_string());
             create_entry(d, name, e)
         },
-        |d, mode| {
+        |d, mode, _| {
             done.push((File::from(d.try_clone_to_owned()?).metadata()?.ino(), mode));
             Ok(())
         },
@@ -62,7 +62,7 @@ fn walk_creates_parents_and_reports_directories_after_their_contents() {
     assert!(std::fs::symlink_metadata(base.path().join("d/g")).unwrap().is_symlink());
     // Without `create`, a missing directory is an error, not created.
     let missing = [file("m/f", 0, 0, None)];
-    let err = walk_sorted(&stage, &missing, false, |_, _, _| Ok(()), |_, _| Ok(())).unwrap_err();
+    let err = walk_sorted(&stage, &missing, false, |_, _, _| Ok(()), |_, _, _| Ok(())).unwrap_err();
     assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
     assert!(!base.path().join("m").exists());
 }
