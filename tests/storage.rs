@@ -496,6 +496,21 @@ fn file_sink_applies_the_entry_mode() {
 }
 
 #[test]
+fn file_sink_applies_the_entry_mtime() {
+    let dir = tempfile::tempdir().unwrap();
+    for (secs, nanos) in [(1_000_000_000, 123_456_789), (-1, 999_999_999)] {
+        let kind = EntryKind::File { offset: 0, len: 3, mode: None };
+        let e = Entry::new(n("t.bin"), kind).with_mtime(Mtime { secs, nanos });
+        let m = Manifest::new(vec![e], 3, T, K).unwrap();
+        let mut sink = open_sink(dir.path(), &m).unwrap();
+        sink.write_block(0, b"abc").unwrap();
+        sink.finish(&list_of(b"abc"), false).unwrap();
+        let meta = std::fs::symlink_metadata(dir.path().join("t.bin")).unwrap();
+        assert_eq!((meta.mtime(), meta.mtime_nsec()), (secs, i64::from(nanos)));
+    }
+}
+
+#[test]
 fn open_sink_gives_what_a_file_sink_cannot_place_to_a_tree_sink() {
     let dir = tempfile::tempdir().unwrap();
     let tree = vec![Entry::file(n("a"), 0, 5), Entry::file(n("b"), 5, 5)];
