@@ -189,8 +189,9 @@ fn mixed_tree_arrives_identical() {
     // Nothing at the destination before finish; only the staging directory beside it.
     assert!(!dest.exists());
     let staged = listing(&out);
-    assert_eq!(staged.len(), 1);
-    assert!(staged[0].starts_with(".v42.mcast-tmp-"), "{staged:?}");
+    assert_eq!(staged.len(), 2, "{staged:?}");
+    assert_eq!(staged[0], ".v42.mcast-resume", "the destination's lock");
+    assert!(staged[1].starts_with(".v42.mcast-tmp-"), "{staged:?}");
     let hl = hashes_of(&src, &m);
     assert_eq!(sink.finish(&hl, true).unwrap(), hl.root());
     let want = digest(&from);
@@ -318,19 +319,24 @@ fn crashed_staging_is_cleaned_up_and_nothing_else() {
     let dest = out.join("rel");
     let src = TreeSource::open(&from).unwrap();
     let m = src.manifest(T, K).unwrap();
-    // A crash: the sink is never dropped.
+    // A receive in progress: the sink is leaked, so it is never dropped and its lock stays.
     let mut sink = TreeSink::create(&dest, &m, false).unwrap();
     write_blocks(&src, &m, &mut sink, 1);
     let staging = sink.staging_path();
     std::mem::forget(sink);
     assert!(staging.is_dir());
+    // A crashed run's staging directory (no lock: its process is gone), with contents.
+    let crashed = out.join(".rel.mcast-tmp-00000000000000aa");
+    std::fs::create_dir_all(crashed.join("sub")).unwrap();
+    std::fs::write(crashed.join("sub/f"), b"stale").unwrap();
     // Lookalikes that are not this destination's staging directories stay.
     std::fs::write(out.join(".rel.mcast-tmp-00000000000000ff"), b"a file").unwrap();
     std::fs::create_dir(out.join(".other.mcast-tmp-00000000000000ff")).unwrap();
     std::fs::create_dir(out.join(".rel.mcast-tmp-ff")).unwrap();
     assert_eq!(clean_stale_tree_temps(&dest).unwrap(), 1);
-    assert!(!staging.exists());
-    assert_eq!(listing(&out).len(), 3);
+    assert!(!crashed.exists());
+    assert!(staging.is_dir(), "in use: kept");
+    assert_eq!(listing(&out).len(), 5, "3 lookalikes, the staging directory and its lock");
     assert_eq!(clean_stale_tree_temps(&dest).unwrap(), 0);
 }
 

@@ -30,6 +30,10 @@
 //!   destination is replaced itself, not followed. A file system without `RENAME_EXCHANGE` is
 //!   [`StorageError::Unsupported`].
 //!
+//! While the sink lives, the staging directory is `flock`ed (cleanups keep it) and the
+//! destination's lock `.<name>.mcast-resume` beside it names this process, so a second
+//! receiver into the same destination fails with [`StorageError::Busy`].
+//!
 //! A sink dropped or aborted before `finish` succeeds removes its staging directory; on any
 //! failure the destination is left as it was. A crash leaves the staging directory (or, after
 //! a swap, the old tree) under the temp name: [`clean_stale_tree_temps`] removes those.
@@ -51,7 +55,8 @@ use self::at::{cstring, fchmod, mkdir_at, open_file_at, remove_tree_at, set_mtim
 use self::dest::{Dest, Existing};
 use self::stage::Stage;
 use self::walk::walk_sorted;
-use super::names::is_temp_name;
+use super::names::{is_temp_name, resume_file_name};
+use super::resume::Sidecar;
 use super::tree_source::component_order;
 use super::{check_range, Sink, StorageError};
 use crate::proto::manifest::{
@@ -79,6 +84,9 @@ pub struct TreeSink {
     replace: bool,
     /// Set once the staging directory is no longer ours to remove.
     done: bool,
+    /// The destination's lock (`.<name>.mcast-resume` beside it, naming our pid), held while
+    /// the sink lives: a second receiver into the same destination is refused.
+    lock: Option<Sidecar>,
 }
 
 /// A file of the tree and its payload range.
@@ -124,7 +132,19 @@ impl TreeSink {
             .collect();
         let mut sorted = manifest.entries.clone();
         sorted.sort_by(|a, b| component_order(&a.path, &b.path));
-        let (staging_name, stage) = dest.make_staging()?;
+        let lock_path = dest.parent_path.join(resume_file_name(&dest.name));
+        let lock = Sidecar::lock(&lock_path, &dest.path)?;
+        if let Err(e) = lock.claim() {
+            lock.remove();
+            return Err(e);
+        }
+        let (staging_name, stage) = match dest.make_staging() {
+            Ok(s) => s,
+            Err(e) => {
+                lock.remove();
+                return Err(e);
+            }
+        };
         let sink = TreeSink {
             dest,
             staging_name,
@@ -134,6 +154,7 @@ impl TreeSink {
             size: manifest.object_size,
             replace,
             done: false,
+            lock: Some(lock),
         };
         // From here on, Drop removes the staging directory on any error.
         walk_sorted(&sink.stage, &sink.sorted, true, create_entry, |_, _, _| Ok(()))?;
@@ -271,6 +292,9 @@ impl TreeSink {
         root.and_then(|r| File::from(r).sync_all())
             .map_err(|e| StorageError::io("fsync directory", self.staging_path(), e))?;
         self.dest.place(&self.staging_name, self.replace, &mut self.done)?;
+        if let Some(l) = self.lock.take() {
+            l.remove();
+        }
         let parent = self.dest.parent.try_clone();
         parent
             .and_then(|p| File::from(p).sync_all())
@@ -302,6 +326,9 @@ impl TreeSink {
     }
 
     fn remove_staging(&mut self) {
+        if let Some(l) = self.lock.take() {
+            l.remove();
+        }
         if self.done {
             return;
         }

@@ -146,12 +146,51 @@ fn destination_names() {
     }
     let missing = base.path().join("no/such");
     assert!(matches!(TreeSink::create(&missing, &m, false), Err(StorageError::Io { .. })));
-    // The longest name still gets a staging directory, and it is cleaned as stale.
+    // The longest name still gets a staging directory, which is kept while its sink lives
+    // (leaked here, so its lock stays); one of a crashed run under that name is cleaned.
     let long = base.path().join("n".repeat(255));
     let sink = TreeSink::create(&long, &m, false).unwrap();
     let staging = sink.staging_path();
     assert!(staging.is_dir());
     std::mem::forget(sink);
+    let crashed = base.path().join(crate::storage::names::temp_file_name(&"n".repeat(255), 0xab));
+    std::fs::create_dir(&crashed).unwrap();
     assert_eq!(clean_stale_tree_temps(&long).unwrap(), 1);
-    assert!(!staging.exists());
+    assert!(staging.exists() && !crashed.exists());
+}
+
+#[test]
+fn a_second_receiver_into_the_same_tree_is_refused_and_the_first_is_unaffected() {
+    let base = tempfile::tempdir().unwrap();
+    let dest = base.path().join("v1");
+    let data = b"0123456789";
+    let m = manifest(vec![dir("d", None), file("d/f", 0, 10, None)], data);
+    let mut first = TreeSink::create(&dest, &m, false).unwrap();
+    let e = TreeSink::create(&dest, &m, false).unwrap_err();
+    let pid = std::process::id();
+    assert!(matches!(e, StorageError::Busy { pid: p, .. } if p == pid), "{e:?}");
+    assert!(e.to_string().contains("another mcast-recv is receiving into"), "{e}");
+    // Another receiver's cleanup keeps the staging directory in use.
+    assert_eq!(clean_stale_tree_temps(&dest).unwrap(), 0);
+    first.write_new_at(0, data).unwrap();
+    first.finish(&hashes(&m, data), true).unwrap();
+    assert_eq!(std::fs::read(dest.join("d/f")).unwrap(), data);
+    let mut left: Vec<_> =
+        std::fs::read_dir(base.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["v1"], "placed: no staging directory, no lock file");
+    // Just past the first one's life, a second one gets in; aborted, it leaves nothing.
+    let second = TreeSink::create(&dest, &m, true).unwrap();
+    second.abort();
+    assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn an_unlocked_crashed_staging_directory_is_removed() {
+    let base = tempfile::tempdir().unwrap();
+    let dest = base.path().join("v1");
+    let stale = base.path().join(".v1.mcast-tmp-00000000000000ab");
+    std::fs::create_dir_all(stale.join("sub")).unwrap();
+    assert_eq!(clean_stale_tree_temps(&dest).unwrap(), 1);
+    assert!(!stale.exists());
 }
