@@ -1,6 +1,7 @@
 //! An interrupted receive, with real processes in a private namespace (`unshare -rn`): the
-//! receiver is stopped with SIGTERM mid-transfer, exits 130 with an "interrupted" report, removes
-//! its temp file, and the previous version at the destination is untouched.
+//! receiver is stopped with SIGTERM mid-transfer, exits 130 with an "interrupted" report, keeps
+//! its temp file and resume state for the next run (docs/resume.md), and the previous version
+//! at the destination is untouched.
 
 use std::fs;
 use std::process::Command;
@@ -22,7 +23,7 @@ ls -a out > after.txt
 "#;
 
 #[test]
-fn interrupted_receive_keeps_the_old_file_and_leaves_no_temp() {
+fn interrupted_receive_keeps_the_old_file_and_its_staging_for_a_resume() {
     if Command::new("unshare").args(["-rn", "true"]).status().map_or(true, |s| !s.success()) {
         assert!(std::env::var("MCAST_REQUIRE_NETNS").is_err(), "user namespaces required");
         eprintln!("SKIPPED: user namespaces unavailable");
@@ -52,6 +53,10 @@ fn interrupted_receive_keeps_the_old_file_and_leaves_no_temp() {
     assert_eq!(report["status"], "interrupted");
     assert_eq!(report["path"], serde_json::Value::Null);
     let after = read("after.txt");
-    assert_eq!(after.lines().collect::<Vec<_>>(), [".", "..", "src.bin"], "no temp file left");
+    let mut left: Vec<_> = after.lines().collect();
+    left.sort_unstable();
+    assert_eq!(left.len(), 5, "the temp file and its resume state stay: {left:?}");
+    assert_eq!(left[2], ".src.bin.mcast-resume");
+    assert!(left[3].starts_with(".src.bin.mcast-tmp-") && left[4] == "src.bin", "{left:?}");
     assert_eq!(fs::read(d.join("out/src.bin")).unwrap(), b"old version\n");
 }

@@ -17,7 +17,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -129,7 +129,7 @@ fn make_tree(root: &Path, seed: u64, files: usize) -> Counts {
 }
 
 /// Every entry below `root` (not followed), by path: kind, permission bits, link target or
-/// BLAKE3 of the contents. The root itself is not included.
+/// BLAKE3 of the contents, and mtime (a symlink's own). The root itself is not included.
 fn digest(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![PathBuf::new()];
@@ -151,6 +151,7 @@ fn digest(root: &Path) -> BTreeMap<String, String> {
             } else {
                 format!("other {:?}", meta.file_type())
             };
+            let what = format!("{what} mtime {}.{:09}", meta.mtime(), meta.mtime_nsec());
             out.insert(rel.to_str().unwrap().to_owned(), what);
         }
     }

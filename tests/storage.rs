@@ -3,13 +3,13 @@
 //! semantics), the names they place (`RelPath`, the one check for names from the network) and
 //! stale temp cleanup.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path};
 use std::sync::Arc;
 
 use mcast::proto::layout::Layout;
 use mcast::proto::manifest::{
-    Entry, EntryKind, HashList, Manifest, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN,
+    Entry, EntryKind, HashList, Manifest, Mtime, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN,
 };
 use mcast::proto::wire::Announce;
 use mcast::storage::{
@@ -225,11 +225,13 @@ fn file_sink_places_plain_names_only() {
 fn clean_stale_temps_removes_only_matching_files() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    // A temp file left by a "crashed" run: forget the sink so Drop never runs.
-    let crashed = FileSink::create(p, &n("crashed.bin"), 10).unwrap();
-    let crashed_temp = crashed.temp_path().to_path_buf();
-    std::mem::forget(crashed);
+    // The temp file of a receive still in progress: the sink is leaked, so Drop never runs
+    // and its lock stays (a crashed run's lock goes with its process).
+    let running = FileSink::create(p, &n("running.bin"), 10).unwrap();
+    let running_temp = running.temp_path().to_path_buf();
+    std::mem::forget(running);
     write_file(p, ".other.mcast-tmp-0123abcd", b"stale");
+    write_file(p, ".crashed.bin.mcast-tmp-00000000deadbeef", b"stale");
     let keep = [
         "crashed.bin",
         "normal.txt",
@@ -245,9 +247,10 @@ fn clean_stale_temps_removes_only_matching_files() {
     std::fs::create_dir(p.join(".dir.mcast-tmp-00")).unwrap();
 
     assert_eq!(clean_stale_temps(p).unwrap(), 2);
-    assert!(!crashed_temp.exists());
+    assert!(running_temp.exists(), "locked: in use, kept");
     let mut expected: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
     expected.push(".dir.mcast-tmp-00".into());
+    expected.push(running_temp.file_name().unwrap().to_str().unwrap().into());
     expected.sort();
     assert_eq!(dir_listing(p), expected);
     assert_eq!(clean_stale_temps(p).unwrap(), 0);
@@ -336,8 +339,11 @@ fn transfer(
 fn source_builds_a_single_file_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let content = data(10_000, 4);
-    let src = FileSource::open(&write_file(dir.path(), "img.raw", &content)).unwrap();
-    assert_eq!(src.entries(), &[Entry::file(n("img.raw"), 0, 10_000)]);
+    let path = write_file(dir.path(), "img.raw", &content);
+    let meta = std::fs::metadata(&path).unwrap();
+    let mtime = Mtime { secs: meta.mtime(), nanos: meta.mtime_nsec() as u32 };
+    let src = FileSource::open(&path).unwrap();
+    assert_eq!(src.entries(), &[Entry::file(n("img.raw"), 0, 10_000).with_mtime(mtime)]);
     let m = src.manifest(T, K).unwrap();
     assert_eq!(m.single_file_path(), Some(&n("img.raw")));
     assert_eq!((m.object_size, m.symbol_size, m.block_symbols), (10_000, T, K));
@@ -479,7 +485,7 @@ fn file_sink_applies_the_entry_mode() {
     let dir = tempfile::tempdir().unwrap();
     for mode in [0o750, 0o600] {
         let kind = EntryKind::File { offset: 0, len: 10, mode: Some(mode) };
-        let entries = vec![Entry { path: n("run.sh"), kind }];
+        let entries = vec![Entry::new(n("run.sh"), kind)];
         let m = Manifest::new(entries, 10, T, K).unwrap();
         let mut sink = open_sink(dir.path(), &m).unwrap();
         sink.write_block(0, b"#!/bin/sh\n").unwrap();
@@ -490,11 +496,26 @@ fn file_sink_applies_the_entry_mode() {
 }
 
 #[test]
+fn file_sink_applies_the_entry_mtime() {
+    let dir = tempfile::tempdir().unwrap();
+    for (secs, nanos) in [(1_000_000_000, 123_456_789), (-1, 999_999_999)] {
+        let kind = EntryKind::File { offset: 0, len: 3, mode: None };
+        let e = Entry::new(n("t.bin"), kind).with_mtime(Mtime { secs, nanos });
+        let m = Manifest::new(vec![e], 3, T, K).unwrap();
+        let mut sink = open_sink(dir.path(), &m).unwrap();
+        sink.write_block(0, b"abc").unwrap();
+        sink.finish(&list_of(b"abc"), false).unwrap();
+        let meta = std::fs::symlink_metadata(dir.path().join("t.bin")).unwrap();
+        assert_eq!((meta.mtime(), meta.mtime_nsec()), (secs, i64::from(nanos)));
+    }
+}
+
+#[test]
 fn open_sink_gives_what_a_file_sink_cannot_place_to_a_tree_sink() {
     let dir = tempfile::tempdir().unwrap();
     let tree = vec![Entry::file(n("a"), 0, 5), Entry::file(n("b"), 5, 5)];
     let nested = vec![Entry::file(n("d/f"), 0, 10)];
-    let dir_only = vec![Entry { path: n("d"), kind: EntryKind::Dir { mode: None } }];
+    let dir_only = vec![Entry::new(n("d"), EntryKind::Dir { mode: None })];
     for (entries, size) in [(tree, 10), (nested, 10), (dir_only, 0)] {
         let m = Manifest::new(entries, size, T, K).unwrap();
         // A tree's destination is the output directory itself (here empty, so usable).

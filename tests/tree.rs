@@ -61,10 +61,30 @@ fn mixed_tree(root: &Path, seed: u64) {
     symlink("../../README", root.join("share/doc/README")).unwrap();
     symlink("../lib/deep/er", root.join("bin/er")).unwrap();
     symlink("missing-target", root.join("dangling")).unwrap();
+    // Old times, whole and fractional, on a file, a symlink itself and directories (last:
+    // creating entries in a directory changes its mtime).
+    set_mtime(&root.join("bin/tool"), 1_000_000_000, 123_456_789);
+    set_mtime(&root.join("lib/libbig.so"), 1_100_000_000, 1);
+    set_mtime(&root.join("var/empty/nested-empty"), 1_200_000_000, 999_999_999);
+    set_mtime(&root.join("lib"), 1, 0);
 }
 
-/// Recursive digest: relative path -> (kind, mode bits, link target or content hash).
-fn digest(root: &Path) -> BTreeMap<String, (char, u32, String)> {
+/// Sets the mtime of `path` itself (a symlink's own), leaving its access time.
+fn set_mtime(path: &Path, secs: i64, nanos: i64) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let times = [
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        libc::timespec { tv_sec: secs, tv_nsec: nanos },
+    ];
+    // SAFETY: a valid C string and two timespecs.
+    let rc = unsafe {
+        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+    };
+    assert_eq!(rc, 0, "utimensat {}", path.display());
+}
+
+/// Recursive digest: relative path -> (kind, mode bits, link target or content hash, mtime).
+fn digest(root: &Path) -> BTreeMap<String, (char, u32, String, (i64, i64))> {
     let mut out = BTreeMap::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -73,7 +93,8 @@ fn digest(root: &Path) -> BTreeMap<String, (char, u32, String)> {
             let r = rel.join(ent.file_name());
             let m = std::fs::symlink_metadata(ent.path()).unwrap();
             let key = r.to_str().unwrap().to_owned();
-            let v = if m.file_type().is_symlink() {
+            let mtime = (m.mtime(), m.mtime_nsec());
+            let (kind, mode, what) = if m.file_type().is_symlink() {
                 let t = std::fs::read_link(ent.path()).unwrap();
                 ('l', 0, t.to_str().unwrap().to_owned())
             } else if m.is_dir() {
@@ -83,7 +104,7 @@ fn digest(root: &Path) -> BTreeMap<String, (char, u32, String)> {
                 let data = std::fs::read(ent.path()).unwrap();
                 ('f', m.mode() & 0o7777, blake3::hash(&data).to_hex().to_string())
             };
-            out.insert(key, v);
+            out.insert(key, (kind, mode, what, mtime));
         }
     }
     out
@@ -168,11 +189,17 @@ fn mixed_tree_arrives_identical() {
     // Nothing at the destination before finish; only the staging directory beside it.
     assert!(!dest.exists());
     let staged = listing(&out);
-    assert_eq!(staged.len(), 1);
-    assert!(staged[0].starts_with(".v42.mcast-tmp-"), "{staged:?}");
+    assert_eq!(staged.len(), 2, "{staged:?}");
+    assert_eq!(staged[0], ".v42.mcast-resume", "the destination's lock");
+    assert!(staged[1].starts_with(".v42.mcast-tmp-"), "{staged:?}");
     let hl = hashes_of(&src, &m);
     assert_eq!(sink.finish(&hl, true).unwrap(), hl.root());
-    assert_eq!(digest(&dest), digest(&from));
+    let want = digest(&from);
+    assert_eq!(digest(&dest), want);
+    assert_eq!(want["bin/tool"].3, (1_000_000_000, 123_456_789), "the times set above arrive");
+    assert_eq!(want["lib/libbig.so"].3, (1_100_000_000, 1));
+    assert_eq!(want["var/empty/nested-empty"].3, (1_200_000_000, 999_999_999));
+    assert_eq!(want["lib"].3, (1, 0));
     assert_eq!(listing(&out), ["v42"]);
     // Holes stay holes: the zero file takes (almost) no disk space.
     let z = std::fs::metadata(dest.join("lib/zeros.img")).unwrap();
@@ -292,19 +319,24 @@ fn crashed_staging_is_cleaned_up_and_nothing_else() {
     let dest = out.join("rel");
     let src = TreeSource::open(&from).unwrap();
     let m = src.manifest(T, K).unwrap();
-    // A crash: the sink is never dropped.
+    // A receive in progress: the sink is leaked, so it is never dropped and its lock stays.
     let mut sink = TreeSink::create(&dest, &m, false).unwrap();
     write_blocks(&src, &m, &mut sink, 1);
     let staging = sink.staging_path();
     std::mem::forget(sink);
     assert!(staging.is_dir());
+    // A crashed run's staging directory (no lock: its process is gone), with contents.
+    let crashed = out.join(".rel.mcast-tmp-00000000000000aa");
+    std::fs::create_dir_all(crashed.join("sub")).unwrap();
+    std::fs::write(crashed.join("sub/f"), b"stale").unwrap();
     // Lookalikes that are not this destination's staging directories stay.
     std::fs::write(out.join(".rel.mcast-tmp-00000000000000ff"), b"a file").unwrap();
     std::fs::create_dir(out.join(".other.mcast-tmp-00000000000000ff")).unwrap();
     std::fs::create_dir(out.join(".rel.mcast-tmp-ff")).unwrap();
     assert_eq!(clean_stale_tree_temps(&dest).unwrap(), 1);
-    assert!(!staging.exists());
-    assert_eq!(listing(&out).len(), 3);
+    assert!(!crashed.exists());
+    assert!(staging.is_dir(), "in use: kept");
+    assert_eq!(listing(&out).len(), 5, "3 lookalikes, the staging directory and its lock");
     assert_eq!(clean_stale_tree_temps(&dest).unwrap(), 0);
 }
 
@@ -315,7 +347,7 @@ fn unchecked(entries: Vec<Entry>, object_size: u64) -> Manifest {
 }
 
 fn link(path: &str, target: &str) -> Entry {
-    Entry { path: n(path), kind: EntryKind::Symlink { target: target.into() } }
+    Entry::new(n(path), EntryKind::Symlink { target: target.into() })
 }
 
 #[test]

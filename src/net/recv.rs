@@ -19,7 +19,7 @@ pub use faults::{DEFAULT_IDLE_TIMEOUT, DEFAULT_SESSION_TIMEOUT};
 use crate::net::batch::{recv_buffer_for_rate, socket_drops, udp_rcvbuf_errors, BatchSocket};
 use crate::net::driver::{self, Context, Destinations, DriverConfig, Exit, Io, Role};
 use crate::net::io::{fmt_bytes, thread_cpu_seconds, Clock, Progress, Workers, PROGRESS_EVERY};
-use crate::net::source::{clean_output, open_output, TreeCounts};
+use crate::net::source::{clean_output, open_output_resuming, TreeCounts};
 use crate::net::DriverError;
 use crate::net::{
     feedback_addr, open_multicast, resize_recv_buffer, resolve_interface, warn_recv_buffer_once,
@@ -155,6 +155,8 @@ struct Placed {
     bytes: u64,
     size: Option<u64>,
     held: u64,
+    /// Bytes of the blocks an interrupted earlier run had staged (resumed, not fetched).
+    resumed: u64,
     error: Option<String>,
     tree: Option<TreeCounts>,
 }
@@ -169,10 +171,14 @@ impl RecvRole<'_> {
                 if let Some(why) = self.space_shortage(&m) {
                     return self.storage_failed(now, why);
                 }
-                match open_output(&self.cfg.output, &m, self.cfg.replace) {
-                    Ok(s) => {
+                match open_output_resuming(&self.cfg.output, &m, self.cfg.replace) {
+                    Ok((s, held)) => {
                         self.placed.path = Some(s.destination().to_path_buf());
                         self.sink = Some(s);
+                        // Blocks an interrupted run staged: not fetched again.
+                        self.receiver.handle_held(now, &held);
+                        self.placed.resumed = crate::storage::resume::held_bytes(&m, &held);
+                        self.placed.held += self.placed.resumed;
                     }
                     Err(e) => return self.storage_failed(now, faults::storage_reason(&e, 0, None)),
                 }
@@ -182,7 +188,7 @@ impl RecvRole<'_> {
             }
             // Copy or decode, and hash: never on this loop.
             Event::Decode(job) => workers.submit(job),
-            Event::Block { offset, data, rewrite, .. } => {
+            Event::Block { block, offset, data, rewrite, hash } => {
                 if let Some(s) = self.sink.as_mut() {
                     // Each block is written once (zero blocks stay holes), again only when the
                     // hash list refuted what was written.
@@ -191,6 +197,9 @@ impl RecvRole<'_> {
                     } else {
                         s.write_block(offset, &data).map(|_| ())
                     };
+                    if written.is_ok() {
+                        s.record_block(block, hash);
+                    }
                     match written {
                         Ok(()) if !rewrite => self.placed.held += data.len() as u64,
                         Ok(()) => {}
@@ -404,6 +413,7 @@ pub async fn run(
             bytes: 0,
             size: None,
             held: 0,
+            resumed: 0,
             error: None,
             tree: None,
         },
@@ -431,8 +441,12 @@ pub async fn run(
     .await?;
     drop(workers);
     drop(role.progress.take());
-    // An unfinished sink is dropped here: its temp file goes, the destination is untouched.
-    drop(role.sink.take());
+    // An unfinished sink is dropped here: its temp file goes, the destination is untouched;
+    // unless interrupted: then what it staged stays for a resume.
+    match role.sink.take() {
+        Some(s) if exit == Exit::Interrupted => s.suspend(),
+        s => drop(s),
+    }
     let status = match (exit, role.finished.take()) {
         (Exit::Timeout, _) => RecvStatus::Timeout,
         (Exit::Interrupted, _) => RecvStatus::Interrupted,
@@ -473,6 +487,7 @@ pub async fn run(
         path: if placed_ok { role.placed.path } else { None },
         tree: role.placed.tree,
         bytes: if placed_ok { role.placed.bytes } else { role.placed.held },
+        resumed_bytes: role.placed.resumed,
         size: role.placed.size,
         seconds,
         transfer_seconds: role

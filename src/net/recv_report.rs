@@ -38,6 +38,9 @@ pub struct RecvReport {
     /// Payload bytes held: the whole object once placed; otherwise the verified blocks that
     /// were written before it stopped (discarded with the temp file).
     pub bytes: u64,
+    /// Payload bytes an interrupted earlier run had staged and this one kept (resumed, not
+    /// received again); 0 when nothing was resumed.
+    pub resumed_bytes: u64,
     /// Size of the object as the manifest announced it, once known.
     pub size: Option<u64>,
     /// Wall time from start to the end of reception, seconds.

@@ -69,6 +69,22 @@ pub fn open_output(
     Ok(Box::new(Staged::spawn(dest, manifest.clone(), replace)?))
 }
 
+/// Like [`open_output`], but a single-file push resumes what an interrupted earlier run of the
+/// same push staged (see [`FileSink::resumable`](crate::storage::FileSink::resumable)):
+/// returns the sink and the blocks it already holds (none for a tree).
+pub fn open_output_resuming(
+    dest: &Path,
+    manifest: &Manifest,
+    replace: bool,
+) -> Result<(Box<dyn Sink>, crate::storage::resume::HeldBlocks), StorageError> {
+    if is_single_file(manifest) && dest.is_dir() {
+        let id = crate::storage::resume::push_id(manifest);
+        let (sink, held) = crate::storage::FileSink::resumable(dest, manifest, &id)?;
+        return Ok((Box::new(sink), held));
+    }
+    open_output(dest, manifest, replace).map(|s| (s, Vec::new()))
+}
+
 /// Removes what crashed runs left for `--output dest`: temp files of single-file pushes inside
 /// `dest` (when it is a directory) and staging directories of tree pushes beside it (when it
 /// has a name and a parent). Returns how many were removed. Call before receiving.

@@ -1,16 +1,18 @@
 //! [`FileSink`], the [`Sink`] of a single-file push: a temp file beside the destination that
 //! is written at offsets (all-zero blocks left as holes), fsynced and then atomically renamed
 //! over the destination. The blocks were verified before `finish`, so it reads nothing back,
-//! unless asked to (`--verify-readback`: every block against the verified hash list). An
+//! unless asked to (`--verify-readback`: every block against the verified hash list); the
+//! manifest's mode and mtime are applied before the rename. An
 //! unfinished or failed sink never touches the destination and removes its temp file.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::names::{is_temp_name, random_u64, temp_file_name};
+use super::names::{is_temp_name, random_u64, resume_file_name, temp_file_name};
+use super::resume::{try_lock, HeldBlocks, Journal, Sidecar};
 use super::{check_range, to_hex, Sink, StorageError, IO_CHUNK};
-use crate::proto::manifest::{EntryKind, HashList, Manifest, RelPath, MODE_MASK};
+use crate::proto::manifest::{EntryKind, HashList, Manifest, Mtime, RelPath, MODE_MASK};
 
 /// How often `create` retries when a randomly named temp file already exists.
 const CREATE_ATTEMPTS: usize = 8;
@@ -29,8 +31,13 @@ pub struct FileSink {
     size: u64,
     /// Permission bits to give the file before it is placed; `None` keeps the default.
     mode: Option<u32>,
-    /// Set once the temp file is no longer ours to remove (renamed or removed).
+    /// Modification time to give the file before it is placed; `None` keeps the time written.
+    mtime: Option<Mtime>,
+    /// Set once the temp file is no longer ours to remove (renamed, removed or kept for a
+    /// resume).
     done: bool,
+    /// The resume journal of a [`resumable`](Self::resumable) sink (and its sidecar's lock).
+    journal: Option<Journal>,
 }
 
 impl FileSink {
@@ -45,9 +52,7 @@ impl FileSink {
             )));
         };
         let mut sink = FileSink::create(dir, path, manifest.object_size)?;
-        if let Some(EntryKind::File { mode, .. }) = manifest.entries.first().map(|e| &e.kind) {
-            sink.mode = *mode;
-        }
+        sink.take_metadata(manifest);
         Ok(sink)
     }
 
@@ -56,18 +61,10 @@ impl FileSink {
     /// `dir` must exist; `name` must be a single component (a file sink does not create or
     /// traverse directories) and not look like a temp file name. The temp file `.{name}.mcast-tmp-{random hex}` is created in
     /// `dir` with `create_new` and extended (sparsely) to `size`.
+    /// The temp file carries an exclusive `flock` for the sink's life, so the stale-temp
+    /// cleanup of another receiver keeps it.
     pub fn create(dir: &Path, name: &RelPath, size: u64) -> Result<Self, StorageError> {
-        if !name.is_single_component() {
-            return Err(StorageError::Unsupported(format!(
-                "a file sink places a plain file name, not the path {name:?}"
-            )));
-        }
-        if is_temp_name(std::ffi::OsStr::new(name.as_str())) {
-            // The next run's `clean_stale_temps` would delete it.
-            return Err(StorageError::BadName(format!(
-                "{name:?} is reserved for temp files (.*.mcast-tmp-<hex>)"
-            )));
-        }
+        check_name(name)?;
         let name = name.as_str();
         // An empty path means the current directory (needed for the fsync).
         let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
@@ -82,7 +79,13 @@ impl FileSink {
                 .custom_flags(libc::O_CLOEXEC)
                 .open(&temp_path);
             match opened {
-                Ok(file) => break (file, temp_path),
+                Ok(file) => {
+                    // A new file: only a process racing us right now could hold a lock on it.
+                    if !try_lock(&file).map_err(|e| StorageError::io("lock", &temp_path, e))? {
+                        return Err(StorageError::Busy { dest: dir.join(name), pid: 0 });
+                    }
+                    break (file, temp_path);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     attempt += 1;
                     if attempt >= CREATE_ATTEMPTS {
@@ -100,12 +103,102 @@ impl FileSink {
             temp_path,
             size,
             mode: None,
+            mtime: None,
             done: false,
+            journal: None,
         };
         sink.file
             .set_len(size)
             .map_err(|e| StorageError::io("set length of", &sink.temp_path, e))?;
         Ok(sink)
+    }
+
+    /// A sink for the single-file push `manifest` (whose hash is `manifest_hash`) in `dir`
+    /// that can be resumed: its sidecar (see [`resume`](super::resume)) is locked (another
+    /// receiver into the same file: [`StorageError::Busy`]) and, if it describes a temp file of
+    /// the same push, that temp file is written on and the blocks it holds are returned (the
+    /// receiver need not fetch them). State of another push is discarded. Every block written
+    /// should be given to [`Sink::record_block`]; [`Sink::suspend`] keeps the state for the next
+    /// run, anything else that ends the sink removes it.
+    pub fn resumable(
+        dir: &Path,
+        manifest: &Manifest,
+        manifest_hash: &[u8; 32],
+    ) -> Result<(Self, HeldBlocks), StorageError> {
+        let Some(name) = manifest.single_file_path() else {
+            return Err(StorageError::Unsupported(format!(
+                "a file sink places one file, not {}",
+                manifest.summary()
+            )));
+        };
+        check_name(name)?;
+        let blocks = manifest.layout()?.block_count();
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let final_path = dir.join(name.as_str());
+        let mut sidecar = Sidecar::lock(&dir.join(resume_file_name(name.as_str())), &final_path)?;
+        let mut resumed = None;
+        if let Some(state) = sidecar.read(blocks) {
+            let temp_path = dir.join(&state.temp_name);
+            if state.manifest_hash != *manifest_hash {
+                tracing::info!(path = %final_path.display(), "discarding the staged data of another push");
+            } else {
+                match open_staged(&temp_path, manifest.object_size) {
+                    Ok(file) => resumed = Some((file, temp_path.clone(), state.held_blocks())),
+                    Err(e) => tracing::info!("not resuming: {e}"),
+                }
+            }
+            if resumed.is_none() {
+                remove_unlocked(&temp_path);
+            }
+        }
+        let started = match resumed {
+            Some((file, temp_path, held)) => sidecar.claim().map(|()| {
+                let sink = FileSink {
+                    file,
+                    dir: dir.to_path_buf(),
+                    final_path,
+                    temp_path,
+                    size: manifest.object_size,
+                    mode: None,
+                    mtime: None,
+                    done: false,
+                    journal: None,
+                };
+                (sink, held)
+            }),
+            None => FileSink::create(dir, name, manifest.object_size).and_then(|sink| {
+                let temp_name = sink.temp_path.file_name().and_then(|n| n.to_str());
+                let temp_name = temp_name.unwrap_or_default().to_string();
+                sidecar.reset(manifest_hash, blocks, &temp_name).map(|()| (sink, Vec::new()))
+            }),
+        };
+        let (mut sink, held) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                sidecar.remove();
+                return Err(e);
+            }
+        };
+        sink.take_metadata(manifest);
+        if !held.is_empty() {
+            tracing::info!(
+                "resuming {}: {} of {blocks} blocks already held",
+                sink.final_path.display(),
+                held.len()
+            );
+        }
+        sink.journal = Some(sidecar.journal(&sink.file)?);
+        Ok((sink, held))
+    }
+
+    /// The mode and mtime of the manifest's (one) file entry, applied when the file is placed.
+    fn take_metadata(&mut self, manifest: &Manifest) {
+        if let Some(e) = manifest.entries.first() {
+            if let EntryKind::File { mode, .. } = e.kind {
+                self.mode = mode;
+            }
+            self.mtime = e.mtime;
+        }
     }
 
     /// Path the file will have once [`finish`](Self::finish) succeeds.
@@ -230,11 +323,20 @@ impl FileSink {
 
     /// Apply the mode, rename over the destination and fsync the directory.
     fn place(mut self) -> Result<(), StorageError> {
+        if let Some(j) = self.journal.take() {
+            j.discard();
+        }
         if let Some(mode) = self.mode {
             use std::os::unix::fs::PermissionsExt;
             self.file
                 .set_permissions(std::fs::Permissions::from_mode(mode & MODE_MASK))
                 .map_err(|e| StorageError::io("set permissions of", &self.temp_path, e))?;
+        }
+        if let Some(t) = self.mtime {
+            use std::os::fd::AsFd;
+            super::tree_sink::set_mtime(self.file.as_fd(), t)
+                .and_then(|()| self.file.sync_all())
+                .map_err(|e| StorageError::io("set mtime of", &self.temp_path, e))?;
         }
         std::fs::rename(&self.temp_path, &self.final_path)
             .map_err(|e| StorageError::io("rename temp file to", &self.final_path, e))?;
@@ -268,8 +370,24 @@ impl FileSink {
         self.remove_temp();
     }
 
-    /// Removes the temp file once; errors are logged, not returned.
+    /// Stops without placing and keeps the temp file and its resume state for the next run
+    /// (an interrupted receive). A sink that is not [`resumable`](Self::resumable) has no
+    /// state to resume from: its temp file is removed, as by [`abort`](Self::abort).
+    pub fn suspend(mut self) {
+        match self.journal.take() {
+            Some(j) => {
+                j.suspend();
+                self.done = true;
+            }
+            None => self.remove_temp(),
+        }
+    }
+
+    /// Removes the temp file (and the resume state) once; errors are logged, not returned.
     fn remove_temp(&mut self) {
+        if let Some(j) = self.journal.take() {
+            j.discard();
+        }
         if self.done {
             return;
         }
@@ -313,6 +431,82 @@ impl Sink for FileSink {
 
     fn abort(self: Box<Self>) {
         FileSink::abort(*self)
+    }
+
+    fn record_block(&mut self, block: u32, hash: [u8; 32]) {
+        if let Some(j) = &self.journal {
+            j.record(block, hash);
+        }
+    }
+
+    fn suspend(self: Box<Self>) {
+        FileSink::suspend(*self)
+    }
+}
+
+/// A destination name a file sink accepts: one component, not shaped like a temp file.
+fn check_name(name: &RelPath) -> Result<(), StorageError> {
+    if !name.is_single_component() {
+        return Err(StorageError::Unsupported(format!(
+            "a file sink places a plain file name, not the path {name:?}"
+        )));
+    }
+    if is_temp_name(std::ffi::OsStr::new(name.as_str())) {
+        // The next run's `clean_stale_temps` would delete it.
+        return Err(StorageError::BadName(format!(
+            "{name:?} is reserved for temp files (.*.mcast-tmp-<hex>)"
+        )));
+    }
+    Ok(())
+}
+
+/// Open an earlier run's temp file to write on: a regular file (not followed if a symlink) of
+/// `size` bytes that no one else holds locked.
+fn open_staged(path: &Path, size: u64) -> Result<File, StorageError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| StorageError::io("open staged", path, e))?;
+    let meta = file.metadata().map_err(|e| StorageError::io("stat", path, e))?;
+    if !meta.is_file() || meta.len() != size {
+        return Err(StorageError::SizeMismatch {
+            path: path.to_path_buf(),
+            expected: size,
+            actual: meta.len(),
+        });
+    }
+    if !try_lock(&file).map_err(|e| StorageError::io("lock", path, e))? {
+        return Err(StorageError::Busy { dest: path.to_path_buf(), pid: 0 });
+    }
+    Ok(file)
+}
+
+/// Remove the temp file at `path` unless another receiver holds it locked (or it is not a
+/// regular file). Returns whether it is gone.
+pub(crate) fn remove_unlocked(path: &Path) -> bool {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) => return e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    match try_lock(&file) {
+        Ok(true) => match std::fs::remove_file(path) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        },
+        Ok(false) => {
+            tracing::warn!(path = %path.display(), "kept: in use by another mcast-recv");
+            false
+        }
+        Err(_) => false,
     }
 }
 

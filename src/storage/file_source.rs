@@ -39,7 +39,9 @@ impl FileSource {
         }
         let name = file_name(path)?;
         let len = meta.len();
-        Ok(FileSource { file, path: path.to_path_buf(), len, entries: [Entry::file(name, 0, len)] })
+        let mut entry = Entry::file(name, 0, len);
+        entry.mtime = super::mtime_of(&meta);
+        Ok(FileSource { file, path: path.to_path_buf(), len, entries: [entry] })
     }
 
     /// The path the file was opened from.
@@ -190,7 +192,11 @@ mod tests {
     fn name_and_non_regular_files() {
         let (dir, src) = source_with(b"x");
         assert_eq!(src.name().as_str(), "src.bin");
-        assert_eq!(src.entries(), &[Entry::file(RelPath::new("src.bin").unwrap(), 0, 1)]);
+        let e = &src.entries()[0];
+        assert_eq!((e.path.as_str(), e.payload_range()), ("src.bin", Some(0..1)));
+        let meta = std::fs::metadata(dir.path().join("src.bin")).unwrap();
+        let secs = std::os::unix::fs::MetadataExt::mtime(&meta);
+        assert_eq!(e.mtime.map(|t| t.secs), Some(secs), "the file's mtime");
         assert_eq!(src.path(), dir.path().join("src.bin"));
         assert!(matches!(FileSource::open(dir.path()), Err(StorageError::NotRegularFile(_))));
         assert!(matches!(

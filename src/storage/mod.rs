@@ -15,10 +15,13 @@
 //! - `tree_source.rs`: a directory tree, files packed back to back. `tree_sink/`: staging a
 //!   tree without following symlinks (`stage.rs`, `at.rs`) and placing it atomically.
 //! - `names.rs`: temp file names and stale temp cleanup.
+//! - `resume.rs`: the resume sidecar of a single-file receive (its lock, and the journal of
+//!   blocks made durable).
 
 mod file_sink;
 mod file_source;
 mod names;
+pub mod resume;
 mod sink;
 mod source;
 mod tree_sink;
@@ -109,6 +112,14 @@ pub enum StorageError {
     /// it was not asked for.
     #[error("{} already exists (replacing it was not asked for)", .0.display())]
     DestinationExists(PathBuf),
+    /// Another receiver holds the lock of this destination's staging data.
+    #[error("another mcast-recv is receiving into {} (pid {pid})", dest.display())]
+    Busy {
+        /// The destination.
+        dest: PathBuf,
+        /// The other receiver's process id, as its resume state names it (0 if unknown).
+        pid: u32,
+    },
     /// An argument is invalid (for example a block size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
@@ -133,6 +144,15 @@ pub(crate) fn check_range(offset: u64, len: u64, size: u64) -> Result<(), Storag
         Some(end) if end <= size => Ok(()),
         _ => Err(StorageError::OutOfRange { offset, len, size }),
     }
+}
+
+/// The modification time in `m`, if a manifest can carry it ([`Mtime::is_valid`]).
+///
+/// [`Mtime::is_valid`]: crate::proto::manifest::Mtime::is_valid
+pub(crate) fn mtime_of(m: &std::fs::Metadata) -> Option<crate::proto::manifest::Mtime> {
+    use std::os::unix::fs::MetadataExt;
+    let nanos = u32::try_from(m.mtime_nsec()).ok()?;
+    Some(crate::proto::manifest::Mtime { secs: m.mtime(), nanos }).filter(|t| t.is_valid())
 }
 
 /// Lowercase hex encoding of `bytes`.

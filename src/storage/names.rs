@@ -17,6 +17,19 @@ const TEMP_MARKER: &str = ".mcast-tmp-";
 /// Number of hex digits in a temp file's random suffix.
 const TEMP_SUFFIX_HEX: usize = 16;
 
+/// Ending of a resume sidecar's name, `.{name}.mcast-resume`.
+pub(crate) const RESUME_SUFFIX: &str = ".mcast-resume";
+
+/// The resume sidecar name `.{name}.mcast-resume` for destination `name` (shortened like
+/// [`temp_file_name`] to fit [`MAX_NAME_BYTES`]).
+pub(crate) fn resume_file_name(name: &str) -> String {
+    let mut keep = name.len().min(MAX_NAME_BYTES - 1 - RESUME_SUFFIX.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!(".{}{RESUME_SUFFIX}", &name[..keep])
+}
+
 /// Builds the temp file name `.{name}.mcast-tmp-{hex}` for destination `name`.
 ///
 /// If the result would exceed [`MAX_NAME_BYTES`], the `name` part is
@@ -64,15 +77,17 @@ pub(crate) fn random_u64() -> u64 {
 /// earlier run; returns how many were removed.
 ///
 /// Only regular files (not symlinks or directories) whose name is `.`,
-/// anything, `.mcast-tmp-` and a hex suffix are removed. Call this before
-/// starting transfers into `dir`: it would also remove the temp files of a
-/// [`FileSink`](super::FileSink) that is still in progress.
+/// anything, `.mcast-tmp-` and a hex suffix are removed, and of those not the ones a receiver
+/// holds locked (in use: reported and kept) nor those a resume sidecar in `dir` claims (kept
+/// for the next run of the same push, which resumes them; another push discards them).
 pub fn clean_stale_temps(dir: &Path) -> Result<usize, StorageError> {
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("read dir", dir, e))?;
+    let claimed = super::resume::claimed_temps(dir);
     let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("read dir", dir, e))?;
-        if !is_temp_name(&entry.file_name()) {
+        let name = entry.file_name();
+        if !is_temp_name(&name) {
             continue;
         }
         let path = entry.path();
@@ -80,13 +95,13 @@ pub fn clean_stale_temps(dir: &Path) -> Result<usize, StorageError> {
         if !file_type.is_file() {
             continue;
         }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), "removed stale temp file");
-                removed += 1;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StorageError::io("remove", path, e)),
+        if claimed.iter().any(|c| OsStr::new(c) == name) {
+            tracing::info!(path = %path.display(), "kept for a resume");
+            continue;
+        }
+        if super::file_sink::remove_unlocked(&path) {
+            tracing::info!(path = %path.display(), "removed stale temp file");
+            removed += 1;
         }
     }
     Ok(removed)

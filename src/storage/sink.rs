@@ -55,6 +55,19 @@ pub trait Sink: Send {
 
     /// Discard everything staged. The destination is never touched.
     fn abort(self: Box<Self>);
+
+    /// Payload block `block` was just written (by [`write_block`](Self::write_block) or
+    /// [`rewrite_block`](Self::rewrite_block)) with bytes whose BLAKE3 is `hash`: a resumable
+    /// sink records it, once its bytes are durable, so a later run can keep it. Default:
+    /// nothing.
+    fn record_block(&mut self, _block: u32, _hash: [u8; 32]) {}
+
+    /// Stop without placing (the receive was interrupted): a resumable sink keeps what it
+    /// staged for the next run (see [`FileSink::resumable`]); others discard it like
+    /// [`abort`](Self::abort), the default.
+    fn suspend(self: Box<Self>) {
+        self.abort()
+    }
 }
 
 /// How a receiver wants a push placed.

@@ -8,8 +8,8 @@
 //!
 //! Reads are positioned and may span any number of files. Each file is opened per read and
 //! checked against what the walk saw (same inode, size and mtime), so a file that changed
-//! since is a [`StorageError`], never silently different bytes. mtimes are not sent: the
-//! manifest has no field for them.
+//! since is a [`StorageError`], never silently different bytes. Every entry carries its mtime
+//! (as `lstat` reads it: a symlink's own), so receivers can set it after writing.
 
 use std::cmp::Ordering;
 use std::fs::{File, Metadata, OpenOptions};
@@ -17,8 +17,8 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::names::is_temp_name;
-use super::{check_range, Source, StorageError};
-use crate::proto::manifest::{check_entries, Entry, EntryKind, RelPath, MODE_MASK};
+use super::{check_range, mtime_of, Source, StorageError};
+use crate::proto::manifest::{check_entries, Entry, EntryKind, Mtime, RelPath, MODE_MASK};
 
 /// A directory tree opened for sending. `Send + Sync`; all methods take `&self`.
 #[derive(Debug)]
@@ -65,6 +65,7 @@ pub(crate) fn component_order(a: &RelPath, b: &RelPath) -> Ordering {
 struct Found {
     path: RelPath,
     kind: FoundKind,
+    mtime: Option<Mtime>,
 }
 
 enum FoundKind {
@@ -128,7 +129,7 @@ impl TreeSource {
                 FoundKind::Dir { mode } => EntryKind::Dir { mode: Some(mode & MODE_MASK) },
                 FoundKind::Symlink { target } => EntryKind::Symlink { target },
             };
-            entries.push(Entry { path: f.path, kind });
+            entries.push(Entry { path: f.path, kind, mtime: f.mtime });
         }
         check_entries(&entries, offset).map_err(crate::proto::manifest::ManifestError::from)?;
         Ok(TreeSource { root: root.to_path_buf(), entries, files, len: offset })
@@ -224,7 +225,11 @@ fn add_path(root: &Path, rel: &RelPath, found: &mut Vec<Found>) -> Result<(), St
                     abs.display()
                 )));
             }
-            found.push(Found { path: here, kind: FoundKind::Dir { mode: m.mode() } });
+            found.push(Found {
+                path: here,
+                kind: FoundKind::Dir { mode: m.mode() },
+                mtime: mtime_of(&m),
+            });
         } else {
             add_one(here, abs, &m, found)?;
         }
@@ -241,7 +246,11 @@ fn add_one(
 ) -> Result<(), StorageError> {
     let t = m.file_type();
     if t.is_dir() {
-        found.push(Found { path: path.clone(), kind: FoundKind::Dir { mode: m.mode() } });
+        found.push(Found {
+            path: path.clone(),
+            kind: FoundKind::Dir { mode: m.mode() },
+            mtime: mtime_of(m),
+        });
         return walk(&abs, Some(&path), found);
     }
     if path.is_single_component() && is_temp_name(std::ffi::OsStr::new(path.as_str())) {
@@ -256,7 +265,7 @@ fn add_one(
         let target =
             std::fs::read_link(&abs).map_err(|e| StorageError::io("read link", &abs, e))?;
         let target = utf8(target.as_os_str(), &abs)?.to_owned();
-        let entry = Entry { path: path.clone(), kind: EntryKind::Symlink { target } };
+        let entry = Entry::new(path.clone(), EntryKind::Symlink { target });
         check_entries(std::slice::from_ref(&entry), 0)
             .map_err(|e| StorageError::Unsupported(format!("symlink {}: {e}", abs.display())))?;
         let EntryKind::Symlink { target } = entry.kind else { unreachable!("built above") };
@@ -276,7 +285,7 @@ fn add_one(
             abs.display()
         )));
     };
-    found.push(Found { path, kind });
+    found.push(Found { path, kind, mtime: mtime_of(m) });
     Ok(())
 }
 
@@ -298,7 +307,11 @@ fn walk(dir: &Path, prefix: Option<&RelPath>, found: &mut Vec<Found>) -> Result<
             let m =
                 std::fs::symlink_metadata(&abs).map_err(|e| StorageError::io("stat", &abs, e))?;
             if m.file_type().is_dir() {
-                found.push(Found { path: path.clone(), kind: FoundKind::Dir { mode: m.mode() } });
+                found.push(Found {
+                    path: path.clone(),
+                    kind: FoundKind::Dir { mode: m.mode() },
+                    mtime: mtime_of(&m),
+                });
                 stack.push((abs, Some(path)));
             } else {
                 add_one(path, abs, &m, found)?;

@@ -1,7 +1,8 @@
 //! Manifest entries: what the payload byte stream is made of. An [`Entry`] names one thing at
 //! the destination ([`RelPath`]) and says what it is ([`EntryKind`]): a file whose bytes are a
-//! range of the payload, a directory, or a symlink. [`check_entries`] is the one place that
-//! decides whether a list of entries from the network is acceptable.
+//! range of the payload, a directory, or a symlink) and when it was last modified ([`Mtime`]).
+//! [`check_entries`] is the one place that decides whether a list of entries from the network
+//! is acceptable.
 
 use super::name::{quote, NameError, RelPath};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,27 @@ pub const MAX_ENTRIES: usize = 1 << 20;
 /// bits from the network are refused.
 pub const MODE_MASK: u32 = 0o777;
 
+/// Largest |seconds| an [`Mtime`] may have: 2^40 s, about 35,000 years either side of 1970
+/// (what every file system and `struct timespec` can hold).
+pub const MAX_MTIME_SECS: i64 = 1 << 40;
+
+/// A modification time: seconds since the Unix epoch (negative before it) and nanoseconds.
+/// Checked by [`check_entries`]: `nanos` below 10^9, `secs` within [`MAX_MTIME_SECS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mtime {
+    /// Whole seconds since 1970-01-01 00:00 UTC.
+    pub secs: i64,
+    /// Nanoseconds within the second.
+    pub nanos: u32,
+}
+
+impl Mtime {
+    /// Whether it is within the bounds above.
+    pub fn is_valid(&self) -> bool {
+        self.nanos < 1_000_000_000 && self.secs.unsigned_abs() <= MAX_MTIME_SECS as u64
+    }
+}
+
 /// One named thing at the destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
@@ -21,6 +43,9 @@ pub struct Entry {
     pub path: RelPath,
     /// What it is.
     pub kind: EntryKind,
+    /// When it was last modified at the source (set at the destination after writing);
+    /// `None` leaves the receiver's time.
+    pub mtime: Option<Mtime>,
 }
 
 /// What an entry is. New kinds are appended at the end (postcard encodes the variant index), so
@@ -56,7 +81,17 @@ pub enum EntryKind {
 impl Entry {
     /// A regular file of `len` payload bytes from `offset`, with the receiver's default mode.
     pub fn file(path: RelPath, offset: u64, len: u64) -> Self {
-        Entry { path, kind: EntryKind::File { offset, len, mode: None } }
+        Entry::new(path, EntryKind::File { offset, len, mode: None })
+    }
+
+    /// An entry of `kind` at `path`, without an mtime.
+    pub fn new(path: RelPath, kind: EntryKind) -> Self {
+        Entry { path, kind, mtime: None }
+    }
+
+    /// The same entry with modification time `mtime`.
+    pub fn with_mtime(self, mtime: Mtime) -> Self {
+        Entry { mtime: Some(mtime), ..self }
     }
 
     /// The payload range of a file entry, `None` for other kinds.
@@ -105,8 +140,9 @@ impl EntryError {
 /// the file entries, in list order, tile `0..object_size` (each starts where the previous one
 /// ended, the last ends at `object_size`; zero-length files anywhere in the sequence), so
 /// their ranges are inside the payload, sorted and disjoint and every payload byte belongs to
-/// exactly one file; modes within [`MODE_MASK`]; symlink targets as [`EntryKind::Symlink`]
-/// says; no path twice; and no path below an entry that is not a directory.
+/// exactly one file; modes within [`MODE_MASK`]; mtimes valid ([`Mtime::is_valid`]); symlink
+/// targets as [`EntryKind::Symlink`] says; no path twice; and no path below an entry that is
+/// not a directory.
 ///
 /// Cost: O(n log n) path comparisons, never quadratic in the path length.
 pub fn check_entries(entries: &[Entry], object_size: u64) -> Result<(), EntryError> {
@@ -115,6 +151,9 @@ pub fn check_entries(entries: &[Entry], object_size: u64) -> Result<(), EntryErr
     }
     let mut covered = 0u64;
     for e in entries {
+        if e.mtime.is_some_and(|m| !m.is_valid()) {
+            return Err(EntryError::bad("mtime out of range", &e.path));
+        }
         match &e.kind {
             EntryKind::File { offset, len, mode } => {
                 check_mode(*mode, &e.path)?;
@@ -222,11 +261,11 @@ mod tests {
     }
 
     fn dir(path: &str) -> Entry {
-        Entry { path: p(path), kind: EntryKind::Dir { mode: None } }
+        Entry::new(p(path), EntryKind::Dir { mode: None })
     }
 
     fn link(path: &str, target: &str) -> Entry {
-        Entry { path: p(path), kind: EntryKind::Symlink { target: target.into() } }
+        Entry::new(p(path), EntryKind::Symlink { target: target.into() })
     }
 
     fn what(r: Result<(), EntryError>) -> &'static str {
@@ -312,11 +351,26 @@ mod tests {
 
     #[test]
     fn modes_are_bounded() {
-        let f = |mode| Entry { path: p("f"), kind: EntryKind::File { offset: 0, len: 0, mode } };
+        let f = |mode| Entry::new(p("f"), EntryKind::File { offset: 0, len: 0, mode });
         assert_eq!(check_entries(&[f(Some(0o755))], 0), Ok(()));
         assert_eq!(what(check_entries(&[f(Some(0o4755))], 0)), "mode bits beyond 0o777");
-        let d = Entry { path: p("d"), kind: EntryKind::Dir { mode: Some(0o1777) } };
+        let d = Entry::new(p("d"), EntryKind::Dir { mode: Some(0o1777) });
         assert_eq!(what(check_entries(&[d], 0)), "mode bits beyond 0o777");
+    }
+
+    #[test]
+    fn mtimes_are_bounded() {
+        let at = |secs, nanos| Mtime { secs, nanos };
+        for ok in [at(0, 0), at(MAX_MTIME_SECS, 999_999_999), at(-MAX_MTIME_SECS, 0)] {
+            for e in [file("f", 0, 0), dir("f"), link("f", "x")] {
+                assert_eq!(check_entries(&[e.with_mtime(ok)], 0), Ok(()), "{ok:?}");
+            }
+        }
+        for bad in [at(0, 1_000_000_000), at(MAX_MTIME_SECS + 1, 0), at(i64::MIN, 0)] {
+            for e in [file("f", 0, 0), dir("f"), link("f", "x")] {
+                assert_eq!(what(check_entries(&[e.with_mtime(bad)], 0)), "mtime out of range");
+            }
+        }
     }
 
     #[test]
@@ -379,7 +433,7 @@ mod tests {
                 .map(|(parts, is_dir)| {
                     let path = p(&parts.join("/"));
                     if *is_dir {
-                        Entry { path, kind: EntryKind::Dir { mode: None } }
+                        Entry::new(path, EntryKind::Dir { mode: None })
                     } else {
                         Entry::file(path, 0, 0)
                     }

@@ -1,5 +1,6 @@
 //! The manifest (object 0): what the payload byte stream is made of ([`Entry`]s mapping payload
-//! ranges to named files, directories and symlinks) and how it is laid out in blocks. It holds
+//! ranges to named files, directories and symlinks, with modes and mtimes) and how it is laid
+//! out in blocks. It holds
 //! no hash of the payload, so it is known from a stat of the source and goes out first; the
 //! block hashes travel in the hash list (object 2, [`HashList`]) after the payload. Serialized
 //! with postcard; the receiver accepts it only when its BLAKE3 matches the announcement, its
@@ -14,7 +15,9 @@ pub mod entry;
 pub mod hashes;
 pub mod name;
 
-pub use entry::{check_entries, Entry, EntryError, EntryKind, MAX_ENTRIES, MODE_MASK};
+pub use entry::{
+    check_entries, Entry, EntryError, EntryKind, Mtime, MAX_ENTRIES, MAX_MTIME_SECS, MODE_MASK,
+};
 pub use hashes::HashList;
 pub use name::{NameError, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 
@@ -83,6 +86,7 @@ struct RawManifest {
 struct RawEntry {
     path: String,
     kind: EntryKind,
+    mtime: Option<Mtime>,
 }
 
 impl Manifest {
@@ -115,7 +119,7 @@ impl Manifest {
     /// covering the whole payload.
     pub fn single_file_path(&self) -> Option<&RelPath> {
         match self.entries.as_slice() {
-            [Entry { path, kind: EntryKind::File { offset: 0, len, .. } }]
+            [Entry { path, kind: EntryKind::File { offset: 0, len, .. }, .. }]
                 if *len == self.object_size =>
             {
                 Some(path)
@@ -185,7 +189,7 @@ impl Manifest {
         let entries = raw
             .entries
             .into_iter()
-            .map(|e| Ok(Entry { path: RelPath::new(e.path)?, kind: e.kind }))
+            .map(|e| Ok(Entry { path: RelPath::new(e.path)?, kind: e.kind, mtime: e.mtime }))
             .collect::<Result<Vec<_>, NameError>>()?;
         Manifest::new(entries, raw.object_size, raw.symbol_size, raw.block_symbols)
     }

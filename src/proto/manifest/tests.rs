@@ -41,15 +41,34 @@ fn single_file_round_trip() {
 fn tree_round_trip() {
     let p = |s: &str| RelPath::new(s).unwrap();
     let entries = vec![
-        Entry { path: p("d"), kind: EntryKind::Dir { mode: Some(0o750) } },
-        Entry { path: p("d/x"), kind: EntryKind::File { offset: 0, len: 1000, mode: Some(0o644) } },
+        Entry::new(p("d"), EntryKind::Dir { mode: Some(0o750) })
+            .with_mtime(Mtime { secs: 1_700_000_000, nanos: 5 }),
+        Entry::new(p("d/x"), EntryKind::File { offset: 0, len: 1000, mode: Some(0o644) })
+            .with_mtime(Mtime { secs: -1, nanos: 999_999_999 }),
         Entry::file(p("d/y"), 1000, 2000),
-        Entry { path: p("l"), kind: EntryKind::Symlink { target: "d/x".into() } },
+        Entry::new(p("l"), EntryKind::Symlink { target: "d/x".into() })
+            .with_mtime(Mtime { secs: MAX_MTIME_SECS, nanos: 0 }),
     ];
     let m = Manifest::new(entries, 3000, 100, 10).unwrap();
     assert_eq!(m.single_file_path(), None);
     assert_eq!(m.summary(), "4 entries");
     assert_eq!(decode_own(&m).unwrap(), m);
+}
+
+#[test]
+fn an_mtime_out_of_range_from_the_network_is_refused() {
+    let p = |s: &str| RelPath::new(s).unwrap();
+    let at = |secs, nanos| Entry::file(p("f"), 0, 3000).with_mtime(Mtime { secs, nanos });
+    // Built unchecked, as a forged manifest would be.
+    let forged =
+        |e| Manifest { entries: vec![e], object_size: 3000, symbol_size: 100, block_symbols: 10 };
+    assert!(decode_own(&forged(at(MAX_MTIME_SECS, 999_999_999))).is_ok());
+    for bad in [at(MAX_MTIME_SECS + 1, 0), at(0, 1_000_000_000)] {
+        assert!(matches!(
+            decode_own(&forged(bad)),
+            Err(ManifestError::Entries(EntryError::Bad { what: "mtime out of range", .. }))
+        ),);
+    }
 }
 
 #[test]
@@ -90,7 +109,7 @@ fn layout_checks() {
 /// The wire form with unchecked paths, as a hostile sender would encode it.
 #[derive(serde::Serialize)]
 struct Hostile {
-    entries: Vec<(String, EntryKind)>,
+    entries: Vec<(String, EntryKind, Option<Mtime>)>,
     object_size: u64,
     symbol_size: u16,
     block_symbols: u16,
@@ -99,7 +118,11 @@ struct Hostile {
 impl Hostile {
     fn from(m: &Manifest) -> Self {
         Hostile {
-            entries: m.entries.iter().map(|e| (e.path.to_string(), e.kind.clone())).collect(),
+            entries: m
+                .entries
+                .iter()
+                .map(|e| (e.path.to_string(), e.kind.clone(), e.mtime))
+                .collect(),
             object_size: m.object_size,
             symbol_size: m.symbol_size,
             block_symbols: m.block_symbols,
@@ -171,9 +194,9 @@ proptest::proptest! {
     ) {
         let p = |s: &str| RelPath::new(s).unwrap();
         let entries = vec![
-            Entry { path: p("d"), kind: EntryKind::Dir { mode: Some(0o755) } },
+            Entry::new(p("d"), EntryKind::Dir { mode: Some(0o755) }),
             Entry::file(p("d/x"), 0, 1000),
-            Entry { path: p("d/l"), kind: EntryKind::Symlink { target: "x".into() } },
+            Entry::new(p("d/l"), EntryKind::Symlink { target: "x".into() }),
             Entry::file(p("y"), 1000, 2000),
         ];
         let m = Manifest::new(entries, 3000, 100, 10).unwrap();

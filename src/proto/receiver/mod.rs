@@ -47,6 +47,7 @@ mod hello;
 mod nak;
 mod object;
 mod report;
+mod resume;
 pub mod seq;
 mod session;
 mod verify;
@@ -206,6 +207,8 @@ pub enum Event {
         /// Bytes were written at this offset before and failed verification: these replace
         /// them (zeros included).
         rewrite: bool,
+        /// BLAKE3 of `data` (what a resume journal records for the block).
+        hash: [u8; 32],
     },
     /// Every block is written and verified against `hashes`: make the copy durable, place it
     /// (re-reading it only with `--verify-readback`) and call [`Receiver::handle_stored`] with

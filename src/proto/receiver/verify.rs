@@ -152,7 +152,7 @@ impl Session {
         }
         let rewrite = self.written.insert(block, hash).is_some();
         o.set_done(block);
-        self.events.push_back(Event::Block { block, offset, data, rewrite });
+        self.events.push_back(Event::Block { block, offset, data, rewrite, hash });
         self.check_complete();
     }
 

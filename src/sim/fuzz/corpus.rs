@@ -7,7 +7,7 @@
 
 use super::layout_prefix;
 use super::script::{self, Framing, Step};
-use crate::proto::manifest::{Entry, EntryKind, Manifest, RelPath};
+use crate::proto::manifest::{Entry, EntryKind, Manifest, Mtime, RelPath};
 use crate::proto::receiver::{Receiver, ReceiverConfig};
 use crate::proto::sender::SenderConfig;
 use crate::proto::time::{Duration, Instant};
@@ -275,18 +275,15 @@ fn manifest_seeds() -> Vec<Vec<u8>> {
     let prefix = layout_prefix(l.object_size(), l.symbol_size(), l.block_symbols());
     let single = [prefix.clone(), o.manifest_bytes().0.to_vec()].concat();
     let path = |p: &str| RelPath::new(p).expect("a valid path");
+    let mtime = Mtime { secs: 1_700_000_000, nanos: 999_999_999 };
     let entries = vec![
-        Entry { path: path("bin"), kind: EntryKind::Dir { mode: Some(0o755) } },
-        Entry {
-            path: path("bin/app"),
-            kind: EntryKind::File { offset: 0, len: 100, mode: Some(0o755) },
-        },
-        Entry {
-            path: path("etc/app.conf"),
-            kind: EntryKind::File { offset: 100, len: 50, mode: None },
-        },
-        Entry { path: path("current"), kind: EntryKind::Symlink { target: "bin/app".into() } },
-        Entry { path: path("empty"), kind: EntryKind::Dir { mode: None } },
+        Entry::new(path("bin"), EntryKind::Dir { mode: Some(0o755) }).with_mtime(mtime),
+        Entry::new(path("bin/app"), EntryKind::File { offset: 0, len: 100, mode: Some(0o755) })
+            .with_mtime(mtime),
+        Entry::new(path("etc/app.conf"), EntryKind::File { offset: 100, len: 50, mode: None }),
+        Entry::new(path("current"), EntryKind::Symlink { target: "bin/app".into() })
+            .with_mtime(Mtime { secs: -1, nanos: 0 }),
+        Entry::new(path("empty"), EntryKind::Dir { mode: None }),
     ];
     let tree = Manifest::new(entries, 150, 64, 16).expect("a valid tree manifest");
     let tree = [layout_prefix(150, 64, 16), tree.encode()].concat();

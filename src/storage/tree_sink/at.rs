@@ -1,6 +1,6 @@
 //! Directory-relative file system calls for placing a tree without ever following a symlink:
 //! thin safe wrappers over `openat`, `mkdirat`, `symlinkat`, `fstatat`, `unlinkat` and
-//! `renameat2`, each relative to a directory file descriptor and with `O_NOFOLLOW` (or
+//! `renameat2` (and `futimens`/`utimensat` for mtimes), each relative to a directory file descriptor and with `O_NOFOLLOW` (or
 //! `AT_SYMLINK_NOFOLLOW`) on the last component, and [`remove_tree_at`], a recursive removal
 //! that stays inside the directory it was given.
 
@@ -8,6 +8,8 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::proto::manifest::Mtime;
 
 /// `name` as a C string; `InvalidInput` if it holds a NUL byte (checked names never do).
 pub(crate) fn cstring(name: &[u8]) -> io::Result<CString> {
@@ -97,6 +99,32 @@ pub(crate) fn is_dir_mode(mode: libc::mode_t) -> bool {
 pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     // SAFETY: live descriptor.
     check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
+}
+
+/// The `timespec` pair that sets the modification time to `t` and leaves the access time.
+fn mtime_times(t: Mtime) -> [libc::timespec; 2] {
+    [
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        libc::timespec { tv_sec: t.secs as libc::time_t, tv_nsec: t.nanos as libc::c_long },
+    ]
+}
+
+/// `futimens(fd)`: sets the modification time of an open file or directory (the access
+/// time stays).
+pub(crate) fn set_mtime(fd: BorrowedFd<'_>, t: Mtime) -> io::Result<()> {
+    let times = mtime_times(t);
+    // SAFETY: live descriptor, and a pointer to two timespecs.
+    check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) }).map(drop)
+}
+
+/// `utimensat(dir, name, AT_SYMLINK_NOFOLLOW)`: sets the modification time of `name` itself
+/// (a symlink's own, never its target's).
+pub(crate) fn set_mtime_at(dir: BorrowedFd<'_>, name: &CStr, t: Mtime) -> io::Result<()> {
+    let times = mtime_times(t);
+    let flags = libc::AT_SYMLINK_NOFOLLOW;
+    // SAFETY: live descriptor, a valid C string and a pointer to two timespecs.
+    check(unsafe { libc::utimensat(dir.as_raw_fd(), name.as_ptr(), times.as_ptr(), flags) })
+        .map(drop)
 }
 
 /// Removes `name` from `dir`: a directory (empty) with `AT_REMOVEDIR`, anything else as a link.

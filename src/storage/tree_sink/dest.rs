@@ -110,7 +110,11 @@ impl Dest {
                 Err(e) => return Err(StorageError::io("create staging directory", path, e)),
             }
             return match open_dir_at(self.parent.as_fd(), &c) {
-                Ok(fd) => Ok((c, Stage::new(fd, path))),
+                Ok(fd) => {
+                    // Held for the sink's life: another receiver's cleanup keeps it.
+                    lock_dir(&fd).map_err(|e| StorageError::io("lock", &path, e))?;
+                    Ok((c, Stage::new(fd, path)))
+                }
                 Err(e) => {
                     // Replaced between mkdir and open: remove whatever is there, unfollowed.
                     let _ = remove_tree_at(self.parent.as_fd(), &c);
@@ -202,11 +206,19 @@ fn rename_noreplace(p: BorrowedFd<'_>, from: &CString, to: &CString) -> io::Resu
     }
 }
 
+/// Take an exclusive `flock` on the directory `fd` without waiting (`WouldBlock` if held).
+fn lock_dir(fd: &std::os::fd::OwnedFd) -> io::Result<()> {
+    let f = std::fs::File::from(fd.try_clone()?);
+    match crate::storage::resume::try_lock(&f)? {
+        true => Ok(()),
+        false => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+    }
+}
+
 /// Removes staging directories (`.<name>.mcast-tmp-<16 hex>`, directories only) left beside
 /// `dest` by crashed runs, and old trees a replacing run could not remove; returns how many.
-/// Like [`clean_stale_temps`](crate::storage::clean_stale_temps) it would also remove the
-/// staging directory of a tree sink for the same destination still in progress: call it
-/// before starting one.
+/// A staging directory that a tree sink (of this process or another) holds locked is in use:
+/// it is kept, with a warning.
 pub fn clean_stale_tree_temps(dest: &Path) -> Result<usize, StorageError> {
     let d = Dest::open(dest)?;
     let prefix = temp_file_name(&d.name, 0);
@@ -225,6 +237,12 @@ pub fn clean_stale_tree_temps(dest: &Path) -> Result<usize, StorageError> {
         match lstat_at(d.parent.as_fd(), &c) {
             Ok(st) if is_dir_mode(st.st_mode) => {}
             _ => continue,
+        }
+        // A staging directory a receiver holds locked is in use: keep it.
+        let Ok(fd) = open_dir_at(d.parent.as_fd(), &c) else { continue };
+        if lock_dir(&fd).is_err() {
+            tracing::warn!(path = %ent.path().display(), "kept: in use by another mcast-recv");
+            continue;
         }
         remove_tree_at(d.parent.as_fd(), &c)
             .map_err(|e| StorageError::io("remove", ent.path(), e))?;

@@ -4,8 +4,10 @@
 //! blocks are written into the files they span (all-zero pieces stay holes), and `finish`
 //! verifies the whole payload, applies modes (files, then directories deepest first), fsyncs
 //! every file and directory and renames the staging directory onto the destination in one
-//! step. The tree's root directory gets the default mode (0o777 less the umask): the manifest
-//! has no entry for it. mtimes are not applied: the manifest has no field for them.
+//! step. Every entry's mtime is set after its contents are final: files' with their modes,
+//! symlinks' own (`AT_SYMLINK_NOFOLLOW`), directories' last, deepest first. The tree's root
+//! directory gets the default mode (0o777 less the umask) and the time of placing: the manifest
+//! has no entry for it.
 //!
 //! Nothing is ever followed through a symlink while placing: the destination's parent is
 //! opened with `O_NOFOLLOW` (a symlink as its last component is refused; the components above
@@ -28,6 +30,10 @@
 //!   destination is replaced itself, not followed. A file system without `RENAME_EXCHANGE` is
 //!   [`StorageError::Unsupported`].
 //!
+//! While the sink lives, the staging directory is `flock`ed (cleanups keep it) and the
+//! destination's lock `.<name>.mcast-resume` beside it names this process, so a second
+//! receiver into the same destination fails with [`StorageError::Busy`].
+//!
 //! A sink dropped or aborted before `finish` succeeds removes its staging directory; on any
 //! failure the destination is left as it was. A crash leaves the staging directory (or, after
 //! a swap, the old tree) under the temp name: [`clean_stale_tree_temps`] removes those.
@@ -44,15 +50,17 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use self::at::{cstring, fchmod, mkdir_at, open_file_at, remove_tree_at, symlink_at};
+pub(crate) use self::at::set_mtime;
+use self::at::{cstring, fchmod, mkdir_at, open_file_at, remove_tree_at, set_mtime_at, symlink_at};
 use self::dest::{Dest, Existing};
 use self::stage::Stage;
 use self::walk::walk_sorted;
-use super::names::is_temp_name;
+use super::names::{is_temp_name, resume_file_name};
+use super::resume::Sidecar;
 use super::tree_source::component_order;
 use super::{check_range, Sink, StorageError};
 use crate::proto::manifest::{
-    check_entries, Entry, EntryKind, HashList, Manifest, ManifestError, RelPath, MODE_MASK,
+    check_entries, Entry, EntryKind, HashList, Manifest, ManifestError, Mtime, RelPath, MODE_MASK,
 };
 
 pub use self::dest::clean_stale_tree_temps;
@@ -76,6 +84,9 @@ pub struct TreeSink {
     replace: bool,
     /// Set once the staging directory is no longer ours to remove.
     done: bool,
+    /// The destination's lock (`.<name>.mcast-resume` beside it, naming our pid), held while
+    /// the sink lives: a second receiver into the same destination is refused.
+    lock: Option<Sidecar>,
 }
 
 /// A file of the tree and its payload range.
@@ -85,6 +96,7 @@ struct SinkFile {
     offset: u64,
     len: u64,
     mode: Option<u32>,
+    mtime: Option<Mtime>,
 }
 
 impl TreeSink {
@@ -113,14 +125,26 @@ impl TreeSink {
             .iter()
             .filter_map(|e| match e.kind {
                 EntryKind::File { offset, len, mode } => {
-                    Some(SinkFile { path: e.path.clone(), offset, len, mode })
+                    Some(SinkFile { path: e.path.clone(), offset, len, mode, mtime: e.mtime })
                 }
                 _ => None,
             })
             .collect();
         let mut sorted = manifest.entries.clone();
         sorted.sort_by(|a, b| component_order(&a.path, &b.path));
-        let (staging_name, stage) = dest.make_staging()?;
+        let lock_path = dest.parent_path.join(resume_file_name(&dest.name));
+        let lock = Sidecar::lock(&lock_path, &dest.path)?;
+        if let Err(e) = lock.claim() {
+            lock.remove();
+            return Err(e);
+        }
+        let (staging_name, stage) = match dest.make_staging() {
+            Ok(s) => s,
+            Err(e) => {
+                lock.remove();
+                return Err(e);
+            }
+        };
         let sink = TreeSink {
             dest,
             staging_name,
@@ -130,9 +154,10 @@ impl TreeSink {
             size: manifest.object_size,
             replace,
             done: false,
+            lock: Some(lock),
         };
         // From here on, Drop removes the staging directory on any error.
-        walk_sorted(&sink.stage, &sink.sorted, true, create_entry, |_, _| Ok(()))?;
+        walk_sorted(&sink.stage, &sink.sorted, true, create_entry, |_, _, _| Ok(()))?;
         Ok(sink)
     }
 
@@ -243,15 +268,22 @@ impl TreeSink {
                 });
             }
         }
-        // Directories: modes once their contents are in place, then fsync, deepest first.
+        // Symlinks' own mtimes; directories' modes and mtimes once their contents are in
+        // place (nothing changes them after), then fsync, deepest first.
         walk_sorted(
             &self.stage,
             &self.sorted,
             false,
-            |_, _, _| Ok(()),
-            |dir, mode| {
+            |dir, name, e| match (&e.kind, e.mtime) {
+                (EntryKind::Symlink { .. }, Some(t)) => set_mtime_at(dir, name, t),
+                _ => Ok(()),
+            },
+            |dir, mode, mtime| {
                 if let Some(m) = mode {
                     fchmod(dir, m & MODE_MASK)?;
+                }
+                if let Some(t) = mtime {
+                    set_mtime(dir, t)?;
                 }
                 File::from(dir.try_clone_to_owned()?).sync_all()
             },
@@ -260,6 +292,9 @@ impl TreeSink {
         root.and_then(|r| File::from(r).sync_all())
             .map_err(|e| StorageError::io("fsync directory", self.staging_path(), e))?;
         self.dest.place(&self.staging_name, self.replace, &mut self.done)?;
+        if let Some(l) = self.lock.take() {
+            l.remove();
+        }
         let parent = self.dest.parent.try_clone();
         parent
             .and_then(|p| File::from(p).sync_all())
@@ -267,17 +302,19 @@ impl TreeSink {
         Ok(hashes.root())
     }
 
-    /// Fsyncs every staged file and applies its mode.
+    /// Fsyncs every staged file and applies its mode and mtime.
     fn sync_files(&mut self) -> Result<(), StorageError> {
         for f in &self.files {
-            let (len, mode) = (f.len, f.mode);
+            let (len, mode, mtime) = (f.len, f.mode, f.mtime);
             self.stage.at(&f.path, "fsync", |d, n| {
                 let file = open_staged_file(d, n, false, len)?;
-                file.sync_all()?;
                 if let Some(m) = mode {
                     fchmod(file.as_fd(), m & MODE_MASK)?;
                 }
-                Ok(())
+                if let Some(t) = mtime {
+                    set_mtime(file.as_fd(), t)?;
+                }
+                file.sync_all()
             })?;
         }
         Ok(())
@@ -289,6 +326,9 @@ impl TreeSink {
     }
 
     fn remove_staging(&mut self) {
+        if let Some(l) = self.lock.take() {
+            l.remove();
+        }
         if self.done {
             return;
         }

@@ -6,11 +6,11 @@ fn n(s: &str) -> RelPath {
 }
 
 fn file(path: &str, offset: u64, len: u64, mode: Option<u32>) -> Entry {
-    Entry { path: n(path), kind: EntryKind::File { offset, len, mode } }
+    Entry::new(n(path), EntryKind::File { offset, len, mode })
 }
 
 fn dir(path: &str, mode: Option<u32>) -> Entry {
-    Entry { path: n(path), kind: EntryKind::Dir { mode } }
+    Entry::new(n(path), EntryKind::Dir { mode })
 }
 
 /// A checked manifest of `entries` over `data` (64 KiB blocks).
@@ -32,7 +32,7 @@ fn walk_creates_parents_and_reports_directories_after_their_contents() {
         file("h", 0, 0, None),
         dir("d", Some(0o750)),
         file("d/e/f", 0, 0, None),
-        Entry { path: n("d/g"), kind: EntryKind::Symlink { target: "e/f".into() } },
+        Entry::new(n("d/g"), EntryKind::Symlink { target: "e/f".into() }),
         dir("d/e/x/y", None),
     ];
     entries.sort_by(|a, b| component_order(&a.path, &b.path));
@@ -46,7 +46,7 @@ fn walk_creates_parents_and_reports_directories_after_their_contents() {
             visited.push(e.path.to_string());
             create_entry(d, name, e)
         },
-        |d, mode| {
+        |d, mode, _| {
             done.push((File::from(d.try_clone_to_owned()?).metadata()?.ino(), mode));
             Ok(())
         },
@@ -62,7 +62,7 @@ fn walk_creates_parents_and_reports_directories_after_their_contents() {
     assert!(std::fs::symlink_metadata(base.path().join("d/g")).unwrap().is_symlink());
     // Without `create`, a missing directory is an error, not created.
     let missing = [file("m/f", 0, 0, None)];
-    let err = walk_sorted(&stage, &missing, false, |_, _, _| Ok(()), |_, _| Ok(())).unwrap_err();
+    let err = walk_sorted(&stage, &missing, false, |_, _, _| Ok(()), |_, _, _| Ok(())).unwrap_err();
     assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
     assert!(!base.path().join("m").exists());
 }
@@ -146,12 +146,51 @@ fn destination_names() {
     }
     let missing = base.path().join("no/such");
     assert!(matches!(TreeSink::create(&missing, &m, false), Err(StorageError::Io { .. })));
-    // The longest name still gets a staging directory, and it is cleaned as stale.
+    // The longest name still gets a staging directory, which is kept while its sink lives
+    // (leaked here, so its lock stays); one of a crashed run under that name is cleaned.
     let long = base.path().join("n".repeat(255));
     let sink = TreeSink::create(&long, &m, false).unwrap();
     let staging = sink.staging_path();
     assert!(staging.is_dir());
     std::mem::forget(sink);
+    let crashed = base.path().join(crate::storage::names::temp_file_name(&"n".repeat(255), 0xab));
+    std::fs::create_dir(&crashed).unwrap();
     assert_eq!(clean_stale_tree_temps(&long).unwrap(), 1);
-    assert!(!staging.exists());
+    assert!(staging.exists() && !crashed.exists());
+}
+
+#[test]
+fn a_second_receiver_into_the_same_tree_is_refused_and_the_first_is_unaffected() {
+    let base = tempfile::tempdir().unwrap();
+    let dest = base.path().join("v1");
+    let data = b"0123456789";
+    let m = manifest(vec![dir("d", None), file("d/f", 0, 10, None)], data);
+    let mut first = TreeSink::create(&dest, &m, false).unwrap();
+    let e = TreeSink::create(&dest, &m, false).unwrap_err();
+    let pid = std::process::id();
+    assert!(matches!(e, StorageError::Busy { pid: p, .. } if p == pid), "{e:?}");
+    assert!(e.to_string().contains("another mcast-recv is receiving into"), "{e}");
+    // Another receiver's cleanup keeps the staging directory in use.
+    assert_eq!(clean_stale_tree_temps(&dest).unwrap(), 0);
+    first.write_new_at(0, data).unwrap();
+    first.finish(&hashes(&m, data), true).unwrap();
+    assert_eq!(std::fs::read(dest.join("d/f")).unwrap(), data);
+    let mut left: Vec<_> =
+        std::fs::read_dir(base.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["v1"], "placed: no staging directory, no lock file");
+    // Just past the first one's life, a second one gets in; aborted, it leaves nothing.
+    let second = TreeSink::create(&dest, &m, true).unwrap();
+    second.abort();
+    assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn an_unlocked_crashed_staging_directory_is_removed() {
+    let base = tempfile::tempdir().unwrap();
+    let dest = base.path().join("v1");
+    let stale = base.path().join(".v1.mcast-tmp-00000000000000ab");
+    std::fs::create_dir_all(stale.join("sub")).unwrap();
+    assert_eq!(clean_stale_tree_temps(&dest).unwrap(), 1);
+    assert!(!stale.exists());
 }

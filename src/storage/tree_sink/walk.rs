@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::at::{cstring, mkdir_at, open_dir_at};
 use super::stage::Stage;
-use crate::proto::manifest::{Entry, EntryKind};
+use crate::proto::manifest::{Entry, EntryKind, Mtime};
 use crate::storage::StorageError;
 
 /// Deepest directory nesting a tree may have (each level holds a descriptor while walking).
@@ -23,26 +23,28 @@ struct Frame {
     fd: OwnedFd,
     /// The mode a listed directory asks for.
     mode: Option<u32>,
+    /// The mtime a listed directory asks for.
+    mtime: Option<Mtime>,
 }
 
 /// Visits `entries`, which must be sorted with
 /// [`component_order`](crate::storage::tree_source) and pass the manifest's tree checks:
 /// `on_entry(dir, name, entry)` for each, with `dir` the open directory holding it;
 /// directories not listed are created (mode 0o777 less the umask) if `create`, else must
-/// exist. `on_dir_done(dir, mode)` is called for every directory (listed or not, never the
-/// stage root) after everything below it, with the mode a listed one asks for.
+/// exist. `on_dir_done(dir, mode, mtime)` is called for every directory (listed or not, never
+/// the stage root) after everything below it, with the mode and mtime a listed one asks for.
 pub(crate) fn walk_sorted(
     stage: &Stage,
     entries: &[Entry],
     create: bool,
     mut on_entry: impl FnMut(BorrowedFd<'_>, &CStr, &Entry) -> io::Result<()>,
-    mut on_dir_done: impl FnMut(BorrowedFd<'_>, Option<u32>) -> io::Result<()>,
+    mut on_dir_done: impl FnMut(BorrowedFd<'_>, Option<u32>, Option<Mtime>) -> io::Result<()>,
 ) -> Result<(), StorageError> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut prev = "";
     let err = |op, path: &str, e| StorageError::io(op, stage.path_of(path), e);
     let mut done = |f: Frame, path: &str| {
-        on_dir_done(f.fd.as_fd(), f.mode).map_err(|e| err("finish directory", path, e))
+        on_dir_done(f.fd.as_fd(), f.mode, f.mtime).map_err(|e| err("finish directory", path, e))
     };
     for e in entries {
         let p = e.path.as_str();
@@ -62,7 +64,7 @@ pub(crate) fn walk_sorted(
             let end = start + slash;
             let fd = open_or_create(stage, &stack, &p[start..end], create)
                 .map_err(|e| err("open directory (symlinks are not followed)", &p[..end], e))?;
-            push(&mut stack, Frame { len: end, fd, mode: None }, p)?;
+            push(&mut stack, Frame { len: end, fd, mode: None, mtime: None }, p)?;
             start = end + 1;
         }
         let name = cstring(&p.as_bytes()[start..]).map_err(|e2| err("create", p, e2))?;
@@ -70,7 +72,7 @@ pub(crate) fn walk_sorted(
         on_entry(dir, &name, e).map_err(|e2| err(op_of(e), p, e2))?;
         if let EntryKind::Dir { mode } = e.kind {
             let fd = open_dir_at(dir, &name).map_err(|e2| err("open directory", p, e2))?;
-            push(&mut stack, Frame { len: p.len(), fd, mode }, p)?;
+            push(&mut stack, Frame { len: p.len(), fd, mode, mtime: e.mtime }, p)?;
         }
         prev = p;
     }
