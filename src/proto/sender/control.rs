@@ -120,6 +120,7 @@ impl Sender {
         !self.acks.is_empty()
             || self.squelch_due()
             || self.due.announces > 0
+            || self.signature_due()
             || self.due.probe
             || self.due.flush
             || self.repairs.has_adverts()
@@ -180,8 +181,12 @@ impl Sender {
                 nodes: Vec::new(),
             }));
         }
+        if let Some(signature) = self.next_signature() {
+            return Some(signature); // right after its announcement
+        }
         if self.due.announces > 0 {
             self.due.announces -= 1;
+            self.announce_sent();
             return Some(Packet::Announce(Announce { grtt_us: self.grtt_us(), ..self.announce }));
         }
         if self.due.probe {

@@ -48,6 +48,7 @@ mod pacer;
 mod parity;
 mod repair;
 mod schedule;
+mod signing;
 
 pub use config::SenderConfig;
 pub use control::Timer;
@@ -57,6 +58,7 @@ pub use grtt::Grtt;
 pub use pacer::Pacer;
 pub use parity::{proactive_symbols, short_probability, ParityBias};
 pub use repair::{BlockKey, Repairs};
+pub use signing::SigningError;
 
 use crate::proto::fec::{BlockEncoder, FecError};
 use crate::proto::layout::Layout;
@@ -237,6 +239,8 @@ pub struct Sender {
     pruned_at: u32,
     last_now: Instant,
     stats: SenderStats,
+    /// Signed mode ([`Sender::new_signed`]): the signature sent after each announcement.
+    signing: Option<signing::Signing>,
 }
 
 impl Sender {
@@ -306,6 +310,7 @@ impl Sender {
             pruned_at: 0,
             last_now: now,
             stats: SenderStats::default(),
+            signing: None,
             cfg,
         };
         if layout.block_count() == 0 {

@@ -13,9 +13,11 @@
 mod cursor;
 mod objects;
 mod packets;
+mod signature;
 
 pub use objects::{ObjectId, Objects};
 pub use packets::*;
+pub use signature::{Signature, SIGNATURE_BODY_LEN};
 
 use cursor::{Reader, Writer};
 use thiserror::Error;

@@ -3,6 +3,7 @@
 //! usable without further bounds checks on the receiving side.
 
 use super::cursor::{Reader, Writer};
+use super::signature::{emit_signature, parse_signature, Signature};
 use super::{ObjectId, WireError};
 use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
@@ -53,6 +54,8 @@ pub enum PacketType {
     ReportAck = 9,
     /// [`Squelch`]
     Squelch = 10,
+    /// [`Signature`] (signed mode)
+    Signature = 11,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -276,6 +279,8 @@ pub enum Packet<'a> {
     ReportAck(ReportAck),
     /// The sender declines to repair.
     Squelch(Squelch),
+    /// Signed mode: the push's signature.
+    Signature(Signature),
 }
 
 impl Packet<'_> {
@@ -292,6 +297,7 @@ impl Packet<'_> {
             Packet::Report(_) => PacketType::Report,
             Packet::ReportAck(_) => PacketType::ReportAck,
             Packet::Squelch(_) => PacketType::Squelch,
+            Packet::Signature(_) => PacketType::Signature,
         }
     }
 
@@ -357,6 +363,7 @@ impl Packet<'_> {
                 let nodes = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
                 Packet::Squelch(Squelch { reason, object, block, nodes })
             }
+            11 => Packet::Signature(parse_signature(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -428,6 +435,7 @@ impl Packet<'_> {
                     buf.put_u32(*n);
                 }
             }
+            Packet::Signature(s) => emit_signature(s, buf),
         }
     }
 }
