@@ -32,10 +32,12 @@ mod nak;
 mod object;
 mod report;
 mod session;
+mod trust;
 
 pub use backoff::backoff;
 pub use object::ObjectState;
 pub use session::Timer;
+pub use trust::{Accepted, Refusals, TrustConfig};
 
 use crate::proto::fec::{BlockSymbols, Inserted};
 use crate::proto::manifest::{HashList, Manifest};
@@ -71,6 +73,8 @@ pub struct ReceiverConfig {
     pub max_pending_blocks: usize,
     /// Report repetitions before giving up on an acknowledgement.
     pub report_tries: u32,
+    /// Signed mode: lock only onto pushes signed by one of these keys (see `trust`).
+    pub trust: Option<TrustConfig>,
 }
 
 impl Default for ReceiverConfig {
@@ -85,6 +89,7 @@ impl Default for ReceiverConfig {
             nak_interval_grtts: 1.0,
             max_pending_blocks: 32,
             report_tries: 40,
+            trust: None,
         }
     }
 }
@@ -183,6 +188,8 @@ pub struct Receiver {
     cfg: ReceiverConfig,
     rng: ChaCha8Rng,
     session: Option<Session>,
+    /// With `trust`: what stands between an announcement and locking onto it.
+    gate: Option<trust::Gate>,
     last_now: Instant,
     stats: ReceiverStats,
 }
@@ -193,6 +200,7 @@ impl Receiver {
         Receiver {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             session: None,
+            gate: cfg.trust.clone().map(trust::Gate::new),
             last_now: Instant::ZERO,
             stats: ReceiverStats::default(),
             cfg,
@@ -207,6 +215,16 @@ impl Receiver {
     /// The session locked onto, if any.
     pub fn session_id(&self) -> Option<u32> {
         self.session.as_ref().map(Session::id)
+    }
+
+    /// With `trust`: the pushes refused so far, and why.
+    pub fn refusals(&self) -> Option<&Refusals> {
+        self.gate.as_ref().map(|g| &g.refusals)
+    }
+
+    /// With `trust`: the signed push locked onto (its key and version), once verified.
+    pub fn accepted(&self) -> Option<&Accepted> {
+        self.gate.as_ref()?.accepted.as_ref()
     }
 
     /// The send rate the sender announced last (bits per second), once locked onto a session.
@@ -241,6 +259,16 @@ impl Receiver {
             return; // our own datagram looped back
         }
         if self.session.is_none() {
+            if let Some(gate) = self.gate.as_mut() {
+                match gate.admit(&self.cfg, &header, &packet) {
+                    trust::Admit::Lock(h, a) => {
+                        self.session = Some(Session::new_signed(now, &h, a, self.cfg.node));
+                    }
+                    trust::Admit::Held => {}
+                    trust::Admit::Foreign => self.stats.dropped_foreign += 1,
+                }
+                return;
+            }
             match &packet {
                 Packet::Announce(a)
                     if self.cfg.session.is_none_or(|s| s == header.session)

@@ -98,7 +98,8 @@ pub(super) struct Session {
     manifest: Option<Manifest>,
     manifest_bytes: Vec<u8>,
     /// Decoded payload blocks, with their hashes, waiting for the manifest (the destination
-    /// is made from it); bounded by `max_pending_blocks`.
+    /// is made from it), or in a signed session for the hash list; bounded by
+    /// `max_pending_blocks`.
     awaiting_manifest: BTreeMap<u32, (Vec<u8>, [u8; 32])>,
     /// Per payload block, the hash of what was last written there (32 B a block, allocated
     /// with the manifest). Done blocks are checked against the hash list when it arrives; a
@@ -122,6 +123,9 @@ pub(super) struct Session {
     pub(super) outbox: VecDeque<Packet<'static>>,
     /// A probe to echo: its send time and when it arrived.
     echo: Option<(u64, Instant)>,
+    /// A signed push (see `trust`): the hash list comes before the payload, and no payload
+    /// block is handed out before the list verified (they wait with `awaiting_manifest`).
+    pub(super) signed: bool,
 }
 
 impl Session {
@@ -151,6 +155,7 @@ impl Session {
             events: VecDeque::new(),
             outbox: VecDeque::new(),
             echo: None,
+            signed: false,
         }
     }
 
@@ -231,6 +236,7 @@ impl Session {
             Packet::ReportAck(ack) if from_sender => self.on_report_ack(cx, &ack),
             Packet::Squelch(q) if from_sender => self.on_squelch(cx, now, &q),
             Packet::Nak(list) => self.on_cover(cx, now, &list),
+            Packet::Signature(_) if from_sender => self.signed = true,
             Packet::Echo(_) | Packet::Report(_) => {} // other receivers' feedback
             _ => cx.stats.dropped_foreign += 1,
         }
@@ -265,7 +271,7 @@ impl Session {
         for (id, o) in self.objects.iter_mut() {
             if id == d.object {
                 grew |= o.advance(d.block);
-            } else if id < d.object {
+            } else if trust::sent_before(self.signed, id, d.object) {
                 grew |= o.advance(u32::MAX);
             }
         }
@@ -396,6 +402,13 @@ impl Session {
                 let payload = &self.objects[ObjectId::Payload];
                 self.awaiting_manifest.retain(|b, _| payload.is_done(*b));
                 self.hash_list = Some(list);
+                if self.signed && self.manifest.is_some() {
+                    // Signed: the blocks held for the list go out now, each checked.
+                    for (b, (data, hash)) in std::mem::take(&mut self.awaiting_manifest) {
+                        self.objects[ObjectId::Payload].reset(b);
+                        self.accept_block(cx, now, b, data, hash);
+                    }
+                }
                 self.update_nak_timer(cx, now);
                 self.check_complete();
             }
@@ -469,6 +482,20 @@ impl Session {
         data: Vec<u8>,
         hash: [u8; 32],
     ) {
+        if self.signed && self.hash_list.is_none() {
+            // Signed: held in memory until the signed hash list verified (bounded; a block
+            // dropped here is fetched again).
+            let o = &mut self.objects[ObjectId::Payload];
+            if self.awaiting_manifest.len() < cx.cfg.max_pending_blocks {
+                o.set_done(block);
+                self.awaiting_manifest.insert(block, (data, hash));
+            } else {
+                cx.stats.dropped_memory += 1;
+                o.reset(block);
+                self.update_nak_timer(cx, now);
+            }
+            return;
+        }
         let Some(slot) = self.written.get_mut(block as usize) else { return };
         let o = &mut self.objects[ObjectId::Payload];
         if self.hash_list.as_ref().is_some_and(|l| l.get(block) != Some(&hash)) {
