@@ -388,7 +388,8 @@ impl Session {
                 let payload = &mut self.objects[ObjectId::Payload];
                 for (b, slot) in self.written.iter().enumerate() {
                     let b = b as u32;
-                    if payload.is_done(b) && slot.as_ref() != list.get(b) {
+                    let held = self.awaiting_manifest.contains_key(&b); // checked below
+                    if payload.is_done(b) && !held && slot.as_ref() != list.get(b) {
                         cx.stats.hash_failures += 1;
                         payload.reset(b);
                     }

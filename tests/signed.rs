@@ -1,0 +1,251 @@
+//! Signed mode in the in-memory harness: a signed push completes at trusting receivers (and at
+//! one that trusts nothing, which ignores the signatures); a forged data symbol (valid CRC) is
+//! never handed out for writing, not even to the staging area, whether the hash list is already
+//! there or still to come; unsigned pushes, another key's and a replayed or equal version are
+//! refused, with the reason counted, and nothing is written.
+
+use mcast::proto::receiver::{Outcome, Receiver, ReceiverConfig, TrustConfig};
+use mcast::proto::sender::{Sender, SenderConfig};
+use mcast::proto::sign::{Signer, TrustedKey};
+use mcast::proto::time::{Duration, Instant};
+use mcast::proto::wire::{self, ObjectId, Packet};
+use mcast::sim::{Datagram, FecModel, Harness, Link, LossModel, MemSource, Network, Node, Object};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+const T: u16 = 128;
+const K: u16 = 32;
+/// Bytes of one block.
+const BLOCK: usize = T as usize * K as usize;
+const VERSION: u64 = 1_000;
+
+fn object(blocks: usize, seed: u64) -> Rc<Object> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let bytes: Vec<u8> = (0..blocks * BLOCK - 100).map(|_| rng.gen()).collect();
+    Rc::new(Object::new(bytes, T, K).unwrap())
+}
+
+fn key(seed: u8) -> Signer {
+    Signer::from_secret(&[seed; 32])
+}
+
+fn signed_sender(obj: &Object, signer: &Signer, version: u64, receivers: u32) -> Sender {
+    let cfg =
+        SenderConfig { session: 0x51, expected_receivers: Some(receivers), ..Default::default() };
+    let hashes = obj.hash_list().as_slice().to_vec();
+    Sender::new_signed(cfg, obj.manifest(), hashes, signer, version, Instant::ZERO).unwrap()
+}
+
+/// A receiver (node `node`) trusting `signer`, holding version `held` of it.
+fn trusting(node: u32, signer: &Signer, held: Option<u64>, max_pending: usize) -> Receiver {
+    let key = TrustedKey::from_bytes(&signer.public_key()).unwrap();
+    let held = held.map(|v| (key.id(), v)).into_iter().collect();
+    let trust = TrustConfig { keys: vec![key], held, allow_downgrade: false };
+    let cfg = ReceiverConfig {
+        node,
+        trust: Some(trust),
+        max_pending_blocks: max_pending,
+        ..ReceiverConfig::default()
+    };
+    Receiver::new(cfg)
+}
+
+fn harness(obj: &Rc<Object>, sender: Sender, net: Network) -> Harness {
+    let rng = ChaCha8Rng::seed_from_u64(3);
+    Harness::new(net, sender, MemSource::new(Rc::clone(obj)), FecModel::Real, rng)
+}
+
+fn reseal(d: &mut Vec<u8>) {
+    d.truncate(d.len() - wire::TRAILER_LEN);
+    let crc = crc32fast::hash(d);
+    d.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// Nothing wrong was ever handed out for writing, and the copy is the object.
+fn assert_clean_and_complete(h: &Harness, r: usize) {
+    assert_eq!(h.sink(r).outcome(), Some(&Outcome::Complete), "receiver {r}");
+    assert_eq!(h.sink(r).wrong_writes(), 0, "receiver {r} wrote wrong bytes");
+    assert!(h.sink(r).is_exact(), "receiver {r}");
+}
+
+#[test]
+fn a_signed_push_completes_at_trusting_receivers_and_at_one_that_trusts_nothing() {
+    let obj = object(12, 1);
+    let signer = key(1);
+    let net = Network {
+        latency: Duration::from_millis(1),
+        loss: LossModel::Independent(0.02),
+        ..Network::default()
+    };
+    let mut h = harness(&obj, signed_sender(&obj, &signer, VERSION, 3), net);
+    for node in [10, 11] {
+        h.add_receiver(trusting(node, &signer, Some(VERSION - 1), 32), Link::default());
+    }
+    let plain = ReceiverConfig { node: 12, ..ReceiverConfig::default() };
+    h.add_receiver(Receiver::new(plain), Link::default());
+    h.run(Instant::ZERO + Duration::from_secs(60));
+    for r in 0..3 {
+        assert_clean_and_complete(&h, r);
+    }
+    for r in 0..2 {
+        let accepted = h.receiver(r).accepted().expect("locked through the gate");
+        assert_eq!((accepted.version, accepted.key), (VERSION, signer.public_key()));
+    }
+    assert_eq!(h.sender_log().reports.len(), 3);
+}
+
+/// Run a signed push to one trusting receiver whose every datagram passes `tap`, which may
+/// rewrite it; returns the harness.
+fn forged_run(
+    obj: &Rc<Object>,
+    max_pending: usize,
+    tap: &mut dyn FnMut(&mut Datagram) -> bool,
+) -> Harness {
+    let signer = key(2);
+    let mut h = harness(obj, signed_sender(obj, &signer, VERSION, 1), Network::default());
+    h.add_receiver(trusting(20, &signer, None, max_pending), Link::default());
+    h.run_with(Instant::ZERO + Duration::from_secs(60), tap);
+    h
+}
+
+/// Corrupts block `block`'s source symbol 3, once, keeping the CRC valid.
+fn corrupt_once(block: u32) -> impl FnMut(&mut Datagram) -> bool {
+    let mut done = false;
+    move |d: &mut Datagram| {
+        if let Ok((_, Packet::Data(data))) = wire::parse(&d.data) {
+            if !done && data.object == ObjectId::Payload && data.block == block && data.esi == 3 {
+                done = true;
+                d.data[wire::HEADER_LEN + wire::DATA_FIELDS_LEN + 10] ^= 0xff;
+                reseal(&mut d.data);
+                assert!(wire::parse(&d.data).is_ok(), "a well-formed forgery");
+            }
+        }
+        true
+    }
+}
+
+#[test]
+fn a_forged_data_symbol_is_never_written() {
+    let obj = object(6, 2);
+    let mut tap = corrupt_once(2);
+    let h = forged_run(&obj, 32, &mut tap);
+    assert_clean_and_complete(&h, 0);
+    // Caught before it was handed out (the list was there already), fetched again, written
+    // once: the true bytes.
+    assert_eq!(h.receiver(0).stats().hash_failures, 1, "the forged block was caught");
+    let block2 = 2 * BLOCK as u64;
+    assert_eq!(h.sink(0).writes().iter().filter(|(off, _)| *off == block2).count(), 1);
+}
+
+#[test]
+fn a_forged_symbol_decoded_before_the_hash_list_waits_in_memory_and_is_never_written() {
+    // The hash list's first pass is lost: every payload block decodes before the receiver can
+    // check it. At most 4 wait in memory; the rest are dropped and fetched again.
+    let obj = object(10, 3);
+    let mut corrupt = corrupt_once(2);
+    let mut saw_flush = false;
+    let mut list_at = None;
+    let mut tap = |d: &mut Datagram| {
+        match wire::parse(&d.data) {
+            Ok((_, Packet::Flush(_))) => saw_flush = true,
+            Ok((_, Packet::Data(data))) if data.object == ObjectId::Hashes && !saw_flush => {
+                return false
+            }
+            Ok((_, Packet::Data(data))) if data.object == ObjectId::Hashes => {
+                list_at.get_or_insert(d.at);
+            }
+            _ => {}
+        }
+        corrupt(d)
+    };
+    let h = forged_run(&obj, 4, &mut tap);
+    assert!(saw_flush && list_at.is_some(), "the list came only after the pass");
+    assert_clean_and_complete(&h, 0);
+    let stats = h.receiver(0).stats();
+    assert_eq!(stats.hash_failures, 1, "the forged block was refuted by the list");
+    assert!(stats.dropped_memory > 0, "more blocks decoded than may wait: {stats:?}");
+    // Every block was written once, all of them true bytes: nothing was written before the
+    // list verified, and nothing had to be rewritten.
+    assert_eq!(h.sink(0).writes().len(), 10);
+}
+
+/// Runs `sender` to a receiver for `secs` of virtual time; the receiver must lock onto
+/// nothing and write nothing. Returns the harness.
+fn refused(sender: Sender, rx: Receiver, obj: &Rc<Object>) -> Harness {
+    let mut h = harness(obj, sender, Network::default());
+    h.add_receiver(rx, Link::default());
+    h.run(Instant::ZERO + Duration::from_secs(3));
+    assert_eq!(h.receiver(0).session_id(), None, "locked onto a refused push");
+    assert!(h.sink(0).writes().is_empty() && h.sink(0).manifest().is_none());
+    assert!(h.receiver(0).accepted().is_none());
+    h
+}
+
+#[test]
+fn an_unsigned_push_is_refused() {
+    let obj = object(3, 4);
+    let cfg = SenderConfig { session: 0x52, ..Default::default() };
+    let h = refused(obj.sender(cfg, Instant::ZERO).unwrap(), trusting(30, &key(1), None, 32), &obj);
+    let r = h.receiver(0).refusals().unwrap();
+    assert!(r.unsigned > 5, "{r:?}");
+    assert_eq!((r.untrusted_key, r.bad_signature, r.old_version), (0, 0, 0));
+    assert!(r.summary().contains("unsigned"), "{}", r.summary());
+}
+
+#[test]
+fn a_push_signed_by_another_key_is_refused() {
+    let obj = object(3, 5);
+    let (ours, theirs) = (key(1), key(9));
+    let h = refused(signed_sender(&obj, &theirs, VERSION, 1), trusting(31, &ours, None, 32), &obj);
+    let r = h.receiver(0).refusals().unwrap();
+    assert!(r.untrusted_key > 5, "{r:?}");
+    assert_eq!(r.last_untrusted, Some(theirs.key_id()));
+    assert_eq!(r.unsigned, 0, "signed, just not by us");
+}
+
+#[test]
+fn a_version_already_held_is_refused_and_one_newer_completes() {
+    let obj = object(3, 6);
+    let signer = key(1);
+    let h = refused(
+        signed_sender(&obj, &signer, VERSION, 1),
+        trusting(32, &signer, Some(VERSION), 32),
+        &obj,
+    );
+    let r = h.receiver(0).refusals().unwrap();
+    assert!(r.old_version > 5 && r.last_old == Some((VERSION, VERSION)), "{r:?}");
+    // The boundary's other side: holding one less, the same push completes.
+    let mut h = harness(&obj, signed_sender(&obj, &signer, VERSION, 1), Network::default());
+    h.add_receiver(trusting(32, &signer, Some(VERSION - 1), 32), Link::default());
+    h.run(Instant::ZERO + Duration::from_secs(30));
+    assert_clean_and_complete(&h, 0);
+}
+
+#[test]
+fn a_replayed_older_push_is_refused() {
+    // Record a whole genuine push of version VERSION, then replay it to a receiver that has
+    // since accepted VERSION + 1.
+    let obj = object(3, 7);
+    let signer = key(1);
+    let mut h = harness(&obj, signed_sender(&obj, &signer, VERSION, 1), Network::default());
+    h.add_receiver(trusting(33, &signer, None, 32), Link::default());
+    let mut recorded = Vec::new();
+    h.run_with(Instant::ZERO + Duration::from_secs(30), &mut |d: &mut Datagram| {
+        if d.from == Node::Sender {
+            recorded.push(d.data.clone());
+        }
+        true
+    });
+    assert_clean_and_complete(&h, 0);
+    let mut rx = trusting(34, &signer, Some(VERSION + 1), 32);
+    let from = SocketAddr::from(([198, 18, 0, 1], 7000));
+    for d in &recorded {
+        rx.handle_datagram(Instant::ZERO, from, d);
+    }
+    assert_eq!(rx.session_id(), None);
+    assert!(rx.poll_event().is_none(), "nothing to write");
+    let r = rx.refusals().unwrap();
+    assert!(r.old_version > 0 && r.last_old == Some((VERSION, VERSION + 1)), "{r:?}");
+}
