@@ -249,3 +249,76 @@ fn a_replayed_older_push_is_refused() {
     let r = rx.refusals().unwrap();
     assert!(r.old_version > 0 && r.last_old == Some((VERSION, VERSION + 1)), "{r:?}");
 }
+
+/// The namespace script: keys A and B; two receivers trust A, one trusts B; a push signed with
+/// A at version 5; then the same version again to a receiver that now holds it.
+const NS_SCRIPT: &str = r#"
+set -u
+ip link set lo up; ip link set lo multicast on; ip route add 239.0.0.0/8 dev lo
+G=239.255.44.1:7200
+"$SEND" --gen-sign-key a.key > a.pub 2> gen.log
+"$SEND" --gen-sign-key b.key > b.pub 2>> gen.log
+"$SEND" --print-public-key --sign-key a.key > a.pub.again 2>> gen.log
+mkdir out1 out2 out3
+for r in 1 2; do
+  "$RECV" --group $G --interface 127.0.0.1 --output out$r --once --timeout 60s \
+      --trust a.pub --ready-file ready$r > recv$r.json 2> recv$r.log & eval pid$r=$!
+done
+"$RECV" --group $G --interface 127.0.0.1 --output out3 --once --timeout 8s \
+    --trust "$(cat b.pub)" --ready-file ready3 > recv3.json 2> recv3.log & pid3=$!
+for _ in $(seq 100); do [ -e ready1 ] && [ -e ready2 ] && [ -e ready3 ] && break; sleep 0.1; done
+"$SEND" src.bin --group $G --interface 127.0.0.1 --rate 200M --receivers 2 --timeout 30s \
+    --sign-key a.key --sign-version 5 --json > send.json 2> send.log; echo $? > send.rc
+for r in 1 2 3; do eval wait \$pid$r; echo $? > recv$r.rc; done
+# The same version again: out1 holds version 5 now.
+"$RECV" --group $G --interface 127.0.0.1 --output out1 --once --timeout 4s \
+    --trust a.pub --ready-file ready4 > replay.json 2> replay.log & pid4=$!
+for _ in $(seq 100); do [ -e ready4 ] && break; sleep 0.1; done
+"$SEND" src.bin --group $G --interface 127.0.0.1 --rate 200M --timeout 3s \
+    --sign-key a.key --sign-version 5 > /dev/null 2> send2.log
+wait $pid4; echo $? > replay.rc
+"#;
+
+#[test]
+fn real_binaries_push_signed_and_refuse_another_key_and_a_held_version() {
+    #[path = "common/mod.rs"]
+    mod common;
+    if common::skip_without_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data: Vec<u8> =
+        (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    std::fs::write(d.join("src.bin"), &data).unwrap();
+    let status = std::process::Command::new("timeout")
+        .args(["-k", "5", "120", "unshare", "-rn", "bash", "-c", NS_SCRIPT])
+        .current_dir(d)
+        .env("RECV", env!("CARGO_BIN_EXE_mcast-recv"))
+        .env("SEND", env!("CARGO_BIN_EXE_mcast-send"))
+        .status()
+        .unwrap();
+    let read = |f: &str| common::read_text(&d.join(f));
+    for f in ["gen.log", "send.log", "recv1.log", "recv3.log", "replay.log", "send2.log"] {
+        println!("--- {f}:\n{}", read(f));
+    }
+    assert!(status.success(), "namespace script failed: {status}");
+    assert_eq!(read("a.pub"), read("a.pub.again"), "the printed public key is the key's");
+    assert_eq!(read("send.rc").trim(), "0", "both trusting receivers confirmed");
+    for r in 1..=2 {
+        assert_eq!(read(&format!("recv{r}.rc")).trim(), "0");
+        let got = std::fs::read(d.join(format!("out{r}/src.bin"))).unwrap();
+        assert!(got == data, "out{r}/src.bin differs from the source");
+        let state = read(&format!(".out{r}.mcast-versions"));
+        assert!(state.trim().ends_with(" 5"), "version 5 recorded: {state}");
+    }
+    // Trusting another key: nothing placed, exit 3 (timeout), and it says why.
+    assert_eq!(read("recv3.rc").trim(), "3");
+    assert!(std::fs::read_dir(d.join("out3")).unwrap().next().is_none(), "out3 stays empty");
+    assert!(read("recv3.log").contains("untrusted key"), "{}", read("recv3.log"));
+    // The held version again: refused, with the reason.
+    assert_eq!(read("replay.rc").trim(), "3");
+    assert!(read("replay.log").contains("not newer than version 5"), "{}", read("replay.log"));
+    let send: serde_json::Value = serde_json::from_str(&read("send.json")).unwrap();
+    assert!(send["hash_seconds"].as_f64().unwrap() > 0.0, "hashed before sending");
+}

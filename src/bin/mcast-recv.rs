@@ -6,6 +6,7 @@ use mcast::cli;
 use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
 use mcast::net::{group_scope_warning, parse_group, SocketOptions};
+use mcast::proto::receiver::TrustConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,6 +88,15 @@ struct Args {
     /// Before placing the file, read it back and check every block against the verified hashes.
     #[arg(long)]
     verify_readback: bool,
+    /// Signed mode: accept only pushes signed by this ed25519 public key (a file, or the key as
+    /// 64 hex digits or base64; repeat for several keys). Unsigned pushes, other keys' and a
+    /// version not newer than the one already held for this --output are refused, and the
+    /// receiver keeps waiting.
+    #[arg(long, value_name = "PUBKEY")]
+    trust: Vec<String>,
+    /// Signed mode: also accept a version not newer than the one already held (a rollback).
+    #[arg(long, requires = "trust")]
+    allow_downgrade: bool,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -134,11 +144,18 @@ fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
     }
+    let keys = args.trust.iter().map(|t| mcast::net::signing::parse_trusted(t));
+    let keys = keys.collect::<Result<Vec<_>, _>>().map_err(|e| cli::UsageError(e.to_string()))?;
+    let trust = (!keys.is_empty()).then(|| TrustConfig {
+        keys,
+        held: Default::default(),
+        allow_downgrade: args.allow_downgrade,
+    });
     let rt = cli::runtime().context("starting the runtime")?;
-    rt.block_on(receive(args))
+    rt.block_on(receive(args, trust))
 }
 
-async fn receive(args: Args) -> anyhow::Result<i32> {
+async fn receive(args: Args, trust: Option<TrustConfig>) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
     let mut cfg = RecvConfig::new(args.group, &args.output);
     cfg.replace = args.replace;
@@ -150,6 +167,7 @@ async fn receive(args: Args) -> anyhow::Result<i32> {
     cfg.workers = args.workers;
     cfg.verify_readback = args.verify_readback;
     cfg.receiver.max_pending_blocks = args.max_pending_blocks.max(1);
+    cfg.receiver.trust = trust;
     let opts =
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)

@@ -15,6 +15,7 @@ use crate::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions
 use crate::proto::layout::Layout;
 use crate::proto::manifest::Manifest;
 use crate::proto::sender::{BlockRequest, Event, PreparedBlock, Sender, SenderConfig};
+use crate::proto::sign::Signer;
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::ReportStatus;
 
@@ -56,6 +57,20 @@ pub struct SendConfig {
     pub workers: usize,
     /// The loop's own settings.
     pub driver: DriverConfig,
+    /// Signed mode: the key and the push's version (every block is hashed before the first
+    /// datagram).
+    pub signing: Option<SignSettings>,
+}
+
+/// Signed mode's settings of a push.
+#[derive(Debug, Clone)]
+pub struct SignSettings {
+    /// The secret key.
+    pub signer: Arc<Signer>,
+    /// The push's version (receivers refuse one not newer than what they hold).
+    pub version: u64,
+    /// Threads hashing the source before the push.
+    pub hash_threads: usize,
 }
 
 impl SendConfig {
@@ -81,6 +96,7 @@ impl SendConfig {
             progress: false,
             workers: 1,
             driver: DriverConfig::default(),
+            signing: None,
         }
     }
 }
@@ -236,7 +252,25 @@ pub async fn run(
         fmt_rate(cfg.sender.rate_bps as f64)
     );
     let clock = Clock::new();
-    let sender = Sender::new(cfg.sender.clone(), &manifest, clock.now())?;
+    let mut hash_seconds = 0.0;
+    let sender = match &cfg.signing {
+        None => Sender::new(cfg.sender.clone(), &manifest, clock.now())?,
+        Some(sign) => {
+            let t = std::time::Instant::now();
+            let hashes = crate::net::signing::hash_blocks(&*source, &layout, sign.hash_threads)?;
+            hash_seconds = t.elapsed().as_secs_f64();
+            tracing::info!(
+                "hashed {} blocks in {hash_seconds:.2} s on {} threads; signing version {} \
+                 with key {}",
+                hashes.len(),
+                sign.hash_threads,
+                sign.version,
+                crate::proto::sign::hex_id(&sign.signer.key_id())
+            );
+            let cfg = cfg.sender.clone();
+            Sender::new_signed(cfg, &manifest, hashes, &sign.signer, sign.version, clock.now())?
+        }
+    };
     let src = Arc::clone(&source);
     // Read, hash and encode: the block's hash goes into the hash list as the pass goes.
     let mut workers = Workers::new(cfg.workers, "mcast-prep", move |req: BlockRequest| {
@@ -272,8 +306,9 @@ pub async fn run(
     drop(role.progress.take());
     let mut report = report(&role.sender, cfg, &manifest, exit);
     report.seconds = wall.elapsed().as_secs_f64();
-    // Nothing is hashed ahead of sending any more (blocks are hashed on the prepare workers).
-    report.hash_seconds = 0.0;
+    // Unsigned, nothing is hashed ahead of sending (blocks are hashed on the prepare workers);
+    // signed, every block is, before the first datagram.
+    report.hash_seconds = hash_seconds;
     report.goodput_mbps = report.payload_bytes_sent as f64 * 8.0 / report.seconds / 1e6;
     report.io = sock.stats();
     report.gso_segments = sock.max_segments();

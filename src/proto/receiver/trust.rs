@@ -94,7 +94,7 @@ impl Refusals {
         if self.old_version > 0 {
             let (v, held) = self.last_old.unwrap_or_default();
             parts.push(format!(
-                "{} pushes of version {v}, not newer than version {held} already held \
+                "{} signatures of version {v}, not newer than version {held} already held \
                  (--allow-downgrade accepts them)",
                 self.old_version
             ));
