@@ -123,9 +123,12 @@ pub(super) struct Session {
     pub(super) outbox: VecDeque<Packet<'static>>,
     /// A probe to echo: its send time and when it arrived.
     echo: Option<(u64, Instant)>,
-    /// A signed push (see `trust`): the hash list comes before the payload, and no payload
-    /// block is handed out before the list verified (they wait with `awaiting_manifest`).
+    /// Locked onto through the trust gate (see `trust`): no payload block is handed out
+    /// before the signed hash list verified (they wait with `awaiting_manifest`).
     pub(super) signed: bool,
+    /// The sender signs (a trusted session, or a Signature heard): its hash list comes before
+    /// the payload in a pass.
+    pub(super) hashes_first: bool,
 }
 
 impl Session {
@@ -156,6 +159,7 @@ impl Session {
             outbox: VecDeque::new(),
             echo: None,
             signed: false,
+            hashes_first: false,
         }
     }
 
@@ -236,7 +240,7 @@ impl Session {
             Packet::ReportAck(ack) if from_sender => self.on_report_ack(cx, &ack),
             Packet::Squelch(q) if from_sender => self.on_squelch(cx, now, &q),
             Packet::Nak(list) => self.on_cover(cx, now, &list),
-            Packet::Signature(_) if from_sender => self.signed = true,
+            Packet::Signature(_) if from_sender => self.hashes_first = true,
             Packet::Echo(_) | Packet::Report(_) => {} // other receivers' feedback
             _ => cx.stats.dropped_foreign += 1,
         }
@@ -271,7 +275,7 @@ impl Session {
         for (id, o) in self.objects.iter_mut() {
             if id == d.object {
                 grew |= o.advance(d.block);
-            } else if trust::sent_before(self.signed, id, d.object) {
+            } else if trust::sent_before(self.hashes_first, id, d.object) {
                 grew |= o.advance(u32::MAX);
             }
         }

@@ -282,6 +282,7 @@ impl Session {
     pub(super) fn new_signed(now: Instant, header: &Header, a: Announce, node: u32) -> Self {
         let mut s = Session::new(now, header, a, node);
         s.signed = true;
+        s.hashes_first = true;
         s
     }
 }
