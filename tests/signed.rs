@@ -261,7 +261,7 @@ G=239.255.44.1:7200
 "$SEND" --print-public-key --sign-key a.key > a.pub.again 2>> gen.log
 mkdir out1 out2 out3
 for r in 1 2; do
-  "$RECV" --group $G --interface 127.0.0.1 --output out$r --once --timeout 60s \
+  "$RECV" --group $G --interface 127.0.0.1 --output out$r --once --timeout 60s --json \
       --trust a.pub --ready-file ready$r > recv$r.json 2> recv$r.log & eval pid$r=$!
 done
 "$RECV" --group $G --interface 127.0.0.1 --output out3 --once --timeout 8s \
@@ -271,7 +271,7 @@ for _ in $(seq 100); do [ -e ready1 ] && [ -e ready2 ] && [ -e ready3 ] && break
     --sign-key a.key --sign-version 5 --json > send.json 2> send.log; echo $? > send.rc
 for r in 1 2 3; do eval wait \$pid$r; echo $? > recv$r.rc; done
 # The same version again: out1 holds version 5 now.
-"$RECV" --group $G --interface 127.0.0.1 --output out1 --once --timeout 4s \
+"$RECV" --group $G --interface 127.0.0.1 --output out1 --once --timeout 4s --json \
     --trust a.pub --ready-file ready4 > replay.json 2> replay.log & pid4=$!
 for _ in $(seq 100); do [ -e ready4 ] && break; sleep 0.1; done
 "$SEND" src.bin --group $G --interface 127.0.0.1 --rate 200M --timeout 3s \
@@ -321,4 +321,15 @@ fn real_binaries_push_signed_and_refuse_another_key_and_a_held_version() {
     assert!(read("replay.log").contains("not newer than version 5"), "{}", read("replay.log"));
     let send: serde_json::Value = serde_json::from_str(&read("send.json")).unwrap();
     assert!(send["hash_seconds"].as_f64().unwrap() > 0.0, "hashed before sending");
+    assert_eq!(send["signed"]["version"], 5);
+    let key_id = send["signed"]["key_id"].as_str().unwrap().to_string();
+    assert!(read("recv3.log").contains(&key_id), "names the key it refused");
+    let recv: serde_json::Value = serde_json::from_str(&read("recv1.json")).unwrap();
+    assert_eq!(
+        (recv["signed"]["key_id"].as_str(), &recv["signed"]["version"]),
+        (Some(&*key_id), &5.into())
+    );
+    assert_eq!(recv["refused"], "");
+    let replay: serde_json::Value = serde_json::from_str(&read("replay.json")).unwrap();
+    assert!(replay["refused"].as_str().unwrap().contains("not newer"), "{replay}");
 }

@@ -404,5 +404,10 @@ pub async fn run(
         io: sock.stats(),
         loop_cpu_seconds: (thread_cpu_seconds() - cpu_at_start).max(0.0),
         stats,
+        signed: role
+            .receiver
+            .accepted()
+            .map(|a| crate::net::signing::SignedEntry::new(&a.key_id, a.version)),
+        refused: role.receiver.refusals().map(|r| r.summary()),
     })
 }

@@ -75,4 +75,8 @@ pub struct RecvReport {
     pub loop_cpu_seconds: f64,
     /// All receiver counters.
     pub stats: ReceiverStats,
+    /// Signed mode (`--trust`): the key id and version of the push locked onto.
+    pub signed: Option<crate::net::signing::SignedEntry>,
+    /// Signed mode: what was refused and why ("" when nothing was); `None` without `--trust`.
+    pub refused: Option<String>,
 }

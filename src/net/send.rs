@@ -384,6 +384,10 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         io: Default::default(),
         gso_segments: 0,
         loop_cpu_seconds: 0.0,
+        signed: cfg
+            .signing
+            .as_ref()
+            .map(|s| crate::net::signing::SignedEntry::new(&s.signer.key_id(), s.version)),
     }
 }
 

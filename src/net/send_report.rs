@@ -104,4 +104,6 @@ pub struct SendReport {
     /// CPU seconds (user + system) of the send loop's thread from the first datagram on
     /// (source hashing and the encoding workers excluded).
     pub loop_cpu_seconds: f64,
+    /// Signed mode: the key id and version the push was signed with; `None` unsigned.
+    pub signed: Option<crate::net::signing::SignedEntry>,
 }

@@ -50,6 +50,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     move |source| KeyError::Io { path: path.to_path_buf(), source }
 }
 
+/// Signed mode in a report (`"signed"` in `--json`): which key signed, at which version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignedEntry {
+    /// The key id, hex.
+    pub key_id: String,
+    /// The push's version.
+    pub version: u64,
+}
+
+impl SignedEntry {
+    /// The entry for `key_id` and `version`.
+    pub fn new(key_id: &[u8; KEY_ID_LEN], version: u64) -> Self {
+        SignedEntry { key_id: hex_id(key_id), version }
+    }
+}
+
 /// Decode 32 key bytes from hex (64 digits) or base64 (standard alphabet, padded).
 pub fn decode_key(text: &str) -> Option<[u8; KEY_LEN]> {
     let t = text.trim();
