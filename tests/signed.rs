@@ -2,7 +2,9 @@
 //! one that trusts nothing, which ignores the signatures); a forged data symbol (valid CRC) is
 //! never handed out for writing, not even to the staging area, whether the hash list is already
 //! there or still to come; unsigned pushes, another key's and a replayed or equal version are
-//! refused, with the reason counted, and nothing is written.
+//! refused, with the reason counted, and nothing is written. Then the real binaries in a
+//! private namespace (`unshare -rn`): a signed push to `--trust` receivers completes, `--trust`
+//! of another key and a held version complete nothing and say why; bad keys are usage errors.
 
 use mcast::proto::receiver::{Outcome, Receiver, ReceiverConfig, TrustConfig};
 use mcast::proto::sender::{Sender, SenderConfig};
@@ -332,4 +334,23 @@ fn real_binaries_push_signed_and_refuse_another_key_and_a_held_version() {
     assert_eq!(recv["refused"], "");
     let replay: serde_json::Value = serde_json::from_str(&read("replay.json")).unwrap();
     assert!(replay["refused"].as_str().unwrap().contains("not newer"), "{replay}");
+}
+
+#[test]
+fn bad_keys_are_usage_errors_before_any_socket_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let recv = std::process::Command::new(env!("CARGO_BIN_EXE_mcast-recv"))
+        .args(["--group", "239.255.46.1:7400", "--interface", "lo", "--output", out])
+        .args(["--trust", "not-a-key", "--once", "--timeout", "1s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&recv.stderr);
+    assert_eq!(recv.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not an ed25519 key"), "{stderr}");
+    let send = std::process::Command::new(env!("CARGO_BIN_EXE_mcast-send"))
+        .arg("--print-public-key")
+        .output()
+        .unwrap();
+    assert_eq!(send.status.code(), Some(2), "{}", String::from_utf8_lossy(&send.stderr));
 }

@@ -2,7 +2,8 @@
 //! [`Timer`]s; [`Sender::handle_timeout`] fires the due ones, and those that send something
 //! (announce, probe, flush) only mark it [`Due`]. [`Sender::poll_transmit`] then sends due
 //! control datagrams ahead of any data, in a fixed order: report acknowledgements, squelches,
-//! announcements, probes, repair advertisements, flushes. What becomes due as the result of an
+//! announcements (signed: each followed by its signature), probes, repair advertisements,
+//! flushes. What becomes due as the result of an
 //! action rather than of time passing (the announcements and probe at start-up, the flush and
 //! announcement at the end of a pass) is marked due at once and its timer armed for the next
 //! one. A control datagram's contents (GRTT, probe time) are taken when it is sent.
