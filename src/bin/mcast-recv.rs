@@ -8,6 +8,7 @@ use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
 use mcast::net::{group_scope_warning, parse_group, SocketOptions};
 use mcast::proto::receiver::SenderFilter;
+use mcast::proto::receiver::TrustConfig;
 use mcast::proto::sender::parse_node_id;
 use mcast::proto::wire::HostName;
 use std::net::SocketAddr;
@@ -143,6 +144,15 @@ struct Args {
     /// of A-Z a-z 0-9 . - _
     #[arg(long, value_name = "NAME", value_parser = |s: &str| HostName::new(s).map_err(|e| e.to_string()))]
     host_name: Option<HostName>,
+    /// Signed mode: accept only pushes signed by this ed25519 public key (a file, or the key as
+    /// 64 hex digits or base64; repeat for several keys). Unsigned pushes, other keys' and a
+    /// version not newer than the one already held for this --output are refused, and the
+    /// receiver keeps waiting.
+    #[arg(long, value_name = "PUBKEY")]
+    trust: Vec<String>,
+    /// Signed mode: also accept a version not newer than the one already held (a rollback).
+    #[arg(long, requires = "trust")]
+    allow_downgrade: bool,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -202,11 +212,22 @@ fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
     }
+    let keys = args.trust.iter().map(|t| mcast::net::signing::parse_trusted(t));
+    let keys = keys.collect::<Result<Vec<_>, _>>().map_err(|e| cli::UsageError(e.to_string()))?;
+    let trust = (!keys.is_empty()).then(|| TrustConfig {
+        keys,
+        held: Default::default(),
+        allow_downgrade: args.allow_downgrade,
+    });
     let rt = cli::runtime().context("starting the runtime")?;
-    rt.block_on(receive(args, me))
+    rt.block_on(receive(args, me, trust))
 }
 
-async fn receive(args: Args, me: identity::NodeIdentity) -> anyhow::Result<i32> {
+async fn receive(
+    args: Args,
+    me: identity::NodeIdentity,
+    trust: Option<TrustConfig>,
+) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
     let mut cfg = RecvConfig::new(args.group, &args.output);
     cfg.replace = args.replace;
@@ -230,6 +251,7 @@ async fn receive(args: Args, me: identity::NodeIdentity) -> anyhow::Result<i32> 
     cfg.receiver.host = Some(me.host);
     cfg.receiver.sender = args.sender;
     cfg.receiver.max_size = args.max_size;
+    cfg.receiver.trust = trust;
     let opts =
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)

@@ -5,14 +5,16 @@ use clap::Parser;
 use mcast::cli;
 use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::send::{
-    self, RosterLists, SendConfig, SendReport, SendStatus, DEFAULT_CACHE_BLOCKS,
+    self, RosterLists, SendConfig, SendReport, SendStatus, SignSettings, DEFAULT_CACHE_BLOCKS,
 };
+use mcast::net::signing;
 use mcast::net::{group_scope_warning, parse_group, parse_rate, SocketOptions};
 use mcast::proto::layout::{MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 use mcast::proto::sender::{Expected, StragglerPolicy};
 use mcast::proto::wire::HostName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 const EXAMPLES: &str = "\
@@ -139,6 +141,21 @@ struct Args {
     /// `mcast-send --gen-key PATH`.
     #[arg(long, value_name = "PATH")]
     gen_key: Option<PathBuf>,
+    /// Signed mode: sign the push with this ed25519 secret key (see --gen-sign-key); every
+    /// block is hashed, on all cores, before the first datagram.
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
+    /// Signed mode: the push's version; receivers refuse one not newer than what they hold
+    /// (default: the wall clock in milliseconds).
+    #[arg(long, value_name = "N", requires = "sign_key")]
+    sign_version: Option<u64>,
+    /// Write a new ed25519 secret key to PATH (mode 0600, never overwritten), print its public
+    /// key for `mcast-recv --trust` and exit (given alone).
+    #[arg(long, value_name = "PATH")]
+    gen_sign_key: Option<PathBuf>,
+    /// Print the public key of --sign-key FILE and exit (given with --sign-key alone).
+    #[arg(long)]
+    print_public_key: bool,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -311,7 +328,47 @@ fn read_expect(path: &std::path::Path) -> Result<Vec<Expected>, cli::UsageError>
     Ok(entries)
 }
 
+/// `--gen-sign-key PATH` or `--print-public-key --sign-key FILE`: key handling, no push.
+#[derive(Parser, Debug)]
+#[command(name = "mcast-send")]
+struct KeyArgs {
+    #[arg(long)]
+    gen_sign_key: Option<PathBuf>,
+    #[arg(long)]
+    print_public_key: bool,
+    #[arg(long)]
+    sign_key: Option<PathBuf>,
+}
+
+/// Runs a key action if the command line asks for one (then its exit code).
+fn key_action() -> Option<i32> {
+    let wanted = std::env::args().any(|a| a == "--gen-sign-key" || a == "--print-public-key");
+    if !wanted {
+        return None;
+    }
+    let args = KeyArgs::parse();
+    cli::init_logging(0);
+    let run = || -> anyhow::Result<i32> {
+        let signer = match (&args.gen_sign_key, &args.sign_key, args.print_public_key) {
+            (Some(path), None, false) => signing::generate_key(path)?,
+            (None, Some(path), true) => signing::load_signer(path)?,
+            _ => {
+                return Err(cli::UsageError(
+                    "use --gen-sign-key PATH, or --print-public-key --sign-key FILE".into(),
+                )
+                .into())
+            }
+        };
+        println!("{}", signing::hex_key(&signer.public_key()));
+        Ok(0)
+    };
+    Some(run().unwrap_or_else(|e| cli::report_error("mcast-send", &e)))
+}
+
 fn main() {
+    if let Some(code) = key_action() {
+        std::process::exit(code);
+    }
     if let Ok(g) = GenKey::try_parse() {
         cli::init_logging(g.verbose);
         let code = gen_key(&g.gen_key).unwrap_or_else(|e| cli::report_error("mcast-send", &e));
@@ -333,6 +390,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     if args.gen_key.is_some() {
         return Err(cli::UsageError("--gen-key PATH is given alone".to_string()).into());
+    }
+    if args.gen_sign_key.is_some() || args.print_public_key {
+        return Err(cli::UsageError("--gen-sign-key and --print-public-key go alone".into()).into());
     }
     cli::check_source(&args.paths[0], &args.paths[1..])?;
     cli::check_interface(&args.interface)?;
@@ -374,6 +434,15 @@ async fn push(args: Args, expect: Option<Vec<Expected>>) -> anyhow::Result<i32> 
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
     let mut cfg = config(&args)?;
     cfg.expect = expect;
+    if let Some(path) = &args.sign_key {
+        let signer = signing::load_signer(path).context("loading the signing key")?;
+        let version = args.sign_version.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.map_or(0, |d| d.as_millis() as u64)
+        });
+        let hash_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cfg.signing = Some(SignSettings { signer: Arc::new(signer), version, hash_threads });
+    }
     let opts = SocketOptions { ttl: args.ttl, ..SocketOptions::default() };
     let mut sock = send::open_socket(args.group, &args.interface, &opts).with_context(|| {
         format!(

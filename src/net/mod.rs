@@ -7,7 +7,7 @@
 //! `recvmmsg`) through quinn-udp and reads the kernel's drop counters. [`driver`] is the loop
 //! (on tokio) that runs any sans-IO endpoint of `crate::proto` over a batch socket; [`send`] and
 //! [`recv`] are the sender's and the receiver's role handlers on it, with their reports in
-//! [`send_report`] and [`recv_report`]; [`identity`] is a receiver's node id and host name; [`source`] opens what a push sends and where it lands. [`io`] holds the clock, the precise wait and the worker
+//! [`send_report`] and [`recv_report`]; [`identity`] is a receiver's node id and host name; [`source`] opens what a push sends and where it lands; [`signing`] signed mode's keys, block hashing and version state. [`io`] holds the clock, the precise wait and the worker
 //! pool. [`keyfile`] writes and reads keyed mode's key files.
 
 pub mod addr;
@@ -21,6 +21,7 @@ pub mod recv;
 pub mod recv_report;
 pub mod send;
 pub mod send_report;
+pub mod signing;
 pub mod socket;
 pub mod source;
 
@@ -47,6 +48,12 @@ pub enum DriverError {
     /// A datagram could not be sealed (keyed mode).
     #[error("sealing a datagram: {0}")]
     Auth(#[from] crate::proto::auth::AuthError),
+    /// Signed mode: a key or the version state file.
+    #[error(transparent)]
+    Signing(#[from] signing::KeyError),
+    /// Signed mode: the signed sender could not be built.
+    #[error(transparent)]
+    SignedSender(#[from] crate::proto::sender::SigningError),
     /// A job on a worker thread panicked (a bug); its result will never come.
     #[error("a worker thread panicked (a bug in mcast; see the log above)")]
     WorkerPanicked,

@@ -399,9 +399,14 @@ pub async fn run(
     let mut workers: Workers<DecodeJob, Decoded> =
         Workers::new(cfg.workers, "mcast-decode", DecodeJob::run)
             .map_err(DriverError::io("spawn workers"))?;
+    let mut receiver_cfg = cfg.receiver.clone();
+    if let Some(trust) = receiver_cfg.trust.as_mut() {
+        // Signed mode: the versions already held for this output (refused unless newer).
+        trust.held = crate::net::signing::load_held(&cfg.output)?;
+    }
     let mut role = RecvRole {
         cfg,
-        receiver: Receiver::new(cfg.receiver.clone()),
+        receiver: Receiver::new(receiver_cfg),
         wall,
         drop_rng: ChaCha8Rng::seed_from_u64(cfg.drop_seed),
         dropped_on_purpose: 0,
@@ -480,6 +485,17 @@ pub async fn run(
         );
     }
     let placed_ok = matches!(status, RecvStatus::Complete | RecvStatus::Unacknowledged);
+    if let Some(a) = role.receiver.accepted().filter(|_| placed_ok) {
+        crate::net::signing::record_held(&cfg.output, a.key_id, a.version)?;
+    }
+    if let Some(r) =
+        role.receiver.refusals().filter(|r| r.any() && role.receiver.session_id().is_none())
+    {
+        // Signed mode and nothing trusted came: say why.
+        let why = r.summary();
+        tracing::warn!("no trusted push: {why}");
+        role.placed.error.get_or_insert(format!("no trusted push: {why}"));
+    }
     // One reading of the clock, so that first datagram + transfer never exceeds the total.
     let seconds = wall.elapsed().as_secs_f64();
     Ok(RecvReport {
@@ -516,5 +532,10 @@ pub async fn run(
         loop_cpu_seconds: (thread_cpu_seconds() - cpu_at_start).max(0.0),
         auth: *auth.counters(),
         stats,
+        signed: role
+            .receiver
+            .accepted()
+            .map(|a| crate::net::signing::SignedEntry::new(&a.key_id, a.version)),
+        refused: role.receiver.refusals().map(|r| r.summary()),
     })
 }

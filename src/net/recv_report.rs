@@ -90,4 +90,8 @@ pub struct RecvReport {
     pub auth: AuthCounters,
     /// All receiver counters.
     pub stats: ReceiverStats,
+    /// Signed mode (`--trust`): the key id and version of the push locked onto.
+    pub signed: Option<crate::net::signing::SignedEntry>,
+    /// Signed mode: what was refused and why ("" when nothing was); `None` without `--trust`.
+    pub refused: Option<String>,
 }

@@ -21,6 +21,7 @@ use crate::proto::manifest::Manifest;
 use crate::proto::sender::{
     BlockRequest, Event, Expected, NodeOutcome, PreparedBlock, Sender, SenderConfig,
 };
+use crate::proto::sign::Signer;
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::{AbortReason, ReportStatus};
 
@@ -73,6 +74,20 @@ pub struct SendConfig {
     pub driver: DriverConfig,
     /// Keyed mode: seal every datagram, accept only sealed feedback (`None`: open mode).
     pub key: Option<KeyConfig>,
+    /// Signed mode: the key and the push's version (every block is hashed before the first
+    /// datagram).
+    pub signing: Option<SignSettings>,
+}
+
+/// Signed mode's settings of a push.
+#[derive(Debug, Clone)]
+pub struct SignSettings {
+    /// The secret key.
+    pub signer: Arc<Signer>,
+    /// The push's version (receivers refuse one not newer than what they hold).
+    pub version: u64,
+    /// Threads hashing the source before the push.
+    pub hash_threads: usize,
 }
 
 impl SendConfig {
@@ -100,6 +115,7 @@ impl SendConfig {
             workers: 1,
             driver: DriverConfig::default(),
             key: None,
+            signing: None,
         }
     }
 }
@@ -262,7 +278,25 @@ pub async fn run(
         fmt_rate(cfg.sender.rate_bps as f64)
     );
     let clock = Clock::new();
-    let mut sender = Sender::new(cfg.sender.clone(), &manifest, clock.now())?;
+    let mut hash_seconds = 0.0;
+    let mut sender = match &cfg.signing {
+        None => Sender::new(cfg.sender.clone(), &manifest, clock.now())?,
+        Some(sign) => {
+            let t = std::time::Instant::now();
+            let hashes = crate::net::signing::hash_blocks(&*source, &layout, sign.hash_threads)?;
+            hash_seconds = t.elapsed().as_secs_f64();
+            tracing::info!(
+                "hashed {} blocks in {hash_seconds:.2} s on {} threads; signing version {} \
+                 with key {}",
+                hashes.len(),
+                sign.hash_threads,
+                sign.version,
+                crate::proto::sign::hex_id(&sign.signer.key_id())
+            );
+            let cfg = cfg.sender.clone();
+            Sender::new_signed(cfg, &manifest, hashes, &sign.signer, sign.version, clock.now())?
+        }
+    };
     if let Some(list) = &cfg.expect {
         sender.expect(list.clone());
     }
@@ -320,8 +354,9 @@ pub async fn run(
     let loop_cpu_seconds = (thread_cpu_seconds() - cpu_at_start).max(0.0);
     let mut report = report(&role.sender, cfg, &manifest, exit);
     report.seconds = wall.elapsed().as_secs_f64();
-    // Nothing is hashed ahead of sending any more (blocks are hashed on the prepare workers).
-    report.hash_seconds = 0.0;
+    // Unsigned, nothing is hashed ahead of sending (blocks are hashed on the prepare workers);
+    // signed, every block is, before the first datagram.
+    report.hash_seconds = hash_seconds;
     report.goodput_mbps = report.payload_bytes_sent as f64 * 8.0 / report.seconds / 1e6;
     report.io = sock.stats();
     report.gso_segments = sock.max_segments();
@@ -414,6 +449,10 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         loop_cpu_seconds: 0.0,
         auth: Default::default(),
         auth_error: None,
+        signed: cfg
+            .signing
+            .as_ref()
+            .map(|s| crate::net::signing::SignedEntry::new(&s.signer.key_id(), s.version)),
     }
 }
 

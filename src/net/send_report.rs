@@ -119,6 +119,8 @@ pub struct SendReport {
     pub auth: AuthCounters,
     /// No receiver reported and every datagram heard was refused: why (e.g. a wrong key).
     pub auth_error: Option<String>,
+    /// Signed mode: the key id and version the push was signed with; `None` unsigned.
+    pub signed: Option<crate::net::signing::SignedEntry>,
 }
 
 /// A receiver by name and id.

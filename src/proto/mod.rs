@@ -6,8 +6,9 @@
 //! [`wire::Objects`]); [`layout`] the object → block → symbol arithmetic; [`fec`] RaptorQ per
 //! block; [`manifest`] what is sent; [`time`] the virtual clock and [`timer`] the timer table
 //! every role keeps its deadlines in; [`sender`] and [`receiver`] the two state machines;
-//! [`stats`] their counters; [`auth`] keyed mode (sealing, opening, replay windows).
-//! [`Dest`] and [`Transmit`] say where a polled datagram goes.
+//! [`stats`] their counters; [`auth`] keyed mode (sealing, opening, replay windows); [`sign`]
+//! signed mode's messages, keys and verification. [`Dest`] and [`Transmit`] say where a
+//! polled datagram goes.
 
 pub mod auth;
 pub mod fec;
@@ -15,6 +16,7 @@ pub mod layout;
 pub mod manifest;
 pub mod receiver;
 pub mod sender;
+pub mod sign;
 pub mod stats;
 pub mod time;
 pub mod timer;

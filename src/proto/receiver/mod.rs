@@ -50,6 +50,7 @@ mod report;
 mod resume;
 pub mod seq;
 mod session;
+mod trust;
 mod verify;
 
 pub use backoff::backoff;
@@ -58,6 +59,7 @@ pub use hello::{default_host_name, HELLO_INTERVAL_MAX, HELLO_INTERVAL_MIN, HELLO
 pub use nak::{COVER_MARGIN, MAX_HEARD_TX};
 pub use object::ObjectState;
 pub use session::{Timer, MAX_GRTT};
+pub use trust::{Accepted, Refusals, TrustConfig};
 
 use crate::proto::fec::{BlockSymbols, Inserted};
 use crate::proto::manifest::{HashList, Manifest};
@@ -106,6 +108,8 @@ pub struct ReceiverConfig {
     /// Refuse a payload larger than this many bytes (`--max-size`) before anything is sized
     /// by it; else only the layout's bound applies.
     pub max_size: Option<u64>,
+    /// Signed mode: lock only onto pushes signed by one of these keys (see `trust`).
+    pub trust: Option<TrustConfig>,
 }
 
 impl Default for ReceiverConfig {
@@ -125,6 +129,7 @@ impl Default for ReceiverConfig {
             host: None,
             sender: None,
             max_size: None,
+            trust: None,
         }
     }
 }
@@ -235,6 +240,8 @@ pub struct Receiver {
     refused: VecDeque<(SocketAddr, session::Identity)>,
     /// `max_size` refusal logged once.
     warned_size: bool,
+    /// With `trust`: what stands between an announcement and locking onto it.
+    gate: Option<trust::Gate>,
     last_now: Instant,
     stats: ReceiverStats,
     watch: abort::Watch,
@@ -249,6 +256,7 @@ impl Receiver {
             candidates: Vec::new(),
             refused: VecDeque::new(),
             warned_size: false,
+            gate: cfg.trust.clone().map(trust::Gate::new),
             last_now: Instant::ZERO,
             stats: ReceiverStats::default(),
             watch: abort::Watch::default(),
@@ -269,6 +277,16 @@ impl Receiver {
     /// The session locked onto, if any.
     pub fn session_id(&self) -> Option<u32> {
         self.session.as_ref().map(Session::id)
+    }
+
+    /// With `trust`: the pushes refused so far, and why.
+    pub fn refusals(&self) -> Option<&Refusals> {
+        self.gate.as_ref().map(|g| &g.refusals)
+    }
+
+    /// With `trust`: the signed push locked onto (its key and version), once verified.
+    pub fn accepted(&self) -> Option<&Accepted> {
+        self.gate.as_ref()?.accepted.as_ref()
     }
 
     /// The send rate the sender announced last (bits per second), once locked onto a session.
@@ -313,8 +331,10 @@ impl Receiver {
             return;
         }
         self.watch_heard(now, from, &header);
+        let gated = self.gate.is_some();
         match self.enter(now) {
             Some((s, mut cx)) => s.on_packet(&mut cx, now, from, header, packet),
+            None if gated => self.on_unlocked_gated(now, from, header, packet),
             None => self.on_unlocked(now, from, header, packet),
         }
     }

@@ -12,7 +12,7 @@
 use super::seq::{max_gap, Seq, SeqTrack};
 use super::*;
 use crate::proto::timer::{TimerKind, TimerTable};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// The receiver's deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +152,15 @@ pub(super) struct Session {
     pub(super) echo: Option<(u64, Instant)>,
     /// The Hello join and the sender's welcome (`hello`).
     pub(super) hello: super::hello::HelloState,
+    /// Locked onto through the trust gate (see `trust`): no payload block is handed out
+    /// before the signed hash list verified (they wait in `signed_held`).
+    pub(super) signed: bool,
+    /// The sender signs (a trusted session, or a Signature heard): its hash list comes before
+    /// the payload in a pass.
+    pub(super) hashes_first: bool,
+    /// Signed: decoded payload blocks, with their hashes, waiting for the signed hash list;
+    /// bounded by `max_pending_blocks`.
+    pub(super) signed_held: BTreeMap<u32, (Vec<u8>, [u8; 32])>,
 }
 
 impl Session {
@@ -194,6 +203,9 @@ impl Session {
             outbox: VecDeque::new(),
             echo: None,
             hello: super::hello::HelloState::new(),
+            signed: false,
+            hashes_first: false,
+            signed_held: BTreeMap::new(),
         }
     }
 
@@ -331,6 +343,7 @@ impl Session {
             Packet::Squelch(q) if from_sender => self.on_squelch(cx, now, &q),
             Packet::Nak(list) => self.on_cover(cx, now, &list),
             Packet::Hello(h) if from_sender => self.on_hello(cx, &h),
+            Packet::Signature(_) if from_sender => self.hashes_first = true,
             Packet::Echo(_) | Packet::Report(_) | Packet::Hello(_) => {} // other receivers' feedback
             _ => cx.stats.dropped_foreign += 1,
         }
@@ -376,7 +389,7 @@ impl Session {
         for (id, o) in self.objects.iter_mut() {
             if id == d.object {
                 grew |= o.advance(d.block);
-            } else if id < d.object {
+            } else if trust::sent_before(self.hashes_first, id, d.object) {
                 grew |= o.advance(u32::MAX);
             }
         }

@@ -66,12 +66,18 @@ impl Session {
                 self.hash_list_bytes = Vec::new();
                 let payload = &mut self.objects[ObjectId::Payload];
                 for (&b, hash) in &self.written {
-                    if payload.is_done(b) && list.get(b) != Some(hash) {
+                    let held = self.signed_held.contains_key(&b); // handed out below
+                    if payload.is_done(b) && !held && list.get(b) != Some(hash) {
                         cx.stats.hash_failures += 1;
                         payload.reset(b);
                     }
                 }
                 self.hash_list = Some(list);
+                // Signed: the blocks held for the list go out now, each checked as it goes.
+                for (b, (data, hash)) in std::mem::take(&mut self.signed_held) {
+                    self.objects[ObjectId::Payload].reset(b);
+                    self.accept_block(cx, now, b, data, hash);
+                }
                 self.update_nak_timer(cx, now);
                 self.check_complete();
             }
@@ -144,6 +150,19 @@ impl Session {
     ) {
         let o = &mut self.objects[ObjectId::Payload];
         let Some(offset) = o.layout.block_offset(block) else { return };
+        if self.signed && self.hash_list.is_none() {
+            // Signed: held in memory until the signed hash list verified (bounded; a block
+            // dropped here is fetched again). Nothing unverified is ever written.
+            if self.signed_held.len() < cx.cfg.max_pending_blocks {
+                o.set_done(block);
+                self.signed_held.insert(block, (data, hash));
+            } else {
+                cx.stats.dropped_memory += 1;
+                o.reset(block);
+                self.update_nak_timer(cx, now);
+            }
+            return;
+        }
         if self.hash_list.as_ref().is_some_and(|l| l.get(block) != Some(&hash)) {
             cx.stats.hash_failures += 1;
             o.reset(block);

@@ -2,7 +2,8 @@
 //! [`Timer`]s; [`Sender::handle_timeout`] fires the due ones, and those that send something
 //! (announce, probe, flush) only mark it [`Due`]. [`Sender::poll_transmit`] then sends due
 //! control datagrams ahead of any data, in a fixed order: report acknowledgements, Hello
-//! welcomes, squelches, announcements, probes, repair advertisements, flushes. What becomes due as the result of an
+//! welcomes, squelches, announcements (signed: each followed by its signature), probes, repair
+//! advertisements, flushes. What becomes due as the result of an
 //! action rather than of time passing (the announcements and probe at start-up, the flush and
 //! announcement at the end of a pass) is marked due at once and its timer armed for the next
 //! one. A control datagram's contents (GRTT, probe time) are taken when it is sent.
@@ -187,6 +188,7 @@ impl Sender {
             || self.roster.welcome_due()
             || self.squelch_due()
             || self.due.announces > 0
+            || self.signature_due()
             || self.due.probe
             || self.due.flush
             || self.repairs.has_adverts()
@@ -253,8 +255,12 @@ impl Sender {
                 nodes: Vec::new(),
             }));
         }
+        if let Some(signature) = self.next_signature() {
+            return Some(signature); // right after its announcement
+        }
         if self.due.announces > 0 {
             self.due.announces -= 1;
+            self.announce_sent();
             return Some(Packet::Announce(Announce { grtt_us: self.grtt_us(), ..self.announce }));
         }
         if self.due.probe {

@@ -57,6 +57,7 @@ mod parity;
 mod repair;
 mod roster;
 mod schedule;
+mod signing;
 
 pub use budget::RepairBudget;
 pub use config::SenderConfig;
@@ -68,6 +69,7 @@ pub use pacer::{DataShare, Pacer};
 pub use parity::{proactive_symbols, short_probability, ParityBias};
 pub use repair::{BlockKey, Repairs};
 pub use roster::{parse_node_id, Expected, NodeOutcome, Roster, RosterEntry, Tally, MAX_ROSTER};
+pub use signing::SigningError;
 
 use crate::proto::fec::{BlockEncoder, FecError};
 use crate::proto::layout::Layout;
@@ -259,6 +261,8 @@ pub struct Sender {
     stats: SenderStats,
     /// Stopping early ([`Sender::abort`]): the Aborts still to send.
     aborting: Option<Aborting>,
+    /// Signed mode ([`Sender::new_signed`]): the signature sent after each announcement.
+    signing: Option<signing::Signing>,
 }
 
 impl Sender {
@@ -341,6 +345,7 @@ impl Sender {
             last_now: now,
             stats: SenderStats::default(),
             aborting: None,
+            signing: None,
             cfg,
         };
         if layout.block_count() == 0 {

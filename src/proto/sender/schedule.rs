@@ -173,7 +173,7 @@ impl Sender {
             let layout = *self.layout_of(cur.object);
             let Some(k) = layout.source_symbols(cur.block) else {
                 // Past the end of this object.
-                self.cursor = match cur.object.next() {
+                self.cursor = match self.next_object(cur.object) {
                     Some(next) => {
                         if next == ObjectId::Hashes && self.hash_list_root.is_none() {
                             // Every block of the pass has been prepared, hence hashed. Its

@@ -14,10 +14,12 @@ mod cursor;
 mod hello;
 mod objects;
 mod packets;
+mod signature;
 
 pub use hello::{reason_text, Hello, HostName, MAX_HOST_NAME, MAX_REASON};
 pub use objects::{ObjectId, Objects};
 pub use packets::*;
+pub use signature::{Signature, SIGNATURE_BODY_LEN};
 
 use cursor::{Reader, Writer};
 use thiserror::Error;

@@ -4,6 +4,7 @@
 
 use super::cursor::{Reader, Writer};
 use super::hello::{emit_hello, emit_reason, parse_hello, parse_reason, Hello};
+use super::signature::{emit_signature, parse_signature, Signature};
 use super::{ObjectId, WireError};
 use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
@@ -62,6 +63,8 @@ pub enum PacketType {
     Abort = 12,
     /// [`Hello`]
     Hello = 13,
+    /// [`Signature`] (signed mode)
+    Signature = 11,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -292,6 +295,8 @@ pub enum Packet<'a> {
     Abort(Abort),
     /// A receiver joins, or the sender welcomes joined receivers.
     Hello(Hello),
+    /// Signed mode: the push's signature.
+    Signature(Signature),
 }
 
 impl Packet<'_> {
@@ -310,6 +315,7 @@ impl Packet<'_> {
             Packet::Squelch(_) => PacketType::Squelch,
             Packet::Abort(_) => PacketType::Abort,
             Packet::Hello(_) => PacketType::Hello,
+            Packet::Signature(_) => PacketType::Signature,
         }
     }
 
@@ -377,6 +383,7 @@ impl Packet<'_> {
             }
             12 => Packet::Abort(abort::parse_abort(&mut r)?),
             13 => Packet::Hello(parse_hello(&mut r)?),
+            11 => Packet::Signature(parse_signature(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -451,6 +458,7 @@ impl Packet<'_> {
             }
             Packet::Abort(a) => abort::emit_abort(a, buf),
             Packet::Hello(h) => emit_hello(h, buf),
+            Packet::Signature(s) => emit_signature(s, buf),
         }
     }
 }
