@@ -17,7 +17,7 @@
 
 mod common;
 
-use mcast::proto::receiver::{Event as RxEvent, Outcome, Receiver, ReceiverConfig};
+use mcast::proto::receiver::{Event as RxEvent, Outcome, Receiver, ReceiverConfig, ABORT_CONFIRM};
 use mcast::proto::sender::{Event as TxEvent, Sender, SenderConfig, ABORT_REPEATS, ABORT_SPACING};
 use mcast::proto::time::{Duration, Instant};
 use mcast::proto::wire::{self, AbortReason, Packet};
@@ -399,7 +399,7 @@ fn an_aborting_sender_sends_only_its_aborts_spaced_then_finishes() {
 }
 
 #[test]
-fn the_abort_of_the_locked_sender_ends_a_receive_at_once() {
+fn the_abort_of_the_locked_sender_ends_a_receive_once_the_sender_stays_silent() {
     let obj: Vec<u8> = (0..20_000u32).map(|i| (i * 13) as u8).collect();
     let mut s = sender(&obj);
     let from: SocketAddr = "198.18.0.1:7201".parse().unwrap();
@@ -427,5 +427,9 @@ fn the_abort_of_the_locked_sender_ends_a_receive_at_once() {
     };
     assert_eq!(ended(&mut r), None);
     r.handle_datagram(t, from, &aborts[0]);
+    // Believed once the sender stays silent for ABORT_CONFIRM (a forged one is refuted by the
+    // push going on): the receive ends then, not at its session timeout.
+    assert_eq!(ended(&mut r), None);
+    r.handle_timeout(t + ABORT_CONFIRM);
     assert_eq!(ended(&mut r), Some(Outcome::Failed("the sender stopped: interrupted".into())));
 }

@@ -106,6 +106,12 @@ pub struct ReceiverStats {
     pub squelches_ignored: u64,
     /// Acknowledgements naming this receiver before it sent any report.
     pub acks_ignored: u64,
+    /// Squelches that concerned this receiver but were not yet believed: one counts only
+    /// when it comes again after this receiver's next NAK (a single forged datagram cannot
+    /// end a receive).
+    pub squelches_unconfirmed: u64,
+    /// Aborts from the locked sender refuted by its datagrams that followed (forged).
+    pub aborts_refuted: u64,
 }
 
 impl ReceiverStats {

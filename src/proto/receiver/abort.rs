@@ -2,8 +2,10 @@
 //! [`Abort`] from the locked sender's address, session and node), nobody announced a session
 //! within the idle timeout ([`ReceiverConfig::idle_timeout`]), the locked sender went silent
 //! for the session timeout ([`ReceiverConfig::session_timeout`]), or the driver's storage
-//! failed ([`Receiver::handle_storage_error`]). The first three end at once (nobody would
-//! acknowledge a report); a storage error is reported to the sender, which is still there.
+//! failed ([`Receiver::handle_storage_error`]). The first three end without a report (nobody
+//! would acknowledge it); a storage error is reported to the sender, which is still there. An
+//! Abort is believed only when the sender then stays silent for [`ABORT_CONFIRM`]: anyone can
+//! forge one from the sender's address, but not the silence of a push that goes on.
 //!
 //! [`Watch`] holds the state: when waiting began, where the locked sender's announcement came
 //! from, when it was last heard, and the outcome of an idle receiver (which has no session to
@@ -26,7 +28,14 @@ pub(super) struct Watch {
     event: Option<Event>,
     /// Gave up waiting for a session: nothing more happens.
     ended: bool,
+    /// An Abort from the locked sender, not yet believed: when it came and why. It ends the
+    /// receive [`ABORT_CONFIRM`] later unless the sender is heard again meanwhile (a real
+    /// sender that aborted is silent; a forged Abort is refuted by the push going on).
+    abort: Option<(Instant, String)>,
 }
+
+/// How long after an Abort the locked sender must stay silent for the Abort to be believed.
+pub const ABORT_CONFIRM: Duration = Duration::from_millis(100);
 
 impl Watch {
     /// The event of a receiver that gave up without a session, once.
@@ -65,6 +74,10 @@ impl Receiver {
     pub(super) fn watch_heard(&mut self, now: Instant, from: SocketAddr, header: &Header) {
         if self.is_locked_sender(from, header) {
             self.watch.last_heard = self.watch.last_heard.max(now);
+            if self.watch.abort.take().is_some() {
+                tracing::warn!("ignoring an Abort: the sender is still sending (forged?)");
+                self.stats.aborts_refuted += 1;
+            }
         }
     }
 
@@ -78,6 +91,9 @@ impl Receiver {
                 let idle = self.cfg.idle_timeout?;
                 // Not entered yet: due at once, which starts the clock.
                 Some(self.watch.waiting_since.map_or(self.last_now, |t| t + idle))
+            }
+            Some(_) if self.watch.abort.is_some() => {
+                self.watch.abort.as_ref().map(|(at, _)| *at + ABORT_CONFIRM)
             }
             Some(s) if matches!(s.phase, Phase::Receiving) => {
                 Some(self.watch.last_heard + self.cfg.session_timeout?)
@@ -100,6 +116,10 @@ impl Receiver {
                 self.watch.ended = true;
                 self.watch.event = Some(Event::Finished(Outcome::TimedOut(why)));
             }
+            Some(_) if self.watch.abort.is_some() => {
+                let (_, why) = self.watch.abort.take().expect("checked");
+                self.believe_abort(why);
+            }
             Some(s) => {
                 let silent = now.saturating_duration_since(self.watch.last_heard);
                 let why = format!(
@@ -111,14 +131,23 @@ impl Receiver {
         }
     }
 
-    /// An [`Abort`] sent with `header` from `from`: only the locked sender's counts.
-    pub(super) fn on_abort(&mut self, from: SocketAddr, header: &Header, a: &Abort) {
+    /// An [`Abort`] sent with `header` from `from`: only the locked sender's counts, and only
+    /// once the sender stayed silent for [`ABORT_CONFIRM`] after it (see [`Watch`]).
+    pub(super) fn on_abort(&mut self, now: Instant, from: SocketAddr, header: &Header, a: &Abort) {
         if !self.is_locked_sender(from, header) {
             self.stats.dropped_foreign += 1;
             return;
         }
-        let Some(s) = self.session.as_mut() else { return };
+        if self.session.is_none() || self.watch.abort.is_some() {
+            return; // the first one's confirmation is running
+        }
         let why = format!("the sender stopped: {}", abort_text(a));
+        self.watch.abort = Some((now, why));
+    }
+
+    /// An Abort the sender's silence confirmed: end the session.
+    fn believe_abort(&mut self, why: String) {
+        let Some(s) = self.session.as_mut() else { return };
         match &s.phase {
             Phase::Receiving => s.end_now(Outcome::Failed(why)),
             // Everything is in and being placed: the placing goes on, and its report will go
@@ -270,6 +299,11 @@ mod tests {
         assert_eq!(finished(&mut r), None, "only the locked sender can stop the session");
         assert_eq!(r.stats().dropped_foreign, 3);
         r.handle_datagram(at(2.0), sender_addr(), &datagram(SESSION, SENDER, &interrupted()));
+        // Believed only once the sender stayed silent for ABORT_CONFIRM: just before, not yet.
+        assert!(r.poll_timeout().is_some_and(|t| t <= at(2.0) + ABORT_CONFIRM));
+        r.handle_timeout(at(2.0) + (ABORT_CONFIRM - Duration::from_micros(1)));
+        assert_eq!(finished(&mut r), None);
+        r.handle_timeout(at(2.0) + ABORT_CONFIRM);
         assert_eq!(
             finished(&mut r),
             Some(Outcome::Failed("the sender stopped: interrupted".into()))
@@ -280,6 +314,19 @@ mod tests {
     }
 
     #[test]
+    fn an_abort_forged_from_the_senders_address_is_refuted_by_the_push_going_on() {
+        let mut r = locked(ReceiverConfig::default(), at(1.0));
+        r.handle_datagram(at(2.0), sender_addr(), &datagram(SESSION, SENDER, &interrupted()));
+        // The real sender goes on within the confirmation time: the Abort was not its own.
+        let flush = Packet::Flush(Flush { seq: 1 });
+        let during = at(2.0) + (ABORT_CONFIRM - Duration::from_micros(1));
+        r.handle_datagram(during, sender_addr(), &datagram(SESSION, SENDER, &flush));
+        r.handle_timeout(at(3.0));
+        assert_eq!(finished(&mut r), None);
+        assert_eq!(r.stats().aborts_refuted, 1);
+    }
+
+    #[test]
     fn an_abort_before_any_session_is_foreign_and_its_text_is_made_safe() {
         let mut r = Receiver::new(ReceiverConfig::default());
         r.handle_datagram(at(0.0), sender_addr(), &datagram(SESSION, SENDER, &interrupted()));
@@ -287,6 +334,7 @@ mod tests {
         let mut r = locked(ReceiverConfig::default(), at(0.0));
         let a = Abort::new(AbortReason::SourceError, "read f.bin:\x1b[2J gone");
         r.handle_datagram(at(0.1), sender_addr(), &datagram(SESSION, SENDER, &Packet::Abort(a)));
+        r.handle_timeout(at(0.1) + ABORT_CONFIRM);
         let why = "the sender stopped: source error: read f.bin:\u{fffd}[2J gone";
         assert_eq!(finished(&mut r), Some(Outcome::Failed(why.into())));
     }
@@ -368,6 +416,7 @@ mod tests {
         // A second error changes nothing; the sender stopping ends it with the first reason.
         r.handle_storage_error(at(1.1), "later".into());
         r.handle_datagram(at(1.2), sender_addr(), &datagram(SESSION, SENDER, &interrupted()));
+        r.handle_timeout(at(1.2) + ABORT_CONFIRM);
         assert_eq!(finished(&mut r), Some(Outcome::Failed(why.into())));
         // Without a session there is nobody to tell.
         let mut idle = Receiver::new(ReceiverConfig::default());

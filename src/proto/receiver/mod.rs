@@ -41,6 +41,7 @@
 //! and [`ObjectState`] each object's blocks.
 
 mod abort;
+pub use abort::ABORT_CONFIRM;
 mod backoff;
 mod candidate;
 mod hello;
@@ -324,7 +325,7 @@ impl Receiver {
             return; // our own datagram looped back
         }
         if let Packet::Abort(a) = &packet {
-            return self.on_abort(from, &header, a);
+            return self.on_abort(now, from, &header, a);
         }
         if self.session.is_none() && self.watch.ended() {
             self.stats.dropped_foreign += 1;

@@ -30,7 +30,10 @@ impl Session {
     /// after this receiver NAKed in this session (else it cannot be one); an unavailable one
     /// only for a block the sender has passed and this receiver still lacks (a squelch naming
     /// a block past the end, or one not yet sent, says nothing about this push). The caller
-    /// has checked that it came from the sender's address.
+    /// has checked that it came from the sender's address. Even then one squelch is not
+    /// believed: the receiver goes on (its NAK timer still runs), and gives up only when the
+    /// same squelch comes again after its next NAK, as the sender squelches every NAK it
+    /// declines. A single datagram forged from the sender's address cannot end a receive.
     pub(super) fn on_squelch(&mut self, cx: &mut Ctx, now: Instant, q: &Squelch) {
         if !matches!(self.phase, Phase::Receiving) || !self.locked {
             cx.stats.squelches_ignored += 1;
@@ -54,6 +57,15 @@ impl Session {
                 return;
             }
         };
+        let key = (q.reason, q.block);
+        let confirmed = self
+            .squelch_seen
+            .is_some_and(|(r, b, naks)| (r, b) == key && cx.stats.naks_sent > naks);
+        if !confirmed {
+            cx.stats.squelches_unconfirmed += 1;
+            self.squelch_seen = Some((key.0, key.1, cx.stats.naks_sent));
+            return;
+        }
         cx.stats.squelched += 1;
         self.fail(cx, now, why);
     }

@@ -161,6 +161,9 @@ pub(super) struct Session {
     /// Signed: decoded payload blocks, with their hashes, waiting for the signed hash list;
     /// bounded by `max_pending_blocks`.
     pub(super) signed_held: BTreeMap<u32, (Vec<u8>, [u8; 32])>,
+    /// A squelch that concerned this receiver, not yet believed: its reason, block, and this
+    /// receiver's NAK count when it came (see `report`).
+    pub(super) squelch_seen: Option<(SquelchReason, u32, u64)>,
 }
 
 impl Session {
@@ -206,6 +209,7 @@ impl Session {
             signed: false,
             hashes_first: false,
             signed_held: BTreeMap::new(),
+            squelch_seen: None,
         }
     }
 

@@ -293,11 +293,33 @@ fn a_squelch_for_a_block_not_sent_or_past_the_end_is_ignored_one_passed_is_belie
     r.handle_datagram(t, other(), &datagram(SENDER, &Packet::Squelch(squelch(3))));
     assert_eq!((r.stats().squelched, r.stats().dropped_not_sender), (0, 1));
     r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Squelch(squelch(3))));
+    // Believable, but one squelch is not believed: the same one again before this receiver
+    // NAKed again is not either (a forger can send two); after its next NAK it is.
+    assert_eq!((r.stats().squelched, r.stats().squelches_unconfirmed), (0, 1));
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Squelch(squelch(3))));
+    assert_eq!((r.stats().squelched, r.stats().squelches_unconfirmed), (0, 2));
+    let at = nak_now(&mut r);
+    r.handle_datagram(at, from(), &datagram(SENDER, &Packet::Squelch(squelch(3))));
     assert_eq!(r.stats().squelched, 1);
 }
 
 fn other() -> SocketAddr {
     SocketAddr::from(([198, 18, 9, 9], 7000))
+}
+
+/// Run `r`'s timers until it sends its next NAK; when that was.
+fn nak_now(r: &mut Receiver) -> Instant {
+    let before = r.stats().naks_sent;
+    let mut buf = Vec::new();
+    for _ in 0..1000 {
+        let at = r.poll_timeout().expect("a NAK is due");
+        r.handle_timeout(at);
+        while r.poll_transmit(at, &mut buf).is_some() {}
+        if r.stats().naks_sent > before {
+            return at;
+        }
+    }
+    panic!("no NAK");
 }
 
 #[test]
@@ -324,7 +346,10 @@ fn a_straggler_squelch_counts_only_after_this_receiver_naked() {
     r.handle_datagram(at, from(), &datagram(SENDER, &Packet::Squelch(others)));
     assert_eq!(r.stats().squelched, 0);
     r.handle_datagram(at, from(), &q);
-    assert_eq!(r.stats().squelched, 1);
+    assert_eq!((r.stats().squelched, r.stats().squelches_unconfirmed), (0, 1), "once: not yet");
+    let at = nak_now(&mut r);
+    r.handle_datagram(at, from(), &q);
+    assert_eq!(r.stats().squelched, 1, "again after its next NAK");
     assert!(r.session.as_ref().unwrap().failure.as_deref().unwrap().contains("straggler"));
 }
 
@@ -344,6 +369,8 @@ fn an_acknowledgement_counts_only_after_a_report_was_sent() {
         block: 0,
         nodes: vec![],
     };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Squelch(q.clone())));
+    let t = nak_now(&mut r);
     r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Squelch(q)));
     r.handle_datagram(t, from(), &ack);
     assert_eq!(r.stats().acks_ignored, 2, "reporting, but nothing sent yet");
