@@ -289,7 +289,7 @@ pub async fn run(
     if let Some((reason, text)) = stop {
         tracing::info!("stopping ({}): telling the receivers", reason.describe());
         role.sender.abort(clock.now(), reason, &text);
-        let io = Io { socket: &mut *sock, dest, workers: &mut workers };
+        let io = Io { socket: &mut *sock, dest, workers: &mut workers, auth: &mut auth };
         let never = CancellationToken::new();
         let grace = Some(clock.now() + ABORT_GRACE);
         // Best effort: the push already ended, and its own error (if any) is the one to report.

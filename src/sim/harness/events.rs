@@ -22,6 +22,33 @@ pub(super) struct Flight {
     upstream_lost: bool,
 }
 
+/// An item on the queue, ordered by time and then by the order it was scheduled in.
+pub(super) struct Event {
+    pub(super) at: Instant,
+    seq: u64,
+    item: Item,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Event {}
+
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
 pub(super) enum Item {
     /// A datagram reaches the group.
     Arrive(Flight),
@@ -74,10 +101,9 @@ impl Harness {
 
     pub(super) fn step_inner(&mut self, mut tap: Tap<'_, '_>) -> Option<Instant> {
         self.start(tap.as_deref_mut());
-        let Reverse((at, seq)) = self.heap.pop()?;
+        let Reverse(Event { at, item, .. }) = self.heap.pop()?;
         self.events += 1;
         self.now = self.now.max(at);
-        let Some(item) = self.items.remove(&seq) else { return Some(at) };
         match item {
             Item::Arrive(f) => self.arrive(f, tap.as_deref_mut()),
             Item::Dequeue { to, from, data, source_block } => {
@@ -100,8 +126,7 @@ impl Harness {
 
     pub(super) fn push(&mut self, at: Instant, item: Item) {
         self.seq += 1;
-        self.heap.push(Reverse((at, self.seq)));
-        self.items.insert(self.seq, item);
+        self.heap.push(Reverse(Event { at, seq: self.seq, item }));
     }
 
     /// Send everything node `i` has to send, act on its events, and re-arm its timer.

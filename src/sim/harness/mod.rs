@@ -27,10 +27,10 @@ use crate::proto::receiver::Receiver;
 use crate::proto::sender::Sender;
 use crate::proto::time::{Duration, Instant};
 use crate::proto::Dest;
-use events::Item;
+use events::Event;
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -152,8 +152,8 @@ struct Rx {
 pub struct Harness {
     now: Instant,
     seq: u64,
-    heap: BinaryHeap<Reverse<(Instant, u64)>>,
-    items: HashMap<u64, Item>,
+    /// Scheduled events, earliest first (ties in the order scheduled).
+    heap: BinaryHeap<Reverse<Event>>,
     rng: ChaCha8Rng,
     links: Links,
     net: Network,
@@ -189,7 +189,6 @@ impl Harness {
             now: Instant::ZERO,
             seq: 0,
             heap: BinaryHeap::new(),
-            items: HashMap::new(),
             rng,
             links: Links::new(net.loss.clone(), Vec::new()),
             net,
@@ -288,7 +287,7 @@ impl Harness {
     /// When the next event is due (`None` also before the first run, step or
     /// [`Harness::deliver`]: the nodes start sending on first use, through that call's tap).
     pub fn next_event_at(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        self.heap.peek().map(|Reverse(e)| e.at)
     }
 
     /// Hand `data` to node `to` now, as if it came from `from`, and act on what follows
