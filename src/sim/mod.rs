@@ -80,6 +80,9 @@ pub struct SimConfig {
     pub extra_loss: Vec<(usize, f64)>,
     /// Payload blocks the sender's storage fails to read.
     pub unreadable_blocks: Vec<u32>,
+    /// Step window by window ([`Harness::set_windowed`]): as exact, much faster with many
+    /// receivers.
+    pub windowed: bool,
 }
 
 impl SimConfig {
@@ -107,6 +110,7 @@ impl SimConfig {
             late_join: Vec::new(),
             extra_loss: Vec::new(),
             unreadable_blocks: Vec::new(),
+            windowed: true,
         }
     }
 
@@ -146,6 +150,7 @@ impl SimConfig {
             late_join: Vec::new(),
             extra_loss: Vec::new(),
             unreadable_blocks: Vec::new(),
+            windowed: true,
         }
     }
 }
@@ -244,6 +249,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
     let source = MemSource::new(object).with_unreadable(cfg.unreadable_blocks.clone());
     let mut h = Harness::new(net, sender, source, cfg.fec, rng);
     h.set_event_limit(cfg.event_limit);
+    h.set_windowed(cfg.windowed);
     for i in 0..cfg.receivers {
         let rx = Receiver::new(ReceiverConfig {
             node: 2 + i as u32,

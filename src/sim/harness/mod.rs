@@ -18,6 +18,7 @@
 //! [`Harness::set_unix_base`] plus the virtual time).
 
 mod events;
+mod window;
 
 use super::consume::{Decoder, FecModel, MemSink};
 use super::loss::{Links, LossModel};
@@ -135,6 +136,8 @@ type Tap<'a, 'f> = Option<&'a mut (dyn FnMut(&mut Datagram) -> bool + 'f)>;
 /// Per node (0 the sender): the timer armed for it and its link state.
 struct Peer {
     timer: Option<Instant>,
+    /// Datagrams it put on the network (their tie order).
+    sent: u64,
     /// When the node is done with the datagrams already queued for it.
     busy_until: Instant,
     joins_at: Instant,
@@ -172,6 +175,8 @@ pub struct Harness {
     /// Per node (0 the sender): its keyed-mode state, `None` in open mode.
     auth: Vec<Option<Keyring>>,
     unix_base: u64,
+    /// Windowed stepping's state.
+    window: window::Window,
 }
 
 impl Harness {
@@ -197,7 +202,12 @@ impl Harness {
             log: SenderLog::default(),
             decoder,
             rxs: Vec::new(),
-            peers: vec![Peer { timer: None, busy_until: Instant::ZERO, joins_at: Instant::ZERO }],
+            peers: vec![Peer {
+                timer: None,
+                sent: 0,
+                busy_until: Instant::ZERO,
+                joins_at: Instant::ZERO,
+            }],
             payload_repairs: 0,
             trace: blake3::Hasher::new(),
             buf: Vec::with_capacity(2048),
@@ -206,6 +216,7 @@ impl Harness {
             started: false,
             auth: vec![None],
             unix_base: DEFAULT_UNIX_BASE,
+            window: window::Window::default(),
         }
     }
 
@@ -219,7 +230,12 @@ impl Harness {
             queue_drops: 0,
         });
         self.links.add_receiver(link.extra_loss);
-        self.peers.push(Peer { timer: None, busy_until: self.now, joins_at: link.joins_at });
+        self.peers.push(Peer {
+            timer: None,
+            sent: 0,
+            busy_until: self.now,
+            joins_at: link.joins_at,
+        });
         self.auth.push(None);
         let r = self.rxs.len() - 1;
         if self.started {
