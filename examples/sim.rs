@@ -33,6 +33,9 @@ struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Step event by event instead of window by window (the same results, slower).
+    #[arg(long)]
+    no_window: bool,
 }
 
 #[derive(Serialize)]
@@ -64,8 +67,12 @@ fn main() -> Result<(), String> {
     let model = LossModel::from_name(&a.loss_model, a.loss)?;
     let wall = std::time::Instant::now();
     let bytes = a.size_mib << 20;
-    let r = sim::run(&SimConfig::scaled(a.receivers, model.clone(), a.seed, bytes));
-    let one = sim::run(&SimConfig::scaled(1, model.clone(), a.seed, bytes));
+    let config = |n| SimConfig {
+        windowed: !a.no_window,
+        ..SimConfig::scaled(n, model.clone(), a.seed, bytes)
+    };
+    let r = sim::run(&config(a.receivers));
+    let one = sim::run(&config(1));
     let secs = |r: &sim::SimResult| r.last_completion().map_or(f64::NAN, |d| d.as_secs_f64());
     let report = Report {
         receivers: a.receivers,

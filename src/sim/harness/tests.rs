@@ -150,6 +150,11 @@ fn windowed_stepping_gives_every_node_the_same_inputs_at_the_same_times() {
         assert_eq!(plain.run(secs(30)), Stop::Done);
         let mut windowed = harness(net.clone(), &links, seed);
         windowed.set_windowed(true);
+        // Odd seeds: windows end early after 2 copies (between two instants), as a window
+        // where everyone multicasts at once does.
+        if seed % 2 == 1 {
+            windowed.window.cap = 2;
+        }
         assert!(windowed.windowed());
         assert_eq!(windowed.run(secs(30)), Stop::Done);
         assert!(plain.sender().stats().naks_received > 0, "seed {seed}: NAK rounds happened");

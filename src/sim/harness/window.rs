@@ -32,7 +32,6 @@ pub(super) struct Copy {
 }
 
 /// Per-node lists of the current window.
-#[derive(Default)]
 pub(super) struct Window {
     /// Whether windowed stepping is on.
     pub(super) on: bool,
@@ -44,6 +43,27 @@ pub(super) struct Window {
     marked: Vec<bool>,
     /// Nodes with copies or a timer in the window.
     touched: Vec<usize>,
+    /// Copies held in the window.
+    held: usize,
+    /// Copies a window holds before it ends early ([`MAX_HELD`] unless a test says less).
+    pub(super) cap: usize,
+}
+
+/// Copies a window holds before it ends early (about 40 MiB).
+const MAX_HELD: usize = 1 << 20;
+
+impl Default for Window {
+    fn default() -> Self {
+        Window {
+            on: false,
+            collecting: false,
+            copies: Vec::new(),
+            marked: Vec::new(),
+            touched: Vec::new(),
+            held: 0,
+            cap: MAX_HELD,
+        }
+    }
 }
 
 impl Window {
@@ -68,6 +88,7 @@ impl Window {
         source_block: Option<u32>,
     ) {
         self.mark(to);
+        self.held += 1;
         self.copies[to].push(Copy { at, from, data: Rc::clone(data), source_block });
     }
 }
@@ -108,11 +129,17 @@ impl Harness {
         if start > until {
             return Some(Stop::Deadline);
         }
-        let end = (start + self.net.latency).min(until + Duration::from_micros(1));
-        // Phase 1: fan out the arrivals; note the timers due.
+        let mut end = (start + self.net.latency).min(until + Duration::from_micros(1));
+        // Phase 1: fan out the arrivals; note the timers due. A window that holds too many
+        // copies (everyone multicasting at once) ends early, between two instants.
         self.window.collecting = true;
+        self.window.held = 0;
         while let Some(Reverse(e)) = self.heap.peek() {
             if e.at >= end {
+                break;
+            }
+            if self.window.held >= self.window.cap && e.at > self.now {
+                end = self.now + Duration::from_micros(1);
                 break;
             }
             let Some(Reverse(e)) = self.heap.pop() else { break };
