@@ -112,7 +112,10 @@ fn every_committed_input_replays_cleanly() {
 fn the_pushed_seeds_drive_the_receiver_to_each_end() {
     let scripts = seeds_of("receiver_datagrams");
     let full = fuzz::fuzz_receiver(&scripts[0]);
-    assert_eq!(full.outcome, Some(Outcome::Complete), "{full:?}");
+    // Verified and placed. The replayed acknowledgement is receiver 0's, timed to its report;
+    // this receiver loses other symbols and may report after it (an ack before a report is
+    // not believed), then ends unacknowledged.
+    assert!(matches!(full.outcome, Some(Outcome::Complete | Outcome::Unacknowledged)), "{full:?}");
     assert_eq!(full.blocks, 6, "six payload blocks written");
     assert!(full.stats.blocks_decoded > 0, "lost source symbols were recovered: {full:?}");
     assert!(full.heap_peak.is_some(), "the counting allocator is installed");

@@ -1,5 +1,6 @@
 //! Feedback at scale, smoltcp `netsim` style: seeded pushes to {1, 10, 100, 1000} receivers
-//! under each loss model, with the result table kept as a snapshot
+//! under each loss model (and independent loss of 0.1 %, row `indep-0.1%`), and an ignored
+//! 10,000-receiver run, with the result table kept as a snapshot
 //! (`tests/snapshots/netsim.txt`; `MCAST_UPDATE_SNAPSHOTS=1` rewrites it). A change in NAK or
 //! repair behaviour shows up as a diff of that table; the DESIGN.md §6 targets are asserted.
 //!
@@ -22,11 +23,12 @@ struct Row {
     time_ratio: f64,
 }
 
-fn models() -> [LossModel; 3] {
+fn models() -> [LossModel; 4] {
     [
         LossModel::Independent(0.01),
         LossModel::Shared(0.01),
         LossModel::Burst { loss: 0.01, burst: LossModel::DEFAULT_BURST },
+        LossModel::Independent(0.001),
     ]
 }
 
@@ -45,7 +47,11 @@ fn feedback_scales_to_a_thousand_receivers() {
             assert!(r.receivers.iter().all(|x| x.outcome == Some(Outcome::Complete)));
             assert_eq!(r.reports, n, "{} n={n}: the sender holds every report", model.name());
             let time_ratio = seconds(&r) / one;
-            rows.push(Row { n, model: model.name(), r, time_ratio });
+            let name = match model {
+                LossModel::Independent(p) if p < 0.01 => "indep-0.1%",
+                _ => model.name(),
+            };
+            rows.push(Row { n, model: name, r, time_ratio });
         }
     }
     let mut table = String::from(
@@ -75,6 +81,13 @@ fn feedback_scales_to_a_thousand_receivers() {
     assert!(ind.r.naks_per_lossy_block() <= 3.0, "NAK implosion: {}", ind.r.naks_per_lossy_block());
     assert!(ind.r.repair_ratio() <= 1.15, "repair ratio {}", ind.r.repair_ratio());
     assert!(ind.time_ratio <= 1.05, "time ratio {}", ind.time_ratio);
+    // Low loss costs little (issue 15): the starting parity and the correction do not overspend.
+    // The target is a repair ratio of 1.15, not met yet (1.167 here, from noisy early loss
+    // reports setting the first blocks' parity); this bound keeps it from sliding back to the
+    // 1.26 the issue measured.
+    let low = at("indep-0.1%");
+    assert!(low.r.repair_ratio() <= 1.20, "0.1 % loss: repair ratio {}", low.r.repair_ratio());
+    assert!(low.time_ratio <= 1.05, "0.1 % loss: time ratio {}", low.time_ratio);
     let shared = at("shared");
     assert!(
         shared.r.naks_per_lossy_block() <= 2.0 * ind.r.naks_per_lossy_block().max(0.5),
@@ -96,4 +109,26 @@ fn check_snapshot(table: &str) {
         table, want,
         "the scale table changed; if intended, rerun with MCAST_UPDATE_SNAPSHOTS=1 and commit {path}"
     );
+}
+
+/// The 10,000-receiver row (issue 15): about four minutes on two cores, so not in CI's default
+/// run. `cargo test --test netsim -- --ignored` runs it; `examples/sim` gives the same numbers
+/// (`--receivers 10000 --seed 7`).
+#[test]
+#[ignore]
+fn feedback_scales_to_ten_thousand_receivers() {
+    let model = LossModel::Independent(0.01);
+    let one = seconds(&run(&SimConfig::scaled(1, model.clone(), SEED, SIZE)));
+    let r = run(&SimConfig::scaled(10_000, model, SEED, SIZE));
+    assert_eq!(r.complete(), 10_000, "every copy exact");
+    assert_eq!(r.reports, 10_000, "the sender holds every report");
+    let time_ratio = seconds(&r) / one;
+    println!(
+        "10000 receivers: {:.2} NAKs per lossy block, repair ratio {:.3}, time ratio {time_ratio:.3}",
+        r.naks_per_lossy_block(),
+        r.repair_ratio()
+    );
+    assert!(r.naks_per_lossy_block() <= 3.0, "NAK implosion: {}", r.naks_per_lossy_block());
+    assert!(r.repair_ratio() <= 1.15, "repair ratio {}", r.repair_ratio());
+    assert!(time_ratio <= 1.05, "time ratio {time_ratio}");
 }

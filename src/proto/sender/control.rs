@@ -266,7 +266,10 @@ impl Sender {
         if self.due.probe {
             self.due.probe = false;
             self.grtt.on_probe(now);
-            let group_size = self.group.size();
+            // The end game: the receivers that reported are done, so the backoff and the echo
+            // share scale with those still to finish, not with the whole group.
+            let done = u32::try_from(self.receivers.len()).unwrap_or(u32::MAX);
+            let group_size = self.group.size().saturating_sub(done).max(1);
             let share = f64::from(self.cfg.echoes_per_probe) / f64::from(group_size);
             let echo_share = (share.clamp(0.0, 1.0) * f64::from(u16::MAX)).round() as u16;
             return Some(Packet::Probe(Probe {

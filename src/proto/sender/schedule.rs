@@ -11,7 +11,7 @@ pub(super) struct Cursor {
     object: ObjectId,
     block: u32,
     esi: u32,
-    /// Proactive repair symbols for this block (fixed when its first symbol goes out).
+    /// Proactive repair symbols for this block (fixed when its last source symbol is out).
     parity: u32,
 }
 
@@ -204,7 +204,10 @@ impl Sender {
                 self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
                 continue;
             }
-            if cur.esi == 0 {
+            if cur.esi == u32::from(k) {
+                // Decided when the source symbols are out, not before the first: the loss
+                // reports heard meanwhile count (at the start of a push, the first echoes
+                // arrive while the first blocks are going out).
                 cur.parity = self.proactive(k);
                 let proactive = self.cfg.auto_parity || self.cfg.fec_overhead > 0.0;
                 if cur.object == ObjectId::Hashes && proactive {

@@ -18,8 +18,37 @@ pub(super) struct Flight {
     data: Rc<[u8]>,
     /// A payload source symbol: its block.
     source_block: Option<u32>,
-    /// Lost upstream (for every receiver).
-    upstream_lost: bool,
+}
+
+/// An item on the queue. Ordered by time; at the same instant arrivals come first, by sending
+/// node and then in the order that node sent them, then the rest in the order scheduled. The
+/// tie order depends only on what each node did, never on the order in which nodes were run,
+/// so windowed stepping (module `window`) orders everything as the event loop does.
+pub(super) struct Event {
+    pub(super) at: Instant,
+    /// (0, sending node, its send count) for an arrival, (1, 0, global count) otherwise.
+    rank: (u8, u64, u64),
+    pub(super) item: Item,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.rank) == (other.at, other.rank)
+    }
+}
+
+impl Eq for Event {}
+
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.rank).cmp(&(other.at, other.rank))
+    }
 }
 
 pub(super) enum Item {
@@ -49,6 +78,9 @@ impl Harness {
         mut tap: Tap<'_, '_>,
     ) -> Stop {
         self.start(tap.as_deref_mut());
+        if tap.is_none() && self.windowed() {
+            return self.run_windows(until, stop_when_done);
+        }
         loop {
             let Some(at) = self.next_event_at() else { return Stop::Idle };
             if at > until {
@@ -74,10 +106,9 @@ impl Harness {
 
     pub(super) fn step_inner(&mut self, mut tap: Tap<'_, '_>) -> Option<Instant> {
         self.start(tap.as_deref_mut());
-        let Reverse((at, seq)) = self.heap.pop()?;
+        let Reverse(Event { at, item, .. }) = self.heap.pop()?;
         self.events += 1;
         self.now = self.now.max(at);
-        let Some(item) = self.items.remove(&seq) else { return Some(at) };
         match item {
             Item::Arrive(f) => self.arrive(f, tap.as_deref_mut()),
             Item::Dequeue { to, from, data, source_block } => {
@@ -100,8 +131,15 @@ impl Harness {
 
     pub(super) fn push(&mut self, at: Instant, item: Item) {
         self.seq += 1;
-        self.heap.push(Reverse((at, self.seq)));
-        self.items.insert(self.seq, item);
+        let rank = match &item {
+            Item::Arrive(f) => {
+                let sent = &mut self.peers[f.from].sent;
+                *sent += 1;
+                (0, f.from as u64, *sent)
+            }
+            Item::Dequeue { .. } | Item::Timer { .. } => (1, 0, self.seq),
+        };
+        self.heap.push(Reverse(Event { at, rank, item }));
     }
 
     /// Send everything node `i` has to send, act on its events, and re-arm its timer.
@@ -184,9 +222,8 @@ impl Harness {
             Some(Err(())) => self.payload_repairs += 1,
             None => {}
         }
-        let upstream_lost = from == 0 && self.links.upstream(&mut self.rng);
         let at = self.now + self.net.latency;
-        self.push(at, Item::Arrive(Flight { from, dest, data, source_block, upstream_lost }));
+        self.push(at, Item::Arrive(Flight { from, dest, data, source_block }));
     }
 
     /// A payload datagram of the sender: its block if a source symbol, `Err` if a repair.
@@ -204,6 +241,8 @@ impl Harness {
 
     /// A datagram reaches the group: each copy is lost or delivered.
     pub(super) fn arrive(&mut self, f: Flight, mut tap: Tap<'_, '_>) {
+        // Drawn on arrival like every other loss, so that the draws come in arrival order.
+        let upstream_lost = f.from == 0 && self.links.upstream(&mut self.rng);
         let mut mix = 0xcbf2_9ce4_8422_2325u64;
         for to in 0..self.peers.len() {
             let wanted = match f.dest {
@@ -215,7 +254,7 @@ impl Harness {
                 continue;
             }
             let lost = if f.from == 0 {
-                f.upstream_lost || self.links.downstream(to - 1, &mut self.rng)
+                upstream_lost || self.links.downstream(to - 1, &mut self.rng)
             } else {
                 self.links.feedback(&mut self.rng)
             };
@@ -223,7 +262,9 @@ impl Harness {
                 continue;
             }
             mix = (mix ^ to as u64).wrapping_mul(0x0100_0000_01b3);
-            if to != 0 && !self.net.receiver_service.is_zero() {
+            if self.window.collecting {
+                self.window.put(self.now, to, f.from, &f.data, f.source_block);
+            } else if to != 0 && !self.net.receiver_service.is_zero() {
                 self.enqueue(to, f.from, Rc::clone(&f.data), f.source_block);
             } else {
                 self.receive(to, f.from, &f.data, f.source_block, tap.as_deref_mut());

@@ -18,6 +18,7 @@
 //! [`Harness::set_unix_base`] plus the virtual time).
 
 mod events;
+mod window;
 
 use super::consume::{Decoder, FecModel, MemSink};
 use super::loss::{Links, LossModel};
@@ -27,10 +28,10 @@ use crate::proto::receiver::Receiver;
 use crate::proto::sender::Sender;
 use crate::proto::time::{Duration, Instant};
 use crate::proto::Dest;
-use events::Item;
+use events::Event;
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -135,6 +136,8 @@ type Tap<'a, 'f> = Option<&'a mut (dyn FnMut(&mut Datagram) -> bool + 'f)>;
 /// Per node (0 the sender): the timer armed for it and its link state.
 struct Peer {
     timer: Option<Instant>,
+    /// Datagrams it put on the network (their tie order).
+    sent: u64,
     /// When the node is done with the datagrams already queued for it.
     busy_until: Instant,
     joins_at: Instant,
@@ -152,8 +155,8 @@ struct Rx {
 pub struct Harness {
     now: Instant,
     seq: u64,
-    heap: BinaryHeap<Reverse<(Instant, u64)>>,
-    items: HashMap<u64, Item>,
+    /// Scheduled events, earliest first (ties in the order scheduled).
+    heap: BinaryHeap<Reverse<Event>>,
     rng: ChaCha8Rng,
     links: Links,
     net: Network,
@@ -172,6 +175,8 @@ pub struct Harness {
     /// Per node (0 the sender): its keyed-mode state, `None` in open mode.
     auth: Vec<Option<Keyring>>,
     unix_base: u64,
+    /// Windowed stepping's state.
+    window: window::Window,
 }
 
 impl Harness {
@@ -189,7 +194,6 @@ impl Harness {
             now: Instant::ZERO,
             seq: 0,
             heap: BinaryHeap::new(),
-            items: HashMap::new(),
             rng,
             links: Links::new(net.loss.clone(), Vec::new()),
             net,
@@ -198,7 +202,12 @@ impl Harness {
             log: SenderLog::default(),
             decoder,
             rxs: Vec::new(),
-            peers: vec![Peer { timer: None, busy_until: Instant::ZERO, joins_at: Instant::ZERO }],
+            peers: vec![Peer {
+                timer: None,
+                sent: 0,
+                busy_until: Instant::ZERO,
+                joins_at: Instant::ZERO,
+            }],
             payload_repairs: 0,
             trace: blake3::Hasher::new(),
             buf: Vec::with_capacity(2048),
@@ -207,6 +216,7 @@ impl Harness {
             started: false,
             auth: vec![None],
             unix_base: DEFAULT_UNIX_BASE,
+            window: window::Window::default(),
         }
     }
 
@@ -220,7 +230,12 @@ impl Harness {
             queue_drops: 0,
         });
         self.links.add_receiver(link.extra_loss);
-        self.peers.push(Peer { timer: None, busy_until: self.now, joins_at: link.joins_at });
+        self.peers.push(Peer {
+            timer: None,
+            sent: 0,
+            busy_until: self.now,
+            joins_at: link.joins_at,
+        });
         self.auth.push(None);
         let r = self.rxs.len() - 1;
         if self.started {
@@ -288,7 +303,7 @@ impl Harness {
     /// When the next event is due (`None` also before the first run, step or
     /// [`Harness::deliver`]: the nodes start sending on first use, through that call's tap).
     pub fn next_event_at(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        self.heap.peek().map(|Reverse(e)| e.at)
     }
 
     /// Hand `data` to node `to` now, as if it came from `from`, and act on what follows
