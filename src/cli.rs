@@ -376,3 +376,29 @@ mod tests {
         assert!(parse_size("99999999999G").is_err());
     }
 }
+
+/// Keyed mode's flags, the same on both commands (flattened into their arguments).
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeyedArgs {
+    /// Keyed mode: authenticate every datagram sent and accept only authenticated ones, with
+    /// the key in this file (from `mcast-send --gen-key`; mode 0600). Sender and every
+    /// receiver need the same key.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// With --key-file: encrypt datagram bodies too (file contents and names, NAKs, reports).
+    #[arg(long, requires = "key_file")]
+    pub encrypt: bool,
+    /// With --key-file: refuse datagrams sealed more than this far from our clock, so that a
+    /// recorded push cannot be replayed later (hosts' clocks must agree within it).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub max_skew: std::time::Duration,
+}
+
+impl KeyedArgs {
+    /// The key configuration these flags ask for (`None`: open mode); a bad key file is a
+    /// usage error.
+    pub fn key_config(&self) -> Result<Option<crate::proto::auth::KeyConfig>, UsageError> {
+        crate::net::keyfile::key_config(self.key_file.as_deref(), self.encrypt, self.max_skew)
+            .map_err(|e| UsageError(e.to_string()))
+    }
+}

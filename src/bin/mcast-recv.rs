@@ -124,17 +124,8 @@ struct Args {
     /// Before placing the file, read it back and check every block against the verified hashes.
     #[arg(long)]
     verify_readback: bool,
-    /// Keyed mode: accept only datagrams authenticated with the key in this file (the
-    /// sender's, from `mcast-send --gen-key`; mode 0600), and authenticate NAKs and reports.
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
-    /// With --key-file: encrypt the bodies of NAKs and reports too.
-    #[arg(long, requires = "key_file")]
-    encrypt: bool,
-    /// With --key-file: refuse datagrams sealed more than this far from our clock (replays of
-    /// a recorded push); hosts' clocks must agree within it.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    max_skew: Duration,
+    #[command(flatten)]
+    keyed: cli::KeyedArgs,
     /// This receiver's node id (decimal, or hex with 0x; not 0 or 1). Default: derived from
     /// /etc/machine-id (or the host name) and the absolute --output path, so it is stable
     /// across runs and two receivers on one host with different --output differ.
@@ -243,9 +234,7 @@ async fn receive(
     cfg.workers = args.workers;
     cfg.verify_readback = args.verify_readback;
     cfg.receiver.max_pending_blocks = args.max_pending_blocks.max(1);
-    cfg.key =
-        mcast::net::keyfile::key_config(args.key_file.as_deref(), args.encrypt, args.max_skew)
-            .map_err(|e| cli::UsageError(e.to_string()))?;
+    cfg.key = args.keyed.key_config()?;
     tracing::info!("node id {:#010x}, host name {}", me.node, me.host);
     cfg.receiver.node = me.node;
     cfg.receiver.host = Some(me.host);

@@ -126,17 +126,8 @@ struct Args {
     /// Threads reading and FEC-encoding blocks.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Keyed mode: authenticate every datagram (and accept only authenticated feedback) with
-    /// the key in this file (from --gen-key; mode 0600). Every receiver needs the same key.
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
-    /// With --key-file: encrypt datagram bodies too (file contents and names).
-    #[arg(long, requires = "key_file")]
-    encrypt: bool,
-    /// With --key-file: refuse datagrams sealed more than this far from our clock, so that a
-    /// recorded push cannot be replayed later (hosts' clocks must agree within it).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    max_skew: Duration,
+    #[command(flatten)]
+    keyed: cli::KeyedArgs,
     /// Write a new random key to PATH (mode 0600, never overwriting) and exit. Give it alone:
     /// `mcast-send --gen-key PATH`.
     #[arg(long, value_name = "PATH")]
@@ -424,9 +415,7 @@ fn config(args: &Args) -> anyhow::Result<SendConfig> {
     cfg.block_bytes = args.block_size;
     cfg.progress = true;
     cfg.workers = args.workers;
-    cfg.key =
-        mcast::net::keyfile::key_config(args.key_file.as_deref(), args.encrypt, args.max_skew)
-            .map_err(|e| cli::UsageError(e.to_string()))?;
+    cfg.key = args.keyed.key_config()?;
     Ok(cfg)
 }
 

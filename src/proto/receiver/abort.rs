@@ -34,8 +34,11 @@ pub(super) struct Watch {
     abort: Option<(Instant, String)>,
 }
 
-/// How long after an Abort the locked sender must stay silent for the Abort to be believed.
-pub const ABORT_CONFIRM: Duration = Duration::from_millis(100);
+/// How long after an Abort the locked sender must stay silent for the Abort to be believed:
+/// three of the sender's announce and probe intervals (100 ms), so that a forged Abort sent
+/// while a real sender is quiet (everything sent, waiting for reports) is refuted by its
+/// next announcement even when that one comes late.
+pub const ABORT_CONFIRM: Duration = Duration::from_millis(300);
 
 impl Watch {
     /// The event of a receiver that gave up without a session, once.

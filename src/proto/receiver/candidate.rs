@@ -173,7 +173,10 @@ impl Receiver {
     /// Lock onto a candidate whose manifest verified; drop (or, pinned, fail on) one whose
     /// manifest was refused.
     pub(super) fn settle(&mut self, now: Instant) {
-        if let Some(i) = self.candidates.iter().position(|c| c.locked) {
+        // With `trust`, only a signed candidate is ever locked onto (defence in depth: the gate
+        // lets no other be made).
+        let gated = self.gate.is_some();
+        if let Some(i) = self.candidates.iter().position(|c| c.locked && (!gated || c.signed)) {
             let mut s = self.candidates.swap_remove(i);
             tracing::info!("locked onto session {:08x} from {}", s.id(), s.from);
             self.stats.candidates_evicted += self.candidates.len() as u64;

@@ -287,7 +287,8 @@ impl Receiver {
 
     /// With `trust`: the signed push locked onto (its key and version), once verified.
     pub fn accepted(&self) -> Option<&Accepted> {
-        self.gate.as_ref()?.accepted.as_ref()
+        let locked = self.session.as_ref()?.id();
+        self.gate.as_ref()?.accepted.iter().rev().find(|a| a.session == locked)
     }
 
     /// The send rate the sender announced last (bits per second), once locked onto a session.

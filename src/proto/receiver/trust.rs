@@ -11,7 +11,7 @@
 //! The newest version per key lives in a state file the driver keeps; the core only gets it
 //! as [`TrustConfig::held`] and says what it accepted ([`Accepted`]).
 
-use super::session::Identity;
+use super::session::{Identity, Session};
 use super::Receiver;
 use super::ReceiverConfig;
 use crate::proto::sign::{hex_id, verify, SignError, SignedFields, TrustedKey, KEY_ID_LEN};
@@ -129,6 +129,8 @@ pub(super) enum Admit {
 #[derive(Debug)]
 struct Candidate {
     header: Header,
+    /// Where the announcement came from: its signature counts only from there too.
+    from: SocketAddr,
     announce: Announce,
     /// A signature arrived since this announcement.
     signed: bool,
@@ -140,7 +142,9 @@ pub(super) struct Gate {
     trust: TrustConfig,
     candidates: VecDeque<Candidate>,
     pub(super) refusals: Refusals,
-    pub(super) accepted: Option<Accepted>,
+    /// Signed pushes whose signature verified, newest last (at most [`MAX_CANDIDATES`]): the
+    /// one of the session locked onto is what was accepted ([`Receiver::accepted`]).
+    pub(super) accepted: VecDeque<Accepted>,
     /// Last reason logged, so that a repeating refusal is logged once.
     logged: Option<&'static str>,
 }
@@ -151,7 +155,7 @@ impl Gate {
             trust,
             candidates: VecDeque::new(),
             refusals: Refusals::default(),
-            accepted: None,
+            accepted: VecDeque::new(),
             logged: None,
         }
     }
@@ -167,6 +171,7 @@ impl Gate {
     pub(super) fn admit(
         &mut self,
         cfg: &ReceiverConfig,
+        from: SocketAddr,
         header: &Header,
         packet: &Packet,
     ) -> Admit {
@@ -174,10 +179,10 @@ impl Gate {
             && !cfg.skip_sessions.contains(&header.session);
         match packet {
             Packet::Announce(a) if wanted => {
-                self.on_announce(header, *a);
+                self.on_announce(from, header, *a);
                 Admit::Held
             }
-            Packet::Signature(sig) if wanted => match self.on_signature(header, sig) {
+            Packet::Signature(sig) if wanted => match self.on_signature(from, header, sig) {
                 Some(a) => Admit::Lock(*header, a),
                 None => Admit::Held,
             },
@@ -185,9 +190,10 @@ impl Gate {
         }
     }
 
-    fn on_announce(&mut self, header: &Header, announce: Announce) {
-        let same =
-            |c: &Candidate| c.header.session == header.session && c.header.node == header.node;
+    fn on_announce(&mut self, from: SocketAddr, header: &Header, announce: Announce) {
+        let same = |c: &Candidate| {
+            c.header.session == header.session && c.header.node == header.node && c.from == from
+        };
         if let Some(i) = self.candidates.iter().position(same) {
             let old = self.candidates.remove(i).expect("found");
             if !old.signed {
@@ -201,15 +207,20 @@ impl Gate {
         if self.candidates.len() >= MAX_CANDIDATES {
             self.candidates.pop_front();
         }
-        self.candidates.push_back(Candidate { header: *header, announce, signed: false });
+        self.candidates.push_back(Candidate { header: *header, from, announce, signed: false });
     }
 
-    fn on_signature(&mut self, header: &Header, sig: &Signature) -> Option<Announce> {
-        let Some(c) = self
-            .candidates
-            .iter_mut()
-            .find(|c| c.header.session == header.session && c.header.node == header.node)
-        else {
+    fn on_signature(
+        &mut self,
+        from: SocketAddr,
+        header: &Header,
+        sig: &Signature,
+    ) -> Option<Announce> {
+        // The announcement it signs, from the same address (a copy replayed from elsewhere
+        // would bind the session to the replayer).
+        let Some(c) = self.candidates.iter_mut().find(|c| {
+            c.header.session == header.session && c.header.node == header.node && c.from == from
+        }) else {
             self.refusals.no_announce += 1;
             return None;
         };
@@ -258,7 +269,10 @@ impl Gate {
             });
             return None;
         }
-        self.accepted = Some(Accepted {
+        if self.accepted.len() == MAX_CANDIDATES {
+            self.accepted.pop_front();
+        }
+        self.accepted.push_back(Accepted {
             key: key.public_key(),
             key_id: key.id(),
             version: sig.version,
@@ -293,18 +307,27 @@ impl Receiver {
         packet: Packet,
     ) {
         let Some(gate) = self.gate.as_mut() else { return };
-        match (gate.admit(&self.cfg, &header, &packet), &packet) {
+        match (gate.admit(&self.cfg, from, &header, &packet), &packet) {
             (Admit::Lock(h, a), _) => {
                 let id = Identity::of(&h, &a);
                 self.on_unlocked(now, from, h, Packet::Announce(a));
-                for c in self.candidates.iter_mut().filter(|c| c.identity == id) {
+                let verified = |c: &&mut Session| c.from == from && c.identity == id;
+                for c in self.candidates.iter_mut().filter(verified) {
                     c.signed = true;
                     c.hashes_first = true;
                 }
             }
             (Admit::Held, Packet::Announce(a)) => {
+                // Only a repeat of a verified announcement, from where it came, with the hash
+                // list it signed, reaches its candidate; anything else would start an
+                // unsigned one.
                 let id = Identity::of(&header, a);
-                let known = self.candidates.iter().any(|c| c.signed && c.identity == id);
+                let known = self.candidates.iter().any(|c| {
+                    c.signed
+                        && c.from == from
+                        && c.identity == id
+                        && c.announce.hashes_hash == a.hashes_hash
+                });
                 if known {
                     self.on_unlocked(now, from, header, packet);
                 }

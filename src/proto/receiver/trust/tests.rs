@@ -61,7 +61,9 @@ fn a_verified_signature_locks_and_says_what_it_accepted() {
     feed(&mut rx, &[(header(), signature(&s, &announce(), 9))]);
     // A signed candidate: it locks once its manifest verifies (tests/signed.rs).
     assert_eq!(rx.candidates(), 1);
-    let accepted = rx.accepted().unwrap();
+    // Accepted by the gate; `Receiver::accepted` reports it once the candidate locks.
+    assert!(rx.accepted().is_none());
+    let accepted = rx.gate.as_ref().unwrap().accepted.back().unwrap();
     assert_eq!((accepted.key, accepted.version), (s.public_key(), 9));
     assert!(!rx.refusals().unwrap().any());
 }
@@ -124,7 +126,7 @@ fn a_version_equal_to_the_held_one_is_refused_one_more_is_accepted() {
     assert_eq!((r.old_version, r.last_old), (2, Some((100, 100))));
     assert!(r.summary().contains("not newer than version 100"), "{}", r.summary());
     assert_eq!(push(&mut rx, 101), Some(SESSION), "one newer");
-    assert_eq!(rx.accepted().unwrap().version, 101);
+    assert_eq!(rx.gate.as_ref().unwrap().accepted.back().unwrap().version, 101);
     // Allowed downgrade: the equal one locks.
     let mut rx = trusting(&s, Some(100), true);
     assert_eq!(push(&mut rx, 100), Some(SESSION));
@@ -145,4 +147,31 @@ fn signed_pushes_send_the_hash_list_before_the_payload() {
     assert!(sent_before(false, Manifest, Payload) && sent_before(false, Payload, Hashes));
     assert!(sent_before(true, Manifest, Hashes) && sent_before(true, Hashes, Payload));
     assert!(!sent_before(true, Payload, Hashes) && !sent_before(true, Payload, Payload));
+}
+
+#[test]
+fn only_a_repeat_of_the_verified_announcement_from_its_address_reaches_its_candidate() {
+    let s = Signer::from_secret(&[7; 32]);
+    let mut rx = trusting(&s, None, false);
+    let a = announce();
+    feed(&mut rx, &[(header(), Packet::Announce(a)), (header(), signature(&s, &a, 9))]);
+    assert_eq!(rx.candidates(), 1);
+    // Another hash list under the same session, from the sender's address or from elsewhere:
+    // never a candidate (it would decide which hash list is believed).
+    let forged = Announce { hashes_hash: [3; 32], ..a };
+    feed(&mut rx, &[(header(), Packet::Announce(forged))]);
+    let elsewhere = SocketAddr::from(([198, 18, 0, 66], 7000));
+    for p in [Packet::Announce(forged), Packet::Announce(a)] {
+        rx.handle_datagram(Instant::ZERO, elsewhere, &dgram(&header(), &p));
+    }
+    assert_eq!(rx.candidates(), 1, "no unsigned candidate was made");
+    // A genuine signature replayed from elsewhere verifies nothing there without its own
+    // announcement from that address.
+    let gate_refusals = rx.refusals().unwrap().no_announce;
+    let sig = signature(&s, &a, 9);
+    let mut fresh = trusting(&s, None, false);
+    feed(&mut fresh, &[(header(), Packet::Announce(a))]);
+    fresh.handle_datagram(Instant::ZERO, elsewhere, &dgram(&header(), &sig));
+    assert_eq!(fresh.candidates(), 0);
+    assert_eq!(fresh.refusals().unwrap().no_announce, gate_refusals + 1);
 }
