@@ -25,7 +25,6 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::rc::Rc;
 
 const LINGER: Duration = Duration::from_millis(300);
@@ -150,21 +149,6 @@ fn a_receiver_never_heard_does_not_count() {
 
 // ---- the real binaries ----
 
-fn in_namespace(dir: &Path, script: &str) {
-    let prelude = "set -u\nip link set lo up; ip link set lo multicast on\n\
-                   ip route add 239.0.0.0/8 dev lo\n";
-    let status = Command::new("timeout")
-        .args(["-k", "5", "120", "unshare", "-rn", "bash", "-c"])
-        .arg(format!("{prelude}{script}"))
-        .current_dir(dir)
-        .env("RECV", env!("CARGO_BIN_EXE_mcast-recv"))
-        .env("SEND", env!("CARGO_BIN_EXE_mcast-send"))
-        .env_remove("RUST_LOG")
-        .status()
-        .expect("run the namespace script");
-    assert!(status.success(), "namespace script failed: {status}");
-}
-
 fn read(dir: &Path, f: &str) -> String {
     common::read_text(&dir.join(f))
 }
@@ -206,7 +190,11 @@ fn expect_names_the_host_that_never_ran_and_exits_3() {
     fs::write(d.join("hosts.ghost"), "# the fleet\na\n\nb   # rack 2\nghost\n").unwrap();
     fs::write(d.join("hosts.exact"), "a\nb\n").unwrap();
     fs::write(d.join("push.sh"), PUSH).unwrap();
-    in_namespace(d, "bash push.sh ghost 239.255.46.1:7400\nbash push.sh exact 239.255.46.2:7410\n");
+    common::in_namespace(
+        d,
+        120,
+        "bash push.sh ghost 239.255.46.1:7400\nbash push.sh exact 239.255.46.2:7410\n",
+    );
     for f in ["ghost-send.log", "ghost-a.log", "exact-send.log"] {
         println!("{f}:\n{}", read(d, f));
     }

@@ -13,7 +13,6 @@
 //!
 //! `cargo test --test forged_feedback -- --nocapture` prints the figures.
 
-#[allow(dead_code)] // only skip_without_netns is used here
 mod common;
 
 use mcast::net::{feedback_addr, open_multicast, resolve_interface, SocketOptions};

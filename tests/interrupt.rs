@@ -3,6 +3,8 @@
 //! its temp file and resume state for the next run (docs/resume.md), and the previous version
 //! at the destination is untouched.
 
+mod common;
+
 use std::fs;
 use std::process::Command;
 
@@ -36,13 +38,7 @@ fn interrupted_receive_keeps_the_old_file_and_its_staging_for_a_resume() {
     let data: Vec<u8> =
         (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     fs::write(d.join("src.bin"), &data).unwrap();
-    let status = Command::new("timeout")
-        .args(["-k", "5", "90", "unshare", "-rn", "bash", "-c", SCRIPT])
-        .current_dir(d)
-        .env("RECV", env!("CARGO_BIN_EXE_mcast-recv"))
-        .env("SEND", env!("CARGO_BIN_EXE_mcast-send"))
-        .status()
-        .unwrap();
+    let status = common::ns_bash(d, 90, SCRIPT).status().unwrap();
     let read = |f: &str| fs::read_to_string(d.join(f)).unwrap_or_default();
     println!("recv.log:\n{}\nsend.log:\n{}", read("recv.log"), read("send.log"));
     assert!(status.success(), "namespace script failed: {status}");

@@ -10,6 +10,8 @@
 //!   works inside the namespace (no `sysctl`); its receiver reports its node id and host name;
 //! * the sender's port taken by another program: one line naming the port, exit 1.
 
+mod common;
+
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
@@ -25,22 +27,6 @@ fn namespaces_unavailable() -> bool {
         eprintln!("SKIPPED: user namespaces unavailable");
     }
     !ok
-}
-
-/// Run `script` under `unshare -rn` in `dir` (at most 90 s), with $SEND and $RECV set.
-fn in_namespace(dir: &Path, script: &str) {
-    let prelude = "set -u\nip link set lo up; ip link set lo multicast on\n\
-                   ip route add 239.0.0.0/8 dev lo\n";
-    let status = Command::new("timeout")
-        .args(["-k", "5", "90", "unshare", "-rn", "bash", "-c"])
-        .arg(format!("{prelude}{script}"))
-        .current_dir(dir)
-        .env("RECV", env!("CARGO_BIN_EXE_mcast-recv"))
-        .env("SEND", env!("CARGO_BIN_EXE_mcast-send"))
-        .env_remove("RUST_LOG")
-        .status()
-        .expect("run the namespace script");
-    assert!(status.success(), "namespace script failed: {status}");
 }
 
 fn read(dir: &Path, f: &str) -> String {
@@ -101,7 +87,7 @@ fn an_interrupted_push_reports_what_moved() {
     let data: Vec<u8> =
         (0..SIZE as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
     fs::write(d.join("src.bin"), &data).unwrap();
-    in_namespace(d, INTERRUPT);
+    common::in_namespace(d, 90, INTERRUPT);
     let (send_log, recv_log) = (read(d, "send.log"), read(d, "recv.log"));
     println!("send.log:\n{send_log}\nrecv.log:\n{recv_log}");
     assert_eq!(read(d, "send.rc").trim(), "130");
@@ -173,7 +159,7 @@ fn nobody_listening_a_too_fast_rate_and_a_taken_port_say_so() {
     let d = dir.path();
     fs::create_dir(d.join("out")).unwrap();
     fs::write(d.join("small.bin"), vec![7u8; 64 << 10]).unwrap();
-    in_namespace(d, EDGES);
+    common::in_namespace(d, 90, EDGES);
     for f in ["alone.log", "fast-send.log", "fast-recv.log", "taken.log"] {
         println!("{f}:\n{}", read(d, f));
     }

@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 
 const SIZE: usize = 32 << 20;
 /// Blocks of the default layout (1400-byte symbols, 1 MiB blocks: 748 symbols, 1_047_200 B).
@@ -55,14 +54,7 @@ fn a_receiver_killed_half_way_resumes_and_fetches_only_the_rest() {
     fs::write(d.join("src.bin"), &data).unwrap();
     let blocks = SIZE.div_ceil(BLOCK_BYTES);
     let half = HEADER + blocks / 2 * RECORD;
-    let status = Command::new("timeout")
-        .args(["-k", "5", "150", "unshare", "-rn", "bash", "-c", SCRIPT])
-        .current_dir(d)
-        .env("RECV", env!("CARGO_BIN_EXE_mcast-recv"))
-        .env("SEND", env!("CARGO_BIN_EXE_mcast-send"))
-        .env("HALF", half.to_string())
-        .status()
-        .unwrap();
+    let status = common::ns_bash(d, 150, SCRIPT).env("HALF", half.to_string()).status().unwrap();
     let read = |f: &str| common::read_text(&d.join(f));
     println!("recv2.log:\n{}\nsend.log:\n{}", read("recv2.log"), read("send.log"));
     assert!(status.success(), "namespace script failed: {status}");

@@ -293,13 +293,7 @@ fn real_binaries_push_signed_and_refuse_another_key_and_a_held_version() {
     let data: Vec<u8> =
         (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
     std::fs::write(d.join("src.bin"), &data).unwrap();
-    let status = std::process::Command::new("timeout")
-        .args(["-k", "5", "120", "unshare", "-rn", "bash", "-c", NS_SCRIPT])
-        .current_dir(d)
-        .env("RECV", env!("CARGO_BIN_EXE_mcast-recv"))
-        .env("SEND", env!("CARGO_BIN_EXE_mcast-send"))
-        .status()
-        .unwrap();
+    let status = common::ns_bash(d, 120, NS_SCRIPT).status().unwrap();
     let read = |f: &str| common::read_text(&d.join(f));
     for f in ["gen.log", "send.log", "recv1.log", "recv3.log", "replay.log", "send2.log"] {
         println!("--- {f}:\n{}", read(f));

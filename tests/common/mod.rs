@@ -2,6 +2,9 @@
 //! (`unshare -rn`): whether such a namespace can be made here, and reading what the processes
 //! left behind.
 
+// Each test crate that includes this module uses only some of it.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -48,7 +51,6 @@ pub fn read_text(path: &Path) -> String {
 
 /// Like [`skip_without_netns`], for tests that also need a private mount namespace
 /// (`unshare -rmn`, to mount a small tmpfs).
-#[allow(dead_code)] // used by some of the test crates that include this module
 pub fn skip_without_mount_netns() -> bool {
     if skip_without_netns() {
         return true;
@@ -67,4 +69,30 @@ pub fn skip_without_mount_netns() -> bool {
     }
     eprintln!("SKIPPED: mount namespaces unavailable (`unshare -rmn true` fails)");
     true
+}
+
+/// A command that runs `script` with bash in a private user + network namespace
+/// (`unshare -rn`) in `dir`, killed after `secs`, with `$SEND` and `$RECV` the binaries under
+/// test. The script sets up its own loopback (or see [`in_namespace`]).
+pub fn ns_bash(dir: &Path, secs: u32, script: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["-k", "5", &secs.to_string(), "unshare", "-rn", "bash", "-c", script])
+        .current_dir(dir)
+        .env("RECV", env!("CARGO_BIN_EXE_mcast-recv"))
+        .env("SEND", env!("CARGO_BIN_EXE_mcast-send"));
+    c
+}
+
+/// Run `script` with [`ns_bash`] (logging at its default) after bringing loopback up with
+/// multicast and a route for 239.0.0.0/8, and assert that it succeeded.
+pub fn in_namespace(dir: &Path, secs: u32, script: &str) {
+    let script = format!(
+        "set -u\nip link set lo up; ip link set lo multicast on\n\
+         ip route add 239.0.0.0/8 dev lo\n{script}"
+    );
+    let status = ns_bash(dir, secs, &script)
+        .env_remove("RUST_LOG")
+        .status()
+        .expect("run the namespace script");
+    assert!(status.success(), "namespace script failed: {status}");
 }
