@@ -246,17 +246,7 @@ mod tests {
     }
 
     fn announce() -> Packet<'static> {
-        Packet::Announce(Announce {
-            object_size: 10_000,
-            symbol_size: 100,
-            block_symbols: 10,
-            manifest_len: 100,
-            manifest_hash: [5; 32],
-            hashes_len: 0,
-            hashes_hash: [0; 32],
-            rate_bps: 1_000_000,
-            grtt_us: 1000,
-        })
+        Packet::Announce(crate::proto::receiver::tests::announce(1_000_000))
     }
 
     fn interrupted() -> Packet<'static> {
