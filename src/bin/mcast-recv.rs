@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use mcast::cli;
+use mcast::net::daemon::{self, DaemonArgs, DaemonConfig};
 use mcast::net::identity::{self, RESERVED_NODE_IDS};
 use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
@@ -66,8 +67,8 @@ struct Args {
     interface: String,
     /// Where to place what arrives: the directory a single file goes into (must exist), or
     /// the root of a tree (absent, an empty directory, or with --replace an existing tree).
-    #[arg(long, value_name = "DEST")]
-    output: PathBuf,
+    #[arg(long, value_name = "DEST", required_unless_present = "daemon")]
+    output: Option<PathBuf>,
     /// A tree may replace an existing tree at --output: swapped atomically (RENAME_EXCHANGE),
     /// then the old one is removed. Without it, an existing non-empty DEST fails the push.
     #[arg(long)]
@@ -126,6 +127,8 @@ struct Args {
     verify_readback: bool,
     #[command(flatten)]
     keyed: cli::KeyedArgs,
+    #[command(flatten)]
+    service: DaemonArgs,
     /// This receiver's node id (decimal, or hex with 0x; not 0 or 1). Default: derived from
     /// /etc/machine-id (or the host name) and the absolute --output path, so it is stable
     /// across runs and two receivers on one host with different --output differ.
@@ -196,9 +199,10 @@ fn main() {
 
 /// Check what can be checked before joining, then receive.
 fn run(args: Args) -> anyhow::Result<i32> {
-    cli::check_output(&args.output)?;
+    let output = output_of(&args)?;
+    cli::check_output(&output)?;
     cli::check_interface(&args.interface)?;
-    let me = identity::resolve(args.node_id, args.host_name.clone(), &args.output)
+    let me = identity::resolve(args.node_id, args.host_name.clone(), &output)
         .map_err(|e| cli::UsageError(e.to_string()))?;
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
@@ -211,16 +215,26 @@ fn run(args: Args) -> anyhow::Result<i32> {
         allow_downgrade: args.allow_downgrade,
     });
     let rt = cli::runtime().context("starting the runtime")?;
-    rt.block_on(receive(args, me, trust))
+    rt.block_on(receive(args, output, me, trust))
+}
+
+/// `--output`, or with `--daemon` the `--output-root` (absolute: the service hands paths
+/// under it to `--on-complete`).
+fn output_of(args: &Args) -> anyhow::Result<PathBuf> {
+    let Some(root) = &args.service.output_root else {
+        return args.output.clone().context("--output is required");
+    };
+    std::path::absolute(root).with_context(|| format!("--output-root {}", root.display()))
 }
 
 async fn receive(
     args: Args,
+    output: PathBuf,
     me: identity::NodeIdentity,
     trust: Option<TrustConfig>,
 ) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
-    let mut cfg = RecvConfig::new(args.group, &args.output);
+    let mut cfg = RecvConfig::new(args.group, &output);
     cfg.replace = args.replace;
     cfg.drop_rate = args.drop_rate;
     cfg.drop_seed = args.drop_seed;
@@ -245,10 +259,23 @@ async fn receive(
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)
         .with_context(|| format!("joining {} on {}", args.group, args.interface))?;
+    if args.service.daemon {
+        let d = DaemonConfig {
+            root: output.clone(),
+            keep: args.service.keep,
+            on_complete: args.service.on_complete.clone(),
+            on_complete_timeout: args.service.on_complete_timeout,
+            json: args.json,
+        };
+        daemon::serve(&mut sock, cfg, &d, &shutdown)
+            .await
+            .with_context(|| format!("serving pushes into {}", output.display()))?;
+        return Ok(0);
+    }
     loop {
         let report = recv::run(&mut sock, &cfg, &shutdown)
             .await
-            .with_context(|| format!("receiving into {}", args.output.display()))?;
+            .with_context(|| format!("receiving into {}", output.display()))?;
         eprintln!("{}", summary(&report));
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
