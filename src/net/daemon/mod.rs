@@ -318,11 +318,10 @@ pub fn summary(line: &DaemonLine) -> String {
         PushResult::NotPlaced => {
             let why = i.service_error.as_deref().or(line.report.error.as_deref());
             format!(
-                "{:?}: push of {name}{version} not placed ({}); the current version is unchanged",
-                line.report.status,
+                "{}: push of {name}{version} not placed ({}); the current version is unchanged",
+                format!("{:?}", line.report.status).to_lowercase(),
                 why.unwrap_or("no reason given")
             )
-            .to_lowercase()
         }
     }
 }
