@@ -9,7 +9,9 @@
 //! 5. single file `release.bin`, whose `--on-complete` fails (exit 1): placed, the service
 //!    goes on;
 //! 6. v4 again (a new session, same content): `unchanged`, not placed again, command not run;
-//! 7. a tree with two top-level entries: refused with a clear reason, nothing written.
+//! 7. a tree with two top-level entries: refused with a clear reason, nothing written;
+//! 8. a carousel (`--repeat 3`): placed once, its repeated passes not received again;
+//! 9. after a restart of the service, v4 once more: `unchanged` (remembered in state.json).
 //!
 //! The command writes a marker line per run with the environment it was given; systemd's
 //! readiness protocol is checked on a Unix datagram socket the test binds (`NOTIFY_SOCKET`):
@@ -36,8 +38,9 @@ mkdir drops
 "$RECV" --daemon --output-root drops --keep 1 --on-complete "$HOOK" --json \
     --group $G --interface 127.0.0.1 --ready-file ready > daemon.json 2> daemon.log & d=$!
 for _ in $(seq 100); do [ -e ready ] && break; sleep 0.1; done
-# Waits (at most 30 s) until the service has printed $1 JSON lines.
-lines() { for _ in $(seq 300); do [ "$(wc -l < daemon.json)" -ge $1 ] && return 0; sleep 0.1; done; echo "no line $1" >&2; }
+# Waits (at most 30 s) until the service has printed line $1 (counting from push OFF + 1).
+J=daemon.json; OFF=0
+lines() { for _ in $(seq 300); do [ "$(wc -l < $J)" -ge $(($1 - OFF)) ] && return 0; sleep 0.1; done; echo "no line $1" >&2; }
 push() { tag=$1; shift
   "$SEND" "$@" --group $G --interface 127.0.0.1 --rate 100M --receivers 1 --timeout 30s \
       > send-$tag.json 2> send-$tag.log; echo $? > send-$tag.rc; lines $tag; }
@@ -55,7 +58,18 @@ push 4 v4 app
 push 5 rel release.bin
 push 6 v4 app
 push 7 two
+# 8: a carousel (the first pass and three more of the same session) is received once.
+"$SEND" rel2 release.bin --group $G --interface 127.0.0.1 --rate 100M --repeat 3 --timeout 30s \
+    --json > send-8.json 2> send-8.log; echo $? > send-8.rc
+lines 8
 kill -TERM $d; wait $d; echo $? > daemon.rc
+# A restarted service remembers what it holds: v4 once more is unchanged.
+"$RECV" --daemon --output-root drops --json --group $G --interface 127.0.0.1 \
+    --ready-file ready2 > restarted.json 2> restarted.log & d=$!
+for _ in $(seq 100); do [ -e ready2 ] && break; sleep 0.1; done
+J=restarted.json; OFF=8
+push 9 v4 app
+kill -TERM $d; wait $d; echo $? > restarted.rc
 "#;
 
 /// The `--on-complete` command: one marker line per run, failing for `release.bin`.
@@ -99,6 +113,11 @@ fn digest(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// Whether two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    fs::read(a).unwrap() == fs::read(b).unwrap()
+}
+
 /// Every datagram on `sock` until `child` exits (bounded by the script's own time limit).
 fn collect_notifications(sock: &UnixDatagram, child: &mut std::process::Child) -> Vec<String> {
     sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
@@ -134,6 +153,8 @@ fn a_service_takes_push_after_push_keeps_versions_and_survives_a_failed_one() {
     make_app(&d.join("v3"), "v3", 8 << 20);
     fs::create_dir_all(d.join("rel")).unwrap();
     fs::write(d.join("rel/release.bin"), vec![7u8; 1 << 20]).unwrap();
+    fs::create_dir_all(d.join("rel2")).unwrap();
+    fs::write(d.join("rel2/release.bin"), vec![8u8; 1 << 20]).unwrap();
     fs::create_dir_all(d.join("two/a")).unwrap();
     fs::write(d.join("two/b"), "b").unwrap();
     let notify_path = d.join("notify.sock");
@@ -150,7 +171,7 @@ fn a_service_takes_push_after_push_keeps_versions_and_survives_a_failed_one() {
     let status = child.wait().unwrap();
     let read = |f: &str| common::read_text(&d.join(f));
     println!("daemon.log:\n{}", read("daemon.log"));
-    for t in 1..=7 {
+    for t in 1..=9 {
         println!(
             "send-{t}.log (rc {}):\n{}",
             read(&format!("send-{t}.rc")),
@@ -162,11 +183,11 @@ fn a_service_takes_push_after_push_keeps_versions_and_survives_a_failed_one() {
 
     let lines: Vec<Value> =
         read("daemon.json").lines().map(|l| serde_json::from_str(l).expect(l)).collect();
-    assert_eq!(lines.len(), 7, "one JSON line per push:\n{}", read("daemon.json"));
+    assert_eq!(lines.len(), 8, "one JSON line per push:\n{}", read("daemon.json"));
     let info = |i: usize| &lines[i]["daemon"];
     let rcs: Vec<String> =
-        (1..=7).map(|t| read(&format!("send-{t}.rc")).trim().to_owned()).collect();
-    assert_eq!(rcs, ["0", "0", "130", "0", "0", "0", "3"], "senders' exit codes");
+        (1..=9).map(|t| read(&format!("send-{t}.rc")).trim().to_owned()).collect();
+    assert_eq!(rcs, ["0", "0", "130", "0", "0", "0", "3", "0", "0"], "senders' exit codes");
 
     // 1 and 2: placed as versions 1 and 2; after 2 both are there.
     for (i, v) in [(0, 1), (1, 2)] {
@@ -220,7 +241,8 @@ fn a_service_takes_push_after_push_keeps_versions_and_survives_a_failed_one() {
     );
     assert_eq!(info(4)["on_complete"]["status"], "failed");
     assert_eq!(info(4)["on_complete"]["code"], 1);
-    assert_eq!(fs::read(d.join("drops/release.bin")).unwrap(), vec![7u8; 1 << 20]);
+    let v1 = d.join("drops/.mcast-versions/release.bin/1/release.bin");
+    assert!(same_bytes(&v1, &d.join("rel/release.bin")), "version 1 is rel's");
 
     // 6: the same content again: verified, not placed again, the command not run.
     assert_eq!(lines[5]["status"], "complete");
@@ -245,12 +267,30 @@ fn a_service_takes_push_after_push_keeps_versions_and_survives_a_failed_one() {
     top.sort();
     assert_eq!(top, [".mcast-versions", "app", "release.bin"]);
 
-    // The command ran after pushes 1, 2, 4 and 5, with the push in its environment.
+    // 8: the carousel's first pass placed release.bin version 2, its repeats were skipped.
+    assert_eq!(
+        (info(7)["result"].as_str(), info(7)["version"].as_u64()),
+        (Some("placed"), Some(2))
+    );
+    assert!(same_bytes(&d.join("drops/release.bin"), &d.join("rel2/release.bin")), "now rel2's");
+    let carousel: Value = serde_json::from_str(&read("send-8.json")).unwrap();
+    assert_eq!(carousel["passes"], 4, "the sender ran its whole carousel");
+
+    // 9: the restarted service found v4 already current (state.json) and kept version 3.
+    let again: Value = serde_json::from_str(read("restarted.json").trim()).unwrap();
+    assert_eq!(
+        (again["status"].as_str(), again["daemon"]["result"].as_str()),
+        (Some("complete"), Some("unchanged"))
+    );
+    assert_eq!(read("restarted.rc").trim(), "0");
+    assert_eq!(fs::read_link(d.join("drops/app")).unwrap(), Path::new(".mcast-versions/app/3/app"));
+
+    // The command ran after pushes 1, 2, 4, 5 and 8, with the push in its environment.
     let root = d.join("drops");
     let runs: Vec<Vec<String>> =
         read("hook.log").lines().map(|l| l.split('|').map(str::to_owned).collect()).collect();
-    assert_eq!(runs.len(), 4, "{runs:?}");
-    for (run, i) in runs.iter().zip([0, 1, 3, 4]) {
+    assert_eq!(runs.len(), 5, "{runs:?}");
+    for (run, i) in runs.iter().zip([0, 1, 3, 4, 7]) {
         let name = info(i)["name"].as_str().unwrap();
         assert_eq!(run[0], name);
         assert_eq!(Path::new(&run[1]), root.join(name));
@@ -261,11 +301,16 @@ fn a_service_takes_push_after_push_keeps_versions_and_survives_a_failed_one() {
     assert_eq!(runs[0][4], "none", "no previous version");
     assert_eq!(Path::new(&runs[1][4]), root.join(".mcast-versions/app/1/app"));
 
-    // systemd heard it: ready first, a status per push, the watchdog, stopping last.
+    // systemd heard both services: each ready first, a status per push (8 and 1), the
+    // watchdog, stopping last.
     assert!(notes.first().is_some_and(|n| n.starts_with("READY=1\nSTATUS=waiting")), "{notes:?}");
     assert_eq!(notes.last().map(String::as_str), Some("STOPPING=1"), "{notes:?}");
     let statuses: Vec<_> = notes.iter().filter(|n| n.starts_with("STATUS=")).collect();
-    assert_eq!(statuses.len(), 7, "{statuses:?}");
+    assert_eq!(statuses.len(), 9, "{statuses:?}");
     assert!(statuses[0].contains("placed app version 1"), "{statuses:?}");
     assert!(notes.iter().any(|n| n == "WATCHDOG=1"), "{notes:?}");
+    let starts: Vec<_> = notes.iter().filter(|n| n.starts_with("READY=1")).collect();
+    let stops = notes.iter().filter(|n| *n == "STOPPING=1").count();
+    assert_eq!((starts.len(), stops), (2, 2), "{notes:?}");
+    assert!(statuses[8].contains("unchanged: app is already version 3"), "{statuses:?}");
 }
