@@ -49,7 +49,21 @@ While no sender has announced a session, a line on stderr says so every 10 s; af
 Without --once each next push gets --idle-timeout again: use --idle-timeout 0 for a service.
 Exit status: 0 complete (verified and placed), 1 error or failed (nothing placed), 2 bad
 arguments (nothing joined; also an --output that cannot be written), 3 timed out (--timeout,
---idle-timeout or --session-timeout passed first), 130 interrupted.";
+--idle-timeout or --session-timeout passed first), 130 interrupted.
+
+Receiver service (docs/daemon.md; contrib/mcast-recv.service is a systemd unit):
+  mcast-recv --daemon --output-root /srv/drops --keep 2 --group 239.255.0.1:7000 \\
+      --interface eth0 --on-complete 'systemctl reload app' --json
+stays joined and receives push after push: a single file into /srv/drops/<file name>, a
+tree pushed as `mcast-send PARENT NAME` into /srv/drops/NAME. Each push is received into
+/srv/drops/.mcast-versions/<name>/<n> and /srv/drops/<name>, a symlink, is flipped to it
+once it verified; --keep old versions stay. A failed push leaves the current version; a
+session is received once (a --repeat carousel too), and a push identical to the current
+version is not placed again. --on-complete runs `sh -c CMD` (MCAST_PATH, MCAST_NAME,
+MCAST_OBJECT_HASH, MCAST_VERSION ... in its environment), never a command from the sender;
+its failure is logged. sd_notify: READY=1, STATUS=, WATCHDOG=1, STOPPING=1. --json prints
+one line per push. SIGTERM/SIGINT end it with exit 0 (a push in flight is not placed);
+--idle-timeout does not apply.";
 
 /// Receive files pushed with mcast-send: join, decode, verify, place atomically.
 #[derive(Parser, Debug)]
@@ -224,6 +238,10 @@ fn output_of(args: &Args) -> anyhow::Result<PathBuf> {
     let Some(root) = &args.service.output_root else {
         return args.output.clone().context("--output is required");
     };
+    if !root.is_dir() {
+        let why = format!("--output-root {} is not an existing directory", root.display());
+        return Err(cli::UsageError(why).into());
+    }
     std::path::absolute(root).with_context(|| format!("--output-root {}", root.display()))
 }
 
