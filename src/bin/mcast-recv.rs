@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use mcast::cli;
+use mcast::net::daemon::{self, DaemonArgs, DaemonConfig};
 use mcast::net::identity::{self, RESERVED_NODE_IDS};
 use mcast::net::io::{fmt_bytes, fmt_rate};
 use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
@@ -48,7 +49,21 @@ While no sender has announced a session, a line on stderr says so every 10 s; af
 Without --once each next push gets --idle-timeout again: use --idle-timeout 0 for a service.
 Exit status: 0 complete (verified and placed), 1 error or failed (nothing placed), 2 bad
 arguments (nothing joined; also an --output that cannot be written), 3 timed out (--timeout,
---idle-timeout or --session-timeout passed first), 130 interrupted.";
+--idle-timeout or --session-timeout passed first), 130 interrupted.
+
+Receiver service (docs/daemon.md; contrib/mcast-recv.service is a systemd unit):
+  mcast-recv --daemon --output-root /srv/drops --keep 2 --group 239.255.0.1:7000 \\
+      --interface eth0 --on-complete 'systemctl reload app' --json
+stays joined and receives push after push: a single file into /srv/drops/<file name>, a
+tree pushed as `mcast-send PARENT NAME` into /srv/drops/NAME. Each push is received into
+/srv/drops/.mcast-versions/<name>/<n> and /srv/drops/<name>, a symlink, is flipped to it
+once it verified; --keep old versions stay. A failed push leaves the current version; a
+session is received once (a --repeat carousel too), and a push identical to the current
+version is not placed again. --on-complete runs `sh -c CMD` (MCAST_PATH, MCAST_NAME,
+MCAST_OBJECT_HASH, MCAST_VERSION ... in its environment), never a command from the sender;
+its failure is logged. sd_notify: READY=1, STATUS=, WATCHDOG=1, STOPPING=1. --json prints
+one line per push. SIGTERM/SIGINT end it with exit 0 (a push in flight is not placed);
+--idle-timeout does not apply.";
 
 /// Receive files pushed with mcast-send: join, decode, verify, place atomically.
 #[derive(Parser, Debug)]
@@ -66,8 +81,8 @@ struct Args {
     interface: String,
     /// Where to place what arrives: the directory a single file goes into (must exist), or
     /// the root of a tree (absent, an empty directory, or with --replace an existing tree).
-    #[arg(long, value_name = "DEST")]
-    output: PathBuf,
+    #[arg(long, value_name = "DEST", required_unless_present = "daemon")]
+    output: Option<PathBuf>,
     /// A tree may replace an existing tree at --output: swapped atomically (RENAME_EXCHANGE),
     /// then the old one is removed. Without it, an existing non-empty DEST fails the push.
     #[arg(long)]
@@ -126,6 +141,8 @@ struct Args {
     verify_readback: bool,
     #[command(flatten)]
     keyed: cli::KeyedArgs,
+    #[command(flatten)]
+    service: DaemonArgs,
     /// This receiver's node id (decimal, or hex with 0x; not 0 or 1). Default: derived from
     /// /etc/machine-id (or the host name) and the absolute --output path, so it is stable
     /// across runs and two receivers on one host with different --output differ.
@@ -196,9 +213,10 @@ fn main() {
 
 /// Check what can be checked before joining, then receive.
 fn run(args: Args) -> anyhow::Result<i32> {
-    cli::check_output(&args.output)?;
+    let output = output_of(&args)?;
+    cli::check_output(&output)?;
     cli::check_interface(&args.interface)?;
-    let me = identity::resolve(args.node_id, args.host_name.clone(), &args.output)
+    let me = identity::resolve(args.node_id, args.host_name.clone(), &output)
         .map_err(|e| cli::UsageError(e.to_string()))?;
     if let Some(w) = group_scope_warning(&args.group) {
         tracing::warn!("{w}");
@@ -211,16 +229,30 @@ fn run(args: Args) -> anyhow::Result<i32> {
         allow_downgrade: args.allow_downgrade,
     });
     let rt = cli::runtime().context("starting the runtime")?;
-    rt.block_on(receive(args, me, trust))
+    rt.block_on(receive(args, output, me, trust))
+}
+
+/// `--output`, or with `--daemon` the `--output-root` (absolute: the service hands paths
+/// under it to `--on-complete`).
+fn output_of(args: &Args) -> anyhow::Result<PathBuf> {
+    let Some(root) = &args.service.output_root else {
+        return args.output.clone().context("--output is required");
+    };
+    if !root.is_dir() {
+        let why = format!("--output-root {} is not an existing directory", root.display());
+        return Err(cli::UsageError(why).into());
+    }
+    std::path::absolute(root).with_context(|| format!("--output-root {}", root.display()))
 }
 
 async fn receive(
     args: Args,
+    output: PathBuf,
     me: identity::NodeIdentity,
     trust: Option<TrustConfig>,
 ) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
-    let mut cfg = RecvConfig::new(args.group, &args.output);
+    let mut cfg = RecvConfig::new(args.group, &output);
     cfg.replace = args.replace;
     cfg.drop_rate = args.drop_rate;
     cfg.drop_seed = args.drop_seed;
@@ -245,10 +277,23 @@ async fn receive(
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)
         .with_context(|| format!("joining {} on {}", args.group, args.interface))?;
+    if args.service.daemon {
+        let d = DaemonConfig {
+            root: output.clone(),
+            keep: args.service.keep,
+            on_complete: args.service.on_complete.clone(),
+            on_complete_timeout: args.service.on_complete_timeout,
+            json: args.json,
+        };
+        daemon::serve(&mut sock, cfg, &d, &shutdown)
+            .await
+            .with_context(|| format!("serving pushes into {}", output.display()))?;
+        return Ok(0);
+    }
     loop {
         let report = recv::run(&mut sock, &cfg, &shutdown)
             .await
-            .with_context(|| format!("receiving into {}", args.output.display()))?;
+            .with_context(|| format!("receiving into {}", output.display()))?;
         eprintln!("{}", summary(&report));
         if args.json {
             println!("{}", serde_json::to_string(&report)?);

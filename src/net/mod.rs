@@ -7,11 +7,12 @@
 //! `recvmmsg`) through quinn-udp and reads the kernel's drop counters. [`driver`] is the loop
 //! (on tokio) that runs any sans-IO endpoint of `crate::proto` over a batch socket; [`send`] and
 //! [`recv`] are the sender's and the receiver's role handlers on it, with their reports in
-//! [`send_report`] and [`recv_report`]; [`identity`] is a receiver's node id and host name; [`source`] opens what a push sends and where it lands; [`signing`] signed mode's keys, block hashing and version state. [`io`] holds the clock, the precise wait and the worker
+//! [`send_report`] and [`recv_report`]; [`daemon`] is the receiver service (`mcast-recv --daemon`) on top of [`recv`]; [`identity`] is a receiver's node id and host name; [`source`] opens what a push sends and where it lands; [`signing`] signed mode's keys, block hashing and version state. [`io`] holds the clock, the precise wait and the worker
 //! pool. [`keyfile`] writes and reads keyed mode's key files.
 
 pub mod addr;
 pub mod batch;
+pub mod daemon;
 pub mod driver;
 pub mod identity;
 pub mod iface;

@@ -78,6 +78,9 @@ pub struct RecvConfig {
     /// When the manifest arrives, compare the free space where the object is staged with its
     /// size and fail at once if it is short (off: try anyway, e.g. for a sparse file).
     pub space_check: bool,
+    /// Daemon mode: chooses each push's destination from its manifest instead of `output`
+    /// (see [`crate::net::daemon`]); `None`: every push goes to `output`.
+    pub chooser: Option<std::sync::Arc<dyn crate::net::daemon::OutputChooser>>,
 }
 
 impl RecvConfig {
@@ -108,6 +111,7 @@ impl RecvConfig {
             key: None,
             interface: String::new(),
             space_check: true,
+            chooser: None,
         }
     }
 }
@@ -168,10 +172,15 @@ impl RecvRole<'_> {
                 tracing::info!("receiving {}", m.summary());
                 self.placed.tree = TreeCounts::of_manifest(&m);
                 self.placed.size = Some(m.object_size);
-                if let Some(why) = self.space_shortage(&m) {
+                let output = match self.cfg.chooser.as_ref().map(|c| c.choose(&m)) {
+                    None => self.cfg.output.clone(),
+                    Some(Ok(output)) => output,
+                    Some(Err(why)) => return self.storage_failed(now, why),
+                };
+                if let Some(why) = self.space_shortage(&output, &m) {
                     return self.storage_failed(now, why);
                 }
-                match open_output_resuming(&self.cfg.output, &m, self.cfg.replace) {
+                match open_output_resuming(&output, &m, self.cfg.replace) {
                     Ok((s, held)) => {
                         self.placed.path = Some(s.destination().to_path_buf());
                         self.sink = Some(s);
@@ -228,6 +237,9 @@ impl RecvRole<'_> {
                     (_, Some(e)) => Err(e),
                     (None, None) => Err("no destination file".to_string()),
                 };
+                if let (Ok(hash), Some(c)) = (&result, &self.cfg.chooser) {
+                    c.placed(*hash);
+                }
                 if let Err(e) = &result {
                     self.placed.error = Some(e.clone());
                     self.placed.path = None;
@@ -268,13 +280,13 @@ impl RecvRole<'_> {
         self.storage_failed(now, why);
     }
 
-    /// Why the staging location cannot hold the object of `m`, if it cannot (unchecked when
+    /// Why the staging location for `output` cannot hold the object of `m`, if it cannot (unchecked when
     /// `space_check` is off, or when the file system cannot say).
-    fn space_shortage(&self, m: &Manifest) -> Option<String> {
+    fn space_shortage(&self, output: &std::path::Path, m: &Manifest) -> Option<String> {
         if !self.cfg.space_check {
             return None;
         }
-        let dir = faults::staging_dir(&self.cfg.output, m);
+        let dir = faults::staging_dir(output, m);
         match faults::free_space(&dir) {
             Ok(free) => faults::space_reason(&dir, free, m.object_size),
             Err(e) => {
