@@ -284,3 +284,70 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod manifest_tests {
+    use super::*;
+    use crate::proto::manifest::{Entry, EntryError, EntryKind, Manifest, ManifestError, RelPath};
+    use crate::proto::wire::Announce;
+
+    fn entry(img: Image) -> Entry {
+        Entry::new(RelPath::new("disk.img").unwrap(), EntryKind::Image(img))
+    }
+
+    fn decode(m_entries: Vec<Entry>, object_size: u64) -> Result<Manifest, ManifestError> {
+        // Encoded without the checks `Manifest::new` applies, as a hostile sender would.
+        let m = Manifest { entries: m_entries, object_size, symbol_size: 100, block_symbols: 10 };
+        let bytes = m.encode();
+        let a = Announce {
+            object_size,
+            symbol_size: 100,
+            block_symbols: 10,
+            manifest_len: bytes.len() as u32,
+            manifest_hash: *blake3::hash(&bytes).as_bytes(),
+            hashes_len: 0,
+            hashes_hash: [0; 32],
+            rate_bps: 1,
+            grtt_us: 1,
+        };
+        Manifest::decode(&bytes, &a)
+    }
+
+    fn refused(r: Result<Manifest, ManifestError>) -> ImageError {
+        match r {
+            Err(ManifestError::Entries(EntryError::Image(e))) => e,
+            other => panic!("expected an image refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_image_manifest_round_trips() {
+        let img = Image { size: 1 << 30, extents: vec![Extent { offset: 4096, len: 3000 }] };
+        let m = decode(vec![entry(img.clone())], 3000).unwrap();
+        assert_eq!(m.image().map(|(p, i)| (p.as_str(), i)), Some(("disk.img", &img)));
+        assert_eq!(m.single_file_path(), None);
+    }
+
+    #[test]
+    fn hostile_image_manifests_are_refused() {
+        let ok = Image { size: 100, extents: vec![Extent { offset: 10, len: 50 }] };
+        let file = Entry::file(RelPath::new("f").unwrap(), 0, 0);
+        assert_eq!(
+            refused(decode(vec![entry(ok.clone()), file.clone()], 50)),
+            ImageError::NotAlone
+        );
+        assert_eq!(refused(decode(vec![file, entry(ok.clone())], 50)), ImageError::NotAlone);
+        let short = decode(vec![entry(ok.clone())], 51);
+        assert_eq!(refused(short), ImageError::Payload { data: 50, payload: 51 });
+        let past = Image { size: 59, ..ok.clone() };
+        assert_eq!(refused(decode(vec![entry(past)], 50)), ImageError::PastEnd(0));
+        let two = |a: u64, b: u64| Image {
+            size: 100,
+            extents: vec![Extent { offset: a, len: 10 }, Extent { offset: b, len: 10 }],
+        };
+        assert_eq!(refused(decode(vec![entry(two(20, 15))], 20)), ImageError::Overlap(1));
+        assert!(decode(vec![entry(two(20, 30))], 20).is_ok(), "touching extents are fine");
+        let empty = Image { size: 100, extents: vec![Extent { offset: 0, len: 0 }] };
+        assert_eq!(refused(decode(vec![entry(empty)], 0)), ImageError::Empty(0));
+    }
+}
