@@ -32,6 +32,8 @@ Examples:
   mcast-recv --group 239.255.0.1:7000 --interface 127.0.0.1 --output /tmp/in --once \\
       --drop-rate 0.05 --drop-seed 7 --timeout 60s --json
 
+An image push (mcast-send --image) goes to a sparse file (--output) or onto a device
+(--to-device /dev/sdY, written in place; see docs/images.md).
 A single file is placed inside --output DIR (which must exist) as DIR/<name>. A tree's root
 is --output DEST itself: DEST may be absent (its parent must exist) or an empty directory; an
 existing tree is refused unless --replace, which swaps the new tree in with one
@@ -81,8 +83,24 @@ struct Args {
     interface: String,
     /// Where to place what arrives: the directory a single file goes into (must exist), or
     /// the root of a tree (absent, an empty directory, or with --replace an existing tree).
-    #[arg(long, value_name = "DEST", required_unless_present = "daemon")]
+    /// An image push (mcast-send --image) is written as a sparse file: DEST/<name> when DEST is
+    /// a directory, else DEST itself.
+    #[arg(long, value_name = "DEST", required_unless_present_any = ["daemon", "to_device"])]
     output: Option<PathBuf>,
+    /// Write an image push (mcast-send --image) in place onto this block device. Refused if it
+    /// is mounted, held (LVM, dm-crypt, md), opened exclusively elsewhere or smaller than the
+    /// image, unless --force. Its first 4 KiB hold an "incomplete" marker until every block
+    /// verified; the first 1 MiB of the image is written last.
+    #[arg(long, value_name = "DEV", conflicts_with_all = ["output", "replace"])]
+    to_device: Option<PathBuf>,
+    /// With --to-device: write even to a mounted, held, busy or smaller device, or to a
+    /// regular file standing in for a device (grown to the image's size).
+    #[arg(long, requires = "to_device")]
+    force: bool,
+    /// With --to-device: zero the image's holes on the device (BLKZEROOUT) instead of leaving
+    /// the old contents there.
+    #[arg(long, requires = "to_device")]
+    zero_fill: bool,
     /// A tree may replace an existing tree at --output: swapped atomically (RENAME_EXCHANGE),
     /// then the old one is removed. Without it, an existing non-empty DEST fails the push.
     #[arg(long)]
@@ -166,6 +184,21 @@ struct Args {
     verbose: u8,
 }
 
+/// Where the push goes: `--output` or `--to-device`.
+/// `--to-device DEV`: a block device, or with `--force` a regular file.
+fn check_device(dev: &std::path::Path, force: bool) -> Result<(), cli::UsageError> {
+    use std::os::unix::fs::FileTypeExt;
+    let shown = dev.display();
+    match std::fs::metadata(dev) {
+        Ok(m) if m.file_type().is_block_device() => Ok(()),
+        Ok(m) if m.is_file() && force => Ok(()),
+        Ok(_) => Err(cli::UsageError(format!(
+            "--to-device {shown} is not a block device (--force writes to a regular file)"
+        ))),
+        Err(e) => Err(cli::UsageError(format!("--to-device {shown}: {e}"))),
+    }
+}
+
 /// `--node-id`: a node id that is not reserved.
 fn parse_node(s: &str) -> Result<u32, String> {
     match parse_node_id(s) {
@@ -214,7 +247,10 @@ fn main() {
 /// Check what can be checked before joining, then receive.
 fn run(args: Args) -> anyhow::Result<i32> {
     let output = output_of(&args)?;
-    cli::check_output(&output)?;
+    match &args.to_device {
+        Some(dev) => check_device(dev, args.force)?,
+        None => cli::check_output(&output)?,
+    }
     cli::check_interface(&args.interface)?;
     let me = identity::resolve(args.node_id, args.host_name.clone(), &output)
         .map_err(|e| cli::UsageError(e.to_string()))?;
@@ -236,6 +272,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
 /// under it to `--on-complete`).
 fn output_of(args: &Args) -> anyhow::Result<PathBuf> {
     let Some(root) = &args.service.output_root else {
+        if let Some(dev) = &args.to_device {
+            return Ok(dev.clone());
+        }
         return args.output.clone().context("--output is required");
     };
     if !root.is_dir() {
@@ -253,6 +292,11 @@ async fn receive(
 ) -> anyhow::Result<i32> {
     let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
     let mut cfg = RecvConfig::new(args.group, &output);
+    cfg.image = mcast::storage::image_sink::ImageTarget {
+        device: args.to_device.is_some(),
+        force: args.force,
+        zero_fill: args.zero_fill,
+    };
     cfg.replace = args.replace;
     cfg.drop_rate = args.drop_rate;
     cfg.drop_seed = args.drop_seed;

@@ -36,6 +36,9 @@ Examples:
   # Over IPv6, to a transient site-local group on eth0:
   mcast-send release.tar.gz --group '[ff15::1]:7000' --interface eth0 --rate 1G --receivers 3
 
+  # A disk image or a block device: only its data travels (holes and zero runs left out):
+  mcast-send --image /dev/sdb --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 4
+
   # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
   mcast-send image.raw --group 239.255.0.1:7000 --interface eth0 --rate 500M --repeat
 
@@ -61,6 +64,15 @@ struct Args {
     /// paths relative to that directory to send only those.
     #[arg(required = true, num_args = 1.., value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// PATH is a raw disk image or a block device (`-`: read it from standard input, spooled to
+    /// a temp file first): only its data travels, holes and all-zero 64 KiB runs are left out
+    /// and described in the manifest; receivers write a sparse file or a device (mcast-recv
+    /// --to-device).
+    #[arg(long)]
+    image: bool,
+    /// With --image: send every byte, holes and zeros included (the baseline).
+    #[arg(long, requires = "image")]
+    no_sparse: bool,
     /// Multicast group and port, IPv4 or IPv6 (the help text gives examples).
     #[arg(
         long,
@@ -385,7 +397,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
     if args.gen_sign_key.is_some() || args.print_public_key {
         return Err(cli::UsageError("--gen-sign-key and --print-public-key go alone".into()).into());
     }
-    cli::check_source(&args.paths[0], &args.paths[1..])?;
+    if args.image {
+        check_image(&args.paths)?;
+    } else {
+        cli::check_source(&args.paths[0], &args.paths[1..])?;
+    }
     cli::check_interface(&args.interface)?;
     let expect = args.expect.as_deref().map(read_expect).transpose()?;
     if let Some(w) = group_scope_warning(&args.group) {
@@ -393,6 +409,23 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     let rt = cli::runtime().context("starting the runtime")?;
     rt.block_on(push(args, expect))
+}
+
+/// `--image PATH`: one path, `-` or something that exists and is not a directory.
+fn check_image(paths: &[PathBuf]) -> Result<(), cli::UsageError> {
+    let [path] = paths else {
+        return Err(cli::UsageError("--image takes one PATH (a file, a device or -)".into()));
+    };
+    if path.as_os_str() == "-" {
+        return Ok(());
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            Err(cli::UsageError(format!("--image {}: a directory is not an image", path.display())))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(cli::UsageError(format!("--image {}: {e}", path.display()))),
+    }
 }
 
 fn config(args: &Args) -> anyhow::Result<SendConfig> {
@@ -416,6 +449,9 @@ fn config(args: &Args) -> anyhow::Result<SendConfig> {
     cfg.progress = true;
     cfg.workers = args.workers;
     cfg.key = args.keyed.key_config()?;
+    cfg.image = args
+        .image
+        .then(|| mcast::storage::ImageOptions { sparse: !args.no_sparse, ..Default::default() });
     Ok(cfg)
 }
 

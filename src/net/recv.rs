@@ -49,6 +49,8 @@ pub struct RecvConfig {
     pub output: PathBuf,
     /// A tree may replace an existing one at `output` (swapped atomically).
     pub replace: bool,
+    /// How an image push is placed (`--to-device`: `output` is the device).
+    pub image: crate::storage::image_sink::ImageTarget,
     /// The core's settings (node id, backoff seed, sessions to skip, NAK pacing, memory ...).
     pub receiver: ReceiverConfig,
     /// Share of incoming datagrams to discard on purpose (tests, lab).
@@ -92,6 +94,7 @@ impl RecvConfig {
             group,
             output: output.into(),
             replace: false,
+            image: Default::default(),
             receiver: ReceiverConfig {
                 node: rand::rngs::OsRng.next_u32(),
                 seed: rand::rngs::OsRng.next_u64(),
@@ -180,7 +183,13 @@ impl RecvRole<'_> {
                 if let Some(why) = self.space_shortage(&output, &m) {
                     return self.storage_failed(now, why);
                 }
-                match open_output_resuming(&output, &m, self.cfg.replace) {
+                let opened = if m.image().is_some() || self.cfg.image.device {
+                    crate::storage::image_sink::open(&output, &m, &self.cfg.image)
+                        .map(|s| (s, Vec::new()))
+                } else {
+                    open_output_resuming(&output, &m, self.cfg.replace)
+                };
+                match opened {
                     Ok((s, held)) => {
                         self.placed.path = Some(s.destination().to_path_buf());
                         self.sink = Some(s);
@@ -283,7 +292,7 @@ impl RecvRole<'_> {
     /// Why the staging location for `output` cannot hold the object of `m`, if it cannot (unchecked when
     /// `space_check` is off, or when the file system cannot say).
     fn space_shortage(&self, output: &std::path::Path, m: &Manifest) -> Option<String> {
-        if !self.cfg.space_check {
+        if !self.cfg.space_check || self.cfg.image.device {
             return None;
         }
         let dir = faults::staging_dir(output, m);

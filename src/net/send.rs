@@ -77,6 +77,9 @@ pub struct SendConfig {
     /// Signed mode: the key and the push's version (every block is hashed before the first
     /// datagram).
     pub signing: Option<SignSettings>,
+    /// `--image`: `path` is a disk image or block device (`-`: standard input) sent as its
+    /// data extents ([`ImageSource`](crate::storage::ImageSource)).
+    pub image: Option<crate::storage::ImageOptions>,
 }
 
 /// Signed mode's settings of a push.
@@ -116,6 +119,7 @@ impl SendConfig {
             driver: DriverConfig::default(),
             key: None,
             signing: None,
+            image: None,
         }
     }
 }
@@ -262,7 +266,10 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<SendReport, DriverError> {
     let wall = std::time::Instant::now();
-    let source = open_source(&cfg.path, &cfg.extra_paths)?;
+    let source: Arc<dyn crate::storage::Source> = match &cfg.image {
+        Some(o) => Arc::new(crate::storage::ImageSource::open(&cfg.path, o)?),
+        None => open_source(&cfg.path, &cfg.extra_paths)?,
+    };
     let k = Layout::block_symbols_for(cfg.symbol_size, cfg.block_bytes);
     let layout = Layout::new(source.len(), cfg.symbol_size, k)?;
     let manifest = source.manifest(cfg.symbol_size, k)?;

@@ -126,6 +126,7 @@ impl TreeCounts {
                 EntryKind::File { .. } => c.files += 1,
                 EntryKind::Dir { .. } => c.dirs += 1,
                 EntryKind::Symlink { .. } => c.symlinks += 1,
+                EntryKind::Image(_) => {}
             }
         }
         c
@@ -133,7 +134,8 @@ impl TreeCounts {
 
     /// The counts of a tree push; `None` for a single-file push.
     pub fn of_manifest(manifest: &Manifest) -> Option<Self> {
-        (!is_single_file(manifest)).then(|| TreeCounts::of(&manifest.entries, manifest.object_size))
+        (!is_single_file(manifest) && manifest.image().is_none())
+            .then(|| TreeCounts::of(&manifest.entries, manifest.object_size))
     }
 }
 

@@ -14,12 +14,16 @@
 //! - `source.rs`, `sink.rs`: the traits. `file_source.rs`, `file_sink.rs`: a single file.
 //! - `tree_source.rs`: a directory tree, files packed back to back. `tree_sink/`: staging a
 //!   tree without following symlinks (`stage.rs`, `at.rs`) and placing it atomically.
+//! - `image_source.rs`, `image_sink/`: disk images and block devices (data extents only;
+//!   a sparse file, or a device written in place with its first region committed last).
 //! - `names.rs`: temp file names and stale temp cleanup.
 //! - `resume.rs`: the resume sidecar of a single-file receive (its lock, and the journal of
 //!   blocks made durable).
 
 mod file_sink;
 mod file_source;
+pub mod image_sink;
+pub mod image_source;
 mod names;
 pub mod resume;
 mod sink;
@@ -34,6 +38,7 @@ use crate::proto::manifest::{ManifestError, NameError};
 
 pub use file_sink::FileSink;
 pub use file_source::FileSource;
+pub use image_source::{ImageOptions, ImageSource};
 pub use names::clean_stale_temps;
 pub use sink::{open_sink, open_sink_with, Sink, SinkOptions};
 pub use source::{Source, SourceHashes};

@@ -45,7 +45,7 @@ pub struct DaemonArgs {
     /// Run as a receiver service: stay joined and receive push after push, each into a new
     /// version of --output-root/<name> (a symlink flipped once the push verified; see
     /// docs/daemon.md). SIGTERM or SIGINT stops it cleanly (exit 0).
-    #[arg(long, requires = "output_root", conflicts_with_all = ["output", "once", "timeout", "replace"])]
+    #[arg(long, requires = "output_root", conflicts_with_all = ["output", "once", "timeout", "replace", "to_device"])]
     pub daemon: bool,
     /// With --daemon: the directory pushes go under (must exist). A single-file push is
     /// named by its file name, a tree push (mcast-send PARENT NAME) by its one top-level

@@ -49,8 +49,7 @@ pub struct Entry {
 }
 
 /// What an entry is. New kinds are appended at the end (postcard encodes the variant index), so
-/// manifests using only the existing kinds keep their encoding. Next: the extents of a disk
-/// image (payload ranges mapped to device offsets, holes left out of the payload).
+/// manifests using only the existing kinds keep their encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryKind {
     /// A regular file: payload bytes `offset..offset + len`.
@@ -76,6 +75,9 @@ pub enum EntryKind {
         /// Where the link points.
         target: String,
     },
+    /// A disk image: the whole payload is its data extents back to back, the rest of the
+    /// image reads as zero ([`Image`](super::image::Image); the manifest's only entry).
+    Image(super::image::Image),
 }
 
 impl Entry {
@@ -120,6 +122,9 @@ pub enum EntryError {
     /// More than [`MAX_ENTRIES`] entries.
     #[error("{0} entries, more than the {MAX_ENTRIES} allowed")]
     TooMany(usize),
+    /// An image entry is refused ([`Image::check`](super::image::Image::check)).
+    #[error("image: {0}")]
+    Image(#[from] super::image::ImageError),
     /// The files do not cover the payload from 0 to its end.
     #[error("files cover {covered} of {object_size} payload bytes")]
     Coverage {
@@ -174,6 +179,13 @@ pub fn check_entries(entries: &[Entry], object_size: u64) -> Result<(), EntryErr
             }
             EntryKind::Dir { mode } => check_mode(*mode, &e.path)?,
             EntryKind::Symlink { target } => check_symlink(&e.path, target)?,
+            EntryKind::Image(img) => {
+                if entries.len() != 1 {
+                    return Err(super::image::ImageError::NotAlone.into());
+                }
+                img.check(object_size)?;
+                covered = object_size;
+            }
         }
     }
     if covered != object_size {

@@ -9,16 +9,19 @@
 //!
 //! - [`name`]: [`RelPath`], the one check for names from the network.
 //! - [`entry`]: [`Entry`], [`EntryKind`] and the checks of an entry list.
+//! - [`image`]: [`Image`], a disk image's size and data extents, and their checks.
 //! - [`hashes`]: [`HashList`], every block's BLAKE3 and the object hash derived from them.
 
 pub mod entry;
 pub mod hashes;
+pub mod image;
 pub mod name;
 
 pub use entry::{
     check_entries, Entry, EntryError, EntryKind, Mtime, MAX_ENTRIES, MAX_MTIME_SECS, MODE_MASK,
 };
 pub use hashes::HashList;
+pub use image::{Extent, ExtentMap, Image, ImageError, MAX_EXTENTS};
 pub use name::{NameError, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 
 use crate::proto::layout::Layout;

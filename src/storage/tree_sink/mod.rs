@@ -353,6 +353,8 @@ fn create_entry(
         EntryKind::File { len, .. } => at::create_file_at(dir, name)?.set_len(*len),
         EntryKind::Dir { .. } => mkdir_at(dir, name, 0o777),
         EntryKind::Symlink { target } => symlink_at(&cstring(target.as_bytes())?, dir, name),
+        // Images have their own sink (storage::image_sink); never part of a tree.
+        EntryKind::Image(_) => Err(io::Error::other("a disk image is not placed in a tree")),
     }
 }
 

@@ -113,5 +113,6 @@ fn op_of(e: &Entry) -> &'static str {
         EntryKind::File { .. } => "place file",
         EntryKind::Dir { .. } => "place directory",
         EntryKind::Symlink { .. } => "place symlink",
+        EntryKind::Image(_) => "place image",
     }
 }

@@ -1,0 +1,274 @@
+//! [`DeviceSink`]: an image push written in place onto a block device (or, with `--force`, a
+//! regular file standing in for one). A device has no temp file and rename, so it commits
+//! this way instead:
+//!
+//! 1. Before anything else, a marker ([`MARKER_MAGIC`], the push id and the image size) is
+//!    written over the first 4 KiB and fsynced: the partition table and any superblock there
+//!    are gone, so nothing mounts a half-written device, and [`read_marker`] (or `head -c 100`)
+//!    tells a later run that the device is incomplete.
+//! 2. Every block is written at its image offsets as it arrives, except the part inside the
+//!    first [`HOLD_BYTES`], which waits in memory.
+//! 3. Once every block verified (the hash list), the holes are zeroed if asked
+//!    (`--zero-fill`: `BLKZEROOUT`, or punching holes in a regular file; zeros written where
+//!    neither works), the device is fsynced, optionally read back, and only then the held first
+//!    region (holes in it as zeros) is written over the marker and fsynced.
+//!
+//! An interrupted or failed push leaves the marker: the device is known incomplete, and the
+//! next push writes it again from the start.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{check_layout, check_target, read_pieces, write_pieces, DeviceInfo, ImageTarget};
+use crate::proto::manifest::{Extent, ExtentMap, HashList, Image};
+use crate::storage::{to_hex, Sink, StorageError};
+
+/// The first bytes of the image that are held back in memory and written last: 1 MiB, where
+/// partition tables (MBR, GPT) and most superblocks live.
+pub const HOLD_BYTES: u64 = 1 << 20;
+
+/// How much of the device the marker covers.
+const MARKER_BYTES: u64 = 4096;
+
+/// What an incomplete device starts with.
+pub const MARKER_MAGIC: &[u8] = b"MCAST-IMAGE-INCOMPLETE\n";
+
+/// `_IO(0x12, 127)`: zero a byte range `[start, len]` of a block device.
+const BLKZEROOUT: libc::c_ulong = 0x127f;
+
+/// An image written in place, first region last.
+#[derive(Debug)]
+pub struct DeviceSink {
+    file: File,
+    path: PathBuf,
+    map: ExtentMap,
+    image: Image,
+    held: Vec<u8>,
+    block: bool,
+    zero_fill: bool,
+    committed: bool,
+}
+
+/// The marker at the start of `path`, if it holds one: `(push id hex, image size)`.
+pub fn read_marker(path: &Path) -> std::io::Result<Option<(String, u64)>> {
+    let f = File::open(path)?;
+    let mut buf = vec![0u8; MARKER_BYTES as usize];
+    let n = f.read_at(&mut buf, 0)?;
+    let Some(rest) = buf[..n].strip_prefix(MARKER_MAGIC) else { return Ok(None) };
+    let text = String::from_utf8_lossy(rest);
+    let mut id = None;
+    let mut size = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("push ") {
+            id = Some(v.to_string());
+        } else if let Some(v) = line.strip_prefix("size ") {
+            size = v.parse().ok();
+        }
+    }
+    Ok(id.zip(size))
+}
+
+fn marker(push_id: &[u8; 32], size: u64, len: usize) -> Vec<u8> {
+    let mut m = MARKER_MAGIC.to_vec();
+    m.extend_from_slice(format!("push {}\nsize {size}\n", to_hex(push_id)).as_bytes());
+    m.resize(len.max(m.len()), 0);
+    m.truncate(len);
+    m
+}
+
+impl DeviceSink {
+    /// Opens `path` for `image` (push `push_id`): refuses, unless `target.force`, a device
+    /// that is mounted, held, opened exclusively elsewhere or smaller than the image, and a
+    /// regular file; then writes the marker.
+    pub fn open(
+        path: &Path,
+        image: &Image,
+        push_id: &[u8; 32],
+        target: &ImageTarget,
+    ) -> Result<Self, StorageError> {
+        let open = |flags| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC | flags)
+                .open(path)
+        };
+        let file = match open(libc::O_EXCL) {
+            Ok(f) => f,
+            // O_EXCL on a block device: EBUSY while mounted or opened exclusively elsewhere.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && target.force => {
+                open(0).map_err(|e| StorageError::io("open", path, e))?
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                return Err(StorageError::Unsupported(format!(
+                    "{} is in use (mounted or opened exclusively by another process): --force to write anyway",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(StorageError::io("open", path, e)),
+        };
+        let info =
+            DeviceInfo::gather(path, &file).map_err(|e| StorageError::io("inspect", path, e))?;
+        check_target(path, &info, image.size, target.force).map_err(StorageError::Unsupported)?;
+        if !info.block && info.size < image.size {
+            file.set_len(image.size).map_err(|e| StorageError::io("extend", path, e))?;
+        }
+        match read_marker(path) {
+            Ok(Some((id, _))) if id == to_hex(push_id) => tracing::warn!(
+                "{} holds an interrupted run of this push; writing it again",
+                path.display()
+            ),
+            Ok(Some(_)) => tracing::warn!("{} holds an interrupted earlier push", path.display()),
+            _ => {}
+        }
+        let hold = HOLD_BYTES.min(image.size) as usize;
+        let sink = DeviceSink {
+            file,
+            path: path.to_path_buf(),
+            map: ExtentMap::new(image),
+            image: image.clone(),
+            held: vec![0u8; hold],
+            block: info.block,
+            zero_fill: target.zero_fill,
+            committed: false,
+        };
+        let m = marker(push_id, image.size, MARKER_BYTES.min(hold as u64) as usize);
+        sink.file.write_all_at(&m, 0).map_err(|e| StorageError::io("write marker to", path, e))?;
+        sink.file.sync_data().map_err(|e| StorageError::io("fsync", path, e))?;
+        Ok(sink)
+    }
+
+    fn put(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        let (file, path, held) = (&self.file, &self.path, &mut self.held);
+        let hold = held.len() as u64;
+        write_pieces(&self.map, offset, data, |at, bytes| {
+            let split = hold.saturating_sub(at).min(bytes.len() as u64) as usize;
+            if split > 0 {
+                held[at as usize..at as usize + split].copy_from_slice(&bytes[..split]);
+            }
+            if split < bytes.len() {
+                file.write_all_at(&bytes[split..], at + split as u64)
+                    .map_err(|e| StorageError::io("write", path, e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Zeroes `hole` (outside the held region) on the device.
+    fn zero(&self, hole: Extent) -> Result<(), StorageError> {
+        let start = hole.offset.max(self.held.len() as u64);
+        let end = hole.end();
+        if start >= end {
+            return Ok(());
+        }
+        let fd = self.file.as_raw_fd();
+        let done = if self.block {
+            // BLKZEROOUT wants 512-byte alignment: the inner part by ioctl, the edges as zeros.
+            let (a, b) = (start.next_multiple_of(512), end / 512 * 512);
+            if a < b {
+                let range = [a, b - a];
+                // SAFETY: BLKZEROOUT reads two u64 from the pointer, which points to them.
+                let ok = unsafe { libc::ioctl(fd, BLKZEROOUT, range.as_ptr()) } == 0;
+                ok.then_some((a, b))
+            } else {
+                None
+            }
+        } else {
+            let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+            // SAFETY: fallocate on an fd we own; no memory involved.
+            let ok = unsafe { libc::fallocate(fd, mode, start as i64, (end - start) as i64) } == 0;
+            ok.then_some((start, end))
+        };
+        let (a, b) = done.unwrap_or((end, end));
+        self.write_zeros(start, a.min(end))?;
+        self.write_zeros(b.max(start), end)
+    }
+
+    fn write_zeros(&self, mut from: u64, to: u64) -> Result<(), StorageError> {
+        let zeros = vec![0u8; (to.saturating_sub(from)).min(1 << 20) as usize];
+        while from < to {
+            let n = (to - from).min(zeros.len() as u64) as usize;
+            self.file
+                .write_all_at(&zeros[..n], from)
+                .map_err(|e| StorageError::io("zero", &self.path, e))?;
+            from += n as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for DeviceSink {
+    fn len(&self) -> u64 {
+        self.map.payload_len()
+    }
+
+    fn destination(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every byte of an extent is written (a device's old contents are not zeros).
+    fn write_block(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError> {
+        self.put(offset, data).map(|()| true)
+    }
+
+    fn rewrite_block(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        self.put(offset, data)
+    }
+
+    fn finish(
+        mut self: Box<Self>,
+        hashes: &HashList,
+        verify_readback: bool,
+    ) -> Result<[u8; 32], StorageError> {
+        check_layout(hashes, &self.map, &self.path)?;
+        if self.zero_fill {
+            for hole in self.image.holes().collect::<Vec<_>>() {
+                self.zero(hole)?;
+            }
+        }
+        self.file.sync_all().map_err(|e| StorageError::io("fsync", &self.path, e))?;
+        if verify_readback {
+            let hold = self.held.len() as u64;
+            let bad = hashes.first_mismatch(|off, buf| {
+                read_pieces(&self.map, off, buf, |at, b| {
+                    let split = hold.saturating_sub(at).min(b.len() as u64) as usize;
+                    if split > 0 {
+                        b[..split].copy_from_slice(&self.held[at as usize..at as usize + split]);
+                    }
+                    self.file
+                        .read_exact_at(&mut b[split..], at + split as u64)
+                        .map_err(|e| StorageError::io("read back", &self.path, e))
+                })
+            })?;
+            if let Some(b) = bad {
+                return Err(StorageError::HashMismatch {
+                    expected: format!("block {b} as verified"),
+                    actual: "other bytes read back (the device stays marked incomplete)".into(),
+                });
+            }
+        }
+        // Commit: the first region over the marker, last.
+        self.file
+            .write_all_at(&self.held, 0)
+            .map_err(|e| StorageError::io("write", &self.path, e))?;
+        self.file.sync_all().map_err(|e| StorageError::io("fsync", &self.path, e))?;
+        self.committed = true;
+        tracing::info!(
+            "{}: image committed (first {} B written last)",
+            self.path.display(),
+            self.held.len()
+        );
+        Ok(hashes.root())
+    }
+
+    fn abort(self: Box<Self>) {
+        if !self.committed {
+            tracing::warn!(
+                "{} is left incomplete: its first 4 KiB hold the mcast marker (run the push again)",
+                self.path.display()
+            );
+        }
+    }
+}

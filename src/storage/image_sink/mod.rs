@@ -1,0 +1,127 @@
+//! The sinks of a disk-image push ([`EntryKind::Image`](crate::proto::manifest::EntryKind)):
+//! the payload is the image's data extents back to back, and each block is written at its
+//! image offsets ([`ExtentMap`]).
+//!
+//! - `file.rs`: [`ImageFileSink`], `mcast-recv --output FILE`: a sparse temp file of the
+//!   image's size beside FILE (holes never written), fsynced and renamed into place.
+//! - `device.rs`: [`DeviceSink`], `mcast-recv --to-device DEV`: written in place, with
+//!   verify-then-commit: a marker over the first 4 KiB says "incomplete" from the start, the
+//!   first [`HOLD_BYTES`] of the image are kept in memory and written last, after every other
+//!   block verified and was fsynced; holes are skipped or zeroed (`--zero-fill`).
+//! - `checks.rs`: what makes a device unsafe to write (mounted, held, in use, too small).
+
+mod checks;
+mod device;
+mod file;
+
+pub use checks::{check_target, mounted_devices, DeviceInfo};
+pub use device::{read_marker, DeviceSink, HOLD_BYTES, MARKER_MAGIC};
+pub use file::ImageFileSink;
+
+use std::path::Path;
+
+#[cfg(test)]
+use super::to_hex;
+use super::{Sink, StorageError};
+use crate::proto::manifest::{ExtentMap, Manifest};
+#[cfg(test)]
+use std::path::PathBuf;
+
+/// How a receiver places an image push (`mcast-recv --to-device`, `--force`, `--zero-fill`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageTarget {
+    /// The output is a device written in place (`--to-device`), not a file to create.
+    pub device: bool,
+    /// Write even to a device that is mounted, held, in use or smaller than the image, or to
+    /// a regular file standing in for a device.
+    pub force: bool,
+    /// Zero the image's holes on the device (BLKZEROOUT, or punching holes in a regular file)
+    /// instead of leaving what was there.
+    pub zero_fill: bool,
+}
+
+/// The sink of image push `manifest` at `dest`: a [`DeviceSink`] with `target.device`, else an
+/// [`ImageFileSink`] (`dest` an existing directory: `dest/<name>`; otherwise `dest` itself).
+/// A push that is not an image is refused for a device.
+pub fn open(
+    dest: &Path,
+    manifest: &Manifest,
+    target: &ImageTarget,
+) -> Result<Box<dyn Sink>, StorageError> {
+    let Some((name, image)) = manifest.image() else {
+        return Err(StorageError::Unsupported(format!(
+            "--to-device takes only a disk-image push (mcast-send --image), not {}",
+            manifest.summary()
+        )));
+    };
+    if target.device {
+        return Ok(Box::new(DeviceSink::open(
+            dest,
+            image,
+            &crate::storage::resume::push_id(manifest),
+            target,
+        )?));
+    }
+    let path = if dest.is_dir() { dest.join(name.as_str()) } else { dest.to_path_buf() };
+    Ok(Box::new(ImageFileSink::create(&path, image)?))
+}
+
+/// Writes `data` (payload bytes at `offset`) through `map` with `write(image_offset, bytes)`.
+fn write_pieces(
+    map: &ExtentMap,
+    offset: u64,
+    data: &[u8],
+    mut write: impl FnMut(u64, &[u8]) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let Some(pieces) = map.pieces(offset, data.len()) else {
+        return Err(StorageError::OutOfRange {
+            offset,
+            len: data.len() as u64,
+            size: map.payload_len(),
+        });
+    };
+    for p in pieces {
+        write(p.image, &data[p.at..p.at + p.len])?;
+    }
+    Ok(())
+}
+
+/// Reads payload bytes at `offset` into `buf` through `map` with `read(image_offset, buf)`.
+fn read_pieces(
+    map: &ExtentMap,
+    offset: u64,
+    buf: &mut [u8],
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let Some(pieces) = map.pieces(offset, buf.len()) else {
+        return Err(StorageError::OutOfRange {
+            offset,
+            len: buf.len() as u64,
+            size: map.payload_len(),
+        });
+    };
+    for p in pieces {
+        read(p.image, &mut buf[p.at..p.at + p.len])?;
+    }
+    Ok(())
+}
+
+/// Refuse a hash list over another payload size than the sink's.
+fn check_layout(
+    hashes: &crate::proto::manifest::HashList,
+    map: &ExtentMap,
+    path: &Path,
+) -> Result<(), StorageError> {
+    let expected = hashes.layout().object_size();
+    if expected != map.payload_len() {
+        return Err(StorageError::SizeMismatch {
+            path: path.to_path_buf(),
+            expected,
+            actual: map.payload_len(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! Unit tests of the image sinks: blocks land at their image offsets, a sparse file stays
+//! sparse, a device is marked incomplete until the held first region is committed last, holes
+//! are zeroed only when asked, and unfinished sinks leave the destination alone.
+
+use super::*;
+use crate::proto::layout::Layout;
+use crate::proto::manifest::{Entry, EntryKind, Extent, HashList, Image, RelPath};
+use std::os::unix::fs::MetadataExt;
+
+const K: u64 = 1 << 10;
+
+/// An image of 3 MiB: data at 4 KiB..12 KiB (inside the held first region), at 1 MiB + 100
+/// (crossing nothing), and at the last 5 bytes.
+fn image() -> (Image, Vec<u8>) {
+    let ext = [(4 * K, 8 * K), (HOLD_BYTES + 100, 300 * K), (3 * HOLD_BYTES - 5, 5)];
+    let img = Image {
+        size: 3 * HOLD_BYTES,
+        extents: ext.iter().map(|&(offset, len)| Extent { offset, len }).collect(),
+    };
+    let data: Vec<u8> = (0..img.data_len()).map(|i| (i % 253) as u8 + 1).collect();
+    (img, data)
+}
+
+fn manifest(img: &Image) -> Manifest {
+    let e = Entry::new(RelPath::new("disk.img").unwrap(), EntryKind::Image(img.clone()));
+    Manifest::new(vec![e], img.data_len(), 1024, 16).unwrap()
+}
+
+/// The image as bytes, with `fill` in the holes.
+fn expected(img: &Image, data: &[u8], fill: u8) -> Vec<u8> {
+    let mut out = vec![fill; img.size as usize];
+    let mut at = 0usize;
+    for e in &img.extents {
+        out[e.offset as usize..e.end() as usize].copy_from_slice(&data[at..at + e.len as usize]);
+        at += e.len as usize;
+    }
+    out
+}
+
+/// Writes every block of `data` into `sink` in reverse order.
+fn fill(sink: &mut dyn Sink, m: &Manifest, data: &[u8]) -> HashList {
+    let layout: Layout = m.layout().unwrap();
+    for b in (0..layout.block_count()).rev() {
+        let (off, len) = (layout.block_offset(b).unwrap(), layout.block_len(b).unwrap());
+        sink.write_block(off, &data[off as usize..off as usize + len]).unwrap();
+    }
+    HashList::of_bytes(data, layout)
+}
+
+#[test]
+fn a_file_target_is_sparse_and_placed_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, data) = image();
+    let m = manifest(&img);
+    let mut sink = open(dir.path(), &m, &ImageTarget::default()).unwrap();
+    let dest = dir.path().join("disk.img");
+    assert_eq!(sink.destination(), dest);
+    let hashes = fill(sink.as_mut(), &m, &data);
+    assert!(!dest.exists(), "nothing at the destination before finish");
+    sink.finish(&hashes, true).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), expected(&img, &data, 0));
+    // Sparse: far fewer blocks allocated than the image's 3 MiB.
+    let blocks = std::fs::metadata(&dest).unwrap().blocks() * 512;
+    assert!(blocks < HOLD_BYTES, "{blocks} bytes allocated");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+    // --output naming the file itself.
+    let other = dir.path().join("copy.raw");
+    let mut sink = open(&other, &m, &ImageTarget::default()).unwrap();
+    let hashes = fill(sink.as_mut(), &m, &data);
+    sink.finish(&hashes, false).unwrap();
+    assert_eq!(std::fs::read(&other).unwrap(), expected(&img, &data, 0));
+}
+
+#[test]
+fn an_unfinished_file_target_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, data) = image();
+    let m = manifest(&img);
+    let mut sink = open(dir.path(), &m, &ImageTarget::default()).unwrap();
+    sink.write_block(0, &data[..100]).unwrap();
+    sink.abort();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+fn device(dir: &Path, len: u64, byte: u8) -> PathBuf {
+    let p = dir.join("dev");
+    std::fs::write(&p, vec![byte; len as usize]).unwrap();
+    p
+}
+
+const FORCE: ImageTarget = ImageTarget { device: true, force: true, zero_fill: false };
+
+#[test]
+fn a_device_is_marked_until_the_first_region_is_committed_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, data) = image();
+    let m = manifest(&img);
+    let dev = device(dir.path(), img.size, 0xee);
+    let mut sink = open(&dev, &m, &FORCE).unwrap();
+    let id = to_hex(&crate::storage::resume::push_id(&m));
+    assert_eq!(read_marker(&dev).unwrap(), Some((id.clone(), img.size)));
+    let hashes = fill(sink.as_mut(), &m, &data);
+    // Everything but the first region is written; the marker is still there.
+    let mid = std::fs::read(&dev).unwrap();
+    assert!(mid.starts_with(MARKER_MAGIC));
+    assert_eq!(mid[4 * K as usize..12 * K as usize], [0xee; 8 * K as usize], "held in memory");
+    let want = expected(&img, &data, 0xee);
+    assert_eq!(mid[HOLD_BYTES as usize..], want[HOLD_BYTES as usize..]);
+    sink.finish(&hashes, true).unwrap();
+    let done = std::fs::read(&dev).unwrap();
+    // The first region comes whole from the image (its holes as zeros); the rest keeps the old
+    // bytes in holes without --zero-fill.
+    let mut first = expected(&img, &data, 0)[..HOLD_BYTES as usize].to_vec();
+    first.extend_from_slice(&want[HOLD_BYTES as usize..]);
+    assert_eq!(done, first);
+    assert_eq!(read_marker(&dev).unwrap(), None);
+}
+
+#[test]
+fn zero_fill_clears_the_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, data) = image();
+    let m = manifest(&img);
+    // A larger "device": bytes past the image are not the image's and stay.
+    let dev = device(dir.path(), img.size + 10, 0xee);
+    let mut sink = open(&dev, &m, &ImageTarget { zero_fill: true, ..FORCE }).unwrap();
+    let hashes = fill(sink.as_mut(), &m, &data);
+    sink.finish(&hashes, false).unwrap();
+    let done = std::fs::read(&dev).unwrap();
+    assert_eq!(done[..img.size as usize], expected(&img, &data, 0)[..]);
+    assert_eq!(done[img.size as usize..], [0xee; 10]);
+}
+
+#[test]
+fn an_interrupted_device_keeps_its_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, data) = image();
+    let m = manifest(&img);
+    let dev = device(dir.path(), img.size, 0xee);
+    let mut sink = open(&dev, &m, &FORCE).unwrap();
+    let layout = m.layout().unwrap();
+    sink.write_block(0, &data[..layout.block_len(0).unwrap()]).unwrap();
+    sink.abort();
+    assert!(read_marker(&dev).unwrap().is_some());
+    // A smaller regular file is grown to the image's size under --force.
+    let small = device(dir.path(), 10, 1);
+    drop(open(&small, &m, &FORCE).unwrap());
+    assert_eq!(std::fs::metadata(&small).unwrap().len(), img.size);
+}
+
+#[test]
+fn refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = image();
+    let m = manifest(&img);
+    let dev = device(dir.path(), img.size, 0);
+    let e = open(&dev, &m, &ImageTarget { force: false, ..FORCE }).err().unwrap();
+    assert!(e.to_string().contains("not a block device"), "{e}");
+    assert_eq!(std::fs::read(&dev).unwrap(), vec![0; img.size as usize], "untouched");
+    let file = Manifest::single_file(RelPath::new("f").unwrap(), 10, 1024, 16).unwrap();
+    let e = open(&dev, &file, &FORCE).err().unwrap();
+    assert!(e.to_string().contains("disk-image push"), "{e}");
+}

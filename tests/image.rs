@@ -1,0 +1,166 @@
+//! Disk images with real binaries in a private user + network namespace: `mcast-send --image`
+//! of a sparse file (holes, written zero runs and data, part of it in the first MiB) to two
+//! receivers, one writing a sparse file (`--output`), one a stand-in device (`--to-device` on a
+//! regular file full of old bytes, `--force --zero-fill`). Both read back equal to the source,
+//! and what went out is the data, not the image's size. A loop device target runs where
+//! `losetup` works (root), and says SKIPPED otherwise.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+/// Image size, and its data: 1.5 MiB from 512 KiB (inside and past the first MiB), 3 MiB at
+/// 20 MiB, 64 KiB at the last MiB; 4 MiB of written zeros at 8 MiB; holes elsewhere.
+const SIZE: u64 = 48 * MIB;
+const DATA: [(u64, u64); 3] = [(MIB / 2, 3 * MIB / 2), (20 * MIB, 3 * MIB), (SIZE - MIB, 64 << 10)];
+
+fn make_image(path: &Path) -> Vec<u8> {
+    let f = fs::File::create(path).unwrap();
+    f.set_len(SIZE).unwrap();
+    let mut content = vec![0u8; SIZE as usize];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for (i, &(off, len)) in DATA.iter().enumerate() {
+        let part = &mut content[off as usize..(off + len) as usize];
+        if i == 1 {
+            // Compressible text.
+            for (j, b) in part.iter_mut().enumerate() {
+                *b = b"the quick brown fox jumps over the lazy dog\n"[j % 44];
+            }
+        } else {
+            for b in part.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = (state >> 24) as u8;
+            }
+        }
+        f.write_all_at(part, off).unwrap();
+    }
+    f.write_all_at(&vec![0u8; 4 * MIB as usize], 8 * MIB).unwrap();
+    content
+}
+
+fn json(path: &Path) -> Value {
+    let text = common::read_text(path);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{text}", path.display()))
+}
+
+fn assert_equal(expected: &[u8], path: &Path) {
+    let got = fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert_eq!(got.len(), expected.len(), "{} has the wrong length", path.display());
+    if let Some(at) = got.iter().zip(expected).position(|(a, b)| a != b) {
+        panic!("{} differs from the source at byte {at}", path.display());
+    }
+}
+
+const PUSH: &str = r#"
+G=239.255.47.1:7500
+"$RECV" --group $G --interface 127.0.0.1 --output out --once --json --timeout 60s \
+    --ready-file ready-a > a.json 2> a.log &
+A=$!
+"$RECV" --group $G --interface 127.0.0.1 --to-device $DEV --force --zero-fill --once --json \
+    --timeout 60s --ready-file ready-b > b.json 2> b.log &
+B=$!
+for _ in $(seq 100); do [ -e ready-a ] && [ -e ready-b ] && break; sleep 0.1; done
+"$SEND" --image src.img --group $G --interface 127.0.0.1 --rate 200M --receivers 2 \
+    --timeout 60s --json > send.json 2> send.log; echo $? > send.rc
+wait $A; echo $? > a.rc
+wait $B; echo $? > b.rc
+"#;
+
+fn push(d: &Path, dev: &str) -> Vec<u8> {
+    fs::create_dir(d.join("out")).unwrap();
+    let content = make_image(&d.join("src.img"));
+    fs::write(d.join("push.sh"), PUSH).unwrap();
+    let script = format!("export DEV={dev}\nbash push.sh");
+    common::in_namespace(d, 120, &script);
+    for f in ["send.log", "a.log", "b.log"] {
+        println!("{f}:\n{}", common::read_text(&d.join(f)));
+    }
+    for rc in ["send.rc", "a.rc", "b.rc"] {
+        assert_eq!(common::read_text(&d.join(rc)).trim(), "0", "{rc}");
+    }
+    content
+}
+
+#[test]
+fn a_sparse_image_to_a_file_and_a_device() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The stand-in device: larger than the image, full of old bytes.
+    fs::write(d.join("dev.raw"), vec![0xa5u8; (SIZE + MIB) as usize]).unwrap();
+    let content = push(d, "dev.raw");
+
+    let sparse = d.join("out/src.img");
+    assert_equal(&content, &sparse);
+    let allocated = fs::metadata(&sparse).unwrap().blocks() * 512;
+    let data: u64 = DATA.iter().map(|e| e.1).sum();
+    assert!(allocated < data + 2 * MIB, "the copy is sparse: {allocated} bytes allocated");
+    let dev = fs::read(d.join("dev.raw")).unwrap();
+    assert_equal(&content, &{
+        fs::write(d.join("dev.head"), &dev[..SIZE as usize]).unwrap();
+        d.join("dev.head")
+    });
+    assert!(dev[SIZE as usize..].iter().all(|&b| b == 0xa5), "past the image: untouched");
+
+    // Only the data went out: the payload is the data extents (the written zeros and holes
+    // are left out), and the symbols sent are about that, not the 48 MiB image.
+    let send = json(&d.join("send.json"));
+    assert_eq!(send["status"], "complete", "{send}");
+    assert_eq!(send["bytes"].as_u64(), Some(data), "{send}");
+    let symbols = send["data_packets"].as_u64().unwrap() + send["repair_packets"].as_u64().unwrap();
+    let on_wire = symbols * 1400;
+    assert!(on_wire < data * 13 / 10, "{on_wire} bytes of symbols for {data} of data");
+    for r in ["a.json", "b.json"] {
+        assert_eq!(json(&d.join(r))["status"], "complete", "{r}");
+    }
+}
+
+/// A loop device as the target, where this machine lets us make one (root, /dev/loop-control).
+#[test]
+fn a_loop_device_target() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let backing = d.join("loop.raw");
+    fs::write(&backing, vec![0x5au8; SIZE as usize]).unwrap();
+    let out = Command::new("losetup").args(["-f", "--show"]).arg(&backing).output();
+    let loopdev = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Ok(o) => {
+            eprintln!("SKIPPED: losetup failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+            return;
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no losetup: {e}");
+            return;
+        }
+    };
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").args(["-d", &self.0]).status();
+        }
+    }
+    let _detach = Detach(loopdev.clone());
+    let content = push(d, &loopdev);
+    let _ = Command::new("sync").status();
+    assert_equal(&content, &d.join("out/src.img"));
+    let mut back = vec![0u8; SIZE as usize];
+    fs::File::open(&loopdev).unwrap().read_exact_at(&mut back, 0).unwrap();
+    if let Some(at) = back.iter().zip(&content).position(|(a, b)| a != b) {
+        panic!("{loopdev} differs from the source at byte {at}");
+    }
+}
