@@ -155,7 +155,8 @@ impl Store {
     /// and newer than the current version (what an interrupted single-file push staged there
     /// is resumed), else a new one after the newest. A single file's directory is created (the
     /// file goes inside it); a tree's is left absent (the tree is built beside it and renamed
-    /// into place), and what a crashed receive staged beside it is removed.
+    /// into place). What a crashed receive left there is removed, but for a resume's staging
+    /// (as `mcast-recv --output` does).
     pub fn prepare(&self, name: &str, single_file: bool) -> Result<Slot, VersionError> {
         let current = self.current(name)?.unwrap_or(0);
         let name_dir = self.name_dir(name);
@@ -174,13 +175,11 @@ impl Store {
             // An unfinished single-file version: a tree replaces it whole.
             std::fs::remove_dir_all(&dest).map_err(io("remove", &dest))?;
         }
-        if !single_file {
-            crate::net::source::clean_output(&dest).map_err(|e| VersionError::Io {
-                op: "clean staging beside",
-                path: dest.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-        }
+        crate::net::source::clean_output(&dest).map_err(|e| VersionError::Io {
+            op: "clean stale staging in and beside",
+            path: dest.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         Ok(Slot { name: name.to_owned(), version, dest })
     }
 

@@ -43,10 +43,12 @@ fn an_unfinished_version_is_reused_and_a_tree_slot_is_left_absent() {
     store.commit(&one).unwrap();
     let two = store.prepare("f", true).unwrap();
     fs::write(two.dest.join(".f.mcast-resume"), "staged").unwrap();
+    fs::write(two.dest.join(".f.mcast-tmp-0a1b"), "a crashed run's, unclaimed").unwrap();
     // Nothing placed in 2: the next push of "f" resumes there.
     let again = store.prepare("f", true).unwrap();
     assert_eq!(again, two);
     assert!(two.dest.join(".f.mcast-resume").exists());
+    assert!(!two.dest.join(".f.mcast-tmp-0a1b").exists(), "a stale temp is removed");
     // A tree of the same name replaces the unfinished directory whole and leaves it absent.
     let tree = store.prepare("f", false).unwrap();
     assert_eq!(tree.version, 2);
