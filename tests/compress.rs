@@ -253,7 +253,7 @@ fn a_forged_block_coding_ahead_of_the_genuine_one_costs_a_request_not_a_wrong_wr
     // at its end.
     let mut now = Instant::ZERO;
     while now <= deadline && !r.h.is_done() {
-        now = now + Duration::from_micros(50);
+        now += Duration::from_micros(50);
         let mut forgeries_now = Vec::new();
         r.h.run_until_with(now, &mut |d| {
             if let Some((h, c)) = cdata(d) {
