@@ -283,3 +283,118 @@ fn a_forged_block_coding_ahead_of_the_genuine_one_costs_a_request_not_a_wrong_wr
         assert_eq!(s.dropped_foreign, 0, "every forgery reached a locked session");
     }
 }
+
+// ---- Real binaries in a private network namespace ----
+
+const NS_PUSHES: &str = r#"
+G=239.255.45.1:7400
+recv() { # $1: name, $2: output, $3...: more flags
+    local n=$1 out=$2; shift 2
+    "$RECV" --group $G --interface 127.0.0.1 --output "$out" --once --json --timeout 60s \
+        --ready-file "$n.ready" "$@" > "$n.json" 2> "$n.log" &
+}
+wait_ready() { for _ in $(seq 100); do [ -e "$1.ready" ] && break; sleep 0.1; done; }
+recv f1 out1; p1=$!; recv f2 out2 --drop-rate 0.02 --drop-seed 3; p2=$!
+wait_ready f1; wait_ready f2
+"$SEND" file.bin --group $G --interface 127.0.0.1 --rate 300M --receivers 2 --timeout 60s \
+    --compress zstd --json > fsend.json 2> fsend.log; echo $? > fsend.rc
+wait $p1; echo $? > f1.rc; wait $p2; echo $? > f2.rc
+recv t1 tree1; p1=$!; recv t2 tree2 --drop-rate 0.02 --drop-seed 4; p2=$!
+wait_ready t1; wait_ready t2
+"$SEND" tree --group $G --interface 127.0.0.1 --rate 300M --receivers 2 --timeout 60s \
+    --compress lz4 --json > tsend.json 2> tsend.log; echo $? > tsend.rc
+wait $p1; echo $? > t1.rc; wait $p2; echo $? > t2.rc
+"#;
+
+/// `len` bytes of words from [`WORDS`], every fourth MiB random instead.
+fn compressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        if (out.len() >> 20) % 4 == 3 {
+            out.push(rng.gen());
+        } else {
+            out.extend_from_slice(WORDS[rng.gen_range(0..WORDS.len())].as_bytes());
+            out.push(b' ');
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    let text = common::read_text(path);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display()))
+}
+
+/// Every regular file under `root`, relative path and contents, sorted.
+fn files(root: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.push((p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn compressed_file_and_tree_pushes_with_real_binaries() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let size = 16 << 20;
+    let file = compressible(size, 11);
+    std::fs::write(d.join("file.bin"), &file).unwrap();
+    std::fs::create_dir_all(d.join("tree/docs/deep")).unwrap();
+    std::fs::write(d.join("tree/docs/a.txt"), compressible(3 << 20, 12)).unwrap();
+    std::fs::write(d.join("tree/docs/deep/b.txt"), compressible(100_000, 13)).unwrap();
+    std::fs::write(d.join("tree/small.txt"), b"tiny").unwrap();
+    let noise: Vec<u8> =
+        (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(d.join("tree/noise.bin"), &noise).unwrap();
+    for o in ["out1", "out2"] {
+        std::fs::create_dir(d.join(o)).unwrap();
+    }
+    common::in_namespace(d, 150, NS_PUSHES);
+    let log = |f: &str| common::read_text(&d.join(f));
+    for rc in ["fsend", "f1", "f2", "tsend", "t1", "t2"] {
+        assert_eq!(log(&format!("{rc}.rc")).trim(), "0", "{rc}:\n{}", log(&format!("{rc}.log")));
+    }
+    // The file: identical at both receivers, well under its size on the wire.
+    for o in ["out1", "out2"] {
+        assert!(std::fs::read(d.join(o).join("file.bin")).unwrap() == file, "{o}/file.bin differs");
+    }
+    let sent = json(&d.join("fsend.json"));
+    let c = &sent["compression"];
+    assert_eq!(c["codec"], "zstd:3");
+    assert_eq!(c["payload_bytes"].as_u64(), Some(size as u64));
+    let wire = sent["stats"]["bytes_sent"].as_u64().unwrap();
+    println!(
+        "file: {size} B payload, {} B compressed, {wire} B on the wire",
+        c["wire_payload_bytes"]
+    );
+    // A quarter is random (raw); the text shrinks several times.
+    assert!(wire < size as u64 / 2, "{wire} bytes on the wire for {size}");
+    assert!(log("fsend.log").contains("compressed (zstd:3): 16.0 MiB of payload as "));
+    // The tree: every file identical.
+    let want = files(&d.join("tree"));
+    for o in ["tree1", "tree2"] {
+        assert!(files(&d.join(o)) == want, "{o} differs from the source tree");
+    }
+    let sent = json(&d.join("tsend.json"));
+    assert_eq!(sent["compression"]["codec"], "lz4");
+    let total: usize = want.iter().map(|(_, b)| b.len()).sum();
+    let wire = sent["stats"]["bytes_sent"].as_u64().unwrap();
+    println!("tree: {total} B payload, {wire} B on the wire");
+    assert!(wire < total as u64 * 3 / 4, "{wire} bytes on the wire for {total}");
+}
