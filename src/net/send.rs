@@ -32,8 +32,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::net::send_report::{
-    DroppedEntry, FailedEntry, HostEntry, MissingEntry, ReceiverEntry, RosterLists, SendReport,
-    SendStatus, UnexpectedEntry,
+    CompressionEntry, DroppedEntry, FailedEntry, HostEntry, MissingEntry, ReceiverEntry,
+    RosterLists, SendReport, SendStatus, UnexpectedEntry,
 };
 
 /// Encoded blocks the sender keeps by default. Encoders are ~2 MiB each (data plus
@@ -80,6 +80,8 @@ pub struct SendConfig {
     /// `--image`: `path` is a disk image or block device (`-`: standard input) sent as its
     /// data extents ([`ImageSource`](crate::storage::ImageSource)).
     pub image: Option<crate::storage::ImageOptions>,
+    /// Compress every payload block with this codec before FEC (`--compress`).
+    pub compress: Option<crate::proto::compress::Codec>,
 }
 
 /// Signed mode's settings of a push.
@@ -120,6 +122,7 @@ impl SendConfig {
             key: None,
             signing: None,
             image: None,
+            compress: None,
         }
     }
 }
@@ -304,6 +307,9 @@ pub async fn run(
             Sender::new_signed(cfg, &manifest, hashes, &sign.signer, sign.version, clock.now())?
         }
     };
+    if let Some(codec) = cfg.compress {
+        sender.set_compression(codec);
+    }
     if let Some(list) = &cfg.expect {
         sender.expect(list.clone());
     }
@@ -460,6 +466,7 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
             .signing
             .as_ref()
             .map(|s| crate::net::signing::SignedEntry::new(&s.signer.key_id(), s.version)),
+        compression: sender.compression().map(|c| CompressionEntry::new(c, sender.stats())),
     }
 }
 

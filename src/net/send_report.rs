@@ -121,6 +121,38 @@ pub struct SendReport {
     pub auth_error: Option<String>,
     /// Signed mode: the key id and version the push was signed with; `None` unsigned.
     pub signed: Option<crate::net::signing::SignedEntry>,
+    /// `--compress`: the codec and what it saved; `None` uncompressed.
+    pub compression: Option<CompressionEntry>,
+}
+
+/// What compression did (`"compression"` in `--json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompressionEntry {
+    /// The codec, as `--compress` takes it (`zstd:3`, `lz4`).
+    pub codec: String,
+    /// Payload bytes of the blocks prepared.
+    pub payload_bytes: u64,
+    /// What they travelled as (compressed frames, raw blocks that did not shrink), before
+    /// padding to whole symbols.
+    pub wire_payload_bytes: u64,
+    /// `payload_bytes / wire_payload_bytes` (1 when nothing was prepared).
+    pub ratio: f64,
+}
+
+impl CompressionEntry {
+    /// The entry of a push compressed with `codec`, from its sender's counters.
+    pub fn new(codec: crate::proto::compress::Codec, stats: &SenderStats) -> Self {
+        let ratio = match stats.wire_payload_bytes {
+            0 => 1.0,
+            w => stats.payload_bytes as f64 / w as f64,
+        };
+        CompressionEntry {
+            codec: codec.to_string(),
+            payload_bytes: stats.payload_bytes,
+            wire_payload_bytes: stats.wire_payload_bytes,
+            ratio,
+        }
+    }
 }
 
 /// A receiver by name and id.

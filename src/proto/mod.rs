@@ -11,6 +11,7 @@
 //! polled datagram goes.
 
 pub mod auth;
+pub mod compress;
 pub mod fec;
 pub mod layout;
 pub mod manifest;

@@ -48,6 +48,11 @@ pub struct SenderStats {
     pub feedback_untracked: u64,
     /// Echoes ignored: not of a probe sent recently, or an impossible delay.
     pub echoes_ignored: u64,
+    /// Payload bytes of the blocks prepared (each block counted once).
+    pub payload_bytes: u64,
+    /// What those blocks travel as before padding: compressed frames (or raw blocks); equal
+    /// to `payload_bytes` in an uncompressed session.
+    pub wire_payload_bytes: u64,
 }
 
 /// Receiver counters.
@@ -63,6 +68,12 @@ pub struct ReceiverStats {
     pub dropped_invalid: u64,
     /// Dropped: too many blocks in progress (memory bound).
     pub dropped_memory: u64,
+    /// Compressed sessions: symbols whose `K_b` or codec disagreed with their block's first
+    /// datagram (a forgery on one side).
+    pub symbols_conflicting: u64,
+    /// Compressed sessions: blocks that decoded but did not decompress to their length (a
+    /// forged `K_b` or codec): discarded and asked for again.
+    pub decompress_failures: u64,
     /// New symbols stored.
     pub symbols_new: u64,
     /// Symbols already held, or for blocks already complete.

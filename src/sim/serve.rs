@@ -123,8 +123,14 @@ mod tests {
     #[test]
     fn reads_are_checked_against_the_object() {
         let (_, source) = setup(vec![]);
-        let req =
-            |offset, len| BlockRequest { block: 0, offset, len, symbols: 10, symbol_size: 100 };
+        let req = |offset, len| BlockRequest {
+            block: 0,
+            offset,
+            len,
+            symbols: 10,
+            symbol_size: 100,
+            codec: None,
+        };
         assert_eq!(source.read(&req(4990, 10)).map(|d| d.len()), Some(10));
         assert_eq!(source.read(&req(4990, 11)), None);
         assert_eq!(source.read(&req(u64::MAX, 1)), None);

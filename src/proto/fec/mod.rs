@@ -9,14 +9,23 @@
 //! symbols when a handful are missing (module `fast`, cost in proportion to the loss), and runs the
 //! RaptorQ decoder otherwise. Both constructors are pure CPU work that a driver may run on a
 //! worker thread.
+//!
+//! Compressed sessions (`proto::compress`): a block travels as a FEC block of its own `K_b`
+//! source symbols ([`BlockEncoder::compressed`], [`BlockSymbols::new_coded`]); the receiver
+//! fixes `K_b` and the codec from the first datagram of a block, counts datagrams that
+//! disagree ([`BlockSymbols::conflict`]: once they are as many as the symbols held, the block
+//! starts over with theirs), and [`BlockSymbols::decode_payload`] decompresses what it decoded.
 
+mod coded;
 mod coeffs;
 mod fast;
 mod gf256;
 #[cfg(test)]
 mod tests;
 
+use crate::proto::compress::{self, BlockCodec, Codec};
 use crate::proto::wire::MAX_ESI;
+pub use coded::block_coding;
 use coeffs::CoefficientCache;
 use fast::Outcome;
 use raptorq::SourceBlockEncoder;
@@ -62,6 +71,10 @@ pub struct BlockEncoder {
     k: u16,
     data: Vec<u8>,
     encoder: SourceBlockEncoder,
+    /// Compressed session: how this block travels (`None`: an uncompressed session's block).
+    codec: Option<BlockCodec>,
+    /// Bytes of what travels, unpadded (the frame, or the raw block).
+    coded_len: usize,
 }
 
 impl std::fmt::Debug for BlockEncoder {
@@ -82,14 +95,43 @@ impl BlockEncoder {
         if data.len() > full || data.len() < min {
             return Err(FecError::BlockLength { len: data.len(), k, t });
         }
+        let coded_len = data.len();
         data.resize(full, 0);
         let encoder = SourceBlockEncoder::new(0, &oti(t, k), &data);
-        Ok(BlockEncoder { t, k, data, encoder })
+        Ok(BlockEncoder { t, k, data, encoder, codec: None, coded_len })
     }
 
-    /// Source symbols in this block (`K`).
+    /// A block of a compressed session: `data` (the block's bytes, `k` symbols of `t` in the
+    /// layout) compressed with `codec` into a FEC block of `K_b <= k` symbols, or raw when that
+    /// saves nothing (see `proto::compress`).
+    pub fn compressed(t: u16, k: u16, data: Vec<u8>, codec: Codec) -> Result<Self, FecError> {
+        if t == 0 || k == 0 {
+            return Err(FecError::Empty);
+        }
+        let full = usize::from(t) * usize::from(k);
+        if data.len() > full || data.len() < full - usize::from(t) + 1 {
+            return Err(FecError::BlockLength { len: data.len(), k, t });
+        }
+        let e = compress::encode_block(codec, data, t, k);
+        let mut enc = BlockEncoder::new(t, e.symbols, e.bytes)?;
+        enc.codec = Some(e.codec);
+        Ok(enc)
+    }
+
+    /// Source symbols in this block (`K`, or `K_b` of a compressed session's block).
     pub fn source_symbols(&self) -> u16 {
         self.k
+    }
+
+    /// How the block travels in a compressed session; `None` in an uncompressed one.
+    pub fn codec(&self) -> Option<BlockCodec> {
+        self.codec
+    }
+
+    /// Bytes that travel as source symbols, before padding (the compressed frame, or the
+    /// block's own length).
+    pub fn coded_len(&self) -> usize {
+        self.coded_len
     }
 
     /// Source symbol `esi` (< K), `None` otherwise.
@@ -136,6 +178,10 @@ pub struct BlockSymbols {
     have_source: Vec<bool>,
     source_count: u32,
     repairs: Vec<(u32, Vec<u8>)>,
+    /// Compressed session: the codec the block's first datagram named.
+    codec: Option<BlockCodec>,
+    /// Datagrams that named another `K_b` or codec.
+    conflicts: u32,
 }
 
 impl std::fmt::Debug for BlockSymbols {
@@ -162,7 +208,30 @@ impl BlockSymbols {
             have_source: vec![false; usize::from(k)],
             source_count: 0,
             repairs: Vec::new(),
+            codec: None,
+            conflicts: 0,
         })
+    }
+
+    /// An empty collector for a block of a compressed session: `k` is its `K_b`, `codec` how
+    /// it travels (both as its first datagram said).
+    pub fn new_coded(t: u16, k: u16, codec: BlockCodec) -> Result<Self, FecError> {
+        let mut s = BlockSymbols::new(t, k)?;
+        s.codec = Some(codec);
+        Ok(s)
+    }
+
+    /// Whether a datagram naming `k` source symbols and `codec` belongs to this collector.
+    pub fn is_coded_as(&self, k: u16, codec: Option<BlockCodec>) -> bool {
+        self.k == k && self.codec == codec
+    }
+
+    /// Count a datagram that named another `K_b` or codec. Returns `true` when such datagrams
+    /// are now at least as many as the symbols held: then the caller starts the block over
+    /// with theirs (so one forged first datagram costs at most the symbols of one genuine one).
+    pub fn conflict(&mut self) -> bool {
+        self.conflicts = self.conflicts.saturating_add(1);
+        self.conflicts >= self.count()
     }
 
     /// Distinct symbols held.
@@ -208,6 +277,21 @@ impl BlockSymbols {
         }
         self.repairs.push((esi, symbol.to_vec()));
         Ok(Inserted::New)
+    }
+
+    /// Decode like [`Self::decode`] and recover the block's `len` bytes: cut to `len`, or, in a
+    /// compressed session, decompressed (`Ok(None)` when the result does not decompress to
+    /// exactly `len` bytes: a forged `K_b` or codec, or damaged symbols).
+    pub fn decode_payload(self, len: usize) -> Result<Option<Vec<u8>>, Box<BlockSymbols>> {
+        let codec = self.codec;
+        let mut data = self.decode()?;
+        match codec {
+            None => {
+                data.truncate(len);
+                Ok(Some(data))
+            }
+            Some(c) => Ok(compress::decode_frame(c, data, len).ok()),
+        }
     }
 
     /// Whether every source symbol arrived (the decode is a copy).

@@ -162,8 +162,9 @@ pub struct Decoded {
 }
 
 impl DecodeJob {
-    /// Decode (or copy) the block and hash it: all the CPU work a block needs, so that a
-    /// driver can run it off its receive loop.
+    /// Decode (or copy) the block, decompress it in a compressed session, and hash it: all the
+    /// CPU work a block needs, so that a driver can run it off its receive loop. A block that
+    /// does not decompress to its length comes back empty (the session discards it).
     pub fn run(self) -> Decoded {
         let systematic = self.symbols.is_systematic();
         let len = self.len;
@@ -171,8 +172,8 @@ impl DecodeJob {
             object: self.object,
             block: self.block,
             systematic,
-            result: self.symbols.decode().map(|mut data| {
-                data.truncate(len);
+            result: self.symbols.decode_payload(len).map(|data| {
+                let data = data.unwrap_or_default();
                 let hash = *blake3::hash(&data).as_bytes();
                 (data, hash)
             }),

@@ -11,6 +11,8 @@
 
 use super::seq::{max_gap, Seq, SeqTrack};
 use super::*;
+use crate::proto::compress::BlockCodec;
+use crate::proto::fec::block_coding;
 use crate::proto::timer::{TimerKind, TimerTable};
 use std::collections::{BTreeMap, HashSet};
 
@@ -48,6 +50,8 @@ pub(super) struct Identity {
     block_symbols: u16,
     pub(super) manifest_len: u32,
     manifest_hash: [u8; 32],
+    /// A compressed session ([`FLAG_COMPRESSED`]): payload symbols come as [`CData`] only.
+    pub(super) compressed: bool,
 }
 
 impl Identity {
@@ -60,6 +64,7 @@ impl Identity {
             block_symbols: a.block_symbols,
             manifest_len: a.manifest_len,
             manifest_hash: a.manifest_hash,
+            compressed: header.flags & FLAG_COMPRESSED != 0,
         }
     }
 }
@@ -313,7 +318,7 @@ impl Session {
         // Symbols are checked by the hashes; everything that steers the session only from the
         // address the session was announced from.
         let from_sender = sender_node && from == self.from;
-        if sender_node && !from_sender && !matches!(packet, Packet::Data(_)) {
+        if sender_node && !from_sender && !matches!(packet, Packet::Data(_) | Packet::CData(_)) {
             cx.stats.dropped_not_sender += 1;
             return;
         }
@@ -321,7 +326,8 @@ impl Session {
             self.last_heard = now;
         }
         match packet {
-            Packet::Data(d) if sender_node => self.on_data(cx, now, d),
+            Packet::Data(d) if sender_node => self.on_data(cx, now, d, None),
+            Packet::CData(c) if sender_node => self.on_data(cx, now, c.data, Some((c.codec, c.kb))),
             Packet::Announce(a) if from_sender => self.on_announce(cx, now, &header, a),
             Packet::Probe(p) if from_sender => {
                 self.follow_grtt(cx, now, grtt_of(p.grtt_us));
@@ -373,8 +379,17 @@ impl Session {
         }
     }
 
-    fn on_data(&mut self, cx: &mut Ctx, now: Instant, d: Data<'_>) {
-        let Some(k) = self.objects[d.object].layout.source_symbols(d.block) else {
+    /// A symbol; `coded` is a compressed session's (codec, `K_b`) from its [`CData`].
+    fn on_data(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        d: Data<'_>,
+        coded: Option<(BlockCodec, u16)>,
+    ) {
+        let layout_k = self.objects[d.object].layout.source_symbols(d.block);
+        let Some((k, codec)) = block_coding(self.identity.compressed, d.object, layout_k, coded)
+        else {
             cx.stats.dropped_invalid += 1;
             return;
         };
@@ -413,7 +428,28 @@ impl Session {
             cx.stats.symbols_duplicate += 1;
         } else {
             let symbols = match o.pending.entry(d.block) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    let symbols = e.into_mut();
+                    if !symbols.is_coded_as(k, codec) {
+                        // Another K_b or codec than the block's first datagram said: one of
+                        // them is forged. Start over with this one once they are as many.
+                        // (A slot reserved by a NAK holds nothing yet and is simply resized.)
+                        cx.stats.symbols_conflicting += u64::from(symbols.count() > 0);
+                        let Ok(fresh) =
+                            BlockSymbols::for_coding(self.identity.symbol_size, k, codec)
+                        else {
+                            return;
+                        };
+                        if !symbols.conflict() {
+                            if grew {
+                                self.update_nak_timer(cx, now);
+                            }
+                            return;
+                        }
+                        *symbols = fresh;
+                    }
+                    symbols
+                }
                 std::collections::btree_map::Entry::Vacant(e) => {
                     if full {
                         cx.stats.dropped_memory += 1;
@@ -422,7 +458,10 @@ impl Session {
                         }
                         return;
                     }
-                    let Ok(b) = BlockSymbols::new(self.identity.symbol_size, k) else { return };
+                    let Ok(b) = BlockSymbols::for_coding(self.identity.symbol_size, k, codec)
+                    else {
+                        return;
+                    };
                     e.insert(b)
                 }
             };

@@ -29,7 +29,12 @@ impl Session {
             cx.stats.blocks_decoded += 1;
         }
         if o.layout.block_len(decoded.block) != Some(data.len()) {
-            return; // a job not built by this receiver
+            // A compressed block that did not decompress to its length (a forged K_b or codec;
+            // `DecodeJob::run`), or a job not built by this receiver: its state is gone, so
+            // it is asked for again.
+            cx.stats.decompress_failures += u64::from(data.is_empty());
+            self.update_nak_timer(cx, now);
+            return;
         }
         match decoded.object {
             ObjectId::Manifest => self.on_manifest_block(cx, now, decoded.block, &data),

@@ -60,6 +60,7 @@ impl Sender {
                 self.stats.needs_out_of_range += 1;
                 continue;
             };
+            let k = self.block_k(need.object, need.block, k);
             if need.block >= self.started[need.object] {
                 // Not sent yet: nobody can lack it.
                 self.stats.needs_ignored += 1;

@@ -47,6 +47,7 @@
 //! `pacer`, `grtt`, `group` (who is listening, stragglers) and `parity` (auto parity).
 
 mod budget;
+mod compressed;
 mod config;
 mod control;
 mod feedback;
@@ -134,6 +135,8 @@ pub struct BlockRequest {
     pub symbols: u16,
     /// Symbol size.
     pub symbol_size: u16,
+    /// Compressed session: the codec to compress the block with before FEC.
+    pub codec: Option<crate::proto::compress::Codec>,
 }
 
 impl BlockRequest {
@@ -149,7 +152,10 @@ impl BlockRequest {
             });
         }
         let hash = *blake3::hash(&data).as_bytes();
-        let encoder = BlockEncoder::new(self.symbol_size, self.symbols, data)?;
+        let encoder = match self.codec {
+            Some(codec) => BlockEncoder::compressed(self.symbol_size, self.symbols, data, codec)?,
+            None => BlockEncoder::new(self.symbol_size, self.symbols, data)?,
+        };
         Ok(PreparedBlock { encoder, hash })
     }
 }
@@ -263,6 +269,9 @@ pub struct Sender {
     aborting: Option<Aborting>,
     /// Signed mode ([`Sender::new_signed`]): the signature sent after each announcement.
     signing: Option<signing::Signing>,
+    /// Compressed session ([`Sender::set_compression`]): the codec, and each payload block's
+    /// `K_b` once prepared (0 before).
+    compression: Option<compressed::Compression>,
 }
 
 impl Sender {
@@ -346,6 +355,7 @@ impl Sender {
             stats: SenderStats::default(),
             aborting: None,
             signing: None,
+            compression: None,
             cfg,
         };
         if layout.block_count() == 0 {
@@ -440,12 +450,12 @@ impl Sender {
     /// ([`handle_block_failed`](Self::handle_block_failed)): the file changed under the sender.
     pub fn handle_block(&mut self, block: u32, prepared: PreparedBlock) -> Result<(), SenderError> {
         let PreparedBlock { encoder, hash } = prepared;
-        if self.layout().source_symbols(block) != Some(encoder.source_symbols()) {
+        if !self.fits_layout(block, &encoder) {
             return Err(SenderError::Block { block, reason: "does not match the layout".into() });
         }
         self.requested.remove(&block);
         match self.block_hashes[block as usize] {
-            Some(first) if first != hash => {
+            Some(first) if first != hash || !self.same_coding(block, &encoder) => {
                 tracing::error!("block {block} changed since it was first read: unavailable");
                 self.handle_block_failed(block);
                 return Ok(());
@@ -453,7 +463,10 @@ impl Sender {
             Some(_) => {}
             // Unavailable when the list was built: no receiver can verify it.
             None if self.hash_list_root.is_some() => return Ok(()),
-            None => self.block_hashes[block as usize] = Some(hash),
+            None => {
+                self.block_hashes[block as usize] = Some(hash);
+                self.first_prepared(block, &encoder);
+            }
         }
         if self.cache.len() >= self.cfg.cache_blocks.max(1) {
             if let Some(oldest) =

@@ -52,6 +52,7 @@ impl Sender {
             len: self.layout().block_len(block).unwrap_or(0),
             symbols: self.layout().source_symbols(block).unwrap_or(0),
             symbol_size: self.layout().symbol_size(),
+            codec: self.compression(),
         }));
     }
 
@@ -100,7 +101,7 @@ impl Sender {
         self.started[key.0] = self.started[key.0].max(key.1.saturating_add(1));
         let seq = self.seq;
         let data = Data { object: key.0, block: key.1, esi, seq, symbol };
-        wire::emit(&self.header, &Packet::Data(data), buf);
+        wire::emit(&self.header, &Sender::data_packet(enc, data), buf);
         self.seq = self.seq.wrapping_add(1);
         Some(seq)
     }
@@ -200,6 +201,7 @@ impl Sender {
                 };
                 continue;
             };
+            let k = self.block_k(cur.object, cur.block, k);
             if cur.object == ObjectId::Payload && self.unavailable.contains_key(&cur.block) {
                 self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
                 continue;

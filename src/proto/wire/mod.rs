@@ -37,6 +37,9 @@ pub const TRAILER_LEN: usize = 4;
 pub const FLAG_KEYED: u16 = 0x8000;
 /// Header flag, with [`FLAG_KEYED`]: the body is encrypted.
 pub const FLAG_ENCRYPTED: u16 = 0x4000;
+/// Header flag on a sender's datagrams: the session is compressed (`proto::compress`), its
+/// payload symbols travel as [`CData`] (type 17). Part of the session's identity.
+pub const FLAG_COMPRESSED: u16 = 0x2000;
 /// Bytes a data datagram adds around its symbol: header, data fields, trailer.
 pub const DATA_OVERHEAD: usize = HEADER_LEN + DATA_FIELDS_LEN + TRAILER_LEN;
 

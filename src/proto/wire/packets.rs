@@ -10,7 +10,10 @@ use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 
 #[path = "abort.rs"]
 mod abort;
+#[path = "cdata.rs"]
+mod cdata;
 pub use abort::{Abort, AbortReason, MAX_ABORT_TEXT};
+pub use cdata::{CData, CDATA_FIELDS_LEN};
 
 /// Largest manifest accepted (bytes).
 pub const MAX_MANIFEST_LEN: u32 = 16 << 20;
@@ -65,6 +68,8 @@ pub enum PacketType {
     Hello = 13,
     /// [`Signature`] (signed mode)
     Signature = 11,
+    /// [`CData`] (compressed sessions)
+    CData = 17,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -297,6 +302,8 @@ pub enum Packet<'a> {
     Hello(Hello),
     /// Signed mode: the push's signature.
     Signature(Signature),
+    /// A compressed session's payload symbol.
+    CData(CData<'a>),
 }
 
 impl Packet<'_> {
@@ -316,6 +323,7 @@ impl Packet<'_> {
             Packet::Abort(_) => PacketType::Abort,
             Packet::Hello(_) => PacketType::Hello,
             Packet::Signature(_) => PacketType::Signature,
+            Packet::CData(_) => PacketType::CData,
         }
     }
 
@@ -384,6 +392,7 @@ impl Packet<'_> {
             12 => Packet::Abort(abort::parse_abort(&mut r)?),
             13 => Packet::Hello(parse_hello(&mut r)?),
             11 => Packet::Signature(parse_signature(&mut r)?),
+            17 => Packet::CData(cdata::parse_cdata(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -459,6 +468,7 @@ impl Packet<'_> {
             Packet::Abort(a) => abort::emit_abort(a, buf),
             Packet::Hello(h) => emit_hello(h, buf),
             Packet::Signature(s) => emit_signature(s, buf),
+            Packet::CData(c) => cdata::emit_cdata(c, buf),
         }
     }
 }
