@@ -13,6 +13,7 @@
 //! sender ends it as failed. While no session is locked, a line on stderr says so now and then.
 
 mod faults;
+mod previous;
 
 pub use faults::{DEFAULT_IDLE_TIMEOUT, DEFAULT_SESSION_TIMEOUT};
 
@@ -78,6 +79,10 @@ pub struct RecvConfig {
     /// When the manifest arrives, compare the free space where the object is staged with its
     /// size and fail at once if it is short (off: try anyway, e.g. for a sparse file).
     pub space_check: bool,
+    /// Once the hash list verified before the payload (a `--changed-only` or signed sender),
+    /// take the blocks that match from the version already at `output` (see
+    /// `recv/previous.rs`); off: fetch everything.
+    pub reuse_previous: bool,
 }
 
 impl RecvConfig {
@@ -108,6 +113,7 @@ impl RecvConfig {
             key: None,
             interface: String::new(),
             space_check: true,
+            reuse_previous: true,
         }
     }
 }
@@ -147,6 +153,8 @@ struct RecvRole<'a> {
     last_progress: std::time::Instant,
     last_waiting_line: std::time::Instant,
     finished: Option<Outcome>,
+    /// The search of the previous version (only what changed is fetched).
+    previous: previous::State,
 }
 
 struct Placed {
@@ -168,6 +176,7 @@ impl RecvRole<'_> {
                 tracing::info!("receiving {}", m.summary());
                 self.placed.tree = TreeCounts::of_manifest(&m);
                 self.placed.size = Some(m.object_size);
+                self.previous.manifest = Some(m.clone());
                 if let Some(why) = self.space_shortage(&m) {
                     return self.storage_failed(now, why);
                 }
@@ -342,6 +351,7 @@ impl Role for RecvRole<'_> {
         while let Some(ev) = self.receiver.poll_event() {
             self.handle_event(now, ev, cx.workers);
         }
+        self.search_previous(now);
         if !self.sized_for_rate {
             if let Some(rate) = self.receiver.announced_rate() {
                 // Enough buffer for 100 ms of the announced rate, so a busy moment on this
@@ -429,6 +439,7 @@ pub async fn run(
         last_progress: std::time::Instant::now(),
         last_waiting_line: std::time::Instant::now(),
         finished: None,
+        previous: previous::State::default(),
     };
     tracing::info!("{}", role.waiting_line());
     let clock = Clock::new();

@@ -15,12 +15,15 @@
 //! - `tree_source.rs`: a directory tree, files packed back to back. `tree_sink/`: staging a
 //!   tree without following symlinks (`stage.rs`, `at.rs`) and placing it atomically.
 //! - `names.rs`: temp file names and stale temp cleanup.
+//! - `previous.rs`: the previous version at a destination as a source of blocks of a new
+//!   push (only what changed is fetched).
 //! - `resume.rs`: the resume sidecar of a single-file receive (its lock, and the journal of
 //!   blocks made durable).
 
 mod file_sink;
 mod file_source;
 mod names;
+pub mod previous;
 pub mod resume;
 mod sink;
 mod source;

@@ -3,6 +3,7 @@
 //! usable without further bounds checks on the receiving side.
 
 use super::cursor::{Reader, Writer};
+use super::have::{emit_have, parse_have, Have};
 use super::hello::{emit_hello, emit_reason, parse_hello, parse_reason, Hello};
 use super::signature::{emit_signature, parse_signature, Signature};
 use super::{ObjectId, WireError};
@@ -65,6 +66,8 @@ pub enum PacketType {
     Hello = 13,
     /// [`Signature`] (signed mode)
     Signature = 11,
+    /// [`Have`] (blocks a receiver holds already, `--changed-only`)
+    Have = 14,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -297,6 +300,8 @@ pub enum Packet<'a> {
     Hello(Hello),
     /// Signed mode: the push's signature.
     Signature(Signature),
+    /// Blocks a receiver holds before the payload (`--changed-only`).
+    Have(Have),
 }
 
 impl Packet<'_> {
@@ -316,6 +321,7 @@ impl Packet<'_> {
             Packet::Abort(_) => PacketType::Abort,
             Packet::Hello(_) => PacketType::Hello,
             Packet::Signature(_) => PacketType::Signature,
+            Packet::Have(_) => PacketType::Have,
         }
     }
 
@@ -384,6 +390,7 @@ impl Packet<'_> {
             12 => Packet::Abort(abort::parse_abort(&mut r)?),
             13 => Packet::Hello(parse_hello(&mut r)?),
             11 => Packet::Signature(parse_signature(&mut r)?),
+            14 => Packet::Have(parse_have(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -459,6 +466,7 @@ impl Packet<'_> {
             Packet::Abort(a) => abort::emit_abort(a, buf),
             Packet::Hello(h) => emit_hello(h, buf),
             Packet::Signature(s) => emit_signature(s, buf),
+            Packet::Have(h) => emit_have(h, buf),
         }
     }
 }
