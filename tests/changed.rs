@@ -465,3 +465,17 @@ fn real_binaries_send_under_ten_percent_when_five_percent_of_files_changed() {
         assert_eq!(r["status"], "complete", "{r}");
     }
 }
+
+#[test]
+fn changed_only_without_expected_receivers_is_refused_before_any_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"x").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcast-send"))
+        .args(["f", "--group", "239.255.46.2:7300", "--interface", "127.0.0.1", "--changed-only"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--changed-only needs --expect or --receivers"), "{err}");
+}
