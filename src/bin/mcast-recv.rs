@@ -133,6 +133,10 @@ struct Args {
     /// manifest arrives (a sparse file may need less than its size).
     #[arg(long)]
     no_space_check: bool,
+    /// From a --changed-only (or signed) sender, do not take the blocks that match from the
+    /// version already at --output: fetch every block.
+    #[arg(long)]
+    no_reuse: bool,
     /// Create this file once the group is joined (for scripts).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -303,6 +307,7 @@ async fn receive(
     cfg.timeout = args.timeout;
     cfg.interface = args.interface.clone();
     cfg.space_check = !args.no_space_check;
+    cfg.reuse_previous = !args.no_reuse;
     cfg.receiver.idle_timeout = args.idle_timeout.0;
     cfg.receiver.session_timeout = args.session_timeout.0;
     cfg.ready_file = args.ready_file.clone();

@@ -114,6 +114,16 @@ struct Args {
     /// why) and who never answered.
     #[arg(long, value_name = "FILE")]
     expect: Option<PathBuf>,
+    /// Only what changed: hash every block first (on all cores), send the hash list before the
+    /// payload, wait up to --sync-wait for the receivers to report which blocks they can build
+    /// from the version already at their destination, and skip the blocks every expected
+    /// receiver holds (NAKs for them are still answered). Needs --expect or --receivers.
+    #[arg(long)]
+    changed_only: bool,
+    /// With --changed-only: the longest wait for the receivers' reports before the payload
+    /// (if one is missing by then, every block is sent).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    sync_wait: Duration,
     /// Give up after this long (e.g. 60s, 5m).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
@@ -224,6 +234,13 @@ fn summary(r: &SendReport) -> Vec<String> {
         "{status}: sent {amount} in {:.2} s ({rate}); {who}; {} data + {} repair packets, {} NAKs",
         r.seconds, r.data_packets, r.repair_packets, r.naks_received,
     )];
+    if r.skipped_blocks > 0 {
+        lines.push(format!(
+            "  only what changed: {} blocks ({}) every receiver held were not sent",
+            r.skipped_blocks,
+            fmt_bytes(r.skipped_bytes)
+        ));
+    }
     if r.status == SendStatus::Unconfirmed {
         lines.push(
             "  nobody is known to have this file (--receivers N waits for N receivers and fails \
@@ -412,6 +429,12 @@ fn run(args: Args) -> anyhow::Result<i32> {
     if args.gen_sign_key.is_some() || args.print_public_key {
         return Err(cli::UsageError("--gen-sign-key and --print-public-key go alone".into()).into());
     }
+    if args.changed_only && args.expect.is_none() && args.receivers.is_none() {
+        return Err(cli::UsageError(
+            "--changed-only needs --expect or --receivers (whose holdings to wait for)".into(),
+        )
+        .into());
+    }
     if args.image {
         check_image(&args.paths)?;
     } else {
@@ -457,6 +480,7 @@ fn config(args: &Args) -> anyhow::Result<SendConfig> {
     s.straggler = StragglerPolicy { budget: args.straggler_budget, factor: args.straggler_factor };
     s.expected_receivers = args.receivers;
     s.linger = args.linger;
+    s.changed_only = args.changed_only.then_some(args.sync_wait);
     s.cache_blocks = args.cache_blocks.max(1);
     cfg.timeout = args.timeout;
     cfg.symbol_size = args.symbol_size;

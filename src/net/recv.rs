@@ -13,6 +13,7 @@
 //! sender ends it as failed. While no session is locked, a line on stderr says so now and then.
 
 mod faults;
+mod previous;
 
 pub use faults::{DEFAULT_IDLE_TIMEOUT, DEFAULT_SESSION_TIMEOUT};
 
@@ -83,6 +84,10 @@ pub struct RecvConfig {
     /// Daemon mode: chooses each push's destination from its manifest instead of `output`
     /// (see [`crate::net::daemon`]); `None`: every push goes to `output`.
     pub chooser: Option<std::sync::Arc<dyn crate::net::daemon::OutputChooser>>,
+    /// Once the hash list verified before the payload (a `--changed-only` or signed sender),
+    /// take the blocks that match from the version already at `output` (see
+    /// `recv/previous.rs`); off: fetch everything.
+    pub reuse_previous: bool,
 }
 
 impl RecvConfig {
@@ -115,6 +120,7 @@ impl RecvConfig {
             interface: String::new(),
             space_check: true,
             chooser: None,
+            reuse_previous: true,
         }
     }
 }
@@ -154,6 +160,8 @@ struct RecvRole<'a> {
     last_progress: std::time::Instant,
     last_waiting_line: std::time::Instant,
     finished: Option<Outcome>,
+    /// The search of the previous version (only what changed is fetched).
+    previous: previous::State,
 }
 
 struct Placed {
@@ -180,6 +188,7 @@ impl RecvRole<'_> {
                     Some(Ok(output)) => output,
                     Some(Err(why)) => return self.storage_failed(now, why),
                 };
+                self.previous.manifest = Some(m.clone());
                 if let Some(why) = self.space_shortage(&output, &m) {
                     return self.storage_failed(now, why);
                 }
@@ -363,6 +372,7 @@ impl Role for RecvRole<'_> {
         while let Some(ev) = self.receiver.poll_event() {
             self.handle_event(now, ev, cx.workers);
         }
+        self.search_previous(now);
         if !self.sized_for_rate {
             if let Some(rate) = self.receiver.announced_rate() {
                 // Enough buffer for 100 ms of the announced rate, so a busy moment on this
@@ -450,6 +460,7 @@ pub async fn run(
         last_progress: std::time::Instant::now(),
         last_waiting_line: std::time::Instant::now(),
         finished: None,
+        previous: previous::State::default(),
     };
     tracing::info!("{}", role.waiting_line());
     let clock = Clock::new();

@@ -290,6 +290,18 @@ pub async fn run(
     let clock = Clock::new();
     let mut hash_seconds = 0.0;
     let mut sender = match &cfg.signing {
+        None if cfg.sender.changed_only.is_some() => {
+            // Only what changed: receivers need every block's hash before the payload.
+            let t = std::time::Instant::now();
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let hashes = crate::net::signing::hash_blocks(&*source, &layout, threads)?;
+            hash_seconds = t.elapsed().as_secs_f64();
+            tracing::info!(
+                "hashed {} blocks in {hash_seconds:.2} s on {threads} threads (--changed-only)",
+                hashes.len()
+            );
+            Sender::new_prehashed(cfg.sender.clone(), &manifest, hashes, clock.now())?
+        }
         None => Sender::new(cfg.sender.clone(), &manifest, clock.now())?,
         Some(sign) => {
             let t = std::time::Instant::now();
@@ -438,8 +450,10 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         path: cfg.path.clone(),
         tree: TreeCounts::of_manifest(manifest),
         bytes: manifest.object_size,
+        skipped_blocks: stats.skipped_blocks,
+        skipped_bytes: stats.skipped_bytes,
         payload_bytes_sent: match status {
-            SendStatus::Complete => manifest.object_size,
+            SendStatus::Complete => manifest.object_size.saturating_sub(stats.skipped_bytes),
             _ => payload_sent(stats.data_packets, cfg.symbol_size, manifest.object_size),
         },
         seconds: 0.0,

@@ -74,9 +74,14 @@ pub struct SendReport {
     pub tree: Option<TreeCounts>,
     /// Payload bytes (the size of the object).
     pub bytes: u64,
-    /// Payload bytes sent at least once as source symbols: `bytes` once complete, less for a
-    /// push that was interrupted or timed out.
+    /// Payload bytes sent at least once as source symbols: `bytes` once complete (less
+    /// `skipped_bytes`), less for a push that was interrupted or timed out.
     pub payload_bytes_sent: u64,
+    /// `--changed-only`: payload blocks not sent in the first pass, as every expected
+    /// receiver held them.
+    pub skipped_blocks: u64,
+    /// Bytes of `skipped_blocks`.
+    pub skipped_bytes: u64,
     /// Wall time of the whole push (hashing included), seconds.
     pub seconds: f64,
     /// Time spent hashing the source, seconds.

@@ -53,6 +53,16 @@ pub struct SenderStats {
     /// What those blocks travel as before padding: compressed frames (or raw blocks); equal
     /// to `payload_bytes` in an uncompressed session.
     pub wire_payload_bytes: u64,
+    /// `--changed-only`: payload blocks of the first pass not sent, as every expected
+    /// receiver held them.
+    pub skipped_blocks: u64,
+    /// Bytes of `skipped_blocks`.
+    pub skipped_bytes: u64,
+    /// Have chunks taken (repetitions not counted).
+    pub haves_received: u64,
+    /// Have datagrams ignored: after the decision, another layout, a node at another address,
+    /// or beyond the nodes tracked.
+    pub haves_ignored: u64,
 }
 
 /// Receiver counters.
@@ -123,6 +133,11 @@ pub struct ReceiverStats {
     pub squelches_unconfirmed: u64,
     /// Aborts from the locked sender refuted by its datagrams that followed (forged).
     pub aborts_refuted: u64,
+    /// Payload blocks taken from the previous version at the destination (only what
+    /// changed is fetched).
+    pub previous_blocks: u64,
+    /// Have datagrams sent (what this receiver held before the payload).
+    pub haves_sent: u64,
 }
 
 impl ReceiverStats {

@@ -17,6 +17,8 @@
 //! - `image_source.rs`, `image_sink/`: disk images and block devices (data extents only;
 //!   a sparse file, or a device written in place with its first region committed last).
 //! - `names.rs`: temp file names and stale temp cleanup.
+//! - `previous.rs`: the previous version at a destination as a source of blocks of a new
+//!   push (only what changed is fetched).
 //! - `resume.rs`: the resume sidecar of a single-file receive (its lock, and the journal of
 //!   blocks made durable).
 
@@ -25,6 +27,7 @@ mod file_source;
 pub mod image_sink;
 pub mod image_source;
 mod names;
+pub mod previous;
 pub mod resume;
 mod sink;
 mod source;

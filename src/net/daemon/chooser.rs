@@ -18,6 +18,12 @@ pub trait OutputChooser: Send + Sync + std::fmt::Debug {
     fn choose(&self, manifest: &Manifest) -> Result<PathBuf, String>;
     /// The push was verified and placed at the chosen output; `object_hash` is its hash.
     fn placed(&self, object_hash: [u8; 32]);
+    /// Where the version this push replaces lives, laid out as the chosen output (blocks that
+    /// match the new push are taken from it, see `recv/previous.rs`); `None`: there is none,
+    /// or look at the chosen output itself.
+    fn previous(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// What one receive chose and produced.
@@ -79,6 +85,13 @@ impl OutputChooser for VersionChooser {
 
     fn placed(&self, object_hash: [u8; 32]) {
         self.chosen.lock().unwrap_or_else(|e| e.into_inner()).object_hash = Some(object_hash);
+    }
+
+    fn previous(&self) -> Option<PathBuf> {
+        let chosen = self.chosen.lock().unwrap_or_else(|e| e.into_inner());
+        let name = &chosen.slot.as_ref()?.name;
+        let current = self.store.current(name).ok()??;
+        Some(self.store.version_path(name, current))
     }
 }
 

@@ -105,6 +105,12 @@ impl Store {
         self.name_dir(name).join(n.to_string())
     }
 
+    /// The directory of version `n` of `name` (what a receive of that version had as its
+    /// output).
+    pub fn version_path(&self, name: &str, n: u64) -> PathBuf {
+        self.version_dir(name, n)
+    }
+
     /// The link target of version `n` of `name`, relative to the root.
     fn target(name: &str, n: u64) -> PathBuf {
         [VERSIONS_DIR, name, &n.to_string(), name].iter().collect()

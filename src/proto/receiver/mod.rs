@@ -44,6 +44,7 @@ mod abort;
 pub use abort::ABORT_CONFIRM;
 mod backoff;
 mod candidate;
+mod have;
 mod hello;
 mod nak;
 mod object;
@@ -56,6 +57,7 @@ mod verify;
 
 pub use backoff::backoff;
 pub use candidate::{SenderFilter, SenderFilterError, MAX_CANDIDATES, MAX_REFUSED};
+pub use have::{HAVE_REPEATS, SEARCH_POLL};
 pub use hello::{default_host_name, HELLO_INTERVAL_MAX, HELLO_INTERVAL_MIN, HELLO_TRIES};
 pub use nak::{COVER_MARGIN, MAX_HEARD_TX};
 pub use object::ObjectState;

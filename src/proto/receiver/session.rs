@@ -28,10 +28,13 @@ pub enum Timer {
     Report,
     /// Repeat the Hello join until the sender welcomes this receiver.
     Hello,
+    /// Send (again) the Have report of the blocks held before the payload (`have`).
+    Have,
 }
 
 impl TimerKind for Timer {
-    const ALL: &'static [Self] = &[Timer::CoverCheck, Timer::Nak, Timer::Report, Timer::Hello];
+    const ALL: &'static [Self] =
+        &[Timer::CoverCheck, Timer::Nak, Timer::Report, Timer::Hello, Timer::Have];
     fn index(self) -> usize {
         self as usize
     }
@@ -169,6 +172,8 @@ pub(super) struct Session {
     /// A squelch that concerned this receiver, not yet believed: its reason, block, and this
     /// receiver's NAK count when it came (see `report`).
     pub(super) squelch_seen: Option<(SquelchReason, u32, u64)>,
+    /// Have reports still to send (`have`).
+    pub(super) haves_left: u32,
 }
 
 impl Session {
@@ -212,9 +217,12 @@ impl Session {
             echo: None,
             hello: super::hello::HelloState::new(),
             signed: false,
-            hashes_first: false,
+            // Known from the first announcement: sent before the payload (signed mode, and
+            // `--changed-only`).
+            hashes_first: a.hashes_hash().is_some(),
             signed_held: BTreeMap::new(),
             squelch_seen: None,
+            haves_left: 0,
         }
     }
 
@@ -521,6 +529,7 @@ impl Session {
                 }
                 Timer::Report => self.report_due(now),
                 Timer::Hello => self.hello_due(cx, now),
+                Timer::Have => self.have_due(cx, now),
             }
         }
     }

@@ -78,6 +78,11 @@ pub struct SenderConfig {
     /// Receivers tracked individually at most (loss rate, address, budget, straggler
     /// charge); node ids heard beyond it share one budget and are counted, not tracked.
     pub max_members: usize,
+    /// Only what changed (`--changed-only`): after the hash list, wait at most this long for
+    /// the expected receivers' Have reports and skip the blocks they all hold (see
+    /// `holdings`); the sender must be built with the block hashes
+    /// ([`Sender::new_prehashed`] or signed). `None`: send everything.
+    pub changed_only: Option<Duration>,
 }
 
 impl Default for SenderConfig {
@@ -111,6 +116,7 @@ impl Default for SenderConfig {
             node_repair_share: 0.5,
             total_repair_bytes: 16 << 20,
             max_members: 4096,
+            changed_only: None,
         }
     }
 }

@@ -53,6 +53,7 @@ mod control;
 mod feedback;
 mod group;
 mod grtt;
+mod holdings;
 mod pacer;
 mod parity;
 mod repair;
@@ -66,6 +67,7 @@ pub use control::{Timer, ABORT_REPEATS, ABORT_SPACING};
 
 pub use group::{Binding, Group, Member, StragglerPolicy, LOSS_SAMPLE, STRAGGLER_ROUNDS};
 pub use grtt::{Grtt, MAX_RISE, PROBES_KEPT};
+pub use holdings::{max_holders, MAX_HOLDINGS_BITS};
 pub use pacer::{DataShare, Pacer};
 pub use parity::{proactive_symbols, short_probability, ParityBias};
 pub use repair::{BlockKey, Repairs};
@@ -272,6 +274,8 @@ pub struct Sender {
     /// Compressed session ([`Sender::set_compression`]): the codec, and each payload block's
     /// `K_b` once prepared (0 before).
     compression: Option<compressed::Compression>,
+    /// `changed_only`: what the receivers hold, and which blocks are skipped (`holdings`).
+    holdings: Option<holdings::Holdings>,
 }
 
 impl Sender {
@@ -356,6 +360,7 @@ impl Sender {
             aborting: None,
             signing: None,
             compression: None,
+            holdings: cfg.changed_only.map(|w| holdings::Holdings::new(w, layout.block_count())),
             cfg,
         };
         if layout.block_count() == 0 {
@@ -525,6 +530,7 @@ impl Sender {
             }
             Packet::Report(report) => self.on_report(now, header.node, from, report),
             Packet::Hello(h) => self.on_hello(now, header.node, from, h),
+            Packet::Have(h) => self.on_have(now, header.node, from, h),
             _ => self.stats.dropped_foreign += 1,
         }
     }
@@ -589,7 +595,8 @@ impl Sender {
         // from the driver, a holdoff closing), so a stored deadline would have to be refreshed
         // at each of those points to say what this line says.
         let paced = self.symbol_ready().then(|| self.pacer.next_ready());
-        [self.timers.next_timeout(), paced].into_iter().flatten().min()
+        let holdings = self.holdings_deadline();
+        [self.timers.next_timeout(), paced, holdings].into_iter().flatten().min()
     }
 
     /// The next datagram to send, written into `buf`.

@@ -25,7 +25,7 @@ impl Sender {
     /// Whether a symbol could go out now if the pacer allowed: the cursor's block or a block
     /// with queued repairs is at hand.
     pub(super) fn symbol_ready(&self) -> bool {
-        self.cursor.is_some_and(|c| self.available((c.object, c.block)))
+        self.cursor.is_some_and(|c| self.available((c.object, c.block)) && !self.holding_back())
             || self.repairs.queued_blocks().any(|k| self.available(k))
     }
 
@@ -174,7 +174,7 @@ impl Sender {
             let layout = *self.layout_of(cur.object);
             let Some(k) = layout.source_symbols(cur.block) else {
                 // Past the end of this object.
-                self.cursor = match self.next_object(cur.object) {
+                self.cursor = match self.pass_order(cur.object) {
                     Some(next) => {
                         if next == ObjectId::Hashes && self.hash_list_root.is_none() {
                             // Every block of the pass has been prepared, hence hashed. Its
@@ -225,6 +225,17 @@ impl Sender {
                 }
                 self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
                 continue;
+            }
+            if cur.esi == 0 && cur.object == ObjectId::Payload {
+                // `changed_only`: wait for the holdings, skip what every receiver holds.
+                match self.payload_gate(now, cur.block) {
+                    holdings::Gate::Wait => return false,
+                    holdings::Gate::Skip => {
+                        self.cursor = Some(Cursor { block: cur.block + 1, ..cur });
+                        continue;
+                    }
+                    holdings::Gate::Send => {}
+                }
             }
             let key = (cur.object, cur.block);
             if cur.esi == 0 && cur.object == ObjectId::Payload {

@@ -11,11 +11,13 @@
 //! allocates more than the datagram's own length. [`emit`] writes a packet into a reusable buffer.
 
 mod cursor;
+mod have;
 mod hello;
 mod objects;
 mod packets;
 mod signature;
 
+pub use have::{Have, HAVE_CHUNK_BLOCKS, HAVE_CHUNK_BYTES};
 pub use hello::{reason_text, Hello, HostName, MAX_HOST_NAME, MAX_REASON};
 pub use objects::{ObjectId, Objects};
 pub use packets::*;

@@ -3,6 +3,7 @@
 //! usable without further bounds checks on the receiving side.
 
 use super::cursor::{Reader, Writer};
+use super::have::{emit_have, parse_have, Have};
 use super::hello::{emit_hello, emit_reason, parse_hello, parse_reason, Hello};
 use super::signature::{emit_signature, parse_signature, Signature};
 use super::{ObjectId, WireError};
@@ -70,6 +71,8 @@ pub enum PacketType {
     Signature = 11,
     /// [`CData`] (compressed sessions)
     CData = 17,
+    /// [`Have`] (blocks a receiver holds already, `--changed-only`)
+    Have = 14,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -304,6 +307,8 @@ pub enum Packet<'a> {
     Signature(Signature),
     /// A compressed session's payload symbol.
     CData(CData<'a>),
+    /// Blocks a receiver holds before the payload (`--changed-only`).
+    Have(Have),
 }
 
 impl Packet<'_> {
@@ -324,6 +329,7 @@ impl Packet<'_> {
             Packet::Hello(_) => PacketType::Hello,
             Packet::Signature(_) => PacketType::Signature,
             Packet::CData(_) => PacketType::CData,
+            Packet::Have(_) => PacketType::Have,
         }
     }
 
@@ -393,6 +399,7 @@ impl Packet<'_> {
             13 => Packet::Hello(parse_hello(&mut r)?),
             11 => Packet::Signature(parse_signature(&mut r)?),
             17 => Packet::CData(cdata::parse_cdata(&mut r)?),
+            14 => Packet::Have(parse_have(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -469,6 +476,7 @@ impl Packet<'_> {
             Packet::Hello(h) => emit_hello(h, buf),
             Packet::Signature(s) => emit_signature(s, buf),
             Packet::CData(c) => cdata::emit_cdata(c, buf),
+            Packet::Have(h) => emit_have(h, buf),
         }
     }
 }
