@@ -14,6 +14,7 @@ pub mod auth;
 pub mod fec;
 pub mod layout;
 pub mod manifest;
+pub mod rate;
 pub mod receiver;
 pub mod sender;
 pub mod sign;

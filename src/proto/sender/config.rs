@@ -78,6 +78,8 @@ pub struct SenderConfig {
     /// Receivers tracked individually at most (loss rate, address, budget, straggler
     /// charge); node ids heard beyond it share one budget and are counted, not tracked.
     pub max_members: usize,
+    /// Who sets the rate: fixed at `rate_bps`, or automatic (see `proto::rate`).
+    pub rate_control: crate::proto::rate::RateControl,
 }
 
 impl Default for SenderConfig {
@@ -111,6 +113,7 @@ impl Default for SenderConfig {
             node_repair_share: 0.5,
             total_repair_bytes: 16 << 20,
             max_members: 4096,
+            rate_control: crate::proto::rate::RateControl::Fixed,
         }
     }
 }

@@ -12,6 +12,13 @@ use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 mod abort;
 pub use abort::{Abort, AbortReason, MAX_ABORT_TEXT};
 
+#[path = "rate.rs"]
+mod rate;
+pub use rate::{
+    RatePacket, RateReport, RateTick, RATE_CONGESTED, RATE_LOSS_EVENT, RATE_REPORT_LEN,
+    RATE_TICK_LEN,
+};
+
 /// Largest manifest accepted (bytes).
 pub const MAX_MANIFEST_LEN: u32 = 16 << 20;
 /// Bytes of one block hash in the hash list (object 2).
@@ -65,6 +72,8 @@ pub enum PacketType {
     Hello = 13,
     /// [`Signature`] (signed mode)
     Signature = 11,
+    /// [`RatePacket`] (automatic rate control)
+    Rate = 16,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -297,6 +306,8 @@ pub enum Packet<'a> {
     Hello(Hello),
     /// Signed mode: the push's signature.
     Signature(Signature),
+    /// Automatic rate control: the sender's tick or a receiver's report.
+    Rate(RatePacket),
 }
 
 impl Packet<'_> {
@@ -316,6 +327,7 @@ impl Packet<'_> {
             Packet::Abort(_) => PacketType::Abort,
             Packet::Hello(_) => PacketType::Hello,
             Packet::Signature(_) => PacketType::Signature,
+            Packet::Rate(_) => PacketType::Rate,
         }
     }
 
@@ -384,6 +396,7 @@ impl Packet<'_> {
             12 => Packet::Abort(abort::parse_abort(&mut r)?),
             13 => Packet::Hello(parse_hello(&mut r)?),
             11 => Packet::Signature(parse_signature(&mut r)?),
+            16 => Packet::Rate(rate::parse_rate(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -459,6 +472,7 @@ impl Packet<'_> {
             Packet::Abort(a) => abort::emit_abort(a, buf),
             Packet::Hello(h) => emit_hello(h, buf),
             Packet::Signature(s) => emit_signature(s, buf),
+            Packet::Rate(p) => rate::emit_rate(p, buf),
         }
     }
 }
