@@ -422,9 +422,9 @@ impl Sender {
         self.queue_announce(now);
     }
 
-    /// What the rate controller did so far (`proto::rate`), as of `now`.
-    pub fn rate_summary(&self, now: Instant) -> crate::proto::rate::RateSummary {
-        self.rate_ctl.summary(now)
+    /// What the rate controller did so far (`proto::rate`), as of the last call.
+    pub fn rate_summary(&self) -> crate::proto::rate::RateSummary {
+        self.rate_ctl.summary(self.last_now)
     }
 
     /// Let the rate controller decide at `now`: its tick may become due, its rate applies.

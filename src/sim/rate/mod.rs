@@ -298,7 +298,7 @@ impl Sim<'_> {
             .collect();
         RateRun {
             samples,
-            summary: self.sender.rate_summary(self.now),
+            summary: self.sender.rate_summary(),
             completed,
             dropped: self.log.dropped.clone(),
             first_node: FIRST_NODE,
