@@ -84,9 +84,18 @@ struct Args {
     /// Interface to send on: a name or one of its addresses (never the default route).
     #[arg(long)]
     interface: String,
-    /// Send rate in bit/s (k, M, G suffixes), e.g. 200M.
-    #[arg(long, default_value = "100M", value_parser = |s: &str| parse_rate(s).map_err(|e| e.to_string()))]
-    rate: u64,
+    /// Send rate: `auto` (the default) starts at --min-rate and follows the limiting receiver's
+    /// congestion (queueing delay, loss above its random-loss baseline; see
+    /// docs/rate-control.md), or a fixed rate in bit/s (k, M, G suffixes), e.g. 200M.
+    #[arg(long, default_value = "auto", value_parser = parse_rate_arg)]
+    rate: RateArg,
+    /// With --rate auto: the floor (and the start) in bit/s. A receiver congested at the floor
+    /// for 3 s, while it is a minority of the group, no longer slows the group down.
+    #[arg(long, default_value = "10M", value_parser = |s: &str| parse_rate(s).map_err(|e| e.to_string()))]
+    min_rate: u64,
+    /// With --rate auto: the ceiling in bit/s.
+    #[arg(long, default_value = "10G", value_parser = |s: &str| parse_rate(s).map_err(|e| e.to_string()))]
+    max_rate: u64,
     /// Proactive repair symbols per block, as a share of its source symbols: `auto` follows the
     /// loss receivers report (starting at 5 %), a number or percentage fixes it.
     #[arg(long, default_value = "auto", value_parser = parse_overhead)]
@@ -466,11 +475,43 @@ fn check_image(paths: &[PathBuf]) -> Result<(), cli::UsageError> {
     }
 }
 
+/// `--rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RateArg {
+    /// Automatic rate control.
+    Auto,
+    /// A fixed rate, bit/s.
+    Fixed(u64),
+}
+
+/// `--rate`: `auto` or a fixed rate.
+fn parse_rate_arg(s: &str) -> Result<RateArg, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(RateArg::Auto);
+    }
+    parse_rate(s).map(RateArg::Fixed).map_err(|e| e.to_string())
+}
+
 fn config(args: &Args) -> anyhow::Result<SendConfig> {
     let mut cfg = SendConfig::new(&args.paths[0], args.group);
     cfg.extra_paths = args.paths[1..].to_vec();
     let s = &mut cfg.sender;
-    s.rate_bps = args.rate;
+    match args.rate {
+        RateArg::Fixed(bps) => s.rate_bps = bps,
+        RateArg::Auto => {
+            if args.min_rate > args.max_rate {
+                anyhow::bail!(cli::UsageError("--min-rate is above --max-rate".into()));
+            }
+            s.rate_bps = args.min_rate;
+            s.rate_control =
+                mcast::proto::rate::RateControl::Auto(mcast::proto::rate::AutoConfig {
+                    min_bps: args.min_rate,
+                    start_bps: args.min_rate,
+                    max_bps: args.max_rate,
+                    ..Default::default()
+                });
+        }
+    }
     s.fec_overhead = match args.fec_overhead {
         Overhead::Auto => 0.05,
         Overhead::Fixed(v) => v,
@@ -582,6 +623,23 @@ mod tests {
         assert!(missing.starts_with("--expect ") && missing.contains("No such file"), "{missing}");
         assert!(parse(&["--expect", "hosts.txt"]).is_ok());
         assert!(parse(&["--expect", "hosts.txt", "--receivers", "2"]).is_err(), "one or the other");
+    }
+
+    #[test]
+    fn rate_is_automatic_unless_given() {
+        use mcast::proto::rate::RateControl;
+        let auto = config(&parse(&["--min-rate", "20M", "--max-rate", "1G"]).unwrap()).unwrap();
+        let RateControl::Auto(a) = &auto.sender.rate_control else { panic!("not auto") };
+        assert_eq!((a.min_bps, a.start_bps, a.max_bps), (20_000_000, 20_000_000, 1_000_000_000));
+        assert_eq!(auto.sender.rate_bps, 20_000_000);
+        let fixed = config(&parse(&["--rate", "300M"]).unwrap()).unwrap();
+        assert_eq!(fixed.sender.rate_control, RateControl::Fixed);
+        assert_eq!(fixed.sender.rate_bps, 300_000_000);
+        assert!(config(&parse(&["--rate", "AUTO"]).unwrap()).is_ok());
+        // The floor may equal the ceiling, not exceed it.
+        assert!(config(&parse(&["--min-rate", "1G", "--max-rate", "1G"]).unwrap()).is_ok());
+        assert!(config(&parse(&["--min-rate", "1001M", "--max-rate", "1G"]).unwrap()).is_err());
+        assert!(parse(&["--rate", "fast"]).is_err());
     }
 
     #[test]

@@ -470,6 +470,8 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         passes: sender.pass(),
         session: cfg.sender.session,
         grtt_us: sender.grtt().as_micros() as u64,
+        rate_limited_by: sender.rate_summary().limited_by,
+        rate: crate::net::send_report::RateEntry::of(&sender.rate_summary()),
         stats,
         io: Default::default(),
         gso_segments: 0,

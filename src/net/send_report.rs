@@ -128,6 +128,11 @@ pub struct SendReport {
     pub signed: Option<crate::net::signing::SignedEntry>,
     /// `--compress`: the codec and what it saved; `None` uncompressed.
     pub compression: Option<CompressionEntry>,
+    /// `--rate auto`: the receiver (node id) that limited the rate longest; `None` with a
+    /// fixed rate or when no receiver reported congestion.
+    pub rate_limited_by: Option<u32>,
+    /// How the rate went (see `docs/rate-control.md`).
+    pub rate: RateEntry,
 }
 
 /// What compression did (`"compression"` in `--json`).
@@ -156,6 +161,49 @@ impl CompressionEntry {
             payload_bytes: stats.payload_bytes,
             wire_payload_bytes: stats.wire_payload_bytes,
             ratio,
+        }
+    }
+}
+
+/// The rate summary of the report.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RateEntry {
+    /// `fixed` or `auto`.
+    pub mode: &'static str,
+    /// Rate at the end, lowest, highest and time-weighted mean, bit/s.
+    pub final_bps: u64,
+    /// Lowest rate used, bit/s.
+    pub min_bps: u64,
+    /// Highest rate used, bit/s.
+    pub max_bps: u64,
+    /// Time-weighted mean rate, bit/s.
+    pub mean_bps: u64,
+    /// Congestion answered with a decrease.
+    pub decreases: u32,
+    /// Rate reports believed.
+    pub reports: u64,
+    /// Rate reports not believed (unknown tick, excluded receiver).
+    pub reports_ignored: u64,
+    /// `[node id, seconds]` each limiting receiver held that role.
+    pub limiting: Vec<(u32, f64)>,
+    /// Receivers dropped from rate decisions under the straggler rule (node ids).
+    pub excluded: Vec<u32>,
+}
+
+impl RateEntry {
+    /// The entry of a controller's summary.
+    pub fn of(s: &crate::proto::rate::RateSummary) -> Self {
+        RateEntry {
+            mode: s.mode,
+            final_bps: s.final_bps,
+            min_bps: s.min_bps,
+            max_bps: s.max_bps,
+            mean_bps: s.mean_bps,
+            decreases: s.decreases,
+            reports: s.reports,
+            reports_ignored: s.reports_ignored,
+            limiting: s.limiting.iter().map(|(n, us)| (*n, *us as f64 / 1e6)).collect(),
+            excluded: s.excluded.clone(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod compress;
 pub mod fec;
 pub mod layout;
 pub mod manifest;
+pub mod rate;
 pub mod receiver;
 pub mod sender;
 pub mod sign;

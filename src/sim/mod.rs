@@ -26,6 +26,7 @@ pub mod fuzz;
 pub mod harness;
 mod loss;
 pub mod object;
+pub mod rate;
 pub mod serve;
 
 pub use consume::{drive_receiver_events, Decoder, FecModel, MemSink};

@@ -174,6 +174,8 @@ pub(super) struct Session {
     pub(super) squelch_seen: Option<(SquelchReason, u32, u64)>,
     /// Have reports still to send (`have`).
     pub(super) haves_left: u32,
+    /// Automatic rate control: what this receiver measures and answers (`proto::rate`).
+    pub(super) rate_meter: crate::proto::rate::RateMeter,
 }
 
 impl Session {
@@ -223,6 +225,7 @@ impl Session {
             signed_held: BTreeMap::new(),
             squelch_seen: None,
             haves_left: 0,
+            rate_meter: crate::proto::rate::RateMeter::default(),
         }
     }
 
@@ -238,7 +241,7 @@ impl Session {
 
     /// Whether datagrams are waiting for [`Session::poll_transmit`].
     pub(super) fn has_output(&self) -> bool {
-        self.echo.is_some() || !self.outbox.is_empty()
+        self.echo.is_some() || !self.outbox.is_empty() || self.rate_meter.has_report()
     }
 
     /// Whether a candidate may NAK now (a locked session always may).
@@ -362,6 +365,14 @@ impl Session {
             Packet::Nak(list) => self.on_cover(cx, now, &list),
             Packet::Hello(h) if from_sender => self.on_hello(cx, &h),
             Packet::Signature(_) if from_sender => self.hashes_first = true,
+            Packet::Rate(RatePacket::Tick(t)) if from_sender => {
+                let draw = cx.rng.gen::<u16>();
+                let live = matches!(self.phase, Phase::Receiving | Phase::Storing);
+                if live && self.locked {
+                    self.rate_meter.on_tick(now, &t, self.header.node, draw);
+                }
+            }
+            Packet::Rate(RatePacket::Report(_)) => {} // another receiver's
             Packet::Echo(_) | Packet::Report(_) | Packet::Hello(_) => {} // other receivers' feedback
             _ => cx.stats.dropped_foreign += 1,
         }
@@ -409,6 +420,7 @@ impl Session {
         if let Some(gap) = self.observe_seq(cx, now, d.seq) {
             cx.stats.first_pass_missing += u64::from(gap - 1);
             cx.stats.first_pass_expected += u64::from(gap);
+            self.rate_meter.on_data(d.symbol.len() + wire::DATA_OVERHEAD, gap);
         }
         // Everything below this block has been passed by the sender, and so has every object
         // sent before this one.
@@ -547,6 +559,10 @@ impl Session {
             let echo = Echo { probe_time_us, delay_us, loss_ppm };
             cx.stats.echoes_sent += 1;
             wire::emit(&self.header, &Packet::Echo(echo), buf);
+            return Some(Transmit { size: buf.len(), dest: Dest::Sender });
+        }
+        if let Some(report) = self.rate_meter.take_report(now) {
+            wire::emit(&self.header, &Packet::Rate(RatePacket::Report(report)), buf);
             return Some(Transmit { size: buf.len(), dest: Dest::Sender });
         }
         let packet = self.outbox.pop_front()?;

@@ -83,6 +83,8 @@ pub struct SenderConfig {
     /// `holdings`); the sender must be built with the block hashes
     /// ([`Sender::new_prehashed`] or signed). `None`: send everything.
     pub changed_only: Option<Duration>,
+    /// Who sets the rate: fixed at `rate_bps`, or automatic (see `proto::rate`).
+    pub rate_control: crate::proto::rate::RateControl,
 }
 
 impl Default for SenderConfig {
@@ -117,6 +119,7 @@ impl Default for SenderConfig {
             total_repair_bytes: 16 << 20,
             max_members: 4096,
             changed_only: None,
+            rate_control: crate::proto::rate::RateControl::Fixed,
         }
     }
 }

@@ -192,6 +192,7 @@ impl Sender {
             || self.due.probe
             || self.due.flush
             || self.repairs.has_adverts()
+            || self.rate_tick_due
     }
 
     fn squelch_due(&self) -> bool {
@@ -262,6 +263,10 @@ impl Sender {
             self.due.announces -= 1;
             self.announce_sent();
             return Some(Packet::Announce(Announce { grtt_us: self.grtt_us(), ..self.announce }));
+        }
+        if self.rate_tick_due {
+            self.rate_tick_due = false;
+            return Some(Packet::Rate(RatePacket::Tick(self.rate_ctl.tick(now))));
         }
         if self.due.probe {
             self.due.probe = false;

@@ -141,6 +141,23 @@ impl Sender {
         self.group.report_loss(node, e.loss_ppm);
     }
 
+    /// A rate report: believed from a node bound to this address only, then handed to the
+    /// rate controller.
+    pub(super) fn on_rate_report(
+        &mut self,
+        now: Instant,
+        node: u32,
+        from: SocketAddr,
+        r: &RateReport,
+    ) {
+        self.roster.heard(node, from, now);
+        if self.group.bind(node, from) == Binding::Mismatch {
+            self.stats.feedback_wrong_addr += 1;
+            return;
+        }
+        self.rate_ctl.on_report(now, node, r);
+    }
+
     /// A completion report: acknowledged every time (the receiver repeats it until it hears
     /// the acknowledgement), handed to the driver the first time.
     pub(super) fn on_report(&mut self, now: Instant, node: u32, from: SocketAddr, report: Report) {

@@ -276,11 +276,16 @@ pub struct Sender {
     compression: Option<compressed::Compression>,
     /// `changed_only`: what the receivers hold, and which blocks are skipped (`holdings`).
     holdings: Option<holdings::Holdings>,
+    /// Who sets the rate (`proto::rate`), and whether its tick is due.
+    rate_ctl: Box<dyn crate::proto::rate::RateController>,
+    rate_tick_due: bool,
 }
 
 impl Sender {
     /// A sender for the payload described by `manifest`, starting at `now`.
     pub fn new(cfg: SenderConfig, manifest: &Manifest, now: Instant) -> Result<Self, SenderError> {
+        let rate_ctl = cfg.rate_control.build(cfg.rate_bps, now);
+        let cfg = SenderConfig { rate_bps: rate_ctl.rate_bps(), ..cfg };
         let layout = manifest.layout()?;
         let bytes = manifest.encode();
         let manifest_len = u32::try_from(bytes.len())
@@ -361,6 +366,8 @@ impl Sender {
             signing: None,
             compression: None,
             holdings: cfg.changed_only.map(|w| holdings::Holdings::new(w, layout.block_count())),
+            rate_ctl,
+            rate_tick_due: false,
             cfg,
         };
         if layout.block_count() == 0 {
@@ -426,7 +433,25 @@ impl Sender {
         self.announce.rate_bps = rate_bps;
         self.pacer.set_rate(now, rate_bps);
         self.budget.set_rate(now, rate_bps);
+        self.rate_ctl.set_rate(now, rate_bps);
         self.queue_announce(now);
+    }
+
+    /// What the rate controller did so far (`proto::rate`), as of the last call.
+    pub fn rate_summary(&self) -> crate::proto::rate::RateSummary {
+        self.rate_ctl.summary(self.last_now)
+    }
+
+    /// Let the rate controller decide at `now`: its tick may become due, its rate applies.
+    fn rate_timeout(&mut self, now: Instant) {
+        let group = self.group.size();
+        if self.rate_ctl.on_timeout(now, self.grtt.get(), group) && !self.finished {
+            self.rate_tick_due = true;
+        }
+        let rate = self.rate_ctl.rate_bps();
+        if rate != self.announce.rate_bps {
+            self.set_rate(now, rate);
+        }
     }
 
     /// Whether [`Event::Finished`] has been issued.
@@ -531,6 +556,7 @@ impl Sender {
             Packet::Report(report) => self.on_report(now, header.node, from, report),
             Packet::Hello(h) => self.on_hello(now, header.node, from, h),
             Packet::Have(h) => self.on_have(now, header.node, from, h),
+            Packet::Rate(RatePacket::Report(r)) => self.on_rate_report(now, header.node, from, &r),
             _ => self.stats.dropped_foreign += 1,
         }
     }
@@ -540,6 +566,7 @@ impl Sender {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
         self.fire_timers(now);
+        self.rate_timeout(now);
         // Auto parity's NAK windows close lazily, here and not on a timer of their own: closing
         // one sends nothing, and what it changes is read only when the next block starts.
         self.bias.update(now, self.modelled_parity);
@@ -596,7 +623,8 @@ impl Sender {
         // at each of those points to say what this line says.
         let paced = self.symbol_ready().then(|| self.pacer.next_ready());
         let holdings = self.holdings_deadline();
-        [self.timers.next_timeout(), paced, holdings].into_iter().flatten().min()
+        let rate = self.rate_ctl.poll_timeout();
+        [self.timers.next_timeout(), paced, holdings, rate].into_iter().flatten().min()
     }
 
     /// The next datagram to send, written into `buf`.

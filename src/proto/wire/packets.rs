@@ -16,6 +16,13 @@ mod cdata;
 pub use abort::{Abort, AbortReason, MAX_ABORT_TEXT};
 pub use cdata::{CData, CDATA_FIELDS_LEN};
 
+#[path = "rate.rs"]
+mod rate;
+pub use rate::{
+    RatePacket, RateReport, RateTick, RATE_CONGESTED, RATE_LOSS_EVENT, RATE_REPORT_LEN,
+    RATE_TICK_LEN,
+};
+
 /// Largest manifest accepted (bytes).
 pub const MAX_MANIFEST_LEN: u32 = 16 << 20;
 /// Bytes of one block hash in the hash list (object 2).
@@ -73,6 +80,8 @@ pub enum PacketType {
     CData = 17,
     /// [`Have`] (blocks a receiver holds already, `--changed-only`)
     Have = 14,
+    /// [`RatePacket`] (automatic rate control)
+    Rate = 16,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -309,6 +318,8 @@ pub enum Packet<'a> {
     CData(CData<'a>),
     /// Blocks a receiver holds before the payload (`--changed-only`).
     Have(Have),
+    /// Automatic rate control: the sender's tick or a receiver's report.
+    Rate(RatePacket),
 }
 
 impl Packet<'_> {
@@ -330,6 +341,7 @@ impl Packet<'_> {
             Packet::Signature(_) => PacketType::Signature,
             Packet::CData(_) => PacketType::CData,
             Packet::Have(_) => PacketType::Have,
+            Packet::Rate(_) => PacketType::Rate,
         }
     }
 
@@ -400,6 +412,7 @@ impl Packet<'_> {
             11 => Packet::Signature(parse_signature(&mut r)?),
             17 => Packet::CData(cdata::parse_cdata(&mut r)?),
             14 => Packet::Have(parse_have(&mut r)?),
+            16 => Packet::Rate(rate::parse_rate(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -477,6 +490,7 @@ impl Packet<'_> {
             Packet::Signature(s) => emit_signature(s, buf),
             Packet::CData(c) => cdata::emit_cdata(c, buf),
             Packet::Have(h) => emit_have(h, buf),
+            Packet::Rate(p) => rate::emit_rate(p, buf),
         }
     }
 }

@@ -1,0 +1,376 @@
+//! [`AutoRate`]: the automatic rate. Every control interval (twice the GRTT, within
+//! `[interval_min, interval_max]`) the sender sends a tick and decides:
+//!
+//! - **Congestion** (some believed report since the last decision says congested): the worst
+//!   such receiver (lowest receive rate) becomes the limiting receiver (CLR) unless the current
+//!   one is still congested and not much better; unless a decrease is still being held, the
+//!   rate drops to `min(rate × decrease, receive rate × drain)` (never below half the rate or
+//!   the floor), slow start ends, and the next change waits two intervals and an RTT, so that
+//!   the receivers measure the new rate before the next judgement.
+//! - **No congestion**: grow, by `slow_start_gain` per interval until the first congestion, then
+//!   additively (`additive_share` of the rate, at least `additive_min_bps`), never above
+//!   `max_bps`, and only while some receiver was heard recently (a silent group holds the rate).
+//!
+//! Straggler rule: a receiver that reports congestion while the rate is at the floor
+//! (`min_bps`) for `exclude_after` without a break is excluded from rate decisions (its reports
+//! are ignored and counted); the straggler policy then handles it like any lossy receiver.
+//! Reports are believed only if they answer a tick actually sent (one of the last
+//! [`TICKS_KEPT`]); one forged report can cost at most one decrease.
+
+use super::{RateController, RateSummary};
+use crate::proto::time::{Duration, Instant};
+use crate::proto::wire::{RateReport, RateTick};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Receivers tracked at most (limiting-receiver times, floor timers, exclusions).
+pub const MAX_RATE_NODES: usize = 256;
+/// Tick send times kept to check reports against.
+const TICKS_KEPT: usize = 64;
+/// A limiting receiver is replaced by a congested one only if that one receives less than this
+/// share of what the current one does.
+const CLR_SWITCH: f64 = 0.9;
+/// Reports wanted per tick from receivers other than the limiting one (when congested, or
+/// while there is no limiting receiver), whatever the group size.
+const REPORTS_PER_TICK: f64 = 8.0;
+/// Longest silence (in intervals, and at least one second) after which the rate stops growing.
+const SILENT_INTERVALS: u32 = 10;
+
+/// [`AutoRate`] settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoConfig {
+    /// The floor, bits per second (`--min-rate`).
+    pub min_bps: u64,
+    /// The ceiling, bits per second (`--max-rate`).
+    pub max_bps: u64,
+    /// Where to start (clamped into `[min_bps, max_bps]`).
+    pub start_bps: u64,
+    /// Shortest control interval.
+    pub interval_min: Duration,
+    /// Longest control interval.
+    pub interval_max: Duration,
+    /// Slow start: growth factor per interval.
+    pub slow_start_gain: f64,
+    /// After slow start: growth per interval as a share of the rate...
+    pub additive_share: f64,
+    /// ...and at least this, bits per second.
+    pub additive_min_bps: u64,
+    /// Multiplicative decrease on congestion.
+    pub decrease: f64,
+    /// On congestion, at most this share of the limiting receiver's receive rate (drains the
+    /// queue that built while the rate was above the bottleneck).
+    pub drain: f64,
+    /// Congested at the floor this long: excluded from rate decisions.
+    pub exclude_after: Duration,
+}
+
+impl Default for AutoConfig {
+    fn default() -> Self {
+        AutoConfig {
+            min_bps: 10_000_000,
+            max_bps: 10_000_000_000,
+            start_bps: 10_000_000,
+            interval_min: Duration::from_millis(10),
+            interval_max: Duration::from_millis(100),
+            slow_start_gain: 1.25,
+            additive_share: 0.01,
+            additive_min_bps: 200_000,
+            decrease: 0.85,
+            drain: 0.9,
+            exclude_after: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The worst congested report since the last decision.
+#[derive(Debug, Clone, Copy)]
+struct Worst {
+    node: u32,
+    recv_bps: u64,
+}
+
+/// The automatic rate controller (see the module docs).
+#[derive(Debug)]
+pub struct AutoRate {
+    cfg: AutoConfig,
+    rate: f64,
+    slow_start: bool,
+    next_tick: Instant,
+    interval: Duration,
+    hold_until: Instant,
+    ticks: VecDeque<u64>,
+    worst: Option<Worst>,
+    clr: Option<u32>,
+    clr_since: Instant,
+    /// When the limiting receiver last reported congestion, and what it received then.
+    clr_congested: Option<(Instant, u64)>,
+    rtt: Option<Duration>,
+    /// Share of the other receivers that should answer a tick (see [`RateTick`]).
+    share: u16,
+    /// The sender's group size estimate.
+    group_size: u32,
+    last_heard: Option<Instant>,
+    floor_since: BTreeMap<u32, Instant>,
+    excluded: BTreeSet<u32>,
+    limiting: BTreeMap<u32, u64>,
+    start: Instant,
+    last_change: Instant,
+    area: f64,
+    min_seen: u64,
+    max_seen: u64,
+    decreases: u32,
+    reports: u64,
+    ignored: u64,
+}
+
+impl AutoRate {
+    /// A controller starting at `now`.
+    pub fn new(cfg: AutoConfig, now: Instant) -> Self {
+        let min = cfg.min_bps.max(1);
+        let max = cfg.max_bps.max(min);
+        let cfg = AutoConfig { min_bps: min, max_bps: max, ..cfg };
+        let rate = cfg.start_bps.clamp(min, max) as f64;
+        AutoRate {
+            interval: cfg.interval_min,
+            cfg,
+            rate,
+            slow_start: true,
+            next_tick: now,
+            hold_until: now,
+            ticks: VecDeque::with_capacity(TICKS_KEPT),
+            worst: None,
+            clr: None,
+            clr_since: now,
+            clr_congested: None,
+            rtt: None,
+            share: u16::MAX,
+            group_size: 1,
+            last_heard: None,
+            floor_since: BTreeMap::new(),
+            excluded: BTreeSet::new(),
+            limiting: BTreeMap::new(),
+            start: now,
+            last_change: now,
+            area: 0.0,
+            min_seen: rate as u64,
+            max_seen: rate as u64,
+            decreases: 0,
+            reports: 0,
+            ignored: 0,
+        }
+    }
+
+    /// The current limiting receiver.
+    pub fn clr(&self) -> Option<u32> {
+        self.clr
+    }
+
+    /// Whether slow start is over.
+    pub fn in_slow_start(&self) -> bool {
+        self.slow_start
+    }
+
+    fn set_rate(&mut self, now: Instant, rate: f64) {
+        let rate = rate.clamp(self.cfg.min_bps as f64, self.cfg.max_bps as f64);
+        self.area += self.rate * now.saturating_duration_since(self.last_change).as_secs_f64();
+        self.last_change = now;
+        self.rate = rate;
+        self.min_seen = self.min_seen.min(rate as u64);
+        self.max_seen = self.max_seen.max(rate as u64);
+    }
+
+    fn set_clr(&mut self, now: Instant, node: Option<u32>) {
+        if self.clr == node {
+            return;
+        }
+        self.close_clr(now);
+        self.clr = node;
+        self.clr_since = now;
+        self.clr_congested = None;
+    }
+
+    /// Credit the current limiting receiver with its time up to `now`.
+    fn close_clr(&mut self, now: Instant) {
+        let Some(node) = self.clr else { return };
+        let us = now.saturating_duration_since(self.clr_since).as_micros() as u64;
+        if self.limiting.len() < MAX_RATE_NODES || self.limiting.contains_key(&node) {
+            *self.limiting.entry(node).or_default() += us;
+        }
+        self.clr_since = now;
+    }
+
+    fn at_floor(&self) -> bool {
+        self.rate <= self.cfg.min_bps as f64 * 1.001
+    }
+
+    /// The straggler rule's bookkeeping for a believed report.
+    fn floor_rule(&mut self, now: Instant, node: u32, congested: bool) {
+        if !(congested && self.at_floor()) {
+            self.floor_since.remove(&node);
+            return;
+        }
+        if self.floor_since.len() >= MAX_RATE_NODES && !self.floor_since.contains_key(&node) {
+            return;
+        }
+        let since = *self.floor_since.entry(node).or_insert(now);
+        // Only a minority is ever excluded: when most of the group is congested at the floor,
+        // the bottleneck is theirs too (a shared link), not one straggler's.
+        let minority = (self.excluded.len() + 1) * 2 < self.group_size as usize;
+        if now.saturating_duration_since(since) >= self.cfg.exclude_after
+            && minority
+            && self.excluded.len() < MAX_RATE_NODES
+        {
+            tracing::info!(
+                "receiver {node:08x} congested at the floor for {:?}: excluded from rate decisions",
+                self.cfg.exclude_after
+            );
+            self.excluded.insert(node);
+            self.floor_since.remove(&node);
+            if self.clr == Some(node) {
+                self.set_clr(now, None);
+            }
+            if self.worst.is_some_and(|w| w.node == node) {
+                self.worst = None;
+            }
+        }
+    }
+
+    fn decide(&mut self, now: Instant) {
+        let rtt = self.rtt.unwrap_or(Duration::ZERO);
+        if let Some(w) = self.worst.take() {
+            let keep = match (self.clr, self.clr_congested) {
+                (Some(c), Some((at, recv))) if c != w.node => {
+                    now.saturating_duration_since(at) <= self.interval * 4
+                        && w.recv_bps as f64 >= recv as f64 * CLR_SWITCH
+                }
+                _ => false,
+            };
+            if !keep {
+                self.set_clr(now, Some(w.node));
+            }
+            if self.clr == Some(w.node) {
+                self.clr_congested = Some((now, w.recv_bps));
+            }
+            if now >= self.hold_until {
+                let mut target = self.rate * self.cfg.decrease;
+                if w.recv_bps > 0 {
+                    target = target.min(w.recv_bps as f64 * self.cfg.drain);
+                }
+                let target = target.max(self.rate * 0.5);
+                self.set_rate(now, target);
+                self.slow_start = false;
+                self.decreases += 1;
+                self.hold_until = now + self.interval * 2 + rtt;
+            }
+            return;
+        }
+        let silent = Duration::from_secs(1).max(self.interval * SILENT_INTERVALS);
+        let heard = self.last_heard.is_some_and(|t| now.saturating_duration_since(t) <= silent);
+        if now < self.hold_until || !heard {
+            return;
+        }
+        let next = if self.slow_start {
+            self.rate * self.cfg.slow_start_gain
+        } else {
+            self.rate + (self.rate * self.cfg.additive_share).max(self.cfg.additive_min_bps as f64)
+        };
+        self.set_rate(now, next);
+    }
+}
+
+impl RateController for AutoRate {
+    fn rate_bps(&self) -> u64 {
+        self.rate as u64
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next_tick)
+    }
+
+    fn on_timeout(&mut self, now: Instant, grtt: Duration, group_size: u32) -> bool {
+        if now < self.next_tick {
+            return false;
+        }
+        self.group_size = group_size.max(1);
+        let share = (REPORTS_PER_TICK / f64::from(group_size.max(1))).min(1.0);
+        self.share = (share * f64::from(u16::MAX)).round() as u16;
+        self.interval = (grtt * 2).clamp(self.cfg.interval_min, self.cfg.interval_max);
+        self.decide(now);
+        self.next_tick = now + self.interval;
+        true
+    }
+
+    fn tick(&mut self, now: Instant) -> RateTick {
+        if self.ticks.len() == TICKS_KEPT {
+            self.ticks.pop_front();
+        }
+        self.ticks.push_back(now.as_micros());
+        RateTick {
+            send_time_us: now.as_micros(),
+            rate_bps: self.rate as u64,
+            clr_node: self.clr.unwrap_or(0),
+            report_share: self.share,
+        }
+    }
+
+    fn on_report(&mut self, now: Instant, node: u32, r: &RateReport) -> bool {
+        if self.excluded.contains(&node) || !self.ticks.contains(&r.tick_time_us) {
+            self.ignored += 1;
+            return false;
+        }
+        self.reports += 1;
+        self.last_heard = Some(now);
+        let sent = Instant::from_micros(r.tick_time_us);
+        let rtt = now
+            .saturating_duration_since(sent)
+            .saturating_sub(Duration::from_micros(u64::from(r.hold_us)));
+        self.rtt = Some(match self.rtt {
+            Some(old) => (old * 7 + rtt) / 8,
+            None => rtt,
+        });
+        let congested = r.congested();
+        self.floor_rule(now, node, congested);
+        if self.excluded.contains(&node) || !congested {
+            return true;
+        }
+        let recv_bps = u64::from(r.recv_rate_kbps) * 1000;
+        if self.clr == Some(node) {
+            self.clr_congested = Some((now, recv_bps));
+        }
+        if self.worst.is_none_or(|w| recv_bps < w.recv_bps) {
+            self.worst = Some(Worst { node, recv_bps });
+        }
+        true
+    }
+
+    fn set_rate(&mut self, now: Instant, rate_bps: u64) {
+        if rate_bps != self.rate as u64 {
+            AutoRate::set_rate(self, now, rate_bps as f64);
+        }
+    }
+
+    fn summary(&self, now: Instant) -> RateSummary {
+        let mut limiting = self.limiting.clone();
+        if let Some(node) = self.clr {
+            let us = now.saturating_duration_since(self.clr_since).as_micros() as u64;
+            *limiting.entry(node).or_default() += us;
+        }
+        let area =
+            self.area + self.rate * now.saturating_duration_since(self.last_change).as_secs_f64();
+        let span = now.saturating_duration_since(self.start).as_secs_f64();
+        let mean = if span > 0.0 { area / span } else { self.rate };
+        let limited_by = limiting.iter().max_by_key(|(n, us)| (**us, std::cmp::Reverse(**n)));
+        RateSummary {
+            mode: "auto",
+            final_bps: self.rate as u64,
+            min_bps: self.min_seen,
+            max_bps: self.max_seen,
+            mean_bps: mean as u64,
+            decreases: self.decreases,
+            reports: self.reports,
+            reports_ignored: self.ignored,
+            limited_by: limited_by.map(|(n, _)| *n),
+            limiting: limiting.into_iter().collect(),
+            excluded: self.excluded.iter().copied().collect(),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! [`RateMeter`]: the receiver's half of automatic rate control. It counts the data datagrams
+//! between two sender ticks (bytes, and losses from the sequence-number gaps), measures each
+//! tick's one-way delay against the lowest seen (the clocks need not agree: only the growth
+//! matters; the minimum creeps up by [`DRIFT_PPM`] of the elapsed time so clock drift does not
+//! accumulate), and judges the interval:
+//!
+//! - **queue building**: the smoothed delay above the minimum exceeds `delay_target`;
+//! - **loss event**: the interval's loss exceeds this receiver's random-loss baseline by
+//!   `loss_margin` (or by three standard deviations, if more). The baseline is the slow average
+//!   of the loss of intervals without a queue, so loss the FEC absorbs anyway (random loss at
+//!   any rate) never counts, while loss that comes with a rate above the path's does.
+//!
+//! Either makes the interval congested. Whether to answer the tick: always when this receiver
+//! is the tick's limiting receiver; otherwise, when congested or when the sender has no
+//! limiting receiver yet, with the tick's report share (so about a fixed number of receivers
+//! answer per tick whatever the group size). Answers go to the sender only.
+
+use crate::proto::time::{Duration, Instant};
+use crate::proto::wire::{RateReport, RateTick, RATE_CONGESTED, RATE_LOSS_EVENT};
+
+/// How fast the delay minimum creeps up (parts per million of the elapsed time).
+pub const DRIFT_PPM: f64 = 20.0;
+
+/// [`RateMeter`] settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterConfig {
+    /// Queueing delay above which the path counts as congested.
+    pub delay_target: Duration,
+    /// Loss above the baseline that counts as a loss event (a share).
+    pub loss_margin: f64,
+    /// Loss is judged over windows of at least this many data datagrams (several ticks at a
+    /// low rate), so that the binomial noise of random loss stays well inside the margin.
+    pub min_datagrams: u64,
+}
+
+impl Default for MeterConfig {
+    fn default() -> Self {
+        MeterConfig {
+            delay_target: Duration::from_millis(4),
+            loss_margin: 0.02,
+            min_datagrams: 500,
+        }
+    }
+}
+
+/// The receiver's measurements (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub struct RateMeter {
+    cfg: MeterConfig,
+    min_owd: Option<f64>,
+    queue_us: f64,
+    /// The previous tick's arrival.
+    prev: Option<Instant>,
+    bytes: u64,
+    /// The loss window: datagrams expected and missing since it was last judged.
+    expected: u64,
+    missing: u64,
+    baseline: Option<f64>,
+    pending: Option<(RateReport, Instant)>,
+    ticks: u64,
+    reports: u64,
+    congested: u64,
+}
+
+impl RateMeter {
+    /// A meter with `cfg`.
+    pub fn new(cfg: MeterConfig) -> Self {
+        RateMeter { cfg, ..RateMeter::default() }
+    }
+
+    /// A data datagram of `bytes` arrived; it moved the sequence position by `gap` (1: nothing
+    /// lost before it).
+    pub fn on_data(&mut self, bytes: usize, gap: u32) {
+        self.bytes += bytes as u64;
+        self.expected += u64::from(gap.max(1));
+        self.missing += u64::from(gap.saturating_sub(1));
+    }
+
+    /// A tick from the sender arrived at `now`; this receiver is `me`, `draw` a uniform random
+    /// number. Returns whether an answer is now queued.
+    pub fn on_tick(&mut self, now: Instant, tick: &RateTick, me: u32, draw: u16) -> bool {
+        self.ticks += 1;
+        let owd = now.as_micros() as f64 - tick.send_time_us as f64;
+        let creep = self
+            .prev
+            .map_or(0.0, |p| now.saturating_duration_since(p).as_micros() as f64 * DRIFT_PPM / 1e6);
+        let min = self.min_owd.map_or(owd, |m| (m + creep).min(owd));
+        self.min_owd = Some(min);
+        let sample = owd - min;
+        self.queue_us = if self.ticks == 1 { sample } else { 0.5 * self.queue_us + 0.5 * sample };
+        let Some(prev) = self.prev.replace(now) else {
+            self.bytes = 0;
+            self.expected = 0;
+            self.missing = 0;
+            return false;
+        };
+        let dt = now.saturating_duration_since(prev).as_micros().max(1) as f64;
+        let recv_bps = self.bytes as f64 * 8.0 * 1e6 / dt;
+        let loss = if self.expected > 0 { self.missing as f64 / self.expected as f64 } else { 0.0 };
+        let queue = self.queue_us > self.cfg.delay_target.as_micros() as f64;
+        let judged = self.expected >= self.cfg.min_datagrams;
+        let loss_event = judged && {
+            let base = self.baseline.unwrap_or(0.0);
+            let sigma = (base.max(0.01) / self.expected as f64).sqrt();
+            loss > base + self.cfg.loss_margin.max(4.0 * sigma)
+        };
+        if judged && !queue && !loss_event {
+            self.baseline = Some(match self.baseline {
+                Some(b) => 0.9 * b + 0.1 * loss,
+                None => loss,
+            });
+        }
+        let congested = queue || loss_event;
+        self.congested += u64::from(congested);
+        let flags = if congested { RATE_CONGESTED } else { 0 }
+            | if loss_event { RATE_LOSS_EVENT } else { 0 };
+        let report = RateReport {
+            tick_time_us: tick.send_time_us,
+            hold_us: 0,
+            queue_delay_us: self.queue_us.clamp(0.0, f64::from(u32::MAX)) as u32,
+            loss_ppm: if judged { (loss * 1e6).round().min(1e6) as u32 } else { 0 },
+            recv_rate_kbps: (recv_bps / 1000.0).round().min(f64::from(u32::MAX)) as u32,
+            ce_ppm: 0,
+            flags,
+        };
+        self.bytes = 0;
+        if judged {
+            self.expected = 0;
+            self.missing = 0;
+        }
+        let drawn = tick.report_share == u16::MAX || draw < tick.report_share;
+        let answer =
+            (me != 0 && tick.clr_node == me) || ((congested || tick.clr_node == 0) && drawn);
+        if answer {
+            self.pending = Some((report, now));
+        }
+        answer
+    }
+
+    /// Whether an answer waits for [`take_report`](Self::take_report).
+    pub fn has_report(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The queued answer, its hold time measured up to `now`.
+    pub fn take_report(&mut self, now: Instant) -> Option<RateReport> {
+        let (mut r, at) = self.pending.take()?;
+        r.hold_us = now.saturating_duration_since(at).as_micros().min(u128::from(u32::MAX)) as u32;
+        self.reports += 1;
+        Some(r)
+    }
+
+    /// Smoothed queueing delay, microseconds.
+    pub fn queue_delay_us(&self) -> f64 {
+        self.queue_us
+    }
+
+    /// The random-loss baseline (a share), once measured.
+    pub fn baseline_loss(&self) -> Option<f64> {
+        self.baseline
+    }
+
+    /// Ticks heard, reports sent, intervals judged congested.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.ticks, self.reports, self.congested)
+    }
+}

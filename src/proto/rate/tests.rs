@@ -1,0 +1,210 @@
+//! The controllers and the meter on hand-made reports and ticks.
+
+use super::*;
+use crate::proto::wire::{RATE_CONGESTED, RATE_LOSS_EVENT};
+
+const MS: u64 = 1000;
+
+fn at(ms: u64) -> Instant {
+    Instant::from_micros(ms * MS)
+}
+
+fn report(tick: &RateTick, congested: bool, recv_mbps: u32) -> RateReport {
+    RateReport {
+        tick_time_us: tick.send_time_us,
+        hold_us: 0,
+        queue_delay_us: if congested { 9000 } else { 0 },
+        loss_ppm: 0,
+        recv_rate_kbps: recv_mbps * 1000,
+        ce_ppm: 0,
+        flags: if congested { RATE_CONGESTED } else { 0 },
+    }
+}
+
+fn cfg() -> AutoConfig {
+    AutoConfig { min_bps: 2_000_000, start_bps: 10_000_000, ..AutoConfig::default() }
+}
+
+/// Run the controller tick by tick from `start` for `ticks` intervals of 10 ms (GRTT 5 ms);
+/// `answer` gives each tick's reports.
+fn drive(
+    c: &mut AutoRate,
+    start: u64,
+    ticks: u64,
+    group: u32,
+    mut answer: impl FnMut(&RateTick) -> Vec<(u32, RateReport)>,
+) {
+    for i in 0..ticks {
+        let now = at(start + i * 10);
+        assert_eq!(c.poll_timeout(), Some(now));
+        assert!(c.on_timeout(now, Duration::from_millis(5), group));
+        let tick = c.tick(now);
+        for (node, r) in answer(&tick) {
+            c.on_report(now + Duration::from_millis(2), node, &r);
+        }
+    }
+}
+
+#[test]
+fn fixed_rate_never_moves_and_never_ticks() {
+    let mut f = FixedRate::new(123_000_000);
+    assert_eq!(f.poll_timeout(), None);
+    assert!(!f.on_timeout(at(5), Duration::from_millis(1), 10));
+    let tick = f.tick(at(5));
+    assert!(!f.on_report(at(6), 2, &report(&tick, true, 1)));
+    assert_eq!(f.rate_bps(), 123_000_000);
+    let s = f.summary(at(10));
+    assert_eq!((s.mode, s.min_bps, s.max_bps, s.decreases), ("fixed", 123_000_000, 123_000_000, 0));
+}
+
+#[test]
+fn slow_start_grows_while_the_group_is_quiet_and_stops_at_the_ceiling() {
+    let mut c = AutoRate::new(AutoConfig { max_bps: 50_000_000, ..cfg() }, at(0));
+    // Heard, not congested: x1.25 per interval.
+    drive(&mut c, 0, 1, 3, |t| vec![(2, report(t, false, 10))]);
+    assert_eq!(c.rate_bps(), 10_000_000); // the first decision had heard nobody yet
+    drive(&mut c, 10, 1, 3, |t| vec![(2, report(t, false, 10))]);
+    assert_eq!(c.rate_bps(), 12_500_000);
+    drive(&mut c, 20, 20, 3, |t| vec![(2, report(t, false, 10))]);
+    assert_eq!(c.rate_bps(), 50_000_000);
+    assert!(c.in_slow_start());
+}
+
+#[test]
+fn congestion_drains_to_the_receive_rate_once_per_hold() {
+    let mut c = AutoRate::new(AutoConfig { start_bps: 100_000_000, ..cfg() }, at(0));
+    // Node 3 congested receiving 60 Mbit/s, node 2 fine: down to 0.9 x 60.
+    drive(&mut c, 0, 1, 3, |t| vec![(2, report(t, false, 100)), (3, report(t, true, 60))]);
+    assert_eq!(c.rate_bps(), 100_000_000); // reports count from the next decision
+    drive(&mut c, 10, 1, 3, |t| vec![(3, report(t, true, 60))]);
+    assert_eq!(c.rate_bps(), 54_000_000);
+    assert_eq!((c.clr(), c.in_slow_start()), (Some(3), false));
+    // Still congested: held for two intervals and an RTT (until 32 ms), then 0.85.
+    drive(&mut c, 20, 2, 3, |t| vec![(3, report(t, true, 54))]);
+    assert_eq!(c.rate_bps(), 54_000_000);
+    drive(&mut c, 40, 1, 3, |t| vec![(3, report(t, true, 54))]);
+    assert_eq!(c.rate_bps(), 45_900_000);
+    // Clear: additive growth, 1 % per interval (after the hold).
+    drive(&mut c, 50, 2, 3, |t| vec![(3, report(t, false, 45))]);
+    assert_eq!(c.rate_bps(), 45_900_000);
+    drive(&mut c, 70, 2, 3, |t| vec![(3, report(t, false, 45))]);
+    assert!((46_822_000..=46_823_000).contains(&c.rate_bps()), "{}", c.rate_bps());
+    // A receiver much worse than the CLR takes over; one receiving nearly as much does not.
+    drive(&mut c, 90, 1, 3, |t| vec![(3, report(t, true, 45)), (2, report(t, true, 42))]);
+    drive(&mut c, 100, 1, 3, |_| vec![]);
+    assert_eq!(c.clr(), Some(3));
+    drive(&mut c, 110, 1, 3, |t| vec![(3, report(t, true, 45)), (2, report(t, true, 30))]);
+    drive(&mut c, 120, 1, 3, |_| vec![]);
+    assert_eq!(c.clr(), Some(2));
+    let s = c.summary(at(130));
+    // The decrease at 100 ms went to 0.9 x 42; the one due at 120 ms was still held.
+    assert_eq!(s.limited_by, Some(3));
+    assert!((37_799_000..=37_800_000).contains(&s.min_bps), "{}", s.min_bps);
+    assert_eq!(s.decreases, 3);
+}
+
+#[test]
+fn a_report_for_a_tick_never_sent_is_not_believed() {
+    let mut c = AutoRate::new(cfg(), at(0));
+    drive(&mut c, 0, 1, 3, |_| vec![]);
+    let forged = RateTick { send_time_us: 4, rate_bps: 0, clr_node: 0, report_share: 0 };
+    assert!(!c.on_report(at(1), 9, &report(&forged, true, 1)));
+    drive(&mut c, 10, 1, 3, |_| vec![]);
+    assert_eq!((c.rate_bps(), c.summary(at(20)).reports_ignored), (10_000_000, 1));
+}
+
+#[test]
+fn a_straggler_at_the_floor_is_excluded_after_its_time_but_not_a_majority() {
+    let floor = AutoConfig { start_bps: 2_000_000, exclude_after: Duration::from_secs(1), ..cfg() };
+    // Group of 3: node 4 congested at the floor, its first report at 2 ms: excluded by its
+    // report at 1002 ms, not by the one at 992 ms.
+    let mut c = AutoRate::new(floor.clone(), at(0));
+    drive(&mut c, 0, 100, 3, |t| vec![(4, report(t, true, 1))]);
+    assert!(c.summary(at(1000)).excluded.is_empty());
+    drive(&mut c, 1000, 1, 3, |t| vec![(4, report(t, true, 1))]);
+    assert_eq!(c.summary(at(1010)).excluded, vec![4]);
+    // Then the rest of the group sets the rate: it grows again.
+    drive(&mut c, 1010, 5, 3, |t| vec![(4, report(t, true, 1)), (2, report(t, false, 50))]);
+    assert!(c.rate_bps() > 2_000_000);
+    // Group of 2: the same receiver is half the group and is never excluded.
+    let mut c = AutoRate::new(floor, at(0));
+    drive(&mut c, 0, 300, 2, |t| vec![(4, report(t, true, 1))]);
+    assert!(c.summary(at(3000)).excluded.is_empty());
+    assert_eq!(c.rate_bps(), 2_000_000);
+}
+
+fn tick_at(ms: u64, clr: u32, share: u16) -> RateTick {
+    // The sender's clock is 1 s ahead of the receiver's: only growth matters.
+    RateTick { send_time_us: (ms + 1000) * MS, rate_bps: 1, clr_node: clr, report_share: share }
+}
+
+#[test]
+fn meter_reads_queue_growth_not_the_clock_offset() {
+    let mut m = RateMeter::default();
+    // Arrivals 5 ms after sending (a constant offset), 100 datagrams of 1000 B per 10 ms.
+    for i in 0..10 {
+        for _ in 0..100 {
+            m.on_data(1000, 1);
+        }
+        m.on_tick(at(i * 10 + 5), &tick_at(i * 10, 0, u16::MAX), 2, 0);
+        let r = m.take_report(at(i * 10 + 5));
+        if i > 0 {
+            let r = r.expect("no CLR yet: everyone drawn answers");
+            assert_eq!((r.flags, r.queue_delay_us, r.recv_rate_kbps), (0, 0, 80_000));
+        }
+    }
+    // The delay then grows by 2 ms per tick: congested once the smoothed queue passes 4 ms.
+    let mut flagged = Vec::new();
+    for i in 10..16u64 {
+        let arrive = i * 10 + 5 + (i - 9) * 2;
+        m.on_tick(at(arrive), &tick_at(i * 10, 2, 0), 2, 0);
+        flagged.push(m.take_report(at(arrive)).expect("the CLR always answers").congested());
+    }
+    // Queue samples 2, 4, 6, 8 ...; smoothed 1, 2.5, 4.25: third tick on.
+    assert_eq!(flagged, [false, false, true, true, true, true]);
+}
+
+#[test]
+fn meter_takes_random_loss_as_baseline_and_flags_loss_above_it() {
+    let mut m = RateMeter::default();
+    let mut t = 0;
+    // 1 % loss, windows of 1000 datagrams: baseline, no event.
+    let window = |m: &mut RateMeter, t: &mut u64, lost_per_100: u32| {
+        for _ in 0..10 {
+            for k in 0..100 {
+                m.on_data(1000, if k < lost_per_100 { 2 } else { 1 });
+            }
+        }
+        *t += 10;
+        m.on_tick(at(*t), &tick_at(*t, 2, 0), 2, 0);
+        m.take_report(at(*t)).map(|r| (r.flags, r.loss_ppm))
+    };
+    window(&mut m, &mut t, 1);
+    for _ in 0..5 {
+        let (flags, loss) = window(&mut m, &mut t, 1).expect("answers as CLR");
+        assert_eq!(flags, 0);
+        assert!((9_000..=10_000).contains(&loss), "{loss}");
+    }
+    assert!((m.baseline_loss().unwrap() - 1.0 / 101.0).abs() < 1e-3);
+    // 3 % is within the margin (2 points above the baseline); 4 % is not.
+    let within = window(&mut m, &mut t, 3).unwrap();
+    assert_eq!(within.0, 0);
+    let above = window(&mut m, &mut t, 4).unwrap();
+    assert_eq!(above.0, RATE_CONGESTED | RATE_LOSS_EVENT);
+}
+
+#[test]
+fn only_the_clr_and_drawn_congested_receivers_answer() {
+    let mut m = RateMeter::default();
+    m.on_tick(at(0), &tick_at(0, 0, 0), 5, 0);
+    m.on_data(1000, 1);
+    // Not the CLR, not congested, a CLR exists: silent whatever the draw.
+    assert!(!m.on_tick(at(10), &tick_at(10, 7, u16::MAX), 5, 0));
+    // The CLR answers even with share 0.
+    assert!(m.on_tick(at(20), &tick_at(20, 5, 0), 5, u16::MAX));
+    m.take_report(at(20));
+    // No CLR yet: answers if drawn (draw below the share), not otherwise.
+    assert!(m.on_tick(at(30), &tick_at(30, 0, 100), 5, 99));
+    m.take_report(at(30));
+    assert!(!m.on_tick(at(40), &tick_at(40, 0, 100), 5, 100));
+}

@@ -1,0 +1,51 @@
+//! The four cases of issue 17, shared by `tests/rate.rs` (which asserts their targets) and
+//! `examples/ratesim.rs` (which plots them).
+
+use super::{queue_bytes, Bottleneck, Scenario};
+use crate::proto::time::Duration;
+
+/// Capacity of the links in the cases, bits per second (kept modest so a case runs in about
+/// a second of wall time).
+pub const LINK_BPS: u64 = 40_000_000;
+
+/// Three receivers; receiver 1's link is half as fast as the others' (a 20 ms queue).
+pub fn one_slow_link(seed: u64) -> Scenario {
+    let mut sc = Scenario::links(3, 2 * LINK_BPS, 20, seed);
+    sc.receivers[1].link = Bottleneck::new(LINK_BPS / 2, queue_bytes(LINK_BPS / 2, 20));
+    sc
+}
+
+/// Two receivers; at 4 s receiver 0's link drops to half its capacity.
+pub fn halving_link(seed: u64) -> Scenario {
+    let mut sc = Scenario::links(2, LINK_BPS, 20, seed);
+    let halves = vec![(Duration::ZERO, LINK_BPS), (Duration::from_secs(4), LINK_BPS / 2)];
+    sc.receivers[0].link = Bottleneck::scheduled(halves, queue_bytes(LINK_BPS, 20));
+    sc
+}
+
+/// Three receivers, each link with 1 % random loss and no congestion.
+pub fn random_loss(seed: u64) -> Scenario {
+    let mut sc = Scenario::links(3, LINK_BPS, 20, seed);
+    for r in &mut sc.receivers {
+        r.loss = 0.01;
+    }
+    sc
+}
+
+/// Two receivers behind the sender's uplink, which a TCP-like flow shares from 2 s on.
+pub fn competing_tcp(seed: u64) -> Scenario {
+    let mut sc = Scenario::links(2, 4 * LINK_BPS, 20, seed);
+    sc.uplink = Some(Bottleneck::new(LINK_BPS, queue_bytes(LINK_BPS, 20)));
+    sc.tcp_from = Some(Duration::from_secs(2));
+    sc
+}
+
+/// Every case with its name (the plots' file names).
+pub fn all(seed: u64) -> Vec<(&'static str, Scenario)> {
+    vec![
+        ("one-slow-link", one_slow_link(seed)),
+        ("halving-link", halving_link(seed)),
+        ("random-loss", random_loss(seed)),
+        ("competing-tcp", competing_tcp(seed)),
+    ]
+}
