@@ -4,8 +4,8 @@
 //! (each block's proactive repair symbols continue its rounds after its source symbols), so a
 //! burst of lost datagrams costs each block of the window a symbol or two instead of one block
 //! many. A window is `w` blocks starting at a multiple of `w`, where `w` is a power of two at
-//! most [`INTERLEAVE`] (the sender picks it from the blocks it can cache; 1 is the plain
-//! block-by-block order). Windows of any such `w` nest inside the windows of [`INTERLEAVE`],
+//! most [`INTERLEAVE`] (the sender picks it from the blocks it can cache, see [`window_width`]; 1
+//! is the plain block-by-block order). Windows of any such `w` nest inside the windows of [`INTERLEAVE`],
 //! so a receiver that sees a symbol of block `b` knows, whatever `w` the sender chose, that
 //! every block below [`window_start`]`(b)` has been passed: NAKs never go out for a block
 //! whose symbols are still coming. Repairs (answers to NAKs) are sent for blocks already
@@ -21,13 +21,17 @@ pub fn window_start(block: u32) -> u32 {
 }
 
 /// The window width a sender that can cache `cache_blocks` payload blocks and reads
-/// `read_ahead` blocks ahead uses: the largest power of two at most [`INTERLEAVE`] that leaves
-/// room for the read-ahead and for the previous window (whose blocks the NAKs ask for while
-/// the next window goes out), at least 1.
+/// `read_ahead` blocks ahead uses: [`INTERLEAVE`] when the cache holds a window, the previous
+/// one (whose blocks the NAKs ask for while the next goes out) and the read-ahead, else 1
+/// (block by block: a smaller cache would evict the blocks being repaired, and narrower
+/// windows spread bursts too little to pay for completing blocks later).
 pub fn window_width(cache_blocks: usize, read_ahead: usize) -> u32 {
-    let room = cache_blocks.saturating_sub(read_ahead) / 2;
-    let room = u32::try_from(room).unwrap_or(u32::MAX).clamp(1, INTERLEAVE);
-    1 << (31 - room.leading_zeros())
+    let needed = 2 * INTERLEAVE as usize + read_ahead;
+    if cache_blocks >= needed {
+        INTERLEAVE
+    } else {
+        1
+    }
 }
 
 #[cfg(test)]
@@ -54,12 +58,11 @@ mod tests {
 
     #[test]
     fn the_width_leaves_room_for_read_ahead_and_the_previous_window() {
-        // Boundary pair: 8 + 8 + 4 cached blocks allow 8; one fewer only 4.
-        assert_eq!(window_width(20, 4), 8);
-        assert_eq!(window_width(19, 4), 4);
+        // Boundary pair: 8 + 8 + 4 cached blocks allow windows of 8; one fewer none.
+        assert_eq!(window_width(20, 4), INTERLEAVE);
+        assert_eq!(window_width(19, 4), 1);
         assert_eq!(window_width(32, 4), INTERLEAVE);
-        assert_eq!(window_width(12, 4), 4);
-        assert_eq!(window_width(1, 0), 1);
+        assert_eq!(window_width(12, 4), 1);
         assert_eq!(window_width(0, 4), 1);
     }
 }
