@@ -1,5 +1,6 @@
 //! Feedback at scale, smoltcp `netsim` style: seeded pushes to {1, 10, 100, 1000} receivers
-//! under each loss model (and independent loss of 0.1 %, row `indep-0.1%`), and an ignored
+//! under each loss model (bursts: Gilbert–Elliott, mean 10; and independent loss of 0.1 %, row
+//! `indep-0.1%`), and an ignored
 //! 10,000-receiver run, with the result table kept as a snapshot
 //! (`tests/snapshots/netsim.txt`; `MCAST_UPDATE_SNAPSHOTS=1` rewrites it). A change in NAK or
 //! repair behaviour shows up as a diff of that table; the DESIGN.md §6 targets are asserted.
@@ -82,12 +83,17 @@ fn feedback_scales_to_a_thousand_receivers() {
     assert!(ind.r.repair_ratio() <= 1.15, "repair ratio {}", ind.r.repair_ratio());
     assert!(ind.time_ratio <= 1.05, "time ratio {}", ind.time_ratio);
     // Low loss costs little (issue 15): the starting parity and the correction do not overspend.
-    // The target is a repair ratio of 1.15, not met yet (1.167 here, from noisy early loss
-    // reports setting the first blocks' parity); this bound keeps it from sliding back to the
-    // 1.26 the issue measured.
+    // The target is a repair ratio of 1.15, not met yet at this seed (1.165; 1.14 at seed 3);
+    // this bound keeps it from sliding back to the 1.26 the issue measured.
     let low = at("indep-0.1%");
     assert!(low.r.repair_ratio() <= 1.20, "0.1 % loss: repair ratio {}", low.r.repair_ratio());
     assert!(low.time_ratio <= 1.05, "0.1 % loss: time ratio {}", low.time_ratio);
+    // Bursts (issue 15): the interleaved windows spread a burst over their blocks, so the
+    // group's needs stay alike and suppression works. The time target is 1.05; this bound
+    // keeps it from sliding back to the 1.128 of block-by-block sending.
+    let burst = at("burst");
+    assert!(burst.r.naks_per_lossy_block() <= 3.0, "bursts: {}", burst.r.naks_per_lossy_block());
+    assert!(burst.time_ratio <= 1.10, "bursts: time ratio {}", burst.time_ratio);
     let shared = at("shared");
     assert!(
         shared.r.naks_per_lossy_block() <= 2.0 * ind.r.naks_per_lossy_block().max(0.5),

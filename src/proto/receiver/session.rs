@@ -422,12 +422,12 @@ impl Session {
             cx.stats.first_pass_expected += u64::from(gap);
             self.rate_meter.on_data(d.symbol.len() + wire::DATA_OVERHEAD, gap);
         }
-        // Everything below this block has been passed by the sender, and so has every object
-        // sent before this one.
+        // Everything below this block's interleaving window has been passed by the sender
+        // (`wire::interleave`), and so has every object sent before this one.
         let mut grew = false;
         for (id, o) in self.objects.iter_mut() {
             if id == d.object {
-                grew |= o.advance(d.block);
+                grew |= o.advance(crate::proto::wire::window_start(d.block));
             } else if trust::sent_before(self.hashes_first, id, d.object) {
                 grew |= o.advance(u32::MAX);
             }

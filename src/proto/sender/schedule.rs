@@ -1,23 +1,52 @@
-//! What the sender sends next: the pass cursor over the objects (manifest, payload block by
-//! block, source symbols followed by the block's proactive repair, then the hash list, built
-//! when the first pass reaches it), queued repairs ahead of
-//! it, fresh repair ESIs per block, and the payload blocks it asks the driver for (read-ahead,
-//! re-reads after eviction).
+//! What the sender sends next: the pass cursor over the objects (manifest, payload, then the
+//! hash list, built when the first pass reaches it), queued repairs ahead of it, fresh repair
+//! ESIs per block, and the payload blocks it asks the driver for (read-ahead, re-reads after
+//! eviction).
+//!
+//! Each object goes out window by window (see [`wire::interleave`]): the symbols of a window of
+//! `w` consecutive blocks interleaved round by round, every block's source symbols followed by
+//! its proactive repair, so a burst of loss is spread over the window's blocks.
 
 use super::*;
+use crate::proto::wire::interleave::{window_width, INTERLEAVE};
 
+/// Where the pass is: a window of blocks and the round (ESI) within it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Cursor {
     object: ObjectId,
-    block: u32,
+    /// First block of the window.
+    base: u32,
+    /// Blocks in the window (a power of two, at most [`INTERLEAVE`]; fixed when it starts).
+    width: u32,
+    /// The ESI every block of the window sends in this round.
     esi: u32,
-    /// Proactive repair symbols for this block (fixed when its last source symbol is out).
-    parity: u32,
+    /// The next slot of the window to consider in this round.
+    slot: u32,
+    /// Whether a symbol went out in this round (a round without any ends the window).
+    sent: bool,
+    /// Per slot, proactive repair symbols (fixed when the block's last source symbol is out).
+    parity: [u32; INTERLEAVE as usize],
+    /// Per slot (bit), a payload block skipped because every expected receiver holds it
+    /// (`changed_only`, see `holdings`).
+    skipped: u32,
 }
 
 impl Cursor {
     pub(super) fn start(object: ObjectId) -> Self {
-        Cursor { object, block: 0, esi: 0, parity: 0 }
+        Cursor::window(object, 0, 0)
+    }
+
+    fn window(object: ObjectId, base: u32, width: u32) -> Self {
+        Cursor {
+            object,
+            base,
+            width,
+            esi: 0,
+            slot: 0,
+            sent: false,
+            parity: [0; INTERLEAVE as usize],
+            skipped: 0,
+        }
     }
 }
 
@@ -25,7 +54,8 @@ impl Sender {
     /// Whether a symbol could go out now if the pacer allowed: the cursor's block or a block
     /// with queued repairs is at hand.
     pub(super) fn symbol_ready(&self) -> bool {
-        self.cursor.is_some_and(|c| self.available((c.object, c.block)) && !self.holding_back())
+        self.cursor
+            .is_some_and(|c| self.available((c.object, c.base + c.slot)) && !self.holding_back())
             || self.repairs.queued_blocks().any(|k| self.available(k))
     }
 
@@ -166,91 +196,163 @@ impl Sender {
         }
     }
 
-    pub(super) fn next_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+    /// The window width for `object`: payload blocks must fit in the cache with the
+    /// read-ahead and the previous window; the manifest and the hash list are always held.
+    fn width_for(&self, object: ObjectId) -> u32 {
+        match object {
+            ObjectId::Payload => window_width(self.cfg.cache_blocks, self.cfg.read_ahead),
+            ObjectId::Manifest | ObjectId::Hashes => INTERLEAVE,
+        }
+    }
+
+    /// The end of the pass over `object`: the next object, or the end of the pass.
+    fn object_done(&mut self, now: Instant, object: ObjectId) -> Option<Cursor> {
+        match self.pass_order(object) {
+            Some(next) => {
+                if next == ObjectId::Hashes && self.hash_list_root.is_none() {
+                    // Every block of the pass has been prepared, hence hashed. Its
+                    // announcements go ahead of the list's first symbol.
+                    self.build_hash_list(now);
+                }
+                Some(Cursor::start(next))
+            }
+            None => {
+                self.flushing = true;
+                self.touch_quiet(now);
+                self.queue_flush(now);
+                if self.another_pass() {
+                    // Announce the new pass at once: receivers that joined since lock on.
+                    self.pass += 1;
+                    self.queue_announce(now);
+                    Some(Cursor::start(ObjectId::FIRST))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Move the cursor to the next symbol of the pass to send (past exhausted, unreadable and
+    /// missing blocks, window and object ends), without sending it: the cursor then rests on
+    /// a block [`Sender::symbol_ready`] can check. `false` when the pass is over or the hash
+    /// list was just built (its announcements go ahead of its first symbol).
+    fn settle(&mut self, now: Instant) -> bool {
         loop {
             let Some(mut cur) = self.cursor else {
                 return false;
             };
             let layout = *self.layout_of(cur.object);
-            let Some(k) = layout.source_symbols(cur.block) else {
+            if layout.source_symbols(cur.base).is_none() {
                 // Past the end of this object.
-                self.cursor = match self.pass_order(cur.object) {
-                    Some(next) => {
-                        if next == ObjectId::Hashes && self.hash_list_root.is_none() {
-                            // Every block of the pass has been prepared, hence hashed. Its
-                            // announcements go ahead of the list's first symbol.
-                            self.build_hash_list(now);
-                            self.cursor = Some(Cursor::start(next));
+                let building = self.pass_order(cur.object) == Some(ObjectId::Hashes)
+                    && self.hash_list_root.is_none();
+                self.cursor = self.object_done(now, cur.object);
+                if building {
+                    return false;
+                }
+                continue;
+            }
+            if cur.width == 0 {
+                // A new window: its width, and the blocks it needs (with the read-ahead).
+                cur.width = self.width_for(cur.object);
+                if cur.object == ObjectId::Payload {
+                    let ahead = cur.width.saturating_add(self.cfg.read_ahead as u32);
+                    for b in cur.base..cur.base.saturating_add(ahead) {
+                        self.request(b);
+                    }
+                }
+            }
+            if cur.slot == cur.width {
+                if !cur.sent {
+                    // Nothing left in the window.
+                    if cur.object == ObjectId::Payload && self.cfg.auto_parity {
+                        let closes = now + self.nak_window();
+                        for b in cur.base..cur.base.saturating_add(cur.width) {
+                            let skipped = cur.skipped & (1 << (b - cur.base)) != 0;
+                            if layout.source_symbols(b).is_some() && !skipped {
+                                self.bias.block_sent(b, closes);
+                            }
+                        }
+                    }
+                    let base = cur.base.saturating_add(cur.width);
+                    self.cursor = Some(Cursor::window(cur.object, base, 0));
+                    continue;
+                }
+                (cur.slot, cur.esi, cur.sent) = (0, cur.esi + 1, false);
+            }
+            let slot = cur.slot as usize;
+            let block = cur.base + cur.slot;
+            let skip = match layout.source_symbols(block) {
+                // The object's last window is short.
+                None => true,
+                Some(_)
+                    if cur.object == ObjectId::Payload && self.unavailable.contains_key(&block) =>
+                {
+                    true
+                }
+                Some(_) if cur.skipped & (1 << slot) != 0 => true,
+                Some(_) if cur.object == ObjectId::Payload && cur.esi == 0 => {
+                    // `changed_only`: wait for the holdings, skip what every receiver holds.
+                    match self.payload_gate(now, block) {
+                        holdings::Gate::Wait => {
+                            self.cursor = Some(cur);
                             return false;
                         }
-                        Some(Cursor::start(next))
-                    }
-                    None => {
-                        self.flushing = true;
-                        self.touch_quiet(now);
-                        self.queue_flush(now);
-                        if self.another_pass() {
-                            // Announce the new pass at once: receivers that joined since lock on.
-                            self.pass += 1;
-                            self.queue_announce(now);
-                            Some(Cursor::start(ObjectId::FIRST))
-                        } else {
-                            None
+                        holdings::Gate::Skip => {
+                            cur.skipped |= 1 << slot;
+                            true
                         }
+                        holdings::Gate::Send => false,
                     }
-                };
-                continue;
+                }
+                Some(k) => {
+                    let k = self.block_k(cur.object, block, k);
+                    if cur.esi == u32::from(k) {
+                        // Decided when the source symbols are out, not before the first: the
+                        // loss reports heard meanwhile count (at the start of a push, the
+                        // first echoes arrive while the first blocks are going out).
+                        let mut parity = self.proactive(k);
+                        let proactive = self.cfg.auto_parity || self.cfg.fec_overhead > 0.0;
+                        if cur.object == ObjectId::Hashes && proactive {
+                            // The list is the last thing a receiver needs and tiny: as many
+                            // repair symbols as source ones (unless proactive repair is off),
+                            // so that a loss on it rarely costs a NAK round at the very end.
+                            parity = parity.max(u32::from(k));
+                        }
+                        cur.parity[slot] = parity;
+                    }
+                    cur.esi >= u32::from(k) + cur.parity[slot]
+                }
             };
-            let k = self.block_k(cur.object, cur.block, k);
-            if cur.object == ObjectId::Payload && self.unavailable.contains_key(&cur.block) {
-                self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
-                continue;
-            }
-            if cur.esi == u32::from(k) {
-                // Decided when the source symbols are out, not before the first: the loss
-                // reports heard meanwhile count (at the start of a push, the first echoes
-                // arrive while the first blocks are going out).
-                cur.parity = self.proactive(k);
-                let proactive = self.cfg.auto_parity || self.cfg.fec_overhead > 0.0;
-                if cur.object == ObjectId::Hashes && proactive {
-                    // The list is the last thing a receiver needs and tiny: as many repair
-                    // symbols as source ones (unless proactive repair is off), so that a loss
-                    // on it rarely costs a NAK round at the very end of the push.
-                    cur.parity = cur.parity.max(u32::from(k));
-                }
-            }
-            if cur.esi >= u32::from(k) + cur.parity {
-                if cur.object == ObjectId::Payload && self.cfg.auto_parity {
-                    self.bias.block_sent(cur.block, now + self.nak_window());
-                }
-                self.cursor = Some(Cursor { block: cur.block + 1, esi: 0, parity: 0, ..cur });
-                continue;
-            }
-            if cur.esi == 0 && cur.object == ObjectId::Payload {
-                // `changed_only`: wait for the holdings, skip what every receiver holds.
-                match self.payload_gate(now, cur.block) {
-                    holdings::Gate::Wait => return false,
-                    holdings::Gate::Skip => {
-                        self.cursor = Some(Cursor { block: cur.block + 1, ..cur });
-                        continue;
-                    }
-                    holdings::Gate::Send => {}
-                }
-            }
-            let key = (cur.object, cur.block);
-            if cur.esi == 0 && cur.object == ObjectId::Payload {
-                for b in cur.block..cur.block.saturating_add(1 + self.cfg.read_ahead as u32) {
-                    self.request(b);
-                }
-            }
-            if !self.available(key) {
+            if skip {
+                cur.slot += 1;
                 self.cursor = Some(cur);
-                self.request(cur.block);
+                continue;
+            }
+            self.cursor = Some(cur);
+            return true;
+        }
+    }
+
+    pub(super) fn next_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        loop {
+            if !self.settle(now) {
                 return false;
             }
+            let Some(mut cur) = self.cursor else { return false };
+            let block = cur.base + cur.slot;
+            let key = (cur.object, block);
+            if !self.available(key) {
+                self.request(block);
+                return false;
+            }
+            let k = self.layout_of(cur.object).source_symbols(block).unwrap_or(0);
+            let k = self.block_k(cur.object, block, k);
             let source = cur.esi < u32::from(k);
             let esi = source.then_some(cur.esi);
-            cur.esi += 1;
+            // The decision above stands: the cursor moves past this symbol before it is sent.
+            cur.slot += 1;
+            cur.sent = true;
             self.cursor = Some(cur);
             let Some(seq) = self.emit_symbol(key, esi, buf) else { continue };
             if source {
@@ -260,6 +362,8 @@ impl Sender {
                 self.stats.repair_packets += 1;
                 self.stats.proactive_repair_packets += 1;
             }
+            // Rest on the next symbol to send, so that `symbol_ready` asks about its block.
+            self.settle(now);
             return true;
         }
     }

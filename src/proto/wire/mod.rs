@@ -13,12 +13,14 @@
 mod cursor;
 mod have;
 mod hello;
+pub mod interleave;
 mod objects;
 mod packets;
 mod signature;
 
 pub use have::{Have, HAVE_CHUNK_BLOCKS, HAVE_CHUNK_BYTES};
 pub use hello::{reason_text, Hello, HostName, MAX_HOST_NAME, MAX_REASON};
+pub use interleave::{window_start, INTERLEAVE};
 pub use objects::{ObjectId, Objects};
 pub use packets::*;
 pub use signature::{Signature, SIGNATURE_BODY_LEN};
