@@ -15,6 +15,7 @@ pub mod fec;
 pub mod layout;
 pub mod manifest;
 pub mod receiver;
+pub mod repairer;
 pub mod sender;
 pub mod sign;
 pub mod stats;

@@ -27,6 +27,7 @@ pub mod harness;
 mod loss;
 pub mod object;
 pub mod serve;
+pub mod topology;
 
 pub use consume::{drive_receiver_events, Decoder, FecModel, MemSink};
 pub use harness::{Datagram, Harness, Link, Network, Node, Stop};

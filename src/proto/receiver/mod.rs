@@ -47,6 +47,8 @@ mod candidate;
 mod hello;
 mod nak;
 mod object;
+#[path = "../repairer/receiver_side.rs"]
+mod repairer_side;
 mod report;
 mod resume;
 pub mod seq;

@@ -321,7 +321,8 @@ impl Session {
             self.last_heard = now;
         }
         match packet {
-            Packet::Data(d) if sender_node => self.on_data(cx, now, d),
+            Packet::Data(d) if sender_node => self.on_data(cx, now, d, true),
+            Packet::Repairer(p) => self.on_repairer(cx, now, p),
             Packet::Announce(a) if from_sender => self.on_announce(cx, now, &header, a),
             Packet::Probe(p) if from_sender => {
                 self.follow_grtt(cx, now, grtt_of(p.grtt_us));
@@ -373,7 +374,9 @@ impl Session {
         }
     }
 
-    fn on_data(&mut self, cx: &mut Ctx, now: Instant, d: Data<'_>) {
+    /// A symbol of this session: from its sender (`sender`: its sequence number and block
+    /// position count), or a local repairer's (the symbol alone counts).
+    pub(super) fn on_data(&mut self, cx: &mut Ctx, now: Instant, d: Data<'_>, sender: bool) {
         let Some(k) = self.objects[d.object].layout.source_symbols(d.block) else {
             cx.stats.dropped_invalid += 1;
             return;
@@ -383,14 +386,14 @@ impl Session {
             return;
         }
         // Loss estimate from gaps in the sender's sequence numbers.
-        if let Some(gap) = self.observe_seq(cx, now, d.seq) {
+        if let Some(gap) = sender.then(|| self.observe_seq(cx, now, d.seq)).flatten() {
             cx.stats.first_pass_missing += u64::from(gap - 1);
             cx.stats.first_pass_expected += u64::from(gap);
         }
         // Everything below this block has been passed by the sender, and so has every object
         // sent before this one.
         let mut grew = false;
-        for (id, o) in self.objects.iter_mut() {
+        for (id, o) in self.objects.iter_mut().filter(|_| sender) {
             if id == d.object {
                 grew |= o.advance(d.block);
             } else if trust::sent_before(self.hashes_first, id, d.object) {

@@ -55,6 +55,8 @@ mod grtt;
 mod pacer;
 mod parity;
 mod repair;
+#[path = "../repairer/sender_side.rs"]
+mod repairer_side;
 mod roster;
 mod schedule;
 mod signing;
@@ -263,6 +265,8 @@ pub struct Sender {
     aborting: Option<Aborting>,
     /// Signed mode ([`Sender::new_signed`]): the signature sent after each announcement.
     signing: Option<signing::Signing>,
+    /// Local repairers: their ESI slots and the needs they cover.
+    repairers: repairer_side::Repairers,
 }
 
 impl Sender {
@@ -346,6 +350,7 @@ impl Sender {
             stats: SenderStats::default(),
             aborting: None,
             signing: None,
+            repairers: repairer_side::Repairers::default(),
             cfg,
         };
         if layout.block_count() == 0 {
@@ -512,6 +517,7 @@ impl Sender {
             }
             Packet::Report(report) => self.on_report(now, header.node, from, report),
             Packet::Hello(h) => self.on_hello(now, header.node, from, h),
+            Packet::Repairer(p) => self.on_repairer_packet(now, header.node, from, p),
             _ => self.stats.dropped_foreign += 1,
         }
     }
@@ -565,7 +571,7 @@ impl Sender {
     /// control datagrams are due, else the earliest timer or, when a symbol is ready to go,
     /// the pacer's next opening.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.control_due() {
+        if self.control_due() || self.repairers.slots_due() {
             return Some(self.last_now);
         }
         if self.aborting.is_some() {
@@ -581,7 +587,8 @@ impl Sender {
 
     /// The next datagram to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        if let Some(packet) = self.next_control(now) {
+        let slots = self.aborting.is_none().then(|| self.repairers.take_slots()).flatten();
+        if let Some(packet) = slots.or_else(|| self.next_control(now)) {
             wire::emit(&self.header, &packet, buf);
             self.stats.control_packets += 1;
             return Some(self.sent(now, buf.len()));

@@ -14,11 +14,15 @@ mod cursor;
 mod hello;
 mod objects;
 mod packets;
+mod repairer;
 mod signature;
 
 pub use hello::{reason_text, Hello, HostName, MAX_HOST_NAME, MAX_REASON};
 pub use objects::{ObjectId, Objects};
 pub use packets::*;
+pub use repairer::{
+    slot_esis, RepairSymbol, RepairerPacket, REPAIR_SLOTS, SENDER_ESI_END, SLOT_ESIS,
+};
 pub use signature::{Signature, SIGNATURE_BODY_LEN};
 
 use cursor::{Reader, Writer};

@@ -4,6 +4,7 @@
 
 use super::cursor::{Reader, Writer};
 use super::hello::{emit_hello, emit_reason, parse_hello, parse_reason, Hello};
+use super::repairer::{emit_repairer, parse_repairer, RepairerPacket};
 use super::signature::{emit_signature, parse_signature, Signature};
 use super::{ObjectId, WireError};
 use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
@@ -65,6 +66,8 @@ pub enum PacketType {
     Hello = 13,
     /// [`Signature`] (signed mode)
     Signature = 11,
+    /// [`RepairerPacket`] (local repairers)
+    Repairer = 15,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -297,6 +300,8 @@ pub enum Packet<'a> {
     Hello(Hello),
     /// Signed mode: the push's signature.
     Signature(Signature),
+    /// A local repairer's advertisement or repair symbol.
+    Repairer(RepairerPacket<'a>),
 }
 
 impl Packet<'_> {
@@ -316,6 +321,7 @@ impl Packet<'_> {
             Packet::Abort(_) => PacketType::Abort,
             Packet::Hello(_) => PacketType::Hello,
             Packet::Signature(_) => PacketType::Signature,
+            Packet::Repairer(_) => PacketType::Repairer,
         }
     }
 
@@ -384,6 +390,7 @@ impl Packet<'_> {
             12 => Packet::Abort(abort::parse_abort(&mut r)?),
             13 => Packet::Hello(parse_hello(&mut r)?),
             11 => Packet::Signature(parse_signature(&mut r)?),
+            15 => Packet::Repairer(parse_repairer(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -459,6 +466,7 @@ impl Packet<'_> {
             Packet::Abort(a) => abort::emit_abort(a, buf),
             Packet::Hello(h) => emit_hello(h, buf),
             Packet::Signature(s) => emit_signature(s, buf),
+            Packet::Repairer(p) => emit_repairer(p, buf),
         }
     }
 }
