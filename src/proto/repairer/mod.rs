@@ -60,6 +60,17 @@ pub const ENCODERS: usize = 4;
 /// A need is clamped to the block's K plus this (as the sender clamps it).
 pub const NEED_SLACK: u16 = 16;
 
+// The sender's side (see `sender_side`):
+/// Longest a repairer's advertisement holds the sender off a block.
+pub const COVER_HOLD_MAX: Duration = Duration::from_secs(1);
+/// Shortest hold (a GRTT estimate of a few hundred microseconds on a LAN would end a cover
+/// before the repairer's symbols have gone out).
+pub const COVER_HOLD_MIN: Duration = Duration::from_millis(20);
+/// A cover lasts this many GRTTs (within the bounds above).
+pub const COVER_HOLD_GRTTS: u32 = 4;
+/// A block is covered for at most this many times its source symbols (plus slack) in all.
+pub const COVER_LIMIT_BLOCKS: u32 = 2;
+
 /// Repairer settings.
 #[derive(Debug, Clone)]
 pub struct RepairerConfig {

@@ -12,17 +12,9 @@
 
 use super::repair::BlockKey;
 use super::*;
-use crate::proto::repairer::SenderRepairerStats;
-
-/// Longest a repairer's advertisement holds the sender off a block.
-pub const COVER_HOLD_MAX: Duration = Duration::from_secs(1);
-/// Shortest hold (a GRTT estimate of a few hundred microseconds on a LAN would end a cover
-/// before the repairer's symbols have gone out).
-pub const COVER_HOLD_MIN: Duration = Duration::from_millis(20);
-/// A cover lasts this many GRTTs (within the bounds above).
-pub const COVER_HOLD_GRTTS: u32 = 4;
-/// A block is covered for at most this many times its source symbols (plus slack) in all.
-pub const COVER_LIMIT_BLOCKS: u32 = 2;
+use crate::proto::repairer::{
+    SenderRepairerStats, COVER_HOLD_GRTTS, COVER_HOLD_MAX, COVER_HOLD_MIN, COVER_LIMIT_BLOCKS,
+};
 
 #[derive(Debug, Clone, Copy)]
 struct Cover {

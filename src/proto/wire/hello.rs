@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(parse(&welcome(0, 0)).unwrap_err(), WireError::BadField("welcome count"));
         assert_eq!(parse(&welcome(3, 2)).unwrap_err(), WireError::Truncated);
         assert_eq!(parse(&welcome(2, 3)).unwrap_err(), WireError::TrailingBytes(4));
-        assert_eq!(parse(&raw(&[3, 1, b'a'])).unwrap_err(), WireError::BadField("hello role"));
+        assert_eq!(parse(&raw(&[5, 1, b'a'])).unwrap_err(), WireError::BadField("hello role"));
         assert_eq!(parse(&raw(&[])).unwrap_err(), WireError::Truncated);
     }
 
