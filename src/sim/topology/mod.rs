@@ -143,6 +143,3 @@ pub struct TopologyResult {
 pub fn run(cfg: &TopologyConfig) -> TopologyResult {
     net::Net::build(cfg).run()
 }
-
-#[cfg(test)]
-mod tests;
