@@ -7,8 +7,15 @@
 //!
 //! The push is [`SimConfig::scaled`]: the datagrams, blocks and timing of a real push of
 //! `--size` at 1 Gbit/s on a rack, with 16-byte symbols standing in for 1400-byte ones.
+//!
+//! Topologies (`mcast::sim::topology`): `--repairers N` makes the first N receivers local
+//! repairers; `--topology relay --downstream-receivers 50 --downstream-loss 0.05 [--no-relay]`
+//! adds a downstream segment behind a relay (or, with `--no-relay`, reached directly through
+//! the lossy segment). Either prints the topology's report (`complete`,
+//! `sender_repair_datagrams`, `repairer_datagrams`, `duplicate_esis`, ...).
 
 use clap::Parser;
+use mcast::sim::topology::{self, Downstream, TopologyConfig};
 use mcast::sim::{self, LossModel, SimConfig};
 use serde::Serialize;
 
@@ -37,6 +44,56 @@ struct Args {
     /// memory: use it for 10,000 receivers).
     #[arg(long)]
     no_window: bool,
+    /// `flat` (one segment) or `relay` (a downstream segment behind a relay).
+    #[arg(long, default_value = "flat")]
+    topology: String,
+    /// Receivers on the downstream segment (`--topology relay`).
+    #[arg(long, default_value_t = 50)]
+    downstream_receivers: usize,
+    /// Loss rate of each downstream receiver's link (`--topology relay`).
+    #[arg(long, default_value_t = 0.05)]
+    downstream_loss: f64,
+    /// The downstream receivers hear the origin directly through the lossy segment.
+    #[arg(long)]
+    no_relay: bool,
+    /// Local repairers among the origin segment's receivers.
+    #[arg(long, default_value_t = 0)]
+    repairers: usize,
+    /// Loss rate of the repairers' own links (default: `--loss`).
+    #[arg(long)]
+    repairer_loss: Option<f64>,
+    /// Proactive repair share of the topology runs: `auto`, or a share such as 0 (NAK-driven
+    /// repair only: what the origin repairs is what it was asked).
+    #[arg(long, default_value = "auto")]
+    fec_overhead: String,
+}
+
+/// Run a topology (relay or repairers) and print its report.
+fn run_topology(a: &Args) -> Result<(), String> {
+    let mut cfg = TopologyConfig::scaled(a.receivers, a.loss, a.seed, a.size_mib << 20);
+    cfg.repairers = a.repairers.min(a.receivers);
+    cfg.repairer_loss = a.repairer_loss;
+    if a.fec_overhead != "auto" {
+        let share: f64 = a.fec_overhead.parse().map_err(|_| "--fec-overhead: auto or a share")?;
+        cfg.sender.auto_parity = false;
+        cfg.sender.fec_overhead = share;
+    }
+    cfg.downstream = match a.topology.as_str() {
+        "relay" => Some(Downstream {
+            receivers: a.downstream_receivers,
+            loss: a.downstream_loss,
+            relay: !a.no_relay,
+        }),
+        "flat" => None,
+        other => return Err(format!("unknown topology {other:?} (flat or relay)")),
+    };
+    let r = topology::run(&cfg);
+    let text = if a.json { serde_json::to_string(&r) } else { serde_json::to_string_pretty(&r) };
+    println!("{}", text.map_err(|e| e.to_string())?);
+    if r.complete != r.receivers {
+        return Err(format!("only {} of {} receivers complete", r.complete, r.receivers));
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -66,6 +123,9 @@ struct Report {
 
 fn main() -> Result<(), String> {
     let a = Args::parse();
+    if a.topology != "flat" || a.repairers > 0 {
+        return run_topology(&a);
+    }
     let model = LossModel::from_name(&a.loss_model, a.loss)?;
     let wall = std::time::Instant::now();
     let bytes = a.size_mib << 20;

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod manifest;
 pub mod rate;
 pub mod receiver;
+pub mod repairer;
 pub mod sender;
 pub mod sign;
 pub mod stats;

@@ -28,6 +28,7 @@ mod loss;
 pub mod object;
 pub mod rate;
 pub mod serve;
+pub mod topology;
 
 pub use consume::{drive_receiver_events, Decoder, FecModel, MemSink};
 pub use harness::{Datagram, Harness, Link, Network, Node, Stop};

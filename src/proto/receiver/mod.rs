@@ -48,6 +48,8 @@ mod have;
 mod hello;
 mod nak;
 mod object;
+#[path = "../repairer/receiver_side.rs"]
+mod repairer_side;
 mod report;
 mod resume;
 pub mod seq;

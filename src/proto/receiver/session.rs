@@ -337,8 +337,11 @@ impl Session {
             self.last_heard = now;
         }
         match packet {
-            Packet::Data(d) if sender_node => self.on_data(cx, now, d, None),
-            Packet::CData(c) if sender_node => self.on_data(cx, now, c.data, Some((c.codec, c.kb))),
+            Packet::Data(d) if sender_node => self.on_data(cx, now, d, None, true),
+            Packet::CData(c) if sender_node => {
+                self.on_data(cx, now, c.data, Some((c.codec, c.kb)), true)
+            }
+            Packet::Repairer(p) => self.on_repairer(cx, now, p),
             Packet::Announce(a) if from_sender => self.on_announce(cx, now, &header, a),
             Packet::Probe(p) if from_sender => {
                 self.follow_grtt(cx, now, grtt_of(p.grtt_us));
@@ -398,13 +401,17 @@ impl Session {
         }
     }
 
-    /// A symbol; `coded` is a compressed session's (codec, `K_b`) from its [`CData`].
-    fn on_data(
+    /// A symbol of this session: from its sender (`sender`: its sequence number and block
+    /// position count), or a local repairer's (the symbol alone counts); `coded` is a
+    /// compressed session's (codec, `K_b`) from its [`CData`] (repairers do not serve
+    /// compressed sessions: their symbols carry no `K_b`).
+    pub(super) fn on_data(
         &mut self,
         cx: &mut Ctx,
         now: Instant,
         d: Data<'_>,
         coded: Option<(BlockCodec, u16)>,
+        sender: bool,
     ) {
         let layout_k = self.objects[d.object].layout.source_symbols(d.block);
         let Some((k, codec)) = block_coding(self.identity.compressed, d.object, layout_k, coded)
@@ -417,7 +424,7 @@ impl Session {
             return;
         }
         // Loss estimate from gaps in the sender's sequence numbers.
-        if let Some(gap) = self.observe_seq(cx, now, d.seq) {
+        if let Some(gap) = sender.then(|| self.observe_seq(cx, now, d.seq)).flatten() {
             cx.stats.first_pass_missing += u64::from(gap - 1);
             cx.stats.first_pass_expected += u64::from(gap);
             self.rate_meter.on_data(d.symbol.len() + wire::DATA_OVERHEAD, gap);
@@ -425,7 +432,7 @@ impl Session {
         // Everything below this block's interleaving window has been passed by the sender
         // (`wire::interleave`), and so has every object sent before this one.
         let mut grew = false;
-        for (id, o) in self.objects.iter_mut() {
+        for (id, o) in self.objects.iter_mut().filter(|_| sender) {
             if id == d.object {
                 grew |= o.advance(crate::proto::wire::window_start(d.block));
             } else if trust::sent_before(self.hashes_first, id, d.object) {

@@ -81,6 +81,12 @@ impl Sender {
                 self.stats.needs_clamped += 1;
             }
             let need = Need { count: need.count.min(most), ..need };
+            // What a local repairer advertised for this block is not asked again.
+            let need = Need { count: self.repairers.uncovered(now, need), ..need };
+            if need.count == 0 {
+                self.stats.needs_ignored += 1;
+                continue;
+            }
             let (added, refused) =
                 self.repairs.on_need(need, list.seq, self.cfg.repair_margin, allowance);
             allowance -= added;

@@ -57,6 +57,8 @@ mod holdings;
 mod pacer;
 mod parity;
 mod repair;
+#[path = "../repairer/sender_side.rs"]
+mod repairer_side;
 mod roster;
 mod schedule;
 mod signing;
@@ -279,6 +281,8 @@ pub struct Sender {
     /// Who sets the rate (`proto::rate`), and whether its tick is due.
     rate_ctl: Box<dyn crate::proto::rate::RateController>,
     rate_tick_due: bool,
+    /// Local repairers: their ESI slots and the needs they cover.
+    repairers: repairer_side::Repairers,
 }
 
 impl Sender {
@@ -368,6 +372,7 @@ impl Sender {
             holdings: cfg.changed_only.map(|w| holdings::Holdings::new(w, layout.block_count())),
             rate_ctl,
             rate_tick_due: false,
+            repairers: repairer_side::Repairers::default(),
             cfg,
         };
         if layout.block_count() == 0 {
@@ -557,6 +562,7 @@ impl Sender {
             Packet::Hello(h) => self.on_hello(now, header.node, from, h),
             Packet::Have(h) => self.on_have(now, header.node, from, h),
             Packet::Rate(RatePacket::Report(r)) => self.on_rate_report(now, header.node, from, &r),
+            Packet::Repairer(p) => self.on_repairer_packet(now, header.node, from, p),
             _ => self.stats.dropped_foreign += 1,
         }
     }
@@ -611,7 +617,7 @@ impl Sender {
     /// control datagrams are due, else the earliest timer or, when a symbol is ready to go,
     /// the pacer's next opening.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.control_due() {
+        if self.control_due() || self.repairers.slots_due() {
             return Some(self.last_now);
         }
         if self.aborting.is_some() {
@@ -629,7 +635,8 @@ impl Sender {
 
     /// The next datagram to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        if let Some(packet) = self.next_control(now) {
+        let slots = self.aborting.is_none().then(|| self.repairers.take_slots()).flatten();
+        if let Some(packet) = slots.or_else(|| self.next_control(now)) {
             wire::emit(&self.header, &packet, buf);
             self.stats.control_packets += 1;
             return Some(self.sent(now, buf.len()));

@@ -67,6 +67,23 @@ impl Repairs {
         self.queue.remove(&key);
     }
 
+    /// A local repairer covers `count` symbols of `key`: take them off the open window and
+    /// then off the queue (what is not sent yet). Returns how many were taken.
+    pub fn cover(&mut self, key: BlockKey, count: u32) -> u32 {
+        let mut left = count;
+        for map in [&mut self.heard, &mut self.queue] {
+            if let Some(v) = map.get_mut(&key) {
+                let t = (*v).min(left);
+                *v -= t;
+                left -= t;
+                if *v == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+        count - left
+    }
+
     /// Whether NAKs heard are waiting for the window to close.
     pub fn is_collecting(&self) -> bool {
         !self.heard.is_empty()

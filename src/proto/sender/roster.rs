@@ -300,7 +300,8 @@ impl Sender {
     pub(super) fn on_hello(&mut self, now: Instant, node: u32, from: SocketAddr, hello: Hello) {
         match hello {
             Hello::Join { host } => self.roster.on_join(node, from, now, host),
-            Hello::Welcome { .. } => self.stats.dropped_foreign += 1,
+            Hello::Welcome { .. } | Hello::Slots { .. } => self.stats.dropped_foreign += 1,
+            Hello::RepairerJoin => self.on_repairer_join(now, node, from),
         }
     }
 

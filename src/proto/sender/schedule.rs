@@ -113,7 +113,7 @@ impl Sender {
             Some(esi) => esi,
             None => {
                 let next = self.next_repair_esi[key.0].get_mut(key.1 as usize)?;
-                if *next > MAX_ESI {
+                if *next >= wire::SENDER_ESI_END {
                     return None;
                 }
                 *next += 1;

@@ -4,7 +4,13 @@
 //! ```text
 //! hello    role u8 = 1 (join)    | name_len u8 (1..=64) | host name
 //!          role u8 = 2 (welcome) | count u16 (1..=256)  | count × node id u32
+//!          role u8 = 3 (repairer join)
+//!          role u8 = 4 (slots)   | count u8 (1..=REPAIR_SLOTS) | count × (node id u32, slot u8)
 //! ```
+//!
+//! A local repairer (the header's node) asks for an ESI slot with a *repairer join* and repeats
+//! it until the sender's *slots* Hello names it; the sender assigns each repairer one slot of
+//! 1..=[`REPAIR_SLOTS`] (see [`super::slot_esis`]) and lists every assignment it made.
 //!
 //! A receiver sends a *join* (its node id is in the header) when it locks onto a session and
 //! repeats it until the sender answers with a *welcome* naming it (or its tries run out). The
@@ -18,7 +24,7 @@
 //! without control characters.
 
 use super::cursor::{Reader, Writer};
-use super::{WireError, MAX_ACK_NODES};
+use super::{WireError, MAX_ACK_NODES, REPAIR_SLOTS};
 use std::fmt;
 
 /// Longest host name a Hello carries (bytes).
@@ -28,6 +34,8 @@ pub const MAX_REASON: usize = 200;
 
 const ROLE_JOIN: u8 = 1;
 const ROLE_WELCOME: u8 = 2;
+const ROLE_REPAIRER_JOIN: u8 = 3;
+const ROLE_SLOTS: u8 = 4;
 
 /// A host name as the wire carries it: 1..=[`MAX_HOST_NAME`] bytes of `A-Z a-z 0-9 . - _`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -71,6 +79,14 @@ pub enum Hello {
         /// 1..=[`MAX_ACK_NODES`] node ids.
         nodes: Vec<u32>,
     },
+    /// A local repairer (the header's node) asks the sender for an ESI slot.
+    RepairerJoin,
+    /// The sender's repairer slot assignments: 1..=[`REPAIR_SLOTS`] (node id, slot) pairs,
+    /// slots in 1..=[`REPAIR_SLOTS`].
+    Slots {
+        /// Node and slot.
+        slots: Vec<(u32, u8)>,
+    },
 }
 
 /// Parse a Hello body (the caller checks that nothing follows).
@@ -93,6 +109,23 @@ pub(super) fn parse_hello(r: &mut Reader<'_>) -> Result<Hello, WireError> {
             let nodes = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
             Ok(Hello::Welcome { nodes })
         }
+        ROLE_REPAIRER_JOIN => Ok(Hello::RepairerJoin),
+        ROLE_SLOTS => {
+            let n = r.u8()?;
+            if n == 0 || n > REPAIR_SLOTS {
+                return Err(WireError::BadField("slot count"));
+            }
+            let mut slots = Vec::with_capacity(usize::from(n));
+            for _ in 0..n {
+                let node = r.u32()?;
+                let slot = r.u8()?;
+                if slot == 0 || slot > REPAIR_SLOTS {
+                    return Err(WireError::BadField("slot"));
+                }
+                slots.push((node, slot));
+            }
+            Ok(Hello::Slots { slots })
+        }
         _ => Err(WireError::BadField("hello role")),
     }
 }
@@ -111,6 +144,16 @@ pub(super) fn emit_hello(h: &Hello, buf: &mut Vec<u8>) {
             buf.put_u16(nodes.len() as u16);
             for n in nodes {
                 buf.put_u32(*n);
+            }
+        }
+        Hello::RepairerJoin => buf.put_u8(ROLE_REPAIRER_JOIN),
+        Hello::Slots { slots } => {
+            debug_assert!(!slots.is_empty() && slots.len() <= usize::from(REPAIR_SLOTS));
+            buf.put_u8(ROLE_SLOTS);
+            buf.put_u8(slots.len() as u8);
+            for (node, slot) in slots {
+                buf.put_u32(*node);
+                buf.put_u8(*slot);
             }
         }
     }
@@ -232,8 +275,38 @@ mod tests {
         assert_eq!(parse(&welcome(0, 0)).unwrap_err(), WireError::BadField("welcome count"));
         assert_eq!(parse(&welcome(3, 2)).unwrap_err(), WireError::Truncated);
         assert_eq!(parse(&welcome(2, 3)).unwrap_err(), WireError::TrailingBytes(4));
-        assert_eq!(parse(&raw(&[3, 1, b'a'])).unwrap_err(), WireError::BadField("hello role"));
+        assert_eq!(parse(&raw(&[5, 1, b'a'])).unwrap_err(), WireError::BadField("hello role"));
         assert_eq!(parse(&raw(&[])).unwrap_err(), WireError::Truncated);
+    }
+
+    #[test]
+    fn repairer_joins_and_slots_round_trip_and_are_checked() {
+        let p = Packet::Hello(Hello::RepairerJoin);
+        assert_eq!(roundtrip(&p), p);
+        for n in [1u8, REPAIR_SLOTS] {
+            let p = Packet::Hello(Hello::Slots {
+                slots: (1..=n).map(|s| (u32::from(s) * 7, s)).collect(),
+            });
+            assert_eq!(roundtrip(&p), p, "{n} slots");
+        }
+        let slots = |n: u8, pairs: &[(u32, u8)]| {
+            let mut body = vec![ROLE_SLOTS, n];
+            for (node, slot) in pairs {
+                body.extend_from_slice(&node.to_be_bytes());
+                body.push(*slot);
+            }
+            parse(&raw(&body)).map(|_| ())
+        };
+        let full: Vec<(u32, u8)> = (1..=REPAIR_SLOTS).map(|s| (1, s)).collect();
+        assert_eq!(slots(REPAIR_SLOTS, &full), Ok(()));
+        let over: Vec<(u32, u8)> = (0..=REPAIR_SLOTS).map(|_| (1, 1)).collect();
+        assert_eq!(slots(REPAIR_SLOTS + 1, &over), Err(WireError::BadField("slot count")));
+        assert_eq!(slots(0, &[]), Err(WireError::BadField("slot count")));
+        assert_eq!(slots(1, &[(1, 0)]), Err(WireError::BadField("slot")));
+        assert_eq!(slots(1, &[(1, REPAIR_SLOTS)]), Ok(()));
+        assert_eq!(slots(1, &[(1, REPAIR_SLOTS + 1)]), Err(WireError::BadField("slot")));
+        assert_eq!(slots(2, &[(1, 1)]), Err(WireError::Truncated));
+        assert_eq!(parse(&raw(&[ROLE_REPAIRER_JOIN, 0])).unwrap_err(), WireError::TrailingBytes(1));
     }
 
     fn report(reason: &str) -> Report {

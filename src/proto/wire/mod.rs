@@ -16,6 +16,7 @@ mod hello;
 pub mod interleave;
 mod objects;
 mod packets;
+mod repairer;
 mod signature;
 
 pub use have::{Have, HAVE_CHUNK_BLOCKS, HAVE_CHUNK_BYTES};
@@ -23,6 +24,9 @@ pub use hello::{reason_text, Hello, HostName, MAX_HOST_NAME, MAX_REASON};
 pub use interleave::{window_start, INTERLEAVE};
 pub use objects::{ObjectId, Objects};
 pub use packets::*;
+pub use repairer::{
+    slot_esis, RepairSymbol, RepairerPacket, REPAIR_SLOTS, SENDER_ESI_END, SLOT_ESIS,
+};
 pub use signature::{Signature, SIGNATURE_BODY_LEN};
 
 use cursor::{Reader, Writer};

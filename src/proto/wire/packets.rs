@@ -5,6 +5,7 @@
 use super::cursor::{Reader, Writer};
 use super::have::{emit_have, parse_have, Have};
 use super::hello::{emit_hello, emit_reason, parse_hello, parse_reason, Hello};
+use super::repairer::{emit_repairer, parse_repairer, RepairerPacket};
 use super::signature::{emit_signature, parse_signature, Signature};
 use super::{ObjectId, WireError};
 use crate::proto::layout::{Layout, MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
@@ -82,6 +83,8 @@ pub enum PacketType {
     Have = 14,
     /// [`RatePacket`] (automatic rate control)
     Rate = 16,
+    /// [`RepairerPacket`] (local repairers)
+    Repairer = 15,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -320,6 +323,8 @@ pub enum Packet<'a> {
     Have(Have),
     /// Automatic rate control: the sender's tick or a receiver's report.
     Rate(RatePacket),
+    /// A local repairer's advertisement or repair symbol.
+    Repairer(RepairerPacket<'a>),
 }
 
 impl Packet<'_> {
@@ -342,6 +347,7 @@ impl Packet<'_> {
             Packet::CData(_) => PacketType::CData,
             Packet::Have(_) => PacketType::Have,
             Packet::Rate(_) => PacketType::Rate,
+            Packet::Repairer(_) => PacketType::Repairer,
         }
     }
 
@@ -413,6 +419,7 @@ impl Packet<'_> {
             17 => Packet::CData(cdata::parse_cdata(&mut r)?),
             14 => Packet::Have(parse_have(&mut r)?),
             16 => Packet::Rate(rate::parse_rate(&mut r)?),
+            15 => Packet::Repairer(parse_repairer(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -491,6 +498,7 @@ impl Packet<'_> {
             Packet::CData(c) => cdata::emit_cdata(c, buf),
             Packet::Have(h) => emit_have(h, buf),
             Packet::Rate(p) => rate::emit_rate(p, buf),
+            Packet::Repairer(p) => emit_repairer(p, buf),
         }
     }
 }

@@ -1,0 +1,165 @@
+//! The sender's side of local repairers (a child module of `proto::sender`, kept with the
+//! repairer's code): it assigns each repairer an ESI slot ([`Hello::RepairerJoin`] in,
+//! [`Hello::Slots`] out), and it takes a repairer's advertisement as a need covered, so that it
+//! does not repeat what a repairer nearer the loss is already sending.
+//!
+//! Hostile input: an advertisement counts only from a node that holds a slot, from the address
+//! it joined from; it covers a block for [`COVER_HOLD_MAX`] at most, a live cover is never
+//! extended, and a block is covered for at most [`COVER_LIMIT_BLOCKS`] blocks' worth of
+//! symbols in all. After that the sender answers NAKs for it as if no repairer existed, so a
+//! forged (or lying) repairer delays a block's repair by a bounded time, never stops it.
+//! Joins fill at most [`REPAIR_SLOTS`] slots (a full table refuses further joins, counted).
+
+use super::repair::BlockKey;
+use super::*;
+use crate::proto::repairer::{
+    SenderRepairerStats, COVER_HOLD_GRTTS, COVER_HOLD_MAX, COVER_HOLD_MIN, COVER_LIMIT_BLOCKS,
+};
+
+#[derive(Debug, Clone, Copy)]
+struct Cover {
+    count: u32,
+    until: Instant,
+}
+
+/// Slots and covers (one per sender).
+#[derive(Debug, Default)]
+pub(crate) struct Repairers {
+    /// Per repairer node: its slot and the address it joined from.
+    slots: BTreeMap<u32, (u8, SocketAddr)>,
+    /// The slot table changed or a repairer asked again: a Slots Hello is due.
+    slots_due: bool,
+    covers: HashMap<BlockKey, Cover>,
+    /// Symbols covered per block so far (bounded by [`COVER_LIMIT_BLOCKS`]).
+    covered: HashMap<BlockKey, u32>,
+    pub(crate) stats: SenderRepairerStats,
+}
+
+impl Repairers {
+    /// Whether a Slots Hello is waiting to go out.
+    pub(crate) fn slots_due(&self) -> bool {
+        self.slots_due
+    }
+
+    /// The Slots Hello to send, if due.
+    pub(crate) fn take_slots(&mut self) -> Option<Packet<'static>> {
+        if !std::mem::take(&mut self.slots_due) || self.slots.is_empty() {
+            return None;
+        }
+        let slots = self.slots.iter().map(|(n, (s, _))| (*n, *s)).collect();
+        Some(Packet::Hello(Hello::Slots { slots }))
+    }
+
+    /// The slot of `node`, if it has one.
+    pub(crate) fn slot(&self, node: u32) -> Option<u8> {
+        self.slots.get(&node).map(|(s, _)| *s)
+    }
+
+    /// What of `need` (from a NAK heard at `now`) is not covered by a repairer.
+    pub(crate) fn uncovered(&mut self, now: Instant, need: Need) -> u16 {
+        let key = (need.object, need.block);
+        match self.covers.get(&key) {
+            Some(c) if c.until > now => {
+                let left = u32::from(need.count).saturating_sub(c.count);
+                if left < u32::from(need.count) {
+                    self.stats.needs_covered += 1;
+                }
+                left as u16
+            }
+            Some(_) => {
+                self.covers.remove(&key);
+                need.count
+            }
+            None => need.count,
+        }
+    }
+}
+
+impl Sender {
+    /// The repairer counters.
+    pub fn repairer_stats(&self) -> &SenderRepairerStats {
+        &self.repairers.stats
+    }
+
+    /// The ESI slot assigned to repairer `node`, if any.
+    pub fn repairer_slot(&self, node: u32) -> Option<u8> {
+        self.repairers.slot(node)
+    }
+
+    /// A repairer join from `node` at `from`: give it a slot (or repeat the one it has).
+    pub(super) fn on_repairer_join(&mut self, now: Instant, node: u32, from: SocketAddr) {
+        if !self.roster.heard(node, from, now) {
+            self.repairers.stats.joins_refused += 1;
+            return;
+        }
+        let r = &mut self.repairers;
+        match r.slots.get(&node) {
+            Some((_, addr)) if *addr != from => {
+                r.stats.joins_refused += 1;
+                return;
+            }
+            Some(_) => {}
+            None => {
+                let used: BTreeSet<u8> = r.slots.values().map(|(s, _)| *s).collect();
+                let Some(free) = (1..=REPAIR_SLOTS).find(|s| !used.contains(s)) else {
+                    r.stats.slots_full += 1;
+                    return;
+                };
+                r.slots.insert(node, (free, from));
+                tracing::debug!(node, slot = free, "repairer joined");
+            }
+        }
+        r.slots_due = true;
+    }
+
+    /// A repairer datagram from `node` at `from`.
+    pub(super) fn on_repairer_packet(
+        &mut self,
+        now: Instant,
+        node: u32,
+        from: SocketAddr,
+        p: RepairerPacket<'_>,
+    ) {
+        let RepairerPacket::Advert(list) = p else {
+            self.repairers.stats.symbols_heard += 1;
+            return;
+        };
+        let joined = self.repairers.slots.get(&node).is_some_and(|(_, a)| *a == from);
+        if !joined {
+            self.repairers.stats.adverts_ignored += 1;
+            return;
+        }
+        self.repairers.stats.adverts_heard += 1;
+        let hold = (self.grtt.get() * COVER_HOLD_GRTTS).clamp(COVER_HOLD_MIN, COVER_HOLD_MAX);
+        for need in list.needs {
+            let Some(k) = self.layout_of(need.object).source_symbols(need.block) else {
+                self.repairers.stats.needs_ignored += 1;
+                continue;
+            };
+            if need.block >= self.started[need.object] {
+                self.repairers.stats.needs_ignored += 1;
+                continue;
+            }
+            let key = (need.object, need.block);
+            let most = u32::from(k) + u32::from(feedback::NEED_SLACK);
+            let count = u32::from(need.count).min(most);
+            let covered = self.repairers.covered.entry(key).or_insert(0);
+            let room = (most * COVER_LIMIT_BLOCKS).saturating_sub(*covered);
+            if room == 0 {
+                self.repairers.stats.covers_over_limit += 1;
+                continue;
+            }
+            let count = count.min(room);
+            *covered += count;
+            let taken = self.repairs.cover(key, count);
+            self.repairers.stats.repairs_saved += u64::from(taken);
+            match self.repairers.covers.get_mut(&key) {
+                // Never extended: a repeated advert raises the count, not the time.
+                Some(c) if c.until > now => c.count = c.count.max(count),
+                _ => {
+                    self.repairers.covers.insert(key, Cover { count, until: now + hold });
+                }
+            }
+        }
+    }
+}

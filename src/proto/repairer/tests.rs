@@ -1,0 +1,263 @@
+use super::*;
+use crate::proto::sender::{Sender, SenderConfig};
+use crate::sim::{serve_sender_events, MemSource, Object, SenderLog};
+use std::rc::Rc;
+
+const SESSION: u32 = 0x77;
+const SENDER_NODE: u32 = 1;
+const ME: u32 = 9;
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([198, 18, 0, i], 7000))
+}
+
+fn dgram(node: u32, p: &Packet<'_>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    wire::emit(&Header { flags: 0, session: SESSION, node }, p, &mut buf);
+    buf
+}
+
+fn nak(block: u32, count: u16) -> Packet<'static> {
+    let needs = vec![Need { object: ObjectId::Payload, block, count }];
+    Packet::Nak(NeedList { seq: 0, loss_ppm: 0, needs })
+}
+
+fn advert(block: u32, count: u16) -> Packet<'static> {
+    let needs = vec![Need { object: ObjectId::Payload, block, count }];
+    Packet::Repairer(RepairerPacket::Advert(NeedList { seq: 0, loss_ppm: 0, needs }))
+}
+
+// ---- the repairer ----
+
+fn layout() -> Layout {
+    Layout::new(4 * 640, 64, 10).unwrap() // 4 blocks of K = 10
+}
+
+fn repairer(window: usize) -> Repairer {
+    let cfg = RepairerConfig {
+        node: ME,
+        window_blocks: window,
+        rate_bps: 1_000_000,
+        burst_bytes: 400,
+        ..Default::default()
+    };
+    let mut r = Repairer::new(cfg, Instant::ZERO);
+    let view = RepairView {
+        session: SESSION,
+        sender_node: SENDER_NODE,
+        sender: addr(1),
+        layout: layout(),
+        grtt: Duration::from_millis(4),
+    };
+    r.set_view(Instant::ZERO, view);
+    for b in 0..4u32 {
+        r.handle_block(Instant::ZERO, b, vec![b as u8; 640]);
+    }
+    r
+}
+
+fn give_slot(r: &mut Repairer, slot: u8) {
+    let slots = Packet::Hello(Hello::Slots { slots: vec![(3, 1), (ME, slot)] });
+    r.handle_datagram(Instant::ZERO, addr(1), &dgram(SENDER_NODE, &slots));
+}
+
+/// Everything the repairer sends up to `until` (timeouts fired as it asks).
+fn drain(r: &mut Repairer, until: Instant) -> Vec<(Dest, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for _ in 0..10_000 {
+        let Some(at) = r.poll_timeout() else { break };
+        if at > until {
+            break;
+        }
+        r.handle_timeout(at);
+        while let Some(t) = r.poll_transmit(at, &mut buf) {
+            out.push((t.dest, buf.clone()));
+        }
+    }
+    out
+}
+
+fn symbols(out: &[(Dest, Vec<u8>)]) -> Vec<(u32, u32)> {
+    out.iter()
+        .filter_map(|(_, d)| match wire::parse(d).ok()?.1 {
+            Packet::Repairer(RepairerPacket::Symbol(s)) => Some((s.block, s.esi)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_nak_is_answered_from_the_slot_after_an_advert() {
+    let mut r = repairer(8);
+    let joins = drain(&mut r, Instant::ZERO);
+    assert!(matches!(wire::parse(&joins[0].1).unwrap().1, Packet::Hello(Hello::RepairerJoin)));
+    assert_eq!(joins[0].0, Dest::Sender);
+    give_slot(&mut r, 3);
+    r.handle_datagram(Instant::ZERO, addr(5), &dgram(50, &nak(2, 4)));
+    let out = drain(&mut r, Instant::ZERO + Duration::from_secs(1));
+    let Packet::Repairer(RepairerPacket::Advert(list)) = wire::parse(&out[0].1).unwrap().1 else {
+        panic!("an advert first")
+    };
+    assert_eq!(list.needs[0].count, 5, "need + margin");
+    let range = slot_esis(3).unwrap();
+    let sent = symbols(&out);
+    assert_eq!(sent, (0..5).map(|i| (2, range.start + i)).collect::<Vec<_>>());
+    assert_eq!(r.stats().symbols_sent, 5);
+    // Asked again: fresh ESIs, never the same symbol twice.
+    r.handle_datagram(Instant::ZERO + Duration::from_secs(1), addr(5), &dgram(50, &nak(2, 1)));
+    let again = symbols(&drain(&mut r, Instant::ZERO + Duration::from_secs(2)));
+    assert_eq!(again, vec![(2, range.start + 5), (2, range.start + 6)]);
+}
+
+#[test]
+fn a_covering_advert_heard_during_the_backoff_suppresses_the_answer() {
+    let mut r = repairer(8);
+    give_slot(&mut r, 1);
+    drain(&mut r, Instant::ZERO);
+    r.handle_datagram(Instant::ZERO, addr(5), &dgram(50, &nak(1, 4)));
+    // Another repairer advertises as much: nothing to send.
+    r.handle_datagram(Instant::ZERO, addr(6), &dgram(60, &advert(1, 4)));
+    assert!(symbols(&drain(&mut r, Instant::ZERO + Duration::from_secs(1))).is_empty());
+    assert_eq!(r.stats().suppressed, 1);
+    // A smaller one only lowers it: 4 - 3 = 1, plus the margin.
+    r.handle_datagram(Instant::ZERO + Duration::from_secs(1), addr(5), &dgram(50, &nak(1, 4)));
+    r.handle_datagram(Instant::ZERO + Duration::from_secs(1), addr(6), &dgram(60, &advert(1, 3)));
+    assert_eq!(symbols(&drain(&mut r, Instant::ZERO + Duration::from_secs(2))).len(), 2);
+}
+
+#[test]
+fn without_a_slot_it_stays_silent() {
+    let mut r = repairer(8);
+    drain(&mut r, Instant::ZERO);
+    // A slot from anyone but the sender's address is not believed.
+    let slots = Packet::Hello(Hello::Slots { slots: vec![(ME, 2)] });
+    r.handle_datagram(Instant::ZERO, addr(7), &dgram(SENDER_NODE, &slots));
+    assert_eq!(r.slot(), None);
+    r.handle_datagram(Instant::ZERO, addr(5), &dgram(50, &nak(0, 2)));
+    assert!(symbols(&drain(&mut r, Instant::ZERO + Duration::from_millis(10))).is_empty());
+    assert_eq!(r.stats().no_slot, 1);
+}
+
+#[test]
+fn an_evicted_block_is_asked_back_and_symbols_keep_to_the_rate_cap() {
+    let mut r = repairer(2); // holds blocks 2 and 3 in memory
+    assert_eq!(r.in_memory(), 2);
+    give_slot(&mut r, 1);
+    drain(&mut r, Instant::ZERO);
+    r.handle_datagram(Instant::ZERO, addr(5), &dgram(50, &nak(0, 9)));
+    assert!(symbols(&drain(&mut r, Instant::ZERO + Duration::from_millis(2))).is_empty());
+    let Some(RepairerEvent::NeedBlock { block: 0, offset: 0, len: 640 }) = r.poll_event() else {
+        panic!("block 0 asked back")
+    };
+    let at = Instant::ZERO + Duration::from_millis(2);
+    r.handle_block(at, 0, vec![0; 640]);
+    // 10 symbols in 93-byte datagrams at 1 Mbit/s (93 bytes take 744 µs) from a 400-byte
+    // bucket: the bucket's worth (and one datagram of debt) at once, the rest at the rate.
+    let mut times = Vec::new();
+    let mut buf = Vec::new();
+    let mut now = at;
+    while let Some(next) = r.poll_timeout().filter(|t| *t < at + Duration::from_millis(50)) {
+        now = now.max(next);
+        r.handle_timeout(now);
+        while let Some(t) = r.poll_transmit(now, &mut buf) {
+            assert_eq!(t.size, 93);
+            times.push(now);
+        }
+    }
+    assert_eq!(times.len(), 10);
+    let at_once = times.iter().filter(|t| **t == at).count();
+    assert_eq!(at_once, 5, "400 bytes and one of debt");
+    let spread = *times.last().unwrap() - at;
+    // 5 × 93 - 400 = 65 bytes of debt (520 µs), then 744 µs for each of the other four.
+    let paced = Duration::from_micros(520 + 4 * 744);
+    assert!(spread >= paced && spread <= paced + Duration::from_micros(5), "{spread:?}");
+}
+
+// ---- the sender's side ----
+
+fn sender() -> (Sender, MemSource, SenderLog) {
+    let bytes: Vec<u8> = (0..4 * 640u32).map(|i| (i % 251) as u8).collect();
+    let object = Rc::new(Object::new(bytes, 64, 10).unwrap());
+    let cfg = SenderConfig { session: SESSION, node: SENDER_NODE, ..SenderConfig::default() };
+    let s = object.sender(cfg, Instant::ZERO).unwrap();
+    (s, MemSource::new(object), SenderLog::default())
+}
+
+/// Let the sender send what it can at `now`; returns the datagrams.
+fn pump(s: &mut Sender, src: &MemSource, log: &mut SenderLog, now: Instant) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for _ in 0..10_000 {
+        serve_sender_events(s, now, src, log);
+        s.handle_timeout(now);
+        match s.poll_transmit(now, &mut buf) {
+            Some(_) => out.push(buf.clone()),
+            None => break,
+        }
+    }
+    out
+}
+
+#[test]
+fn the_sender_hands_out_distinct_slots_and_refuses_past_the_last() {
+    let (mut s, src, mut log) = sender();
+    let join = Packet::Hello(Hello::RepairerJoin);
+    for i in 0..REPAIR_SLOTS {
+        s.handle_datagram(Instant::ZERO, addr(10 + i), &dgram(100 + u32::from(i), &join));
+    }
+    let slots: BTreeSet<u8> =
+        (0..REPAIR_SLOTS).filter_map(|i| s.repairer_slot(100 + u32::from(i))).collect();
+    assert_eq!(slots, (1..=REPAIR_SLOTS).collect());
+    s.handle_datagram(Instant::ZERO, addr(99), &dgram(199, &join));
+    assert_eq!((s.repairer_slot(199), s.repairer_stats().slots_full), (None, 1));
+    // A repeated join keeps its slot; the same node from elsewhere is refused.
+    let first = s.repairer_slot(100);
+    s.handle_datagram(Instant::ZERO, addr(10), &dgram(100, &join));
+    s.handle_datagram(Instant::ZERO, addr(98), &dgram(100, &join));
+    assert_eq!(s.repairer_slot(100), first);
+    assert_eq!(s.repairer_stats().joins_refused, 1);
+    let sent = pump(&mut s, &src, &mut log, Instant::ZERO);
+    let assigned = sent.iter().find_map(|d| match wire::parse(d).ok()?.1 {
+        Packet::Hello(Hello::Slots { slots }) => Some(slots.len()),
+        _ => None,
+    });
+    assert_eq!(assigned, Some(usize::from(REPAIR_SLOTS)));
+}
+
+#[test]
+fn a_repairer_advert_holds_the_sender_off_for_a_bounded_time_only() {
+    let (mut s, src, mut log) = sender();
+    let t0 = Instant::ZERO;
+    // Send the whole first pass (blocks are started).
+    let mut t = t0;
+    for _ in 0..200 {
+        pump(&mut s, &src, &mut log, t);
+        t += Duration::from_millis(1);
+    }
+    // An advert from a node without a slot is ignored.
+    s.handle_datagram(t, addr(20), &dgram(20, &advert(1, 5)));
+    assert_eq!(s.repairer_stats().adverts_ignored, 1);
+    s.handle_datagram(t, addr(20), &dgram(20, &Packet::Hello(Hello::RepairerJoin)));
+    s.handle_datagram(t, addr(20), &dgram(20, &advert(1, 5)));
+    assert_eq!(s.repairer_stats().adverts_heard, 1);
+    // A NAK within the hold is covered...
+    s.handle_datagram(t, addr(30), &dgram(30, &nak(1, 5)));
+    assert_eq!(s.repairer_stats().needs_covered, 1);
+    let repairs = s.stats().repair_packets;
+    // ...one after it is answered in full, whatever the advert said.
+    let later = t + COVER_HOLD_MAX + Duration::from_millis(1);
+    s.handle_datagram(later, addr(30), &dgram(30, &nak(1, 5)));
+    assert_eq!(s.repairer_stats().needs_covered, 1);
+    let mut u = later;
+    for _ in 0..100 {
+        pump(&mut s, &src, &mut log, u);
+        u += Duration::from_millis(1);
+    }
+    assert!(s.stats().repair_packets >= repairs + 5, "the sender repairs anyway");
+    // A lying repairer advertising over and over covers at most two blocks' worth.
+    for i in 0..10 {
+        s.handle_datagram(u + Duration::from_secs(2 * i), addr(20), &dgram(20, &advert(2, 26)));
+    }
+    assert_eq!(s.repairer_stats().covers_over_limit, 8, "(10 + 16) × 2 = 2 adverts of 26");
+}

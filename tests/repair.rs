@@ -1,0 +1,61 @@
+//! Local repairers and relays in the simulated topologies (`mcast::sim::topology`), seeded:
+//! the targets of issue 13.
+
+use mcast::sim::topology::{self, Downstream, TopologyConfig, TopologyResult};
+
+const MIB: u64 = 1 << 20;
+
+fn relay_run(relay: bool) -> TopologyResult {
+    let mut cfg = TopologyConfig::scaled(0, 0.0, 7, 4 * MIB);
+    cfg.downstream = Some(Downstream { receivers: 50, loss: 0.05, relay });
+    nak_only(&mut cfg);
+    topology::run(&cfg)
+}
+
+fn repairers_run(repairers: usize) -> TopologyResult {
+    let mut cfg = TopologyConfig::scaled(50, 0.05, 7, 4 * MIB);
+    cfg.repairers = repairers;
+    cfg.repairer_loss = Some(0.0);
+    nak_only(&mut cfg);
+    topology::run(&cfg)
+}
+
+/// NAK-driven repair only (`--fec-overhead 0`): what the origin repairs is what it was asked.
+fn nak_only(cfg: &mut TopologyConfig) {
+    cfg.sender.auto_parity = false;
+    cfg.sender.fec_overhead = 0.0;
+}
+
+#[test]
+fn a_relay_takes_the_downstream_repairs_off_the_origin() {
+    let direct = relay_run(false);
+    let relayed = relay_run(true);
+    eprintln!("direct {direct:?}\nrelayed {relayed:?}");
+    assert_eq!(direct.complete, 50);
+    assert_eq!(relayed.complete, 50);
+    assert_eq!(relayed.origin_reports, 51, "50 downstream through the relay, and the relay");
+    assert!(direct.sender_repair_datagrams > 0);
+    assert!(
+        relayed.sender_repair_datagrams * 5 <= direct.sender_repair_datagrams,
+        "origin repairs {} with the relay against {} without: less than an 80 % drop",
+        relayed.sender_repair_datagrams,
+        direct.sender_repair_datagrams
+    );
+}
+
+#[test]
+fn two_repairers_halve_the_origin_repairs_without_a_duplicate_symbol() {
+    let alone = repairers_run(0);
+    let helped = repairers_run(2);
+    eprintln!("alone {alone:?}\nhelped {helped:?}");
+    assert_eq!(alone.complete, 50);
+    assert_eq!(helped.complete, 50);
+    assert_eq!(helped.duplicate_esis, 0);
+    assert!(helped.repairer_datagrams > 0);
+    assert!(
+        helped.sender_repair_datagrams * 2 <= alone.sender_repair_datagrams,
+        "origin repairs {} with two repairers against {} alone: less than a 50 % drop",
+        helped.sender_repair_datagrams,
+        alone.sender_repair_datagrams
+    );
+}
