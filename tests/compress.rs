@@ -239,14 +239,15 @@ fn a_forged_block_coding_ahead_of_the_genuine_one_costs_a_request_not_a_wrong_wr
     // would wait for symbols that never come; the genuine ones outnumber it), another codec,
     // and a raw claim for a compressed block.
     let forgeries: [(u32, Option<BlockCodec>, u16); 4] = [
-        (4, None, 1),
-        (6, None, K - 1),
-        (8, Some(BlockCodec::Lz4), 0),
-        (10, Some(BlockCodec::Raw), K),
+        (8, None, 1),
+        (10, None, K - 1),
+        (12, Some(BlockCodec::Lz4), 0),
+        (14, Some(BlockCodec::Raw), K),
     ];
-    // Past the first datagrams (announcements, manifest, the first blocks), so that the
-    // receivers are locked onto the session when the forgeries come.
-    let mut r = Run::new(half_text(12, 2), Some(Codec::Zstd { level: 3 }), 0.0, 2, 5);
+    // Past the first datagrams (announcements, manifest, the first window of interleaved
+    // blocks, see `wire::interleave`), so that the receivers are locked onto the session when
+    // the forgeries come.
+    let mut r = Run::new(half_text(24, 2), Some(Codec::Zstd { level: 3 }), 0.0, 2, 5);
     let mut seen = std::collections::BTreeSet::new();
     let deadline = Instant::ZERO + Duration::from_secs(60);
     // Steps of 50 us, a quarter of the latency: a datagram sent in a step is still in flight
