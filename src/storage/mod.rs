@@ -37,7 +37,7 @@ pub use file_source::FileSource;
 pub use names::clean_stale_temps;
 pub use sink::{open_sink, open_sink_with, Sink, SinkOptions};
 pub use source::{Source, SourceHashes};
-pub use tree_sink::{clean_stale_tree_temps, TreeSink, MAX_TREE_DEPTH};
+pub use tree_sink::{clean_stale_tree_temps, TreeOpen, TreeSink, MAX_TREE_DEPTH};
 pub use tree_source::TreeSource;
 
 /// Errors of the storage layer.
