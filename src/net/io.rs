@@ -288,6 +288,30 @@ pub fn percent_and_eta(done: u64, total: u64, elapsed: Duration) -> (u64, Option
     (percent, eta)
 }
 
+/// The sender's receivers as its progress shows them: the bar's short form (`2/3 complete`,
+/// `1 failed` added when one did) and the line's (`2 of 3 receivers complete, 1 failed`);
+/// `expected` is `--expect`'s or `--receivers`' count, if any.
+pub fn receivers_status(
+    complete: usize,
+    failed: usize,
+    expected: Option<usize>,
+) -> (String, String) {
+    let failed_text = if failed > 0 { format!(", {failed} failed") } else { String::new() };
+    match expected {
+        Some(n) => (
+            format!("{complete}/{n} complete{failed_text}"),
+            format!("{complete} of {n} receivers complete{failed_text}"),
+        ),
+        None => (
+            format!("{complete} complete{failed_text}"),
+            format!(
+                "{complete} receiver{} complete{failed_text}",
+                if complete == 1 { "" } else { "s" }
+            ),
+        ),
+    }
+}
+
 /// Progress of one transfer on stderr: a bar with percentage, bytes, rate and ETA on a
 /// terminal; elsewhere (a log file, a pipe) one line every [`PROGRESS_LINE_EVERY`]. Never on
 /// stdout. [`Progress::finish`] shows 100 % and ends the bar's line.
@@ -299,6 +323,10 @@ pub struct Progress {
     last_line: std::time::Instant,
     bar: Option<indicatif::ProgressBar>,
     finished: bool,
+    /// Shown on the bar after the rate (e.g. the sender's receivers complete / expected).
+    status: String,
+    /// Whether the line at 100 % was logged (off a terminal it comes at once).
+    full_logged: bool,
 }
 
 impl Progress {
@@ -308,7 +336,29 @@ impl Progress {
         let bar = io::stderr().is_terminal().then(|| progress_bar(total));
         set_active_bar(bar.clone());
         let now = std::time::Instant::now();
-        Progress { label, total, done: 0, started: now, last_line: now, bar, finished: false }
+        Progress {
+            label,
+            total,
+            done: 0,
+            started: now,
+            last_line: now,
+            bar,
+            finished: false,
+            status: String::new(),
+            full_logged: false,
+        }
+    }
+
+    /// A short status the bar shows after the rate (the line off a terminal has the detail
+    /// given to [`update`](Self::update) instead).
+    pub fn set_status(&mut self, status: String) {
+        self.status = status;
+    }
+
+    /// Whether [`update`](Self::update) with `done` would be the first at 100 % (which logs
+    /// its line at once).
+    pub fn reaches_total(&self, done: u64) -> bool {
+        done >= self.total && !self.full_logged
     }
 
     /// Bytes done so far, with a short detail (NAKs, receivers ...).
@@ -322,8 +372,13 @@ impl Progress {
         if let Some(bar) = &self.bar {
             // The rate only: percentage, bar, bytes, rate and ETA fit an 80-column terminal.
             bar.set_position(self.done);
-            bar.set_message(rate);
-        } else if self.last_line.elapsed() >= PROGRESS_LINE_EVERY {
+            if self.status.is_empty() {
+                bar.set_message(rate);
+            } else {
+                bar.set_message(format!("{rate}, {}", self.status));
+            }
+        } else if self.last_line.elapsed() >= PROGRESS_LINE_EVERY || self.reaches_total(self.done) {
+            self.full_logged |= self.done >= self.total;
             self.last_line = std::time::Instant::now();
             tracing::info!("{}", self.line(detail));
         }
@@ -396,6 +451,31 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receivers_status_counts_against_what_is_expected() {
+        let (bar, line) = receivers_status(2, 0, Some(3));
+        assert_eq!((bar.as_str(), line.as_str()), ("2/3 complete", "2 of 3 receivers complete"));
+        let (bar, line) = receivers_status(1, 1, Some(3));
+        assert_eq!(bar, "1/3 complete, 1 failed");
+        assert_eq!(line, "1 of 3 receivers complete, 1 failed");
+        assert_eq!(receivers_status(1, 0, None).1, "1 receiver complete");
+        assert_eq!(
+            receivers_status(0, 0, None),
+            ("0 complete".into(), "0 receivers complete".into())
+        );
+    }
+
+    #[test]
+    fn the_line_at_100_percent_comes_at_once_and_once() {
+        let mut p = Progress::new("sending", 100);
+        p.bar = None; // as off a terminal
+        p.update(50, "");
+        assert!(!p.full_logged && p.reaches_total(100) && !p.reaches_total(99));
+        p.update(100, "");
+        assert!(p.full_logged, "logged at once, not after the interval");
+        assert!(!p.reaches_total(100));
+    }
 
     #[test]
     fn workers_run_every_job() {

@@ -15,7 +15,7 @@
 //! - `tree_source.rs`: a directory tree, files packed back to back. `tree_sink/`: staging a
 //!   tree without following symlinks (`stage.rs`, `at.rs`) and placing it atomically.
 //! - `names.rs`: temp file names and stale temp cleanup.
-//! - `resume.rs`: the resume sidecar of a single-file receive (its lock, and the journal of
+//! - `resume.rs`: the resume sidecar of a receive, file or tree (its lock, and the journal of
 //!   blocks made durable).
 
 mod file_sink;

@@ -1,8 +1,9 @@
-//! Resume state of a single-file receive: the sidecar `.{name}.mcast-resume` beside the temp
-//! file (in the output directory) says which push the temp file belongs to (the manifest's
-//! hash), what the temp file is called, and which blocks are in it (each with the BLAKE3 of
-//! the bytes written), so that a receiver killed mid-push and started again with the same
-//! output keeps them and asks only for the rest.
+//! Resume state of a receive: the sidecar `.{name}.mcast-resume` beside the temp file (in the
+//! output directory) or beside a tree's staging directory says which push the staging data
+//! belongs to (the manifest's hash), what the temp file or staging directory is called, and
+//! which blocks are in it (each with the BLAKE3 of the bytes written), so that a receiver
+//! killed mid-push and started again with the same output keeps them and asks only for the
+//! rest (a tree's side: `tree_sink/resume.rs`).
 //!
 //! The sidecar is also the receive's lock: it is held with an exclusive `flock` for the life
 //! of the receive (the temp file too), so a second receiver into the same destination fails
@@ -17,7 +18,8 @@
 //! its checksum (a write torn by a crash), so a torn tail loses at most those records.
 //!
 //! Durability: a block is recorded only after its data is durable. The [`Journal`] thread
-//! collects the blocks the sink wrote, `fdatasync`s the temp file (every [`FLUSH_BLOCKS`]
+//! collects the blocks the sink wrote, `fdatasync`s the temp file (or, for a tree, the files
+//! the blocks span; [`Sidecar::journal_with`]) (every [`FLUSH_BLOCKS`]
 //! blocks or [`FLUSH_INTERVAL`], whichever comes first) and only then appends their records.
 //! The sidecar itself is not synced: a record lost in a crash only means that block is
 //! fetched again. See `docs/resume.md`.

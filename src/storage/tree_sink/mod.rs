@@ -32,7 +32,9 @@
 //!
 //! While the sink lives, the staging directory is `flock`ed (cleanups keep it) and the
 //! destination's lock `.<name>.mcast-resume` beside it names this process, so a second
-//! receiver into the same destination fails with [`StorageError::Busy`].
+//! receiver into the same destination fails with [`StorageError::Busy`]. A sink opened with
+//! [`TreeSink::resumable`] journals its durable blocks in that sidecar and, when suspended,
+//! keeps its staging directory for the next run (`resume.rs`).
 //!
 //! A sink dropped or aborted before `finish` succeeds removes its staging directory; on any
 //! failure the destination is left as it was. A crash leaves the staging directory (or, after
