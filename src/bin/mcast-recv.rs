@@ -49,9 +49,11 @@ While no sender has announced a session, a line on stderr says so every 10 s; af
 --idle-timeout (default 10 min) the receiver gives up. Once receiving, a sender silent for
 --session-timeout (default 30 s; a killed sender) ends it with 'the sender went silent'.
 Without --once each next push gets --idle-timeout again: use --idle-timeout 0 for a service.
-Exit status: 0 complete (verified and placed), 1 error or failed (nothing placed), 2 bad
-arguments (nothing joined; also an --output that cannot be written), 3 timed out (--timeout,
---idle-timeout or --session-timeout passed first), 130 interrupted.
+Exit status: 0 complete (verified and placed, also when the sender never acknowledged the
+report), 1 error or failed (nothing placed; also another mcast-recv receiving into the same
+--output), 2 bad arguments (nothing joined; also an --output that cannot be written), 3 timed
+out (--timeout, --idle-timeout or --session-timeout passed first), 130 interrupted (SIGINT or
+SIGTERM; what is staged stays for a resume).
 
 Receiver service (docs/daemon.md; contrib/mcast-recv.service is a systemd unit):
   mcast-recv --daemon --output-root /srv/drops --keep 2 --group 239.255.0.1:7000 \\

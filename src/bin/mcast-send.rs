@@ -52,7 +52,7 @@ waiting for their --session-timeout.
 Exit status: 0 done (with --receivers N: N receivers reported a verified copy; without:
 every receiver that reported has one), 1 error, 2 bad arguments (nothing sent), 3 not
 confirmed (a receiver failed, fewer than N complete before --timeout, or without --receivers
-no receiver reported), 130 interrupted.
+no receiver reported), 130 interrupted (SIGINT or SIGTERM; the receivers are told).
 With --expect FILE, 0 means every listed host reported a verified copy; 3 (not confirmed)
 that one failed or never answered before the linger or --timeout (the summary names them).";
 

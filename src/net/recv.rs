@@ -189,9 +189,6 @@ impl RecvRole<'_> {
                     Some(Err(why)) => return self.storage_failed(now, why),
                 };
                 self.previous.manifest = Some(m.clone());
-                if let Some(why) = self.space_shortage(&output, &m) {
-                    return self.storage_failed(now, why);
-                }
                 let opened = if m.image().is_some() || self.cfg.image.device {
                     crate::storage::image_sink::open(&output, &m, &self.cfg.image)
                         .map(|s| (s, Vec::new()))
@@ -200,11 +197,22 @@ impl RecvRole<'_> {
                 };
                 match opened {
                     Ok((s, held)) => {
+                        // Bytes held from an interrupted run take no more space.
+                        let resumed = crate::storage::resume::held_bytes(&m, &held);
+                        if let Some(why) = self.space_shortage(&output, &m, resumed) {
+                            // What an earlier run staged stays, for when there is room.
+                            if resumed > 0 {
+                                s.suspend()
+                            } else {
+                                s.abort()
+                            }
+                            return self.storage_failed(now, why);
+                        }
                         self.placed.path = Some(s.destination().to_path_buf());
                         self.sink = Some(s);
                         // Blocks an interrupted run staged: not fetched again.
                         self.receiver.handle_held(now, &held);
-                        self.placed.resumed = crate::storage::resume::held_bytes(&m, &held);
+                        self.placed.resumed = resumed;
                         self.placed.held += self.placed.resumed;
                     }
                     Err(e) => return self.storage_failed(now, faults::storage_reason(&e, 0, None)),
@@ -300,13 +308,13 @@ impl RecvRole<'_> {
 
     /// Why the staging location for `output` cannot hold the object of `m`, if it cannot (unchecked when
     /// `space_check` is off, or when the file system cannot say).
-    fn space_shortage(&self, output: &std::path::Path, m: &Manifest) -> Option<String> {
+    fn space_shortage(&self, output: &std::path::Path, m: &Manifest, held: u64) -> Option<String> {
         if !self.cfg.space_check || self.cfg.image.device {
             return None;
         }
         let dir = faults::staging_dir(output, m);
         match faults::free_space(&dir) {
-            Ok(free) => faults::space_reason(&dir, free, m.object_size),
+            Ok(free) => faults::space_reason(&dir, free, m.object_size.saturating_sub(held)),
             Err(e) => {
                 tracing::warn!("cannot tell the free space in {}: {e}", dir.display());
                 None

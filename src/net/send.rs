@@ -160,6 +160,26 @@ struct SendRole<'a> {
     last_progress: std::time::Instant,
 }
 
+impl SendRole<'_> {
+    /// The progress bar's status and the progress line's detail: receivers complete (of those
+    /// `--expect` or `--receivers` asks for), failed, reported; NAKs and repairs.
+    fn progress_detail(&self) -> (String, String) {
+        let s = self.sender.stats();
+        let tally = self.sender.roster().tally();
+        let expected = self.cfg.expect.as_ref().map(Vec::len);
+        let expected = expected.or(self.cfg.sender.expected_receivers.map(|n| n as usize));
+        let (status, line) =
+            crate::net::io::receivers_status(tally.completed.len(), tally.failed.len(), expected);
+        let detail = format!(
+            "{line}; {} reported, {} NAKs, {} repairs",
+            self.sender.receivers().len(),
+            s.naks_received,
+            s.repair_packets
+        );
+        (status, detail)
+    }
+}
+
 impl Role for SendRole<'_> {
     type Endpoint = Sender;
     type Job = BlockRequest;
@@ -230,23 +250,18 @@ impl Role for SendRole<'_> {
     }
 
     fn tick(&mut self, _now: Instant) {
-        let Some(p) = self.progress.as_mut() else { return };
         let s = self.sender.stats();
         let sent = payload_sent(s.data_packets, self.cfg.symbol_size, self.object_size);
-        // 100 % as soon as everything went out once, before any later log line.
-        if self.last_progress.elapsed() < PROGRESS_EVERY && sent < self.object_size {
+        let Some(p) = self.progress.as_ref() else { return };
+        // 100 % as soon as everything went out once, before any later log line; then on, so
+        // the receivers completing show.
+        if self.last_progress.elapsed() < PROGRESS_EVERY && !p.reaches_total(sent) {
             return;
         }
         self.last_progress = std::time::Instant::now();
-        let detail = format!(
-            "{} reported, {} NAKs, {} repairs",
-            self.sender.receivers().len(),
-            s.naks_received,
-            s.repair_packets
-        );
-        if sent >= self.object_size {
-            p.finish(&detail);
-        } else {
+        let (status, detail) = self.progress_detail();
+        if let Some(p) = self.progress.as_mut() {
+            p.set_status(status);
             p.update(sent, &detail);
         }
     }
@@ -357,7 +372,11 @@ pub async fn run(
         &cfg.driver,
     )
     .await;
-    drop(role.progress.take());
+    if let Some(mut p) = role.progress.take().filter(|_| matches!(exit, Ok(Exit::Done))) {
+        let (status, detail) = role.progress_detail();
+        p.set_status(status);
+        p.finish(&detail);
+    }
     let stop = match &exit {
         Ok(Exit::Done) => None,
         Ok(Exit::Interrupted) => Some((AbortReason::Interrupted, String::new())),

@@ -69,9 +69,11 @@ pub fn open_output(
     Ok(Box::new(Staged::spawn(dest, manifest.clone(), replace)?))
 }
 
-/// Like [`open_output`], but a single-file push resumes what an interrupted earlier run of the
-/// same push staged (see [`FileSink::resumable`](crate::storage::FileSink::resumable)):
-/// returns the sink and the blocks it already holds (none for a tree).
+/// Like [`open_output`], but resumes what an interrupted earlier run of the same push staged
+/// (see [`FileSink::resumable`](crate::storage::FileSink::resumable) and
+/// [`TreeSink::resumable`](crate::storage::TreeSink::resumable); a tree's checks run here, a
+/// new staging tree is created on the writer thread): returns the sink and the blocks it
+/// already holds.
 pub fn open_output_resuming(
     dest: &Path,
     manifest: &Manifest,
@@ -81,6 +83,12 @@ pub fn open_output_resuming(
         let id = crate::storage::resume::push_id(manifest);
         let (sink, held) = crate::storage::FileSink::resumable(dest, manifest, &id)?;
         return Ok((Box::new(sink), held));
+    }
+    if !is_single_file(manifest) {
+        let id = crate::storage::resume::push_id(manifest);
+        let (open, held) = crate::storage::TreeSink::resumable(dest, manifest, &id, replace)?;
+        let open = move || open.open().map(|s| Box::new(s) as Box<dyn Sink>);
+        return Ok((Box::new(Staged::spawn_with(dest, manifest.object_size, open)?), held));
     }
     open_output(dest, manifest, replace).map(|s| (s, Vec::new()))
 }

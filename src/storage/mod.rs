@@ -19,7 +19,7 @@
 //! - `names.rs`: temp file names and stale temp cleanup.
 //! - `previous.rs`: the previous version at a destination as a source of blocks of a new
 //!   push (only what changed is fetched).
-//! - `resume.rs`: the resume sidecar of a single-file receive (its lock, and the journal of
+//! - `resume.rs`: the resume sidecar of a receive, file or tree (its lock, and the journal of
 //!   blocks made durable).
 
 mod file_sink;
@@ -45,7 +45,7 @@ pub use image_source::{ImageOptions, ImageSource};
 pub use names::clean_stale_temps;
 pub use sink::{open_sink, open_sink_with, Sink, SinkOptions};
 pub use source::{Source, SourceHashes};
-pub use tree_sink::{clean_stale_tree_temps, TreeSink, MAX_TREE_DEPTH};
+pub use tree_sink::{clean_stale_tree_temps, TreeOpen, TreeSink, MAX_TREE_DEPTH};
 pub use tree_source::TreeSource;
 
 /// Errors of the storage layer.

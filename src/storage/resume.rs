@@ -1,8 +1,9 @@
-//! Resume state of a single-file receive: the sidecar `.{name}.mcast-resume` beside the temp
-//! file (in the output directory) says which push the temp file belongs to (the manifest's
-//! hash), what the temp file is called, and which blocks are in it (each with the BLAKE3 of
-//! the bytes written), so that a receiver killed mid-push and started again with the same
-//! output keeps them and asks only for the rest.
+//! Resume state of a receive: the sidecar `.{name}.mcast-resume` beside the temp file (in the
+//! output directory) or beside a tree's staging directory says which push the staging data
+//! belongs to (the manifest's hash), what the temp file or staging directory is called, and
+//! which blocks are in it (each with the BLAKE3 of the bytes written), so that a receiver
+//! killed mid-push and started again with the same output keeps them and asks only for the
+//! rest (a tree's side: `tree_sink/resume.rs`).
 //!
 //! The sidecar is also the receive's lock: it is held with an exclusive `flock` for the life
 //! of the receive (the temp file too), so a second receiver into the same destination fails
@@ -17,7 +18,8 @@
 //! its checksum (a write torn by a crash), so a torn tail loses at most those records.
 //!
 //! Durability: a block is recorded only after its data is durable. The [`Journal`] thread
-//! collects the blocks the sink wrote, `fdatasync`s the temp file (every [`FLUSH_BLOCKS`]
+//! collects the blocks the sink wrote, `fdatasync`s the temp file (or, for a tree, the files
+//! the blocks span; [`Sidecar::journal_with`]) (every [`FLUSH_BLOCKS`]
 //! blocks or [`FLUSH_INTERVAL`], whichever comes first) and only then appends their records.
 //! The sidecar itself is not synced: a record lost in a crash only means that block is
 //! fetched again. See `docs/resume.md`.
@@ -215,8 +217,21 @@ impl Sidecar {
     /// What the sidecar says, for a push of `block_count` blocks (`None`: empty, torn or
     /// another layout).
     pub fn read(&self, block_count: u32) -> Option<ResumeState> {
-        let mut r = std::io::BufReader::new(&self.file);
-        ResumeState::read(&mut r, block_count)
+        ResumeState::read(&mut self.reader()?, block_count)
+    }
+
+    /// The temp file (or staging directory) name the header names, whatever the push and its
+    /// layout (`None`: empty or torn).
+    pub fn claimed_name(&self) -> Option<String> {
+        let mut r = self.reader()?.take(MAX_HEADER as u64);
+        read_header(&mut r).map(|(_, _, name)| name)
+    }
+
+    /// A reader from the start of the sidecar.
+    fn reader(&self) -> Option<std::io::BufReader<&File>> {
+        use std::io::Seek;
+        (&self.file).seek(std::io::SeekFrom::Start(0)).ok()?;
+        Some(std::io::BufReader::new(&self.file))
     }
 
     /// Start over: the sidecar now describes an empty `temp_name` for `manifest_hash`.
@@ -257,6 +272,15 @@ impl Sidecar {
     pub fn journal(self, data: &File) -> Result<Journal, StorageError> {
         let data =
             data.try_clone().map_err(|e| StorageError::io("duplicate handle of", &self.path, e))?;
+        self.journal_with(move |_| data.sync_data())
+    }
+
+    /// Start a journal whose blocks are made durable by `sync` (given the blocks about to be
+    /// recorded; a tree's syncs the files they span) before their records are appended.
+    pub fn journal_with(
+        self,
+        mut sync: impl FnMut(&[(u32, [u8; 32])]) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<Journal, StorageError> {
         let mut log = self.file.try_clone().map_err(|e| StorageError::io("dup", &self.path, e))?;
         let path = self.path.clone();
         let (tx, rx) = channel::<(u32, [u8; 32])>();
@@ -287,7 +311,7 @@ impl Sidecar {
                     let due = pending.len() >= FLUSH_BLOCKS || first_at.elapsed() >= FLUSH_INTERVAL;
                     if !pending.is_empty() && (due || closed) {
                         // Data first: a record on disk means the block's bytes are durable.
-                        let synced = data.sync_data().and_then(|()| {
+                        let synced = sync(&pending).and_then(|()| {
                             let bytes: Vec<u8> =
                                 pending.iter().flat_map(|(b, h)| record(*b, h)).collect();
                             log.write_all(&bytes)

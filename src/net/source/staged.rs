@@ -23,6 +23,10 @@ enum Msg {
     Write(u64, Vec<u8>, bool),
     /// Place the tree: the hash list it was verified against, and whether to read it back.
     Finish(HashList, bool),
+    /// A block written before was given with its hash ([`Sink::record_block`]).
+    Record(u32, [u8; 32]),
+    /// Stop without placing, keeping what is staged ([`Sink::suspend`]).
+    Suspend,
 }
 
 /// The thread's outcome: `None` when it was stopped (aborted) before `finish`.
@@ -77,14 +81,24 @@ impl Staged {
     /// [`open_sink_with`]). An error opening it is returned by the next
     /// [`write_block`](Sink::write_block) after it happened, and by [`finish`](Sink::finish).
     pub fn spawn(dest: &Path, manifest: Manifest, replace: bool) -> Result<Self, StorageError> {
+        let at = dest.to_path_buf();
+        let len = manifest.object_size;
+        Self::spawn_with(dest, len, move || open_sink_with(&at, &manifest, SinkOptions { replace }))
+    }
+
+    /// Like [`spawn`](Self::spawn), with the sink (of `len` bytes, for `dest`) opened by
+    /// `open` on the thread.
+    pub fn spawn_with(
+        dest: &Path,
+        len: u64,
+        open: impl FnOnce() -> Result<Box<dyn Sink>, StorageError> + Send + 'static,
+    ) -> Result<Self, StorageError> {
         let (tx, rx) = sync_channel(QUEUE_BLOCKS);
         let failed = Arc::new(Mutex::new(None));
         let flag = Arc::clone(&failed);
-        let at = dest.to_path_buf();
-        let len = manifest.object_size;
         let thread = std::thread::Builder::new()
             .name("mcast-tree-sink".into())
-            .spawn(move || run(&at, &manifest, replace, &rx, &flag))
+            .spawn(move || run(open, &rx, &flag))
             .map_err(|e| StorageError::io("start the tree writer for", dest, e))?;
         Ok(Staged { dest: dest.to_path_buf(), len, tx: Some(tx), thread: Some(thread), failed })
     }
@@ -112,9 +126,7 @@ impl Staged {
 
 /// The thread: open, write what is queued (nothing more after an error), finish or abort.
 fn run(
-    dest: &Path,
-    manifest: &Manifest,
-    replace: bool,
+    open: impl FnOnce() -> Result<Box<dyn Sink>, StorageError>,
     rx: &Receiver<Msg>,
     failed: &Mutex<Option<Failure>>,
 ) -> Outcome {
@@ -122,7 +134,7 @@ fn run(
         let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
         f.get_or_insert_with(|| Failure::of(e));
     };
-    let sink = match open_sink_with(dest, manifest, SinkOptions { replace }) {
+    let sink = match open() {
         Ok(s) => s,
         Err(e) => {
             note(&e);
@@ -147,6 +159,17 @@ fn run(
                         s.abort();
                     }
                 }
+            }
+            Msg::Record(block, hash) => {
+                if let Some(s) = sink.as_mut() {
+                    s.record_block(block, hash);
+                }
+            }
+            Msg::Suspend => {
+                if let Some(s) = sink.take() {
+                    s.suspend();
+                }
+                return None;
             }
             Msg::Finish(hashes, readback) => {
                 return Some(match (sink.take(), error) {
@@ -197,6 +220,22 @@ impl Sink for Staged {
     }
 
     fn abort(mut self: Box<Self>) {
+        self.stop();
+    }
+
+    fn record_block(&mut self, block: u32, hash: [u8; 32]) {
+        if let Some(tx) = self.tx.as_ref() {
+            // A stopped thread only means less to resume from.
+            let _ = tx.send(Msg::Record(block, hash));
+        }
+    }
+
+    /// Like [`abort`](Sink::abort), but the sink is suspended (a resumable one keeps what it
+    /// staged).
+    fn suspend(mut self: Box<Self>) {
+        if let Some(tx) = self.tx.as_ref() {
+            let _ = tx.send(Msg::Suspend);
+        }
         self.stop();
     }
 }

@@ -71,12 +71,23 @@ mod tests {
         taken: usize,
         rewrites: Vec<u32>,
         stats: ReceiverStats,
+        /// Payload blocks the receiver's NAKs asked for, and whether the manifest was in then.
+        naked: Vec<(u32, bool)>,
     }
 
     /// A lossless push of `obj` until the receiver finishes (or 10 s of virtual time). The
     /// receiver's staging area starts with `held` (block, bytes) written, announced to it with
     /// [`Receiver::handle_held`] when the manifest arrives, with the BLAKE3 of those bytes.
     fn push_holding(obj: &[u8], held: &[(u32, Vec<u8>)]) -> Resumed {
+        push_holding_losing(obj, held, |_| false)
+    }
+
+    /// [`push_holding`], the receiver losing the datagrams whose index `lost` says.
+    fn push_holding_losing(
+        obj: &[u8],
+        held: &[(u32, Vec<u8>)],
+        lost: fn(usize) -> bool,
+    ) -> Resumed {
         let cfg = SenderConfig {
             session: 9,
             node: 1,
@@ -94,7 +105,9 @@ mod tests {
             taken: 0,
             rewrites: Vec::new(),
             stats: ReceiverStats::default(),
+            naked: Vec::new(),
         };
+        let (mut sent, mut manifest_in) = (0, false);
         for (b, bytes) in held.iter().filter(|(b, _)| (*b as usize) < obj.len() / BLOCK) {
             out.data[*b as usize * BLOCK..][..bytes.len()].copy_from_slice(bytes);
         }
@@ -116,12 +129,18 @@ mod tests {
                 }
                 while s.poll_transmit(now, &mut buf).is_some() {
                     progressed = true;
-                    r.handle_datagram(now, from, &buf);
+                    sent += 1;
+                    if !lost(sent - 1) {
+                        r.handle_datagram(now, from, &buf);
+                    }
                 }
                 while let Some(ev) = r.poll_event() {
                     progressed = true;
                     match ev {
-                        Event::Manifest(_) => out.taken = r.handle_held(now, &held),
+                        Event::Manifest(_) => {
+                            manifest_in = true;
+                            out.taken = r.handle_held(now, &held)
+                        }
                         Event::Decode(job) => r.handle_decoded(now, job.run()),
                         Event::Block { block, offset, data, rewrite, hash } => {
                             assert_eq!(hash, *blake3::hash(&data).as_bytes());
@@ -138,6 +157,10 @@ mod tests {
                 }
                 while let Some(t) = r.poll_transmit(now, &mut buf) {
                     progressed = true;
+                    if let Ok((_, Packet::Nak(list))) = wire::parse(&buf) {
+                        let payload = list.needs.iter().filter(|n| n.object == ObjectId::Payload);
+                        out.naked.extend(payload.map(|n| (n.block, manifest_in)));
+                    }
                     if t.dest != Dest::Receivers {
                         s.handle_datagram(now, SocketAddr::from(([198, 18, 0, 2], 7001)), &buf);
                     }
@@ -194,6 +217,25 @@ mod tests {
         assert_eq!(resumed.taken, 10, "blocks 10..20 once each, block 20 does not exist");
         assert_eq!(resumed.rewrites, vec![13]);
         assert_eq!(resumed.stats.hash_failures, 1);
+    }
+
+    #[test]
+    fn held_blocks_are_never_naked_not_even_before_the_manifest() {
+        let obj = object();
+        let half: Vec<_> = (10..20).map(|b| block(&obj, b)).collect();
+        // The first 40 datagrams (the announcement and the manifest among them) are lost, and
+        // every 5th after: the payload passes while the receiver is still a candidate.
+        let resumed = push_holding_losing(&obj, &half, |i| i < 40 || i % 5 == 0);
+        assert_eq!(resumed.outcome, Some(Outcome::Complete));
+        assert!(resumed.data == obj, "the copy differs");
+        assert_eq!(resumed.taken, 10);
+        assert!(resumed.naked.iter().all(|(_, manifest_in)| *manifest_in), "{:?}", resumed.naked);
+        assert!(resumed.naked.iter().any(|(b, _)| *b < 10), "the lost blocks were asked for");
+        let held: Vec<_> = resumed.naked.iter().filter(|(b, _)| *b >= 10).collect();
+        assert!(held.is_empty(), "held blocks were asked for: {held:?}");
+        // The same loss without anything held: the second half is asked for too.
+        let full = push_holding_losing(&obj, &[], |i| i < 40 || i % 5 == 0);
+        assert!(full.naked.iter().any(|(b, _)| *b >= 10), "{:?}", full.naked);
     }
 
     #[test]

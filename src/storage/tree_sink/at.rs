@@ -90,6 +90,21 @@ pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::sta
     Ok(st)
 }
 
+/// `readlinkat(dir, name)`: the target of symlink `name` (at most `PATH_MAX` bytes).
+pub(crate) fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: valid C string, live descriptor, and a buffer of the length given.
+    let n = unsafe {
+        libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    if n >= buf.len() {
+        return Err(io::Error::other("symlink target too long"));
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// Whether a `st_mode` is a directory.
 pub(crate) fn is_dir_mode(mode: libc::mode_t) -> bool {
     mode & libc::S_IFMT == libc::S_IFDIR

@@ -207,7 +207,7 @@ fn rename_noreplace(p: BorrowedFd<'_>, from: &CString, to: &CString) -> io::Resu
 }
 
 /// Take an exclusive `flock` on the directory `fd` without waiting (`WouldBlock` if held).
-fn lock_dir(fd: &std::os::fd::OwnedFd) -> io::Result<()> {
+pub(crate) fn lock_dir(fd: &std::os::fd::OwnedFd) -> io::Result<()> {
     let f = std::fs::File::from(fd.try_clone()?);
     match crate::storage::resume::try_lock(&f)? {
         true => Ok(()),
@@ -218,19 +218,25 @@ fn lock_dir(fd: &std::os::fd::OwnedFd) -> io::Result<()> {
 /// Removes staging directories (`.<name>.mcast-tmp-<16 hex>`, directories only) left beside
 /// `dest` by crashed runs, and old trees a replacing run could not remove; returns how many.
 /// A staging directory that a tree sink (of this process or another) holds locked is in use:
-/// it is kept, with a warning.
+/// it is kept, with a warning; one that the destination's resume sidecar claims is kept for a
+/// resume (the next push's manifest decides whether it is resumed or discarded).
 pub fn clean_stale_tree_temps(dest: &Path) -> Result<usize, StorageError> {
     let d = Dest::open(dest)?;
     let prefix = temp_file_name(&d.name, 0);
     let prefix = &prefix.as_bytes()[..prefix.len() - SUFFIX_HEX];
     let rd = std::fs::read_dir(&d.parent_path)
         .map_err(|e| StorageError::io("read dir", &d.parent_path, e))?;
+    // The staging directory a sidecar claims stays for a resume (the manifest decides).
+    let claimed = crate::storage::resume::claimed_temps(&d.parent_path);
     let mut removed = 0;
     for ent in rd {
         let ent = ent.map_err(|e| StorageError::io("read dir", &d.parent_path, e))?;
         let fname = ent.file_name();
         let b = fname.as_bytes();
         if !is_temp_name(&fname) || !b.starts_with(prefix) || b.len() != prefix.len() + SUFFIX_HEX {
+            continue;
+        }
+        if claimed.iter().any(|c| c.as_bytes() == b) {
             continue;
         }
         let c = cstring(b).map_err(|e| StorageError::io("remove", ent.path(), e))?;

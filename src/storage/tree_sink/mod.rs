@@ -32,7 +32,9 @@
 //!
 //! While the sink lives, the staging directory is `flock`ed (cleanups keep it) and the
 //! destination's lock `.<name>.mcast-resume` beside it names this process, so a second
-//! receiver into the same destination fails with [`StorageError::Busy`].
+//! receiver into the same destination fails with [`StorageError::Busy`]. A sink opened with
+//! [`TreeSink::resumable`] journals its durable blocks in that sidecar and, when suspended,
+//! keeps its staging directory for the next run (`resume.rs`).
 //!
 //! A sink dropped or aborted before `finish` succeeds removes its staging directory; on any
 //! failure the destination is left as it was. A crash leaves the staging directory (or, after
@@ -40,6 +42,7 @@
 
 mod at;
 mod dest;
+mod resume;
 mod stage;
 mod walk;
 
@@ -56,7 +59,7 @@ use self::dest::{Dest, Existing};
 use self::stage::Stage;
 use self::walk::walk_sorted;
 use super::names::{is_temp_name, resume_file_name};
-use super::resume::Sidecar;
+use super::resume::{Journal, Sidecar};
 use super::tree_source::component_order;
 use super::{check_range, Sink, StorageError};
 use crate::proto::manifest::{
@@ -64,6 +67,7 @@ use crate::proto::manifest::{
 };
 
 pub use self::dest::clean_stale_tree_temps;
+pub use self::resume::TreeOpen;
 pub use self::walk::MAX_TREE_DEPTH;
 
 /// Receiver side of a tree push: a staging directory beside the destination, filled at
@@ -87,6 +91,9 @@ pub struct TreeSink {
     /// The destination's lock (`.<name>.mcast-resume` beside it, naming our pid), held while
     /// the sink lives: a second receiver into the same destination is refused.
     lock: Option<Sidecar>,
+    /// A resumable sink's journal of durable blocks (it holds the sidecar and its lock
+    /// instead of `lock`; see `resume.rs`).
+    journal: Option<Journal>,
 }
 
 /// A file of the tree and its payload range.
@@ -99,14 +106,26 @@ struct SinkFile {
     mtime: Option<Mtime>,
 }
 
-impl TreeSink {
-    /// Stages the tree of `manifest` for destination `dest` (the tree's root directory, e.g.
-    /// `/srv/app/releases/v42`), whose parent must exist and must not be a symlink. Refuses
-    /// an existing destination (other than an empty directory) unless `replace`. The
-    /// manifest's entries are checked again (`check_entries`), top-level names that look like
-    /// temp files and trees deeper than [`MAX_TREE_DEPTH`] are refused; nothing is left
-    /// behind when anything is refused.
-    pub fn create(dest: &Path, manifest: &Manifest, replace: bool) -> Result<Self, StorageError> {
+/// A checked tree manifest for a destination, before anything is staged.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) dest: Dest,
+    /// The entries in component order.
+    pub(crate) sorted: Vec<Entry>,
+    /// The file entries in payload order.
+    files: Vec<SinkFile>,
+    pub(crate) size: u64,
+    replace: bool,
+}
+
+impl Plan {
+    /// Checks `manifest` for `dest` (see [`TreeSink::create`]) and opens the destination's
+    /// parent; nothing is created.
+    pub(crate) fn new(
+        dest: &Path,
+        manifest: &Manifest,
+        replace: bool,
+    ) -> Result<Self, StorageError> {
         check_entries(&manifest.entries, manifest.object_size).map_err(ManifestError::from)?;
         for e in &manifest.entries {
             if e.path.is_single_component() && is_temp_name(std::ffi::OsStr::new(e.path.as_str())) {
@@ -132,33 +151,67 @@ impl TreeSink {
             .collect();
         let mut sorted = manifest.entries.clone();
         sorted.sort_by(|a, b| component_order(&a.path, &b.path));
-        let lock_path = dest.parent_path.join(resume_file_name(&dest.name));
-        let lock = Sidecar::lock(&lock_path, &dest.path)?;
-        if let Err(e) = lock.claim() {
-            lock.remove();
-            return Err(e);
-        }
-        let (staging_name, stage) = match dest.make_staging() {
+        Ok(Plan { dest, sorted, files, size: manifest.object_size, replace })
+    }
+
+    /// Creates a new staging directory holding every entry, for a sink holding `lock` (the
+    /// destination's sidecar, claimed) or, for a resumable push of manifest hash `resume`,
+    /// journaling into it (see `resume.rs`).
+    fn stage(
+        self,
+        lock: Sidecar,
+        resume: Option<(&[u8; 32], crate::proto::layout::Layout)>,
+    ) -> Result<TreeSink, StorageError> {
+        let (staging_name, stage) = match self.dest.make_staging() {
             Ok(s) => s,
             Err(e) => {
                 lock.remove();
                 return Err(e);
             }
         };
-        let sink = TreeSink {
-            dest,
-            staging_name,
-            stage,
-            sorted,
-            files,
-            size: manifest.object_size,
-            replace,
-            done: false,
-            lock: Some(lock),
-        };
-        // From here on, Drop removes the staging directory on any error.
+        let mut sink = self.into_sink(staging_name, stage);
+        // From here on, Drop removes the staging directory on any error (and the sidecar).
+        match resume {
+            None => sink.lock = Some(lock),
+            Some((id, layout)) => sink.start_journal(lock, id, layout)?,
+        }
         walk_sorted(&sink.stage, &sink.sorted, true, create_entry, |_, _, _| Ok(()))?;
         Ok(sink)
+    }
+
+    /// The sink of this plan on the staging directory `staging_name` (open as `stage`).
+    pub(crate) fn into_sink(self, staging_name: CString, stage: Stage) -> TreeSink {
+        TreeSink {
+            dest: self.dest,
+            staging_name,
+            stage,
+            sorted: self.sorted,
+            files: self.files,
+            size: self.size,
+            replace: self.replace,
+            done: false,
+            lock: None,
+            journal: None,
+        }
+    }
+}
+
+impl TreeSink {
+    /// Stages the tree of `manifest` for destination `dest` (the tree's root directory, e.g.
+    /// `/srv/app/releases/v42`), whose parent must exist and must not be a symlink. Refuses
+    /// an existing destination (other than an empty directory) unless `replace`. The
+    /// manifest's entries are checked again (`check_entries`), top-level names that look like
+    /// temp files and trees deeper than [`MAX_TREE_DEPTH`] are refused; nothing is left
+    /// behind when anything is refused.
+    pub fn create(dest: &Path, manifest: &Manifest, replace: bool) -> Result<Self, StorageError> {
+        let plan = Plan::new(dest, manifest, replace)?;
+        let lock_path = plan.dest.parent_path.join(resume_file_name(&plan.dest.name));
+        let lock = Sidecar::lock(&lock_path, &plan.dest.path)?;
+        if let Err(e) = lock.claim() {
+            lock.remove();
+            return Err(e);
+        }
+        plan.stage(lock, None)
     }
 
     /// Where the tree appears once [`finish`](Self::finish) succeeds.
@@ -295,6 +348,9 @@ impl TreeSink {
         if let Some(l) = self.lock.take() {
             l.remove();
         }
+        if let Some(j) = self.journal.take() {
+            j.discard();
+        }
         let parent = self.dest.parent.try_clone();
         parent
             .and_then(|p| File::from(p).sync_all())
@@ -328,6 +384,9 @@ impl TreeSink {
     fn remove_staging(&mut self) {
         if let Some(l) = self.lock.take() {
             l.remove();
+        }
+        if let Some(j) = self.journal.take() {
+            j.discard();
         }
         if self.done {
             return;
@@ -400,6 +459,16 @@ impl Sink for TreeSink {
 
     fn abort(self: Box<Self>) {
         TreeSink::abort(*self)
+    }
+
+    fn record_block(&mut self, block: u32, hash: [u8; 32]) {
+        if let Some(j) = &self.journal {
+            j.record(block, hash);
+        }
+    }
+
+    fn suspend(self: Box<Self>) {
+        TreeSink::suspend(*self)
     }
 }
 
