@@ -142,9 +142,11 @@ struct Args {
     /// Symbol size in bytes (1400 fits a 1500-byte MTU; larger with jumbo frames).
     #[arg(long, default_value_t = 1400)]
     symbol_size: u16,
-    /// Target block size (one RaptorQ source block), e.g. 1MiB.
-    #[arg(long, default_value = "1MiB", value_parser = cli::parse_size)]
-    block_size: u64,
+    /// Target block size (one RaptorQ source block), e.g. 1MiB. Default 1MiB, or 64KiB with
+    /// --changed-only (a block holding any byte of a changed file is sent whole, so smaller
+    /// blocks send less of what did not change).
+    #[arg(long, value_parser = cli::parse_size)]
+    block_size: Option<u64>,
     /// Multicast TTL / IPv6 hop limit (1 keeps datagrams on the local link).
     #[arg(long, default_value_t = 1)]
     ttl: u32,
@@ -475,6 +477,11 @@ fn check_image(paths: &[PathBuf]) -> Result<(), cli::UsageError> {
     }
 }
 
+/// `--block-size` by default.
+const DEFAULT_BLOCK_BYTES: u64 = 1 << 20;
+/// `--block-size` by default with `--changed-only`.
+const CHANGED_ONLY_BLOCK_BYTES: u64 = 64 << 10;
+
 /// `--rate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RateArg {
@@ -525,7 +532,11 @@ fn config(args: &Args) -> anyhow::Result<SendConfig> {
     s.cache_blocks = args.cache_blocks.max(1);
     cfg.timeout = args.timeout;
     cfg.symbol_size = args.symbol_size;
-    cfg.block_bytes = args.block_size;
+    cfg.block_bytes = args.block_size.unwrap_or(if args.changed_only {
+        CHANGED_ONLY_BLOCK_BYTES
+    } else {
+        DEFAULT_BLOCK_BYTES
+    });
     cfg.progress = true;
     cfg.workers = args.workers;
     cfg.key = args.keyed.key_config()?;
