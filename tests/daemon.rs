@@ -24,11 +24,10 @@
 mod common;
 
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SCRIPT: &str = r#"
@@ -87,30 +86,6 @@ fn make_app(root: &Path, tag: &str, big: usize) {
     fs::write(app.join("bin/tool"), [tag.as_bytes(), &data].concat()).unwrap();
     fs::set_permissions(app.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
     symlink("bin/tool", app.join("tool")).unwrap();
-}
-
-/// Every entry below `root` (not followed): kind, mode, link target or contents' hash.
-fn digest(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for ent in fs::read_dir(root.join(&rel)).unwrap() {
-            let rel = rel.join(ent.unwrap().file_name());
-            let abs = root.join(&rel);
-            let meta = fs::symlink_metadata(&abs).unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            let what = if meta.is_symlink() {
-                format!("link {}", fs::read_link(&abs).unwrap().display())
-            } else if meta.is_dir() {
-                stack.push(rel.clone());
-                format!("dir {mode:o}")
-            } else {
-                format!("file {mode:o} {}", blake3::hash(&fs::read(&abs).unwrap()).to_hex())
-            };
-            out.insert(rel.display().to_string(), what);
-        }
-    }
-    out
 }
 
 /// Whether two files hold the same bytes.
@@ -227,10 +202,14 @@ fn a_service_takes_push_after_push_keeps_versions_and_survives_a_failed_one() {
     assert_eq!(left, ["2", "3", "state.json"], "exactly one old version, no staging left");
     let link = fs::read_link(d.join("drops/app")).unwrap();
     assert_eq!(link, Path::new(".mcast-versions/app/3/app"));
-    assert_eq!(digest(&d.join("drops/app")), digest(&d.join("v4/app")), "current is v4");
     assert_eq!(
-        digest(&d.join("drops/.mcast-versions/app/2/app")),
-        digest(&d.join("v2/app")),
+        common::tree_digest(&d.join("drops/app"), false),
+        common::tree_digest(&d.join("v4/app"), false),
+        "current is v4"
+    );
+    assert_eq!(
+        common::tree_digest(&d.join("drops/.mcast-versions/app/2/app"), false),
+        common::tree_digest(&d.join("v2/app"), false),
         "the old version is intact"
     );
 

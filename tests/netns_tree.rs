@@ -27,30 +27,7 @@ const RECEIVERS: usize = 3;
 /// Seconds each process may take (`--timeout`); the script adds a hard limit on top.
 const TIMEOUT_SECS: u64 = 120;
 
-/// xorshift64*: deterministic bytes and choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(len + 8);
-        while v.len() < len {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(len);
-        v
-    }
-}
+use common::TestRng as Rng;
 
 /// What a generated tree holds.
 #[derive(Debug, Default, PartialEq)]

@@ -18,9 +18,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use mcast::proto::manifest::{Entry, EntryKind, Manifest, Mtime, RelPath};
@@ -31,30 +30,7 @@ use serde_json::Value;
 const BLOCK_BYTES: u64 = 748 * 1400;
 const SYMBOL: u64 = 1400;
 
-/// xorshift64*: deterministic bytes and choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(len + 8);
-        while v.len() < len {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(len);
-        v
-    }
-}
+use common::TestRng as Rng;
 
 /// Writes a tree of `files` files under `root` (created): directories up to 5 deep, empty
 /// ones, sizes from 0 bytes (every 50th) to 20 MiB (one file), a few of 1 to 4 MiB, some of
@@ -114,33 +90,6 @@ fn make_tree(root: &Path, seed: u64, files: usize) -> u64 {
     total
 }
 
-/// Every entry below `root` (not followed), by path: kind, permission bits, link target or
-/// BLAKE3 of the contents, and mtime.
-fn digest(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for ent in fs::read_dir(root.join(&rel)).unwrap() {
-            let rel = rel.join(ent.unwrap().file_name());
-            let abs = root.join(&rel);
-            let meta = fs::symlink_metadata(&abs).unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            let what = if meta.is_symlink() {
-                format!("link -> {}", fs::read_link(&abs).unwrap().display())
-            } else if meta.is_dir() {
-                stack.push(rel.clone());
-                format!("dir {mode:o}")
-            } else {
-                let data = fs::read(&abs).unwrap();
-                format!("file {mode:o} {} {}", data.len(), blake3::hash(&data).to_hex())
-            };
-            let what = format!("{what} mtime {}.{:09}", meta.mtime(), meta.mtime_nsec());
-            out.insert(rel.to_str().unwrap().to_owned(), what);
-        }
-    }
-    out
-}
-
 fn json(path: &Path) -> Value {
     let text = common::read_text(path);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} ({e}):\n{text}", path.display()))
@@ -183,7 +132,7 @@ fn a_tree_of_2000_files_arrives_identical_and_a_killed_receiver_resumes() {
     let d = tmp.path();
     let total = make_tree(&d.join("src"), 0x7265_6c65_6173_6531, 2000);
     assert!((30 << 20..60 << 20).contains(&total), "{total} bytes");
-    let expected = digest(&d.join("src"));
+    let expected = common::tree_digest(&d.join("src"), true);
     assert!(expected.values().any(|w| w.starts_with("file") && w.contains(" 20971520 ")));
     assert!(expected.values().any(|w| w.starts_with("file") && w.contains(" 0 af1349b9")));
     let blocks = total.div_ceil(BLOCK_BYTES);
@@ -205,7 +154,7 @@ fn a_tree_of_2000_files_arrives_identical_and_a_killed_receiver_resumes() {
         assert_eq!(read(&format!("recv-{i}-{tag}.rc")).trim(), "0", "receiver {i}: {r}");
         assert_eq!(r["status"], "complete", "receiver {i}: {r}");
         assert_eq!(r["tree"]["files"], 2000, "receiver {i}: {r}");
-        let got = digest(&d.join(format!("dest-{i}")));
+        let got = common::tree_digest(&d.join(format!("dest-{i}")), true);
         for (path, what) in &expected {
             assert_eq!(got.get(path), Some(what), "receiver {i}: {path}");
         }

@@ -96,3 +96,61 @@ pub fn in_namespace(dir: &Path, secs: u32, script: &str) {
         .expect("run the namespace script");
     assert!(status.success(), "namespace script failed: {status}");
 }
+
+/// xorshift64*: deterministic bytes and choices for generated test trees.
+pub struct TestRng(pub u64);
+
+impl TestRng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number below `n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+}
+
+/// Every entry below `root` (symlinks not followed), by path: kind, permission bits, link
+/// target or length and BLAKE3 of the contents, and with `mtimes` the modification time.
+pub fn tree_digest(root: &Path, mtimes: bool) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![std::path::PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for ent in std::fs::read_dir(root.join(&rel)).unwrap() {
+            let rel = rel.join(ent.unwrap().file_name());
+            let abs = root.join(&rel);
+            let meta = std::fs::symlink_metadata(&abs).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            let mut what = if meta.is_symlink() {
+                format!("link -> {}", std::fs::read_link(&abs).unwrap().display())
+            } else if meta.is_dir() {
+                stack.push(rel.clone());
+                format!("dir {mode:o}")
+            } else {
+                let data = std::fs::read(&abs).unwrap();
+                format!("file {mode:o} {} {}", data.len(), blake3::hash(&data).to_hex())
+            };
+            if mtimes {
+                what = format!("{what} mtime {}.{:09}", meta.mtime(), meta.mtime_nsec());
+            }
+            out.insert(rel.to_str().unwrap().to_owned(), what);
+        }
+    }
+    out
+}
