@@ -19,7 +19,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use mcast::proto::manifest::{Entry, EntryKind, Manifest, Mtime, RelPath};
@@ -31,64 +30,6 @@ const BLOCK_BYTES: u64 = 748 * 1400;
 const SYMBOL: u64 = 1400;
 
 use common::TestRng as Rng;
-
-/// Writes a tree of `files` files under `root` (created): directories up to 5 deep, empty
-/// ones, sizes from 0 bytes (every 50th) to 20 MiB (one file), a few of 1 to 4 MiB, some of
-/// 16 to 256 KiB, most below 8 KiB; modes; symlinks (to files, to directories, one dangling).
-/// Returns the total of the files' sizes.
-fn make_tree(root: &Path, seed: u64, files: usize) -> u64 {
-    let mut rng = Rng(seed | 1);
-    fs::create_dir(root).unwrap();
-    let mut dirs: Vec<String> = vec![String::new()];
-    for i in 0..files / 16 {
-        let parent = dirs[rng.below(dirs.len() as u64) as usize].clone();
-        let d = if parent.is_empty() || parent.matches('/').count() >= 4 {
-            format!("d{i}")
-        } else {
-            format!("{parent}/d{i}")
-        };
-        fs::create_dir(root.join(&d)).unwrap();
-        dirs.push(d);
-    }
-    for leaf in ["empty", "x", "x/empty"] {
-        fs::create_dir(root.join(&dirs[1]).join(leaf)).unwrap();
-    }
-    let (mut total, mut paths) = (0, Vec::new());
-    for i in 0..files {
-        let dir = &dirs[rng.below(dirs.len() as u64) as usize];
-        let name = format!("f{i}.{}", ["txt", "bin", "so", "conf"][i % 4]);
-        let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
-        let len = match i {
-            7 => 20 << 20,
-            _ if i % 500 == 257 => (1 << 20) + rng.below(3 << 20),
-            _ if i % 40 == 3 => (16 << 10) + rng.below(240 << 10),
-            _ if i % 50 == 1 => 0,
-            _ => rng.below(8 << 10),
-        } as usize;
-        fs::write(root.join(&path), rng.bytes(len)).unwrap();
-        let mode = [0o644, 0o600, 0o755, 0o640, 0o700][rng.below(5) as usize];
-        fs::set_permissions(root.join(&path), fs::Permissions::from_mode(mode)).unwrap();
-        total += len as u64;
-        paths.push(path);
-    }
-    for i in 0..files / 64 {
-        let dir = &dirs[rng.below(dirs.len() as u64) as usize];
-        let up = "../".repeat(if dir.is_empty() { 0 } else { dir.matches('/').count() + 1 });
-        let target = match i % 4 {
-            0 | 1 => format!("{up}{}", paths[rng.below(paths.len() as u64) as usize]),
-            2 => format!("{up}{}", dirs[1 + rng.below(dirs.len() as u64 - 1) as usize]),
-            _ => format!("{up}no/such/target"),
-        };
-        let name = format!("link{i}");
-        symlink(&target, root.join(if dir.is_empty() { name } else { format!("{dir}/{name}") }))
-            .unwrap();
-    }
-    for d in dirs.iter().skip(1) {
-        let mode = [0o755, 0o750, 0o700, 0o775][rng.below(4) as usize];
-        fs::set_permissions(root.join(d), fs::Permissions::from_mode(mode)).unwrap();
-    }
-    total
-}
 
 fn json(path: &Path) -> Value {
     let text = common::read_text(path);
@@ -130,7 +71,7 @@ fn a_tree_of_2000_files_arrives_identical_and_a_killed_receiver_resumes() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let total = make_tree(&d.join("src"), 0x7265_6c65_6173_6531, 2000);
+    let total = common::make_tree(&d.join("src"), 0x7265_6c65_6173_6531, 2000);
     assert!((30 << 20..60 << 20).contains(&total), "{total} bytes");
     let expected = common::tree_digest(&d.join("src"), true);
     assert!(expected.values().any(|w| w.starts_with("file") && w.contains(" 20971520 ")));
@@ -272,7 +213,7 @@ fn timing_tree_against_one_file() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let total = make_tree(&d.join("tree"), 0x7265_6c65_6173_6531, 2000);
+    let total = common::make_tree(&d.join("tree"), 0x7265_6c65_6173_6531, 2000);
     let mut rng = Rng(5);
     fs::create_dir(d.join("one")).unwrap();
     fs::write(d.join("one/file.bin"), rng.bytes(total as usize)).unwrap();

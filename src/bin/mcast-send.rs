@@ -142,7 +142,7 @@ struct Args {
     /// Symbol size in bytes (1400 fits a 1500-byte MTU; larger with jumbo frames).
     #[arg(long, default_value_t = 1400)]
     symbol_size: u16,
-    /// Target block size (one RaptorQ source block), e.g. 1MiB. Default 1MiB, or 64KiB with
+    /// Target block size (one RaptorQ source block), e.g. 1MiB. Default 1MiB, or 32KiB with
     /// --changed-only (a block holding any byte of a changed file is sent whole, so smaller
     /// blocks send less of what did not change).
     #[arg(long, value_parser = cli::parse_size)]
@@ -480,7 +480,7 @@ fn check_image(paths: &[PathBuf]) -> Result<(), cli::UsageError> {
 /// `--block-size` by default.
 const DEFAULT_BLOCK_BYTES: u64 = 1 << 20;
 /// `--block-size` by default with `--changed-only`.
-const CHANGED_ONLY_BLOCK_BYTES: u64 = 64 << 10;
+const CHANGED_ONLY_BLOCK_BYTES: u64 = 32 << 10;
 
 /// `--rate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
