@@ -189,6 +189,7 @@ impl RecvRole<'_> {
                     Some(Err(why)) => return self.storage_failed(now, why),
                 };
                 self.previous.manifest = Some(m.clone());
+                self.previous.output = Some(output.clone());
                 let opened = if m.image().is_some() || self.cfg.image.device {
                     crate::storage::image_sink::open(&output, &m, &self.cfg.image)
                         .map(|s| (s, Vec::new()))

@@ -147,6 +147,8 @@ impl Drop for Search {
 #[derive(Default)]
 pub(super) struct State {
     pub(super) manifest: Option<Manifest>,
+    /// The output the push is received into (`--output`, or the service's chosen version).
+    pub(super) output: Option<std::path::PathBuf>,
     search: Option<Search>,
     done: bool,
 }
@@ -169,7 +171,9 @@ impl RecvRole<'_> {
             let Some(wanted) = self.receiver.wanted_blocks() else { return };
             // The version being replaced: the service's current version, else the output.
             let previous = self.cfg.chooser.as_ref().and_then(|c| c.previous());
-            let root = previous.unwrap_or_else(|| self.cfg.output.clone());
+            let root = previous
+                .or_else(|| self.previous.output.clone())
+                .unwrap_or_else(|| self.cfg.output.clone());
             let search = match self.previous.manifest.as_ref() {
                 Some(m) if self.cfg.reuse_previous && !wanted.is_empty() && root.is_dir() => {
                     tracing::info!(
