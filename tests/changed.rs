@@ -378,39 +378,7 @@ fn real_binaries_send_under_ten_percent_when_five_percent_of_files_changed() {
     for r in ["a", "b"] {
         std::fs::create_dir(d.join(r)).unwrap();
     }
-    let run = |n: u32, replace: &str| {
-        let status = common::ns_bash(
-            d,
-            120,
-            &format!(
-                "set -u\nip link set lo up; ip link set lo multicast on\n\
-             ip route add 239.0.0.0/8 dev lo\n{PUSH}"
-            ),
-        )
-        .env("N", n.to_string())
-        .env("REPLACE", replace)
-        .env_remove("RUST_LOG")
-        .status()
-        .unwrap();
-        let read = |f: &str| common::read_text(&d.join(f));
-        println!(
-            "send{n}.log:\n{}\nrecv-a{n}.log:\n{}",
-            read(&format!("send{n}.log")),
-            read(&format!("recv-a{n}.log"))
-        );
-        assert!(status.success(), "namespace script failed: {status}");
-        for f in [format!("send{n}.rc"), format!("recv-a{n}.rc"), format!("recv-b{n}.rc")] {
-            assert_eq!(read(&f).trim(), "0", "{f}");
-        }
-        let json = |f: String| -> serde_json::Value {
-            serde_json::from_str(&read(&f)).unwrap_or_else(|e| panic!("{f}: {e}"))
-        };
-        (
-            json(format!("send{n}.json")),
-            json(format!("recv-a{n}.json")),
-            json(format!("recv-b{n}.json")),
-        )
-    };
+    let run = |n: u32, replace: &str| run_push(d, PUSH, 120, n, replace);
     let (send1, _, _) = run(1, "");
     same_tree(&d.join("src"), &d.join("a/rel"), &files);
     same_tree(&d.join("src"), &d.join("b/rel"), &files);
@@ -527,39 +495,7 @@ fn release_tree_second_push_with_five_percent_of_files_changed_sends_under_ten_p
     // The default block size of `--changed-only`: no `--block-size`.
     let script = PUSH.replace(" --block-size 64KiB", "");
     assert!(!script.contains("--block-size"));
-    let run = |n: u32, replace: &str| {
-        let status = common::ns_bash(
-            d,
-            150,
-            &format!(
-                "set -u\nip link set lo up; ip link set lo multicast on\n\
-             ip route add 239.0.0.0/8 dev lo\n{script}"
-            ),
-        )
-        .env("N", n.to_string())
-        .env("REPLACE", replace)
-        .env_remove("RUST_LOG")
-        .status()
-        .unwrap();
-        let read = |f: &str| common::read_text(&d.join(f));
-        println!(
-            "send{n}.log:\n{}\nrecv-a{n}.log:\n{}",
-            read(&format!("send{n}.log")),
-            read(&format!("recv-a{n}.log"))
-        );
-        assert!(status.success(), "namespace script failed: {status}");
-        for f in [format!("send{n}.rc"), format!("recv-a{n}.rc"), format!("recv-b{n}.rc")] {
-            assert_eq!(read(&f).trim(), "0", "{f}");
-        }
-        let json = |f: String| -> serde_json::Value {
-            serde_json::from_str(&read(&f)).unwrap_or_else(|e| panic!("{f}: {e}"))
-        };
-        (
-            json(format!("send{n}.json")),
-            json(format!("recv-a{n}.json")),
-            json(format!("recv-b{n}.json")),
-        )
-    };
+    let run = |n: u32, replace: &str| run_push(d, &script, 150, n, replace);
     let identical = || {
         let want = tree_gen::tree_digest(&src, true);
         for r in ["a/rel", "b/rel"] {
@@ -625,4 +561,47 @@ fn release_tree_second_push_with_five_percent_of_files_changed_sends_under_ten_p
         assert!(r["stats"]["previous_blocks"].as_u64().unwrap() > 0, "{r}");
         assert_eq!(r["status"], "complete", "{r}");
     }
+}
+
+/// Runs push `n` of `script` (the `PUSH` script or a variant) in a private namespace in `d`,
+/// bounded by `secs`, with `REPLACE` passed to the receivers; checks every exit status and
+/// returns the sender's and both receivers' JSON reports.
+fn run_push(
+    d: &std::path::Path,
+    script: &str,
+    secs: u32,
+    n: u32,
+    replace: &str,
+) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    let status = common::ns_bash(
+        d,
+        secs,
+        &format!(
+            "set -u\nip link set lo up; ip link set lo multicast on\n\
+             ip route add 239.0.0.0/8 dev lo\n{script}"
+        ),
+    )
+    .env("N", n.to_string())
+    .env("REPLACE", replace)
+    .env_remove("RUST_LOG")
+    .status()
+    .unwrap();
+    let read = |f: &str| common::read_text(&d.join(f));
+    println!(
+        "send{n}.log:\n{}\nrecv-a{n}.log:\n{}",
+        read(&format!("send{n}.log")),
+        read(&format!("recv-a{n}.log"))
+    );
+    assert!(status.success(), "namespace script failed: {status}");
+    for f in [format!("send{n}.rc"), format!("recv-a{n}.rc"), format!("recv-b{n}.rc")] {
+        assert_eq!(read(&f).trim(), "0", "{f}");
+    }
+    let json = |f: String| -> serde_json::Value {
+        serde_json::from_str(&read(&f)).unwrap_or_else(|e| panic!("{f}: {e}"))
+    };
+    (
+        json(format!("send{n}.json")),
+        json(format!("recv-a{n}.json")),
+        json(format!("recv-b{n}.json")),
+    )
 }
