@@ -17,7 +17,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -27,112 +26,28 @@ const RECEIVERS: usize = 3;
 /// Seconds each process may take (`--timeout`); the script adds a hard limit on top.
 const TIMEOUT_SECS: u64 = 120;
 
-use common::TestRng as Rng;
-
-/// What a generated tree holds.
-#[derive(Debug, Default, PartialEq)]
-struct Counts {
-    files: u64,
-    dirs: u64,
-    symlinks: u64,
-    bytes: u64,
+/// File sizes of this test's trees: mostly small, every 20th 64 to 512 KiB, every 200th 2 to 4
+/// MiB, some empty.
+fn sizes(i: usize, rng: &mut common::TestRng) -> u64 {
+    if i % 200 == 7 {
+        (2 << 20) + rng.below(2 << 20)
+    } else if i % 20 == 3 {
+        (64 << 10) + rng.below(448 << 10)
+    } else if i % 50 == 1 {
+        0
+    } else {
+        rng.below(8 << 10)
+    }
 }
 
-/// Writes a tree of `files` files under `root` (created): nested directories up to 5 deep,
-/// a few empty ones, mixed sizes (mostly small, every 20th up to 512 KiB, every 200th 2 to
-/// 4 MiB, some empty), varied modes, and symlinks (to files and directories, relative, one
-/// dangling). Returns its counts (the root not included).
-fn make_tree(root: &Path, seed: u64, files: usize) -> Counts {
-    let mut rng = Rng(seed | 1);
-    let mut c = Counts::default();
-    fs::create_dir(root).unwrap();
-    let mut dirs: Vec<String> = vec![String::new()];
-    for i in 0..files / 16 {
-        let parent = dirs[rng.below(dirs.len() as u64) as usize].clone();
-        let d = if parent.is_empty() || parent.matches('/').count() >= 4 {
-            format!("d{i}")
-        } else {
-            format!("{parent}/d{i}")
-        };
-        fs::create_dir(root.join(&d)).unwrap();
-        dirs.push(d);
-        c.dirs += 1;
-    }
-    // Empty directories (no file or link goes there): one, and a chain of three.
-    for leaf in ["empty", "x", "x/empty", "x/empty/deeper"] {
-        fs::create_dir(root.join(&dirs[1]).join(leaf)).unwrap();
-        c.dirs += 1;
-    }
-    let mut file_paths = Vec::new();
-    for i in 0..files {
-        let dir = &dirs[rng.below(dirs.len() as u64) as usize];
-        let name = format!("f{i}.{}", ["txt", "bin", "so", "conf"][i % 4]);
-        let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
-        let len = if i % 200 == 7 {
-            (2 << 20) + rng.below(2 << 20)
-        } else if i % 20 == 3 {
-            (64 << 10) + rng.below(448 << 10)
-        } else if i % 50 == 1 {
-            0
-        } else {
-            rng.below(8 << 10)
-        } as usize;
-        fs::write(root.join(&path), rng.bytes(len)).unwrap();
-        let mode = [0o644, 0o600, 0o755, 0o640, 0o700][rng.below(5) as usize];
-        fs::set_permissions(root.join(&path), fs::Permissions::from_mode(mode)).unwrap();
-        c.files += 1;
-        c.bytes += len as u64;
-        file_paths.push(path);
-    }
-    for i in 0..files / 64 {
-        let dir = &dirs[rng.below(dirs.len() as u64) as usize];
-        let up = "../".repeat(if dir.is_empty() { 0 } else { dir.matches('/').count() + 1 });
-        let target = match i % 4 {
-            0 | 1 => format!("{up}{}", file_paths[rng.below(file_paths.len() as u64) as usize]),
-            2 => format!("{up}{}", dirs[1 + rng.below(dirs.len() as u64 - 1) as usize]),
-            _ => format!("{up}no/such/target"),
-        };
-        let name = format!("link{i}");
-        let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
-        symlink(&target, root.join(&path)).unwrap();
-        c.symlinks += 1;
-    }
-    // Directory modes last (all writable by the owner, so the tree can be removed).
-    for d in dirs.iter().skip(1) {
-        let mode = [0o755, 0o750, 0o700, 0o775][rng.below(4) as usize];
-        fs::set_permissions(root.join(d), fs::Permissions::from_mode(mode)).unwrap();
-    }
-    c
+/// A tree of `files` files under `root` (see `common::make_tree_with`).
+fn make_tree(root: &Path, seed: u64, files: usize) -> common::TreeCounts {
+    common::make_tree_with(root, seed, files, sizes)
 }
 
-/// Every entry below `root` (not followed), by path: kind, permission bits, link target or
-/// BLAKE3 of the contents, and mtime (a symlink's own). The root itself is not included.
+/// Every entry below `root` (not followed), with mtimes (`common::tree_digest`).
 fn digest(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for ent in fs::read_dir(root.join(&rel)).unwrap() {
-            let ent = ent.unwrap();
-            let rel = rel.join(ent.file_name());
-            let abs = root.join(&rel);
-            let meta = fs::symlink_metadata(&abs).unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            let what = if meta.is_symlink() {
-                format!("link -> {}", fs::read_link(&abs).unwrap().display())
-            } else if meta.is_dir() {
-                stack.push(rel.clone());
-                format!("dir {mode:o}")
-            } else if meta.is_file() {
-                let data = fs::read(&abs).unwrap();
-                format!("file {mode:o} {} {}", data.len(), blake3::hash(&data).to_hex())
-            } else {
-                format!("other {:?}", meta.file_type())
-            };
-            let what = format!("{what} mtime {}.{:09}", meta.mtime(), meta.mtime_nsec());
-            out.insert(rel.to_str().unwrap().to_owned(), what);
-        }
-    }
-    out
+    common::tree_digest(root, true)
 }
 
 /// Panics naming the first difference between two digests.

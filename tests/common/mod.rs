@@ -142,9 +142,11 @@ pub fn tree_digest(root: &Path, mtimes: bool) -> std::collections::BTreeMap<Stri
             } else if meta.is_dir() {
                 stack.push(rel.clone());
                 format!("dir {mode:o}")
-            } else {
+            } else if meta.is_file() {
                 let data = std::fs::read(&abs).unwrap();
                 format!("file {mode:o} {} {}", data.len(), blake3::hash(&data).to_hex())
+            } else {
+                format!("other {:?}", meta.file_type())
             };
             if mtimes {
                 what = format!("{what} mtime {}.{:09}", meta.mtime(), meta.mtime_nsec());
@@ -155,13 +157,51 @@ pub fn tree_digest(root: &Path, mtimes: bool) -> std::collections::BTreeMap<Stri
     out
 }
 
-/// Writes a tree of `files` files under `root` (created): directories up to 5 deep, empty
-/// ones, sizes from 0 bytes (every 50th) to 20 MiB (one file), a few of 1 to 4 MiB, some of
-/// 16 to 256 KiB, most below 8 KiB; modes; symlinks (to files, to directories, one dangling).
-/// Returns the total of the files' sizes.
+/// What a generated tree holds (the root not included).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct TreeCounts {
+    /// Regular files.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Bytes of the files.
+    pub bytes: u64,
+}
+
+/// File sizes of issue 12's release tree: from 0 bytes (every 50th) to 20 MiB (one file), a
+/// few of 1 to 4 MiB, some of 16 to 256 KiB, most below 8 KiB.
+pub fn release_sizes(i: usize, rng: &mut TestRng) -> u64 {
+    match i {
+        7 => 20 << 20,
+        _ if i % 500 == 257 => (1 << 20) + rng.below(3 << 20),
+        _ if i % 40 == 3 => (16 << 10) + rng.below(240 << 10),
+        _ if i % 50 == 1 => 0,
+        _ => rng.below(8 << 10),
+    }
+}
+
+/// Writes issue 12's release tree of `files` files under `root` (see [`make_tree_with`] and
+/// [`release_sizes`]); returns the total of the files' sizes.
 pub fn make_tree(root: &Path, seed: u64, files: usize) -> u64 {
+    make_tree_with(root, seed, files, release_sizes).bytes
+}
+
+/// Writes a tree of `files` files under `root` (created): nested directories up to 5 deep, a
+/// few empty ones (one, and a chain of three), file `i` of `size(i, rng)` bytes, varied modes,
+/// and symlinks (to files and directories, relative, one dangling). Returns its counts.
+pub fn make_tree_with(
+    root: &Path,
+    seed: u64,
+    files: usize,
+    size: fn(usize, &mut TestRng) -> u64,
+) -> TreeCounts {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
     let mut rng = TestRng(seed | 1);
-    std::fs::create_dir(root).unwrap();
+    let mut c = TreeCounts::default();
+    fs::create_dir(root).unwrap();
     let mut dirs: Vec<String> = vec![String::new()];
     for i in 0..files / 16 {
         let parent = dirs[rng.below(dirs.len() as u64) as usize].clone();
@@ -170,32 +210,26 @@ pub fn make_tree(root: &Path, seed: u64, files: usize) -> u64 {
         } else {
             format!("{parent}/d{i}")
         };
-        std::fs::create_dir(root.join(&d)).unwrap();
+        fs::create_dir(root.join(&d)).unwrap();
         dirs.push(d);
+        c.dirs += 1;
     }
-    for leaf in ["empty", "x", "x/empty"] {
-        std::fs::create_dir(root.join(&dirs[1]).join(leaf)).unwrap();
+    // Empty directories (no file or link goes there): one, and a chain of three.
+    for leaf in ["empty", "x", "x/empty", "x/empty/deeper"] {
+        fs::create_dir(root.join(&dirs[1]).join(leaf)).unwrap();
+        c.dirs += 1;
     }
-    let (mut total, mut paths) = (0, Vec::new());
+    let mut paths = Vec::new();
     for i in 0..files {
         let dir = &dirs[rng.below(dirs.len() as u64) as usize];
         let name = format!("f{i}.{}", ["txt", "bin", "so", "conf"][i % 4]);
         let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
-        let len = match i {
-            7 => 20 << 20,
-            _ if i % 500 == 257 => (1 << 20) + rng.below(3 << 20),
-            _ if i % 40 == 3 => (16 << 10) + rng.below(240 << 10),
-            _ if i % 50 == 1 => 0,
-            _ => rng.below(8 << 10),
-        } as usize;
-        std::fs::write(root.join(&path), rng.bytes(len)).unwrap();
+        let len = size(i, &mut rng) as usize;
+        fs::write(root.join(&path), rng.bytes(len)).unwrap();
         let mode = [0o644, 0o600, 0o755, 0o640, 0o700][rng.below(5) as usize];
-        std::fs::set_permissions(
-            root.join(&path),
-            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
-        )
-        .unwrap();
-        total += len as u64;
+        fs::set_permissions(root.join(&path), fs::Permissions::from_mode(mode)).unwrap();
+        c.files += 1;
+        c.bytes += len as u64;
         paths.push(path);
     }
     for i in 0..files / 64 {
@@ -207,19 +241,14 @@ pub fn make_tree(root: &Path, seed: u64, files: usize) -> u64 {
             _ => format!("{up}no/such/target"),
         };
         let name = format!("link{i}");
-        std::os::unix::fs::symlink(
-            &target,
-            root.join(if dir.is_empty() { name } else { format!("{dir}/{name}") }),
-        )
-        .unwrap();
+        let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+        std::os::unix::fs::symlink(&target, root.join(&path)).unwrap();
+        c.symlinks += 1;
     }
+    // Directory modes last (all writable by the owner, so the tree can be removed).
     for d in dirs.iter().skip(1) {
         let mode = [0o755, 0o750, 0o700, 0o775][rng.below(4) as usize];
-        std::fs::set_permissions(
-            root.join(d),
-            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
-        )
-        .unwrap();
+        fs::set_permissions(root.join(d), fs::Permissions::from_mode(mode)).unwrap();
     }
-    total
+    c
 }
