@@ -115,28 +115,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat >"$work/rusage.py" <<'PY'
-import os, signal, sys
-out, argv = sys.argv[1], sys.argv[2:]
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(argv[0], argv)
-    finally:
-        os._exit(127)
-for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(sig, lambda s, _f: os.kill(pid, s))
-while True:
-    try:
-        _, status, ru = os.wait4(pid, 0)
-        break
-    except InterruptedError:
-        continue
-with open(out, "w") as f:
-    f.write(f"{ru.ru_utime + ru.ru_stime:.3f}\n")
-code = os.waitstatus_to_exitcode(status)
-sys.exit(128 - code if code < 0 else code)
-PY
 
 # ---- the image -------------------------------------------------------------------------------
 img=$work/disk.img
@@ -206,7 +184,7 @@ run_tool() { # run_tool TOOL DIR -> sets t_start t_end; returns non-zero on fail
         [[ $tool == mcast-full ]] && flags=(--no-sparse)
         [[ $tool == mcast ]] && flags=("${extra[@]}")
         for ((i = 1; i <= n; i++)); do
-            in_ns "r$i" python3 "$work/rusage.py" "$d/cpu-$i" "$MCAST_BIN_DIR/mcast-recv" \
+            in_ns "r$i" python3 "$here/rusage.py" "$d/cpu-$i" "$MCAST_BIN_DIR/mcast-recv" \
                 --group 239.255.78.1:7000 --interface lab0 --output "$d/r$i/disk.img" --once \
                 --json --no-space-check --timeout "${run_timeout}s" --ready-file "$d/r$i.ready" \
                 >"$d/recv-$i.json" 2>"$d/recv-$i.log" &
@@ -225,7 +203,7 @@ run_tool() { # run_tool TOOL DIR -> sets t_start t_end; returns non-zero on fail
         local -a spipe=() rpipe=()
         [[ $tool == udpcast-zstd ]] && spipe=(--pipe "zstd -q -c -T0") && rpipe=(--pipe "zstd -q -dc")
         for ((i = 1; i <= n; i++)); do
-            in_ns "r$i" python3 "$work/rusage.py" "$d/cpu-$i" udp-receiver --interface lab0 --nokbd \
+            in_ns "r$i" python3 "$here/rusage.py" "$d/cpu-$i" udp-receiver --interface lab0 --nokbd \
                 --portbase 9000 --mcast-rdv-address 239.255.78.12 "${rpipe[@]}" \
                 --file "$d/r$i/disk.img" >"$d/recv-$i.log" 2>&1 </dev/null &
             rp+=("$!")
@@ -270,7 +248,7 @@ for tool in "${tool_list[@]}"; do
     if [[ $tool == mcast* && -s $d/send.json ]]; then
         symbols=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print((r["data_packets"]+r["repair_packets"])*1400)' "$d/send.json")
     fi
-    cpu=$(cat "$d"/cpu-* 2>/dev/null | awk '{ s += $1; n++ } END { if (n) printf "%.2f", s / n; else print "-" }')
+    cpu=$(cat "$d"/cpu-* 2>/dev/null | awk '{ s += $1 + $2; n++ } END { if (n) printf "%.2f", s / n; else print "-" }')
     printf '%-13s %9s %16s %16s %14s %s\n' "$tool" "$t" "$((w1 - w0))" "$symbols" "$cpu" "$ok"
     [[ $ok == ok ]] || { tail -n 5 "$d"/*.log >&2 || true; }
     rm -rf "${d:?}"/r*/
