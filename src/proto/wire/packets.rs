@@ -450,11 +450,7 @@ impl Packet<'_> {
                 buf.put_u32(l.seq);
                 buf.put_u32(l.loss_ppm);
                 buf.put_u16(l.needs.len() as u16);
-                for n in &l.needs {
-                    buf.put_u8(n.object as u8);
-                    buf.put_u32(n.block);
-                    buf.put_u16(n.count);
-                }
+                emit_need_entries(&l.needs, buf);
             }
             Packet::Probe(p) => {
                 buf.put_u64(p.send_time_us);
@@ -549,17 +545,38 @@ fn parse_needs(r: &mut Reader<'_>) -> Result<NeedList, WireError> {
         return Err(WireError::BadField("need count"));
     }
     check_exact(r, n * NEED_LEN)?;
+    let needs = parse_need_entries(r, n, "need count zero")?;
+    Ok(NeedList { seq, loss_ppm, needs })
+}
+
+/// `n` needs of [`NEED_LEN`] bytes each (object, block, count; the caller has checked `n`
+/// and the length); a zero count is refused as `BadField(zero)`. Shared by NAKs, repair
+/// advertisements and repairer adverts.
+pub(super) fn parse_need_entries(
+    r: &mut Reader<'_>,
+    n: usize,
+    zero: &'static str,
+) -> Result<Vec<Need>, WireError> {
     let mut needs = Vec::with_capacity(n);
     for _ in 0..n {
         let object = ObjectId::parse(r.u8()?)?;
         let block = r.u32()?;
         let count = r.u16()?;
         if count == 0 {
-            return Err(WireError::BadField("need count zero"));
+            return Err(WireError::BadField(zero));
         }
         needs.push(Need { object, block, count });
     }
-    Ok(NeedList { seq, loss_ppm, needs })
+    Ok(needs)
+}
+
+/// The wire form of `needs`, as [`parse_need_entries`] reads it.
+pub(super) fn emit_need_entries(needs: &[Need], buf: &mut Vec<u8>) {
+    for n in needs {
+        buf.put_u8(n.object as u8);
+        buf.put_u32(n.block);
+        buf.put_u16(n.count);
+    }
 }
 
 fn parse_report(r: &mut Reader<'_>) -> Result<Report, WireError> {

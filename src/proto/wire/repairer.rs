@@ -18,7 +18,8 @@
 //! SLOT_ESIS`.
 
 use super::cursor::{Reader, Writer};
-use super::{Need, NeedList, ObjectId, WireError, MAX_ESI, MAX_NEEDS};
+use super::packets::{emit_need_entries, parse_need_entries};
+use super::{NeedList, ObjectId, WireError, MAX_ESI, MAX_NEEDS};
 use crate::proto::layout::{MAX_SYMBOL_SIZE, MIN_SYMBOL_SIZE};
 use std::ops::Range;
 
@@ -74,16 +75,7 @@ pub(super) fn parse_repairer<'a>(r: &mut Reader<'a>) -> Result<RepairerPacket<'a
             if r.remaining() < n * 7 {
                 return Err(WireError::Truncated);
             }
-            let mut needs = Vec::with_capacity(n);
-            for _ in 0..n {
-                let object = ObjectId::parse(r.u8()?)?;
-                let block = r.u32()?;
-                let count = r.u16()?;
-                if count == 0 {
-                    return Err(WireError::BadField("advert need zero"));
-                }
-                needs.push(Need { object, block, count });
-            }
+            let needs = parse_need_entries(r, n, "advert need zero")?;
             Ok(RepairerPacket::Advert(NeedList { seq: 0, loss_ppm: 0, needs }))
         }
         ROLE_SYMBOL => {
@@ -114,11 +106,7 @@ pub(super) fn emit_repairer(p: &RepairerPacket<'_>, buf: &mut Vec<u8>) {
             debug_assert!(!list.needs.is_empty() && list.needs.len() <= MAX_NEEDS);
             buf.put_u8(ROLE_ADVERT);
             buf.put_u16(list.needs.len() as u16);
-            for n in &list.needs {
-                buf.put_u8(n.object as u8);
-                buf.put_u32(n.block);
-                buf.put_u16(n.count);
-            }
+            emit_need_entries(&list.needs, buf);
         }
         RepairerPacket::Symbol(s) => {
             buf.put_u8(ROLE_SYMBOL);
@@ -132,7 +120,7 @@ pub(super) fn emit_repairer(p: &RepairerPacket<'_>, buf: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{emit, parse, Header, Packet};
+    use super::super::{emit, parse, Header, Need, Packet};
     use super::*;
 
     fn header() -> Header {
