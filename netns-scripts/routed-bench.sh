@@ -240,6 +240,8 @@ run_mcast_family() {
         is_repairer "$h" || rp+=("$!")
     done
     wait_ready "$d" || return 1
+    # pimd needs a moment to act on the fresh joins (routed.sh, pim_settle); not timed.
+    [[ $mrouting == pimd ]] && sleep "${PIMD_SETTLE:-3}"
     if [[ $variant == relay ]]; then
         [[ -x $MCAST_BIN_DIR/mcast-relay ]] || { echo "routed-bench: $MCAST_BIN_DIR/mcast-relay missing" >&2; return 1; }
         # shellcheck disable=SC2086  # relay_args: extra words on purpose
