@@ -245,9 +245,12 @@ run_mcast_family() {
     if [[ $variant == relay ]]; then
         [[ -x $MCAST_BIN_DIR/mcast-relay ]] || { echo "routed-bench: $MCAST_BIN_DIR/mcast-relay missing" >&2; return 1; }
         # shellcheck disable=SC2086  # relay_args: extra words on purpose
+        mkdir -p "$d/spool"
         in_ns rt python3 "$here/rusage.py" "$d/cpu-relay" "$MCAST_BIN_DIR/mcast-relay" \
             --upstream "$G" --upstream-interface lega --downstream "$G_DOWN" \
-            --downstream-interface legb $relay_args >"$d/relay.json" 2>"$d/relay.log" &
+            --downstream-interface legb --spool "$d/spool" --receivers "$nb" \
+            --rate "$tool_rate" --timeout "${run_timeout}s" --json $relay_args \
+            >"$d/relay.json" 2>"$d/relay.log" &
         pids+=("$!")
     fi
     t_start=$(now)

@@ -557,11 +557,19 @@ sys.exit(0 if c.recv(64) == b"routed-ok" else 1)' "$peer"; then
         # 3. The relay on the router carries it to B (on its own group).
         if [[ -x $BIN/mcast-relay ]]; then
             # shellcheck disable=SC2086  # RELAY_ARGS: extra words on purpose
+            mkdir -p "$CHECK_WORK/spool"
             timeout -k 2 30 ip netns exec "${P}rt" "$BIN/mcast-relay" --upstream "$g" \
                 --upstream-interface lega --downstream "$gb" --downstream-interface legb \
+                --spool "$CHECK_WORK/spool" --receivers "${#RECV_B[@]}" --timeout 25s \
                 ${RELAY_ARGS:-} >"$CHECK_WORK/relay.log" 2>&1 &
             CHECK_PIDS+=("$!")
             check_push relay "$g" "$gb" "$((${#RECV_A[@]} + ${#RECV_B[@]}))" 12
+            local origin_complete
+            origin_complete=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["complete"])' \
+                "$CHECK_WORK/relay/send.json" 2>/dev/null || echo 0)
+            echo "routed: selfcheck: relay: the origin's report counts $origin_complete complete" \
+                "(${#RECV_A[@]} on A + ${#RECV_B[@]} behind the relay expected)"
+            ((origin_complete >= ${#RECV_A[@]} + ${#RECV_B[@]})) || FAILED_HOSTS+=(origin-report)
             if ((${#FAILED_HOSTS[@]})); then
                 echo "routed: selfcheck: relay: FAILED (see $CHECK_WORK/relay.log)"
                 tail -n 5 "$CHECK_WORK/relay.log" >&2 || true
