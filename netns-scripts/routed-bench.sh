@@ -21,11 +21,17 @@
 #   ok          copies identical to the source (sha256), over every receiving host;
 #   origin_complete    receivers the origin's JSON report counts complete (through the relay:
 #               the relay's aggregated reports);
-#   origin_repair      repair datagrams the origin sent (mcast-send --json repair_packets);
+#   origin_repair      repair datagrams the origin sent (mcast-send --json repair_packets; in
+#               brackets the proactive ones among them, stats.proactive_repair_packets);
+#   relay_downstream_repair  repair datagrams the relay sent on B (its --json report);
+#   first_pass_loss    datagrams the receivers missed on the first pass (their own count, as
+#               bench.sh prints it): the loss they really saw;
 #   repairer_dgrams    repair datagrams the repairers sent (their JSON reports);
 #   wire_a, wire_b     rx+tx bytes over every port of bridge A / bridge B during the run (a
 #               frame that crosses a bridge counts on its way in and on each way out, as in
 #               bench.sh: the segment's fabric cost; the sender's stream to the router is 2x);
+#   router_rcvbuf_drops  datagrams the router's kernel dropped for a full socket buffer (the
+#               relay's sockets live there);
 #   cpu_s       CPU seconds (user+system, children included) per receiver, mean over receivers
 #               (rusage.py); cpu_s_per_gb divides it by the GB (10^9 B) received.
 set -euo pipefail
@@ -309,8 +315,9 @@ run_bittorrent() {
     t_end=$(now)
 }
 
-# The origin's and the repairers' figures from the JSON reports of run DIR:
-# "origin_complete origin_repair origin_data repairer_dgrams" ("-" where there is no report).
+# Figures from the JSON reports of run DIR, "-" where there is no report:
+# "origin_complete origin_repair origin_proactive origin_data repairer_dgrams relay_down_repair
+#  first_pass_loss_pct" (the last: what the receivers measured, summed over them, as bench.sh).
 mcast_figures() {
     python3 - "$1" <<'PY'
 import glob, json, sys
@@ -321,17 +328,36 @@ def load(p):
     except (OSError, ValueError):
         return None
 s = load(f"{d}/send.json")
-out = [str(s["complete"]), str(s["repair_packets"]), str(s["data_packets"])] if s else ["-"] * 3
+if s:
+    out = [s["complete"], s["repair_packets"], s["stats"].get("proactive_repair_packets", "-"),
+           s["data_packets"]]
+else:
+    out = ["-"] * 4
 rep = None
+miss = exp = 0
 for p in glob.glob(f"{d}/recv-*.json"):
     r = load(p)
-    if isinstance(r, dict) and "repair_datagrams" in r:
+    if not isinstance(r, dict):
+        continue
+    st = r.get("stats") or {}
+    miss += st.get("first_pass_missing", 0)
+    exp += st.get("first_pass_expected", 0)
+    if "repair_datagrams" in r:
         rep = (rep or 0) + int(r["repair_datagrams"])
-    elif isinstance(r, dict) and isinstance(r.get("repairer"), dict):
+    elif isinstance(r.get("repairer"), dict):
         rep = (rep or 0) + int(r["repairer"].get("repair_datagrams", 0))
-out.append("-" if rep is None else str(rep))
-print(" ".join(out))
+out.append("-" if rep is None else rep)
+rl = load(f"{d}/relay.json")
+out.append(((rl or {}).get("downstream") or {}).get("repair_packets", "-"))
+out.append(f"{100 * miss / exp:.2f}" if exp else "-")
+print(" ".join(str(x) for x in out))
 PY
+}
+
+# UDP datagrams the kernel of lab node NODE dropped for a full socket buffer (RcvbufErrors).
+rcvbuf_errors() {
+    # shellcheck disable=SC2016  # awk program
+    ip netns exec "${P}$1" awk '/^Udp:/ { if (!h) { for (k = 1; k <= NF; k++) if ($k == "RcvbufErrors") c = k; h = 1 } else print $c }' /proc/net/snmp
 }
 
 # Mean CPU seconds per receiver of run DIR, or "-" if one left no record (rusage.py).
@@ -352,8 +378,12 @@ head -c "$size_bytes" /dev/urandom >"$src"
 src_hash=$(sha256sum "$src" | cut -d' ' -f1)
 
 csv=$out/routed.csv
-header="run,date,kernel,cpus,load1,variant,mrouting,n_a,n_b,loss_a_pct,loss_b_pct,rate,tool_rate,size_bytes,seconds,ok,hosts,origin_complete,origin_repair_datagrams,origin_data_datagrams,repairers,repairer_datagrams,wire_a_bytes,wire_b_bytes,recv_cpu_s,recv_cpu_s_per_gb,exit"
-[[ -s $csv ]] || echo "$header" >"$csv"
+header="run,date,kernel,cpus,load1,variant,mrouting,n_a,n_b,loss_a_pct,loss_b_pct,rate,tool_rate,size_bytes,seconds,ok,hosts,origin_complete,origin_repair_datagrams,origin_proactive_repair_datagrams,origin_data_datagrams,repairers,repairer_datagrams,relay_downstream_repair_datagrams,recv_first_pass_loss_pct,wire_a_bytes,wire_b_bytes,recv_cpu_s,recv_cpu_s_per_gb,exit,router_rcvbuf_drops"
+if [[ ! -s $csv ]]; then
+    echo "$header" >"$csv"
+elif [[ $(head -n 1 "$csv") != "$header" ]]; then
+    die "$csv has other columns than this version writes; move it away or give another --out"
+fi
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 echo "routed-bench: run $run_id on $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 failures=0
@@ -367,6 +397,7 @@ for variant in "${variant_list[@]}"; do
     for h in "${hosts[@]}"; do mkdir -p "$d/$h"; done
     load1=$(cut -d' ' -f1 /proc/loadavg)
     read -r wa0 wb0 < <("$LAB" counters)
+    rt_drops0=$(rcvbuf_errors rt)
     t_start=$(now) t_end=""
     rc=0
     case $variant in
@@ -375,6 +406,7 @@ for variant in "${variant_list[@]}"; do
     esac
     [[ -n $t_end ]] || t_end=$(now)
     read -r wa1 wb1 < <("$LAB" counters)
+    rt_drops=$(($(rcvbuf_errors rt) - rt_drops0))
     stop_pids
     ok=0
     for h in "${hosts[@]}"; do
@@ -383,11 +415,11 @@ for variant in "${variant_list[@]}"; do
     done
     secs=$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { printf "%.3f", b - a }')
     if [[ $variant == bittorrent ]]; then
-        figs="- - - -"
+        figs="- - - - - - -"
     else
         figs=$(mcast_figures "$d")
     fi
-    read -r o_complete o_repair o_data r_dgrams <<<"$figs"
+    read -r o_complete o_repair o_proactive o_data r_dgrams relay_repair fp_loss <<<"$figs"
     reps=0
     [[ $variant == repairers ]] && reps=$n_rep
     cpu=$(cpu_mean "$d")
@@ -397,14 +429,17 @@ for variant in "${variant_list[@]}"; do
     status=""
     ((rc == 0)) || status=" (exit status $rc)"
     echo "variant=$variant mrouting=$mrouting seconds=$secs ok=$ok/$nh origin_complete=$o_complete" \
-        "origin_repair=$o_repair repairer_dgrams=$r_dgrams wire_a=$wa wire_b=$wb recv_cpu_s=$cpu$status"
+        "origin_repair=$o_repair (proactive $o_proactive) repairer_dgrams=$r_dgrams" \
+        "relay_downstream_repair=$relay_repair router_rcvbuf_drops=$rt_drops first_pass_loss=$fp_loss%" \
+        "wire_a=$wa wire_b=$wb" \
+        "recv_cpu_s=$cpu$status"
     ((rc == 0 && ok == nh)) || {
         failures=$((failures + 1))
         for log in "$d"/send.log "$d"/relay.log "$d"/recv-b1.log; do
             [[ -f $log ]] && { echo "---- tail of $log" >&2; tail -n 8 "$log" >&2; }
         done
     }
-    row="$run_id,$(date -u +%FT%TZ),$(uname -r),$(nproc),$load1,$variant,$mrouting,$na,$nb,$loss_a,$loss_b,$rate,$tool_rate,$size_bytes,$secs,$ok,$nh,$o_complete,$o_repair,$o_data,$reps,$r_dgrams,$wa,$wb,$cpu,$cpu_gb,$rc"
+    row="$run_id,$(date -u +%FT%TZ),$(uname -r),$(nproc),$load1,$variant,$mrouting,$na,$nb,$loss_a,$loss_b,$rate,$tool_rate,$size_bytes,$secs,$ok,$nh,$o_complete,$o_repair,$o_proactive,$o_data,$reps,$r_dgrams,$relay_repair,$fp_loss,$wa,$wb,$cpu,$cpu_gb,$rc,$rt_drops"
     echo "$row" >>"$csv"
     rows+=("$row")
     if ((keep)); then rm -rf "$d"/[ab][0-9]*/; else rm -rf "$d"; fi
@@ -414,14 +449,14 @@ done
 {
     echo "Routed lab, run $run_id: $size, $na receivers on A, $nb on B, loss A ${loss_a} % / B ${loss_b} %, links $rate, mcast --rate $tool_rate"
     echo
-    echo "| variant | multicast routing | seconds | ok | origin's report complete | origin repair datagrams | repairer datagrams | wire A (MB) | wire B (MB) | CPU s / receiver |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| variant | multicast routing | seconds | ok | origin's report complete | origin repair datagrams (proactive) | repairer datagrams | relay's downstream repairs | receivers' first-pass loss | wire A (MB) | wire B (MB) | CPU s / receiver |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for row in "${rows[@]}"; do
         IFS=, read -r -a c <<<"$row"
-        printf '| %s | %s | %s | %s/%s | %s | %s | %s | %s | %s | %s |\n' "${c[5]}" "${c[6]}" "${c[14]}" \
-            "${c[15]}" "${c[16]}" "${c[17]}" "${c[18]}" "${c[21]}" \
-            "$(awk -v b="${c[22]}" 'BEGIN { printf "%.1f", b / 1e6 }')" \
-            "$(awk -v b="${c[23]}" 'BEGIN { printf "%.1f", b / 1e6 }')" "${c[24]}"
+        printf '| %s | %s | %s | %s/%s | %s | %s (%s) | %s | %s | %s %% | %s | %s | %s |\n' "${c[5]}" "${c[6]}" \
+            "${c[14]}" "${c[15]}" "${c[16]}" "${c[17]}" "${c[18]}" "${c[19]}" "${c[22]}" "${c[23]}" \
+            "${c[24]}" "$(awk -v b="${c[25]}" 'BEGIN { printf "%.1f", b / 1e6 }')" \
+            "$(awk -v b="${c[26]}" 'BEGIN { printf "%.1f", b / 1e6 }')" "${c[27]}"
     done
 } | tee "$out/routed.md"
 echo "routed-bench: CSV $csv (run $run_id), table $out/routed.md" >&2
