@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The race across a router (netns-scripts/routed.sh): one file pushed from the sender on
 # segment A to the hosts on segment B (and A, with --receivers-a) by
-#   mcast       mcast-send/mcast-recv through multicast routing (smcroute), --ttl 8;
+#   mcast       mcast-send/mcast-recv through multicast routing (smcroute or pimd), --ttl 8;
 #   relay       no multicast routing: mcast-relay on the router re-sends the push on B;
 #   repairers   as mcast, with --repairers R of the B receivers running `mcast-recv --repairer`;
-#   bittorrent  aria2c across the unicast router (opentracker and the seed on the sender, every
+#   bittorrent  aria2c across the unicast router (in the --mrouting lab) (opentracker and the seed on the sender, every
 #               receiver downloading and seeding at once; DHT, PEX, LPD and encryption off).
 # Needs root. Each variant gets a fresh lab (`routed.sh up`), torn down on exit. A variant whose
 # binary is missing (mcast-relay; mcast-recv without --repairer) is skipped with a message.
@@ -49,6 +49,8 @@ Usage: netns-scripts/routed-bench.sh [options]
   --tool-rate RATE     mcast-send --rate (and the relay's, via --relay-args)  [200M]
   --variants LIST      any of mcast,relay,repairers,bittorrent                 [all four]
   --repairers R        B receivers that run --repairer in the repairers variant [2]
+  --mrouting MODE      multicast routing of the mcast, repairers and bittorrent labs:
+                       smcroute | pimd (installing one removes the other)     [smcroute]
   --relay-args ARGS    extra mcast-relay arguments (one string, split on spaces) []
   --timeout SECONDS    bound of each single push                               [300]
   --out DIR            where routed.csv (appended) and routed.md go            [./bench-out]
@@ -79,7 +81,7 @@ export LAB_PREFIX=${LAB_PREFIX:-mcl-rt-}
 P=$LAB_PREFIX
 
 size=64M nb=4 na=0 loss_a=0 loss_b=5 rate=1G tool_rate=200M variants=mcast,relay,repairers,bittorrent
-n_rep=2 relay_args="" run_timeout=300 out=./bench-out keep=0 install=1
+n_rep=2 routed_mode=smcroute relay_args="" run_timeout=300 out=./bench-out keep=0 install=1
 while (($#)); do
     case $1 in
     --size) size=${2:?}; shift 2 ;;
@@ -91,6 +93,7 @@ while (($#)); do
     --tool-rate) tool_rate=${2:?}; shift 2 ;;
     --variants) variants=${2:?}; shift 2 ;;
     --repairers) n_rep=${2:?}; shift 2 ;;
+    --mrouting) routed_mode=${2:?}; shift 2 ;;
     --relay-args) relay_args=${2?}; shift 2 ;;
     --timeout) run_timeout=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
@@ -113,6 +116,7 @@ esac
 [[ $tool_rate =~ ^[0-9]+[kMG]$ ]] || die "bad --tool-rate '$tool_rate' (e.g. 200M)"
 [[ $run_timeout =~ ^[1-9][0-9]*$ ]] || die "bad --timeout '$run_timeout'"
 [[ $n_rep =~ ^[0-9]+$ ]] && ((n_rep <= nb)) || die "--repairers must be 0..N ($nb), got '$n_rep'"
+[[ $routed_mode =~ ^(smcroute|pimd)$ ]] || die "--mrouting smcroute|pimd, got '$routed_mode'"
 IFS=, read -r -a variant_list <<<"$variants"
 for v in "${variant_list[@]}"; do
     [[ $v =~ ^(mcast|relay|repairers|bittorrent)$ ]] || die "unknown variant '$v'"
@@ -389,7 +393,7 @@ echo "routed-bench: run $run_id on $(nproc) CPUs, kernel $(uname -r), load $(cut
 failures=0
 rows=()
 for variant in "${variant_list[@]}"; do
-    mrouting=smcroute
+    mrouting=$routed_mode
     [[ $variant == relay ]] && mrouting=none
     "$LAB" up "${up_args[@]}" --mrouting "$mrouting" >&2
     d=$work/run-$variant
