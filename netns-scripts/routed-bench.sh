@@ -115,7 +115,7 @@ esac
 ((size_bytes > 0)) || die "--size must be > 0"
 [[ $tool_rate =~ ^[0-9]+[kMG]$ ]] || die "bad --tool-rate '$tool_rate' (e.g. 200M)"
 [[ $run_timeout =~ ^[1-9][0-9]*$ ]] || die "bad --timeout '$run_timeout'"
-[[ $n_rep =~ ^[0-9]+$ ]] && ((n_rep <= nb)) || die "--repairers must be 0..N ($nb), got '$n_rep'"
+if ! [[ $n_rep =~ ^[0-9]+$ ]] || ((n_rep > nb)); then die "--repairers must be 0..N ($nb), got '$n_rep'"; fi
 [[ $routed_mode =~ ^(smcroute|pimd)$ ]] || die "--mrouting smcroute|pimd, got '$routed_mode'"
 IFS=, read -r -a variant_list <<<"$variants"
 for v in "${variant_list[@]}"; do
@@ -254,8 +254,8 @@ run_mcast_family() {
     [[ $mrouting == pimd ]] && sleep "${PIMD_SETTLE:-3}"
     if [[ $variant == relay ]]; then
         [[ -x $MCAST_BIN_DIR/mcast-relay ]] || { echo "routed-bench: $MCAST_BIN_DIR/mcast-relay missing" >&2; return 1; }
-        # shellcheck disable=SC2086  # relay_args: extra words on purpose
         mkdir -p "$d/spool"
+        # shellcheck disable=SC2086  # relay_args: extra words on purpose
         in_ns rt python3 "$here/rusage.py" "$d/cpu-relay" "$MCAST_BIN_DIR/mcast-relay" \
             --upstream "$G" --upstream-interface lega --downstream "$G_DOWN" \
             --downstream-interface legb --spool "$d/spool" --receivers "$nb" \

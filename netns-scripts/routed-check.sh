@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The routed lab's selfcheck (sourced by netns-scripts/routed.sh, not run): unicast across the
 # router, then short pushes that must (smcroute, pimd; the relay) or must not (none) reach the
 # far segment. Uses routed.sh's names (P, hosts_of, host_ip, state_get, die); owns the work
@@ -76,6 +77,7 @@ check_push() { # check_push TAG G GB RECEIVERS_TO_WAIT_FOR B_TIMEOUT
 
 cmd_selfcheck() {
     local root
+    # shellcheck disable=SC2154  # here: set by routed.sh, which sources this file
     root=$(dirname "$here")
     BIN=${MCAST_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/debug}
     while (($#)); do
@@ -143,8 +145,8 @@ sys.exit(0 if c.recv(64) == b"routed-ok" else 1)' "$peer"; then
         check_stop
         # 3. The relay on the router carries it to B (on its own group).
         if [[ -x $BIN/mcast-relay ]]; then
-            # shellcheck disable=SC2086  # RELAY_ARGS: extra words on purpose
             mkdir -p "$CHECK_WORK/spool"
+            # shellcheck disable=SC2086  # RELAY_ARGS: extra words on purpose
             timeout -k 2 30 ip netns exec "${P}rt" "$BIN/mcast-relay" --upstream "$g" \
                 --upstream-interface lega --downstream "$gb" --downstream-interface legb \
                 --spool "$CHECK_WORK/spool" --receivers "${#RECV_B[@]}" --timeout 25s \

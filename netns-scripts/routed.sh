@@ -42,7 +42,7 @@ set -Eeuo pipefail
 
 export LAB_PREFIX=${LAB_PREFIX:-mcl-rt-}
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
-# shellcheck source=lab.sh
+# shellcheck source=netns-scripts/lab.sh
 source "$here/lab.sh"
 
 usage() {
@@ -417,7 +417,7 @@ cmd_exec() {
     exec ip netns exec "${P}$node" "$@"
 }
 
-# shellcheck source=routed-check.sh
+# shellcheck source=netns-scripts/routed-check.sh
 source "$here/routed-check.sh"
 
 case ${1:-} in
