@@ -326,6 +326,9 @@ cmd_exec() {
     exec ip netns exec "${P}$node" "$@"
 }
 
+# Sourced (netns-scripts/routed.sh reuses tc_rate, loss_ppm, shape, node_setup): functions only.
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
+
 case ${1:-} in
 up) shift; [[ ${1:-} == -h || ${1:-} == --help ]] && { usage; exit 0; }; [[ $EUID == 0 ]] || die "needs root"; cmd_up "$@" ;;
 down) [[ $EUID == 0 ]] || die "needs root"; cmd_down ;;
