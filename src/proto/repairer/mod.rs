@@ -71,6 +71,9 @@ pub const COVER_HOLD_MIN: Duration = Duration::from_millis(20);
 pub const COVER_HOLD_GRTTS: u32 = 4;
 /// A block is covered for at most this many times its source symbols (plus slack) in all.
 pub const COVER_LIMIT_BLOCKS: u32 = 2;
+/// A slot holder not heard for this long loses its slot to a new join once all are taken
+/// (receivers echo several times a second).
+pub const SLOT_IDLE: Duration = Duration::from_secs(2);
 
 /// Repairer settings.
 #[derive(Debug, Clone)]
@@ -185,6 +188,10 @@ pub struct SenderRepairerStats {
     pub joins_refused: u64,
     /// Repairer joins refused because every slot is taken.
     pub slots_full: u64,
+    /// Repairer joins refused because a slot is held from the same IP address.
+    pub joins_same_address: u64,
+    /// Slots taken back from silent holders for a new join.
+    pub slots_reclaimed: u64,
     /// Advertisements believed.
     pub adverts_heard: u64,
     /// Advertisements from a node without a slot, or not from its address.
@@ -395,6 +402,10 @@ impl Repairer {
                 if let Some((_, s)) = slots.iter().find(|(n, _)| *n == self.cfg.node) {
                     self.slot = Some(*s);
                     self.timers.stop(Timer::Join);
+                } else if self.slot.take().is_some() {
+                    // Reclaimed (the sender thought it gone): ask again.
+                    self.joins_sent = 0;
+                    self.timers.set(Timer::Join, now);
                 }
             }
             _ if !from_sender && header.node == view.sender_node => self.stats.dropped_foreign += 1,

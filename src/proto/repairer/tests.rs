@@ -329,3 +329,54 @@ fn a_repairer_advert_holds_the_sender_off_for_a_bounded_time_only() {
     }
     assert_eq!(s.repairer_stats().covers_over_limit, 8, "(10 + 16) × 2 = 2 adverts of 26");
 }
+
+#[test]
+fn one_slot_per_address_and_silent_holders_lose_theirs() {
+    let (mut s, _src, _log) = sender();
+    let join = Packet::Hello(Hello::RepairerJoin);
+    let at_port = |i: u8, port: u16| SocketAddr::from(([198, 18, 1, i], port));
+    // A second node from the same IP (another port) gets no slot.
+    s.handle_datagram(Instant::ZERO, at_port(0, 7000), &dgram(200, &join));
+    s.handle_datagram(Instant::ZERO, at_port(0, 7001), &dgram(300, &join));
+    assert_eq!((s.repairer_slot(200), s.repairer_slot(300)), (Some(1), None));
+    assert_eq!(s.repairer_stats().joins_same_address, 1);
+    for i in 1..REPAIR_SLOTS {
+        s.handle_datagram(Instant::ZERO, at_port(i, 7000), &dgram(200 + u32::from(i), &join));
+    }
+    // Everyone but node 203 stays heard (a repeated join, as an echo would).
+    let keep_heard = |s: &mut Sender, t: Instant| {
+        for i in (0..REPAIR_SLOTS).filter(|i| *i != 3) {
+            s.handle_datagram(t, at_port(i, 7000), &dgram(200 + u32::from(i), &join));
+        }
+    };
+    let newcomer = |s: &mut Sender, t: Instant| {
+        s.handle_datagram(t, at_port(50, 7000), &dgram(150, &join));
+        s.repairer_slot(150)
+    };
+    let t = Instant::ZERO + SLOT_IDLE;
+    keep_heard(&mut s, t);
+    assert_eq!(newcomer(&mut s, t), None, "silent for exactly SLOT_IDLE: kept");
+    assert_eq!(s.repairer_stats().slots_full, 1);
+    let t = t + Duration::from_millis(1);
+    keep_heard(&mut s, t);
+    let held = s.repairer_slot(203);
+    assert_eq!(newcomer(&mut s, t), held, "one past it: node 203's slot goes to the newcomer");
+    assert_eq!(s.repairer_slot(203), None);
+    assert_eq!(s.repairer_stats().slots_reclaimed, 1);
+}
+
+#[test]
+fn a_repairer_left_out_of_the_slots_asks_again() {
+    let mut r = repairer(8);
+    give_slot(&mut r, 2);
+    drain(&mut r, Instant::ZERO);
+    assert_eq!(r.slot(), Some(2));
+    let others = Packet::Hello(Hello::Slots { slots: vec![(3, 2)] });
+    let t = Instant::ZERO + Duration::from_secs(1);
+    r.handle_datagram(t, addr(1), &dgram(SENDER_NODE, &others));
+    assert_eq!(r.slot(), None);
+    let out = drain(&mut r, t);
+    assert!(out
+        .iter()
+        .any(|(_, d)| matches!(wire::parse(d).unwrap().1, Packet::Hello(Hello::RepairerJoin))));
+}
