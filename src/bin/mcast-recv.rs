@@ -185,6 +185,25 @@ struct Args {
     /// Signed mode: also accept a version not newer than the one already held (a rollback).
     #[arg(long, requires = "trust")]
     allow_downgrade: bool,
+    /// Local repairer: also answer the NAKs other receivers send for blocks this one holds
+    /// and verified, with repair symbols of its own (an ESI slot the sender assigns), after a
+    /// short GRTT-scaled backoff, unless someone else covers the need first. It stays after
+    /// its own copy is placed while the push goes on (see --linger). Not for compressed pushes.
+    #[arg(long)]
+    repairer: bool,
+    /// With --repairer: rate cap of its repair symbols, bit/s with k/M/G suffix.
+    #[arg(long, value_name = "RATE", default_value = "50M", requires = "repairer",
+          value_parser = |s: &str| mcast::net::parse_rate(s).map_err(|e| e.to_string()))]
+    repair_rate: u64,
+    /// With --repairer: blocks kept in memory to repair from; older ones are read back from the
+    /// staging file or tree (or, once placed, the destination) and checked against their hash.
+    #[arg(long, value_name = "BLOCKS", default_value_t = 64, requires = "repairer",
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    repair_window: u32,
+    /// With --repairer: stay at most this long after the copy is placed (default: until the
+    /// sender stops: an Abort, or 1 s without hearing it).
+    #[arg(long, value_name = "DURATION", requires = "repairer", value_parser = humantime::parse_duration)]
+    linger: Option<Duration>,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -324,6 +343,11 @@ async fn receive(
     cfg.receiver.sender = args.sender;
     cfg.receiver.max_size = args.max_size;
     cfg.receiver.trust = trust;
+    cfg.repairer = args.repairer.then_some(recv::repairer::RepairSettings {
+        rate_bps: args.repair_rate,
+        window_blocks: args.repair_window as usize,
+        linger: args.linger,
+    });
     let opts =
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)

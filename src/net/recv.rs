@@ -14,6 +14,7 @@
 
 mod faults;
 mod previous;
+pub mod repairer;
 
 pub use faults::{DEFAULT_IDLE_TIMEOUT, DEFAULT_SESSION_TIMEOUT};
 
@@ -88,6 +89,8 @@ pub struct RecvConfig {
     /// take the blocks that match from the version already at `output` (see
     /// `recv/previous.rs`); off: fetch everything.
     pub reuse_previous: bool,
+    /// `--repairer`: run a local repairer beside the receiver (see `recv/repairer.rs`).
+    pub repairer: Option<repairer::RepairSettings>,
 }
 
 impl RecvConfig {
@@ -121,6 +124,7 @@ impl RecvConfig {
             space_check: true,
             chooser: None,
             reuse_previous: true,
+            repairer: None,
         }
     }
 }
@@ -146,7 +150,7 @@ pub fn open_socket(
 /// The receiver's handler of its endpoint's events.
 struct RecvRole<'a> {
     cfg: &'a RecvConfig,
-    receiver: Receiver,
+    receiver: repairer::RecvEndpoint,
     wall: std::time::Instant,
     drop_rng: ChaCha8Rng,
     dropped_on_purpose: u64,
@@ -190,6 +194,7 @@ impl RecvRole<'_> {
                 };
                 self.previous.manifest = Some(m.clone());
                 self.previous.output = Some(output.clone());
+                self.receiver.handle_manifest(&m, &output);
                 let opened = if m.image().is_some() || self.cfg.image.device {
                     crate::storage::image_sink::open(&output, &m, &self.cfg.image)
                         .map(|s| (s, Vec::new()))
@@ -239,8 +244,9 @@ impl RecvRole<'_> {
                     match written {
                         Ok(()) if !rewrite => self.placed.held += data.len() as u64,
                         Ok(()) => {}
-                        Err(e) => self.write_failed(now, &e),
+                        Err(e) => return self.write_failed(now, &e),
                     }
+                    self.receiver.handle_block(now, block, data);
                 }
             }
             Event::Complete { bytes, hashes } => {
@@ -271,6 +277,7 @@ impl RecvRole<'_> {
                     self.placed.error = Some(e.clone());
                     self.placed.path = None;
                 }
+                self.receiver.handle_placed(self.placed.path.as_deref().filter(|_| result.is_ok()));
                 self.placed.bytes = bytes;
                 let took = self.wall.elapsed().as_secs_f64() - received;
                 match &result {
@@ -282,7 +289,10 @@ impl RecvRole<'_> {
                 }
                 self.receiver.handle_stored(now, result);
             }
-            Event::Finished(outcome) => self.finished = Some(outcome),
+            Event::Finished(outcome) => {
+                self.receiver.handle_finished(now);
+                self.finished = Some(outcome)
+            }
         }
     }
 }
@@ -345,15 +355,15 @@ impl RecvRole<'_> {
 }
 
 impl Role for RecvRole<'_> {
-    type Endpoint = Receiver;
+    type Endpoint = repairer::RecvEndpoint;
     type Job = DecodeJob;
     type Done = Decoded;
 
-    fn endpoint(&mut self) -> &mut Receiver {
+    fn endpoint(&mut self) -> &mut repairer::RecvEndpoint {
         &mut self.receiver
     }
 
-    fn endpoint_ref(&self) -> &Receiver {
+    fn endpoint_ref(&self) -> &repairer::RecvEndpoint {
         &self.receiver
     }
 
@@ -381,6 +391,7 @@ impl Role for RecvRole<'_> {
         while let Some(ev) = self.receiver.poll_event() {
             self.handle_event(now, ev, cx.workers);
         }
+        self.receiver.after_events(now);
         self.search_previous(now);
         if !self.sized_for_rate {
             if let Some(rate) = self.receiver.announced_rate() {
@@ -408,8 +419,9 @@ impl Role for RecvRole<'_> {
         }
     }
 
-    fn is_done(&self, _now: Instant) -> bool {
-        self.finished.is_some()
+    fn is_done(&self, now: Instant) -> bool {
+        let placed = matches!(self.finished, Some(Outcome::Complete | Outcome::Unacknowledged));
+        self.finished.is_some() && !self.receiver.lingers(now, placed)
     }
 }
 
@@ -446,7 +458,14 @@ pub async fn run(
     }
     let mut role = RecvRole {
         cfg,
-        receiver: Receiver::new(receiver_cfg),
+        receiver: repairer::RecvEndpoint::new(
+            Receiver::new(receiver_cfg),
+            cfg.repairer.as_ref(),
+            cfg.receiver.node,
+            cfg.receiver.seed,
+            cfg.key.is_some(),
+            Instant::ZERO,
+        ),
         wall,
         drop_rng: ChaCha8Rng::seed_from_u64(cfg.drop_seed),
         dropped_on_purpose: 0,
@@ -494,6 +513,11 @@ pub async fn run(
         s => drop(s),
     }
     let status = match (exit, role.finished.take()) {
+        // A repairer that placed its copy and stayed for the push ends as it finished.
+        (_, Some(Outcome::Complete)) if role.receiver.is_repairer() => RecvStatus::Complete,
+        (_, Some(Outcome::Unacknowledged)) if role.receiver.is_repairer() => {
+            RecvStatus::Unacknowledged
+        }
         (Exit::Timeout, _) => RecvStatus::Timeout,
         (Exit::Interrupted, _) => RecvStatus::Interrupted,
         (Exit::Done, Some(Outcome::Complete)) => RecvStatus::Complete,
@@ -578,5 +602,6 @@ pub async fn run(
             .accepted()
             .map(|a| crate::net::signing::SignedEntry::new(&a.key_id, a.version)),
         refused: role.receiver.refusals().map(|r| r.summary()),
+        repairer: role.receiver.report(),
     })
 }

@@ -94,4 +94,8 @@ pub struct RecvReport {
     pub signed: Option<crate::net::signing::SignedEntry>,
     /// Signed mode: what was refused and why ("" when nothing was); `None` without `--trust`.
     pub refused: Option<String>,
+    /// `--repairer`: `slot`, `repair_datagrams`, `adverts`, `suppressed` ... (flattened into
+    /// the report; absent without `--repairer`).
+    #[serde(flatten)]
+    pub repairer: Option<crate::net::recv::repairer::RepairReport>,
 }

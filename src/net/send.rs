@@ -491,6 +491,7 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         grtt_us: sender.grtt().as_micros() as u64,
         rate_limited_by: sender.rate_summary().limited_by,
         rate: crate::net::send_report::RateEntry::of(&sender.rate_summary()),
+        repairers: sender.repairer_stats().clone(),
         stats,
         io: Default::default(),
         gso_segments: 0,

@@ -133,6 +133,9 @@ pub struct SendReport {
     pub rate_limited_by: Option<u32>,
     /// How the rate went (see `docs/rate-control.md`).
     pub rate: RateEntry,
+    /// Local repairers (`mcast-recv --repairer`): their symbols and adverts heard, the needs
+    /// and queued repairs they held the sender off, joins refused.
+    pub repairers: crate::proto::repairer::SenderRepairerStats,
 }
 
 /// What compression did (`"compression"` in `--json`).

@@ -40,6 +40,7 @@
 mod send;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
@@ -70,6 +71,9 @@ pub const COVER_HOLD_MIN: Duration = Duration::from_millis(20);
 pub const COVER_HOLD_GRTTS: u32 = 4;
 /// A block is covered for at most this many times its source symbols (plus slack) in all.
 pub const COVER_LIMIT_BLOCKS: u32 = 2;
+/// A slot holder not heard for this long loses its slot to a new join once all are taken
+/// (receivers echo several times a second).
+pub const SLOT_IDLE: Duration = Duration::from_secs(2);
 
 /// Repairer settings.
 #[derive(Debug, Clone)]
@@ -91,6 +95,11 @@ pub struct RepairerConfig {
     pub distance: f64,
     /// Symbols sent beyond a need (a failed decode's slack).
     pub margin: u16,
+    /// Serve blocks before the hash list has verified them (they are still checked when it
+    /// arrives). Only for keyed mode, where every datagram is authenticated: whoever could
+    /// forge a symbol there could forge the hash list too. Open mode keeps it off, so that
+    /// one forged symbol cannot make a repairer send a block's worth of bad ones.
+    pub serve_unverified: bool,
 }
 
 impl Default for RepairerConfig {
@@ -104,6 +113,7 @@ impl Default for RepairerConfig {
             backoff_grtts: 0.25,
             distance: 1.0,
             margin: 1,
+            serve_unverified: false,
         }
     }
 }
@@ -139,7 +149,7 @@ pub enum RepairerEvent {
 }
 
 /// Counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RepairerStats {
     /// NAKs heard from other receivers.
     pub naks_heard: u64,
@@ -165,15 +175,23 @@ pub struct RepairerStats {
     pub dropped_malformed: u64,
     /// Datagrams of another session, or control not from the sender's address.
     pub dropped_foreign: u64,
+    /// Needs heard for blocks held but not verified yet (no hash list): not answered.
+    pub needs_unverified: u64,
+    /// Blocks handed over (or read back) that did not hash as the hash list says.
+    pub blocks_refuted: u64,
 }
 
 /// The sender's counters about repairers ([`Sender::repairer_stats`](crate::proto::sender::Sender::repairer_stats)).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SenderRepairerStats {
     /// Repairer joins refused (an address that does not match the node's).
     pub joins_refused: u64,
     /// Repairer joins refused because every slot is taken.
     pub slots_full: u64,
+    /// Repairer joins refused because a slot is held from the same IP address.
+    pub joins_same_address: u64,
+    /// Slots taken back from silent holders for a new join.
+    pub slots_reclaimed: u64,
     /// Advertisements believed.
     pub adverts_heard: u64,
     /// Advertisements from a node without a slot, or not from its address.
@@ -216,8 +234,16 @@ pub struct Repairer {
     view: Option<RepairView>,
     slot: Option<u8>,
     joins_sent: u32,
-    /// Blocks handed over (held in memory or readable back from the driver).
+    /// Verified blocks handed over (held in memory or readable back from the driver): only
+    /// these are served.
     held: BTreeSet<u32>,
+    /// Blocks handed over before the hash list arrived: checked when it does.
+    unverified: BTreeSet<u32>,
+    /// The session's verified hash list, once the receiver has it.
+    hashes: Option<crate::proto::manifest::HashList>,
+    /// When the session's sender was last heard, and whether it said Abort.
+    sender_heard: Option<Instant>,
+    sender_aborted: bool,
     /// Data of the most recently used blocks, with their use clock.
     window: HashMap<u32, (Vec<u8>, u64)>,
     encoders: VecDeque<(u32, BlockEncoder)>,
@@ -249,6 +275,10 @@ impl Repairer {
             slot: None,
             joins_sent: 0,
             held: BTreeSet::new(),
+            unverified: BTreeSet::new(),
+            hashes: None,
+            sender_heard: None,
+            sender_aborted: false,
             window: HashMap::new(),
             encoders: VecDeque::new(),
             use_clock: 0,
@@ -309,7 +339,9 @@ impl Repairer {
         if view.layout.block_len(block) != Some(data.len()) {
             return;
         }
-        self.held.insert(block);
+        if !self.admit(block, &data) {
+            return;
+        }
         self.encoders.retain(|(b, _)| *b != block); // a rewrite replaces what was held
         if self.window.len() >= self.cfg.window_blocks.max(1) && !self.window.contains_key(&block) {
             if let Some(oldest) = self.window.iter().min_by_key(|(_, (_, u))| *u).map(|(b, _)| *b) {
@@ -349,7 +381,11 @@ impl Repairer {
             return;
         }
         let from_sender = header.node == view.sender_node && from == view.sender;
+        if from_sender {
+            self.sender_heard = Some(now);
+        }
         match packet {
+            Packet::Abort(_) if from_sender => self.sender_aborted = true,
             Packet::Nak(list) if header.node != view.sender_node => self.on_nak(now, &list),
             Packet::Repairer(RepairerPacket::Advert(list)) => self.on_covered(&list.needs),
             Packet::Repairer(RepairerPacket::Symbol(s)) => self.on_symbol(s.object, s.block),
@@ -366,6 +402,10 @@ impl Repairer {
                 if let Some((_, s)) = slots.iter().find(|(n, _)| *n == self.cfg.node) {
                     self.slot = Some(*s);
                     self.timers.stop(Timer::Join);
+                } else if self.slot.take().is_some() {
+                    // Reclaimed (the sender thought it gone): ask again.
+                    self.joins_sent = 0;
+                    self.timers.set(Timer::Join, now);
                 }
             }
             _ if !from_sender && header.node == view.sender_node => self.stats.dropped_foreign += 1,
@@ -401,7 +441,11 @@ impl Repairer {
             }
             let Some(k) = view.layout.source_symbols(n.block) else { continue };
             if !self.held.contains(&n.block) {
-                self.stats.needs_unheld += 1;
+                if self.unverified.contains(&n.block) {
+                    self.stats.needs_unverified += 1;
+                } else {
+                    self.stats.needs_unheld += 1;
+                }
                 continue;
             }
             self.stats.needs_held += 1;

@@ -3,7 +3,8 @@
 //! hashes, but only by a locked session and without touching the sender's sequence numbers or
 //! block position; a repairer's advertisement is a heard need (the NAK backoff stays quiet for
 //! the bounded while a heard NAK would keep it quiet). [`Receiver::repair_view`] tells a
-//! [`Repairer`](crate::proto::repairer::Repairer) beside it which session to serve.
+//! [`Repairer`](crate::proto::repairer::Repairer) beside it which session to serve, and
+//! [`Receiver::repair_hashes`] what its blocks must hash to.
 
 use super::session::Session;
 use super::*;
@@ -11,8 +12,10 @@ use crate::proto::repairer::RepairView;
 
 impl Receiver {
     /// The locked session as a repairer beside this receiver serves it.
+    /// `None` for a compressed session: its symbols are of the compressed block, which a
+    /// repairer (holding the decompressed bytes) cannot make.
     pub fn repair_view(&self) -> Option<RepairView> {
-        let s = self.session.as_ref()?;
+        let s = self.session.as_ref().filter(|s| !s.identity.compressed)?;
         Some(RepairView {
             session: s.id(),
             sender_node: s.identity.sender_node,
@@ -20,6 +23,12 @@ impl Receiver {
             layout: s.announce.layout(),
             grtt: s.grtt,
         })
+    }
+
+    /// The locked session's hash list, once it verified against the announcement: what a
+    /// repairer beside this receiver checks every block against before serving it.
+    pub fn repair_hashes(&self) -> Option<&crate::proto::manifest::HashList> {
+        self.session.as_ref().filter(|s| s.locked)?.hash_list.as_ref()
     }
 }
 

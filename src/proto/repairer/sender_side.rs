@@ -8,12 +8,16 @@
 //! extended, and a block is covered for at most [`COVER_LIMIT_BLOCKS`] blocks' worth of
 //! symbols in all. After that the sender answers NAKs for it as if no repairer existed, so a
 //! forged (or lying) repairer delays a block's repair by a bounded time, never stops it.
-//! Joins fill at most [`REPAIR_SLOTS`] slots (a full table refuses further joins, counted).
+//! Joins fill at most [`REPAIR_SLOTS`] slots, one per IP address (a second join from an
+//! address that holds one is refused, so one host cannot take them all). A full table
+//! reclaims the slot of a holder not heard at all (no echo, NAK, join or report) for
+//! [`SLOT_IDLE`]; otherwise it refuses the join (counted).
 
 use super::repair::BlockKey;
 use super::*;
 use crate::proto::repairer::{
     SenderRepairerStats, COVER_HOLD_GRTTS, COVER_HOLD_MAX, COVER_HOLD_MIN, COVER_LIMIT_BLOCKS,
+    SLOT_IDLE,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +79,22 @@ impl Repairers {
     }
 }
 
+/// Every slot is taken: free the one whose holder has been silent longest (no join, echo,
+/// NAK or report for [`SLOT_IDLE`]), if any, and return it.
+fn reclaim(r: &mut Repairers, roster: &super::roster::Roster, now: Instant) -> Option<u8> {
+    let heard = |node: &u32| roster.get(*node).map_or(Instant::ZERO, |e| e.last_heard);
+    let (node, slot) = r
+        .slots
+        .iter()
+        .filter(|(n, _)| now.saturating_duration_since(heard(n)) > SLOT_IDLE)
+        .min_by_key(|(n, _)| heard(n))
+        .map(|(n, (s, _))| (*n, *s))?;
+    r.slots.remove(&node);
+    r.stats.slots_reclaimed += 1;
+    tracing::debug!(node, slot, "repairer slot reclaimed from a silent holder");
+    Some(slot)
+}
+
 impl Sender {
     /// The repairer counters.
     pub fn repairer_stats(&self) -> &SenderRepairerStats {
@@ -99,9 +119,14 @@ impl Sender {
                 return;
             }
             Some(_) => {}
+            None if r.slots.values().any(|(_, a)| a.ip() == from.ip()) => {
+                r.stats.joins_same_address += 1;
+                return;
+            }
             None => {
                 let used: BTreeSet<u8> = r.slots.values().map(|(s, _)| *s).collect();
-                let Some(free) = (1..=REPAIR_SLOTS).find(|s| !used.contains(s)) else {
+                let free = (1..=REPAIR_SLOTS).find(|s| !used.contains(s));
+                let Some(free) = free.or_else(|| reclaim(r, &self.roster, now)) else {
                     r.stats.slots_full += 1;
                     return;
                 };

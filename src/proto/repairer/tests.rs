@@ -1,4 +1,5 @@
 use super::*;
+use crate::proto::manifest::HashList;
 use crate::proto::sender::{Sender, SenderConfig};
 use crate::sim::{serve_sender_events, MemSource, Object, SenderLog};
 use std::rc::Rc;
@@ -34,7 +35,25 @@ fn layout() -> Layout {
 }
 
 fn repairer(window: usize) -> Repairer {
+    let mut r = unverified_repairer(window, false);
+    r.handle_hashes(Instant::ZERO, &hash_list());
+    r
+}
+
+/// Block `b` of the fixture: `b` repeated.
+fn block(b: u32) -> Vec<u8> {
+    vec![b as u8; 640]
+}
+
+fn hash_list() -> HashList {
+    let hashes = (0..4).map(|b| *blake3::hash(&block(b)).as_bytes()).collect();
+    HashList::new(layout(), hashes).unwrap()
+}
+
+/// The fixture's repairer holding the 4 blocks, before the hash list arrived.
+fn unverified_repairer(window: usize, serve_unverified: bool) -> Repairer {
     let cfg = RepairerConfig {
+        serve_unverified,
         node: ME,
         window_blocks: window,
         rate_bps: 1_000_000,
@@ -51,7 +70,7 @@ fn repairer(window: usize) -> Repairer {
     };
     r.set_view(Instant::ZERO, view);
     for b in 0..4u32 {
-        r.handle_block(Instant::ZERO, b, vec![b as u8; 640]);
+        r.handle_block(Instant::ZERO, b, block(b));
     }
     r
 }
@@ -151,7 +170,7 @@ fn an_evicted_block_is_asked_back_and_symbols_keep_to_the_rate_cap() {
         panic!("block 0 asked back")
     };
     let at = Instant::ZERO + Duration::from_millis(2);
-    r.handle_block(at, 0, vec![0; 640]);
+    r.handle_block(at, 0, block(0));
     // 10 symbols in 93-byte datagrams at 1 Mbit/s (93 bytes take 744 µs) from a 400-byte
     // bucket: the bucket's worth (and one datagram of debt) at once, the rest at the rate.
     let mut times = Vec::new();
@@ -172,6 +191,55 @@ fn an_evicted_block_is_asked_back_and_symbols_keep_to_the_rate_cap() {
     // 5 × 93 - 400 = 65 bytes of debt (520 µs), then 744 µs for each of the other four.
     let paced = Duration::from_micros(520 + 4 * 744);
     assert!(spread >= paced && spread <= paced + Duration::from_micros(5), "{spread:?}");
+}
+
+#[test]
+fn only_blocks_the_hash_list_verified_are_served() {
+    let mut r = unverified_repairer(8, false);
+    give_slot(&mut r, 1);
+    drain(&mut r, Instant::ZERO);
+    // Before the list: held, not served.
+    r.handle_datagram(Instant::ZERO, addr(5), &dgram(50, &nak(1, 3)));
+    assert!(symbols(&drain(&mut r, Instant::ZERO + Duration::from_secs(1))).is_empty());
+    assert_eq!(r.stats().needs_unverified, 1);
+    // A block rewritten with bytes the list will refute (a forged symbol decoded in).
+    r.handle_block(Instant::ZERO, 2, vec![0xee; 640]);
+    let t = Instant::ZERO + Duration::from_secs(1);
+    r.handle_hashes(t, &hash_list());
+    assert_eq!(r.stats().blocks_refuted, 1);
+    r.handle_datagram(t, addr(5), &dgram(50, &nak(1, 3)));
+    r.handle_datagram(t, addr(5), &dgram(50, &nak(2, 3)));
+    let sent = symbols(&drain(&mut r, t + Duration::from_secs(1)));
+    assert_eq!(sent.len(), 4, "block 1: need + margin; block 2 refuted: {sent:?}");
+    assert!(sent.iter().all(|(b, _)| *b == 1));
+    // Once the list is known, a bad copy handed over is refused at once; a good one is taken.
+    r.handle_block(t, 2, vec![0xee; 640]);
+    assert_eq!(r.stats().blocks_refuted, 2);
+    r.handle_block(t, 2, block(2));
+    let t2 = t + Duration::from_secs(1);
+    r.handle_datagram(t2, addr(5), &dgram(50, &nak(2, 1)));
+    assert_eq!(symbols(&drain(&mut r, t2 + Duration::from_secs(1))).len(), 2);
+    // A list that does not fit the layout is ignored.
+    let mut other = unverified_repairer(8, false);
+    let short = HashList::new(Layout::new(640, 64, 10).unwrap(), vec![[0; 32]]).unwrap();
+    other.handle_hashes(Instant::ZERO, &short);
+    assert!(!other.has_hashes());
+}
+
+#[test]
+fn keyed_mode_serves_decoded_blocks_before_the_list() {
+    let mut r = unverified_repairer(8, true);
+    give_slot(&mut r, 1);
+    drain(&mut r, Instant::ZERO);
+    r.handle_datagram(Instant::ZERO, addr(5), &dgram(50, &nak(1, 3)));
+    assert_eq!(symbols(&drain(&mut r, Instant::ZERO + Duration::from_secs(1))).len(), 4);
+    // The list still refutes a bad copy: it is not served again.
+    r.handle_block(Instant::ZERO, 3, vec![0xee; 640]);
+    let t = Instant::ZERO + Duration::from_secs(1);
+    r.handle_hashes(t, &hash_list());
+    r.handle_datagram(t, addr(5), &dgram(50, &nak(3, 3)));
+    assert!(symbols(&drain(&mut r, t + Duration::from_secs(1))).is_empty());
+    assert_eq!(r.stats().blocks_refuted, 1);
 }
 
 // ---- the sender's side ----
@@ -260,4 +328,55 @@ fn a_repairer_advert_holds_the_sender_off_for_a_bounded_time_only() {
         s.handle_datagram(u + Duration::from_secs(2 * i), addr(20), &dgram(20, &advert(2, 26)));
     }
     assert_eq!(s.repairer_stats().covers_over_limit, 8, "(10 + 16) × 2 = 2 adverts of 26");
+}
+
+#[test]
+fn one_slot_per_address_and_silent_holders_lose_theirs() {
+    let (mut s, _src, _log) = sender();
+    let join = Packet::Hello(Hello::RepairerJoin);
+    let at_port = |i: u8, port: u16| SocketAddr::from(([198, 18, 1, i], port));
+    // A second node from the same IP (another port) gets no slot.
+    s.handle_datagram(Instant::ZERO, at_port(0, 7000), &dgram(200, &join));
+    s.handle_datagram(Instant::ZERO, at_port(0, 7001), &dgram(300, &join));
+    assert_eq!((s.repairer_slot(200), s.repairer_slot(300)), (Some(1), None));
+    assert_eq!(s.repairer_stats().joins_same_address, 1);
+    for i in 1..REPAIR_SLOTS {
+        s.handle_datagram(Instant::ZERO, at_port(i, 7000), &dgram(200 + u32::from(i), &join));
+    }
+    // Everyone but node 203 stays heard (a repeated join, as an echo would).
+    let keep_heard = |s: &mut Sender, t: Instant| {
+        for i in (0..REPAIR_SLOTS).filter(|i| *i != 3) {
+            s.handle_datagram(t, at_port(i, 7000), &dgram(200 + u32::from(i), &join));
+        }
+    };
+    let newcomer = |s: &mut Sender, t: Instant| {
+        s.handle_datagram(t, at_port(50, 7000), &dgram(150, &join));
+        s.repairer_slot(150)
+    };
+    let t = Instant::ZERO + SLOT_IDLE;
+    keep_heard(&mut s, t);
+    assert_eq!(newcomer(&mut s, t), None, "silent for exactly SLOT_IDLE: kept");
+    assert_eq!(s.repairer_stats().slots_full, 1);
+    let t = t + Duration::from_millis(1);
+    keep_heard(&mut s, t);
+    let held = s.repairer_slot(203);
+    assert_eq!(newcomer(&mut s, t), held, "one past it: node 203's slot goes to the newcomer");
+    assert_eq!(s.repairer_slot(203), None);
+    assert_eq!(s.repairer_stats().slots_reclaimed, 1);
+}
+
+#[test]
+fn a_repairer_left_out_of_the_slots_asks_again() {
+    let mut r = repairer(8);
+    give_slot(&mut r, 2);
+    drain(&mut r, Instant::ZERO);
+    assert_eq!(r.slot(), Some(2));
+    let others = Packet::Hello(Hello::Slots { slots: vec![(3, 2)] });
+    let t = Instant::ZERO + Duration::from_secs(1);
+    r.handle_datagram(t, addr(1), &dgram(SENDER_NODE, &others));
+    assert_eq!(r.slot(), None);
+    let out = drain(&mut r, t);
+    assert!(out
+        .iter()
+        .any(|(_, d)| matches!(wire::parse(d).unwrap().1, Packet::Hello(Hello::RepairerJoin))));
 }

@@ -491,6 +491,9 @@ pub(super) fn drive_rx(r: &mut RxNode, now: Instant, decoder: &Decoder) {
     if let Some(view) = r.rx.repair_view() {
         rep.set_view(now, view);
     }
+    if let Some(list) = r.rx.repair_hashes().filter(|_| !rep.has_hashes()) {
+        rep.handle_hashes(now, list);
+    }
     while let Some(RepairerEvent::NeedBlock { block, .. }) = rep.poll_event() {
         match r.sink.blocks.get(&block) {
             Some(d) => rep.handle_block(now, block, d.clone()),
