@@ -19,6 +19,7 @@ pub mod iface;
 pub mod io;
 pub mod keyfile;
 pub mod recv;
+pub mod relay;
 pub mod recv_report;
 pub mod send;
 pub mod send_report;
