@@ -152,7 +152,10 @@ fn main() {
 fn config(args: &Args) -> anyhow::Result<RelayConfig> {
     let usage = |s: String| anyhow::Error::new(cli::UsageError(s));
     if !args.spool.is_dir() {
-        return Err(usage(format!("--spool {} is not an existing directory", args.spool.display())));
+        return Err(usage(format!(
+            "--spool {} is not an existing directory",
+            args.spool.display()
+        )));
     }
     cli::check_interface(&args.upstream_interface)?;
     cli::check_interface(&args.downstream_interface)?;
@@ -172,12 +175,13 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
             return Err(usage("--min-rate is above --max-rate".into()));
         }
         sender.rate_bps = args.min_rate;
-        sender.rate_control = mcast::proto::rate::RateControl::Auto(mcast::proto::rate::AutoConfig {
-            min_bps: args.min_rate,
-            start_bps: args.min_rate,
-            max_bps: args.max_rate,
-            ..Default::default()
-        });
+        sender.rate_control =
+            mcast::proto::rate::RateControl::Auto(mcast::proto::rate::AutoConfig {
+                min_bps: args.min_rate,
+                start_bps: args.min_rate,
+                max_bps: args.max_rate,
+                ..Default::default()
+            });
     } else {
         sender.rate_bps = parse_rate(&args.rate).map_err(|e| usage(format!("--rate: {e}")))?;
     }
@@ -185,17 +189,17 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
         sender.auto_parity = true;
     } else {
         sender.auto_parity = false;
-        sender.fec_overhead =
-            cli::parse_share(&args.fec_overhead, 10.0).map_err(|e| usage(format!("--fec-overhead: {e}")))?;
+        sender.fec_overhead = cli::parse_share(&args.fec_overhead, 10.0)
+            .map_err(|e| usage(format!("--fec-overhead: {e}")))?;
     }
     sender.expected_receivers = args.receivers;
-    sender.linger = args.linger.into();
+    sender.linger = args.linger;
     sender.cache_blocks = args.cache_blocks.max(1);
     let mut receiver = mcast::net::recv::RecvConfig::new(args.upstream, &spool).receiver;
     receiver.node = me.node;
     receiver.host = Some(me.host);
-    receiver.idle_timeout = args.idle_timeout.0.map(Into::into);
-    receiver.session_timeout = args.session_timeout.0.map(Into::into);
+    receiver.idle_timeout = args.idle_timeout.0;
+    receiver.session_timeout = args.session_timeout.0;
     let keys = args.trust.iter().map(|t| mcast::net::signing::parse_trusted(t));
     let keys = keys.collect::<Result<Vec<_>, _>>().map_err(|e| usage(e.to_string()))?;
     receiver.trust = (!keys.is_empty()).then(|| TrustConfig {
@@ -215,7 +219,7 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
         sender,
         upstream_key: key.clone(),
         downstream_key: key,
-        timeout: args.timeout.map(Into::into),
+        timeout: args.timeout,
         workers: args.workers.max(1),
         socket: SocketOptions { ttl: args.ttl, ..SocketOptions::default() },
         progress: true,
@@ -229,9 +233,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
     let rt = cli::runtime().context("starting the runtime")?;
     rt.block_on(async {
         let shutdown = cli::shutdown_on_signals().context("installing signal handlers")?;
-        let report = relay::run(&cfg, &shutdown).await.with_context(|| {
-            format!("relaying {} to {}", cfg.upstream, cfg.downstream)
-        })?;
+        let report = relay::run(&cfg, &shutdown)
+            .await
+            .with_context(|| format!("relaying {} to {}", cfg.upstream, cfg.downstream))?;
         eprintln!("{}", summary(&report));
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
@@ -245,7 +249,8 @@ fn summary(r: &RelayReport) -> String {
     let status = format!("{:?}", r.status).to_lowercase();
     let up = &r.upstream;
     let d = &r.downstream;
-    let error = up.error.as_ref().or(d.aborted.as_ref()).map_or(String::new(), |e| format!("; {e}"));
+    let error =
+        up.error.as_ref().or(d.aborted.as_ref()).map_or(String::new(), |e| format!("; {e}"));
     format!(
         "{status}: upstream {} ({} B of {}, {} NAKs); downstream {} of {} receivers complete, \
          {} data + {} repair packets, {} NAKs; {} reports forwarded, {} acknowledged, in \

@@ -118,7 +118,8 @@ impl DownRole {
         if self.spool.held(req.block).is_none() {
             return false;
         }
-        let completes = !self.handed.contains(&req.block) && self.handed.len() + 1 >= self.blocks as usize;
+        let completes =
+            !self.handed.contains(&req.block) && self.handed.len() + 1 >= self.blocks as usize;
         !completes || self.checked
     }
 

@@ -152,7 +152,9 @@ mod tests {
         assert_eq!(t.dest, Dest::Sender);
         let (h, p) = wire::parse(&buf[..t.size]).unwrap();
         assert_eq!((h.session, h.node), (77, 5));
-        assert!(matches!(p, Packet::Hello(Hello::Join { ref host }) if host.as_str() == "node-00000005"));
+        assert!(
+            matches!(p, Packet::Hello(Hello::Join { ref host }) if host.as_str() == "node-00000005")
+        );
         let t = f.poll_transmit(t0, &mut buf).unwrap();
         assert!(matches!(wire::parse(&buf[..t.size]).unwrap().1, Packet::Report(_)));
         assert!(f.poll_transmit(t0, &mut buf).is_none(), "next one after the interval");

@@ -165,7 +165,11 @@ async fn upstream_main(
     let mut workers: Workers<DecodeJob, Decoded> =
         Workers::new(cfg.workers, "mcast-relay-decode", DecodeJob::run)
             .map_err(DriverError::io("spawn workers"))?;
-    let mut role = upstream::UpRole::new(Receiver::new(cfg.receiver.clone()), Arc::clone(&spool), cfg.progress);
+    let mut role = upstream::UpRole::new(
+        Receiver::new(cfg.receiver.clone()),
+        Arc::clone(&spool),
+        cfg.progress,
+    );
     let clock = Clock::new();
     let timeout = cfg.timeout.map(|t| clock.now() + t);
     let dest = driver::Destinations::new(cfg.upstream, feedback_addr(cfg.upstream)?);
@@ -236,10 +240,9 @@ fn downstream_main(
     let mut role = downstream::DownRole::new(tx, Arc::clone(&spool), clock.now())
         .with_slack(pace_slack(cfg.sender.rate_bps));
     let src = Arc::clone(&spool);
-    let mut workers = Workers::new(cfg.workers, "mcast-relay-prep", move |req| {
-        downstream::prepare(&src, req)
-    })
-    .map_err(DriverError::io("spawn workers"))?;
+    let mut workers =
+        Workers::new(cfg.workers, "mcast-relay-prep", move |req| downstream::prepare(&src, req))
+            .map_err(DriverError::io("spawn workers"))?;
     let dest = driver::Destinations::new(cfg.downstream, feedback_addr(cfg.downstream)?);
     let mut auth = Keyring::new(cfg.downstream_key.as_ref(), crate::net::keyfile::nonce_prefix());
     let exit = rt.block_on(driver::run(
@@ -275,7 +278,11 @@ fn downstream_main(
                 && r.report.bytes == manifest.object_size;
             DownstreamReceiver {
                 id: r.node,
-                host: tx.roster().get(r.node).and_then(|e| e.host.as_ref()).map(ToString::to_string),
+                host: tx
+                    .roster()
+                    .get(r.node)
+                    .and_then(|e| e.host.as_ref())
+                    .map(ToString::to_string),
                 addr: r.addr.to_string(),
                 status: if ok { "complete" } else { "failed" },
             }

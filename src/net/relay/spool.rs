@@ -178,9 +178,11 @@ impl Spool {
             (Arc::clone(s.file.as_ref()?), s.path.clone()?)
         };
         let mut buf = vec![0u8; len];
-        Some(file.read_exact_at(&mut buf, offset).map(|_| buf).map_err(|e| {
-            StorageError::io("read back", &path, e)
-        }))
+        Some(
+            file.read_exact_at(&mut buf, offset)
+                .map(|_| buf)
+                .map_err(|e| StorageError::io("read back", &path, e)),
+        )
     }
 
     /// The origin's hash list verified: every held block is checked against it from now on.

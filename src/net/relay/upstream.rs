@@ -201,7 +201,10 @@ impl Role for UpRole {
         let (fwd, acked) = self.ep.fwd.counts();
         let naks = self.ep.rx.stats().naks_sent;
         if let Some(p) = self.progress.as_mut() {
-            p.update(self.held_bytes, &format!("{naks} NAKs upstream; {fwd} downstream reports, {acked} forwarded"));
+            p.update(
+                self.held_bytes,
+                &format!("{naks} NAKs upstream; {fwd} downstream reports, {acked} forwarded"),
+            );
         }
     }
 
