@@ -99,6 +99,8 @@ exit 0
     for h in FAR_HOSTS {
         let n = completed.iter().filter(|e| e["host"] == h).count();
         assert_eq!(n, 1, "{h} listed {n} times: {send}");
+        let e = completed.iter().find(|e| e["host"] == h).unwrap();
+        assert_eq!(e["via"], "relay1", "{h} came through the relay: {send}");
     }
     assert!(send["missing"].as_array().unwrap().is_empty(), "{send}");
 

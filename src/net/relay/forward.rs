@@ -8,7 +8,7 @@
 use super::spool::Forwarded;
 use crate::proto::receiver::default_host_name;
 use crate::proto::time::{Duration, Instant};
-use crate::proto::wire::{self, Header, Hello, Packet};
+use crate::proto::wire::{self, Header, Hello, Packet, Relayed, MAX_ACK_NODES};
 use crate::proto::{Dest, Transmit};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -34,6 +34,8 @@ pub struct Forwarder {
     pending: BTreeMap<u32, Pending>,
     /// The origin's session and address, once the upstream receiver locked on.
     upstream: Option<(u32, SocketAddr)>,
+    /// The relay's own node id upstream (the header of its Relayed datagrams).
+    node: u32,
     /// Datagrams due now.
     queue: VecDeque<Vec<u8>>,
     /// Reports refused because [`MAX_FORWARDS`] were held.
@@ -41,6 +43,11 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
+    /// A forwarder for the relay whose upstream node id is `node`.
+    pub fn new(node: u32) -> Self {
+        Forwarder { node, ..Forwarder::default() }
+    }
+
     /// The origin's session and the address it sends from.
     pub fn set_upstream(&mut self, session: u32, origin: SocketAddr) {
         self.upstream.get_or_insert((session, origin));
@@ -103,6 +110,7 @@ impl Forwarder {
     fn fill(&mut self, now: Instant) {
         let Some((session, _)) = self.upstream else { return };
         let mut buf = Vec::new();
+        let mut relayed = Vec::new();
         let due = |p: &Pending| !p.acked && p.tries < FORWARD_TRIES && p.next <= now;
         for (node, p) in self.pending.iter_mut().filter(|(_, p)| due(p)) {
             p.next = now + FORWARD_INTERVAL;
@@ -114,6 +122,14 @@ impl Forwarder {
             wire::emit(&header, &Packet::Hello(Hello::Join { host }), &mut buf);
             self.queue.push_back(buf.clone());
             wire::emit(&header, &Packet::Report(p.f.report.clone()), &mut buf);
+            self.queue.push_back(buf.clone());
+            relayed.push(*node);
+        }
+        // Which relay these came through (type 18), from the relay's own node.
+        let header = Header { flags: 0, session, node: self.node };
+        for nodes in relayed.chunks(MAX_ACK_NODES) {
+            let p = Packet::Relayed(Relayed { nodes: nodes.to_vec() });
+            wire::emit(&header, &p, &mut buf);
             self.queue.push_back(buf.clone());
         }
     }
@@ -142,7 +158,7 @@ mod tests {
 
     #[test]
     fn reports_go_as_join_then_report_until_acknowledged_or_out_of_tries() {
-        let mut f = Forwarder::default();
+        let mut f = Forwarder::new(3);
         let t0 = Instant::from_micros(1_000_000);
         f.push(t0, report(5));
         let mut buf = Vec::new();
@@ -157,6 +173,10 @@ mod tests {
         );
         let t = f.poll_transmit(t0, &mut buf).unwrap();
         assert!(matches!(wire::parse(&buf[..t.size]).unwrap().1, Packet::Report(_)));
+        let t = f.poll_transmit(t0, &mut buf).unwrap();
+        let (h, p) = wire::parse(&buf[..t.size]).unwrap();
+        assert_eq!(h.node, 3, "from the relay's own node");
+        assert_eq!(p, Packet::Relayed(Relayed { nodes: vec![5] }));
         assert!(f.poll_transmit(t0, &mut buf).is_none(), "next one after the interval");
         assert_eq!(f.poll_timeout(), Some(t0 + FORWARD_INTERVAL));
         // Unacknowledged: exactly FORWARD_TRIES rounds, then settled.

@@ -167,6 +167,7 @@ async fn upstream_main(
             .map_err(DriverError::io("spawn workers"))?;
     let mut role = upstream::UpRole::new(
         Receiver::new(cfg.receiver.clone()),
+        cfg.receiver.node,
         Arc::clone(&spool),
         cfg.progress,
     );

@@ -76,9 +76,9 @@ pub struct UpRole {
 
 impl UpRole {
     /// The upstream side of `spool` around `rx`.
-    pub fn new(rx: Receiver, spool: Arc<Spool>, progress: bool) -> Self {
+    pub fn new(rx: Receiver, node: u32, spool: Arc<Spool>, progress: bool) -> Self {
         UpRole {
-            ep: UpEndpoint { rx, fwd: Forwarder::default(), last_now: Instant::ZERO },
+            ep: UpEndpoint { rx, fwd: Forwarder::new(node), last_now: Instant::ZERO },
             spool,
             outcome: None,
             error: None,
