@@ -20,6 +20,7 @@ pub mod io;
 pub mod keyfile;
 pub mod recv;
 pub mod recv_report;
+pub mod relay;
 pub mod send;
 pub mod send_report;
 pub mod signing;

@@ -220,6 +220,10 @@ pub struct HostEntry {
     pub node: u32,
     /// Address it was heard from.
     pub addr: String,
+    /// The relay its report came through (`mcast-relay`): its host name, else its node id
+    /// in hex; absent for a receiver heard directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// A receiver that reported a failure.
@@ -295,12 +299,21 @@ impl RosterLists {
         t.failed.sort_by_key(|(e, _)| key(e));
         t.unexpected.sort_by_key(|e| key(e));
         let name = |e: &RosterEntry| e.host.as_ref().map(ToString::to_string);
+        let via = |e: &RosterEntry| {
+            let r = roster.via(e.node)?;
+            Some(name(r).unwrap_or_else(|| format!("{:08x}", r.node)))
+        };
         RosterLists {
             expected: roster.expected().map(|l| l.iter().map(|x| x.entry.clone()).collect()),
             completed: t
                 .completed
                 .iter()
-                .map(|e| HostEntry { host: name(e), node: e.node, addr: e.addr.to_string() })
+                .map(|e| HostEntry {
+                    host: name(e),
+                    node: e.node,
+                    addr: e.addr.to_string(),
+                    via: via(e),
+                })
                 .collect(),
             failed: t
                 .failed

@@ -563,6 +563,7 @@ impl Sender {
             Packet::Have(h) => self.on_have(now, header.node, from, h),
             Packet::Rate(RatePacket::Report(r)) => self.on_rate_report(now, header.node, from, &r),
             Packet::Repairer(p) => self.on_repairer_packet(now, header.node, from, p),
+            Packet::Relayed(r) => self.roster.on_relayed(header.node, from, &r.nodes),
             _ => self.stats.dropped_foreign += 1,
         }
     }

@@ -117,6 +117,8 @@ pub struct Roster {
     unsolicited: u64,
     conflicts: u64,
     refused_full: u64,
+    /// Relays' claims (type 18): node → the relay forwarding its reports.
+    via: BTreeMap<u32, u32>,
 }
 
 impl Roster {
@@ -259,6 +261,27 @@ impl Roster {
     /// Datagrams under a known node id from another address than the node's.
     pub fn address_conflicts(&self) -> u64 {
         self.conflicts
+    }
+
+    /// Relay `relay` (heard at `from`) forwards reports for `nodes` (type 18). Ignored unless
+    /// the relay is in the roster at `from`; at most [`MAX_ROSTER`] claims are held.
+    pub fn on_relayed(&mut self, relay: u32, from: SocketAddr, nodes: &[u32]) {
+        if self.nodes.get(&relay).is_none_or(|e| e.addr != from) {
+            self.unsolicited += 1;
+            return;
+        }
+        for n in nodes.iter().filter(|n| **n != relay) {
+            if self.via.len() < MAX_ROSTER || self.via.contains_key(n) {
+                self.via.insert(*n, relay);
+            }
+        }
+    }
+
+    /// The relay node `node`'s reports came through: claimed by a relay heard at the same
+    /// address as `node`, else `None`.
+    pub fn via(&self, node: u32) -> Option<&RosterEntry> {
+        let relay = self.nodes.get(self.via.get(&node)?)?;
+        (self.nodes.get(&node)?.addr == relay.addr).then_some(relay)
     }
 
     /// Nodes not taken because the roster was full.

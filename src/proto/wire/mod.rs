@@ -16,6 +16,7 @@ mod hello;
 pub mod interleave;
 mod objects;
 mod packets;
+mod relayed;
 mod repairer;
 mod signature;
 
@@ -24,6 +25,7 @@ pub use hello::{reason_text, Hello, HostName, MAX_HOST_NAME, MAX_REASON};
 pub use interleave::{window_start, INTERLEAVE};
 pub use objects::{ObjectId, Objects};
 pub use packets::*;
+pub use relayed::Relayed;
 pub use repairer::{
     slot_esis, RepairSymbol, RepairerPacket, REPAIR_SLOTS, SENDER_ESI_END, SLOT_ESIS,
 };

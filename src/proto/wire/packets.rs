@@ -5,6 +5,7 @@
 use super::cursor::{Reader, Writer};
 use super::have::{emit_have, parse_have, Have};
 use super::hello::{emit_hello, emit_reason, parse_hello, parse_reason, Hello};
+use super::relayed::{emit_relayed, parse_relayed, Relayed};
 use super::repairer::{emit_repairer, parse_repairer, RepairerPacket};
 use super::signature::{emit_signature, parse_signature, Signature};
 use super::{ObjectId, WireError};
@@ -85,6 +86,8 @@ pub enum PacketType {
     Rate = 16,
     /// [`RepairerPacket`] (local repairers)
     Repairer = 15,
+    /// [`Relayed`] (a relay's forwarded nodes)
+    Relayed = 18,
 }
 
 /// Periodic session announcement: what is being sent and how it is laid out.
@@ -325,6 +328,8 @@ pub enum Packet<'a> {
     Rate(RatePacket),
     /// A local repairer's advertisement or repair symbol.
     Repairer(RepairerPacket<'a>),
+    /// The nodes a relay forwards reports for.
+    Relayed(Relayed),
 }
 
 impl Packet<'_> {
@@ -348,6 +353,7 @@ impl Packet<'_> {
             Packet::Have(_) => PacketType::Have,
             Packet::Rate(_) => PacketType::Rate,
             Packet::Repairer(_) => PacketType::Repairer,
+            Packet::Relayed(_) => PacketType::Relayed,
         }
     }
 
@@ -420,6 +426,7 @@ impl Packet<'_> {
             14 => Packet::Have(parse_have(&mut r)?),
             16 => Packet::Rate(rate::parse_rate(&mut r)?),
             15 => Packet::Repairer(parse_repairer(&mut r)?),
+            18 => Packet::Relayed(parse_relayed(&mut r)?),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -495,6 +502,7 @@ impl Packet<'_> {
             Packet::Have(h) => emit_have(h, buf),
             Packet::Rate(p) => rate::emit_rate(p, buf),
             Packet::Repairer(p) => emit_repairer(p, buf),
+            Packet::Relayed(p) => emit_relayed(p, buf),
         }
     }
 }

@@ -193,3 +193,26 @@ fn the_sender_welcomes_joins_and_ignores_reports_from_strangers() {
     assert_eq!(s.receivers().len(), 1);
     assert_eq!(s.roster().get(4).unwrap().host, Some(host("web-4")));
 }
+
+#[test]
+fn a_relay_is_believed_only_for_nodes_at_its_own_address() {
+    let mut r = Roster::default();
+    let now = Instant::ZERO;
+    // A claim from a relay not heard yet is refused.
+    r.on_relayed(2, at(2), &[10]);
+    assert_eq!(r.unsolicited_reports(), 1);
+    r.on_join(2, at(2), now, host("relay1"));
+    r.on_join(10, at(2), now, host("far1"));
+    r.on_join(11, at(3), now, host("near1"));
+    assert!(r.via(10).is_none(), "the earlier claim was not kept");
+    // From another address than the relay's: refused.
+    r.on_relayed(2, at(9), &[10]);
+    assert_eq!(r.unsolicited_reports(), 2);
+    r.on_relayed(2, at(2), &[10, 11, 2, 12]);
+    assert_eq!(r.via(10).map(|e| e.node), Some(2));
+    assert!(r.via(11).is_none(), "heard at another address than the relay");
+    assert!(r.via(2).is_none(), "not its own relay");
+    assert!(r.via(12).is_none(), "never heard");
+    r.on_join(12, at(2), now, host("far2"));
+    assert_eq!(r.via(12).map(|e| e.node), Some(2), "a claim made before the join counts");
+}

@@ -1,0 +1,117 @@
+//! `mcast-relay` with the real binaries across two networks: the origin and the relay's
+//! upstream side on loopback of a private namespace (`unshare -rn`), the relay's downstream
+//! side on a veth pair whose far end is in a nested network namespace, where the far receivers
+//! run. Nothing forwards multicast between the two networks (no multicast routing daemon, no
+//! bridge: a veth end in another namespace hears only what is sent on its peer), so the far
+//! side gets the push through the relay only; a probe receiver on the far side, joined to the
+//! origin's group, proves it by never hearing a session.
+
+mod common;
+
+use std::path::Path;
+
+const FAR_HOSTS: [&str; 3] = ["far1", "far2", "far3"];
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = common::read_text(path);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display()))
+}
+
+#[test]
+fn a_push_reaches_a_second_network_through_the_relay_and_its_reports_reach_the_origin() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut rng = common::TestRng(0x9e37_79b9_7f4a_7c15);
+    std::fs::write(d.join("src.bin"), rng.bytes(6 << 20)).unwrap();
+    std::fs::write(d.join("expect.txt"), FAR_HOSTS.join("\n") + "\n").unwrap();
+    for h in FAR_HOSTS {
+        std::fs::create_dir(d.join(h)).unwrap();
+    }
+    std::fs::create_dir(d.join("spool")).unwrap();
+    std::fs::create_dir(d.join("probe")).unwrap();
+    let script = r#"
+set -u
+ip link set lo up; ip link set lo multicast on; ip route add 239.0.0.0/8 dev lo
+# The far network: a nested network namespace, held open by a sleeper.
+unshare -n sleep 60 & FAR=$!
+for _ in $(seq 200); do
+  [ "$(readlink /proc/$FAR/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.01
+done
+ip link add ry-near type veth peer name ry-far
+ip link set ry-far netns $FAR
+ip addr add 198.18.0.1/24 dev ry-near; ip link set ry-near up; ip link set ry-near multicast on
+far() { nsenter -t $FAR -n "$@"; }
+far sh -c 'ip link set lo up; ip addr add 198.18.0.2/24 dev ry-far; ip link set ry-far up;
+           ip link set ry-far multicast on; ip route add 239.0.0.0/8 dev ry-far'
+for h in far1 far2 far3; do
+  far $RECV --group 239.255.1.1:7000 --interface ry-far --output $h --once --host-name $h \
+      --drop-rate 0.03 --drop-seed ${#h}$RANDOM --timeout 40s --json --ready-file $h.ready \
+      > $h.json 2> $h.err & FARS="${FARS:-} $!"
+done
+# On the far side, joined to the origin's group: must never hear a session.
+far $RECV --group 239.255.0.1:7000 --interface ry-far --output probe --once --idle-timeout 4s \
+    --json > probe.json 2> probe.err & PROBE=$!
+$RELAY --upstream 239.255.0.1:7000 --upstream-interface lo --downstream 239.255.1.1:7000 \
+    --downstream-interface ry-near --spool spool --window 2 --receivers 3 --rate 200M \
+    --host-name relay1 --timeout 40s --json --ready-file relay.ready > relay.json 2> relay.err & RELAY_PID=$!
+for _ in $(seq 500); do
+  [ -e far1.ready ] && [ -e far2.ready ] && [ -e far3.ready ] && [ -e relay.ready ] && break; sleep 0.01
+done
+$SEND src.bin --group 239.255.0.1:7000 --interface lo --rate 200M --expect expect.txt \
+    --timeout 40s --json > send.json 2> send.err
+echo $? > send.rc
+wait $RELAY_PID; echo $? > relay.rc
+wait $PROBE; echo $? > probe.rc
+wait $FARS
+kill $FAR 2>/dev/null
+exit 0
+"#;
+    let status = common::ns_bash(d, 90, script)
+        .env("RELAY", env!("CARGO_BIN_EXE_mcast-relay"))
+        .env_remove("RUST_LOG")
+        .status()
+        .unwrap();
+    assert!(status.success(), "namespace script failed: {status}");
+    let logs = || {
+        ["send.err", "relay.err", "far1.err", "probe.err"]
+            .map(|f| format!("--- {f}\n{}", common::read_text(&d.join(f))))
+            .join("\n")
+    };
+    let src = std::fs::read(d.join("src.bin")).unwrap();
+    for h in FAR_HOSTS {
+        let copy = std::fs::read(d.join(h).join("src.bin"));
+        assert!(copy.is_ok_and(|c| c == src), "{h} has no verified copy\n{}", logs());
+        assert_eq!(json(&d.join(format!("{h}.json")))["status"], "complete", "{}", logs());
+    }
+    // The far side never heard the origin itself.
+    assert_eq!(common::read_text(&d.join("probe.rc")).trim(), "3", "{}", logs());
+    assert!(json(&d.join("probe.json"))["first_datagram_seconds"].is_null(), "{}", logs());
+    assert!(std::fs::read_dir(d.join("probe")).unwrap().next().is_none());
+
+    // The origin: complete, every far host listed once, through the relay.
+    assert_eq!(common::read_text(&d.join("send.rc")).trim(), "0", "{}", logs());
+    let send = json(&d.join("send.json"));
+    assert_eq!(send["status"], "complete", "{send}");
+    let completed = send["completed"].as_array().unwrap();
+    for h in FAR_HOSTS {
+        let n = completed.iter().filter(|e| e["host"] == h).count();
+        assert_eq!(n, 1, "{h} listed {n} times: {send}");
+        let e = completed.iter().find(|e| e["host"] == h).unwrap();
+        assert_eq!(e["via"], "relay1", "{h} came through the relay: {send}");
+    }
+    assert!(send["missing"].as_array().unwrap().is_empty(), "{send}");
+
+    // The relay: complete on both sides, its repairs downstream, its spool gone.
+    assert_eq!(common::read_text(&d.join("relay.rc")).trim(), "0", "{}", logs());
+    let relay = json(&d.join("relay.json"));
+    assert_eq!(relay["status"], "complete", "{relay}");
+    assert_eq!(relay["upstream"]["status"], "complete", "{relay}");
+    assert_eq!(relay["downstream"]["complete"], 3, "{relay}");
+    assert!(relay["downstream"]["naks_received"].as_u64().unwrap() > 0, "3 % loss: {relay}");
+    assert_eq!(relay["forwarded"], 3, "{relay}");
+    assert_eq!(relay["forwarded_acknowledged"], 3, "{relay}");
+    assert!(std::fs::read_dir(d.join("spool")).unwrap().next().is_none(), "spool removed");
+}
