@@ -51,6 +51,9 @@ Options for `up`:
   --qlen PACKETS         queue length of each shaped link                      [1000]
   --offload on|off       keep segmentation offload on the lab veths, so GSO batches cross
                          the bridge (and its loss rule) whole; off = per-frame loss  [off]
+  --rate-override I:RATE receiver I's link rate instead of --recv-rate (repeatable), e.g. 3:100M
+  --aqm pfifo|ecn        leaf queue of every shaped link: pfifo of --qlen packets, or
+                         fq_codel with ECN marking (CE instead of drops for ECT traffic)  [pfifo]
 
 Environment: LAB_PREFIX (namespace prefix, must start with "mcl-"; default "mcl-").
 
@@ -115,7 +118,12 @@ shape() { # shape NS DEV TCRATE QLEN
     t ip netns exec "$ns" tc qdisc replace dev "$dev" root handle 1: htb default 10
     t ip netns exec "$ns" tc class add dev "$dev" parent 1: classid 1:10 htb \
         rate "$rate" ceil "$rate" burst 256k cburst 256k quantum 60000
-    t ip netns exec "$ns" tc qdisc add dev "$dev" parent 1:10 handle 10: pfifo limit "$qlen"
+    if [[ ${AQM:-pfifo} == ecn ]]; then
+        t ip netns exec "$ns" tc qdisc add dev "$dev" parent 1:10 handle 10: fq_codel \
+            limit "$qlen" ecn
+    else
+        t ip netns exec "$ns" tc qdisc add dev "$dev" parent 1:10 handle 10: pfifo limit "$qlen"
+    fi
 }
 
 node_setup() { # node_setup NS ADDR
@@ -170,8 +178,8 @@ cmd_down() {
 
 cmd_up() {
     local n=4 send_rate=1G recv_rate=1G loss_down=0 loss_up=0 snooping=on qlen=1000
-    OFFLOAD=off
-    local -a overrides=()
+    OFFLOAD=off AQM=pfifo
+    local -a overrides=() rate_overrides=()
     while (($#)); do
         case $1 in
         -n | --receivers) n=${2:?}; shift 2 ;;
@@ -184,6 +192,8 @@ cmd_up() {
         --snooping) snooping=${2:?}; shift 2 ;;
         --qlen) qlen=${2:?}; shift 2 ;;
         --offload) OFFLOAD=${2:?}; shift 2 ;;
+        --rate-override) rate_overrides+=("${2:?}"); shift 2 ;;
+        --aqm) AQM=${2:?}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "up: unknown option '$1' (see --help)" ;;
         esac
@@ -192,9 +202,17 @@ cmd_up() {
     [[ $snooping == on || $snooping == off ]] || die "--snooping on|off, got '$snooping'"
     [[ $qlen =~ ^[1-9][0-9]*$ ]] || die "bad --qlen '$qlen'"
     [[ $OFFLOAD == on || $OFFLOAD == off ]] || die "--offload on|off, got '$OFFLOAD'"
+    [[ $AQM == pfifo || $AQM == ecn ]] || die "--aqm pfifo|ecn, got '$AQM'"
     local s_rate r_rate
     s_rate=$(tc_rate "$send_rate")
     r_rate=$(tc_rate "$recv_rate")
+    local -a link_rate=()
+    for ((i = 1; i <= n; i++)); do link_rate[i]=$r_rate; done
+    for o in "${rate_overrides[@]}"; do
+        [[ $o =~ ^([0-9]+):([0-9]+[kKmMgG]?)$ ]] || die "bad --rate-override '$o' (I:RATE)"
+        ((BASH_REMATCH[1] >= 1 && BASH_REMATCH[1] <= n)) || die "--rate-override: no receiver ${BASH_REMATCH[1]}"
+        link_rate[BASH_REMATCH[1]]=$(tc_rate "${BASH_REMATCH[2]}")
+    done
 
     # Per-receiver loss, in ppm, per direction.
     local -a down_ppm=() up_ppm=()
@@ -252,8 +270,8 @@ cmd_up() {
         t ip -n "$NS_BR" link add "r$i" type veth peer name lab0 netns "$ns"
         t ip -n "$NS_BR" link set "r$i" master br0 up
         node_setup "$ns" "$(receiver_ip "$i")"
-        shape "$ns" lab0 "$r_rate" "$qlen"
-        shape "$NS_BR" "r$i" "$r_rate" "$qlen"
+        shape "$ns" lab0 "${link_rate[i]}" "$qlen"
+        shape "$NS_BR" "r$i" "${link_rate[i]}" "$qlen"
     done
     t ip -n "$NS_BR" link set br0 up
 
@@ -291,7 +309,7 @@ cmd_up() {
     done
     echo "lab: up: sender $SENDER_IP + $n receivers ($(receiver_ip 1)..$(receiver_ip "$n")) on br0;" \
         "send-rate=${send_rate} recv-rate=${recv_rate} loss-down=${loss_down}% loss-up=${loss_up}%" \
-        "${overrides[*]:+overrides=${overrides[*]} }snooping=$snooping offload=$OFFLOAD"
+        "${overrides[*]:+overrides=${overrides[*]} }${rate_overrides[*]:+rate-overrides=${rate_overrides[*]} }snooping=$snooping offload=$OFFLOAD aqm=$AQM"
 }
 
 cmd_status() {
@@ -305,7 +323,7 @@ cmd_status() {
         echo "== $ns"
         t ip -n "$ns" -br addr | grep -v '^lo ' || true
         [[ $ns == "$NS_BR" ]] || t ip -n "$ns" route show 239.0.0.0/8
-        t ip netns exec "$ns" tc qdisc show | grep -E 'htb|pfifo' || true
+        t ip netns exec "$ns" tc qdisc show | grep -E 'htb|pfifo|fq_codel' || true
     done
     if t ip netns exec "$NS_BR" true 2>/dev/null; then
         echo "== bridge"

@@ -181,6 +181,8 @@ pub struct RateEntry {
     pub max_bps: u64,
     /// Time-weighted mean rate, bit/s.
     pub mean_bps: u64,
+    /// Time-weighted mean rate over the middle half of the push, bit/s.
+    pub steady_bps: u64,
     /// Congestion answered with a decrease.
     pub decreases: u32,
     /// Rate reports believed.
@@ -202,6 +204,7 @@ impl RateEntry {
             min_bps: s.min_bps,
             max_bps: s.max_bps,
             mean_bps: s.mean_bps,
+            steady_bps: s.steady_bps,
             decreases: s.decreases,
             reports: s.reports,
             reports_ignored: s.reports_ignored,

@@ -9,7 +9,9 @@
 //!   the receivers measure the new rate before the next judgement.
 //! - **No congestion**: grow, by `slow_start_gain` per interval until the first congestion, then
 //!   additively (`additive_share` of the rate, at least `additive_min_bps`), never above
-//!   `max_bps`, and only while some receiver was heard recently (a silent group holds the rate).
+//!   `max_bps`, only while some receiver was heard recently (a silent group holds the rate),
+//!   and only while the rate is within a headroom of the highest receive rate reported lately
+//!   (a sender that cannot send as fast as it paces stops growing).
 //!
 //! Straggler rule: a receiver that reports congestion while the rate is at the floor
 //! (`min_bps`) for `exclude_after` without a break is excluded from rate decisions (its reports
@@ -34,6 +36,18 @@ const CLR_SWITCH: f64 = 0.9;
 const REPORTS_PER_TICK: f64 = 8.0;
 /// Longest silence (in intervals, and at least one second) after which the rate stops growing.
 const SILENT_INTERVALS: u32 = 10;
+/// Receive rates remembered for the growth cap (the most recent believed reports).
+const RECV_KEPT: usize = 64;
+/// How far back the growth cap looks at the receive rates reported.
+const RECV_HORIZON: Duration = Duration::from_millis(500);
+/// The rate grows only while it is below this many times the highest receive rate reported
+/// lately: in slow start (whose reports lag the rate by a window)...
+const SLOW_START_HEADROOM: f64 = 2.0;
+/// ...and after it. A sender that cannot send as fast as it paces (CPU, a full socket
+/// buffer) then stops growing instead of climbing to `max_bps` on reports of no congestion.
+const GROWTH_HEADROOM: f64 = 1.25;
+/// Points of the rate history kept for the settled mean (halved in resolution when full).
+const HISTORY_KEPT: usize = 4096;
 
 /// [`AutoRate`] settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +100,7 @@ impl Default for AutoConfig {
 struct Worst {
     node: u32,
     recv_bps: u64,
+    report: RateReport,
 }
 
 /// The automatic rate controller (see the module docs).
@@ -109,12 +124,16 @@ pub struct AutoRate {
     /// The sender's group size estimate.
     group_size: u32,
     last_heard: Option<Instant>,
+    /// Receive rates of the latest believed reports (for the growth cap).
+    recent_recv: VecDeque<(Instant, u64)>,
     floor_since: BTreeMap<u32, Instant>,
     excluded: BTreeSet<u32>,
     limiting: BTreeMap<u32, u64>,
     start: Instant,
     last_change: Instant,
     area: f64,
+    /// (time, area under the rate so far): the rate history, for the settled mean.
+    history: Vec<(Instant, f64)>,
     min_seen: u64,
     max_seen: u64,
     decreases: u32,
@@ -145,12 +164,14 @@ impl AutoRate {
             share: u16::MAX,
             group_size: 1,
             last_heard: None,
+            recent_recv: VecDeque::with_capacity(RECV_KEPT),
             floor_since: BTreeMap::new(),
             excluded: BTreeSet::new(),
             limiting: BTreeMap::new(),
             start: now,
             last_change: now,
             area: 0.0,
+            history: vec![(now, 0.0)],
             min_seen: rate as u64,
             max_seen: rate as u64,
             decreases: 0,
@@ -196,6 +217,38 @@ impl AutoRate {
             *self.limiting.entry(node).or_default() += us;
         }
         self.clr_since = now;
+    }
+
+    /// Area under the rate (bits) from the start to `now`.
+    fn area_now(&self, now: Instant) -> f64 {
+        self.area + self.rate * now.saturating_duration_since(self.last_change).as_secs_f64()
+    }
+
+    /// Record a point of the rate history (bounded: every other point goes when it is full).
+    fn record(&mut self, now: Instant) {
+        if self.history.len() >= HISTORY_KEPT {
+            let kept: Vec<_> = self.history.iter().copied().step_by(2).collect();
+            self.history = kept;
+        }
+        let area = self.area_now(now);
+        self.history.push((now, area));
+    }
+
+    /// Area under the rate from the start to `t`, interpolated in the history (`t` ≤ now).
+    fn area_at(&self, t: Instant, now: Instant) -> f64 {
+        let mut prev = (self.start, 0.0);
+        for &(ti, ai) in self.history.iter().chain(std::iter::once(&(now, self.area_now(now)))) {
+            if ti >= t {
+                let span = ti.saturating_duration_since(prev.0).as_secs_f64();
+                if span <= 0.0 {
+                    return ai;
+                }
+                let part = t.saturating_duration_since(prev.0).as_secs_f64() / span;
+                return prev.1 + (ai - prev.1) * part;
+            }
+            prev = (ti, ai);
+        }
+        prev.1
     }
 
     fn at_floor(&self) -> bool {
@@ -256,6 +309,18 @@ impl AutoRate {
                     target = target.min(w.recv_bps as f64 * self.cfg.drain);
                 }
                 let target = target.max(self.rate * 0.5);
+                tracing::debug!(
+                    "rate: congestion at {:08x} (queue {} us, loss {} ppm, CE {} ppm, flags {:#x}, \
+                     receiving {} kbit/s): {} -> {} kbit/s",
+                    w.node,
+                    w.report.queue_delay_us,
+                    w.report.loss_ppm,
+                    w.report.ce_ppm,
+                    w.report.flags,
+                    w.report.recv_rate_kbps,
+                    self.rate as u64 / 1000,
+                    target as u64 / 1000
+                );
                 self.set_rate(now, target);
                 self.slow_start = false;
                 self.decreases += 1;
@@ -267,6 +332,17 @@ impl AutoRate {
         let heard = self.last_heard.is_some_and(|t| now.saturating_duration_since(t) <= silent);
         if now < self.hold_until || !heard {
             return;
+        }
+        let headroom = if self.slow_start { SLOW_START_HEADROOM } else { GROWTH_HEADROOM };
+        let received = self
+            .recent_recv
+            .iter()
+            .filter(|(t, _)| now.saturating_duration_since(*t) <= RECV_HORIZON)
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(0);
+        if self.rate > received as f64 * headroom {
+            return; // the receivers do not see the rate we pace at: do not pace faster
         }
         let next = if self.slow_start {
             self.rate * self.cfg.slow_start_gain
@@ -295,6 +371,7 @@ impl RateController for AutoRate {
         self.share = (share * f64::from(u16::MAX)).round() as u16;
         self.interval = (grtt * 2).clamp(self.cfg.interval_min, self.cfg.interval_max);
         self.decide(now);
+        self.record(now);
         self.next_tick = now + self.interval;
         true
     }
@@ -328,6 +405,10 @@ impl RateController for AutoRate {
             None => rtt,
         });
         let congested = r.congested();
+        if self.recent_recv.len() == RECV_KEPT {
+            self.recent_recv.pop_front();
+        }
+        self.recent_recv.push_back((now, u64::from(r.recv_rate_kbps) * 1000));
         self.floor_rule(now, node, congested);
         if self.excluded.contains(&node) || !congested {
             return true;
@@ -337,7 +418,7 @@ impl RateController for AutoRate {
             self.clr_congested = Some((now, recv_bps));
         }
         if self.worst.is_none_or(|w| recv_bps < w.recv_bps) {
-            self.worst = Some(Worst { node, recv_bps });
+            self.worst = Some(Worst { node, recv_bps, report: *r });
         }
         true
     }
@@ -354,10 +435,15 @@ impl RateController for AutoRate {
             let us = now.saturating_duration_since(self.clr_since).as_micros() as u64;
             *limiting.entry(node).or_default() += us;
         }
-        let area =
-            self.area + self.rate * now.saturating_duration_since(self.last_change).as_secs_f64();
-        let span = now.saturating_duration_since(self.start).as_secs_f64();
-        let mean = if span > 0.0 { area / span } else { self.rate };
+        let area = self.area_now(now);
+        let span = now.saturating_duration_since(self.start);
+        let mean = if span > Duration::ZERO { area / span.as_secs_f64() } else { self.rate };
+        let (from, to) = (self.start + span / 4, self.start + span * 3 / 4);
+        let steady = if to > from {
+            (self.area_at(to, now) - self.area_at(from, now)) / (to - from).as_secs_f64()
+        } else {
+            mean
+        };
         let limited_by = limiting.iter().max_by_key(|(n, us)| (**us, std::cmp::Reverse(**n)));
         RateSummary {
             mode: "auto",
@@ -365,6 +451,7 @@ impl RateController for AutoRate {
             min_bps: self.min_seen,
             max_bps: self.max_seen,
             mean_bps: mean as u64,
+            steady_bps: steady as u64,
             decreases: self.decreases,
             reports: self.reports,
             reports_ignored: self.ignored,

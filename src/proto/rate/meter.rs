@@ -20,6 +20,9 @@ use crate::proto::wire::{RateReport, RateTick, RATE_CONGESTED, RATE_LOSS_EVENT};
 
 /// How fast the delay minimum creeps up (parts per million of the elapsed time).
 pub const DRIFT_PPM: f64 = 20.0;
+/// The receive rate is measured over at least this long (and at least one tick), so a
+/// receiver that reads a backlog at once does not report a burst as its rate.
+const RATE_WINDOW: Duration = Duration::from_millis(20);
 
 /// [`RateMeter`] settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +54,12 @@ pub struct RateMeter {
     queue_us: f64,
     /// The previous tick's arrival.
     prev: Option<Instant>,
+    /// The receive-rate window: bytes since it opened, and when (a tick's arrival).
     bytes: u64,
+    rate_since: Option<Instant>,
+    recv_bps: f64,
+    /// Whether the last judged loss window was above the baseline.
+    excess: bool,
     /// The loss window: datagrams expected and missing since it was last judged.
     expected: u64,
     missing: u64,
@@ -88,23 +96,39 @@ impl RateMeter {
         self.min_owd = Some(min);
         let sample = owd - min;
         self.queue_us = if self.ticks == 1 { sample } else { 0.5 * self.queue_us + 0.5 * sample };
-        let Some(prev) = self.prev.replace(now) else {
+        if self.prev.replace(now).is_none() {
             self.bytes = 0;
+            self.rate_since = Some(now);
             self.expected = 0;
             self.missing = 0;
             return false;
-        };
-        let dt = now.saturating_duration_since(prev).as_micros().max(1) as f64;
-        let recv_bps = self.bytes as f64 * 8.0 * 1e6 / dt;
+        }
+        let since = self.rate_since.unwrap_or(now);
+        let span = now.saturating_duration_since(since);
+        if span >= RATE_WINDOW || self.recv_bps == 0.0 {
+            let dt = span.as_micros().max(1) as f64;
+            self.recv_bps = self.bytes as f64 * 8.0 * 1e6 / dt;
+            if span >= RATE_WINDOW {
+                self.bytes = 0;
+                self.rate_since = Some(now);
+            }
+        }
+        let recv_bps = self.recv_bps;
         let loss = if self.expected > 0 { self.missing as f64 / self.expected as f64 } else { 0.0 };
         let queue = self.queue_us > self.cfg.delay_target.as_micros() as f64;
         let judged = self.expected >= self.cfg.min_datagrams;
-        let loss_event = judged && {
+        let excess = judged && {
             let base = self.baseline.unwrap_or(0.0);
             let sigma = (base.max(0.01) / self.expected as f64).sqrt();
             loss > base + self.cfg.loss_margin.max(4.0 * sigma)
         };
-        if judged && !queue && !loss_event {
+        // One window of excess loss may be a burst (a host that stalled, a full device
+        // backlog); loss that comes with too high a rate goes on until the rate drops.
+        let loss_event = excess && self.excess;
+        if judged {
+            self.excess = excess;
+        }
+        if judged && !queue && !excess {
             self.baseline = Some(match self.baseline {
                 Some(b) => 0.9 * b + 0.1 * loss,
                 None => loss,
@@ -123,7 +147,6 @@ impl RateMeter {
             ce_ppm: 0,
             flags,
         };
-        self.bytes = 0;
         if judged {
             self.expected = 0;
             self.missing = 0;

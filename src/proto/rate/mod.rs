@@ -54,6 +54,9 @@ pub struct RateSummary {
     pub max_bps: u64,
     /// Time-weighted mean rate, bits per second.
     pub mean_bps: u64,
+    /// Time-weighted mean rate over the middle half of the controller's life (from a quarter
+    /// to three quarters of it: past the start, before the tail), bits per second.
+    pub steady_bps: u64,
     /// Multiplicative decreases (congestion answered).
     pub decreases: u32,
     /// Reports believed.
@@ -112,6 +115,7 @@ impl RateController for FixedRate {
             min_bps: self.rate_bps,
             max_bps: self.rate_bps,
             mean_bps: self.rate_bps,
+            steady_bps: self.rate_bps,
             ..RateSummary::default()
         }
     }

@@ -65,9 +65,29 @@ fn slow_start_grows_while_the_group_is_quiet_and_stops_at_the_ceiling() {
     assert_eq!(c.rate_bps(), 10_000_000); // the first decision had heard nobody yet
     drive(&mut c, 10, 1, 3, |t| vec![(2, report(t, false, 10))]);
     assert_eq!(c.rate_bps(), 12_500_000);
-    drive(&mut c, 20, 20, 3, |t| vec![(2, report(t, false, 10))]);
+    // The receivers see what is sent: it grows on to the ceiling.
+    let seen = |t: &RateTick| (t.rate_bps / 1_000_000) as u32;
+    drive(&mut c, 20, 20, 3, |t| vec![(2, report(t, false, seen(t)))]);
     assert_eq!(c.rate_bps(), 50_000_000);
     assert!(c.in_slow_start());
+}
+
+#[test]
+fn the_rate_stops_growing_once_the_receivers_do_not_see_it() {
+    // Every receiver gets 10 Mbit/s whatever is paced (a sender short of CPU): slow start goes
+    // on while the rate is at most 2x that (19.5 -> 24.4 Mbit/s), and no further.
+    let mut c = AutoRate::new(cfg(), at(0));
+    drive(&mut c, 0, 30, 3, |t| vec![(2, report(t, false, 10))]);
+    assert_eq!(c.rate_bps(), 24_414_062);
+    // After slow start the headroom is 1.25x, in steps of 200 kbit/s from 0.9 x 10: on reports
+    // of 10 Mbit/s, 12.4 grows to 12.6 and 12.6 stays; on reports of 11, on to 13.8 and no more.
+    let mut c = AutoRate::new(AutoConfig { start_bps: 18_000_000, ..cfg() }, at(0));
+    drive(&mut c, 0, 2, 3, |t| vec![(2, report(t, true, 10))]);
+    assert_eq!((c.rate_bps(), c.in_slow_start()), (9_000_000, false));
+    drive(&mut c, 20, 100, 3, |t| vec![(2, report(t, false, 10))]);
+    assert_eq!(c.rate_bps(), 12_600_000);
+    drive(&mut c, 1020, 100, 3, |t| vec![(2, report(t, false, 11))]);
+    assert_eq!(c.rate_bps(), 13_800_000);
 }
 
 #[test]
@@ -186,9 +206,14 @@ fn meter_takes_random_loss_as_baseline_and_flags_loss_above_it() {
         assert!((9_000..=10_000).contains(&loss), "{loss}");
     }
     assert!((m.baseline_loss().unwrap() - 1.0 / 101.0).abs() < 1e-3);
-    // 3 % is within the margin (2 points above the baseline); 4 % is not.
+    // 3 % is within the margin (2 points above the baseline); 4 % is not, but one such window
+    // alone is a burst; the second in a row is a loss event.
     let within = window(&mut m, &mut t, 3).unwrap();
     assert_eq!(within.0, 0);
+    let burst = window(&mut m, &mut t, 4).unwrap();
+    assert_eq!(burst.0, 0);
+    let _ = window(&mut m, &mut t, 1).unwrap();
+    assert_eq!(window(&mut m, &mut t, 4).unwrap().0, 0);
     let above = window(&mut m, &mut t, 4).unwrap();
     assert_eq!(above.0, RATE_CONGESTED | RATE_LOSS_EVENT);
 }
