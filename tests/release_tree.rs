@@ -192,7 +192,13 @@ fn every_hostile_manifest_is_refused_with_nothing_written() {
         ("through an absolute one", vec![link("l", "/tmp"), Entry::file(n("l/x"), 0, 4)]),
     ];
     for (what, entries) in direct {
-        let m = Manifest { entries, object_size: 4, symbol_size: 1024, block_symbols: 64 };
+        let m = Manifest {
+            entries,
+            object_size: 4,
+            symbol_size: 1024,
+            block_symbols: 64,
+            compression: None,
+        };
         let e = open_sink(&dest, &m).err().unwrap_or_else(|| panic!("{what}: accepted"));
         assert!(matches!(e, StorageError::Manifest(_)), "{what}: {e:?}");
         let e = TreeSink::resumable(&dest, &m, &[0; 32], true).err();

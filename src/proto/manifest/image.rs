@@ -297,7 +297,13 @@ mod manifest_tests {
 
     fn decode(m_entries: Vec<Entry>, object_size: u64) -> Result<Manifest, ManifestError> {
         // Encoded without the checks `Manifest::new` applies, as a hostile sender would.
-        let m = Manifest { entries: m_entries, object_size, symbol_size: 100, block_symbols: 10 };
+        let m = Manifest {
+            entries: m_entries,
+            object_size,
+            symbol_size: 100,
+            block_symbols: 10,
+            compression: None,
+        };
         let bytes = m.encode();
         let a = Announce {
             object_size,
