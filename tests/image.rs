@@ -164,3 +164,54 @@ fn a_loop_device_target() {
         panic!("{loopdev} differs from the source at byte {at}");
     }
 }
+
+/// `mcast-recv --max-size` bounds the image's size (holes included: what a receiver creates or
+/// needs of a device), not only its payload: an image of exactly the limit is taken, one byte
+/// more is refused, with the same 100,000-byte payload well under the limit in both.
+#[test]
+fn max_size_bounds_the_image_size_not_only_the_payload() {
+    use mcast::proto::manifest::{Entry, EntryKind, Extent, Image, Manifest, RelPath};
+    use mcast::proto::receiver::{Receiver, ReceiverConfig};
+    use mcast::proto::time::Instant;
+    use mcast::proto::wire::{self, Announce, Data, Header, ObjectId, Packet};
+    const T: u16 = 1024;
+    let from = std::net::SocketAddr::from(([198, 18, 0, 1], 7000));
+    let header = Header { flags: 0, session: 9, node: 1 };
+    let payload = 100_000;
+    for (size, max, taken) in [(64 * MIB, 64 * MIB, true), (64 * MIB + 1, 64 * MIB, false)] {
+        let extents = vec![Extent { offset: MIB, len: payload }];
+        let entry = Entry::new(
+            RelPath::new("disk.img").unwrap(),
+            EntryKind::Image(Image { size, extents }),
+        );
+        let bytes = Manifest::new(vec![entry], payload, T, 16).unwrap().encode();
+        let a = Announce {
+            object_size: payload,
+            symbol_size: T,
+            block_symbols: 16,
+            manifest_len: bytes.len() as u32,
+            manifest_hash: *blake3::hash(&bytes).as_bytes(),
+            hashes_len: 0,
+            hashes_hash: [0; 32],
+            rate_bps: 1_000_000,
+            grtt_us: 1000,
+        };
+        let cfg = ReceiverConfig { node: 5, max_size: Some(max), ..ReceiverConfig::default() };
+        let mut r = Receiver::new(cfg);
+        let mut send = |p: &Packet<'_>| {
+            let mut b = Vec::new();
+            wire::emit(&header, p, &mut b);
+            r.handle_datagram(Instant::ZERO, from, &b);
+        };
+        send(&Packet::Announce(a));
+        let layout = a.manifest_layout();
+        let mut padded = bytes.clone();
+        padded.resize(usize::from(layout.source_symbols(0).unwrap()) * usize::from(T), 0);
+        for (esi, symbol) in padded.chunks(usize::from(T)).enumerate() {
+            let d = Data { object: ObjectId::Manifest, block: 0, esi: esi as u32, seq: 0, symbol };
+            send(&Packet::Data(d));
+        }
+        assert_eq!(r.session_id().is_some(), taken, "image of {size} B, --max-size {max}");
+        assert_eq!(r.stats().candidates_refused, u64::from(!taken), "{size}: {:?}", r.stats());
+    }
+}

@@ -48,6 +48,14 @@ pub enum ManifestError {
     /// The entries do not fit the payload or each other.
     #[error("manifest entries: {0}")]
     Entries(EntryError),
+    /// A disk image larger than the receiver takes (`--max-size`).
+    #[error("an image of {size} bytes is larger than --max-size {max}")]
+    TooLarge {
+        /// The image's size.
+        size: u64,
+        /// The receiver's limit.
+        max: u64,
+    },
 }
 
 impl From<EntryError> for ManifestError {

@@ -114,6 +114,7 @@ impl Session {
         let flagged = self.identity.compressed;
         match Manifest::decode(&self.manifest_bytes, &self.announce)
             .and_then(|m| m.check_flag(flagged))
+            .and_then(|m| m.check_max_size(cx.cfg.max_size))
         {
             Ok(m) => {
                 self.manifest_bytes = Vec::new();
