@@ -127,7 +127,8 @@ fn link(path: &str, target: &str) -> Entry {
 fn wire(entries: &[(&str, EntryKind)], object_size: u64) -> Vec<u8> {
     let e: Vec<(String, EntryKind, Option<Mtime>)> =
         entries.iter().map(|(p, k)| (p.to_string(), k.clone(), None)).collect();
-    postcard::to_allocvec(&(e, object_size, 1024u16, 64u16)).unwrap()
+    // The trailing `None`: no session codec (`Manifest::compression`).
+    postcard::to_allocvec(&(e, object_size, 1024u16, 64u16, None::<u8>)).unwrap()
 }
 
 fn decode(

@@ -162,9 +162,11 @@ impl DeviceSink {
                     path.display()
                 );
             }
+            // The journal region is zeroed before the marker names this push, so no reader
+            // ever sees this push's marker over another push's (or old) bytes there.
+            clear_journal(&sink.file, hold as u64).map_err(io("clear the resume journal of"))?;
             let m = marker(push_id, image.size, MARKER_BYTES.min(hold as u64) as usize);
             sink.file.write_all_at(&m, 0).map_err(io("write marker to"))?;
-            clear_journal(&sink.file, hold as u64).map_err(io("clear the resume journal of"))?;
         }
         sink.file.sync_data().map_err(io("fsync"))?;
         if hold as u64 > JOURNAL_AT {
