@@ -6,11 +6,12 @@
 mod common;
 
 use mcast::proto::compress::{BlockCodec, Codec};
-use mcast::proto::receiver::{Outcome, Receiver, ReceiverConfig};
+use mcast::proto::manifest::Manifest;
+use mcast::proto::receiver::{Event, Outcome, Receiver, ReceiverConfig};
 use mcast::proto::sender::SenderConfig;
 use mcast::proto::stats::{ReceiverStats, SenderStats};
 use mcast::proto::time::{Duration, Instant};
-use mcast::proto::wire::{self, CData, Header, Packet, FLAG_COMPRESSED};
+use mcast::proto::wire::{self, Announce, CData, Data, Header, ObjectId, Packet, FLAG_COMPRESSED};
 use mcast::sim::{Datagram, FecModel, Harness, Link, LossModel, MemSource, Network, Node, Object};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -82,7 +83,8 @@ struct Run {
 
 impl Run {
     fn new(bytes: Vec<u8>, codec: Option<Codec>, loss: f64, receivers: usize, seed: u64) -> Self {
-        let object = Rc::new(Object::new(bytes, T, K).unwrap());
+        let object = Object::new(bytes, T, K).unwrap();
+        let object = Rc::new(object.with_compression(codec.map(Codec::block_codec)).unwrap());
         let cfg = SenderConfig {
             rate_bps: 100_000_000,
             linger: Duration::from_millis(200),
@@ -94,7 +96,7 @@ impl Run {
         };
         let mut sender = object.sender(cfg, Instant::ZERO).unwrap();
         if let Some(c) = codec {
-            sender.set_compression(c);
+            sender.set_compression(c).unwrap();
         }
         let net = Network {
             latency: Duration::from_micros(200),
@@ -279,10 +281,154 @@ fn a_forged_block_coding_ahead_of_the_genuine_one_costs_a_request_not_a_wrong_wr
     for i in 0..2 {
         let s = r.rx(i);
         assert_eq!(s.decompress_failures, 1, "K_b = 1: decoded, refused, fetched again: {s:?}");
-        assert_eq!(s.symbols_conflicting, 3, "each other forgery met a genuine symbol");
+        assert_eq!(s.dropped_codec, 1, "lz4 in a zstd session: dropped on arrival");
+        assert_eq!(s.symbols_conflicting, 2, "the K_b = K - 1 and raw forgeries met genuine ones");
         assert_eq!(s.hash_failures, 0, "nothing wrong was handed out to be written");
         assert_eq!(s.dropped_foreign, 0, "every forgery reached a locked session");
     }
+}
+
+// ---- The codec in the manifest ----
+
+const SENDER_ADDR: ([u8; 4], u16) = ([198, 18, 0, 1], 7000);
+
+/// A two-block single-file session: its header (`flagged`: [`FLAG_COMPRESSED`]), its
+/// announcement and its manifest's bytes, the manifest naming `codec`.
+fn session(codec: Option<BlockCodec>, flagged: bool) -> (Header, Announce, Vec<u8>) {
+    let size = 2 * u64::from(K) * u64::from(T);
+    let m = Manifest::single_file("disk.bin".parse().unwrap(), size, T, K).unwrap();
+    let bytes = m.with_compression(codec).unwrap().encode();
+    let a = Announce {
+        object_size: size,
+        symbol_size: T,
+        block_symbols: K,
+        manifest_len: bytes.len() as u32,
+        manifest_hash: *blake3::hash(&bytes).as_bytes(),
+        hashes_len: 0,
+        hashes_hash: [0; 32],
+        rate_bps: 1_000_000,
+        grtt_us: 1000,
+    };
+    let flags = if flagged { FLAG_COMPRESSED } else { 0 };
+    (Header { flags, session: 9, node: 1 }, a, bytes)
+}
+
+fn send(r: &mut Receiver, h: &Header, p: &Packet<'_>) {
+    let mut b = Vec::new();
+    wire::emit(h, p, &mut b);
+    r.handle_datagram(Instant::ZERO, SENDER_ADDR.into(), &b);
+}
+
+/// Announce the session to `r` and deliver its manifest.
+fn announce_and_manifest(r: &mut Receiver, h: &Header, a: &Announce, bytes: &[u8]) {
+    send(r, h, &Packet::Announce(*a));
+    let mut block = bytes.to_vec();
+    let layout = a.manifest_layout();
+    assert_eq!(layout.block_count(), 1, "a small manifest");
+    block.resize(usize::from(layout.source_symbols(0).unwrap()) * usize::from(T), 0);
+    for (esi, symbol) in block.chunks(usize::from(T)).enumerate() {
+        let data = Data { object: ObjectId::Manifest, block: 0, esi: esi as u32, seq: 0, symbol };
+        send(r, h, &Packet::Data(data));
+    }
+}
+
+/// A payload symbol of `block` travelling as `codec` in a FEC block of `kb` symbols.
+fn coded(block: u32, esi: u32, codec: BlockCodec, kb: u16) -> Packet<'static> {
+    static SYMBOL: [u8; T as usize] = [7; T as usize];
+    let data = Data { object: ObjectId::Payload, block, esi, seq: 0, symbol: &SYMBOL };
+    Packet::CData(CData { data, codec, kb })
+}
+
+fn decodes(r: &mut Receiver) -> Vec<u32> {
+    std::iter::from_fn(|| r.poll_event())
+        .filter_map(|e| match e {
+            Event::Decode(job) => Some(job.block),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn cdata_of_another_codec_than_the_manifest_names_is_dropped_and_counted() {
+    let (h, a, bytes) = session(Some(BlockCodec::Zstd), true);
+    let mut r = Receiver::new(ReceiverConfig { node: 5, ..ReceiverConfig::default() });
+    send(&mut r, &h, &Packet::Announce(a));
+    // Before the manifest says the codec: an lz4 symbol for block 0 (forged) and a zstd one
+    // for block 1 are both held by the candidate.
+    send(&mut r, &h, &coded(0, 0, BlockCodec::Lz4, 3));
+    send(&mut r, &h, &coded(1, 0, BlockCodec::Zstd, 3));
+    announce_and_manifest(&mut r, &h, &a, &bytes);
+    assert_eq!(r.session_id(), Some(9), "the manifest names the flagged session's codec");
+    let m = std::iter::from_fn(|| r.poll_event()).find_map(|e| match e {
+        Event::Manifest(m) => Some(m),
+        _ => None,
+    });
+    assert_eq!(m.map(|m| m.compression), Some(Some(BlockCodec::Zstd)));
+    // Locked: the held lz4 block is forgotten, the zstd one kept.
+    assert_eq!(r.stats().dropped_codec, 1, "{:?}", r.stats());
+    // After the lock, lz4 is dropped on arrival; zstd and raw blocks are taken.
+    send(&mut r, &h, &coded(0, 1, BlockCodec::Lz4, 3));
+    assert_eq!(r.stats().dropped_codec, 2);
+    for esi in 0..3 {
+        send(&mut r, &h, &coded(0, esi, BlockCodec::Zstd, 3));
+    }
+    for esi in 1..3 {
+        send(&mut r, &h, &coded(1, esi, BlockCodec::Zstd, 3));
+    }
+    assert_eq!(decodes(&mut r), vec![0, 1], "both blocks complete in zstd");
+    assert_eq!(r.stats().symbols_conflicting, 0, "no lz4 symbol was left in block 0");
+    let (hr, ar, br) = session(Some(BlockCodec::Lz4), true);
+    let mut raw = Receiver::new(ReceiverConfig { node: 5, ..ReceiverConfig::default() });
+    announce_and_manifest(&mut raw, &hr, &ar, &br);
+    for esi in 0..u32::from(K) {
+        send(&mut raw, &hr, &coded(1, esi, BlockCodec::Raw, K));
+    }
+    assert_eq!(decodes(&mut raw), vec![1], "a raw block is taken in any compressed session");
+    assert_eq!(raw.stats().dropped_codec, 0);
+}
+
+#[test]
+fn a_manifest_that_disagrees_with_the_session_flag_is_refused() {
+    for (codec, flagged) in [(None, true), (Some(BlockCodec::Zstd), false)] {
+        let (h, a, bytes) = session(codec, flagged);
+        let mut r = Receiver::new(ReceiverConfig { node: 5, ..ReceiverConfig::default() });
+        announce_and_manifest(&mut r, &h, &a, &bytes);
+        assert_eq!(r.session_id(), None, "{codec:?} flagged {flagged}: not locked onto");
+        assert_eq!(r.stats().candidates_refused, 1, "{codec:?} flagged {flagged}");
+    }
+    // Raw names how a block travels, never a session's codec.
+    let m = Manifest::single_file("f".parse().unwrap(), 10, T, K).unwrap();
+    assert!(m.clone().with_compression(Some(BlockCodec::Raw)).is_err());
+    let forged = Manifest { compression: Some(BlockCodec::Raw), ..m };
+    let (_, a, _) = session(None, false);
+    let bytes = forged.encode();
+    let a = Announce {
+        object_size: 10,
+        manifest_len: bytes.len() as u32,
+        manifest_hash: *blake3::hash(&bytes).as_bytes(),
+        ..a
+    };
+    assert!(Manifest::decode(&bytes, &a).is_err(), "raw as the session codec is refused");
+    // The codec is in the bytes the announcement's hash (and a signature) covers.
+    let zstd = session(Some(BlockCodec::Zstd), true).1.manifest_hash;
+    let lz4 = session(Some(BlockCodec::Lz4), true).1.manifest_hash;
+    let none = session(None, false).1.manifest_hash;
+    assert!(zstd != lz4 && zstd != none && lz4 != none);
+}
+
+#[test]
+fn the_sender_compresses_only_with_the_codec_its_manifest_names() {
+    let bytes = half_text(2, 4);
+    let zstd = Object::new(bytes.clone(), T, K).unwrap();
+    let zstd = zstd.with_compression(Some(BlockCodec::Zstd)).unwrap();
+    let cfg = SenderConfig::default;
+    let mut s = zstd.sender(cfg(), Instant::ZERO).unwrap();
+    assert!(s.set_compression(Codec::Lz4).is_err());
+    // The level is the sender's business: any zstd level fits a zstd manifest.
+    assert!(s.set_compression(Codec::Zstd { level: 9 }).is_ok());
+    let plain = Object::new(bytes, T, K).unwrap();
+    let mut s = plain.sender(cfg(), Instant::ZERO).unwrap();
+    assert!(s.set_compression(Codec::Zstd { level: 3 }).is_err());
 }
 
 // ---- Real binaries in a private network namespace ----

@@ -164,3 +164,120 @@ fn a_loop_device_target() {
         panic!("{loopdev} differs from the source at byte {at}");
     }
 }
+
+/// `mcast-recv --max-size` bounds the image's size (holes included: what a receiver creates or
+/// needs of a device), not only its payload: an image of exactly the limit is taken, one byte
+/// more is refused, with the same 100,000-byte payload well under the limit in both.
+#[test]
+fn max_size_bounds_the_image_size_not_only_the_payload() {
+    use mcast::proto::manifest::{Entry, EntryKind, Extent, Image, Manifest, RelPath};
+    use mcast::proto::receiver::{Receiver, ReceiverConfig};
+    use mcast::proto::time::Instant;
+    use mcast::proto::wire::{self, Announce, Data, Header, ObjectId, Packet};
+    const T: u16 = 1024;
+    let from = std::net::SocketAddr::from(([198, 18, 0, 1], 7000));
+    let header = Header { flags: 0, session: 9, node: 1 };
+    let payload = 100_000;
+    for (size, max, taken) in [(64 * MIB, 64 * MIB, true), (64 * MIB + 1, 64 * MIB, false)] {
+        let extents = vec![Extent { offset: MIB, len: payload }];
+        let entry = Entry::new(
+            RelPath::new("disk.img").unwrap(),
+            EntryKind::Image(Image { size, extents }),
+        );
+        let bytes = Manifest::new(vec![entry], payload, T, 16).unwrap().encode();
+        let a = Announce {
+            object_size: payload,
+            symbol_size: T,
+            block_symbols: 16,
+            manifest_len: bytes.len() as u32,
+            manifest_hash: *blake3::hash(&bytes).as_bytes(),
+            hashes_len: 0,
+            hashes_hash: [0; 32],
+            rate_bps: 1_000_000,
+            grtt_us: 1000,
+        };
+        let cfg = ReceiverConfig { node: 5, max_size: Some(max), ..ReceiverConfig::default() };
+        let mut r = Receiver::new(cfg);
+        let mut send = |p: &Packet<'_>| {
+            let mut b = Vec::new();
+            wire::emit(&header, p, &mut b);
+            r.handle_datagram(Instant::ZERO, from, &b);
+        };
+        send(&Packet::Announce(a));
+        let layout = a.manifest_layout();
+        let mut padded = bytes.clone();
+        padded.resize(usize::from(layout.source_symbols(0).unwrap()) * usize::from(T), 0);
+        for (esi, symbol) in padded.chunks(usize::from(T)).enumerate() {
+            let d = Data { object: ObjectId::Manifest, block: 0, esi: esi as u32, seq: 0, symbol };
+            send(&Packet::Data(d));
+        }
+        assert_eq!(r.session_id().is_some(), taken, "image of {size} B, --max-size {max}");
+        assert_eq!(r.stats().candidates_refused, u64::from(!taken), "{size}: {:?}", r.stats());
+    }
+}
+
+/// A `--to-device` receive killed with SIGKILL once its device journal records 12 blocks, then
+/// started again on the same stand-in device: it keeps what it recorded, fetches only the rest
+/// from the sender's carousel, and the device reads back as the image.
+const RESUME: &str = r#"
+set -u
+ip link set lo up; ip link set lo multicast on; ip route add 239.0.0.0/8 dev lo
+G=239.255.47.2:7520
+R="--group $G --interface 127.0.0.1 --to-device dev.raw --force --once --json --timeout 60s"
+"$RECV" $R --ready-file ready > r1.json 2> r1.log & rpid=$!
+for _ in $(seq 100); do [ -e ready ] && break; sleep 0.1; done
+"$SEND" --image big.img --group $G --interface 127.0.0.1 --rate 40M --repeat --timeout 100s \
+    > send.json 2> send.log & spid=$!
+# Marked, and record 12 (0-based 11) of the journal written: 40 bytes at 4096 + 11 * 40,
+# zeroed when the push started, non-zero once written.
+for _ in $(seq 1000); do
+    n=$(tail -c +$((4096 + 11 * 40 + 1)) dev.raw | head -c 40 | tr -d '\0' | wc -c)
+    [ "$(head -c 22 dev.raw)" = MCAST-IMAGE-INCOMPLETE ] && [ "$n" -gt 0 ] && break
+    sleep 0.02
+done
+kill -KILL $rpid; wait $rpid; echo $? > r1.rc
+head -c 22 dev.raw > killed.head
+"$RECV" $R > r2.json 2> r2.log; echo $? > r2.rc
+kill -TERM $spid; wait $spid; echo $? > send.rc
+"#;
+
+#[test]
+fn a_device_receive_killed_mid_push_resumes_without_rewriting_what_verified() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 64 MiB with 24 MiB of data from 512 KiB (inside and past the first MiB): 25 blocks.
+    let size = 64 * MIB;
+    let data = 24 * MIB;
+    let f = fs::File::create(d.join("big.img")).unwrap();
+    f.set_len(size).unwrap();
+    let bytes: Vec<u8> =
+        (0..data as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    f.write_all_at(&bytes, MIB / 2).unwrap();
+    fs::write(d.join("dev.raw"), vec![0xa5u8; size as usize]).unwrap();
+    let status = common::ns_bash(d, 150, RESUME).status().unwrap();
+    let read = |f: &str| common::read_text(&d.join(f));
+    println!("r2.log:\n{}\nsend.log:\n{}", read("r2.log"), read("send.log"));
+    assert!(status.success(), "namespace script failed: {status}");
+    assert_eq!(read("r1.rc").trim(), "137", "the first receiver was killed");
+    assert_eq!(read("killed.head"), "MCAST-IMAGE-INCOMPLETE", "killed mid-push");
+    assert_eq!(read("r2.rc").trim(), "0");
+    let report = json(&d.join("r2.json"));
+    assert_eq!(report["status"], "complete", "{report}");
+    let resumed = report["resumed_bytes"].as_u64().unwrap();
+    let received = report["stats"]["symbols_new"].as_u64().unwrap() * 1400;
+    println!("restarted: resumed {resumed} B, received {received} B of {data} again");
+    assert!(resumed >= 12 * 748 * 1400, "the 12 recorded blocks were kept: {resumed}");
+    assert!(received + resumed < data + 2 * MIB, "only the rest was fetched: {received}");
+    let mut want = vec![0u8; size as usize];
+    want[(MIB / 2) as usize..(MIB / 2 + data) as usize].copy_from_slice(&bytes);
+    let dev = fs::read(d.join("dev.raw")).unwrap();
+    // Holes keep the old bytes (no --zero-fill), except in the first MiB, written whole.
+    for (i, (&got, &w)) in dev.iter().zip(&want).enumerate() {
+        let hole = (i as u64) >= MIB && !((MIB / 2..MIB / 2 + data).contains(&(i as u64)));
+        let w = if hole { 0xa5 } else { w };
+        assert_eq!(got, w, "dev.raw differs from the image at byte {i}");
+    }
+}

@@ -127,7 +127,8 @@ fn link(path: &str, target: &str) -> Entry {
 fn wire(entries: &[(&str, EntryKind)], object_size: u64) -> Vec<u8> {
     let e: Vec<(String, EntryKind, Option<Mtime>)> =
         entries.iter().map(|(p, k)| (p.to_string(), k.clone(), None)).collect();
-    postcard::to_allocvec(&(e, object_size, 1024u16, 64u16)).unwrap()
+    // The trailing `None`: no session codec (`Manifest::compression`).
+    postcard::to_allocvec(&(e, object_size, 1024u16, 64u16, None::<u8>)).unwrap()
 }
 
 fn decode(
@@ -192,7 +193,13 @@ fn every_hostile_manifest_is_refused_with_nothing_written() {
         ("through an absolute one", vec![link("l", "/tmp"), Entry::file(n("l/x"), 0, 4)]),
     ];
     for (what, entries) in direct {
-        let m = Manifest { entries, object_size: 4, symbol_size: 1024, block_symbols: 64 };
+        let m = Manifest {
+            entries,
+            object_size: 4,
+            symbol_size: 1024,
+            block_symbols: 64,
+            compression: None,
+        };
         let e = open_sink(&dest, &m).err().unwrap_or_else(|| panic!("{what}: accepted"));
         assert!(matches!(e, StorageError::Manifest(_)), "{what}: {e:?}");
         let e = TreeSink::resumable(&dest, &m, &[0; 32], true).err();

@@ -343,7 +343,7 @@ fn crashed_staging_is_cleaned_up_and_nothing_else() {
 /// A manifest that skips the checks of `Manifest::new` (its fields are public), as a buggy or
 /// hostile caller could build one.
 fn unchecked(entries: Vec<Entry>, object_size: u64) -> Manifest {
-    Manifest { entries, object_size, symbol_size: T, block_symbols: K }
+    Manifest { entries, object_size, symbol_size: T, block_symbols: K, compression: None }
 }
 
 fn link(path: &str, target: &str) -> Entry {

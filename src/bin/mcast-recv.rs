@@ -157,7 +157,8 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     sender: Option<SenderFilter>,
     /// Refuse a push whose payload is larger than this (e.g. 500G, units K, M, G), before anything is sized
-    /// by it. Default: no limit but the protocol's (512 Ki blocks).
+    /// by it, and a disk image (mcast-send --image) whose size, holes included, is larger.
+    /// Default: no limit but the protocol's (512 Ki blocks).
     #[arg(long, value_name = "BYTES", value_parser = cli::parse_size)]
     max_size: Option<u64>,
     /// Before placing the file, read it back and check every block against the verified hashes.

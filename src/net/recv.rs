@@ -197,7 +197,6 @@ impl RecvRole<'_> {
                 self.receiver.handle_manifest(&m, &output);
                 let opened = if m.image().is_some() || self.cfg.image.device {
                     crate::storage::image_sink::open(&output, &m, &self.cfg.image)
-                        .map(|s| (s, Vec::new()))
                 } else {
                     open_output_resuming(&output, &m, self.cfg.replace)
                 };

@@ -290,7 +290,10 @@ pub async fn run(
     };
     let k = Layout::block_symbols_for(cfg.symbol_size, cfg.block_bytes);
     let layout = Layout::new(source.len(), cfg.symbol_size, k)?;
-    let manifest = source.manifest(cfg.symbol_size, k)?;
+    let manifest = source
+        .manifest(cfg.symbol_size, k)?
+        .with_compression(cfg.compress.map(|c| c.block_codec()))
+        .map_err(crate::storage::StorageError::from)?;
     tracing::info!(
         "sending {} ({}, {} blocks of {} symbols x {} B) to {}, session {:08x}, rate {}",
         cfg.path.display(),
@@ -335,7 +338,7 @@ pub async fn run(
         }
     };
     if let Some(codec) = cfg.compress {
-        sender.set_compression(codec);
+        sender.set_compression(codec)?;
     }
     if let Some(list) = &cfg.expect {
         sender.expect(list.clone());

@@ -40,8 +40,10 @@ pub enum Codec {
     Lz4,
 }
 
-/// How one block travels, as its datagrams say (one byte on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How one block travels, as its datagrams say (one byte on the wire). A compressed session's
+/// manifest names its codec ([`Manifest::compression`](crate::proto::manifest::Manifest)),
+/// postcard-encoded as the same number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum BlockCodec {
     /// The block's own bytes: `K_b = K`.

@@ -84,6 +84,9 @@ pub struct ReceiverStats {
     /// Compressed sessions: blocks that decoded but did not decompress to their length (a
     /// forged `K_b` or codec): discarded and asked for again.
     pub decompress_failures: u64,
+    /// Compressed sessions: payload symbols of another codec than the manifest names
+    /// (forged), dropped.
+    pub dropped_codec: u64,
     /// New symbols stored.
     pub symbols_new: u64,
     /// Symbols already held, or for blocks already complete.

@@ -67,6 +67,20 @@ impl Object {
         })
     }
 
+    /// The same object as a compressed session's (`codec`; `None` uncompressed): its manifest
+    /// names the codec, so a sender of it takes [`Sender::set_compression`] with that codec.
+    pub fn with_compression(
+        mut self,
+        codec: Option<crate::proto::compress::BlockCodec>,
+    ) -> Result<Self, ManifestError> {
+        self.manifest = self.manifest.with_compression(codec)?;
+        self.manifest_bytes = self.manifest.encode();
+        let (t, k) = (self.layout.symbol_size(), self.layout.block_symbols());
+        self.manifest_layout = Layout::new(self.manifest_bytes.len() as u64, t, k)
+            .map_err(|_| ManifestError::Inconsistent("manifest layout"))?;
+        Ok(self)
+    }
+
     /// A sender for this object.
     pub fn sender(&self, cfg: SenderConfig, now: Instant) -> Result<Sender, SenderError> {
         Sender::new(cfg, &self.manifest, now)

@@ -128,6 +128,18 @@ impl super::Manifest {
             _ => None,
         }
     }
+
+    /// Refuse a disk image whose size (what a receiver creates, or needs of a device) is above
+    /// `max` (`mcast-recv --max-size`; the payload, its data extents, is bounded by the
+    /// announcement already). Files and trees pass: their size is the payload's.
+    pub fn check_max_size(self, max: Option<u64>) -> Result<Self, super::ManifestError> {
+        match (self.image(), max) {
+            (Some((_, img)), Some(max)) if img.size > max => {
+                Err(super::ManifestError::TooLarge { size: img.size, max })
+            }
+            _ => Ok(self),
+        }
+    }
 }
 
 /// Payload offsets to image offsets, for a checked [`Image`]: a binary search over where each
@@ -297,7 +309,13 @@ mod manifest_tests {
 
     fn decode(m_entries: Vec<Entry>, object_size: u64) -> Result<Manifest, ManifestError> {
         // Encoded without the checks `Manifest::new` applies, as a hostile sender would.
-        let m = Manifest { entries: m_entries, object_size, symbol_size: 100, block_symbols: 10 };
+        let m = Manifest {
+            entries: m_entries,
+            object_size,
+            symbol_size: 100,
+            block_symbols: 10,
+            compression: None,
+        };
         let bytes = m.encode();
         let a = Announce {
             object_size,

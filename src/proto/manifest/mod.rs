@@ -24,6 +24,7 @@ pub use hashes::HashList;
 pub use image::{Extent, ExtentMap, Image, ImageError, MAX_EXTENTS};
 pub use name::{NameError, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 
+use crate::proto::compress::BlockCodec;
 use crate::proto::layout::Layout;
 use crate::proto::wire::{hash_list_len, Announce, MAX_HASH_LIST_LEN};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,14 @@ pub enum ManifestError {
     /// The entries do not fit the payload or each other.
     #[error("manifest entries: {0}")]
     Entries(EntryError),
+    /// A disk image larger than the receiver takes (`--max-size`).
+    #[error("an image of {size} bytes is larger than --max-size {max}")]
+    TooLarge {
+        /// The image's size.
+        size: u64,
+        /// The receiver's limit.
+        max: u64,
+    },
 }
 
 impl From<EntryError> for ManifestError {
@@ -73,6 +82,10 @@ pub struct Manifest {
     pub symbol_size: u16,
     /// Symbols per full block `K`.
     pub block_symbols: u16,
+    /// A compressed session's codec (`mcast-send --compress`; never [`BlockCodec::Raw`]),
+    /// `None` uncompressed. Part of what the announcement's manifest hash (and so a
+    /// signature, or keyed mode's tags) covers: receivers take no `CData` of another codec.
+    pub compression: Option<BlockCodec>,
 }
 
 /// The wire form of [`Manifest`]: same fields in the same order, paths not yet checked.
@@ -82,6 +95,7 @@ struct RawManifest {
     object_size: u64,
     symbol_size: u16,
     block_symbols: u16,
+    compression: Option<BlockCodec>,
 }
 
 /// The wire form of [`Entry`].
@@ -101,7 +115,14 @@ impl Manifest {
         symbol_size: u16,
         block_symbols: u16,
     ) -> Result<Self, ManifestError> {
-        let m = Manifest { entries, object_size, symbol_size, block_symbols };
+        let m = Manifest { entries, object_size, symbol_size, block_symbols, compression: None };
+        m.check()?;
+        Ok(m)
+    }
+
+    /// The same manifest for a session compressed with `codec` (`None`: uncompressed).
+    pub fn with_compression(self, codec: Option<BlockCodec>) -> Result<Self, ManifestError> {
+        let m = Manifest { compression: codec, ..self };
         m.check()?;
         Ok(m)
     }
@@ -159,6 +180,9 @@ impl Manifest {
     pub fn check(&self) -> Result<(), ManifestError> {
         self.layout()?;
         check_entries(&self.entries, self.object_size)?;
+        if self.compression == Some(BlockCodec::Raw) {
+            return Err(ManifestError::Inconsistent("raw is not a session codec"));
+        }
         Ok(())
     }
 
@@ -194,7 +218,19 @@ impl Manifest {
             .into_iter()
             .map(|e| Ok(Entry { path: RelPath::new(e.path)?, kind: e.kind, mtime: e.mtime }))
             .collect::<Result<Vec<_>, NameError>>()?;
-        Manifest::new(entries, raw.object_size, raw.symbol_size, raw.block_symbols)
+        Manifest::new(entries, raw.object_size, raw.symbol_size, raw.block_symbols)?
+            .with_compression(raw.compression)
+    }
+
+    /// Check the manifest against its session's [`FLAG_COMPRESSED`](crate::proto::wire)
+    /// (`flagged`): a compressed session's manifest names its codec, an uncompressed one's
+    /// none.
+    pub fn check_flag(self, flagged: bool) -> Result<Self, ManifestError> {
+        match (self.compression.is_some(), flagged) {
+            (true, false) => Err(ManifestError::Inconsistent("a codec in an uncompressed session")),
+            (false, true) => Err(ManifestError::Inconsistent("no codec in a compressed session")),
+            _ => Ok(self),
+        }
     }
 }
 

@@ -60,8 +60,13 @@ fn an_mtime_out_of_range_from_the_network_is_refused() {
     let p = |s: &str| RelPath::new(s).unwrap();
     let at = |secs, nanos| Entry::file(p("f"), 0, 3000).with_mtime(Mtime { secs, nanos });
     // Built unchecked, as a forged manifest would be.
-    let forged =
-        |e| Manifest { entries: vec![e], object_size: 3000, symbol_size: 100, block_symbols: 10 };
+    let forged = |e| Manifest {
+        entries: vec![e],
+        object_size: 3000,
+        symbol_size: 100,
+        block_symbols: 10,
+        compression: None,
+    };
     assert!(decode_own(&forged(at(MAX_MTIME_SECS, 999_999_999))).is_ok());
     for bad in [at(MAX_MTIME_SECS + 1, 0), at(0, 1_000_000_000)] {
         assert!(matches!(
@@ -113,6 +118,7 @@ struct Hostile {
     object_size: u64,
     symbol_size: u16,
     block_symbols: u16,
+    compression: Option<crate::proto::compress::BlockCodec>,
 }
 
 impl Hostile {
@@ -126,6 +132,7 @@ impl Hostile {
             object_size: m.object_size,
             symbol_size: m.symbol_size,
             block_symbols: m.block_symbols,
+            compression: m.compression,
         }
     }
 

@@ -423,6 +423,10 @@ impl Session {
             cx.stats.dropped_invalid += 1;
             return;
         }
+        if !self.codec_allowed(codec) {
+            cx.stats.dropped_codec += 1;
+            return;
+        }
         // Loss estimate from gaps in the sender's sequence numbers.
         if let Some(gap) = sender.then(|| self.observe_seq(cx, now, d.seq)).flatten() {
             cx.stats.first_pass_missing += u64::from(gap - 1);
@@ -516,6 +520,34 @@ impl Session {
         if grew {
             self.update_nak_timer(cx, now);
         }
+    }
+
+    /// Whether a payload block travelling as `codec` may belong to this session: raw, or the
+    /// codec its manifest names (anything while the manifest is not known yet).
+    fn codec_allowed(&self, codec: Option<BlockCodec>) -> bool {
+        match (codec, &self.manifest) {
+            (Some(c), Some(m)) => c == BlockCodec::Raw || Some(c) == m.compression,
+            _ => true,
+        }
+    }
+
+    /// Just verified the manifest: forget the payload blocks a candidate collected from
+    /// datagrams of another codec than the manifest names (forged: they came before the
+    /// manifest could say), counting their symbols in `dropped_codec`.
+    pub(super) fn drop_other_codecs(&mut self, cx: &mut Ctx) {
+        let Some(session) = self.manifest.as_ref().and_then(|m| m.compression) else { return };
+        let o = &mut self.objects[ObjectId::Payload];
+        let layout = &o.layout;
+        o.pending.retain(|&block, symbols| {
+            let k = layout.source_symbols(block).unwrap_or(0);
+            let ours = symbols.count() == 0
+                || symbols.is_coded_as(k, Some(BlockCodec::Raw))
+                || (1..k).any(|kb| symbols.is_coded_as(kb, Some(session)));
+            if !ours {
+                cx.stats.dropped_codec += u64::from(symbols.count());
+            }
+            ours
+        });
     }
 
     /// Just locked onto: hand out the payload blocks a candidate collected in full.

@@ -412,6 +412,7 @@ fn refused_manifest() -> (Announce, Vec<u8>) {
         object_size: 10_000,
         symbol_size: 100,
         block_symbols: 10,
+        compression: None,
     };
     let bytes = m.encode();
     let a = Announce {

@@ -111,12 +111,17 @@ impl Session {
         if !o.complete() {
             return;
         }
-        match Manifest::decode(&self.manifest_bytes, &self.announce) {
+        let flagged = self.identity.compressed;
+        match Manifest::decode(&self.manifest_bytes, &self.announce)
+            .and_then(|m| m.check_flag(flagged))
+            .and_then(|m| m.check_max_size(cx.cfg.max_size))
+        {
             Ok(m) => {
                 self.manifest_bytes = Vec::new();
                 self.manifest = Some(m.clone());
                 self.events.push_back(Event::Manifest(m));
                 self.locked = true;
+                self.drop_other_codecs(cx);
                 self.release_held();
                 // Blocks the sender passed while this was a candidate are asked for now.
                 self.update_nak_timer(cx, now);

@@ -18,8 +18,13 @@ impl Sender {
     /// Compress every payload block with `codec` (the session becomes a compressed one: its
     /// datagrams carry [`FLAG_COMPRESSED`] and its payload symbols travel as `CData`). Call it
     /// once, right after the constructor and before the first `poll_*`: it also rewrites the
-    /// read-ahead requests the constructor queued.
-    pub fn set_compression(&mut self, codec: Codec) {
+    /// read-ahead requests the constructor queued. The manifest must name the same codec
+    /// ([`Manifest::with_compression`]), so that what the announcement authenticates says
+    /// how the blocks travel; else [`SenderError::Compression`].
+    pub fn set_compression(&mut self, codec: Codec) -> Result<(), SenderError> {
+        if self.manifest_codec != Some(codec.block_codec()) {
+            return Err(SenderError::Compression(codec));
+        }
         let blocks = self.layout().block_count() as usize;
         self.compression = Some(Compression { codec, block_symbols: vec![0; blocks] });
         self.header.flags |= FLAG_COMPRESSED;
@@ -28,6 +33,7 @@ impl Sender {
                 req.codec = Some(codec);
             }
         }
+        Ok(())
     }
 
     /// The codec of a compressed session.

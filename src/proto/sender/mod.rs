@@ -111,6 +111,9 @@ pub enum SenderError {
     /// FEC refused the data.
     #[error(transparent)]
     Fec(#[from] FecError),
+    /// [`Sender::set_compression`] with another codec than the manifest names.
+    #[error("compression {0} does not match the manifest's codec")]
+    Compression(crate::proto::compress::Codec),
 }
 
 /// A completion report from one receiver.
@@ -276,6 +279,8 @@ pub struct Sender {
     /// Compressed session ([`Sender::set_compression`]): the codec, and each payload block's
     /// `K_b` once prepared (0 before).
     compression: Option<compressed::Compression>,
+    /// The codec the manifest names ([`Manifest::compression`]): `set_compression` must agree.
+    manifest_codec: Option<crate::proto::compress::BlockCodec>,
     /// `changed_only`: what the receivers hold, and which blocks are skipped (`holdings`).
     holdings: Option<holdings::Holdings>,
     /// Who sets the rate (`proto::rate`), and whether its tick is due.
@@ -369,6 +374,7 @@ impl Sender {
             aborting: None,
             signing: None,
             compression: None,
+            manifest_codec: manifest.compression,
             holdings: cfg.changed_only.map(|w| holdings::Holdings::new(w, layout.block_count())),
             rate_ctl,
             rate_tick_due: false,

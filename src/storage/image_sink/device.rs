@@ -13,16 +13,22 @@
 //!    neither works), the device is fsynced, optionally read back, and only then the held first
 //!    region (holes in it as zeros) is written over the marker and fsynced.
 //!
-//! An interrupted or failed push leaves the marker: the device is known incomplete, and the
-//! next push writes it again from the start.
+//! An interrupted or failed push leaves the marker: the device is known incomplete. Blocks
+//! that verified and were fsynced outside the held region are recorded in a journal between
+//! the marker and the end of the held region (`journal.rs`), so the next run of the same push
+//! (the marker names it) keeps them and fetches only the rest; another push, or a failed one
+//! ([`Sink::abort`]), starts over with the journal zeroed.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::journal::{clear_journal, read_journal, DeviceJournal, JOURNAL_AT};
 use super::{check_layout, check_target, read_pieces, write_pieces, DeviceInfo, ImageTarget};
+use crate::proto::layout::Layout;
 use crate::proto::manifest::{Extent, ExtentMap, HashList, Image};
+use crate::storage::resume::HeldBlocks;
 use crate::storage::{to_hex, Sink, StorageError};
 
 /// The first bytes of the image that are held back in memory and written last: 1 MiB, where
@@ -49,6 +55,11 @@ pub struct DeviceSink {
     block: bool,
     zero_fill: bool,
     committed: bool,
+    /// The payload's layout (which blocks touch the held region).
+    layout: Layout,
+    /// Records the blocks made durable outside the held region (none for an image too small
+    /// to have room for a journal).
+    journal: Option<DeviceJournal>,
 }
 
 /// The marker at the start of `path`, if it holds one: `(push id hex, image size)`.
@@ -79,15 +90,18 @@ fn marker(push_id: &[u8; 32], size: u64, len: usize) -> Vec<u8> {
 }
 
 impl DeviceSink {
-    /// Opens `path` for `image` (push `push_id`): refuses, unless `target.force`, a device
-    /// that is mounted, held, opened exclusively elsewhere or smaller than the image, and a
-    /// regular file; then writes the marker.
+    /// Opens `path` for `image` (push `push_id`, payload laid out as `layout`): refuses,
+    /// unless `target.force`, a device that is mounted, held, opened exclusively elsewhere or
+    /// smaller than the image, and a regular file; then writes the marker. Returns the sink
+    /// and the blocks an interrupted run of the same push made durable (empty when starting
+    /// over).
     pub fn open(
         path: &Path,
         image: &Image,
+        layout: &Layout,
         push_id: &[u8; 32],
         target: &ImageTarget,
-    ) -> Result<Self, StorageError> {
+    ) -> Result<(Self, HeldBlocks), StorageError> {
         let open = |flags| {
             OpenOptions::new()
                 .read(true)
@@ -115,16 +129,9 @@ impl DeviceSink {
         if !info.block && info.size < image.size {
             file.set_len(image.size).map_err(|e| StorageError::io("extend", path, e))?;
         }
-        match read_marker(path) {
-            Ok(Some((id, _))) if id == to_hex(push_id) => tracing::warn!(
-                "{} holds an interrupted run of this push; writing it again",
-                path.display()
-            ),
-            Ok(Some(_)) => tracing::warn!("{} holds an interrupted earlier push", path.display()),
-            _ => {}
-        }
         let hold = HOLD_BYTES.min(image.size) as usize;
-        let sink = DeviceSink {
+        let ours = matches!(read_marker(path), Ok(Some((id, size))) if id == to_hex(push_id) && size == image.size);
+        let mut sink = DeviceSink {
             file,
             path: path.to_path_buf(),
             map: ExtentMap::new(image),
@@ -133,11 +140,64 @@ impl DeviceSink {
             block: info.block,
             zero_fill: target.zero_fill,
             committed: false,
+            layout: *layout,
+            journal: None,
         };
-        let m = marker(push_id, image.size, MARKER_BYTES.min(hold as u64) as usize);
-        sink.file.write_all_at(&m, 0).map_err(|e| StorageError::io("write marker to", path, e))?;
-        sink.file.sync_data().map_err(|e| StorageError::io("fsync", path, e))?;
-        Ok(sink)
+        let io = |what| move |e| StorageError::io(what, path, e);
+        let (mut held, mut next) = (Vec::new(), JOURNAL_AT);
+        if ours {
+            (held, next) = read_journal(&sink.file, push_id, hold as u64, layout.block_count())
+                .map_err(io("read the resume journal of"))?;
+            // Only blocks wholly outside the held region are ever recorded; keep it so.
+            held.retain(|&(b, _)| !sink.touches_held(b));
+            tracing::warn!(
+                "{} holds an interrupted run of this push: {} blocks kept",
+                path.display(),
+                held.len()
+            );
+        } else {
+            if matches!(read_marker(path), Ok(Some(_))) {
+                tracing::warn!(
+                    "{} holds an interrupted earlier push; starting over",
+                    path.display()
+                );
+            }
+            // The journal region is zeroed before the marker names this push, so no reader
+            // ever sees this push's marker over another push's (or old) bytes there.
+            clear_journal(&sink.file, hold as u64).map_err(io("clear the resume journal of"))?;
+            let m = marker(push_id, image.size, MARKER_BYTES.min(hold as u64) as usize);
+            sink.file.write_all_at(&m, 0).map_err(io("write marker to"))?;
+        }
+        sink.file.sync_data().map_err(io("fsync"))?;
+        if hold as u64 > JOURNAL_AT {
+            sink.journal =
+                Some(DeviceJournal::start(&sink.file, path, *push_id, next, hold as u64)?);
+        }
+        Ok((sink, held))
+    }
+
+    /// Whether payload block `block` has a byte in the held region (or is not in the layout).
+    fn touches_held(&self, block: u32) -> bool {
+        let (Some(off), Some(len)) =
+            (self.layout.block_offset(block), self.layout.block_len(block))
+        else {
+            return true;
+        };
+        let hold = self.held.len() as u64;
+        match self.map.pieces(off, len) {
+            Some(pieces) => pieces.into_iter().any(|p| p.image < hold),
+            None => true,
+        }
+    }
+
+    /// Stop the journal and zero it: the next run starts over.
+    fn forget_journal(&mut self) {
+        if let Some(mut j) = self.journal.take() {
+            j.stop();
+        }
+        if let Err(e) = clear_journal(&self.file, self.held.len() as u64) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not clear the resume journal");
+        }
     }
 
     fn put(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
@@ -243,13 +303,19 @@ impl Sink for DeviceSink {
                 })
             })?;
             if let Some(b) = bad {
+                // What the journal says was verified does not read back: never resume from it.
+                self.forget_journal();
                 return Err(StorageError::HashMismatch {
                     expected: format!("block {b} as verified"),
                     actual: "other bytes read back (the device stays marked incomplete)".into(),
                 });
             }
         }
-        // Commit: the first region over the marker, last.
+        // Commit: the first region over the marker (and the journal), last; the journal's
+        // thread has stopped writing before.
+        if let Some(mut j) = self.journal.take() {
+            j.stop();
+        }
         self.file
             .write_all_at(&self.held, 0)
             .map_err(|e| StorageError::io("write", &self.path, e))?;
@@ -263,12 +329,35 @@ impl Sink for DeviceSink {
         Ok(hashes.root())
     }
 
-    fn abort(self: Box<Self>) {
+    /// A failed push: the device stays marked incomplete and its journal is zeroed, so the
+    /// next run writes it from the start.
+    fn abort(mut self: Box<Self>) {
         if !self.committed {
+            self.forget_journal();
             tracing::warn!(
                 "{} is left incomplete: its first 4 KiB hold the mcast marker (run the push again)",
                 self.path.display()
             );
         }
+    }
+
+    /// Recorded once the device is fsynced with it, if no byte of it is in the held region.
+    fn record_block(&mut self, block: u32, hash: [u8; 32]) {
+        if !self.touches_held(block) {
+            if let Some(j) = &self.journal {
+                j.record(block, hash);
+            }
+        }
+    }
+
+    /// Interrupted: record what was given, keep the marker and the journal for a resume.
+    fn suspend(mut self: Box<Self>) {
+        if let Some(mut j) = self.journal.take() {
+            j.stop();
+        }
+        tracing::warn!(
+            "{} is left incomplete, with a resume journal: run the same push again to finish it",
+            self.path.display()
+        );
     }
 }

@@ -8,18 +8,23 @@
 //!   verify-then-commit: a marker over the first 4 KiB says "incomplete" from the start, the
 //!   first [`HOLD_BYTES`] of the image are kept in memory and written last, after every other
 //!   block verified and was fsynced; holes are skipped or zeroed (`--zero-fill`).
+//! - `journal.rs`: a device push's resume journal, kept on the device between the marker and
+//!   the end of the held region (overwritten by the commit).
 //! - `checks.rs`: what makes a device unsafe to write (mounted, held, in use, too small).
 
 mod checks;
 mod device;
 mod file;
+mod journal;
 
 pub use checks::{check_target, mounted_devices, DeviceInfo};
 pub use device::{read_marker, DeviceSink, HOLD_BYTES, MARKER_MAGIC};
 pub use file::ImageFileSink;
+pub use journal::{read_journal, JOURNAL_AT};
 
 use std::path::Path;
 
+use super::resume::HeldBlocks;
 #[cfg(test)]
 use super::to_hex;
 use super::{Sink, StorageError};
@@ -41,13 +46,14 @@ pub struct ImageTarget {
 }
 
 /// The sink of image push `manifest` at `dest`: a [`DeviceSink`] with `target.device`, else an
-/// [`ImageFileSink`] (`dest` an existing directory: `dest/<name>`; otherwise `dest` itself).
-/// A push that is not an image is refused for a device.
+/// [`ImageFileSink`] (`dest` an existing directory: `dest/<name>`; otherwise `dest` itself);
+/// with the blocks an interrupted run of the push made durable on the device (a device
+/// resumes; a file image starts over). A push that is not an image is refused for a device.
 pub fn open(
     dest: &Path,
     manifest: &Manifest,
     target: &ImageTarget,
-) -> Result<Box<dyn Sink>, StorageError> {
+) -> Result<(Box<dyn Sink>, HeldBlocks), StorageError> {
     let Some((name, image)) = manifest.image() else {
         return Err(StorageError::Unsupported(format!(
             "--to-device takes only a disk-image push (mcast-send --image), not {}",
@@ -55,15 +61,12 @@ pub fn open(
         )));
     };
     if target.device {
-        return Ok(Box::new(DeviceSink::open(
-            dest,
-            image,
-            &crate::storage::resume::push_id(manifest),
-            target,
-        )?));
+        let id = crate::storage::resume::push_id(manifest);
+        let (sink, held) = DeviceSink::open(dest, image, &manifest.layout()?, &id, target)?;
+        return Ok((Box::new(sink), held));
     }
     let path = if dest.is_dir() { dest.join(name.as_str()) } else { dest.to_path_buf() };
-    Ok(Box::new(ImageFileSink::create(&path, image)?))
+    Ok((Box::new(ImageFileSink::create(&path, image)?), Vec::new()))
 }
 
 /// Writes `data` (payload bytes at `offset`) through `map` with `write(image_offset, bytes)`.
