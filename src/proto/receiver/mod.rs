@@ -327,6 +327,25 @@ impl Receiver {
                 return;
             }
         };
+        self.on_parsed(now, from, header, packet);
+    }
+
+    /// [`Receiver::handle_datagram`] for a datagram that parsed to `header` and `packet`
+    /// (a simulator parses each datagram once for all its receivers): the same effects.
+    pub fn handle_parsed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: Header,
+        packet: Packet,
+    ) {
+        self.start_watch(now);
+        self.stats.datagrams += 1;
+        self.last_now = self.last_now.max(now);
+        self.on_parsed(now, from, header, packet);
+    }
+
+    fn on_parsed(&mut self, now: Instant, from: SocketAddr, header: Header, packet: Packet) {
         if header.node == self.cfg.node {
             return; // our own datagram looped back
         }

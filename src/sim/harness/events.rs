@@ -4,7 +4,7 @@
 
 use super::{Datagram, Harness, Node, Stop, Tap};
 use crate::proto::time::Instant;
-use crate::proto::wire::{self, ObjectId, Packet};
+use crate::proto::wire::{self, Header, ObjectId, Packet};
 use crate::proto::Dest;
 use crate::sim::consume::drive_receiver_events;
 use crate::sim::serve::serve_sender_events;
@@ -243,6 +243,9 @@ impl Harness {
     pub(super) fn arrive(&mut self, f: Flight, mut tap: Tap<'_, '_>) {
         // Drawn on arrival like every other loss, so that the draws come in arrival order.
         let upstream_lost = f.from == 0 && self.links.upstream(&mut self.rng);
+        // Parsed once for every open-mode receiver handed it at once (a receiver parses
+        // nothing else before it acts: the same effects as parsing each copy).
+        let parsed = wire::parse(&f.data).ok();
         let mut mix = 0xcbf2_9ce4_8422_2325u64;
         for to in 0..self.peers.len() {
             let wanted = match f.dest {
@@ -266,6 +269,9 @@ impl Harness {
                 self.window.put(self.now, to, f.from, &f.data, f.source_block);
             } else if to != 0 && !self.net.receiver_service.is_zero() {
                 self.enqueue(to, f.from, Rc::clone(&f.data), f.source_block);
+            } else if let (Some((header, packet)), true) = (&parsed, self.opens_nothing(to)) {
+                self.receive_parsed(to, f.from, *header, packet.clone(), f.source_block);
+                self.drain(to, tap.as_deref_mut());
             } else {
                 self.receive(to, f.from, &f.data, f.source_block, tap.as_deref_mut());
             }
@@ -306,6 +312,29 @@ impl Harness {
             rx.ep.handle_datagram(self.now, from, data);
         }
         self.drain(to, tap);
+    }
+
+    /// Whether `to` is a receiver in open mode (it takes datagrams as they are).
+    fn opens_nothing(&self, to: usize) -> bool {
+        to != 0 && self.auth[to].is_none()
+    }
+
+    /// Receiver `to` (in open mode) takes a copy that parsed to `header` and `packet`; the
+    /// caller drains it.
+    fn receive_parsed(
+        &mut self,
+        to: usize,
+        from: usize,
+        header: Header,
+        packet: Packet<'_>,
+        source_block: Option<u32>,
+    ) {
+        let from = Node::from_index(from).addr();
+        let rx = &mut self.rxs[to - 1];
+        if let Some(got) = source_block.and_then(|b| rx.got.get_mut(b as usize)) {
+            *got = got.saturating_add(1);
+        }
+        rx.ep.handle_parsed(self.now, from, header, packet);
     }
 
     /// A copy reaches a slow receiver: it waits its turn, or is dropped when the queue is full.
