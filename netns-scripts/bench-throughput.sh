@@ -2,6 +2,7 @@
 # Throughput benchmark: mcast against iperf3 -u on the same veth path.
 #
 #   sudo netns-scripts/bench-throughput.sh            # (root: it creates network namespaces)
+#   sudo netns-scripts/bench-throughput.sh --first-datagram 8G   # start-to-first-datagram only
 #
 # Builds (unless MCAST_BIN_DIR is given) the release binaries, creates two private network
 # namespaces joined by one veth pair (both ends created inside the namespaces, never in the
@@ -18,15 +19,24 @@
 # first datagram to its last block, slowest receiver), end-to-end goodput (file bytes over the
 # whole push, source hashing and receivers' verification included), goodput / iperf3 ceiling,
 # CPU seconds (user + system) per GB of file for the sender and per receiver, the receivers'
-# peak RSS, the largest GSO batch and the kernel drop counters.
+# peak RSS, the largest GSO batch and the kernel drop counters, and the time from the sender's
+# start to the first datagram at the receivers. A last `summary:` line repeats the figures
+# issue 10 asks for: end-to-end ratio to the iperf3 ceiling and CPU-s/GB on both sides.
+#
+# --first-datagram SIZE (e.g. 8G): no iperf3 and no full push; a sparse file of SIZE is pushed
+# to one receiver that stops after FIRST_WAIT seconds (default 5), and the script prints the
+# time from mcast-send's start to the receiver's first datagram (the receiver's report
+# `first_datagram_seconds`, anchored at its ready file's mtime). The receiver counts any
+# datagram: the sender's first ones are its announce, sent before any block is read.
 #
 # Knobs (environment): SIZE_MB=1024 DROP=0.01 RECEIVERS_MANY=4 FEC_CLEAN=0% FEC_LOSSY=3%
 #   RATE= (default: the measured iperf3 ceiling) IPERF_SECONDS=5 TIMEOUT=180 (per run, s)
 #   SRC= (a file to send instead of a generated random one)  SPARSE_GB= (push a sparse file of
 #   this many GiB to one receiver instead, to measure receiver RSS)  OUT=dir (keeps logs)
 #   MCAST_BIN_DIR= (directory with mcast-send and mcast-recv; default: cargo build --release)
+#   LAB_PREFIX=mcp-<pid> (namespace name prefix)  FIRST_WAIT=5 (s, --first-datagram mode)
 #
-# Safety: every namespace is named mcp-<pid>-*, removed on exit (also on Ctrl-C); every process
+# Safety: every namespace is named $LAB_PREFIX-*, removed on exit (also on Ctrl-C); every process
 # runs under `timeout` and only the PIDs started here are signalled.
 
 set -uo pipefail
@@ -41,6 +51,17 @@ command -v ip >/dev/null || die "ip (iproute2) not found"
 command -v iperf3 >/dev/null || die "iperf3 not found (apt-get install -y iperf3)"
 command -v python3 >/dev/null || die "python3 not found (used to read the JSON reports)"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found (apt-get install -y time)"
+
+FIRST_DATAGRAM=
+case ${1:-} in
+    --first-datagram)
+        [[ -n ${2:-} ]] || die "--first-datagram needs a size (e.g. 8G)"
+        FIRST_DATAGRAM=$2
+        ;;
+    "") ;;
+    *) die "unknown argument $1 (only --first-datagram SIZE)" ;;
+esac
+FIRST_WAIT=${FIRST_WAIT:-5}
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -63,8 +84,9 @@ RECV=$MCAST_BIN_DIR/mcast-recv
 
 OUT=${OUT:-$(mktemp -d /tmp/mcast-bench.XXXXXX)}
 mkdir -p "$OUT" || die "cannot create $OUT"
-NS_S=mcp-$$-s
-NS_R=mcp-$$-r
+LAB_PREFIX=${LAB_PREFIX:-mcp-$$}
+NS_S=$LAB_PREFIX-s
+NS_R=$LAB_PREFIX-r
 declare -a pids=()
 
 cleanup() {
@@ -96,6 +118,48 @@ in_r() { ip netns exec "$NS_R" "$@"; }
 
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# namespaces $NS_S, $NS_R; veth 198.18.0.1 <-> 198.18.0.2; logs in $OUT"
+
+# Seconds from the epoch time $1 (the sender's start) to receiver report $2's first datagram,
+# anchored at ready file $3's mtime (written when the receiver's clock starts).
+first_after() {
+    python3 - "$1" "$2" "$3" <<'EOF'
+import json, os, sys
+start, report, ready = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+first = json.load(open(report)).get("first_datagram_seconds")
+print("none" if first is None else f"{os.stat(ready).st_mtime + first - start:.3f}")
+EOF
+}
+
+if [[ -n $FIRST_DATAGRAM ]]; then
+    SRC=$OUT/sparse-$FIRST_DATAGRAM.img
+    truncate -s "$FIRST_DATAGRAM" "$SRC" || die "cannot create a sparse $FIRST_DATAGRAM file"
+    dir=$OUT/first
+    mkdir -p "$dir/out"
+    in_r timeout $((FIRST_WAIT + 10)) "$RECV" --group $GROUP --interface 198.18.0.2 \
+        --output "$dir/out" --once --json --timeout "${FIRST_WAIT}s" \
+        --ready-file "$dir/recv.ready" >"$dir/recv.json" 2>"$dir/recv.log" &
+    rpid=$!
+    pids+=($rpid)
+    for _ in $(seq 100); do
+        [[ -f $dir/recv.ready ]] && break
+        sleep 0.1
+    done
+    [[ -f $dir/recv.ready ]] || die "the receiver did not start"
+    start=$(date +%s.%N)
+    in_s timeout $((FIRST_WAIT + 10)) "$SEND" "$SRC" --group $GROUP --interface 198.18.0.1 \
+        --rate 1G --receivers 1 --timeout "$((FIRST_WAIT + 5))s" --json \
+        >"$dir/send.json" 2>"$dir/send.log" &
+    spid=$!
+    pids+=($spid)
+    wait "$rpid"
+    kill -TERM "$spid" 2>/dev/null
+    wait "$spid" 2>/dev/null
+    rm -rf "$dir/out"
+    echo "first datagram: $(first_after "$start" "$dir/recv.json" "$dir/recv.ready") s from" \
+        "mcast-send's start to the receiver's first datagram, $FIRST_DATAGRAM sparse file" \
+        "($(stat -c %s "$SRC") bytes)"
+    exit 0
+fi
 
 # --- 1. iperf3 ceiling --------------------------------------------------------------------------
 in_r timeout $((IPERF_SECONDS + 20)) iperf3 -s -1 -p 5301 >"$OUT/iperf3-server.log" 2>&1 &
@@ -155,19 +219,26 @@ run() {
     done
     local load
     load=$(cut -d' ' -f1-3 /proc/loadavg)
+    local start
+    start=$(date +%s.%N)
     in_s timeout $((TIMEOUT + 10)) /usr/bin/time -f '%e %U %S %M' -o "$dir/send.time" \
         "$SEND" "$SRC" --group $GROUP --interface 198.18.0.1 --rate "$RATE" \
         --fec-overhead "$fec" --receivers "$n" --timeout "${TIMEOUT}s" --json \
         >"$dir/send.json" 2>"$dir/send.log"
     local send_rc=$?
     for i in "${rpids[@]}"; do wait "$i"; done
+    local firsts=()
+    for i in $(seq "$n"); do
+        firsts+=("$(first_after "$start" "$dir/recv-$i.json" "$dir/recv-$i.ready")")
+    done
     for i in $(seq "$n"); do
         cmp -s "$SRC" "$dir/out-$i/$(basename "$SRC")" || echo "$name: receiver $i copy differs!" >&2
         rm -rf "$dir/out-$i"
     done
-    python3 - "$dir" "$n" "$bytes" "$ceiling_bps" "$name" "$load" "$send_rc" <<'EOF'
+    python3 - "$dir" "$n" "$bytes" "$ceiling_bps" "$name" "$load" "$send_rc" "${firsts[*]}" <<'EOF'
 import json, sys
 d, n, size, ceiling, name, load, rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
+firsts = sys.argv[8].split()
 def times(p):
     e, u, s, m = open(p).read().split()[-4:]
     return float(e), float(u) + float(s), int(m)
@@ -182,7 +253,9 @@ e2e = size * 8 / send["seconds"]
 print(f"{name}: {n} receiver(s), {sum(r['status'] in ('complete', 'unacknowledged') for r in recv)}/{n} ok, "
       f"sender exit {rc}, load {load}")
 print(f"  transfer goodput {good / 1e6:.0f} Mbit/s = {good / ceiling:.3f} x iperf3 ceiling; "
-      f"end to end {e2e / 1e6:.0f} Mbit/s ({send['seconds']:.2f} s, hashing {send['hash_seconds']:.2f} s)")
+      f"end to end {e2e / 1e6:.0f} Mbit/s = {e2e / ceiling:.3f} x ceiling ({send['seconds']:.2f} s, "
+      f"hashing {send['hash_seconds']:.2f} s)")
+print(f"  first datagram at the receivers {', '.join(firsts)} s after mcast-send started")
 print(f"  CPU per GB: sender {scpu / gb:.2f} s; receivers {', '.join(f'{c / gb:.2f}' for _, c, _ in rt)} s; "
       f"peak RSS sender {srss / 1024:.0f} MiB, receivers {', '.join(f'{m / 1024:.0f}' for _, _, m in rt)} MiB")
 io = send.get("io", {})
@@ -194,6 +267,8 @@ print(f"  packets: {send['data_packets']} data + {send['repair_packets']} repair
       f"GSO max {send.get('gso_segments')} segments, {io.get('datagrams_sent', 0) / max(io.get('send_calls', 1), 1):.1f} datagrams/sendmsg, "
       f"{io.get('gso_fallbacks', 0)} fallbacks; kernel drops {[r.get('kernel_drops') for r in recv]}, "
       f"rcvbuf {[r.get('recv_buffer') for r in recv]}")
+print(f"summary {name}: end-to-end {e2e / ceiling:.3f} x iperf3 ceiling, CPU-s/GB sender {scpu / gb:.2f}, "
+      f"receiver {max(c for _, c, _ in rt) / gb:.2f} (largest), first datagram {max((float(f) for f in firsts if f != 'none'), default=float('nan')):.3f} s (latest)")
 EOF
 }
 

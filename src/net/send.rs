@@ -182,7 +182,8 @@ impl SendRole<'_> {
 
 impl Role for SendRole<'_> {
     type Endpoint = Sender;
-    type Job = BlockRequest;
+    /// A block to read and prepare, and whether to build its repair encoder now.
+    type Job = (BlockRequest, bool);
     type Done = Prepared;
 
     fn endpoint(&mut self) -> &mut Sender {
@@ -211,11 +212,11 @@ impl Role for SendRole<'_> {
     fn handle_events(
         &mut self,
         _now: Instant,
-        cx: &mut Context<'_, BlockRequest, Prepared>,
+        cx: &mut Context<'_, (BlockRequest, bool), Prepared>,
     ) -> Result<(), DriverError> {
         while let Some(ev) = self.sender.poll_event() {
             match ev {
-                Event::NeedBlock(req) => cx.workers.submit(req),
+                Event::NeedBlock(req) => cx.workers.submit((req, self.sender.expects_repair())),
                 Event::ReceiverReport(r) => {
                     let ok = r.report.status == ReportStatus::Complete
                         && Some(r.report.object_hash) == self.sender.object_hash();
@@ -345,14 +346,15 @@ pub async fn run(
     }
     let src = Arc::clone(&source);
     // Read, hash and encode: the block's hash goes into the hash list as the pass goes.
-    let mut workers = Workers::new(cfg.workers, "mcast-prep", move |req: BlockRequest| {
-        let prepared = src
-            .read_at(req.offset, req.len)
-            .map_err(|e| e.to_string())
-            .and_then(|data| req.prepare(data).map_err(|e| e.to_string()));
-        (req.block, prepared)
-    })
-    .map_err(DriverError::io("spawn workers"))?;
+    let mut workers =
+        Workers::new(cfg.workers, "mcast-prep", move |(req, repair): (BlockRequest, bool)| {
+            let prepared = src
+                .read_at(req.offset, req.len)
+                .map_err(|e| e.to_string())
+                .and_then(|data| req.prepare_with(data, repair).map_err(|e| e.to_string()));
+            (req.block, prepared)
+        })
+        .map_err(DriverError::io("spawn workers"))?;
     let mut role = SendRole {
         cfg,
         sender,

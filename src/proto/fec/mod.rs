@@ -4,6 +4,10 @@
 //! before raptorq sees it.
 //!
 //! Sender side: [`BlockEncoder`] holds one block's source symbols and generates any repair ESI.
+//! Its RaptorQ intermediate symbols (about 2 ms per 1 MiB block, and twice the block's memory)
+//! are computed only for a block that needs repair: on the worker when the block is prepared
+//! with repair expected ([`BlockEncoder::new`]), or on the first repair symbol asked of a
+//! block prepared without ([`BlockEncoder::systematic`], a push without loss never pays it).
 //! Receiver side: [`BlockSymbols`] collects the symbols of one block; [`BlockSymbols::decode`]
 //! copies when every source symbol arrived (systematic path), solves for the few lost source
 //! symbols when a handful are missing (module `fast`, cost in proportion to the loss), and runs the
@@ -30,6 +34,7 @@ use coeffs::CoefficientCache;
 use fast::Outcome;
 use raptorq::SourceBlockEncoder;
 use raptorq::{EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder};
+use std::sync::OnceLock;
 use thiserror::Error;
 
 /// FEC input that does not fit the block it claims to belong to.
@@ -65,12 +70,13 @@ fn oti(t: u16, k: u16) -> ObjectTransmissionInformation {
     ObjectTransmissionInformation::new(u64::from(t) * u64::from(k), t, 1, 1, 1)
 }
 
-/// One block ready to send: its source symbols and a RaptorQ encoder for repair symbols.
+/// One block ready to send: its source symbols and a RaptorQ encoder for repair symbols (built
+/// when first needed, unless built up front).
 pub struct BlockEncoder {
     t: u16,
     k: u16,
     data: Vec<u8>,
-    encoder: SourceBlockEncoder,
+    encoder: OnceLock<SourceBlockEncoder>,
     /// Compressed session: how this block travels (`None`: an uncompressed session's block).
     codec: Option<BlockCodec>,
     /// Bytes of what travels, unpadded (the frame, or the raw block).
@@ -79,14 +85,26 @@ pub struct BlockEncoder {
 
 impl std::fmt::Debug for BlockEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockEncoder").field("t", &self.t).field("k", &self.k).finish()
+        f.debug_struct("BlockEncoder")
+            .field("t", &self.t)
+            .field("k", &self.k)
+            .field("repair_ready", &self.repair_ready())
+            .finish()
     }
 }
 
 impl BlockEncoder {
-    /// Prepare a block of `k` symbols of `t` bytes from its data (the last symbol is zero-padded).
-    /// This is the CPU-heavy step (RaptorQ intermediate symbols).
-    pub fn new(t: u16, k: u16, mut data: Vec<u8>) -> Result<Self, FecError> {
+    /// Prepare a block of `k` symbols of `t` bytes from its data (the last symbol is zero-padded),
+    /// repair included: this is the CPU-heavy step (RaptorQ intermediate symbols).
+    pub fn new(t: u16, k: u16, data: Vec<u8>) -> Result<Self, FecError> {
+        let enc = Self::systematic(t, k, data)?;
+        enc.prepare_repair();
+        Ok(enc)
+    }
+
+    /// Like [`Self::new`], but leave the intermediate symbols until a repair symbol is first
+    /// asked for (source symbols cost nothing to send).
+    pub fn systematic(t: u16, k: u16, mut data: Vec<u8>) -> Result<Self, FecError> {
         if t == 0 || k == 0 {
             return Err(FecError::Empty);
         }
@@ -97,13 +115,29 @@ impl BlockEncoder {
         }
         let coded_len = data.len();
         data.resize(full, 0);
-        let encoder = SourceBlockEncoder::new(0, &oti(t, k), &data);
-        Ok(BlockEncoder { t, k, data, encoder, codec: None, coded_len })
+        Ok(BlockEncoder { t, k, data, encoder: OnceLock::new(), codec: None, coded_len })
+    }
+
+    /// Compute the intermediate symbols now if they are not yet (a worker does this for a
+    /// block that is expected to need repair, so that the send loop does not).
+    pub fn prepare_repair(&self) {
+        self.repair_encoder();
+    }
+
+    /// Whether the intermediate symbols exist (repair symbols are cheap now).
+    pub fn repair_ready(&self) -> bool {
+        self.encoder.get().is_some()
+    }
+
+    fn repair_encoder(&self) -> &SourceBlockEncoder {
+        self.encoder.get_or_init(|| SourceBlockEncoder::new(0, &oti(self.t, self.k), &self.data))
     }
 
     /// A block of a compressed session: `data` (the block's bytes, `k` symbols of `t` in the
     /// layout) compressed with `codec` into a FEC block of `K_b <= k` symbols, or raw when that
     /// saves nothing (see `proto::compress`).
+    /// The intermediate symbols are left for later as with [`Self::systematic`]: call
+    /// [`Self::prepare_repair`] for them now.
     pub fn compressed(t: u16, k: u16, data: Vec<u8>, codec: Codec) -> Result<Self, FecError> {
         if t == 0 || k == 0 {
             return Err(FecError::Empty);
@@ -113,7 +147,7 @@ impl BlockEncoder {
             return Err(FecError::BlockLength { len: data.len(), k, t });
         }
         let e = compress::encode_block(codec, data, t, k);
-        let mut enc = BlockEncoder::new(t, e.symbols, e.bytes)?;
+        let mut enc = BlockEncoder::systematic(t, e.symbols, e.bytes)?;
         enc.codec = Some(e.codec);
         Ok(enc)
     }
@@ -141,12 +175,13 @@ impl BlockEncoder {
         self.data.get(start..start + t)
     }
 
-    /// Write repair symbol `esi` (K ≤ esi ≤ 2^24 - 1) into `out` (cleared first).
+    /// Write repair symbol `esi` (K ≤ esi ≤ 2^24 - 1) into `out` (cleared first). The first one
+    /// asked of a block built with [`Self::systematic`] computes its intermediate symbols.
     pub fn repair_symbol(&self, esi: u32, out: &mut Vec<u8>) -> Result<(), FecError> {
         if esi < u32::from(self.k) || esi > MAX_ESI {
             return Err(FecError::Esi(esi));
         }
-        let packet = self.encoder.repair_packets(esi - u32::from(self.k), 1);
+        let packet = self.repair_encoder().repair_packets(esi - u32::from(self.k), 1);
         out.clear();
         if let Some(p) = packet.first() {
             out.extend_from_slice(p.data());

@@ -310,3 +310,75 @@ fn last_short_block_takes_the_fast_path_from_its_second_decode() {
         assert!(got[len..].iter().all(|&b| b == 0), "padding stays zero");
     }
 }
+
+#[test]
+fn a_systematic_encoder_builds_its_repair_encoder_on_the_first_repair_symbol() {
+    let (t, k) = (64u16, 40u16);
+    let data = block(usize::from(t) * usize::from(k) - 5, 11);
+    let eager = BlockEncoder::new(t, k, data.clone()).unwrap();
+    let lazy = BlockEncoder::systematic(t, k, data).unwrap();
+    assert!(eager.repair_ready());
+    assert!(!lazy.repair_ready(), "nothing computed for source symbols");
+    for esi in 0..u32::from(k) {
+        assert_eq!(lazy.source_symbol(esi), eager.source_symbol(esi));
+    }
+    assert!(!lazy.repair_ready(), "source symbols do not build it");
+    // An out-of-range repair ESI is refused before anything is computed.
+    let mut out = Vec::new();
+    assert_eq!(lazy.repair_symbol(u32::from(k) - 1, &mut out), Err(FecError::Esi(39)));
+    assert!(!lazy.repair_ready());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for esi in [u32::from(k), u32::from(k) + 1, 1000, MAX_ESI] {
+        eager.repair_symbol(esi, &mut a).unwrap();
+        lazy.repair_symbol(esi, &mut b).unwrap();
+        assert_eq!(a, b, "repair symbol {esi}");
+        assert_eq!(b.len(), usize::from(t));
+    }
+    assert!(lazy.repair_ready());
+    let prepared = BlockEncoder::systematic(16, 4, vec![3; 60]).unwrap();
+    prepared.prepare_repair();
+    assert!(prepared.repair_ready());
+}
+
+#[test]
+fn a_block_prepared_without_repair_serves_the_same_symbols() {
+    use crate::proto::sender::BlockRequest;
+    let (t, k) = (100u16, 12u16);
+    let data = block(1150, 12);
+    let req = BlockRequest {
+        block: 0,
+        offset: 0,
+        len: data.len(),
+        symbols: k,
+        symbol_size: t,
+        codec: None,
+    };
+    let eager = req.prepare(data.clone()).unwrap();
+    let lazy = req.prepare_with(data.clone(), false).unwrap();
+    assert_eq!(eager.hash, lazy.hash);
+    assert!(eager.encoder.repair_ready());
+    assert!(!lazy.encoder.repair_ready());
+    assert!(req.prepare_with(data.clone(), true).unwrap().encoder.repair_ready());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    eager.encoder.repair_symbol(20, &mut a).unwrap();
+    lazy.encoder.repair_symbol(20, &mut b).unwrap();
+    assert_eq!(a, b);
+    // A wrong length is refused either way.
+    assert!(req.prepare_with(data[..1149].to_vec(), false).is_err());
+}
+
+#[test]
+fn the_sender_expects_repair_only_with_proactive_parity() {
+    use crate::proto::sender::SenderConfig;
+    use crate::proto::time::Instant;
+    let object = crate::sim::Object::new(block(5000, 13), 100, 10).unwrap();
+    let expects = |fec_overhead: f64, auto_parity: bool, max_parity: f64| {
+        let cfg = SenderConfig { fec_overhead, auto_parity, max_parity, ..SenderConfig::default() };
+        object.sender(cfg, Instant::ZERO).unwrap().expects_repair()
+    };
+    assert!(expects(0.05, true, 0.5), "the fixed share until receivers report");
+    assert!(expects(0.05, false, 0.5));
+    assert!(!expects(0.0, true, 0.5), "no parity: blocks are prepared without repair");
+    assert!(!expects(0.0, false, 0.5));
+    assert!(!expects(0.05, true, 0.0), "auto parity capped at zero sends none");
+}

@@ -151,6 +151,12 @@ impl BlockRequest {
     /// the FEC encoding plan. The CPU-heavy step a driver runs off its loop, and every harness
     /// runs inline.
     pub fn prepare(&self, data: Vec<u8>) -> Result<PreparedBlock, FecError> {
+        self.prepare_with(data, true)
+    }
+
+    /// [`Self::prepare`], computing the repair encoder now only if `repair` (see
+    /// [`Sender::expects_repair`]); otherwise the first repair symbol asked of it does.
+    pub fn prepare_with(&self, data: Vec<u8>, repair: bool) -> Result<PreparedBlock, FecError> {
         if data.len() != self.len {
             return Err(FecError::BlockLength {
                 len: data.len(),
@@ -161,8 +167,11 @@ impl BlockRequest {
         let hash = *blake3::hash(&data).as_bytes();
         let encoder = match self.codec {
             Some(codec) => BlockEncoder::compressed(self.symbol_size, self.symbols, data, codec)?,
-            None => BlockEncoder::new(self.symbol_size, self.symbols, data)?,
+            None => BlockEncoder::systematic(self.symbol_size, self.symbols, data)?,
         };
+        if repair {
+            encoder.prepare_repair();
+        }
         Ok(PreparedBlock { encoder, hash })
     }
 }
@@ -638,6 +647,23 @@ impl Sender {
         let holdings = self.holdings_deadline();
         let rate = self.rate_ctl.poll_timeout();
         [self.timers.next_timeout(), paced, holdings, rate].into_iter().flatten().min()
+    }
+
+    /// Whether a block requested now will likely need repair symbols: repairs are queued, or
+    /// the proactive parity is above zero (the fixed share until receivers report loss, then
+    /// the modelled one). A driver prepares such a block's repair encoder on its worker
+    /// ([`BlockRequest::prepare_with`]); any other block's is built on its first repair symbol.
+    pub fn expects_repair(&self) -> bool {
+        if self.repairs.has_queued() {
+            return true;
+        }
+        if !self.cfg.auto_parity {
+            return self.cfg.fec_overhead > 0.0;
+        }
+        if self.group.loss_sample().is_empty() {
+            return self.cfg.fec_overhead > 0.0 && self.cfg.max_parity > 0.0;
+        }
+        self.bias.apply(self.modelled_parity, u32::MAX) > 0
     }
 
     /// The next datagram to send, written into `buf`.
