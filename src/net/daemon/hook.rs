@@ -131,10 +131,20 @@ mod tests {
         assert_eq!(r.status, HookStatus::Timeout, "{r:?}");
         assert!(r.seconds < 10.0, "{r:?}");
         let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
-        // The background sleep was in the group: gone (or a zombie awaiting its reaper).
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = state.rsplit(')').next().unwrap_or("").split_whitespace().next();
-        assert!(matches!(state, None | Some("Z") | Some("X")), "sleep still runs: {state:?}");
+        // The background sleep was in the group: gone (or a zombie awaiting its reaper). A
+        // SIGKILL takes effect when the process next runs, which on a loaded machine can be a
+        // while after `run` returned: wait for that, bounded (a sleep that survived the kill
+        // would still be running 60 s later, far past this bound).
+        let dead = |pid: i32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            matches!(state, None | Some("Z") | Some("X"))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !dead(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(dead(pid), "sleep {pid} still runs 10 s after the hook's timeout");
         // Within its time the same kind of command finishes normally.
         let r = block_on(run("sleep 0.1", &[], Duration::from_secs(20)));
         assert_eq!(r.status, HookStatus::Ok);
