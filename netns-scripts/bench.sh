@@ -68,6 +68,8 @@ script=$(readlink -f "${BASH_SOURCE[0]}")
 here=$(dirname "$script")
 root=$(dirname "$here")
 LAB=$here/lab.sh
+# shellcheck source=netns-scripts/lab-lib.sh
+source "$here/lab-lib.sh"
 P=${LAB_PREFIX:-mcl-}
 export LAB_PREFIX=$P
 
@@ -173,21 +175,6 @@ work=$(mktemp -d /tmp/mcast-lab.XXXXXX)
 chmod 755 "$work" # opentracker drops to "nobody" inside its chroot under here
 declare -a pids=()
 
-stop_pids() { # TERM the processes this script started, then KILL what is left (bounded)
-    local pid deadline alive
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    deadline=$((SECONDS + 5))
-    while ((SECONDS < deadline)); do
-        alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    pids=()
-}
-
 # shellcheck disable=SC2317  # invoked by trap
 cleanup() {
     stop_pids
@@ -201,17 +188,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Run CMD in lab node NODE (s, rI), bounded by the run timeout.
-# Started with `&`, the function runs in a subshell: exec there, so that $! is timeout's PID.
-in_ns() {
-    local node=$1
-    shift
-    if [[ $BASHPID != "$$" ]]; then
-        exec timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
-    fi
-    timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
-}
 
 # in_ns for receiver I of a run in DIR: its rusage goes to DIR/cpu-I (see rusage.py).
 in_ns_recv() {

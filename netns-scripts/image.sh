@@ -31,6 +31,8 @@ die() {
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 root=$(dirname "$here")
 LAB=$here/lab.sh
+# shellcheck source=netns-scripts/lab-lib.sh
+source "$here/lab-lib.sh"
 P=${LAB_PREFIX:-mcl-}
 export LAB_PREFIX=$P
 
@@ -99,13 +101,6 @@ MCAST_BIN_DIR=$(readlink -f "$MCAST_BIN_DIR")
 # ---- work directory, cleanup -----------------------------------------------------------------
 work=$(mktemp -d "${WORK:-/tmp}/mcast-image.XXXXXX")
 declare -a pids=()
-stop_pids() {
-    local pid
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    pids=()
-}
 # shellcheck disable=SC2317  # invoked by trap
 cleanup() {
     stop_pids
@@ -114,7 +109,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
 
 # ---- the image -------------------------------------------------------------------------------
 img=$work/disk.img
@@ -150,13 +144,6 @@ with open(path, "r+b") as f:
 PY
 echo "image: $img: $size_b bytes, $data_b of data" >&2
 
-# ---- helpers ---------------------------------------------------------------------------------
-in_ns() {
-    local node=$1
-    shift
-    if [[ $BASHPID != "$$" ]]; then exec timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"; fi
-    timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
-}
 wire_bytes() {
     local port total=0 rx tx
     for port in s0 $(seq -f 'r%g' 1 "$n"); do

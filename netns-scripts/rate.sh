@@ -62,6 +62,8 @@ script=$(readlink -f "${BASH_SOURCE[0]}")
 here=$(dirname "$script")
 root=$(dirname "$here")
 LAB=$here/lab.sh
+# shellcheck source=netns-scripts/lab-lib.sh
+source "$here/lab-lib.sh"
 export LAB_PREFIX=${LAB_PREFIX:-mcl-ra-}
 P=$LAB_PREFIX
 
@@ -124,20 +126,6 @@ for b in mcast-send mcast-recv; do [[ -x $MCAST_BIN_DIR/$b ]] || die "$MCAST_BIN
 
 work=$(mktemp -d /tmp/mcast-rate.XXXXXX)
 declare -a pids=()
-stop_pids() {
-    local pid deadline alive
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    deadline=$((SECONDS + 5))
-    while ((SECONDS < deadline)); do
-        alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    pids=()
-}
 # shellcheck disable=SC2317  # invoked by trap
 cleanup() {
     stop_pids
@@ -147,13 +135,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Run CMD in lab node NODE, bounded by the run timeout (exec in a `&` subshell, so $! is it).
-in_ns() {
-    local node=$1
-    shift
-    if [[ $BASHPID != "$$" ]]; then exec timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"; fi
-    timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
-}
 now() { echo "$EPOCHREALTIME"; }
 
 # Sample the bytes the sender put on its link (bridge port s0, rx) every 100 ms into FILE, for

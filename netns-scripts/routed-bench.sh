@@ -77,6 +77,8 @@ die() {
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 root=$(dirname "$here")
 LAB=$here/routed.sh
+# shellcheck source=netns-scripts/lab-lib.sh
+source "$here/lab-lib.sh"
 export LAB_PREFIX=${LAB_PREFIX:-mcl-rt-}
 P=$LAB_PREFIX
 
@@ -170,21 +172,6 @@ work=$(mktemp -d /tmp/mcast-routed.XXXXXX)
 chmod 755 "$work" # opentracker drops to "nobody" inside its chroot under here
 declare -a pids=()
 
-stop_pids() { # TERM the processes this script started, then KILL what is left (bounded)
-    local pid deadline alive
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    deadline=$((SECONDS + 5))
-    while ((SECONDS < deadline)); do
-        alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    pids=()
-}
-
 # shellcheck disable=SC2317  # invoked by trap
 cleanup() {
     stop_pids
@@ -198,16 +185,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Run CMD in lab node NODE, bounded by the run timeout; started with `&`, $! is timeout's PID.
-in_ns() {
-    local node=$1
-    shift
-    if [[ $BASHPID != "$$" ]]; then
-        exec timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
-    fi
-    timeout -k 5 "$run_timeout" ip netns exec "${P}$node" "$@"
-}
 
 now() { date +%s.%N; }
 
