@@ -143,11 +143,11 @@ node_setup() { # node_setup NS ADDR
     fi
 }
 
-cmd_down() {
-    local nss ns pid pids left deadline
-    nss=$(lab_namespaces)
-    [[ -n $nss ]] || { echo "lab: down: no ${P}* namespaces"; return 0; }
-    # Kill only processes that run inside the lab namespaces, by PID.
+# remove_namespaces WHO "NS...": stop the processes that run inside the namespaces NS (only
+# those, by PID: TERM, then KILL after at most 5 s) and delete the namespaces. WHO names the
+# caller in messages. Shared with routed.sh, which sources this file.
+remove_namespaces() {
+    local who=$1 nss=$2 ns pid pids left deadline sig
     for sig in TERM KILL; do
         left=0
         for ns in $nss; do
@@ -169,8 +169,15 @@ cmd_down() {
         done
     done
     for ns in $nss; do
-        t ip netns del "$ns" 2>/dev/null || echo "lab: down: could not delete $ns" >&2
+        t ip netns del "$ns" 2>/dev/null || echo "$who: down: could not delete $ns" >&2
     done
+}
+
+cmd_down() {
+    local nss
+    nss=$(lab_namespaces)
+    [[ -n $nss ]] || { echo "lab: down: no ${P}* namespaces"; return 0; }
+    remove_namespaces lab "$nss"
     nss=$(lab_namespaces)
     [[ -z $nss ]] || die "down: still there: $nss"
     echo "lab: down: removed the ${P}* namespaces"

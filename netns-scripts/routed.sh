@@ -133,32 +133,10 @@ need_cmd() { # need_cmd CMD PACKAGE
 }
 
 cmd_down() {
-    local nss ns pid pids left deadline sig
+    local nss
     nss=$(routed_namespaces)
     if [[ -n $nss ]]; then
-        for sig in TERM KILL; do
-            left=0
-            for ns in $nss; do
-                pids=$(t ip netns pids "$ns" 2>/dev/null || true)
-                for pid in $pids; do
-                    kill -s "$sig" "$pid" 2>/dev/null || true
-                    left=1
-                done
-            done
-            ((left)) || break
-            deadline=$((SECONDS + 5))
-            while ((SECONDS < deadline)); do
-                left=0
-                for ns in $nss; do
-                    [[ -n $(t ip netns pids "$ns" 2>/dev/null || true) ]] && left=1
-                done
-                ((left)) || break
-                sleep 0.1
-            done
-        done
-        for ns in $nss; do
-            t ip netns del "$ns" 2>/dev/null || echo "routed: down: could not delete $ns" >&2
-        done
+        remove_namespaces routed "$nss"
     fi
     rm -rf "$STATE_DIR"
     nss=$(routed_namespaces)
