@@ -229,10 +229,13 @@ for _ in $(seq 100); do [ -e ready ] && break; sleep 0.1; done
 "$SEND" --image big.img --group $G --interface 127.0.0.1 --rate 40M --repeat --timeout 100s \
     > send.json 2> send.log & spid=$!
 # Marked, and record 12 (0-based 11) of the journal written: 40 bytes at 4096 + 11 * 40,
-# zeroed when the push started, non-zero once written.
+# zeroed when the push started (before the marker), non-zero once written. The marker is read
+# first: only once it is there does a non-zero record mean a written one, not the old bytes.
 for _ in $(seq 1000); do
-    n=$(tail -c +$((4096 + 11 * 40 + 1)) dev.raw | head -c 40 | tr -d '\0' | wc -c)
-    [ "$(head -c 22 dev.raw)" = MCAST-IMAGE-INCOMPLETE ] && [ "$n" -gt 0 ] && break
+    if [ "$(head -c 22 dev.raw)" = MCAST-IMAGE-INCOMPLETE ]; then
+        n=$(tail -c +$((4096 + 11 * 40 + 1)) dev.raw | head -c 40 | tr -d '\0' | wc -c)
+        [ "$n" -gt 0 ] && break
+    fi
     sleep 0.02
 done
 kill -KILL $rpid; wait $rpid; echo $? > r1.rc
