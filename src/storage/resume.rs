@@ -292,43 +292,55 @@ impl Sidecar {
                     tracing::warn!(path = %path.display(), error = %e, "resume journal disabled");
                     return;
                 }
-                let mut pending: Vec<(u32, [u8; 32])> = Vec::new();
-                let mut first_at = Instant::now();
-                loop {
-                    let wait = FLUSH_INTERVAL.saturating_sub(first_at.elapsed());
-                    let got = if pending.is_empty() {
-                        rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-                    } else {
-                        rx.recv_timeout(wait)
-                    };
-                    let closed = matches!(got, Err(RecvTimeoutError::Disconnected));
-                    if let Ok(b) = got {
-                        if pending.is_empty() {
-                            first_at = Instant::now();
-                        }
-                        pending.push(b);
-                    }
-                    let due = pending.len() >= FLUSH_BLOCKS || first_at.elapsed() >= FLUSH_INTERVAL;
-                    if !pending.is_empty() && (due || closed) {
-                        // Data first: a record on disk means the block's bytes are durable.
-                        let synced = sync(&pending).and_then(|()| {
-                            let bytes: Vec<u8> =
-                                pending.iter().flat_map(|(b, h)| record(*b, h)).collect();
-                            log.write_all(&bytes)
-                        });
-                        if let Err(e) = synced {
-                            tracing::warn!(path = %path.display(), error = %e, "resume journal stopped");
-                            return;
-                        }
-                        pending.clear();
-                    }
-                    if closed {
-                        return;
-                    }
+                // Data first: a record on disk means the block's bytes are durable.
+                let flushed = flush_batches(&rx, |pending| {
+                    sync(pending)?;
+                    let bytes: Vec<u8> = pending.iter().flat_map(|(b, h)| record(*b, h)).collect();
+                    log.write_all(&bytes)?;
+                    Ok(true)
+                });
+                if let Err(e) = flushed {
+                    tracing::warn!(path = %path.display(), error = %e, "resume journal stopped");
                 }
             })
             .map_err(|e| StorageError::io("start the resume journal for", &self.path, e))?;
         Ok(Journal { tx: Some(tx), thread: Some(thread), sidecar: Some(self) })
+    }
+}
+
+/// The journal threads' loop: collect what arrives on `rx` and hand it to `flush` in batches
+/// of up to [`FLUSH_BLOCKS`], or whatever came within [`FLUSH_INTERVAL`] of a batch's first
+/// record, and the rest when the channel closes. `flush` returns whether to go on (`false`:
+/// stop quietly, e.g. a full journal); an error stops the loop and is returned.
+pub(crate) fn flush_batches<T>(
+    rx: &std::sync::mpsc::Receiver<T>,
+    mut flush: impl FnMut(&[T]) -> std::io::Result<bool>,
+) -> std::io::Result<()> {
+    let mut pending: Vec<T> = Vec::new();
+    let mut first_at = Instant::now();
+    loop {
+        let got = if pending.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(FLUSH_INTERVAL.saturating_sub(first_at.elapsed()))
+        };
+        let closed = matches!(got, Err(RecvTimeoutError::Disconnected));
+        if let Ok(b) = got {
+            if pending.is_empty() {
+                first_at = Instant::now();
+            }
+            pending.push(b);
+        }
+        let due = pending.len() >= FLUSH_BLOCKS || first_at.elapsed() >= FLUSH_INTERVAL;
+        if !pending.is_empty() && (due || closed) {
+            if !flush(&pending)? {
+                return Ok(());
+            }
+            pending.clear();
+        }
+        if closed {
+            return Ok(());
+        }
     }
 }
 

@@ -21,11 +21,10 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Sender};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
-use crate::storage::resume::{HeldBlocks, FLUSH_BLOCKS, FLUSH_INTERVAL};
+use crate::storage::resume::{flush_batches, HeldBlocks};
 use crate::storage::StorageError;
 
 /// Where the journal starts on the device: right after the marker.
@@ -122,45 +121,25 @@ impl DeviceJournal {
             .name("mcast-dev-journal".into())
             .spawn(move || {
                 let mut next = next;
-                let mut pending: Vec<(u32, [u8; 32])> = Vec::new();
-                let mut first_at = Instant::now();
-                loop {
-                    let got = if pending.is_empty() {
-                        rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-                    } else {
-                        rx.recv_timeout(FLUSH_INTERVAL.saturating_sub(first_at.elapsed()))
-                    };
-                    let closed = matches!(got, Err(RecvTimeoutError::Disconnected));
-                    if let Ok(b) = got {
-                        if pending.is_empty() {
-                            first_at = Instant::now();
-                        }
-                        pending.push(b);
+                // The data first: a record on the device means its block is durable.
+                let flushed = flush_batches(&rx, |pending| {
+                    let room = (end.saturating_sub(next) as usize / RECORD).min(pending.len());
+                    let bytes: Vec<u8> =
+                        pending[..room].iter().flat_map(|(b, h)| record(&push_id, *b, h)).collect();
+                    file.sync_data()?;
+                    file.write_all_at(&bytes, next)?;
+                    next += bytes.len() as u64;
+                    if room < pending.len() {
+                        tracing::warn!(
+                            path = %path.display(),
+                            "device resume journal full: later blocks are not recorded"
+                        );
+                        return Ok(false);
                     }
-                    let due = pending.len() >= FLUSH_BLOCKS || first_at.elapsed() >= FLUSH_INTERVAL;
-                    if !pending.is_empty() && (due || closed) {
-                        let room = (end.saturating_sub(next) as usize / RECORD).min(pending.len());
-                        // The data first: a record on the device means its block is durable.
-                        let bytes: Vec<u8> =
-                            pending[..room].iter().flat_map(|(b, h)| record(&push_id, *b, h)).collect();
-                        let done = file.sync_data().and_then(|()| file.write_all_at(&bytes, next));
-                        if let Err(e) = done {
-                            tracing::warn!(path = %path.display(), error = %e, "device resume journal stopped");
-                            return;
-                        }
-                        next += bytes.len() as u64;
-                        if room < pending.len() {
-                            tracing::warn!(
-                                path = %path.display(),
-                                "device resume journal full: later blocks are not recorded"
-                            );
-                            return;
-                        }
-                        pending.clear();
-                    }
-                    if closed {
-                        return;
-                    }
+                    Ok(true)
+                });
+                if let Err(e) = flushed {
+                    tracing::warn!(path = %path.display(), error = %e, "device resume journal stopped");
                 }
             })
             .map_err(|e| StorageError::io("start the resume journal for", &err_path, e))?;
