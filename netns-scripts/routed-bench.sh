@@ -236,9 +236,17 @@ run_mcast_family() {
         in_ns rt python3 "$here/rusage.py" "$d/cpu-relay" "$MCAST_BIN_DIR/mcast-relay" \
             --upstream "$G" --upstream-interface lega --downstream "$G_DOWN" \
             --downstream-interface legb --spool "$d/spool" --receivers "$nb" \
-            --rate "$tool_rate" --timeout "${run_timeout}s" --json $relay_args \
-            >"$d/relay.json" 2>"$d/relay.log" &
+            --rate "$tool_rate" --timeout "${run_timeout}s" --json --ready-file "$d/relay.ready" \
+            $relay_args >"$d/relay.json" 2>"$d/relay.log" &
         pids+=("$!")
+        # The relay must have joined upstream before the origin's first datagram, or it misses
+        # the start of the push and NAKs it back from the origin (not timed, as the receivers).
+        local tries
+        for ((tries = 0; tries < 200; tries++)); do
+            [[ -e $d/relay.ready ]] && break
+            sleep 0.05
+        done
+        [[ -e $d/relay.ready ]] || { echo "routed-bench: the relay was not ready after 10 s" >&2; return 1; }
     fi
     t_start=$(now)
     in_ns s "$MCAST_BIN_DIR/mcast-send" "$src" --group "$G" --interface lab0 --ttl 8 \

@@ -150,8 +150,14 @@ sys.exit(0 if c.recv(64) == b"routed-ok" else 1)' "$peer"; then
             timeout -k 2 30 ip netns exec "${P}rt" "$BIN/mcast-relay" --upstream "$g" \
                 --upstream-interface lega --downstream "$gb" --downstream-interface legb \
                 --spool "$CHECK_WORK/spool" --receivers "${#RECV_B[@]}" --timeout 25s \
-                ${RELAY_ARGS:-} >"$CHECK_WORK/relay.log" 2>&1 &
+                --ready-file "$CHECK_WORK/relay.ready" ${RELAY_ARGS:-} >"$CHECK_WORK/relay.log" 2>&1 &
             CHECK_PIDS+=("$!")
+            # Joined upstream before the origin starts (bounded), so it misses nothing.
+            local tries
+            for ((tries = 0; tries < 200; tries++)); do
+                [[ -e $CHECK_WORK/relay.ready ]] && break
+                sleep 0.05
+            done
             check_push relay "$g" "$gb" "$((${#RECV_A[@]} + ${#RECV_B[@]}))" 12
             local origin_complete
             origin_complete=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["complete"])' \
