@@ -52,6 +52,9 @@ Usage: netns-scripts/routed-bench.sh [options]
   --mrouting MODE      multicast routing of the mcast, repairers and bittorrent labs:
                        smcroute | pimd (installing one removes the other)     [smcroute]
   --relay-args ARGS    extra mcast-relay arguments (one string, split on spaces) []
+  --keyed              keyed mode for mcast, relay and repairers: one key (mcast-send
+                       --gen-key) given to every mcast tool with --key-file; repairers then
+                       serve decoded blocks at once instead of after the hash list
   --timeout SECONDS    bound of each single push                               [300]
   --out DIR            where routed.csv (appended) and routed.md go            [./bench-out]
   --keep               keep the work directory (logs, JSON reports; not the copies)
@@ -83,7 +86,7 @@ export LAB_PREFIX=${LAB_PREFIX:-mcl-rt-}
 P=$LAB_PREFIX
 
 size=64M nb=4 na=0 loss_a=0 loss_b=5 rate=1G tool_rate=200M variants=mcast,relay,repairers,bittorrent
-n_rep=2 routed_mode=smcroute relay_args="" run_timeout=300 out=./bench-out keep=0 install=1
+n_rep=2 routed_mode=smcroute relay_args="" keyed=0 run_timeout=300 out=./bench-out keep=0 install=1
 while (($#)); do
     case $1 in
     --size) size=${2:?}; shift 2 ;;
@@ -97,6 +100,7 @@ while (($#)); do
     --repairers) n_rep=${2:?}; shift 2 ;;
     --mrouting) routed_mode=${2:?}; shift 2 ;;
     --relay-args) relay_args=${2?}; shift 2 ;;
+    --keyed) keyed=1; shift ;;
     --timeout) run_timeout=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -213,7 +217,11 @@ G_DOWN=239.255.78.1:7000
 # mcast, relay and repairers: receivers first, then (relay) the relay, then the origin.
 run_mcast_family() {
     local d=$1 h grp rc=0 sp
-    local -a rp=() extra
+    local -a rp=() extra key=()
+    if ((keyed)); then
+        "$MCAST_BIN_DIR/mcast-send" --gen-key "$d/key" >/dev/null || return 1
+        key=(--key-file "$d/key")
+    fi
     for h in "${hosts[@]}"; do
         grp=$G
         [[ $variant == relay && $h == b* ]] && grp=$G_DOWN
@@ -221,7 +229,7 @@ run_mcast_family() {
         is_repairer "$h" && extra=(--repairer)
         in_ns "$h" python3 "$here/rusage.py" "$d/cpu-$h" "$MCAST_BIN_DIR/mcast-recv" \
             --group "$grp" --interface lab0 --ttl 8 --output "$d/$h" --once --json \
-            --timeout "${run_timeout}s" --ready-file "$d/$h.ready" "${extra[@]}" \
+            --timeout "${run_timeout}s" --ready-file "$d/$h.ready" "${extra[@]}" "${key[@]}" \
             >"$d/recv-$h.json" 2>"$d/recv-$h.log" &
         pids+=("$!")
         is_repairer "$h" || rp+=("$!")
@@ -237,7 +245,7 @@ run_mcast_family() {
             --upstream "$G" --upstream-interface lega --downstream "$G_DOWN" \
             --downstream-interface legb --spool "$d/spool" --receivers "$nb" \
             --rate "$tool_rate" --timeout "${run_timeout}s" --json --ready-file "$d/relay.ready" \
-            $relay_args >"$d/relay.json" 2>"$d/relay.log" &
+            "${key[@]}" $relay_args >"$d/relay.json" 2>"$d/relay.log" &
         pids+=("$!")
         # The relay must have joined upstream before the origin's first datagram, or it misses
         # the start of the push and NAKs it back from the origin (not timed, as the receivers).
@@ -250,7 +258,7 @@ run_mcast_family() {
     fi
     t_start=$(now)
     in_ns s "$MCAST_BIN_DIR/mcast-send" "$src" --group "$G" --interface lab0 --ttl 8 \
-        --rate "$tool_rate" --receivers "$nh" --timeout "${run_timeout}s" --json \
+        --rate "$tool_rate" --receivers "$nh" --timeout "${run_timeout}s" --json "${key[@]}" \
         >"$d/send.json" 2>"$d/send.log" &
     sp=$!
     pids+=("$sp")
