@@ -96,6 +96,8 @@ cleanup() {
     done
     ip netns del "$NS_S" 2>/dev/null || true
     ip netns del "$NS_R" 2>/dev/null || true
+    # The logs stay in $OUT; the file this script generated (1 GiB by default) does not.
+    [[ -n ${GENERATED:-} ]] && rm -f "$GENERATED"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -132,6 +134,7 @@ EOF
 
 if [[ -n $FIRST_DATAGRAM ]]; then
     SRC=$OUT/sparse-$FIRST_DATAGRAM.img
+    GENERATED=$SRC
     truncate -s "$FIRST_DATAGRAM" "$SRC" || die "cannot create a sparse $FIRST_DATAGRAM file"
     dir=$OUT/first
     mkdir -p "$dir/out"
@@ -189,9 +192,11 @@ RATE=${RATE:-$ceiling_bps}
 # --- source file --------------------------------------------------------------------------------
 if [[ -n ${SPARSE_GB:-} ]]; then
     SRC=$OUT/sparse-${SPARSE_GB}GiB.img
+    GENERATED=$SRC
     truncate -s "${SPARSE_GB}G" "$SRC"
 elif [[ -z ${SRC:-} ]]; then
     SRC=$OUT/random-${SIZE_MB}MiB.bin
+    GENERATED=$SRC
     head -c $((SIZE_MB << 20)) /dev/urandom >"$SRC" || die "cannot write $SRC"
 fi
 bytes=$(stat -c %s "$SRC")
