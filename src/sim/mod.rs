@@ -260,6 +260,8 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         let rx = Receiver::new(ReceiverConfig {
             node: 2 + i as u32,
             seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+            // The ideal model takes a block's bytes from the object, never from the symbols.
+            count_only_symbols: cfg.receiver.count_only_symbols || cfg.fec == FecModel::Ideal,
             ..cfg.receiver.clone()
         });
         // The last entry for a receiver wins.

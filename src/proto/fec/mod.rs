@@ -217,6 +217,8 @@ pub struct BlockSymbols {
     codec: Option<BlockCodec>,
     /// Datagrams that named another `K_b` or codec.
     conflicts: u32,
+    /// Only which symbols arrived is kept, not their bytes ([`Self::counting`]).
+    count_only: bool,
 }
 
 impl std::fmt::Debug for BlockSymbols {
@@ -245,6 +247,7 @@ impl BlockSymbols {
             repairs: Vec::new(),
             codec: None,
             conflicts: 0,
+            count_only: false,
         })
     }
 
@@ -254,6 +257,19 @@ impl BlockSymbols {
         let mut s = BlockSymbols::new(t, k)?;
         s.codec = Some(codec);
         Ok(s)
+    }
+
+    /// With `on`, keep only which symbols arrive, not their bytes: counts, targets and
+    /// duplicates behave as before, but the block cannot be decoded ([`Self::decode`] gives
+    /// the symbols back as not ready, and a systematic block has no bytes). For the simulator's
+    /// ideal FEC model, which takes a block's bytes from the object it knows.
+    pub fn counting(mut self, on: bool) -> Self {
+        if on {
+            self.count_only = true;
+            self.source = Vec::new();
+            self.repairs.iter_mut().for_each(|(_, s)| *s = Vec::new());
+        }
+        self
     }
 
     /// Whether a datagram naming `k` source symbols and `codec` belongs to this collector.
@@ -298,8 +314,10 @@ impl BlockSymbols {
                 return Ok(Inserted::Duplicate);
             }
             // A source symbol is always worth keeping: it can turn a decode into a copy.
-            let t = usize::from(self.t);
-            self.source[i * t..(i + 1) * t].copy_from_slice(symbol);
+            if !self.count_only {
+                let t = usize::from(self.t);
+                self.source[i * t..(i + 1) * t].copy_from_slice(symbol);
+            }
             self.have_source[i] = true;
             self.source_count += 1;
             return Ok(Inserted::New);
@@ -310,7 +328,8 @@ impl BlockSymbols {
         if self.ready() {
             return Ok(Inserted::Surplus);
         }
-        self.repairs.push((esi, symbol.to_vec()));
+        let bytes = if self.count_only { Vec::new() } else { symbol.to_vec() };
+        self.repairs.push((esi, bytes));
         Ok(Inserted::New)
     }
 
@@ -348,6 +367,9 @@ impl BlockSymbols {
         mut self,
         cache: &CoefficientCache,
     ) -> (Result<Vec<u8>, Box<BlockSymbols>>, Path) {
+        if self.count_only {
+            return (Err(Box::new(self)), Path::NotReady);
+        }
         if self.is_systematic() {
             return (Ok(self.source), Path::Copy);
         }

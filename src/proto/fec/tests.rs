@@ -33,6 +33,42 @@ fn systematic_copy_needs_no_decode() {
 }
 
 #[test]
+fn a_counting_collector_counts_as_a_full_one_and_holds_no_bytes() {
+    let (t, k) = (32u16, 20u16);
+    let enc = BlockEncoder::new(t, k, block(usize::from(t) * usize::from(k), 9)).unwrap();
+    let mut full = BlockSymbols::new(t, k).unwrap();
+    let mut counting = BlockSymbols::new(t, k).unwrap().counting(true);
+    // Source symbols with gaps, a duplicate, repairs up to K and one past it (surplus), and a
+    // symbol of the wrong size: both collectors answer alike at every step.
+    let mut seq: Vec<(u32, Vec<u8>)> = Vec::new();
+    for esi in (0..u32::from(k)).filter(|e| e % 4 != 1) {
+        seq.push((esi, enc.source_symbol(esi).unwrap().to_vec()));
+    }
+    seq.push((0, enc.source_symbol(0).unwrap().to_vec()));
+    let repair = |esi: u32| {
+        let mut out = Vec::new();
+        enc.repair_symbol(esi, &mut out).unwrap();
+        out
+    };
+    for esi in u32::from(k)..u32::from(k) + 7 {
+        seq.push((esi, repair(esi)));
+    }
+    seq.push((u32::from(k), repair(u32::from(k))));
+    seq.push((3, vec![0; usize::from(t) - 1]));
+    for (esi, sym) in &seq {
+        assert_eq!(counting.insert(*esi, sym), full.insert(*esi, sym), "esi {esi}");
+        assert_eq!((counting.count(), counting.need()), (full.count(), full.need()));
+        assert_eq!(counting.ready(), full.ready());
+        assert_eq!(counting.is_systematic(), full.is_systematic());
+    }
+    assert!(full.ready() && !full.is_systematic());
+    assert!(full.decode().is_ok());
+    // Nothing to decode from: the symbols come back, not made-up bytes.
+    let back = counting.decode().unwrap_err();
+    assert_eq!(back.count(), u32::from(k));
+}
+
+#[test]
 fn repairs_replace_any_lost_symbols() {
     let (t, k) = (64u16, 50u16);
     let data = block(usize::from(t) * usize::from(k) - 7, 2);

@@ -115,6 +115,11 @@ pub struct ReceiverConfig {
     pub max_size: Option<u64>,
     /// Signed mode: lock only onto pushes signed by one of these keys (see `trust`).
     pub trust: Option<TrustConfig>,
+    /// Keep only which symbols of a block arrived, not their bytes
+    /// ([`BlockSymbols::counting`]): for the simulator's ideal FEC model, whose decoder never
+    /// reads the symbols, so that thousands of receivers fit in memory. A real receiver keeps
+    /// this `false` (its blocks would not decode).
+    pub count_only_symbols: bool,
 }
 
 impl Default for ReceiverConfig {
@@ -135,6 +140,7 @@ impl Default for ReceiverConfig {
             sender: None,
             max_size: None,
             trust: None,
+            count_only_symbols: false,
         }
     }
 }

@@ -210,7 +210,10 @@ impl Session {
                 if !o.pending.contains_key(&n.block) {
                     let k = o.layout.source_symbols(n.block).unwrap_or(0);
                     if let Ok(slot) = BlockSymbols::new(t, k) {
-                        o.pending.insert(n.block, slot);
+                        o.pending.insert(
+                            n.block,
+                            slot.counting(cx.cfg.count_only_symbols && id == ObjectId::Payload),
+                        );
                     }
                 }
             }

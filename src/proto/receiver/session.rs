@@ -471,6 +471,8 @@ impl Session {
                         else {
                             return;
                         };
+                        let fresh = fresh
+                            .counting(cx.cfg.count_only_symbols && d.object == ObjectId::Payload);
                         if !symbols.conflict() {
                             if grew {
                                 self.update_nak_timer(cx, now);
@@ -493,7 +495,7 @@ impl Session {
                     else {
                         return;
                     };
-                    e.insert(b)
+                    e.insert(b.counting(cx.cfg.count_only_symbols && d.object == ObjectId::Payload))
                 }
             };
             match symbols.insert(d.esi, d.symbol) {
