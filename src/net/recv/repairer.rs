@@ -144,9 +144,19 @@ impl RecvEndpoint {
 
     /// A datagram heard on the group: to the receiver and to the repairer.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        self.receiver.handle_datagram(now, from, data);
-        if let Some(g) = &mut self.repair {
-            g.rep.handle_datagram(now, from, data);
+        let Some(g) = &mut self.repair else {
+            return self.receiver.handle_datagram(now, from, data);
+        };
+        // Parsed once for both (a datagram that does not parse is counted by each).
+        match crate::proto::wire::parse(data) {
+            Ok((header, packet)) => {
+                self.receiver.handle_parsed(now, from, header, packet.clone());
+                g.rep.handle_parsed(now, from, header, packet);
+            }
+            Err(_) => {
+                self.receiver.handle_datagram(now, from, data);
+                g.rep.handle_datagram(now, from, data);
+            }
         }
     }
 

@@ -365,14 +365,26 @@ impl Repairer {
     /// Feed one datagram heard on the group.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.last_now = self.last_now.max(now);
+        if self.view.is_none() {
+            return;
+        }
+        match wire::parse(data) {
+            Ok((header, packet)) => self.handle_parsed(now, from, header, packet),
+            Err(_) => self.stats.dropped_malformed += 1,
+        }
+    }
+
+    /// [`Repairer::handle_datagram`] for a datagram already parsed to `header` and `packet`
+    /// (the receiver beside it parsed the same bytes: they are parsed once).
+    pub fn handle_parsed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: Header,
+        packet: Packet,
+    ) {
+        self.last_now = self.last_now.max(now);
         let Some(view) = self.view else { return };
-        let (header, packet) = match wire::parse(data) {
-            Ok(p) => p,
-            Err(_) => {
-                self.stats.dropped_malformed += 1;
-                return;
-            }
-        };
         if header.node == self.cfg.node {
             return;
         }
