@@ -32,15 +32,20 @@ pub struct UpEndpoint {
 impl Endpoint for UpEndpoint {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.last_now = self.last_now.max(now);
-        self.rx.handle_datagram(now, from, data);
+        let Ok((header, packet)) = wire::parse(data) else {
+            return self.rx.handle_datagram(now, from, data); // counted as malformed there
+        };
+        let acked = match &packet {
+            Packet::ReportAck(ack) => Some(ack.nodes.clone()),
+            _ => None,
+        };
+        self.rx.handle_parsed(now, from, header, packet);
         if let Some(v) = self.rx.repair_view() {
             self.fwd.set_upstream(v.session, v.sender);
         }
         // Acknowledgements of forwarded reports: from the origin only.
-        if self.fwd.origin() == Some(from) {
-            if let Ok((_, Packet::ReportAck(ack))) = wire::parse(data) {
-                self.fwd.acked(&ack.nodes);
-            }
+        if let Some(nodes) = acked.filter(|_| self.fwd.origin() == Some(from)) {
+            self.fwd.acked(&nodes);
         }
     }
     fn handle_timeout(&mut self, now: Instant) {
