@@ -13,10 +13,18 @@ fn relay_run(relay: bool) -> TopologyResult {
 }
 
 fn repairers_run(repairers: usize) -> TopologyResult {
+    repairers_with(repairers, 0.0, true)
+}
+
+/// 50 receivers losing 5 %, the first `repairers` of them repairers losing `repairer_loss`;
+/// NAK-only repair or automatic proactive parity.
+fn repairers_with(repairers: usize, repairer_loss: f64, nak_only_repair: bool) -> TopologyResult {
     let mut cfg = TopologyConfig::scaled(50, 0.05, 7, 4 * MIB);
     cfg.repairers = repairers;
-    cfg.repairer_loss = Some(0.0);
-    nak_only(&mut cfg);
+    cfg.repairer_loss = Some(repairer_loss);
+    if nak_only_repair {
+        nak_only(&mut cfg);
+    }
     topology::run(&cfg)
 }
 
@@ -58,4 +66,41 @@ fn two_repairers_halve_the_origin_repairs_without_a_duplicate_symbol() {
         helped.sender_repair_datagrams,
         alone.sender_repair_datagrams
     );
+}
+
+/// With automatic parity the origin's proactive symbols for the receivers a repairer covers
+/// follow the repairer's loss (clean here), so its repairs, proactive ones included, drop too.
+#[test]
+fn with_auto_parity_two_repairers_halve_the_origin_repairs() {
+    let alone = repairers_with(0, 0.0, false);
+    let helped = repairers_with(2, 0.0, false);
+    eprintln!("auto parity: alone {alone:?}\nhelped {helped:?}");
+    assert_eq!(alone.complete, 50);
+    assert_eq!(helped.complete, 50);
+    assert_eq!(helped.duplicate_esis, 0);
+    assert!(alone.sender_proactive_datagrams > 0, "auto parity sends proactive symbols");
+    assert!(helped.needs_covered > 0);
+    assert!(
+        helped.sender_repair_datagrams * 2 <= alone.sender_repair_datagrams,
+        "origin repairs {} ({} proactive) with two repairers against {} ({}) alone",
+        helped.sender_repair_datagrams,
+        helped.sender_proactive_datagrams,
+        alone.sender_repair_datagrams,
+        alone.sender_proactive_datagrams
+    );
+}
+
+/// Repairers whose own links lose as much as their neighbours' (5 %), NAK-only: the figure
+/// is reported, and what must hold holds (everyone completes, no symbol twice, fewer origin
+/// repairs than alone).
+#[test]
+fn repairers_on_lossy_links_still_cut_the_origin_repairs() {
+    let alone = repairers_with(0, 0.05, true);
+    let helped = repairers_with(2, 0.05, true);
+    let cut = 1.0 - helped.sender_repair_datagrams as f64 / alone.sender_repair_datagrams as f64;
+    eprintln!("lossy repairers: alone {alone:?}\nhelped {helped:?}\ncut {:.0} %", cut * 100.0);
+    assert_eq!(helped.complete, 50);
+    assert_eq!(helped.duplicate_esis, 0);
+    assert!(helped.repairer_datagrams > 0);
+    assert!(helped.sender_repair_datagrams < alone.sender_repair_datagrams);
 }

@@ -24,6 +24,8 @@ use crate::proto::repairer::{
 struct Cover {
     count: u32,
     until: Instant,
+    /// The repairer that advertised it.
+    by: u32,
 }
 
 /// Slots and covers (one per sender).
@@ -36,6 +38,10 @@ pub(crate) struct Repairers {
     covers: HashMap<BlockKey, Cover>,
     /// Symbols covered per block so far (bounded by [`COVER_LIMIT_BLOCKS`]).
     covered: HashMap<BlockKey, u32>,
+    /// Who the covers served (auto parity follows their repairers' loss).
+    pub(crate) served: super::repairer_parity::CoveredGroup,
+    /// How long after a NAK an advertisement still covers it (the cover hold).
+    hold: Duration,
     pub(crate) stats: SenderRepairerStats,
 }
 
@@ -59,9 +65,13 @@ impl Repairers {
         self.slots.get(&node).map(|(s, _)| *s)
     }
 
-    /// What of `need` (from a NAK heard at `now`) is not covered by a repairer.
-    pub(crate) fn uncovered(&mut self, now: Instant, need: Need) -> u16 {
+    /// What of `need` (from `node`'s NAK heard at `now`) is not covered by a repairer.
+    pub(crate) fn uncovered(&mut self, now: Instant, node: u32, need: Need) -> u16 {
         let key = (need.object, need.block);
+        let live = self.covers.get(&key).filter(|c| c.until > now).map(|c| c.by);
+        if !self.slots.is_empty() {
+            self.served.on_nak(now, node, key, live, self.hold.max(COVER_HOLD_MIN));
+        }
         match self.covers.get(&key) {
             Some(c) if c.until > now => {
                 let left = u32::from(need.count).saturating_sub(c.count);
@@ -156,6 +166,7 @@ impl Sender {
         }
         self.repairers.stats.adverts_heard += 1;
         let hold = (self.grtt.get() * COVER_HOLD_GRTTS).clamp(COVER_HOLD_MIN, COVER_HOLD_MAX);
+        self.repairers.hold = hold;
         for need in list.needs {
             let Some(k) = self.layout_of(need.object).source_symbols(need.block) else {
                 self.repairers.stats.needs_ignored += 1;
@@ -166,6 +177,7 @@ impl Sender {
                 continue;
             }
             let key = (need.object, need.block);
+            self.repairers.served.on_cover(now, node, key, hold);
             let most = u32::from(k) + u32::from(feedback::NEED_SLACK);
             let count = u32::from(need.count).min(most);
             let covered = self.repairers.covered.entry(key).or_insert(0);
@@ -182,7 +194,8 @@ impl Sender {
                 // Never extended: a repeated advert raises the count, not the time.
                 Some(c) if c.until > now => c.count = c.count.max(count),
                 _ => {
-                    self.repairers.covers.insert(key, Cover { count, until: now + hold });
+                    let cover = Cover { count, until: now + hold, by: node };
+                    self.repairers.covers.insert(key, cover);
                 }
             }
         }

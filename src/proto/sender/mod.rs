@@ -57,6 +57,7 @@ mod holdings;
 mod pacer;
 mod parity;
 mod repair;
+mod repairer_parity;
 #[path = "../repairer/sender_side.rs"]
 mod repairer_side;
 mod roster;

@@ -171,7 +171,7 @@ impl Sender {
             return fixed;
         }
         let max = (f64::from(k) * self.cfg.max_parity.max(0.0)).floor() as u32;
-        let sample = self.group.loss_sample();
+        let sample = self.parity_loss_sample();
         if sample.is_empty() {
             return fixed.min(max);
         }

@@ -1,0 +1,263 @@
+//! Auto parity where local repairers cover a segment: the receivers whose needs a repairer
+//! covers are repaired by it, so the origin's proactive parity for them should follow the
+//! loss of the repairer that serves them (what the origin must get across to it), not their
+//! own (what the repairer closes locally).
+//!
+//! The sender learns who is covered from what it already hears. A NAK heard while a
+//! repairer's advertisement covers its block, or an advertisement arriving within a cover
+//! hold of a NAK for the block, marks the NAKer as covered by that repairer; a NAK that no
+//! advertisement covered within the hold marks it as not covered. A verdict lasts
+//! [`COVERED_FOR`]. A receiver without a verdict, while a repairer holding a slot has been
+//! heard within [`COVERED_FOR`], is presumed covered by the lossiest such repairer (else
+//! auto parity high enough that nobody NAKs would never find out that a repairer could serve
+//! them); its first NAK the repairers do not cover puts its own loss back.
+//! [`Sender::parity_loss_sample`] gives auto parity the group's loss sample with each covered
+//! receiver's loss replaced by its repairer's (when lower).
+//!
+//! Hostile input: only NAKs that passed the sender's checks (bound address, in range) and
+//! adverts from slot holders at their joined address are counted; the tables are bounded
+//! ([`MAX_NAKED_BLOCKS`], [`MAX_NAKERS`], [`MAX_VERDICTS`]). A lying repairer can lower the
+//! parity of the receivers it claims to serve, which makes them NAK more; the sender still
+//! repairs what its covers do not deliver (bounded by the cover limits).
+
+use super::repair::BlockKey;
+use super::{Group, Sender};
+use crate::proto::time::{Duration, Instant};
+use std::collections::HashMap;
+
+/// A verdict (covered or not) lasts this long after the NAK or cover that gave it.
+pub const COVERED_FOR: Duration = Duration::from_secs(2);
+/// Blocks whose recent NAKers are remembered.
+pub const MAX_NAKED_BLOCKS: usize = 256;
+/// NAKers remembered per block.
+pub const MAX_NAKERS: usize = 64;
+/// Verdicts remembered.
+pub const MAX_VERDICTS: usize = 4096;
+
+/// Whether a receiver's needs are covered, as far as the sender knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Covered by this repairer.
+    By(u32),
+    /// A NAK of it went uncovered.
+    Uncovered,
+    /// Nothing heard lately: covered by the active repairers, presumably.
+    Presumed,
+}
+
+/// Who NAKed what lately, and who is covered by which repairer.
+#[derive(Debug, Default)]
+pub(crate) struct CoveredGroup {
+    nakers: HashMap<BlockKey, Vec<(u32, Instant)>>,
+    /// Receiver node → (repairer node or `None`: not covered, when decided).
+    verdicts: HashMap<u32, (Option<u32>, Instant)>,
+    last_now: Instant,
+}
+
+impl CoveredGroup {
+    /// `node` NAKed `key` at `now`; `by` is the repairer whose cover of it is live, if any.
+    /// `window` is how long an advertisement arriving later still counts as covering it.
+    pub(crate) fn on_nak(
+        &mut self,
+        now: Instant,
+        node: u32,
+        key: BlockKey,
+        by: Option<u32>,
+        window: Duration,
+    ) {
+        self.last_now = self.last_now.max(now);
+        self.sweep(now, window);
+        if let Some(by) = by {
+            self.decide(node, Some(by), now);
+            return;
+        }
+        if !self.nakers.contains_key(&key) && self.nakers.len() >= MAX_NAKED_BLOCKS {
+            return;
+        }
+        let v = self.nakers.entry(key).or_default();
+        if v.len() < MAX_NAKERS && !v.iter().any(|(n, _)| *n == node) {
+            v.push((node, now));
+        }
+    }
+
+    /// NAKs older than `window` that no advertisement covered: their NAKers are not covered.
+    fn sweep(&mut self, now: Instant, window: Duration) {
+        let mut late = Vec::new();
+        self.nakers.retain(|_, v| {
+            v.retain(|(n, t)| {
+                let open = now.saturating_duration_since(*t) <= window;
+                if !open {
+                    late.push((*n, *t));
+                }
+                open
+            });
+            !v.is_empty()
+        });
+        for (node, t) in late {
+            self.decide(node, None, t);
+        }
+    }
+
+    /// Repairer `by` advertised a cover of `key` at `now`: the receivers that NAKed it within
+    /// `window` are covered by it.
+    pub(crate) fn on_cover(&mut self, now: Instant, by: u32, key: BlockKey, window: Duration) {
+        self.last_now = self.last_now.max(now);
+        let Some(v) = self.nakers.remove(&key) else { return };
+        for (node, t) in v {
+            let by = (now.saturating_duration_since(t) <= window).then_some(by);
+            self.decide(node, by, if by.is_some() { now } else { t });
+        }
+    }
+
+    fn decide(&mut self, node: u32, by: Option<u32>, at: Instant) {
+        if by == Some(node) {
+            return;
+        }
+        if !self.verdicts.contains_key(&node) && self.verdicts.len() >= MAX_VERDICTS {
+            let now = self.last_now;
+            self.verdicts.retain(|_, (_, t)| now.saturating_duration_since(*t) <= COVERED_FOR);
+            if self.verdicts.len() >= MAX_VERDICTS {
+                return;
+            }
+        }
+        let e = self.verdicts.entry(node).or_insert((by, at));
+        if at >= e.1 {
+            *e = (by, at);
+        }
+    }
+
+    /// What is known about `node` at `now`.
+    pub(crate) fn verdict(&self, node: u32, now: Instant) -> Verdict {
+        match self.verdicts.get(&node) {
+            Some((by, t)) if now.saturating_duration_since(*t) <= COVERED_FOR => {
+                by.map_or(Verdict::Uncovered, Verdict::By)
+            }
+            _ => Verdict::Presumed,
+        }
+    }
+}
+
+/// `sample` (the group's loss sample) with the loss of each receiver in `covered`
+/// (receiver, the loss rate of what covers it) replaced by that, where it is lower.
+pub(crate) fn substitute(sample: Vec<f64>, group: &Group, covered: &[(u32, f64)]) -> Vec<f64> {
+    let mut swaps: HashMap<u64, Vec<f64>> = HashMap::new();
+    for &(node, rep) in covered {
+        let own = group.get(node).and_then(|m| m.loss_ppm).map(|p| f64::from(p) / 1e6);
+        if let Some(own) = own.filter(|own| rep < *own) {
+            swaps.entry(own.to_bits()).or_default().push(rep);
+        }
+    }
+    if swaps.is_empty() {
+        return sample;
+    }
+    let mut out: Vec<f64> = sample
+        .into_iter()
+        .map(|p| swaps.get_mut(&p.to_bits()).and_then(Vec::pop).unwrap_or(p))
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+impl Sender {
+    /// The loss sample auto parity plans for: the group's, with the receivers a local
+    /// repairer covers counted at their repairer's loss (see the module docs).
+    pub(crate) fn parity_loss_sample(&self) -> Vec<f64> {
+        let sample = self.group.loss_sample();
+        let r = &self.repairers;
+        let now = self.last_now;
+        let loss = |node: u32| self.group.get(node)?.loss_ppm.map(|p| f64::from(p) / 1e6);
+        // Repairers heard lately, with their loss.
+        let active: Vec<(u32, f64)> = self
+            .roster
+            .nodes()
+            .filter(|e| r.slot(e.node).is_some())
+            .filter(|e| now.saturating_duration_since(e.last_heard) <= COVERED_FOR)
+            .filter_map(|e| Some((e.node, loss(e.node)?)))
+            .collect();
+        if active.is_empty() {
+            return sample;
+        }
+        let presumed = active.iter().map(|(_, l)| *l).fold(0.0, f64::max);
+        let covered: Vec<(u32, f64)> = self
+            .roster
+            .nodes()
+            .filter(|e| r.slot(e.node).is_none())
+            .filter_map(|e| match r.served.verdict(e.node, now) {
+                Verdict::By(by) => Some((e.node, active.iter().find(|a| a.0 == by)?.1)),
+                Verdict::Presumed => Some((e.node, presumed)),
+                Verdict::Uncovered => None,
+            })
+            .collect();
+        substitute(sample, &self.group, &covered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::wire::ObjectId;
+
+    fn t(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_cover_within_the_hold_marks_the_naker_and_one_past_it_does_not() {
+        let mut c = CoveredGroup::default();
+        let key = (ObjectId::Payload, 3);
+        let w = Duration::from_millis(40);
+        assert_eq!(c.verdict(10, t(0)), Verdict::Presumed, "nothing heard");
+        c.on_nak(t(0), 10, key, None, w);
+        c.on_cover(t(40), 7, key, w); // at the window's end: counts
+        c.on_nak(t(100), 12, key, None, w);
+        c.on_cover(t(141), 7, key, w); // 1 ms past it: does not
+        assert_eq!(c.verdict(10, t(350)), Verdict::By(7));
+        assert_eq!(c.verdict(12, t(350)), Verdict::Uncovered);
+        // A NAK under a live cover marks at once; a repairer never covers itself.
+        c.on_nak(t(200), 13, key, Some(7), w);
+        c.on_nak(t(200), 7, key, Some(7), w);
+        assert_eq!(c.verdict(13, t(350)), Verdict::By(7));
+        assert_eq!(c.verdict(7, t(350)), Verdict::Presumed);
+        // A NAK nobody covers is found out by the next sweep.
+        c.on_nak(t(300), 10, (ObjectId::Payload, 9), None, w);
+        assert_eq!(c.verdict(10, t(350)), Verdict::By(7), "still within its hold");
+        c.on_nak(t(341), 99, (ObjectId::Payload, 1), None, w);
+        assert_eq!(c.verdict(10, t(350)), Verdict::Uncovered);
+        // Verdicts last exactly COVERED_FOR.
+        assert_eq!(c.verdict(13, t(200) + COVERED_FOR), Verdict::By(7));
+        assert_eq!(c.verdict(13, t(201) + COVERED_FOR), Verdict::Presumed);
+    }
+
+    #[test]
+    fn tables_stay_bounded() {
+        let mut c = CoveredGroup::default();
+        let w = Duration::from_secs(10);
+        for b in 0..(MAX_NAKED_BLOCKS as u32 + 50) {
+            for n in 0..(MAX_NAKERS as u32 + 5) {
+                c.on_nak(t(0), n, (ObjectId::Payload, b), None, w);
+            }
+        }
+        assert_eq!(c.nakers.len(), MAX_NAKED_BLOCKS);
+        assert!(c.nakers.values().all(|v| v.len() == MAX_NAKERS));
+        for n in 0..(MAX_VERDICTS as u32 + 10) {
+            c.on_nak(t(0), n + 100, (ObjectId::Payload, 0), Some(1), w);
+        }
+        assert_eq!(c.verdicts.len(), MAX_VERDICTS);
+        // Once the old verdicts are stale, a new one makes room.
+        c.on_nak(t(1) + COVERED_FOR, 1_000_000, (ObjectId::Payload, 0), Some(1), w);
+        assert_eq!(c.verdicts.len(), 1);
+    }
+
+    #[test]
+    fn covered_losses_follow_their_repairer_when_lower() {
+        let mut g = Group::new(None, 100);
+        for (node, ppm) in [(1, 50_000), (2, 50_000), (3, 50_000), (7, 0), (8, 80_000)] {
+            g.report_loss(node, ppm);
+        }
+        let sample = g.loss_sample();
+        // 1 and 2 covered by a clean repairer, 3 by a lossier one (kept at its own).
+        let out = substitute(sample.clone(), &g, &[(1, 0.0), (2, 0.0), (3, 0.08)]);
+        assert_eq!(out, vec![0.0, 0.0, 0.0, 0.05, 0.08]);
+        assert_eq!(substitute(sample.clone(), &g, &[]), sample);
+    }
+}
