@@ -208,7 +208,11 @@ impl Net {
                 dcfg.node = 3;
                 dcfg.session = 0x5eed_0002;
                 dcfg.expected_receivers = Some(d.receivers as u32);
-                let relay = Relay::new(Receiver::new(rx_cfg(2)), Disk::new(&object, true), dcfg);
+                let relay = Relay::new(
+                    Receiver::new(rx_cfg(2).for_relay()),
+                    Disk::new(&object, true),
+                    dcfg,
+                );
                 let r = net.add_node(NodeKind::Relay(Box::new(relay)));
                 net.add_port(r, Side::Rx, 0, cfg.loss, lat);
                 net.add_port(r, Side::Tx, 1, 0.0, lat);
