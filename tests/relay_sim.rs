@@ -35,3 +35,32 @@ fn with_auto_parity_a_relay_cuts_the_origin_repairs_by_80_percent() {
         direct.sender_repair_datagrams
     );
 }
+
+/// Origin → relay 1 → relay 2 → 20 receivers losing 5 %: every far receiver completes, and the
+/// origin holds each host's report once, listed via relay 1 (the relay whose address it sees:
+/// relay 2 and the hosts behind it came through relay 1's forwarding).
+#[test]
+fn relays_chain_and_the_origin_lists_every_far_host_via_the_first_relay() {
+    let run = |relays: usize| {
+        let mut cfg = TopologyConfig::scaled(0, 0.0, 11, 2 * MIB);
+        cfg.downstream = Some(Downstream { receivers: 20, loss: 0.05, relay: true });
+        cfg.relays = relays;
+        topology::run(&cfg)
+    };
+    let one = run(1);
+    let two = run(2);
+    eprintln!("one relay {one:?}\ntwo relays {two:?}");
+    assert_eq!(one.complete, 20);
+    assert_eq!(two.complete, 20);
+    assert_eq!(one.origin_reports, 21, "20 far hosts and the relay");
+    assert_eq!(two.origin_reports, 22, "20 far hosts and both relays");
+    // Relay 1 is node 2 upstream; relay 2 is node 4; the far hosts 10000...
+    let far: Vec<u32> = (10_000..10_020).collect();
+    for (res, relays) in [(&one, 1), (&two, 2)] {
+        let listed: Vec<u32> = res.via.keys().copied().filter(|n| *n >= 10_000).collect();
+        assert_eq!(listed, far, "{relays} relays: every far host listed once, via a relay");
+        assert!(res.via.values().all(|v| *v == 2), "{relays} relays: all via relay 1");
+    }
+    assert_eq!(two.via.get(&4), Some(&2), "relay 2 itself is listed via relay 1");
+    assert!(!one.via.contains_key(&2), "a relay is not its own relay");
+}
