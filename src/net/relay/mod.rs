@@ -166,7 +166,7 @@ async fn upstream_main(
         Workers::new(cfg.workers, "mcast-relay-decode", DecodeJob::run)
             .map_err(DriverError::io("spawn workers"))?;
     let mut role = upstream::UpRole::new(
-        Receiver::new(cfg.receiver.clone()),
+        Receiver::new(cfg.receiver.clone().for_relay()),
         cfg.receiver.node,
         Arc::clone(&spool),
         cfg.progress,

@@ -120,6 +120,11 @@ pub struct ReceiverConfig {
     /// reads the symbols, so that thousands of receivers fit in memory. A real receiver keeps
     /// this `false` (its blocks would not decode).
     pub count_only_symbols: bool,
+    /// Answer every probe with an echo, whatever share the sender asks for: a relay's
+    /// upstream receiver speaks for everyone behind it, and the origin, whose group size counts
+    /// them, would otherwise hear its loss rate (what automatic parity plans from) rarely or
+    /// never.
+    pub always_echo: bool,
 }
 
 impl Default for ReceiverConfig {
@@ -141,7 +146,16 @@ impl Default for ReceiverConfig {
             max_size: None,
             trust: None,
             count_only_symbols: false,
+            always_echo: false,
         }
+    }
+}
+
+impl ReceiverConfig {
+    /// These settings for a relay's upstream receiver (`mcast-relay` and the simulator's
+    /// relay): it echoes every probe ([`ReceiverConfig::always_echo`]).
+    pub fn for_relay(self) -> Self {
+        ReceiverConfig { always_echo: true, ..self }
     }
 }
 

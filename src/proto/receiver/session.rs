@@ -346,7 +346,9 @@ impl Session {
             Packet::Probe(p) if from_sender => {
                 self.follow_grtt(cx, now, grtt_of(p.grtt_us));
                 self.group_size = Some(f64::from(p.group_size.max(1)));
-                let echo = p.echo_share == u16::MAX || cx.rng.gen::<u16>() < p.echo_share;
+                let echo = p.echo_share == u16::MAX
+                    || cx.rng.gen::<u16>() < p.echo_share
+                    || cx.cfg.always_echo;
                 let live = matches!(self.phase, Phase::Receiving | Phase::Storing);
                 if echo && live && self.locked {
                     self.echo = Some((p.send_time_us, now));

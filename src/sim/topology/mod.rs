@@ -59,6 +59,9 @@ pub struct TopologyConfig {
     pub repairer_loss: Option<f64>,
     /// The downstream segment, if any.
     pub downstream: Option<Downstream>,
+    /// With a relayed downstream: relays in a chain in front of it (1: one relay; 2: the
+    /// origin's segment, relay 1, a middle segment, relay 2, the downstream segment; ...).
+    pub relays: usize,
     /// Origin (and relay downstream) sender settings.
     pub sender: SenderConfig,
     /// Receiver settings.
@@ -92,6 +95,7 @@ impl TopologyConfig {
             repairers: 0,
             repairer_loss: None,
             downstream: None,
+            relays: 1,
             sender: s.sender,
             receiver: s.receiver,
             // A tenth of the sender's rate: repairs are a share of the traffic.
@@ -126,7 +130,10 @@ pub struct TopologyResult {
     pub repairer_adverts: u64,
     /// Needs the origin left to a repairer's cover.
     pub needs_covered: u64,
-    /// Datagrams the relay's downstream sender sent.
+    /// Per downstream host (relays after the first included) whose complete report the origin
+    /// holds, the relay the origin lists it `via` (node ids).
+    pub via: std::collections::BTreeMap<u32, u32>,
+    /// Datagrams the relays' downstream senders sent.
     pub relay_datagrams: u64,
     /// Symbols of a block sent more than once within one session, by anyone.
     pub duplicate_esis: u64,

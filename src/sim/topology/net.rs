@@ -147,7 +147,8 @@ impl Net {
         scfg.node = 1;
         scfg.session = 0x5eed_0001;
         // The origin waits for everyone: its own segment, the relay, and what the relay reports.
-        scfg.expected_receivers = Some((cfg.receivers + down_n + usize::from(via_relay)) as u32);
+        let relays = if via_relay { cfg.relays.max(1) } else { 0 };
+        scfg.expected_receivers = Some((cfg.receivers + down_n + relays) as u32);
         let origin = object.sender(scfg, Instant::ZERO).expect("valid manifest");
         let mut net = Net {
             now: Instant::ZERO,
@@ -203,20 +204,28 @@ impl Net {
             net.counted.push(n);
         }
         if let Some(d) = down {
-            if d.relay {
+            let relays = if d.relay { cfg.relays.max(1) } else { 0 };
+            for hop in 0..relays {
+                // Relay `hop` (node 2 + 2 hop, its sender 3 + 2 hop) from segment `hop` to
+                // `hop + 1`, the next relay being one of its receivers.
                 let mut dcfg = cfg.sender.clone();
-                dcfg.node = 3;
-                dcfg.session = 0x5eed_0002;
-                dcfg.expected_receivers = Some(d.receivers as u32);
-                let relay = Relay::new(Receiver::new(rx_cfg(2)), Disk::new(&object, true), dcfg);
+                dcfg.node = 3 + 2 * hop as u32;
+                dcfg.session = 0x5eed_0002 + hop as u32;
+                let next = usize::from(hop + 1 < relays);
+                dcfg.expected_receivers = Some((d.receivers + next) as u32);
+                let rx = rx_cfg(2 + 2 * hop as u32);
+                let relay = Relay::new(rx, Disk::new(&object, true), dcfg);
                 let r = net.add_node(NodeKind::Relay(Box::new(relay)));
-                net.add_port(r, Side::Rx, 0, cfg.loss, lat);
-                net.add_port(r, Side::Tx, 1, 0.0, lat);
+                if net.segments.len() < hop + 2 {
+                    net.segments.push(Vec::new());
+                }
+                net.add_port(r, Side::Rx, hop, if hop == 0 { cfg.loss } else { 0.0 }, lat);
+                net.add_port(r, Side::Tx, hop + 1, 0.0, lat);
             }
             for i in 0..d.receivers {
                 let n = net.add_node(rx_node(10_000 + i as u32, None));
                 // Without a relay: on the origin's segment, one hop further and lossy.
-                let (segment, latency) = if d.relay { (1, lat) } else { (0, lat * 3) };
+                let (segment, latency) = if d.relay { (relays, lat) } else { (0, lat * 3) };
                 net.add_port(n, Side::Rx, segment, d.loss, latency);
                 net.counted.push(n);
             }
@@ -396,7 +405,8 @@ impl Net {
     fn count(&mut self, n: usize, data: &[u8]) {
         let Ok((h, p)) = wire::parse(data) else { return };
         let is_origin = n == 0;
-        let is_relay = matches!(self.nodes[n].kind, NodeKind::Relay(_)) && h.session != 0x5eed_0001;
+        let is_relay =
+            matches!(&self.nodes[n].kind, NodeKind::Relay(r) if r.session() == h.session);
         if is_origin {
             self.res.sender_datagrams += 1;
         }
@@ -443,6 +453,11 @@ impl Net {
                 .values()
                 .filter(|r| r.report.status == crate::proto::wire::ReportStatus::Complete)
                 .count();
+            for r in tx.receivers().values() {
+                if let Some(v) = tx.roster().via(r.node) {
+                    self.res.via.insert(r.node, v.node);
+                }
+            }
         }
         self.res.seconds = last.as_secs_f64();
         self.res.events = self.events;
