@@ -36,11 +36,13 @@ pub use crate::net::send_report::{
     RosterLists, SendReport, SendStatus, UnexpectedEntry,
 };
 
-/// Encoded blocks the sender keeps by default. Encoders are ~2 MiB each (data plus
-/// intermediate symbols): 12 bound the sender's memory while covering the read-ahead and the
-/// repairs of recent blocks; an evicted block is read and encoded again on a worker if a late
-/// NAK asks for it.
-pub const DEFAULT_CACHE_BLOCKS: usize = 12;
+/// Encoded blocks the sender keeps by default. A block is its data (1 MiB by default) and,
+/// once it needs repair, its encoder's intermediate symbols (~2 MiB more): 20 is the least
+/// that interleaves windows of 8 blocks (the window, the previous one whose repairs NAKs ask
+/// for, and the read-ahead of 4: `proto::wire::interleave::window_width`), so a burst of loss
+/// costs each block a few symbols; with fewer the sender goes block by block. An evicted block
+/// is read and encoded again on a worker if a late NAK asks for it.
+pub const DEFAULT_CACHE_BLOCKS: usize = 20;
 
 /// Longest a stopping sender waits for its Abort datagrams to go out.
 pub const ABORT_GRACE: Duration = Duration::from_millis(200);
