@@ -246,6 +246,9 @@ impl Harness {
         // Parsed once for every open-mode receiver handed it at once (a receiver parses
         // nothing else before it acts: the same effects as parsing each copy).
         let parsed = wire::parse(&f.data).ok();
+        if self.window.collecting {
+            self.window.begin_flight(self.now, f.from, &f.data, f.source_block);
+        }
         let mut mix = 0xcbf2_9ce4_8422_2325u64;
         for to in 0..self.peers.len() {
             let wanted = match f.dest {
@@ -266,7 +269,7 @@ impl Harness {
             }
             mix = (mix ^ to as u64).wrapping_mul(0x0100_0000_01b3);
             if self.window.collecting {
-                self.window.put(self.now, to, f.from, &f.data, f.source_block);
+                self.window.put(to);
             } else if to != 0 && !self.net.receiver_service.is_zero() {
                 self.enqueue(to, f.from, Rc::clone(&f.data), f.source_block);
             } else if let (Some((header, packet)), true) = (&parsed, self.opens_nothing(to)) {
@@ -315,13 +318,13 @@ impl Harness {
     }
 
     /// Whether `to` is a receiver in open mode (it takes datagrams as they are).
-    fn opens_nothing(&self, to: usize) -> bool {
+    pub(super) fn opens_nothing(&self, to: usize) -> bool {
         to != 0 && self.auth[to].is_none()
     }
 
     /// Receiver `to` (in open mode) takes a copy that parsed to `header` and `packet`; the
     /// caller drains it.
-    fn receive_parsed(
+    pub(super) fn receive_parsed(
         &mut self,
         to: usize,
         from: usize,

@@ -16,40 +16,48 @@
 //! loop's, down to the trace; only the interleaving between nodes changes, which no node can
 //! observe. A receiver then handles its datagrams of a window back to back while its state is
 //! in cache, instead of one datagram for every receiver in turn.
+//!
+//! A window holds each datagram once (`Flight`; its bytes parsed once for every open-mode
+//! recipient, as the event loop does) and one bit per node for who got a copy: a bit per node
+//! per datagram in flight, not a list entry per copy (which, kept per node with its capacity,
+//! grew with the square of the group: 512 MB at 3000 receivers).
 
 use super::events::Item;
 use super::{Harness, Stop};
 use crate::proto::time::{Duration, Instant};
+use crate::proto::wire;
 use std::cmp::Reverse;
 use std::rc::Rc;
 
-/// A copy of a datagram waiting for its recipient within the current window.
-pub(super) struct Copy {
+/// A datagram arriving within the current window.
+pub(super) struct Flight {
     at: Instant,
     from: usize,
     data: Rc<[u8]>,
     source_block: Option<u32>,
 }
 
-/// Per-node lists of the current window.
+/// The current window: its datagrams and, per datagram, who got a copy.
 pub(super) struct Window {
     /// Whether windowed stepping is on.
     pub(super) on: bool,
     /// Whether a window is being collected (phase 1): arrivals go to the lists.
     pub(super) collecting: bool,
-    /// Per node: copies due in the window, in arrival order.
-    copies: Vec<Vec<Copy>>,
-    /// Per node: whether it is in `touched`.
-    marked: Vec<bool>,
-    /// Nodes with copies or a timer in the window.
-    touched: Vec<usize>,
+    /// Datagrams arriving in the window, in arrival order.
+    flights: Vec<Flight>,
+    /// `words` words per flight: a bit per node that got a copy.
+    got: Vec<u64>,
+    /// A bit per node with a copy or a timer in the window.
+    touched: Vec<u64>,
+    /// Words of a node bitmap in this window.
+    words: usize,
     /// Copies held in the window.
     held: usize,
     /// Copies a window holds before it ends early ([`MAX_HELD`] unless a test says less).
     pub(super) cap: usize,
 }
 
-/// Copies a window holds before it ends early (about 40 MiB).
+/// Copies a window holds before it ends early (a hundred datagrams to 10,000 receivers).
 const MAX_HELD: usize = 1 << 20;
 
 impl Default for Window {
@@ -57,9 +65,10 @@ impl Default for Window {
         Window {
             on: false,
             collecting: false,
-            copies: Vec::new(),
-            marked: Vec::new(),
+            flights: Vec::new(),
+            got: Vec::new(),
             touched: Vec::new(),
+            words: 0,
             held: 0,
             cap: MAX_HELD,
         }
@@ -67,29 +76,58 @@ impl Default for Window {
 }
 
 impl Window {
-    fn mark(&mut self, node: usize) {
-        if self.marked.len() <= node {
-            self.marked.resize(node + 1, false);
-            self.copies.resize_with(node + 1, Vec::new);
-        }
-        if !self.marked[node] {
-            self.marked[node] = true;
-            self.touched.push(node);
-        }
+    /// Start collecting a window for `nodes` nodes.
+    fn begin(&mut self, nodes: usize) {
+        self.collecting = true;
+        self.held = 0;
+        self.words = nodes.div_ceil(64);
+        self.flights.clear();
+        self.got.clear();
+        self.touched.clear();
+        self.touched.resize(self.words, 0);
     }
 
-    /// Phase 1: a copy for `to`.
-    pub(super) fn put(
+    /// `node` has something to do in the window (a copy or a timer).
+    pub(super) fn mark(&mut self, node: usize) {
+        self.touched[node / 64] |= 1 << (node % 64);
+    }
+
+    /// Phase 1: a datagram arrives; [`Window::put`] says who gets a copy.
+    pub(super) fn begin_flight(
         &mut self,
         at: Instant,
-        to: usize,
         from: usize,
         data: &Rc<[u8]>,
         source_block: Option<u32>,
     ) {
+        self.flights.push(Flight { at, from, data: Rc::clone(data), source_block });
+        self.got.resize(self.got.len() + self.words, 0);
+    }
+
+    /// Phase 1: node `to` gets a copy of the datagram that arrived last.
+    pub(super) fn put(&mut self, to: usize) {
+        let base = self.got.len() - self.words;
+        self.got[base + to / 64] |= 1 << (to % 64);
         self.mark(to);
         self.held += 1;
-        self.copies[to].push(Copy { at, from, data: Rc::clone(data), source_block });
+    }
+
+    /// Whether `node` got a copy of flight `i`.
+    fn has(&self, i: usize, node: usize) -> bool {
+        self.got[i * self.words + node / 64] & (1 << (node % 64)) != 0
+    }
+
+    /// The first node at or after `from` with something to do in the window.
+    fn next_touched(&self, from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        let mut bits = *self.touched.get(w)? & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            bits = *self.touched.get(w)?;
+        }
     }
 }
 
@@ -132,8 +170,7 @@ impl Harness {
         let mut end = (start + self.net.latency).min(until + Duration::from_micros(1));
         // Phase 1: fan out the arrivals; note the timers due. A window that holds too many
         // copies (everyone multicasting at once) ends early, between two instants.
-        self.window.collecting = true;
-        self.window.held = 0;
+        self.window.begin(self.peers.len());
         while let Some(Reverse(e)) = self.heap.peek() {
             if e.at >= end {
                 break;
@@ -153,33 +190,43 @@ impl Harness {
                     }
                 }
                 Item::Dequeue { to, from, data, source_block } => {
-                    self.window.put(e.at, to, from, &data, source_block)
+                    self.window.begin_flight(e.at, from, &data, source_block);
+                    self.window.put(to);
                 }
             }
         }
         self.window.collecting = false;
-        // Phase 2: each node on its own clock.
-        let mut touched = std::mem::take(&mut self.window.touched);
-        touched.sort_unstable();
+        // Phase 2: each node on its own clock, in index order. Each datagram is parsed once
+        // for all its open-mode recipients, as the event loop does.
+        let flights = std::mem::take(&mut self.window.flights);
+        let parsed: Vec<_> = flights.iter().map(|f| wire::parse(&f.data).ok()).collect();
         let mut latest = self.now;
-        for &node in &touched {
-            self.window.marked[node] = false;
-            // Taken for the loop and put back empty, keeping its capacity.
-            let mut copies = std::mem::take(&mut self.window.copies[node]);
+        let mut next = self.window.next_touched(0);
+        while let Some(node) = next {
             let mut i = 0;
             loop {
+                while i < flights.len() && !self.window.has(i, node) {
+                    i += 1;
+                }
                 let timer = self.peers[node].timer.filter(|t| *t < end);
-                let copy_first = match (copies.get(i), timer) {
+                let copy_first = match (flights.get(i), timer) {
                     (Some(c), Some(t)) => c.at <= t,
                     (Some(_), None) => true,
                     (None, Some(_)) => false,
                     (None, None) => break,
                 };
                 if copy_first {
-                    let c = &copies[i];
-                    i += 1;
+                    let c = &flights[i];
                     self.now = c.at;
-                    self.receive(node, c.from, &c.data, c.source_block, None);
+                    match (&parsed[i], self.opens_nothing(node)) {
+                        (Some((header, packet)), true) => {
+                            let packet = packet.clone();
+                            self.receive_parsed(node, c.from, *header, packet, c.source_block);
+                            self.drain(node, None);
+                        }
+                        _ => self.receive(node, c.from, &c.data, c.source_block, None),
+                    }
+                    i += 1;
                 } else {
                     self.now = timer.expect("due");
                     self.peers[node].timer = None;
@@ -192,11 +239,11 @@ impl Harness {
                 }
                 latest = latest.max(self.now);
             }
-            copies.clear();
-            self.window.copies[node] = copies;
+            next = self.window.next_touched(node + 1);
         }
-        touched.clear();
-        self.window.touched = touched;
+        drop(parsed);
+        self.window.flights = flights;
+        self.window.flights.clear();
         self.now = latest;
         None
     }
