@@ -170,6 +170,9 @@ struct RecvRole<'a> {
 
 struct Placed {
     received_seconds: Option<f64>,
+    /// The last payload block written, and the object placed (seconds from the start).
+    last_block_seconds: Option<f64>,
+    placed_seconds: Option<f64>,
     path: Option<PathBuf>,
     bytes: u64,
     size: Option<u64>,
@@ -240,6 +243,7 @@ impl RecvRole<'_> {
                     if written.is_ok() {
                         s.record_block(block, hash);
                     }
+                    self.placed.last_block_seconds = Some(self.wall.elapsed().as_secs_f64());
                     match written {
                         Ok(()) if !rewrite => self.placed.held += data.len() as u64,
                         Ok(()) => {}
@@ -278,7 +282,11 @@ impl RecvRole<'_> {
                 }
                 self.receiver.handle_placed(self.placed.path.as_deref().filter(|_| result.is_ok()));
                 self.placed.bytes = bytes;
-                let took = self.wall.elapsed().as_secs_f64() - received;
+                let placed_at = self.wall.elapsed().as_secs_f64();
+                let took = placed_at - received;
+                if result.is_ok() {
+                    self.placed.placed_seconds = Some(placed_at);
+                }
                 match &result {
                     Ok(_) => tracing::info!(
                         "placed in {took:.2} s (fsync{}, rename)",
@@ -434,6 +442,7 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<RecvReport, DriverError> {
     let wall = std::time::Instant::now();
+    let started_unix = crate::net::recv_report::unix_seconds();
     let cpu_at_start = thread_cpu_seconds();
     let stale = clean_output(&cfg.output)?;
     if stale > 0 {
@@ -472,6 +481,8 @@ pub async fn run(
         sink: None,
         placed: Placed {
             received_seconds: None,
+            last_block_seconds: None,
+            placed_seconds: None,
             path: None,
             bytes: 0,
             size: None,
@@ -575,6 +586,9 @@ pub async fn run(
             .map(|first| role.placed.received_seconds.unwrap_or(seconds) - first),
         received_seconds: role.placed.received_seconds,
         first_datagram_seconds: role.first_datagram_seconds,
+        last_block_seconds: role.placed.last_block_seconds,
+        placed_seconds: role.placed.placed_seconds,
+        started_unix,
         naks_sent: stats.naks_sent,
         naks_suppressed: stats.naks_suppressed,
         error: role.placed.error,

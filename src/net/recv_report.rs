@@ -53,6 +53,14 @@ pub struct RecvReport {
     /// Seconds until the first datagram arrived (so `received_seconds` minus this is the
     /// transfer time).
     pub first_datagram_seconds: Option<f64>,
+    /// Seconds until the last payload block was written to the staging file (its decode and
+    /// write done; `received_seconds` later than this is the wait for the hash list).
+    pub last_block_seconds: Option<f64>,
+    /// Seconds until the object was placed (fsync and rename done), if it was.
+    pub placed_seconds: Option<f64>,
+    /// When this receiver started, seconds since the Unix epoch (to line its timeline up with
+    /// the sender's `started_unix`).
+    pub started_unix: f64,
     /// NAK datagrams sent.
     pub naks_sent: u64,
     /// NAK rounds suppressed.
@@ -98,4 +106,11 @@ pub struct RecvReport {
     /// the report; absent without `--repairer`).
     #[serde(flatten)]
     pub repairer: Option<crate::net::recv::repairer::RepairReport>,
+}
+
+/// Now, in seconds since the Unix epoch (0 if the clock is before it), for `started_unix`.
+pub fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -160,6 +160,32 @@ struct SendRole<'a> {
     slack: Duration,
     progress: Option<Progress>,
     last_progress: std::time::Instant,
+    /// The push's timeline, for the report.
+    timeline: Timeline,
+}
+
+/// When the push passed its milestones, seconds from its start (see [`SendReport`]).
+struct Timeline {
+    wall: std::time::Instant,
+    first_datagram: Option<f64>,
+    payload_pass: Option<f64>,
+    finished: Option<f64>,
+}
+
+impl Timeline {
+    /// Note the milestones `s` shows passed by now (`size`: the payload's bytes).
+    fn observe(&mut self, s: &crate::proto::stats::SenderStats, symbol_size: u16, size: u64) {
+        if self.first_datagram.is_some() && self.payload_pass.is_some() {
+            return;
+        }
+        let at = self.wall.elapsed().as_secs_f64();
+        if s.bytes_sent > 0 {
+            self.first_datagram.get_or_insert(at);
+        }
+        if payload_sent(s.data_packets, symbol_size, size) >= size {
+            self.payload_pass.get_or_insert(at);
+        }
+    }
 }
 
 impl SendRole<'_> {
@@ -246,7 +272,12 @@ impl Role for SendRole<'_> {
                 Event::BlockUnavailable { block } => {
                     tracing::error!("block {block} is unavailable: receivers lacking it will fail")
                 }
-                Event::Finished => tracing::info!("done; answering late reports briefly"),
+                Event::Finished => {
+                    self.timeline
+                        .finished
+                        .get_or_insert(self.timeline.wall.elapsed().as_secs_f64());
+                    tracing::info!("done; answering late reports briefly")
+                }
             }
         }
         Ok(())
@@ -254,6 +285,7 @@ impl Role for SendRole<'_> {
 
     fn tick(&mut self, _now: Instant) {
         let s = self.sender.stats();
+        self.timeline.observe(s, self.cfg.symbol_size, self.object_size);
         let sent = payload_sent(s.data_packets, self.cfg.symbol_size, self.object_size);
         let Some(p) = self.progress.as_ref() else { return };
         // 100 % as soon as everything went out once, before any later log line; then on, so
@@ -287,6 +319,7 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<SendReport, DriverError> {
     let wall = std::time::Instant::now();
+    let started_unix = crate::net::recv_report::unix_seconds();
     let source: Arc<dyn crate::storage::Source> = match &cfg.image {
         Some(o) => Arc::new(crate::storage::ImageSource::open(&cfg.path, o)?),
         None => open_source(&cfg.path, &cfg.extra_paths)?,
@@ -365,6 +398,7 @@ pub async fn run(
         slack: pace_slack(cfg.sender.rate_bps),
         progress: cfg.progress.then(|| Progress::new("sending", layout.object_size())),
         last_progress: std::time::Instant::now(),
+        timeline: Timeline { wall, first_datagram: None, payload_pass: None, finished: None },
     };
     let timeout = cfg.timeout.map(|t| clock.now() + t.saturating_sub(wall.elapsed()));
     let dest = Destinations::new(cfg.group, feedback_addr(cfg.group)?);
@@ -408,6 +442,10 @@ pub async fn run(
     // Unsigned, nothing is hashed ahead of sending (blocks are hashed on the prepare workers);
     // signed, every block is, before the first datagram.
     report.hash_seconds = hash_seconds;
+    report.started_unix = started_unix;
+    report.first_datagram_seconds = role.timeline.first_datagram;
+    report.payload_pass_seconds = role.timeline.payload_pass;
+    report.finished_seconds = role.timeline.finished;
     report.goodput_mbps = report.payload_bytes_sent as f64 * 8.0 / report.seconds / 1e6;
     report.io = sock.stats();
     report.gso_segments = sock.max_segments();
@@ -484,6 +522,10 @@ fn report(sender: &Sender, cfg: &SendConfig, manifest: &Manifest, exit: Exit) ->
         },
         seconds: 0.0,
         hash_seconds: 0.0,
+        started_unix: 0.0,
+        first_datagram_seconds: None,
+        payload_pass_seconds: None,
+        finished_seconds: None,
         goodput_mbps: 0.0,
         data_packets: stats.data_packets,
         repair_packets: stats.repair_packets,

@@ -86,6 +86,16 @@ pub struct SendReport {
     pub seconds: f64,
     /// Time spent hashing the source, seconds.
     pub hash_seconds: f64,
+    /// When the push started, seconds since the Unix epoch (receivers' `started_unix` line up
+    /// with it).
+    pub started_unix: f64,
+    /// Seconds from the start until the first datagram went out.
+    pub first_datagram_seconds: Option<f64>,
+    /// Seconds from the start until the first pass had sent every payload byte once.
+    pub payload_pass_seconds: Option<f64>,
+    /// Seconds from the start until the push finished (every receiver it waits for reported);
+    /// `seconds` after this is the time spent answering late reports.
+    pub finished_seconds: Option<f64>,
     /// `payload_bytes_sent` over wall time, Mbit/s.
     pub goodput_mbps: f64,
     /// Source symbols sent.

@@ -1,14 +1,18 @@
 //! [`FileSink`], the [`Sink`] of a single-file push: a temp file beside the destination that
-//! is written at offsets (all-zero blocks left as holes), fsynced and then atomically renamed
-//! over the destination. The blocks were verified before `finish`, so it reads nothing back,
-//! unless asked to (`--verify-readback`: every block against the verified hash list); the
-//! manifest's mode and mtime are applied before the rename. An
-//! unfinished or failed sink never touches the destination and removes its temp file.
+//! is written at offsets (all-zero blocks left as holes; its writeback is started every few
+//! MiB, see `writeback`), fsynced and then atomically renamed over the destination. The blocks
+//! were verified before `finish`, so it reads nothing back, unless asked to
+//! (`--verify-readback`: every block against the verified hash list); the manifest's mode and
+//! mtime are applied before the rename. An unfinished or failed sink never touches the
+//! destination and removes its temp file.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+mod writeback;
+
+use self::writeback::{Writeback, WRITEBACK_EVERY};
 use super::names::{is_temp_name, random_u64, resume_file_name, temp_file_name};
 use super::resume::{try_lock, HeldBlocks, Journal, Sidecar};
 use super::{check_range, to_hex, Sink, StorageError, IO_CHUNK};
@@ -38,6 +42,8 @@ pub struct FileSink {
     done: bool,
     /// The resume journal of a [`resumable`](Self::resumable) sink (and its sidecar's lock).
     journal: Option<Journal>,
+    /// Starts the kernel's writeback while blocks arrive, so the final fsync is short.
+    writeback: Writeback,
 }
 
 impl FileSink {
@@ -97,7 +103,6 @@ impl FileSink {
         };
         // From here on, Drop removes the temp file on any error.
         let sink = FileSink {
-            file,
             dir: dir.to_path_buf(),
             final_path,
             temp_path,
@@ -106,6 +111,8 @@ impl FileSink {
             mtime: None,
             done: false,
             journal: None,
+            writeback: Writeback::new(&file, WRITEBACK_EVERY),
+            file,
         };
         sink.file
             .set_len(size)
@@ -154,6 +161,7 @@ impl FileSink {
         let started = match resumed {
             Some((file, temp_path, held)) => sidecar.claim().map(|()| {
                 let sink = FileSink {
+                    writeback: Writeback::new(&file, WRITEBACK_EVERY),
                     file,
                     dir: dir.to_path_buf(),
                     final_path,
@@ -224,7 +232,9 @@ impl FileSink {
         check_range(offset, data.len() as u64, self.size)?;
         self.file
             .write_all_at(data, offset)
-            .map_err(|e| StorageError::io("write", &self.temp_path, e))
+            .map_err(|e| StorageError::io("write", &self.temp_path, e))?;
+        self.writeback.wrote(data.len() as u64);
+        Ok(())
     }
 
     /// Writes verified bytes at `offset` into a range that has not been written before. The
@@ -250,7 +260,7 @@ impl FileSink {
     /// existing file) and the directory is fsynced. On a mismatch the temp
     /// file is deleted, any existing destination is left untouched and
     /// [`StorageError::HashMismatch`] is returned.
-    pub fn finish(self, expected: &[u8; 32]) -> Result<[u8; 32], StorageError> {
+    pub fn finish(mut self, expected: &[u8; 32]) -> Result<[u8; 32], StorageError> {
         self.sync_and_check_len()?;
         let hash = self.hash_content()?;
         if hash != *expected {
@@ -274,7 +284,7 @@ impl FileSink {
     /// not keep what it was given) fails with [`StorageError::HashMismatch`] and the temp file
     /// is deleted. Returns the object hash, `hashes.root()`.
     pub fn finish_verified(
-        self,
+        mut self,
         hashes: &HashList,
         verify_readback: bool,
     ) -> Result<[u8; 32], StorageError> {
@@ -307,7 +317,9 @@ impl FileSink {
         Ok(hashes.root())
     }
 
-    fn sync_and_check_len(&self) -> Result<(), StorageError> {
+    fn sync_and_check_len(&mut self) -> Result<(), StorageError> {
+        let (kicks, failed) = self.writeback.stop();
+        tracing::debug!("early writeback: {kicks} kicks, {failed} failed");
         self.file.sync_all().map_err(|e| StorageError::io("fsync", &self.temp_path, e))?;
         let actual_len =
             self.file.metadata().map_err(|e| StorageError::io("stat", &self.temp_path, e))?.len();
