@@ -7,52 +7,17 @@
 //! checked (statuses, reports, bytes), never timings. Where user namespaces are unavailable the
 //! tests print "SKIPPED" and pass, unless `MCAST_REQUIRE_NETNS=1`.
 
+mod common;
+
+use common::{in_private_namespace, ip};
 use mcast::net::recv::{self, RecvConfig, RecvReport, RecvStatus};
 use mcast::net::send::{self, SendConfig, SendReport, SendStatus};
 use mcast::net::SocketOptions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Set in the re-executed child: the name of the test to run for real.
-const CHILD: &str = "MCAST_DRIVER_TEST_CHILD";
-
-/// In the parent: run `test` again under `unshare -rn` and check it passed there; false. In the
-/// child: true (go on with the test).
-fn in_private_namespace(test: &str) -> bool {
-    if std::env::var(CHILD).as_deref() == Ok(test) {
-        return true;
-    }
-    if !Command::new("unshare").args(["-rn", "true"]).status().is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var("MCAST_REQUIRE_NETNS").as_deref() != Ok("1"),
-            "MCAST_REQUIRE_NETNS=1 but `unshare -rn` does not work here"
-        );
-        eprintln!("SKIPPED: user namespaces unavailable");
-        return false;
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new("timeout")
-        .args(["-k", "5", "120", "unshare", "-rn"])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, test)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run unshare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("child: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{test} failed in the namespace: {}", out.status);
-    assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
-    false
-}
-
-fn ip(args: &str) {
-    let ok = Command::new("ip").args(args.split_whitespace()).status().expect("run ip");
-    assert!(ok.success(), "ip {args}: {ok}");
-}
 
 /// Links for `family` in this (private) namespace; returns the sender's and the receivers'
 /// interfaces.

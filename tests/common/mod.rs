@@ -252,3 +252,42 @@ pub fn make_tree_with(
     }
     c
 }
+
+/// Set in the re-executed child: the name of the test to run for real.
+const CHILD: &str = "MCAST_TEST_NAMESPACE_CHILD";
+
+/// In the parent: run `test` again under `unshare -rn` and check it passed there; false. In the
+/// child: true (go on with the test).
+pub fn in_private_namespace(test: &str) -> bool {
+    if std::env::var(CHILD).as_deref() == Ok(test) {
+        return true;
+    }
+    if !Command::new("unshare").args(["-rn", "true"]).status().is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("MCAST_REQUIRE_NETNS").as_deref() != Ok("1"),
+            "MCAST_REQUIRE_NETNS=1 but `unshare -rn` does not work here"
+        );
+        eprintln!("SKIPPED: user namespaces unavailable");
+        return false;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new("timeout")
+        .args(["-k", "5", "120", "unshare", "-rn"])
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("child: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{test} failed in the namespace: {}", out.status);
+    assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
+    false
+}
+
+/// Runs `ip ARGS` and asserts it succeeded (inside the private namespace).
+pub fn ip(args: &str) {
+    let ok = Command::new("ip").args(args.split_whitespace()).status().expect("run ip");
+    assert!(ok.success(), "ip {args}: {ok}");
+}
