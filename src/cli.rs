@@ -198,7 +198,7 @@ pub fn parse_share(s: &str, max: f64) -> Result<f64, String> {
     Ok(v)
 }
 
-/// Parse a byte size: a plain number, or with a KiB/MiB/GiB (or K/M/G, binary) suffix.
+/// Parse a byte size: a plain number, or with a KiB/MiB/GiB/TiB (or K/M/G/T, binary) suffix.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -209,7 +209,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "K" | "KiB" | "k" => 1 << 10,
         "M" | "MiB" => 1 << 20,
         "G" | "GiB" => 1 << 30,
-        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB or GiB)")),
+        "T" | "TiB" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB, GiB or TiB)")),
     };
     n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} is out of range"))
 }

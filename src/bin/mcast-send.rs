@@ -40,6 +40,11 @@ Examples:
   # A disk image or a block device: only its data travels (holes and zero runs left out):
   mcast-send --image /dev/sdb --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 4
 
+  # A disk image from a pipe, sent as it is read (--max-size, at least the stream's length,
+  # is required: it is the size announced; zero blocks cost one symbol, past the end none):
+  partclone.ext4 -c -s /dev/sdb -o - | mcast-send --image - --max-size 64G --compress zstd \
+      --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 4
+
   # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
   mcast-send image.raw --group 239.255.0.1:7000 --interface eth0 --rate 500M --repeat
 
@@ -65,12 +70,19 @@ struct Args {
     /// paths relative to that directory to send only those.
     #[arg(required = true, num_args = 1.., value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// PATH is a raw disk image or a block device (`-`: read it from standard input, spooled to
-    /// a temp file first): only its data travels, holes and all-zero 64 KiB runs are left out
-    /// and described in the manifest; receivers write a sparse file or a device (mcast-recv
-    /// --to-device).
+    /// PATH is a raw disk image or a block device: only its data travels, holes and all-zero
+    /// 64 KiB runs are left out and described in the manifest; receivers write a sparse file
+    /// or a device (mcast-recv --to-device). `-` reads the image from standard input as it is
+    /// sent (needs --max-size; not with --sign-key or --changed-only, which hash everything
+    /// first): every block is sent compressed (lz4 unless --compress), so all-zero blocks cost
+    /// one symbol, and the stream's real length travels at the end, covered by the hash list.
     #[arg(long)]
     image: bool,
+    /// With --image -: the most bytes standard input may hold (K, M, G, T suffixes, binary),
+    /// announced as the image's size; receivers need a device (and a --max-size) at least this
+    /// large. A longer stream fails the push (no receiver places anything).
+    #[arg(long, requires = "image", value_name = "BYTES", value_parser = cli::parse_size)]
+    max_size: Option<u64>,
     /// With --image: send every byte, holes and zeros included (the baseline).
     #[arg(long, requires = "image")]
     no_sparse: bool,
@@ -448,6 +460,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     if args.image {
         check_image(&args.paths)?;
+        check_stream(&args)?;
     } else {
         cli::check_source(&args.paths[0], &args.paths[1..])?;
     }
@@ -474,6 +487,30 @@ fn check_image(paths: &[PathBuf]) -> Result<(), cli::UsageError> {
         }
         Ok(_) => Ok(()),
         Err(e) => Err(cli::UsageError(format!("--image {}: {e}", path.display()))),
+    }
+}
+
+/// `--image -` needs `--max-size`, and cannot be signed or `--changed-only` (both hash every
+/// block before the first datagram, which would wait for the whole pipe); `--max-size` is
+/// for a pipe only.
+fn check_stream(args: &Args) -> Result<(), cli::UsageError> {
+    let stream = args.paths.first().is_some_and(|p| p.as_os_str() == "-");
+    let refuse = |m: &str| Err(cli::UsageError(m.to_string()));
+    match (stream, args.max_size) {
+        (true, None) => {
+            refuse("--image - needs --max-size BYTES (the most the stream may hold, announced as the image's size)")
+        }
+        (false, Some(_)) => refuse("--max-size is for --image - (a file's or device's size is known)"),
+        (true, Some(_)) if args.sign_key.is_some() => refuse(
+            "--sign-key cannot sign a stream (--image -): signing hashes every block before the first datagram; send a file or a device, or use a key (--key) instead",
+        ),
+        (true, Some(_)) if args.changed_only => refuse(
+            "--changed-only cannot work on a stream (--image -): it hashes every block before the first datagram",
+        ),
+        (true, Some(_)) if args.no_sparse => {
+            refuse("--no-sparse is for files and devices: a stream's zero blocks always cost one symbol")
+        }
+        _ => Ok(()),
     }
 }
 
@@ -540,10 +577,17 @@ fn config(args: &Args) -> anyhow::Result<SendConfig> {
     cfg.progress = true;
     cfg.workers = args.workers;
     cfg.key = args.keyed.key_config()?;
-    cfg.image = args
-        .image
-        .then(|| mcast::storage::ImageOptions { sparse: !args.no_sparse, ..Default::default() });
+    cfg.image = args.image.then(|| mcast::storage::ImageOptions {
+        sparse: !args.no_sparse,
+        stream_bound: args.max_size,
+        ..Default::default()
+    });
     cfg.compress = args.compress;
+    if args.max_size.is_some() && cfg.compress.is_none() {
+        // A stream's zero blocks (and those past its end) must cost (almost) nothing: every
+        // block of a stream travels compressed, with the cheapest codec unless told otherwise.
+        cfg.compress = Some(Codec::Lz4);
+    }
     Ok(cfg)
 }
 
