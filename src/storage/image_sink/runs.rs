@@ -71,7 +71,7 @@ impl Runs {
             .range(first..end)
             .filter_map(|(&s, &e)| {
                 let (a, b) = (s.max(start), e.min(end));
-                (a < b).then_some(Extent { offset: a, len: b - a })
+                (a < b).then(|| Extent { offset: a, len: b - a })
             })
             .collect()
     }
