@@ -18,6 +18,9 @@ use crate::storage::names::{random_u64, temp_file_name};
 use crate::storage::resume::try_lock;
 use crate::storage::{Sink, StorageError};
 
+/// The unit of the zero test of what is written (64 KiB, aligned to image offsets).
+const ZERO_GRANULE: u64 = 64 << 10;
+
 /// A sparse temp file beside the destination, renamed into place once verified.
 #[derive(Debug)]
 pub struct ImageFileSink {
@@ -80,14 +83,27 @@ impl ImageFileSink {
     fn put(&mut self, offset: u64, data: &[u8], skip_zeros: bool) -> Result<bool, StorageError> {
         keep_trailer(&self.map, offset, data, &mut self.trailer);
         let mut wrote = false;
-        write_pieces(&self.map, offset, data, |at, bytes| {
-            if skip_zeros && is_zero(bytes) {
-                return Ok(());
-            }
+        let (file, temp) = (&self.file, &self.temp_path);
+        let mut write = |at: u64, bytes: &[u8]| {
             wrote = true;
-            self.file
-                .write_all_at(bytes, at)
-                .map_err(|e| StorageError::io("write", &self.temp_path, e))
+            file.write_all_at(bytes, at).map_err(|e| StorageError::io("write", temp, e))
+        };
+        write_pieces(&self.map, offset, data, |at, bytes| {
+            if !skip_zeros {
+                return write(at, bytes);
+            }
+            // Granule by granule (aligned to image offsets): a streamed image's pieces are
+            // whole blocks, zeros included.
+            let mut pos = 0usize;
+            while pos < bytes.len() {
+                let g_end = ((at + pos as u64) / ZERO_GRANULE + 1) * ZERO_GRANULE;
+                let n = ((g_end - at) as usize).min(bytes.len()) - pos;
+                if !is_zero(&bytes[pos..pos + n]) {
+                    write(at + pos as u64, &bytes[pos..pos + n])?;
+                }
+                pos += n;
+            }
+            Ok(())
         })?;
         Ok(wrote)
     }
