@@ -644,6 +644,35 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_needs_a_bound_and_refuses_what_hashes_everything_first() {
+        let stream = |extra: &[&str]| {
+            let base = ["mcast-send", "-", "--image", "--group", "239.255.0.1:7000"];
+            let a = Args::try_parse_from(base.iter().chain(&["--interface", "lo"]).chain(extra));
+            check_stream(&a.unwrap()).map_err(|e| e.0)
+        };
+        assert!(stream(&[]).unwrap_err().contains("needs --max-size"));
+        assert_eq!(stream(&["--max-size", "4G"]), Ok(()));
+        let signed = stream(&["--max-size", "4G", "--sign-key", "k"]).unwrap_err();
+        assert!(signed.contains("--sign-key cannot sign a stream"), "{signed}");
+        let changed = stream(&["--max-size", "4G", "--changed-only", "--receivers", "2"]);
+        assert!(changed.unwrap_err().contains("--changed-only cannot work on a stream"));
+        assert!(stream(&["--max-size", "4G", "--no-sparse"]).is_err());
+        // --max-size is for a pipe only, and needs --image.
+        let file = parse(&["--image", "--max-size", "4G"]).unwrap();
+        assert!(check_stream(&file).unwrap_err().0.contains("is for --image -"));
+        assert!(parse(&["--max-size", "4G"]).is_err());
+        // Without --compress a stream travels lz4-compressed; with it, as asked.
+        let a = |extra: &[&str]| {
+            let base = ["mcast-send", "-", "--image", "--max-size", "1T", "--group"];
+            let args = base.iter().chain(&["239.255.0.1:7000", "--interface", "lo"]).chain(extra);
+            config(&Args::try_parse_from(args).unwrap()).unwrap()
+        };
+        assert_eq!(a(&[]).compress, Some(Codec::Lz4));
+        assert_eq!(a(&[]).image.unwrap().stream_bound, Some(1 << 40));
+        assert_eq!(a(&["--compress", "zstd"]).compress, Some(Codec::Zstd { level: 3 }));
+    }
+
+    #[test]
     fn options_parse() {
         let a = parse(&[]).unwrap();
         assert_eq!(a.fec_overhead, Overhead::Auto);

@@ -447,7 +447,8 @@ mod manifest_tests {
 
     #[test]
     fn hostile_image_manifests_are_refused() {
-        let ok = Image { size: 100, extents: vec![Extent { offset: 10, len: 50 }], streamed: false };
+        let ok =
+            Image { size: 100, extents: vec![Extent { offset: 10, len: 50 }], streamed: false };
         let file = Entry::file(RelPath::new("f").unwrap(), 0, 0);
         assert_eq!(
             refused(decode(vec![entry(ok.clone()), file.clone()], 50)),
@@ -473,7 +474,8 @@ mod manifest_tests {
     #[test]
     fn a_receiver_limit_equal_to_a_streams_bound_accepts_it() {
         let bound = 1000;
-        let s = Image { size: bound, extents: vec![Extent { offset: 0, len: bound }], streamed: true };
+        let s =
+            Image { size: bound, extents: vec![Extent { offset: 0, len: bound }], streamed: true };
         let m = decode(vec![entry(s)], bound + STREAM_TRAILER_LEN).unwrap();
         assert!(m.clone().check_max_size(Some(bound)).is_ok());
         assert_eq!(

@@ -22,7 +22,8 @@ pub use entry::{
 };
 pub use hashes::HashList;
 pub use image::{
-    read_trailer, Extent, ExtentMap, Image, ImageError, TrailerPart, MAX_EXTENTS, STREAM_TRAILER_LEN,
+    read_trailer, Extent, ExtentMap, Image, ImageError, TrailerPart, MAX_EXTENTS,
+    STREAM_TRAILER_LEN,
 };
 pub use name::{NameError, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 

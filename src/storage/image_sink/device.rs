@@ -186,7 +186,8 @@ impl DeviceSink {
             // The journal region is zeroed before the marker names this push, so no reader
             // ever sees this push's marker over another push's (or old) bytes there.
             if !image.streamed {
-                clear_journal(&sink.file, hold as u64).map_err(io("clear the resume journal of"))?;
+                clear_journal(&sink.file, hold as u64)
+                    .map_err(io("clear the resume journal of"))?;
             }
             let m = marker(push_id, image.size, MARKER_BYTES.min(hold as u64) as usize);
             sink.file.write_all_at(&m, 0).map_err(io("write marker to"))?;
@@ -229,7 +230,8 @@ impl DeviceSink {
     fn put(&mut self, offset: u64, data: &[u8], rewrite: bool) -> Result<(), StorageError> {
         keep_trailer(&self.map, offset, data, &mut self.trailer);
         let streamed = self.image.streamed;
-        let (file, path, held, skipped) = (&self.file, &self.path, &mut self.held, &mut self.skipped);
+        let (file, path, held, skipped) =
+            (&self.file, &self.path, &mut self.held, &mut self.skipped);
         let hold = held.len() as u64;
         write_pieces(&self.map, offset, data, |at, bytes| {
             let split = hold.saturating_sub(at).min(bytes.len() as u64) as usize;

@@ -101,10 +101,7 @@ mod tests {
         r.remove(0, 6);
         r.remove(39, 100);
         assert_eq!(list(&r), [(6, 10), (12, 39)]);
-        assert_eq!(
-            r.within(8, 13),
-            [Extent { offset: 8, len: 2 }, Extent { offset: 12, len: 1 }]
-        );
+        assert_eq!(r.within(8, 13), [Extent { offset: 8, len: 2 }, Extent { offset: 12, len: 1 }]);
         assert_eq!(r.within(10, 12), []);
         r.remove(0, 100);
         assert_eq!(list(&r), []);

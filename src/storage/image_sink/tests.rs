@@ -249,7 +249,8 @@ fn another_push_or_a_failure_starts_a_device_over() {
 /// A streamed image of bound `bound` holding `stream`: its manifest and payload (the stream,
 /// zeros to the bound, the trailer).
 fn streamed(bound: u64, stream: &[u8]) -> (Manifest, Vec<u8>) {
-    let img = Image { size: bound, extents: vec![Extent { offset: 0, len: bound }], streamed: true };
+    let img =
+        Image { size: bound, extents: vec![Extent { offset: 0, len: bound }], streamed: true };
     let e = Entry::new(RelPath::new("disk.img").unwrap(), EntryKind::Image(img));
     let m = Manifest::new(vec![e], bound + 8, 1024, 64).unwrap();
     let mut payload = stream.to_vec();

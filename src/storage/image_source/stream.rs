@@ -83,9 +83,9 @@ impl StreamSource {
         spool_dir: &Path,
     ) -> Result<Self, StorageError> {
         let image = Image { size: bound, extents: whole(bound), streamed: true };
-        image
-            .check(bound.saturating_add(STREAM_TRAILER_LEN))
-            .map_err(|e| StorageError::Manifest(crate::proto::manifest::EntryError::from(e).into()))?;
+        image.check(bound.saturating_add(STREAM_TRAILER_LEN)).map_err(|e| {
+            StorageError::Manifest(crate::proto::manifest::EntryError::from(e).into())
+        })?;
         let name = RelPath::new(name).or_else(|_| RelPath::new("image"))?;
         let path = spool_dir.join(format!(".mcast-image-spool-{:016x}", random_u64()));
         let spool = std::fs::OpenOptions::new()
@@ -328,7 +328,7 @@ mod tests {
         assert_eq!(s.read_at(0, len).unwrap(), data);
         assert_eq!(s.read_at(len as u64 - 3, 10).unwrap()[3..], [0; 7]);
         // Only the non-zero granules were spooled: 0, 2 and the last partial one.
-        assert_eq!(s.spooled(), 2 * GRANULE + 100 + (GRANULE * 0));
+        assert_eq!(s.spooled(), 2 * GRANULE + 100);
         assert!(s.failed().is_none());
         assert!(matches!(s.read_at(bound + 1, 8), Err(StorageError::OutOfRange { .. })));
     }

@@ -107,8 +107,9 @@ fn a_pipe_is_streamed_and_spools_only_its_data() {
     }
     let spool_dir = tempfile::tempdir().unwrap();
     let bound = 100 * G;
-    let src = StreamSource::new(Box::new(Trickle(content.clone(), 0)), bound, "image", spool_dir.path())
-        .unwrap();
+    let src =
+        StreamSource::new(Box::new(Trickle(content.clone(), 0)), bound, "image", spool_dir.path())
+            .unwrap();
     assert_eq!(std::fs::read_dir(spool_dir.path()).unwrap().count(), 0, "the spool is unlinked");
     assert_eq!(src.len(), bound + 8);
     let all = src.read_at(0, src.len() as usize).unwrap();
