@@ -139,6 +139,9 @@ fn not_an_image() {
     let dir = tempfile::tempdir().unwrap();
     assert!(ImageSource::open(dir.path(), &opts(true, 1)).is_err(), "a directory");
     assert!(ImageSource::open(&dir.path().join("absent"), &opts(true, 1)).is_err());
+    // A pipe needs its bound.
+    let e = open_image(Path::new("-"), &opts(true, 1)).unwrap_err();
+    assert!(matches!(e, StorageError::InvalidArgument(m) if m.contains("--max-size")), "{e}");
     let bad = ImageOptions { granularity: 1000, ..opts(true, 1) };
     let mut f = File::create(dir.path().join("f")).unwrap();
     f.write_all(b"x").unwrap();
