@@ -317,3 +317,28 @@ fn a_streamed_device_is_written_only_up_to_the_stream() {
         assert_eq!(read_marker(&dev).unwrap(), None);
     }
 }
+
+#[test]
+fn a_stream_shorter_than_the_marker_clears_the_marker_and_nothing_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = vec![5u8; 100];
+    let bound = 2 * HOLD_BYTES;
+    let (m, payload) = streamed(bound, &stream);
+    let dev = device(dir.path(), bound, 0xee);
+    let mut sink = open(&dev, &m, &FORCE).unwrap().0;
+    let hashes = fill(sink.as_mut(), &m, &payload);
+    sink.finish(&hashes, true).unwrap();
+    let done = std::fs::read(&dev).unwrap();
+    assert_eq!(done[..100], stream[..]);
+    // The marker's 4 KiB are overwritten (zeros after the stream), the rest is untouched.
+    assert!(done[100..4096].iter().all(|&b| b == 0));
+    assert!(done[4096..].iter().all(|&b| b == 0xee));
+    assert_eq!(read_marker(&dev).unwrap(), None);
+    // An empty stream to a file: an empty file.
+    let (m, payload) = streamed(bound, &[]);
+    let out = dir.path().join("empty.img");
+    let mut sink = open(&out, &m, &ImageTarget::default()).unwrap().0;
+    let hashes = fill(sink.as_mut(), &m, &payload);
+    sink.finish(&hashes, false).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), b"");
+}
