@@ -260,6 +260,47 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// `mcast-send --image -` (`stream`) needs `--max-size`, which is for a stream only; a stream
+/// refuses the options of `hashes_first` that are set (`--sign-key`, `--changed-only`: they
+/// hash every block before the first datagram, which would wait for the whole pipe) and
+/// `--no-sparse`.
+pub fn check_stream(
+    stream: bool,
+    max_size: Option<u64>,
+    hashes_first: &[(&str, bool)],
+    no_sparse: bool,
+) -> Result<(), UsageError> {
+    let refuse = |m: String| Err(UsageError(m));
+    match (stream, max_size) {
+        (true, None) => refuse(
+            "--image - needs --max-size BYTES (the most the stream may hold, announced as the \
+             image's size)"
+                .into(),
+        ),
+        (false, Some(_)) => {
+            refuse("--max-size is for --image - (a file's or device's size is known)".into())
+        }
+        (true, Some(_)) => {
+            if let Some((flag, _)) = hashes_first.iter().find(|(_, set)| *set) {
+                return refuse(format!(
+                    "{flag} cannot work on a stream (--image -): it hashes every block before \
+                     the first datagram, which would wait for the whole pipe; send a file or a \
+                     device (keyed mode, --key-file, works with a stream)"
+                ));
+            }
+            if no_sparse {
+                return refuse(
+                    "--no-sparse is for files and devices: a stream's zero blocks always cost \
+                     one symbol"
+                        .into(),
+                );
+            }
+            Ok(())
+        }
+        (false, None) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

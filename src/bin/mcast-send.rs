@@ -460,7 +460,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     if args.image {
         check_image(&args.paths)?;
-        check_stream(&args)?;
+        let stream = args.paths[0].as_os_str() == "-";
+        let hashes_first =
+            [("--sign-key", args.sign_key.is_some()), ("--changed-only", args.changed_only)];
+        cli::check_stream(stream, args.max_size, &hashes_first, args.no_sparse)?;
     } else {
         cli::check_source(&args.paths[0], &args.paths[1..])?;
     }
@@ -487,30 +490,6 @@ fn check_image(paths: &[PathBuf]) -> Result<(), cli::UsageError> {
         }
         Ok(_) => Ok(()),
         Err(e) => Err(cli::UsageError(format!("--image {}: {e}", path.display()))),
-    }
-}
-
-/// `--image -` needs `--max-size`, and cannot be signed or `--changed-only` (both hash every
-/// block before the first datagram, which would wait for the whole pipe); `--max-size` is
-/// for a pipe only.
-fn check_stream(args: &Args) -> Result<(), cli::UsageError> {
-    let stream = args.paths.first().is_some_and(|p| p.as_os_str() == "-");
-    let refuse = |m: &str| Err(cli::UsageError(m.to_string()));
-    match (stream, args.max_size) {
-        (true, None) => {
-            refuse("--image - needs --max-size BYTES (the most the stream may hold, announced as the image's size)")
-        }
-        (false, Some(_)) => refuse("--max-size is for --image - (a file's or device's size is known)"),
-        (true, Some(_)) if args.sign_key.is_some() => refuse(
-            "--sign-key cannot sign a stream (--image -): signing hashes every block before the first datagram; send a file or a device, or use a key (--key) instead",
-        ),
-        (true, Some(_)) if args.changed_only => refuse(
-            "--changed-only cannot work on a stream (--image -): it hashes every block before the first datagram",
-        ),
-        (true, Some(_)) if args.no_sparse => {
-            refuse("--no-sparse is for files and devices: a stream's zero blocks always cost one symbol")
-        }
-        _ => Ok(()),
     }
 }
 
@@ -648,18 +627,21 @@ mod tests {
         let stream = |extra: &[&str]| {
             let base = ["mcast-send", "-", "--image", "--group", "239.255.0.1:7000"];
             let a = Args::try_parse_from(base.iter().chain(&["--interface", "lo"]).chain(extra));
-            check_stream(&a.unwrap()).map_err(|e| e.0)
+            let a = a.unwrap();
+            let first = [("--sign-key", a.sign_key.is_some()), ("--changed-only", a.changed_only)];
+            cli::check_stream(true, a.max_size, &first, a.no_sparse).map_err(|e| e.0)
         };
         assert!(stream(&[]).unwrap_err().contains("needs --max-size"));
         assert_eq!(stream(&["--max-size", "4G"]), Ok(()));
         let signed = stream(&["--max-size", "4G", "--sign-key", "k"]).unwrap_err();
-        assert!(signed.contains("--sign-key cannot sign a stream"), "{signed}");
+        assert!(signed.contains("--sign-key cannot work on a stream"), "{signed}");
         let changed = stream(&["--max-size", "4G", "--changed-only", "--receivers", "2"]);
         assert!(changed.unwrap_err().contains("--changed-only cannot work on a stream"));
         assert!(stream(&["--max-size", "4G", "--no-sparse"]).is_err());
         // --max-size is for a pipe only, and needs --image.
         let file = parse(&["--image", "--max-size", "4G"]).unwrap();
-        assert!(check_stream(&file).unwrap_err().0.contains("is for --image -"));
+        let refused = cli::check_stream(false, file.max_size, &[], false).unwrap_err().0;
+        assert!(refused.contains("is for --image -"), "{refused}");
         assert!(parse(&["--max-size", "4G"]).is_err());
         // Without --compress a stream travels lz4-compressed; with it, as asked.
         let a = |extra: &[&str]| {
