@@ -41,8 +41,9 @@ Examples:
   mcast-send --image /dev/sdb --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 4
 
   # A disk image from a pipe, sent as it is read (--max-size, at least the stream's length,
-  # is required: it is the size announced; zero blocks cost one symbol, past the end none):
-  partclone.ext4 -c -s /dev/sdb -o - | mcast-send --image - --max-size 64G --compress zstd \
+  # is required: it is the size announced; zero blocks, and those past the end, cost one
+  # symbol each):
+  partclone.ext4 -c -s /dev/sdb -o - | mcast-send --image - --max-size 64G --compress zstd \\
       --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 4
 
   # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
