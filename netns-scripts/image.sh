@@ -8,6 +8,12 @@
 #   mcast-full     mcast-send --image IMG --no-sparse (every byte: the baseline)
 #   udpcast        udp-sender --file IMG (raw)
 #   udpcast-zstd   udp-sender --pipe 'zstd -c' --file IMG, receivers --pipe 'zstd -dc'
+#   mcast-pipe     cat IMG | mcast-send --image - --max-size SIZE [+ extra flags]
+#   mcast-pipe-zstd  zstd -dc IMG.zst | mcast-send --image - --max-size SIZE [+ extra flags]
+#                  (IMG.zst made once beforehand, not timed)
+#
+# --pipe runs mcast and mcast-pipe (the same image from the file and through a pipe, the
+# same extra flags) unless --tools says otherwise.
 #
 # Every target is compared with `cmp` against the image (mcast's sparse copies read their holes
 # as zero). One line per tool: seconds, bytes on the wire (every bridge port, rx + tx; and
@@ -18,7 +24,7 @@
 # --no-install). Only the lab's namespaces and the processes this script starts are touched.
 #
 # Usage: netns-scripts/image.sh [--size 4G] [--data 600M] [--receivers 4] [--rate 1G] [--loss 0]
-#            [--tools mcast,mcast-full,udpcast,udpcast-zstd] [--timeout 900] [--no-install]
+#            [--tools mcast,mcast-full,udpcast,udpcast-zstd] [--pipe] [--timeout 900] [--no-install]
 #            [-- EXTRA mcast-send FLAGS, e.g. --compress zstd]
 # Env: MCAST_BIN_DIR (default: target/release, built if missing), LAB_PREFIX, WORK (default /tmp).
 set -Eeuo pipefail
@@ -37,7 +43,7 @@ P=${LAB_PREFIX:-mcl-}
 export LAB_PREFIX=$P
 
 size=4G data=600M n=4 rate=1G loss=0 tools=mcast,mcast-full,udpcast,udpcast-zstd
-run_timeout=900 install=1
+run_timeout=900 install=1 pipe=0 tools_given=0
 extra=()
 while (($#)); do
     case $1 in
@@ -46,11 +52,12 @@ while (($#)); do
     --receivers) n=${2:?}; shift 2 ;;
     --rate) rate=${2:?}; shift 2 ;;
     --loss) loss=${2:?}; shift 2 ;;
-    --tools) tools=${2:?}; shift 2 ;;
+    --tools) tools=${2:?}; tools_given=1; shift 2 ;;
+    --pipe) pipe=1; shift ;;
     --timeout) run_timeout=${2:?}; shift 2 ;;
     --no-install) install=0; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -72,6 +79,7 @@ k) rate_mbit=$((BASH_REMATCH[1] / 1000)) ;; M) rate_mbit=${BASH_REMATCH[1]} ;;
 G) rate_mbit=$((BASH_REMATCH[1] * 1000)) ;;
 esac
 [[ $EUID == 0 ]] || die "needs root (network namespaces, bridge, tc)"
+((pipe && !tools_given)) && tools=mcast,mcast-pipe
 IFS=, read -r -a tool_list <<<"$tools"
 
 # ---- prerequisites ---------------------------------------------------------------------------
@@ -80,6 +88,7 @@ declare -A pkg_of=([qemu-img]=qemu-utils [udp-sender]=udpcast [udp-receiver]=udp
 want=(python3 cmp)
 [[ $loss != 0 ]] && want+=(nft ethtool)
 [[ ",$tools," == *,udpcast* ]] && want+=(udp-sender udp-receiver zstd)
+[[ ",$tools," == *,mcast-pipe-zstd,* ]] && want+=(zstd)
 missing=()
 for c in qemu-img "${want[@]}"; do
     command -v "$c" >/dev/null || missing+=("${pkg_of[$c]:-$c}")
@@ -143,6 +152,10 @@ with open(path, "r+b") as f:
     f.write(bytes(64 << 20) if size > (256 << 20) else bytes(1 << 20))
 PY
 echo "image: $img: $size_b bytes, $data_b of data" >&2
+if [[ ",$tools," == *,mcast-pipe-zstd,* ]]; then
+    zstd -q -T0 -c "$img" >"$img.zst"
+    echo "image: $img.zst: $(stat -c %s "$img.zst") bytes" >&2
+fi
 
 wire_bytes() {
     local port total=0 rx tx
@@ -167,9 +180,9 @@ run_tool() { # run_tool TOOL DIR -> sets t_start t_end; returns non-zero on fail
     local tool=$1 d=$2 i rc=0 sp
     local -a rp=() flags=()
     case $tool in
-    mcast | mcast-full)
+    mcast | mcast-full | mcast-pipe | mcast-pipe-zstd)
         [[ $tool == mcast-full ]] && flags=(--no-sparse)
-        [[ $tool == mcast ]] && flags=("${extra[@]}")
+        [[ $tool != mcast-full ]] && flags=("${extra[@]}")
         for ((i = 1; i <= n; i++)); do
             in_ns "r$i" python3 "$here/rusage.py" "$d/cpu-$i" "$MCAST_BIN_DIR/mcast-recv" \
                 --group 239.255.78.1:7000 --interface lab0 --output "$d/r$i/disk.img" --once \
@@ -181,10 +194,21 @@ run_tool() { # run_tool TOOL DIR -> sets t_start t_end; returns non-zero on fail
         for ((i = 1; i <= n; i++)); do
             timeout 10 bash -c "until [[ -e '$d/r$i.ready' ]]; do sleep 0.05; done" || return 1
         done
+        local -a src=(--image "$img") feed=(cat "$img")
+        [[ $tool == mcast-pipe* ]] && src=(--image - --max-size "$size_b")
+        [[ $tool == mcast-pipe-zstd ]] && feed=(zstd -q -dc "$img.zst")
         t_start=$(date +%s.%N)
-        in_ns s "$MCAST_BIN_DIR/mcast-send" --image "$img" "${flags[@]}" --group 239.255.78.1:7000 \
-            --interface lab0 --rate "$rate" --receivers "$n" --timeout "${run_timeout}s" --json \
-            >"$d/send.json" 2>"$d/send.log" &
+        if [[ $tool == mcast-pipe* ]]; then
+            # shellcheck disable=SC2016  # expanded by the inner bash
+            in_ns s bash -c '"${@:2:$1}" | "${@:$1+2}"' feed "${#feed[@]}" "${feed[@]}" \
+                "$MCAST_BIN_DIR/mcast-send" "${src[@]}" "${flags[@]}" --group 239.255.78.1:7000 \
+                --interface lab0 --rate "$rate" --receivers "$n" --timeout "${run_timeout}s" \
+                --json >"$d/send.json" 2>"$d/send.log" &
+        else
+            in_ns s "$MCAST_BIN_DIR/mcast-send" "${src[@]}" "${flags[@]}" \
+                --group 239.255.78.1:7000 --interface lab0 --rate "$rate" --receivers "$n" \
+                --timeout "${run_timeout}s" --json >"$d/send.json" 2>"$d/send.log" &
+        fi
         sp=$! ;;
     udpcast | udpcast-zstd)
         local -a spipe=() rpipe=()

@@ -198,7 +198,7 @@ pub fn parse_share(s: &str, max: f64) -> Result<f64, String> {
     Ok(v)
 }
 
-/// Parse a byte size: a plain number, or with a KiB/MiB/GiB (or K/M/G, binary) suffix.
+/// Parse a byte size: a plain number, or with a KiB/MiB/GiB/TiB (or K/M/G/T, binary) suffix.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -209,7 +209,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "K" | "KiB" | "k" => 1 << 10,
         "M" | "MiB" => 1 << 20,
         "G" | "GiB" => 1 << 30,
-        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB or GiB)")),
+        "T" | "TiB" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB, GiB or TiB)")),
     };
     n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} is out of range"))
 }
@@ -257,6 +258,47 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 pub fn stderr_is_terminal() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal()
+}
+
+/// `mcast-send --image -` (`stream`) needs `--max-size`, which is for a stream only; a stream
+/// refuses the options of `hashes_first` that are set (`--sign-key`, `--changed-only`: they
+/// hash every block before the first datagram, which would wait for the whole pipe) and
+/// `--no-sparse`.
+pub fn check_stream(
+    stream: bool,
+    max_size: Option<u64>,
+    hashes_first: &[(&str, bool)],
+    no_sparse: bool,
+) -> Result<(), UsageError> {
+    let refuse = |m: String| Err(UsageError(m));
+    match (stream, max_size) {
+        (true, None) => refuse(
+            "--image - needs --max-size BYTES (the most the stream may hold, announced as the \
+             image's size)"
+                .into(),
+        ),
+        (false, Some(_)) => {
+            refuse("--max-size is for --image - (a file's or device's size is known)".into())
+        }
+        (true, Some(_)) => {
+            if let Some((flag, _)) = hashes_first.iter().find(|(_, set)| *set) {
+                return refuse(format!(
+                    "{flag} cannot work on a stream (--image -): it hashes every block before \
+                     the first datagram, which would wait for the whole pipe; send a file or a \
+                     device (keyed mode, --key-file, works with a stream)"
+                ));
+            }
+            if no_sparse {
+                return refuse(
+                    "--no-sparse is for files and devices: a stream's zero blocks always cost \
+                     one symbol"
+                        .into(),
+                );
+            }
+            Ok(())
+        }
+        (false, None) => Ok(()),
+    }
 }
 
 #[cfg(test)]

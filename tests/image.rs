@@ -182,7 +182,7 @@ fn max_size_bounds_the_image_size_not_only_the_payload() {
         let extents = vec![Extent { offset: MIB, len: payload }];
         let entry = Entry::new(
             RelPath::new("disk.img").unwrap(),
-            EntryKind::Image(Image { size, extents }),
+            EntryKind::Image(Image { size, extents, streamed: false }),
         );
         let bytes = Manifest::new(vec![entry], payload, T, 16).unwrap().encode();
         let a = Announce {

@@ -40,6 +40,12 @@ Examples:
   # A disk image or a block device: only its data travels (holes and zero runs left out):
   mcast-send --image /dev/sdb --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 4
 
+  # A disk image from a pipe, sent as it is read (--max-size, at least the stream's length,
+  # is required: it is the size announced; zero blocks, and those past the end, cost one
+  # symbol each):
+  partclone.ext4 -c -s /dev/sdb -o - | mcast-send --image - --max-size 64G --compress zstd \\
+      --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 4
+
   # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
   mcast-send image.raw --group 239.255.0.1:7000 --interface eth0 --rate 500M --repeat
 
@@ -65,12 +71,19 @@ struct Args {
     /// paths relative to that directory to send only those.
     #[arg(required = true, num_args = 1.., value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// PATH is a raw disk image or a block device (`-`: read it from standard input, spooled to
-    /// a temp file first): only its data travels, holes and all-zero 64 KiB runs are left out
-    /// and described in the manifest; receivers write a sparse file or a device (mcast-recv
-    /// --to-device).
+    /// PATH is a raw disk image or a block device: only its data travels, holes and all-zero
+    /// 64 KiB runs are left out and described in the manifest; receivers write a sparse file
+    /// or a device (mcast-recv --to-device). `-` reads the image from standard input as it is
+    /// sent (needs --max-size; not with --sign-key or --changed-only, which hash everything
+    /// first): every block is sent compressed (lz4 unless --compress), so all-zero blocks cost
+    /// one symbol, and the stream's real length travels at the end, covered by the hash list.
     #[arg(long)]
     image: bool,
+    /// With --image -: the most bytes standard input may hold (K, M, G, T suffixes, binary),
+    /// announced as the image's size; receivers need a device (and a --max-size) at least this
+    /// large. A longer stream fails the push (no receiver places anything).
+    #[arg(long, requires = "image", value_name = "BYTES", value_parser = cli::parse_size)]
+    max_size: Option<u64>,
     /// With --image: send every byte, holes and zeros included (the baseline).
     #[arg(long, requires = "image")]
     no_sparse: bool,
@@ -448,6 +461,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     if args.image {
         check_image(&args.paths)?;
+        let stream = args.paths[0].as_os_str() == "-";
+        let hashes_first =
+            [("--sign-key", args.sign_key.is_some()), ("--changed-only", args.changed_only)];
+        cli::check_stream(stream, args.max_size, &hashes_first, args.no_sparse)?;
     } else {
         cli::check_source(&args.paths[0], &args.paths[1..])?;
     }
@@ -540,10 +557,17 @@ fn config(args: &Args) -> anyhow::Result<SendConfig> {
     cfg.progress = true;
     cfg.workers = args.workers;
     cfg.key = args.keyed.key_config()?;
-    cfg.image = args
-        .image
-        .then(|| mcast::storage::ImageOptions { sparse: !args.no_sparse, ..Default::default() });
+    cfg.image = args.image.then(|| mcast::storage::ImageOptions {
+        sparse: !args.no_sparse,
+        stream_bound: args.max_size,
+        ..Default::default()
+    });
     cfg.compress = args.compress;
+    if args.max_size.is_some() && cfg.compress.is_none() {
+        // A stream's zero blocks (and those past its end) must cost (almost) nothing: every
+        // block of a stream travels compressed, with the cheapest codec unless told otherwise.
+        cfg.compress = Some(Codec::Lz4);
+    }
     Ok(cfg)
 }
 
@@ -597,6 +621,38 @@ mod tests {
     fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
         let base = ["mcast-send", "f", "--group", "239.255.0.1:7000", "--interface", "lo"];
         Args::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn a_stream_needs_a_bound_and_refuses_what_hashes_everything_first() {
+        let stream = |extra: &[&str]| {
+            let base = ["mcast-send", "-", "--image", "--group", "239.255.0.1:7000"];
+            let a = Args::try_parse_from(base.iter().chain(&["--interface", "lo"]).chain(extra));
+            let a = a.unwrap();
+            let first = [("--sign-key", a.sign_key.is_some()), ("--changed-only", a.changed_only)];
+            cli::check_stream(true, a.max_size, &first, a.no_sparse).map_err(|e| e.0)
+        };
+        assert!(stream(&[]).unwrap_err().contains("needs --max-size"));
+        assert_eq!(stream(&["--max-size", "4G"]), Ok(()));
+        let signed = stream(&["--max-size", "4G", "--sign-key", "k"]).unwrap_err();
+        assert!(signed.contains("--sign-key cannot work on a stream"), "{signed}");
+        let changed = stream(&["--max-size", "4G", "--changed-only", "--receivers", "2"]);
+        assert!(changed.unwrap_err().contains("--changed-only cannot work on a stream"));
+        assert!(stream(&["--max-size", "4G", "--no-sparse"]).is_err());
+        // --max-size is for a pipe only, and needs --image.
+        let file = parse(&["--image", "--max-size", "4G"]).unwrap();
+        let refused = cli::check_stream(false, file.max_size, &[], false).unwrap_err().0;
+        assert!(refused.contains("is for --image -"), "{refused}");
+        assert!(parse(&["--max-size", "4G"]).is_err());
+        // Without --compress a stream travels lz4-compressed; with it, as asked.
+        let a = |extra: &[&str]| {
+            let base = ["mcast-send", "-", "--image", "--max-size", "1T", "--group"];
+            let args = base.iter().chain(&["239.255.0.1:7000", "--interface", "lo"]).chain(extra);
+            config(&Args::try_parse_from(args).unwrap()).unwrap()
+        };
+        assert_eq!(a(&[]).compress, Some(Codec::Lz4));
+        assert_eq!(a(&[]).image.unwrap().stream_bound, Some(1 << 40));
+        assert_eq!(a(&["--compress", "zstd"]).compress, Some(Codec::Zstd { level: 3 }));
     }
 
     #[test]

@@ -155,6 +155,8 @@ type Prepared = (u32, Result<PreparedBlock, String>);
 /// The sender's handler of its endpoint's events.
 struct SendRole<'a> {
     cfg: &'a SendConfig,
+    /// The source, asked why a block was unavailable (a stream past its bound ends the push).
+    source: Arc<dyn crate::storage::Source>,
     sender: Sender,
     object_size: u64,
     slack: Duration,
@@ -270,6 +272,9 @@ impl Role for SendRole<'_> {
                     f64::from(loss_ppm) / 1e4
                 ),
                 Event::BlockUnavailable { block } => {
+                    if let Some(e) = self.source.failed() {
+                        return Err(e.into());
+                    }
                     tracing::error!("block {block} is unavailable: receivers lacking it will fail")
                 }
                 Event::Finished => {
@@ -321,7 +326,7 @@ pub async fn run(
     let wall = std::time::Instant::now();
     let started_unix = crate::net::recv_report::unix_seconds();
     let source: Arc<dyn crate::storage::Source> = match &cfg.image {
-        Some(o) => Arc::new(crate::storage::ImageSource::open(&cfg.path, o)?),
+        Some(o) => crate::storage::open_image(&cfg.path, o)?,
         None => open_source(&cfg.path, &cfg.extra_paths)?,
     };
     let k = Layout::block_symbols_for(cfg.symbol_size, cfg.block_bytes);
@@ -392,6 +397,7 @@ pub async fn run(
         .map_err(DriverError::io("spawn workers"))?;
     let mut role = SendRole {
         cfg,
+        source: Arc::clone(&source),
         sender,
         object_size: layout.object_size(),
         // Wake this much after the pacer's deadline, so that each wake-up sends a batch.

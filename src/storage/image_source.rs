@@ -4,19 +4,20 @@
 //! where the file system or a device cannot say), then all-zero runs of
 //! [`ImageOptions::granularity`] found by reading the data once on worker threads (one 1 MiB
 //! buffer each) are left out too. `--no-sparse` ([`ImageOptions::sparse`] off) sends every
-//! byte. A block device's size comes from `BLKGETSIZE64`. A pipe (`-`) is spooled to an
-//! unlinked temp file first (zero runs skipped as holes while spooling), since the manifest
-//! must be complete before the first block goes out.
+//! byte. A block device's size comes from `BLKGETSIZE64`. A pipe (`-`) is a [`StreamSource`]
+//! (`stream.rs`): read as it is sent, under an upper bound ([`ImageOptions::stream_bound`],
+//! `--max-size`); [`open_image`] picks the one a path needs.
+
+pub mod stream;
+pub use stream::StreamSource;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::names::random_u64;
 use super::{Source, StorageError};
 use crate::proto::manifest::{
     Entry, EntryError, EntryKind, Extent, ExtentMap, Image, RelPath, MAX_EXTENTS,
@@ -40,13 +41,34 @@ pub struct ImageOptions {
     pub granularity: u64,
     /// Threads reading the data for the zero scan.
     pub threads: usize,
+    /// For a pipe (`-`): the most bytes it may hold (`mcast-send --max-size`), announced as the
+    /// image's size. Required for a pipe.
+    pub stream_bound: Option<u64>,
 }
 
 impl Default for ImageOptions {
     fn default() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        ImageOptions { sparse: true, granularity: DEFAULT_GRANULARITY, threads }
+        ImageOptions { sparse: true, granularity: DEFAULT_GRANULARITY, threads, stream_bound: None }
     }
+}
+
+/// The source of `mcast-send --image PATH`: a [`StreamSource`] of standard input for `-`
+/// (which needs [`ImageOptions::stream_bound`]), else an [`ImageSource`].
+pub fn open_image(
+    path: &Path,
+    opts: &ImageOptions,
+) -> Result<std::sync::Arc<dyn Source>, StorageError> {
+    if path != Path::new("-") {
+        return Ok(std::sync::Arc::new(ImageSource::open(path, opts)?));
+    }
+    let Some(bound) = opts.stream_bound else {
+        return Err(StorageError::InvalidArgument(
+            "an image from standard input needs --max-size (the most bytes it may hold)",
+        ));
+    };
+    let stdin = Box::new(std::io::stdin());
+    Ok(std::sync::Arc::new(StreamSource::new(stdin, bound, "image", &std::env::temp_dir())?))
 }
 
 /// A disk image or block device as a payload of its data extents.
@@ -60,14 +82,11 @@ pub struct ImageSource {
 }
 
 impl ImageSource {
-    /// Opens the image or device at `path` (`-`: standard input, spooled) and finds its data.
+    /// Opens the image or device at `path` and finds its data (a pipe is a
+    /// [`StreamSource`], see [`open_image`]).
     pub fn open(path: &Path, opts: &ImageOptions) -> Result<Self, StorageError> {
         if opts.granularity < 4096 || !opts.granularity.is_power_of_two() {
             return Err(StorageError::InvalidArgument("granularity: a power of two >= 4 KiB"));
-        }
-        if path == Path::new("-") {
-            let spool = spool(&mut std::io::stdin().lock(), &std::env::temp_dir(), opts)?;
-            return Self::from_file(spool, path, "image", opts);
         }
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -102,7 +121,7 @@ impl ImageSource {
                 scan_zeros(&file, &data, opts).map_err(|e| StorageError::io("read", path, e))?;
             coalesce(found, opts.granularity, MAX_EXTENTS)
         };
-        let image = Image { size, extents };
+        let image = Image { size, extents, streamed: false };
         let data = image.data_len();
         image.check(data).map_err(|e| StorageError::Manifest(EntryError::from(e).into()))?;
         let name = RelPath::new(name).or_else(|_| RelPath::new("image"))?;
@@ -332,50 +351,6 @@ pub fn coalesce(mut ext: Vec<Extent>, gran: u64, max: usize) -> Vec<Extent> {
         ext = merged;
     }
     ext
-}
-
-/// Copies `input` into an unlinked temp file in `dir`, leaving all-zero granules as holes;
-/// returns the file (its length is the bytes read).
-pub fn spool(input: &mut dyn Read, dir: &Path, opts: &ImageOptions) -> Result<File, StorageError> {
-    let path = dir.join(format!(".mcast-image-spool-{:016x}", random_u64()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| StorageError::io("create spool file", &path, e))?;
-    // Unlinked at once: nothing to clean up whatever happens.
-    std::fs::remove_file(&path).map_err(|e| StorageError::io("unlink spool file", &path, e))?;
-    let gran = opts.granularity as usize;
-    let mut buf = vec![0u8; SCAN_READ.max(gran)];
-    let mut total = 0u64;
-    loop {
-        // Fill whole granules (a pipe hands over less at a time).
-        let mut n = 0;
-        while n < gran {
-            match input.read(&mut buf[n..gran]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(StorageError::io("read", "standard input", e)),
-            }
-        }
-        if n == 0 {
-            break;
-        }
-        if !opts.sparse || !is_zero(&buf[..n]) {
-            file.write_all_at(&buf[..n], total)
-                .map_err(|e| StorageError::io("write spool file", dir, e))?;
-        }
-        total += n as u64;
-        if n < gran {
-            break;
-        }
-    }
-    file.set_len(total).map_err(|e| StorageError::io("set length of spool file", dir, e))?;
-    tracing::info!("spooled {total} bytes from standard input before sending");
-    Ok(file)
 }
 
 #[cfg(test)]

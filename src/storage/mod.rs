@@ -41,7 +41,7 @@ use crate::proto::manifest::{ManifestError, NameError};
 
 pub use file_sink::FileSink;
 pub use file_source::FileSource;
-pub use image_source::{ImageOptions, ImageSource};
+pub use image_source::{open_image, ImageOptions, ImageSource, StreamSource};
 pub use names::clean_stale_temps;
 pub use sink::{open_sink, open_sink_with, Sink, SinkOptions};
 pub use source::{Source, SourceHashes};
@@ -131,6 +131,12 @@ pub enum StorageError {
     /// An argument is invalid (for example a block size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// A streamed image (`mcast-send --image -`) went on past its announced bound.
+    #[error("standard input holds more than --max-size {bound} bytes: the push fails and no receiver places anything")]
+    StreamTooLong {
+        /// The bound.
+        bound: u64,
+    },
 }
 
 impl StorageError {

@@ -37,6 +37,12 @@ pub trait Source: Send + Sync {
     /// underlying data shrank since the source was opened.
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError>;
 
+    /// Why the source can no longer be sent, if it failed for good (a streamed image that ran
+    /// past its bound): the sender stops with this error. Default: never.
+    fn failed(&self) -> Option<StorageError> {
+        None
+    }
+
     /// Whether the payload is empty.
     fn is_empty(&self) -> bool {
         self.len() == 0

@@ -4,6 +4,13 @@
 //! at the target. [`Image::check`] is the one check of an image from the network (sorted,
 //! non-empty, non-overlapping extents inside the size, at most [`MAX_EXTENTS`], tiling the
 //! payload exactly); [`ExtentMap`] maps payload ranges to image offsets for sources and sinks.
+//!
+//! A *streamed* image ([`Image::streamed`], `mcast-send --image -`) is announced with an upper
+//! bound as its size, and its payload ends with a [`STREAM_TRAILER_LEN`]-byte trailer after
+//! the extents' bytes: the stream's real length, big-endian, at most the bound. The trailer is
+//! payload like any other byte, so the hash list (which the announce authenticates) covers it;
+//! receivers take the image to be that long ([`read_trailer`]). See
+//! `docs/design-image-streaming.md`.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +22,15 @@ pub const MAX_EXTENTS: usize = 1 << 19;
 /// Largest image: 2^60 bytes (an exbibyte). Keeps every sum of offsets and lengths far from
 /// `u64::MAX`.
 pub const MAX_IMAGE_SIZE: u64 = 1 << 60;
+
+/// Bytes of a streamed image's trailer (its real length, big-endian), after the extents' bytes.
+pub const STREAM_TRAILER_LEN: u64 = 8;
+
+/// The real length a streamed image's trailer says, if it is at most `bound` (the image's
+/// announced size); `None` for a trailer claiming more.
+pub fn read_trailer(trailer: &[u8; STREAM_TRAILER_LEN as usize], bound: u64) -> Option<u64> {
+    Some(u64::from_be_bytes(*trailer)).filter(|&n| n <= bound)
+}
 
 /// One run of data in the image: `len` bytes at image offset `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +55,9 @@ pub struct Image {
     pub size: u64,
     /// The data runs, sorted by offset, disjoint, inside `0..size`.
     pub extents: Vec<Extent>,
+    /// Read from a pipe: `size` is an upper bound, and the payload ends with a
+    /// [`STREAM_TRAILER_LEN`]-byte trailer giving the real length (at most `size`).
+    pub streamed: bool,
 }
 
 /// Why an image entry was refused.
@@ -59,8 +78,8 @@ pub enum ImageError {
     /// An extent reaches past the image's size.
     #[error("extent {0} reaches past the image's end")]
     PastEnd(usize),
-    /// The extents' lengths do not add up to the payload.
-    #[error("extents hold {data} bytes, the payload is {payload}")]
+    /// The extents' lengths (and a streamed image's trailer) do not add up to the payload.
+    #[error("extents hold {data} bytes (and a stream's trailer), the payload is {payload}")]
     Payload {
         /// Sum of the extents' lengths.
         data: u64,
@@ -80,7 +99,8 @@ impl Image {
 
     /// Accept the image only if it has at most [`MAX_EXTENTS`] extents, is at most
     /// [`MAX_IMAGE_SIZE`] bytes, every extent is non-empty, starts at or after the previous
-    /// one's end and ends inside `size`, and the extents hold exactly `payload` bytes.
+    /// one's end and ends inside `size`, and the extents hold exactly `payload` bytes (a
+    /// streamed image's: `payload` less the trailer).
     pub fn check(&self, payload: u64) -> Result<(), ImageError> {
         if self.extents.len() > MAX_EXTENTS {
             return Err(ImageError::TooManyExtents(self.extents.len()));
@@ -104,10 +124,20 @@ impl Image {
             // Disjoint extents inside `size` <= 2^60 cannot overflow.
             data += e.len;
         }
-        if data != payload {
+        if data.checked_add(self.trailer_len()) != Some(payload) {
             return Err(ImageError::Payload { data, payload });
         }
         Ok(())
+    }
+
+    /// Bytes of the payload after the extents' bytes: [`STREAM_TRAILER_LEN`] for a streamed
+    /// image, else 0.
+    pub fn trailer_len(&self) -> u64 {
+        if self.streamed {
+            STREAM_TRAILER_LEN
+        } else {
+            0
+        }
     }
 
     /// The gaps between extents (and before the first, after the last): what reads as zero.
@@ -130,26 +160,44 @@ impl super::Manifest {
     }
 
     /// Refuse a disk image whose size (what a receiver creates, or needs of a device) is above
-    /// `max` (`mcast-recv --max-size`; the payload, its data extents, is bounded by the
-    /// announcement already). Files and trees pass: their size is the payload's.
+    /// `max` (`mcast-recv --max-size`; a streamed image's size is its bound, so a receiver
+    /// whose limit equals the sender's `--max-size` accepts it). Files and trees are refused
+    /// when their payload is larger (the announcement's check leaves room for a stream's
+    /// trailer, [`STREAM_TRAILER_LEN`], which a file does not have).
     pub fn check_max_size(self, max: Option<u64>) -> Result<Self, super::ManifestError> {
-        match (self.image(), max) {
-            (Some((_, img)), Some(max)) if img.size > max => {
-                Err(super::ManifestError::TooLarge { size: img.size, max })
-            }
-            _ => Ok(self),
+        let Some(max) = max else { return Ok(self) };
+        let size = self.image().map_or(self.object_size, |(_, img)| img.size);
+        if size > max {
+            return Err(super::ManifestError::TooLarge { size, max });
         }
+        Ok(self)
     }
 }
 
 /// Payload offsets to image offsets, for a checked [`Image`]: a binary search over where each
-/// extent starts in the payload.
+/// extent starts in the payload. A streamed image's trailer is payload but no image bytes:
+/// [`pieces`](Self::pieces) leaves it out and [`trailer_part`](Self::trailer_part) finds it.
 #[derive(Debug, Clone)]
 pub struct ExtentMap {
     extents: Vec<Extent>,
     /// Payload offset of each extent's first byte.
     starts: Vec<u64>,
+    /// Bytes of the extents together.
+    data: u64,
+    /// `data` plus the trailer.
     payload: u64,
+}
+
+/// Where a payload range meets a streamed image's trailer: bytes `at..at + len` of the range
+/// are the trailer's bytes `trailer_at..trailer_at + len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrailerPart {
+    /// Where the trailer's part starts within the range.
+    pub at: usize,
+    /// Where it starts within the trailer.
+    pub trailer_at: usize,
+    /// Its length.
+    pub len: usize,
 }
 
 /// One piece of a payload range: `len` bytes at image offset `image`, which are the bytes at
@@ -173,20 +221,40 @@ impl ExtentMap {
             starts.push(payload);
             payload = payload.saturating_add(e.len);
         }
-        ExtentMap { extents: image.extents.clone(), starts, payload }
+        let data = payload;
+        let payload = payload.saturating_add(image.trailer_len());
+        ExtentMap { extents: image.extents.clone(), starts, data, payload }
     }
 
-    /// Payload size: the extents' bytes together.
+    /// Payload size: the extents' bytes together, and a streamed image's trailer.
     pub fn payload_len(&self) -> u64 {
         self.payload
     }
 
-    /// The image pieces of payload bytes `offset..offset + len`, in order; `None` if the range
+    /// Payload bytes that are image bytes (the extents'; the trailer follows them).
+    pub fn data_len(&self) -> u64 {
+        self.data
+    }
+
+    /// The part of payload range `offset..offset + len` inside the trailer, if any.
+    pub fn trailer_part(&self, offset: u64, len: usize) -> Option<TrailerPart> {
+        let end = offset.checked_add(len as u64)?.min(self.payload);
+        let start = offset.max(self.data);
+        (start < end).then(|| TrailerPart {
+            at: (start - offset) as usize,
+            trailer_at: (start - self.data) as usize,
+            len: (end - start) as usize,
+        })
+    }
+
+    /// The image pieces of payload bytes `offset..offset + len`, in order (a trailer's bytes
+    /// are not image bytes: see [`trailer_part`](Self::trailer_part)); `None` if the range
     /// reaches past the payload.
     pub fn pieces(&self, offset: u64, len: usize) -> Option<Vec<Piece>> {
         let end = offset.checked_add(len as u64).filter(|&e| e <= self.payload)?;
+        let end = end.min(self.data);
         let mut out = Vec::new();
-        if len == 0 {
+        if offset >= end {
             return Some(out);
         }
         // The extent holding `offset`: the last one starting at or before it.
@@ -213,7 +281,11 @@ mod tests {
     use super::*;
 
     fn img(size: u64, ext: &[(u64, u64)]) -> Image {
-        Image { size, extents: ext.iter().map(|&(offset, len)| Extent { offset, len }).collect() }
+        Image {
+            size,
+            extents: ext.iter().map(|&(offset, len)| Extent { offset, len }).collect(),
+            streamed: false,
+        }
     }
 
     #[test]
@@ -280,6 +352,29 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_image_has_a_trailer_after_its_data() {
+        let s = Image { streamed: true, ..img(100, &[(0, 100)]) };
+        // Boundary pair: the payload is the data and the trailer, not one byte less or more.
+        assert_eq!(s.check(108), Ok(()));
+        assert_eq!(s.check(107), Err(ImageError::Payload { data: 100, payload: 107 }));
+        assert_eq!(s.check(100), Err(ImageError::Payload { data: 100, payload: 100 }));
+        let m = ExtentMap::new(&s);
+        assert_eq!((m.data_len(), m.payload_len()), (100, 108));
+        // A range over the data's end and the trailer: one piece of image, then the trailer.
+        assert_eq!(m.pieces(96, 12).unwrap(), [Piece { image: 96, at: 0, len: 4 }]);
+        assert_eq!(m.trailer_part(96, 12), Some(TrailerPart { at: 4, trailer_at: 0, len: 8 }));
+        assert_eq!(m.trailer_part(103, 3), Some(TrailerPart { at: 0, trailer_at: 3, len: 3 }));
+        assert_eq!(m.trailer_part(0, 100), None);
+        assert_eq!(m.pieces(100, 8).unwrap(), []);
+        assert_eq!(m.pieces(100, 9), None, "one past the trailer");
+        assert_eq!(ExtentMap::new(&img(100, &[(0, 100)])).trailer_part(0, 100), None);
+        // The trailer's length: the bound passes, one more does not.
+        assert_eq!(read_trailer(&100u64.to_be_bytes(), 100), Some(100));
+        assert_eq!(read_trailer(&101u64.to_be_bytes(), 100), None);
+        assert_eq!(read_trailer(&[0; 8], 100), Some(0));
+    }
+
+    #[test]
     fn pieces_agree_with_a_byte_by_byte_map() {
         let i = img(64, &[(3, 4), (7, 1), (20, 9), (40, 24)]);
         let m = ExtentMap::new(&i);
@@ -340,7 +435,11 @@ mod manifest_tests {
 
     #[test]
     fn an_image_manifest_round_trips() {
-        let img = Image { size: 1 << 30, extents: vec![Extent { offset: 4096, len: 3000 }] };
+        let img = Image {
+            size: 1 << 30,
+            extents: vec![Extent { offset: 4096, len: 3000 }],
+            streamed: false,
+        };
         let m = decode(vec![entry(img.clone())], 3000).unwrap();
         assert_eq!(m.image().map(|(p, i)| (p.as_str(), i)), Some(("disk.img", &img)));
         assert_eq!(m.single_file_path(), None);
@@ -348,7 +447,8 @@ mod manifest_tests {
 
     #[test]
     fn hostile_image_manifests_are_refused() {
-        let ok = Image { size: 100, extents: vec![Extent { offset: 10, len: 50 }] };
+        let ok =
+            Image { size: 100, extents: vec![Extent { offset: 10, len: 50 }], streamed: false };
         let file = Entry::file(RelPath::new("f").unwrap(), 0, 0);
         assert_eq!(
             refused(decode(vec![entry(ok.clone()), file.clone()], 50)),
@@ -362,10 +462,29 @@ mod manifest_tests {
         let two = |a: u64, b: u64| Image {
             size: 100,
             extents: vec![Extent { offset: a, len: 10 }, Extent { offset: b, len: 10 }],
+            streamed: false,
         };
         assert_eq!(refused(decode(vec![entry(two(20, 15))], 20)), ImageError::Overlap(1));
         assert!(decode(vec![entry(two(20, 30))], 20).is_ok(), "touching extents are fine");
-        let empty = Image { size: 100, extents: vec![Extent { offset: 0, len: 0 }] };
+        let empty =
+            Image { size: 100, extents: vec![Extent { offset: 0, len: 0 }], streamed: false };
         assert_eq!(refused(decode(vec![entry(empty)], 0)), ImageError::Empty(0));
+    }
+
+    #[test]
+    fn a_receiver_limit_equal_to_a_streams_bound_accepts_it() {
+        let bound = 1000;
+        let s =
+            Image { size: bound, extents: vec![Extent { offset: 0, len: bound }], streamed: true };
+        let m = decode(vec![entry(s)], bound + STREAM_TRAILER_LEN).unwrap();
+        assert!(m.clone().check_max_size(Some(bound)).is_ok());
+        assert_eq!(
+            m.check_max_size(Some(bound - 1)).err(),
+            Some(ManifestError::TooLarge { size: bound, max: bound - 1 })
+        );
+        // A file gets no trailer's slack: its payload is bounded exactly.
+        let f = decode(vec![Entry::file(RelPath::new("f").unwrap(), 0, 50)], 50).unwrap();
+        assert!(f.clone().check_max_size(Some(50)).is_ok());
+        assert!(f.check_max_size(Some(49)).is_err());
     }
 }

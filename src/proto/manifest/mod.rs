@@ -21,7 +21,10 @@ pub use entry::{
     check_entries, Entry, EntryError, EntryKind, Mtime, MAX_ENTRIES, MAX_MTIME_SECS, MODE_MASK,
 };
 pub use hashes::HashList;
-pub use image::{Extent, ExtentMap, Image, ImageError, MAX_EXTENTS};
+pub use image::{
+    read_trailer, Extent, ExtentMap, Image, ImageError, TrailerPart, MAX_EXTENTS,
+    STREAM_TRAILER_LEN,
+};
 pub use name::{NameError, RelPath, MAX_COMPONENT_LEN, MAX_PATH_LEN};
 
 use crate::proto::compress::BlockCodec;

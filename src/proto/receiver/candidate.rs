@@ -100,7 +100,10 @@ impl Receiver {
             self.stats.announces_refused += 1;
             return false;
         }
-        if self.cfg.max_size.is_some_and(|max| a.object_size > max) {
+        // A streamed image's payload is its bound plus a trailer; the manifest check bounds the
+        // rest exactly (`Manifest::check_max_size`).
+        let slack = crate::proto::manifest::STREAM_TRAILER_LEN;
+        if self.cfg.max_size.is_some_and(|max| a.object_size > max.saturating_add(slack)) {
             self.stats.announces_refused += 1;
             if !self.warned_size {
                 self.warned_size = true;

@@ -18,6 +18,12 @@
 //! the marker and the end of the held region (`journal.rs`), so the next run of the same push
 //! (the marker names it) keeps them and fetches only the rest; another push, or a failed one
 //! ([`Sink::abort`]), starts over with the journal zeroed.
+//!
+//! A streamed image (`mcast-send --image -`) is written only up to its real length: all-zero
+//! granules (and a granule's trailing zeros) are not written but kept as [`Runs`] (the stream's
+//! zeros and everything past its end), zeroed at the commit with `--zero-fill` only up to the
+//! length the verified trailer gives; the held first region is written up to that length. A
+//! stream is not resumed (no journal): its push id names the bound, not the bytes.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -25,7 +31,11 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::journal::{clear_journal, read_journal, DeviceJournal, JOURNAL_AT};
-use super::{check_layout, check_target, read_pieces, write_pieces, DeviceInfo, ImageTarget};
+use super::runs::Runs;
+use super::{
+    check_layout, check_target, give_trailer, keep_trailer, read_pieces, stream_len, write_pieces,
+    DeviceInfo, ImageTarget, Trailer,
+};
 use crate::proto::layout::Layout;
 use crate::proto::manifest::{Extent, ExtentMap, HashList, Image};
 use crate::storage::resume::HeldBlocks;
@@ -37,6 +47,9 @@ pub const HOLD_BYTES: u64 = 1 << 20;
 
 /// How much of the device the marker covers.
 const MARKER_BYTES: u64 = 4096;
+
+/// Granule of a streamed image's zero test on a device (64 KiB, aligned to image offsets).
+const STREAM_GRANULE: u64 = 64 << 10;
 
 /// What an incomplete device starts with.
 pub const MARKER_MAGIC: &[u8] = b"MCAST-IMAGE-INCOMPLETE\n";
@@ -60,6 +73,10 @@ pub struct DeviceSink {
     /// Records the blocks made durable outside the held region (none for an image too small
     /// to have room for a journal).
     journal: Option<DeviceJournal>,
+    /// A streamed image's trailer, as it arrived.
+    trailer: Trailer,
+    /// A streamed image's zero ranges left unwritten (outside the held region).
+    skipped: Runs,
 }
 
 /// The marker at the start of `path`, if it holds one: `(push id hex, image size)`.
@@ -130,7 +147,9 @@ impl DeviceSink {
             file.set_len(image.size).map_err(|e| StorageError::io("extend", path, e))?;
         }
         let hold = HOLD_BYTES.min(image.size) as usize;
-        let ours = matches!(read_marker(path), Ok(Some((id, size))) if id == to_hex(push_id) && size == image.size);
+        // A stream is never resumed: its push id names the bound, not the bytes.
+        let ours = !image.streamed
+            && matches!(read_marker(path), Ok(Some((id, size))) if id == to_hex(push_id) && size == image.size);
         let mut sink = DeviceSink {
             file,
             path: path.to_path_buf(),
@@ -142,6 +161,8 @@ impl DeviceSink {
             committed: false,
             layout: *layout,
             journal: None,
+            trailer: Trailer::default(),
+            skipped: Runs::default(),
         };
         let io = |what| move |e| StorageError::io(what, path, e);
         let (mut held, mut next) = (Vec::new(), JOURNAL_AT);
@@ -164,12 +185,15 @@ impl DeviceSink {
             }
             // The journal region is zeroed before the marker names this push, so no reader
             // ever sees this push's marker over another push's (or old) bytes there.
-            clear_journal(&sink.file, hold as u64).map_err(io("clear the resume journal of"))?;
+            if !image.streamed {
+                clear_journal(&sink.file, hold as u64)
+                    .map_err(io("clear the resume journal of"))?;
+            }
             let m = marker(push_id, image.size, MARKER_BYTES.min(hold as u64) as usize);
             sink.file.write_all_at(&m, 0).map_err(io("write marker to"))?;
         }
         sink.file.sync_data().map_err(io("fsync"))?;
-        if hold as u64 > JOURNAL_AT {
+        if hold as u64 > JOURNAL_AT && !image.streamed {
             sink.journal =
                 Some(DeviceJournal::start(&sink.file, path, *push_id, next, hold as u64)?);
         }
@@ -200,17 +224,43 @@ impl DeviceSink {
         }
     }
 
-    fn put(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
-        let (file, path, held) = (&self.file, &self.path, &mut self.held);
+    /// Writes payload bytes at `offset`; a streamed image's zero ranges outside the held
+    /// region are skipped and noted, unless `rewrite` (then every byte is written over what a
+    /// bad block left).
+    fn put(&mut self, offset: u64, data: &[u8], rewrite: bool) -> Result<(), StorageError> {
+        keep_trailer(&self.map, offset, data, &mut self.trailer);
+        let streamed = self.image.streamed;
+        let (file, path, held, skipped) =
+            (&self.file, &self.path, &mut self.held, &mut self.skipped);
         let hold = held.len() as u64;
         write_pieces(&self.map, offset, data, |at, bytes| {
             let split = hold.saturating_sub(at).min(bytes.len() as u64) as usize;
             if split > 0 {
                 held[at as usize..at as usize + split].copy_from_slice(&bytes[..split]);
             }
-            if split < bytes.len() {
-                file.write_all_at(&bytes[split..], at + split as u64)
-                    .map_err(|e| StorageError::io("write", path, e))?;
+            let (at, bytes) = (at + split as u64, &bytes[split..]);
+            let write = |at: u64, b: &[u8]| {
+                file.write_all_at(b, at).map_err(|e| StorageError::io("write", path, e))
+            };
+            if !streamed || bytes.is_empty() {
+                return if bytes.is_empty() { Ok(()) } else { write(at, bytes) };
+            }
+            if rewrite {
+                skipped.remove(at, at + bytes.len() as u64);
+                return write(at, bytes);
+            }
+            let mut pos = 0usize;
+            while pos < bytes.len() {
+                let g_end = ((at + pos as u64) / STREAM_GRANULE + 1) * STREAM_GRANULE;
+                let n = ((g_end - at) as usize).min(bytes.len()) - pos;
+                let g = &bytes[pos..pos + n];
+                // Up to the granule's last non-zero byte; the rest is a zero run.
+                let keep = g.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                if keep > 0 {
+                    write(at + pos as u64, &g[..keep])?;
+                }
+                skipped.add(at + (pos + keep) as u64, at + (pos + n) as u64);
+                pos += n;
             }
             Ok(())
         })
@@ -270,11 +320,11 @@ impl Sink for DeviceSink {
 
     /// Every byte of an extent is written (a device's old contents are not zeros).
     fn write_block(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError> {
-        self.put(offset, data).map(|()| true)
+        self.put(offset, data, false).map(|()| true)
     }
 
     fn rewrite_block(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
-        self.put(offset, data)
+        self.put(offset, data, true)
     }
 
     fn finish(
@@ -283,8 +333,19 @@ impl Sink for DeviceSink {
         verify_readback: bool,
     ) -> Result<[u8; 32], StorageError> {
         check_layout(hashes, &self.map, &self.path)?;
+        // A stream's real length, from its verified trailer; the bound for any other image.
+        let end = if self.image.streamed {
+            stream_len(&self.trailer, self.image.size, &self.path)?
+        } else {
+            self.image.size
+        };
         if self.zero_fill {
-            for hole in self.image.holes().collect::<Vec<_>>() {
+            let zeros: Vec<Extent> = if self.image.streamed {
+                self.skipped.within(0, end)
+            } else {
+                self.image.holes().collect()
+            };
+            for hole in zeros {
                 self.zero(hole)?;
             }
         }
@@ -292,6 +353,7 @@ impl Sink for DeviceSink {
         if verify_readback {
             let hold = self.held.len() as u64;
             let bad = hashes.first_mismatch(|off, buf| {
+                give_trailer(&self.map, off, buf, &self.trailer);
                 read_pieces(&self.map, off, buf, |at, b| {
                     let split = hold.saturating_sub(at).min(b.len() as u64) as usize;
                     if split > 0 {
@@ -299,7 +361,13 @@ impl Sink for DeviceSink {
                     }
                     self.file
                         .read_exact_at(&mut b[split..], at + split as u64)
-                        .map_err(|e| StorageError::io("read back", &self.path, e))
+                        .map_err(|e| StorageError::io("read back", &self.path, e))?;
+                    // A stream's unwritten zeros read as what they stand for.
+                    for z in self.skipped.within(at, at + b.len() as u64) {
+                        let from = (z.offset - at) as usize;
+                        b[from..from + z.len as usize].fill(0);
+                    }
+                    Ok(())
                 })
             })?;
             if let Some(b) = bad {
@@ -316,8 +384,10 @@ impl Sink for DeviceSink {
         if let Some(mut j) = self.journal.take() {
             j.stop();
         }
+        // A stream shorter than the held region: its bytes, and the marker's bytes (zeros).
+        let first = (self.held.len() as u64).min(end.max(MARKER_BYTES)) as usize;
         self.file
-            .write_all_at(&self.held, 0)
+            .write_all_at(&self.held[..first], 0)
             .map_err(|e| StorageError::io("write", &self.path, e))?;
         self.file.sync_all().map_err(|e| StorageError::io("fsync", &self.path, e))?;
         self.committed = true;

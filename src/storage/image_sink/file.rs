@@ -2,18 +2,24 @@
 //! created beside the destination (sparse: holes and all-zero data are never written), every
 //! block lands at its image offsets, and `finish` fsyncs it (reads it back first with
 //! `--verify-readback`) and renames it over the destination. Dropped unfinished, it removes
-//! the temp file; the destination is never touched before the rename.
+//! the temp file; the destination is never touched before the rename. A streamed image is
+//! staged at its bound and truncated to the length its verified trailer gives before the fsync.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{check_layout, read_pieces, write_pieces};
+use super::{
+    check_layout, give_trailer, keep_trailer, read_pieces, stream_len, write_pieces, Trailer,
+};
 use crate::proto::manifest::{ExtentMap, HashList, Image};
 use crate::storage::image_source::is_zero;
 use crate::storage::names::{random_u64, temp_file_name};
 use crate::storage::resume::try_lock;
 use crate::storage::{Sink, StorageError};
+
+/// The unit of the zero test of what is written (64 KiB, aligned to image offsets).
+const ZERO_GRANULE: u64 = 64 << 10;
 
 /// A sparse temp file beside the destination, renamed into place once verified.
 #[derive(Debug)]
@@ -25,6 +31,8 @@ pub struct ImageFileSink {
     temp_path: PathBuf,
     size: u64,
     done: bool,
+    streamed: bool,
+    trailer: Trailer,
 }
 
 impl ImageFileSink {
@@ -54,6 +62,8 @@ impl ImageFileSink {
             temp_path,
             size: image.size,
             done: false,
+            streamed: image.streamed,
+            trailer: Trailer::default(),
         };
         // A new file: only a racing process could hold a lock on it.
         if !try_lock(&sink.file).map_err(|e| StorageError::io("lock", &sink.temp_path, e))? {
@@ -70,16 +80,30 @@ impl ImageFileSink {
         &self.temp_path
     }
 
-    fn put(&self, offset: u64, data: &[u8], skip_zeros: bool) -> Result<bool, StorageError> {
+    fn put(&mut self, offset: u64, data: &[u8], skip_zeros: bool) -> Result<bool, StorageError> {
+        keep_trailer(&self.map, offset, data, &mut self.trailer);
         let mut wrote = false;
-        write_pieces(&self.map, offset, data, |at, bytes| {
-            if skip_zeros && is_zero(bytes) {
-                return Ok(());
-            }
+        let (file, temp) = (&self.file, &self.temp_path);
+        let mut write = |at: u64, bytes: &[u8]| {
             wrote = true;
-            self.file
-                .write_all_at(bytes, at)
-                .map_err(|e| StorageError::io("write", &self.temp_path, e))
+            file.write_all_at(bytes, at).map_err(|e| StorageError::io("write", temp, e))
+        };
+        write_pieces(&self.map, offset, data, |at, bytes| {
+            if !skip_zeros {
+                return write(at, bytes);
+            }
+            // Granule by granule (aligned to image offsets): a streamed image's pieces are
+            // whole blocks, zeros included.
+            let mut pos = 0usize;
+            while pos < bytes.len() {
+                let g_end = ((at + pos as u64) / ZERO_GRANULE + 1) * ZERO_GRANULE;
+                let n = ((g_end - at) as usize).min(bytes.len()) - pos;
+                if !is_zero(&bytes[pos..pos + n]) {
+                    write(at + pos as u64, &bytes[pos..pos + n])?;
+                }
+                pos += n;
+            }
+            Ok(())
         })?;
         Ok(wrote)
     }
@@ -126,6 +150,13 @@ impl Sink for ImageFileSink {
         verify_readback: bool,
     ) -> Result<[u8; 32], StorageError> {
         check_layout(hashes, &self.map, &self.temp_path)?;
+        if self.streamed {
+            // Every block verified, the trailer too: the image is that long.
+            self.size = stream_len(&self.trailer, self.size, &self.temp_path)?;
+            self.file
+                .set_len(self.size)
+                .map_err(|e| StorageError::io("truncate", &self.temp_path, e))?;
+        }
         self.file.sync_all().map_err(|e| StorageError::io("fsync", &self.temp_path, e))?;
         let len =
             self.file.metadata().map_err(|e| StorageError::io("stat", &self.temp_path, e))?.len();
@@ -137,10 +168,15 @@ impl Sink for ImageFileSink {
             });
         }
         if verify_readback {
+            let size = self.size;
             let bad = hashes.first_mismatch(|off, buf| {
+                give_trailer(&self.map, off, buf, &self.trailer);
                 read_pieces(&self.map, off, buf, |at, b| {
+                    // A stream's bytes past its end were zeros, and are gone.
+                    let n = size.saturating_sub(at).min(b.len() as u64) as usize;
+                    b[n..].fill(0);
                     self.file
-                        .read_exact_at(b, at)
+                        .read_exact_at(&mut b[..n], at)
                         .map_err(|e| StorageError::io("read back", &self.temp_path, e))
                 })
             })?;

@@ -11,11 +11,20 @@
 //! - `journal.rs`: a device push's resume journal, kept on the device between the marker and
 //!   the end of the held region (overwritten by the commit).
 //! - `checks.rs`: what makes a device unsafe to write (mounted, held, in use, too small).
+//! - `runs.rs`: the zero runs a device sink left unwritten in a streamed image.
+//!
+//! A streamed image (`mcast-send --image -`, [`Image::streamed`]) is staged at its announced
+//! bound; its payload's trailer (the real length) is kept in memory as it arrives
+//! ([`keep_trailer`]), and `finish`, once everything verified, takes the image to be that
+//! long: the file is truncated to it, a device is written only up to it.
+//!
+//! [`Image::streamed`]: crate::proto::manifest::Image
 
 mod checks;
 mod device;
 mod file;
 mod journal;
+mod runs;
 
 pub use checks::{check_target, mounted_devices, DeviceInfo};
 pub use device::{read_marker, DeviceSink, HOLD_BYTES, MARKER_MAGIC};
@@ -28,7 +37,7 @@ use super::resume::HeldBlocks;
 #[cfg(test)]
 use super::to_hex;
 use super::{Sink, StorageError};
-use crate::proto::manifest::{ExtentMap, Manifest};
+use crate::proto::manifest::{read_trailer, ExtentMap, Manifest, STREAM_TRAILER_LEN};
 #[cfg(test)]
 use std::path::PathBuf;
 
@@ -107,6 +116,32 @@ fn read_pieces(
         read(p.image, &mut buf[p.at..p.at + p.len])?;
     }
     Ok(())
+}
+
+/// A streamed image's trailer, as the payload's last bytes arrive.
+type Trailer = [u8; STREAM_TRAILER_LEN as usize];
+
+/// Copies the trailer's bytes of payload range `offset..offset + data.len()` into `trailer`.
+fn keep_trailer(map: &ExtentMap, offset: u64, data: &[u8], trailer: &mut Trailer) {
+    if let Some(t) = map.trailer_part(offset, data.len()) {
+        trailer[t.trailer_at..t.trailer_at + t.len].copy_from_slice(&data[t.at..t.at + t.len]);
+    }
+}
+
+/// Fills the trailer's bytes of payload range `offset..offset + buf.len()` from `trailer`.
+fn give_trailer(map: &ExtentMap, offset: u64, buf: &mut [u8], trailer: &Trailer) {
+    if let Some(t) = map.trailer_part(offset, buf.len()) {
+        buf[t.at..t.at + t.len].copy_from_slice(&trailer[t.trailer_at..t.trailer_at + t.len]);
+    }
+}
+
+/// The real length of a streamed image of bound `bound` from its verified `trailer`.
+fn stream_len(trailer: &Trailer, bound: u64, path: &Path) -> Result<u64, StorageError> {
+    read_trailer(trailer, bound).ok_or_else(|| StorageError::SizeMismatch {
+        path: path.to_path_buf(),
+        expected: bound,
+        actual: u64::from_be_bytes(*trailer),
+    })
 }
 
 /// Refuse a hash list over another payload size than the sink's.

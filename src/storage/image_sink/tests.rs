@@ -16,6 +16,7 @@ fn image() -> (Image, Vec<u8>) {
     let img = Image {
         size: 3 * HOLD_BYTES,
         extents: ext.iter().map(|&(offset, len)| Extent { offset, len }).collect(),
+        streamed: false,
     };
     let data: Vec<u8> = (0..img.data_len()).map(|i| (i % 253) as u8 + 1).collect();
     (img, data)
@@ -223,8 +224,11 @@ fn another_push_or_a_failure_starts_a_device_over() {
     interrupted(&m, &data);
     // Another image (another push id) on the same device: nothing of the first is believed,
     // and its journal is zeroed.
-    let other =
-        Image { size: img.size, extents: vec![Extent { offset: HOLD_BYTES, len: 200 * K }] };
+    let other = Image {
+        size: img.size,
+        extents: vec![Extent { offset: HOLD_BYTES, len: 200 * K }],
+        streamed: false,
+    };
     let other_data = vec![3u8; other.data_len() as usize];
     let (sink, held) = open(&dev, &manifest(&other), &FORCE).unwrap();
     assert!(held.is_empty(), "another push");
@@ -240,4 +244,101 @@ fn another_push_or_a_failure_starts_a_device_over() {
     let (sink, held) = open(&dev, &manifest(&other), &FORCE).unwrap();
     assert!(held.is_empty(), "failed: starts over");
     sink.abort();
+}
+
+/// A streamed image of bound `bound` holding `stream`: its manifest and payload (the stream,
+/// zeros to the bound, the trailer).
+fn streamed(bound: u64, stream: &[u8]) -> (Manifest, Vec<u8>) {
+    let img =
+        Image { size: bound, extents: vec![Extent { offset: 0, len: bound }], streamed: true };
+    let e = Entry::new(RelPath::new("disk.img").unwrap(), EntryKind::Image(img));
+    let m = Manifest::new(vec![e], bound + 8, 1024, 64).unwrap();
+    let mut payload = stream.to_vec();
+    payload.resize(bound as usize, 0);
+    payload.extend_from_slice(&(stream.len() as u64).to_be_bytes());
+    (m, payload)
+}
+
+/// 1.5 MiB: data in the held region, a zero run, data after the held region ending inside a
+/// granule.
+fn stream_bytes() -> Vec<u8> {
+    let mut s = vec![0u8; 3 * HOLD_BYTES as usize / 2 + 1000];
+    s[..5000].fill(7);
+    let tail = s.len() - 3000;
+    s[HOLD_BYTES as usize + 64 * K as usize..tail].fill(9);
+    s
+}
+
+#[test]
+fn a_streamed_file_target_is_truncated_to_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = stream_bytes();
+    let (m, payload) = streamed(4 * HOLD_BYTES, &stream);
+    let mut sink = open(dir.path(), &m, &ImageTarget::default()).unwrap().0;
+    let hashes = fill(sink.as_mut(), &m, &payload);
+    sink.finish(&hashes, true).unwrap();
+    assert_eq!(std::fs::read(dir.path().join("disk.img")).unwrap(), stream);
+    // A trailer claiming one byte more than the bound is refused, nothing placed.
+    let (m, mut payload) = streamed(stream.len() as u64, &stream);
+    let n = payload.len();
+    payload[n - 8..].copy_from_slice(&(stream.len() as u64 + 1).to_be_bytes());
+    let out = dir.path().join("bad.img");
+    let mut sink = open(&out, &m, &ImageTarget::default()).unwrap().0;
+    let hashes = fill(sink.as_mut(), &m, &payload);
+    assert!(matches!(sink.finish(&hashes, false), Err(StorageError::SizeMismatch { .. })));
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_streamed_device_is_written_only_up_to_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = stream_bytes();
+    let bound = 4 * HOLD_BYTES;
+    let (m, payload) = streamed(bound, &stream);
+    for zero_fill in [false, true] {
+        let dev = device(dir.path(), bound, 0xee);
+        let target = ImageTarget { zero_fill, ..FORCE };
+        let mut sink = open(&dev, &m, &target).unwrap().0;
+        let hashes = fill(sink.as_mut(), &m, &payload);
+        sink.finish(&hashes, true).unwrap();
+        let done = std::fs::read(&dev).unwrap();
+        let n = stream.len();
+        // Past the stream's end: the old bytes, untouched either way.
+        assert!(done[n..].iter().all(|&b| b == 0xee), "zero_fill {zero_fill}");
+        if zero_fill {
+            assert_eq!(done[..n], stream[..]);
+        } else {
+            // The held region whole; after it, the zero run keeps the old bytes.
+            assert_eq!(done[..HOLD_BYTES as usize], stream[..HOLD_BYTES as usize]);
+            let run = HOLD_BYTES as usize..HOLD_BYTES as usize + 64 * K as usize;
+            assert!(done[run].iter().all(|&b| b == 0xee));
+            assert!(done[n - 3000..n].iter().all(|&b| b == 0xee), "trailing zeros not written");
+        }
+        assert_eq!(read_marker(&dev).unwrap(), None);
+    }
+}
+
+#[test]
+fn a_stream_shorter_than_the_marker_clears_the_marker_and_nothing_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = vec![5u8; 100];
+    let bound = 2 * HOLD_BYTES;
+    let (m, payload) = streamed(bound, &stream);
+    let dev = device(dir.path(), bound, 0xee);
+    let mut sink = open(&dev, &m, &FORCE).unwrap().0;
+    let hashes = fill(sink.as_mut(), &m, &payload);
+    sink.finish(&hashes, true).unwrap();
+    let done = std::fs::read(&dev).unwrap();
+    assert_eq!(done[..100], stream[..]);
+    // The marker's 4 KiB are overwritten (zeros after the stream), the rest is untouched.
+    assert!(done[100..4096].iter().all(|&b| b == 0));
+    assert!(done[4096..].iter().all(|&b| b == 0xee));
+    assert_eq!(read_marker(&dev).unwrap(), None);
+    // An empty stream to a file: an empty file.
+    let (m, payload) = streamed(bound, &[]);
+    let out = dir.path().join("empty.img");
+    let mut sink = open(&out, &m, &ImageTarget::default()).unwrap().0;
+    let hashes = fill(sink.as_mut(), &m, &payload);
+    sink.finish(&hashes, false).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), b"");
 }

@@ -1,13 +1,13 @@
 //! Unit tests of [`ImageSource`]: holes and zero runs left out, payload reads through the
-//! extents, `--no-sparse`, the spool of a pipe, and the extent bound.
+//! extents, `--no-sparse`, a pipe read as a stream, and the extent bound.
 
 use super::*;
-use std::io::Write;
+use std::io::{Read, Write};
 
 const G: u64 = DEFAULT_GRANULARITY;
 
 fn opts(sparse: bool, threads: usize) -> ImageOptions {
-    ImageOptions { sparse, granularity: G, threads }
+    ImageOptions { sparse, granularity: G, threads, stream_bound: None }
 }
 
 /// A 64-granule image: data at granule 1 (random-ish), a written zero run at granules 2..4,
@@ -92,31 +92,32 @@ fn seek_data_finds_the_data_ranges() {
 }
 
 #[test]
-fn a_pipe_is_spooled_sparse() {
+fn a_pipe_is_streamed_and_spools_only_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let (_, content) = sample(dir.path());
     // A reader that hands over odd-sized pieces, as a pipe does.
-    struct Trickle<'a>(&'a [u8]);
-    impl Read for Trickle<'_> {
+    struct Trickle(Vec<u8>, usize);
+    impl Read for Trickle {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.0.len().min(buf.len()).min(12_345);
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
+            let n = (self.0.len() - self.1).min(buf.len()).min(12_345);
+            buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
             Ok(n)
         }
     }
-    let f = spool(&mut Trickle(&content), dir.path(), &opts(true, 1)).unwrap();
-    assert_eq!(f.metadata().unwrap().len(), content.len() as u64);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the spool is unlinked");
-    let src = ImageSource::from_file(f, Path::new("-"), "image", &opts(true, 1)).unwrap();
-    assert_eq!(src.image().extents.len(), 2);
-    assert_eq!(src.len(), 3 * G);
-    let mut back = vec![0u8; content.len()];
-    for p in ExtentMap::new(src.image()).pieces(0, src.len() as usize).unwrap() {
-        let at = p.image as usize;
-        back[at..at + p.len].copy_from_slice(&payload(&src)[p.at..p.at + p.len]);
-    }
-    assert_eq!(back, content);
+    let spool_dir = tempfile::tempdir().unwrap();
+    let bound = 100 * G;
+    let src =
+        StreamSource::new(Box::new(Trickle(content.clone(), 0)), bound, "image", spool_dir.path())
+            .unwrap();
+    assert_eq!(std::fs::read_dir(spool_dir.path()).unwrap().count(), 0, "the spool is unlinked");
+    assert_eq!(src.len(), bound + 8);
+    let all = src.read_at(0, src.len() as usize).unwrap();
+    assert_eq!(all[..content.len()], content[..]);
+    assert!(all[content.len()..bound as usize].iter().all(|&b| b == 0));
+    assert_eq!(all[bound as usize..], (content.len() as u64).to_be_bytes());
+    // Granules 1, 40 and 41 hold data: only they were spooled.
+    assert_eq!(src.spooled(), 3 * G);
 }
 
 #[test]
@@ -138,6 +139,9 @@ fn not_an_image() {
     let dir = tempfile::tempdir().unwrap();
     assert!(ImageSource::open(dir.path(), &opts(true, 1)).is_err(), "a directory");
     assert!(ImageSource::open(&dir.path().join("absent"), &opts(true, 1)).is_err());
+    // A pipe needs its bound.
+    let e = open_image(Path::new("-"), &opts(true, 1)).err().unwrap();
+    assert!(matches!(e, StorageError::InvalidArgument(m) if m.contains("--max-size")), "{e}");
     let bad = ImageOptions { granularity: 1000, ..opts(true, 1) };
     let mut f = File::create(dir.path().join("f")).unwrap();
     f.write_all(b"x").unwrap();
