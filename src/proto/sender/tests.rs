@@ -391,13 +391,15 @@ fn reports_arriving_together_are_acknowledged_together_after_the_ack_delay() {
         }
         acks
     };
-    acks_in(&mut s, Instant::ZERO);
-    let t0 = Instant::ZERO + Duration::from_millis(1);
+    // The welcomes go out after their own delay; then the reports start a new wait.
+    let delay = ack_delay(s.grtt());
+    s.handle_timeout(Instant::ZERO + delay);
+    acks_in(&mut s, Instant::ZERO + delay);
+    let t0 = Instant::ZERO + delay * 2;
     for node in [10, 11] {
         s.handle_datagram(t0, addr(), &emit(node, &Packet::Report(report.clone())));
     }
-    let delay = ack_delay(s.grtt());
-    let just_before = t0 + delay - Duration::from_micros(1);
+    let just_before = t0 + (delay - Duration::from_micros(1));
     s.handle_timeout(just_before);
     assert!(acks_in(&mut s, just_before).is_empty(), "held for the ack delay");
     assert!(s.poll_timeout().is_some_and(|t| t <= t0 + delay));
@@ -476,9 +478,10 @@ fn joins_arriving_together_are_welcomed_together_after_the_ack_delay() {
         s.handle_datagram(t0, addr(), &b);
     }
     assert!(welcomes_in(&mut s, t0).is_empty(), "held for the ack delay");
-    let at = t0 + ack_delay(s.grtt());
-    s.handle_timeout(at - Duration::from_micros(1));
-    assert!(welcomes_in(&mut s, at - Duration::from_micros(1)).is_empty());
+    let delay = ack_delay(s.grtt());
+    let (at, just_before) = (t0 + delay, t0 + (delay - Duration::from_micros(1)));
+    s.handle_timeout(just_before);
+    assert!(welcomes_in(&mut s, just_before).is_empty());
     s.handle_timeout(at);
     assert_eq!(welcomes_in(&mut s, at), [vec![10, 11, 12]], "one welcome for all three");
 }
