@@ -40,8 +40,8 @@ struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-    /// Step event by event instead of window by window (the same results, slower, but flat
-    /// memory: use it for 10,000 receivers).
+    /// Step event by event instead of window by window (the same results, slower; both keep
+    /// memory flat per receiver).
     #[arg(long)]
     no_window: bool,
     /// `flat` (one segment) or `relay` (a downstream segment behind a relay).

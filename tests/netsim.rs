@@ -82,18 +82,17 @@ fn feedback_scales_to_a_thousand_receivers() {
     assert!(ind.r.naks_per_lossy_block() <= 3.0, "NAK implosion: {}", ind.r.naks_per_lossy_block());
     assert!(ind.r.repair_ratio() <= 1.15, "repair ratio {}", ind.r.repair_ratio());
     assert!(ind.time_ratio <= 1.05, "time ratio {}", ind.time_ratio);
-    // Low loss costs little (issue 15): the starting parity and the correction do not overspend.
-    // The target is a repair ratio of 1.15, not met yet at this seed (1.165; 1.14 at seed 3);
-    // this bound keeps it from sliding back to the 1.26 the issue measured.
+    // Low loss costs little (issue 15): a repair margin only where a repair is likely to be
+    // lost (`sender::feedback::repair_margin`), so 0.1 % loss does not pay a symbol per NAK.
     let low = at("indep-0.1%");
-    assert!(low.r.repair_ratio() <= 1.20, "0.1 % loss: repair ratio {}", low.r.repair_ratio());
+    assert!(low.r.repair_ratio() <= 1.15, "0.1 % loss: repair ratio {}", low.r.repair_ratio());
     assert!(low.time_ratio <= 1.05, "0.1 % loss: time ratio {}", low.time_ratio);
     // Bursts (issue 15): the interleaved windows spread a burst over their blocks, so the
-    // group's needs stay alike and suppression works. The time target is 1.05; this bound
-    // keeps it from sliding back to the 1.128 of block-by-block sending.
+    // group's needs stay alike and suppression works; the end game does not wait on a whole
+    // group's backoff for the last few receivers.
     let burst = at("burst");
     assert!(burst.r.naks_per_lossy_block() <= 3.0, "bursts: {}", burst.r.naks_per_lossy_block());
-    assert!(burst.time_ratio <= 1.10, "bursts: time ratio {}", burst.time_ratio);
+    assert!(burst.time_ratio <= 1.05, "bursts: time ratio {}", burst.time_ratio);
     let shared = at("shared");
     assert!(
         shared.r.naks_per_lossy_block() <= 2.0 * ind.r.naks_per_lossy_block().max(0.5),
@@ -117,9 +116,11 @@ fn check_snapshot(table: &str) {
     );
 }
 
-/// The 10,000-receiver row (issue 15): about four minutes on two cores, so not in CI's default
-/// run. `cargo test --test netsim -- --ignored` runs it; `examples/sim` gives the same numbers
-/// (`--receivers 10000 --seed 7`).
+/// The 10,000-receiver row (issue 15): about three minutes on two cores (the simulator is
+/// bound by memory latency at that scale), so not in CI's default run.
+/// `cargo test --release --test netsim -- --ignored` runs it; `examples/sim` gives the same
+/// numbers (`--receivers 10000 --seed 7`). Its NAK and time targets are not met yet (seed 3:
+/// 4.5 NAKs per lossy block, time ratio 1.052).
 #[test]
 #[ignore]
 fn feedback_scales_to_ten_thousand_receivers() {

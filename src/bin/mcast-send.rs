@@ -164,7 +164,9 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     ttl: u32,
     /// Encoded blocks kept in memory (~2 MiB each) for repairs; an evicted block is read and
-    /// encoded again if a late NAK asks for it.
+    /// encoded again if a late NAK asks for it. With 20 or more (the default) the symbols of
+    /// windows of 8 blocks are interleaved, so a burst of loss costs each block a symbol or
+    /// two; fewer sends block by block.
     #[arg(long, default_value_t = DEFAULT_CACHE_BLOCKS)]
     cache_blocks: usize,
     /// Without --receivers: how long to stay after the last NAK once the data is sent.

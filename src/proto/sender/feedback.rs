@@ -19,7 +19,45 @@ use group::Binding;
 /// A need's count is clamped to the block's source symbols plus this (failed decodes).
 pub(super) const NEED_SLACK: u16 = 16;
 
+/// Expected repair losses (of the repairs a NAK asks for) below which the margin is left out.
+pub(super) const MARGIN_MIN_EXPECTED_LOSS: f64 = 0.01;
+
+/// The repair margin for a need of `need` symbols from a receiver losing `loss_ppm`: the
+/// configured `margin` when the receiver can be expected to lose one of the `need + margin`
+/// repairs with a chance of at least [`MARGIN_MIN_EXPECTED_LOSS`] (every need from 0.5 % loss
+/// up), none below it (a need under 9 symbols at 0.1 %: the margin's symbol would cost more
+/// than the rare extra round it saves). A loss of 0 is unknown (a receiver that NAKs lost
+/// something): the full margin. The loss rate is the NAKer's word: a forged one moves the
+/// repair by at most the configured margin.
+pub(super) fn repair_margin(margin: u16, need: u16, loss_ppm: u32) -> u16 {
+    let expected = (f64::from(need) + f64::from(margin)) * f64::from(loss_ppm) / 1e6;
+    if loss_ppm == 0 || expected >= MARGIN_MIN_EXPECTED_LOSS {
+        margin
+    } else {
+        0
+    }
+}
+
+/// Receivers still to finish at or below which a NAK is answered without a holdoff.
+pub const IMMEDIATE_REPAIR_BELOW: u32 = 8;
+
 impl Sender {
+    /// The NAK aggregation window: `holdoff_grtts` GRTTs, or none once the sender knows that
+    /// at most [`IMMEDIATE_REPAIR_BELOW`] expected receivers are still to finish (the end
+    /// game: so few NAKs are left to merge that waiting for them only delays the last
+    /// receivers; a NAK arriving later is still charged only what is not already in flight to
+    /// it, see `repair`).
+    pub(super) fn holdoff(&self) -> Duration {
+        let few_left = self.cfg.expected_receivers.is_some_and(|n| {
+            u64::from(n).saturating_sub(self.accounted()) <= u64::from(IMMEDIATE_REPAIR_BELOW)
+        });
+        if few_left {
+            Duration::ZERO
+        } else {
+            self.grtt.get() * self.cfg.holdoff_grtts
+        }
+    }
+
     /// A NAK from `node` at `from`. Checked before anything is believed: the node's address,
     /// the quoted sequence number (not ahead of what was sent), each need's block (in the
     /// layout and already sent) and count (clamped); then its repairs are taken from the
@@ -51,7 +89,7 @@ impl Sender {
             self.squelch_nodes.insert(node);
             return;
         }
-        let holdoff_end = now + self.grtt.get() * self.cfg.holdoff_grtts;
+        let holdoff_end = now + self.holdoff();
         let mut allowance = self.budget.allowance(now, node, tracked);
         let mut charged = 0u32;
         for need in list.needs {
@@ -87,8 +125,8 @@ impl Sender {
                 self.stats.needs_ignored += 1;
                 continue;
             }
-            let (added, refused) =
-                self.repairs.on_need(need, list.seq, self.cfg.repair_margin, allowance);
+            let margin = repair_margin(self.cfg.repair_margin, need.count, list.loss_ppm);
+            let (added, refused) = self.repairs.on_need(need, list.seq, margin, allowance);
             allowance -= added;
             self.stats.repairs_over_budget += u64::from(refused);
             if added == 0 {
@@ -173,12 +211,32 @@ impl Sender {
         }
         self.group.heard(node);
         self.last_report_at = now;
-        self.acks.insert(node);
+        self.queue_ack(now, node);
         if let std::collections::btree_map::Entry::Vacant(e) = self.receivers.entry(node) {
             let info = ReceiverInfo { node, addr: from, report, at: now };
             e.insert(info.clone());
             self.events.push_back(Event::ReceiverReport(info));
         }
         self.check_finished(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_margin_is_left_out_only_when_losing_a_repair_is_unlikely() {
+        // 0.5 %: every need keeps its margin, down to a single symbol (2 x 0.5 % = 1 %).
+        assert_eq!(repair_margin(1, 1, 5_000), 1);
+        assert_eq!(repair_margin(1, 1, 10_000), 1);
+        // Just below the bound: 2 x 0.49 % < 1 %.
+        assert_eq!(repair_margin(1, 1, 4_900), 0);
+        // 0.1 %: 9 + 1 symbols reach 1 %, 8 + 1 do not.
+        assert_eq!(repair_margin(1, 9, 1_000), 1);
+        assert_eq!(repair_margin(1, 8, 1_000), 0);
+        // Unknown loss: the configured margin; no margin configured: none.
+        assert_eq!(repair_margin(3, 1, 0), 3);
+        assert_eq!(repair_margin(0, 100, 500_000), 0);
     }
 }

@@ -66,7 +66,7 @@ mod signing;
 
 pub use budget::RepairBudget;
 pub use config::SenderConfig;
-pub use control::{Timer, ABORT_REPEATS, ABORT_SPACING};
+pub use control::{ack_delay, Timer, ABORT_REPEATS, ABORT_SPACING};
 
 pub use group::{Binding, Group, Member, StragglerPolicy, LOSS_SAMPLE, STRAGGLER_ROUNDS};
 pub use grtt::{Grtt, MAX_RISE, PROBES_KEPT};

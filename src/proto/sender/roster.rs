@@ -289,9 +289,9 @@ impl Roster {
         self.refused_full
     }
 
-    /// Whether a welcome is waiting to go out.
-    pub(super) fn welcome_due(&self) -> bool {
-        !self.welcome.is_empty()
+    /// Joined nodes waiting for a welcome.
+    pub(super) fn welcomes_waiting(&self) -> usize {
+        self.welcome.len()
     }
 
     /// The next welcome: up to [`MAX_ACK_NODES`] joined nodes.
@@ -322,7 +322,12 @@ impl Sender {
     /// A Hello from a receiver (a welcome from anyone else is not for the sender).
     pub(super) fn on_hello(&mut self, now: Instant, node: u32, from: SocketAddr, hello: Hello) {
         match hello {
-            Hello::Join { host } => self.roster.on_join(node, from, now, host),
+            Hello::Join { host } => {
+                self.roster.on_join(node, from, now, host);
+                if self.roster.welcomes_waiting() > 0 {
+                    self.arm_ack_timer(now);
+                }
+            }
             Hello::Welcome { .. } | Hello::Slots { .. } => self.stats.dropped_foreign += 1,
             Hello::RepairerJoin => self.on_repairer_join(now, node, from),
         }

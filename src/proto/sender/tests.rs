@@ -356,3 +356,132 @@ fn naks_are_believed_only_from_the_nodes_address_and_up_to_what_was_sent() {
     assert_eq!(repaired, HashSet::from([1, 3]), "only the believed NAKs were answered");
     assert_eq!(h.sender().stats().repair_packets, 2 * 3);
 }
+
+#[test]
+fn reports_arriving_together_are_acknowledged_together_after_the_ack_delay() {
+    // Three expected receivers: two report at once, the sender is not finished, so their
+    // acknowledgement waits for the ack delay and then goes out as one datagram.
+    let cfg = SenderConfig { expected_receivers: Some(3), ..SenderConfig::default() };
+    let (mut s, _obj) = sender(1000, cfg);
+    let report = Report {
+        status: ReportStatus::Complete,
+        bytes: 1000,
+        object_hash: [0; 32],
+        naks_sent: 0,
+        naks_suppressed: 0,
+        elapsed_ms: 1,
+        reason: String::new(),
+    };
+    let emit = |node: u32, packet: &Packet<'_>| {
+        let mut b = Vec::new();
+        wire::emit(&Header { flags: 0, session: 1, node }, packet, &mut b);
+        b
+    };
+    for node in [10, 11, 12] {
+        let host = HostName::new(&format!("h{node}")).unwrap();
+        s.handle_datagram(Instant::ZERO, addr(), &emit(node, &Packet::Hello(Hello::Join { host })));
+    }
+    let acks_in = |s: &mut Sender, now: Instant| {
+        let mut buf = Vec::new();
+        let mut acks = Vec::new();
+        while s.poll_transmit(now, &mut buf).is_some() {
+            if let Ok((_, Packet::ReportAck(a))) = wire::parse(&buf) {
+                acks.push(a.nodes);
+            }
+        }
+        acks
+    };
+    // The welcomes go out after their own delay; then the reports start a new wait.
+    let delay = ack_delay(s.grtt());
+    s.handle_timeout(Instant::ZERO + delay);
+    acks_in(&mut s, Instant::ZERO + delay);
+    let t0 = Instant::ZERO + delay * 2;
+    for node in [10, 11] {
+        s.handle_datagram(t0, addr(), &emit(node, &Packet::Report(report.clone())));
+    }
+    let just_before = t0 + (delay - Duration::from_micros(1));
+    s.handle_timeout(just_before);
+    assert!(acks_in(&mut s, just_before).is_empty(), "held for the ack delay");
+    assert!(s.poll_timeout().is_some_and(|t| t <= t0 + delay));
+    s.handle_timeout(t0 + delay);
+    assert_eq!(acks_in(&mut s, t0 + delay), [vec![10, 11]], "one datagram for both");
+    // The last expected report finishes the sender: acknowledged at once.
+    let t1 = t0 + delay * 2;
+    s.handle_datagram(t1, addr(), &emit(12, &Packet::Report(report.clone())));
+    assert!(s.is_finished());
+    assert_eq!(acks_in(&mut s, t1), [vec![12]]);
+}
+
+#[test]
+fn a_full_datagram_of_acknowledgements_goes_out_without_waiting() {
+    let n = MAX_ACK_NODES as u32 + 1;
+    let cfg = SenderConfig { expected_receivers: Some(n + 1), ..SenderConfig::default() };
+    let (mut s, _obj) = sender(1000, cfg);
+    let report = Report {
+        status: ReportStatus::Complete,
+        bytes: 1000,
+        object_hash: [0; 32],
+        naks_sent: 0,
+        naks_suppressed: 0,
+        elapsed_ms: 1,
+        reason: String::new(),
+    };
+    let mut buf = Vec::new();
+    for node in 10..10 + n {
+        let host = HostName::new(&format!("h{node}")).unwrap();
+        let mut b = Vec::new();
+        wire::emit(
+            &Header { flags: 0, session: 1, node },
+            &Packet::Hello(Hello::Join { host }),
+            &mut b,
+        );
+        s.handle_datagram(Instant::ZERO, addr(), &b);
+    }
+    while s.poll_transmit(Instant::ZERO, &mut buf).is_some() {}
+    let mut acked = Vec::new();
+    for node in 10..10 + n {
+        let mut b = Vec::new();
+        wire::emit(&Header { flags: 0, session: 1, node }, &Packet::Report(report.clone()), &mut b);
+        s.handle_datagram(Instant::ZERO, addr(), &b);
+        while s.poll_transmit(Instant::ZERO, &mut buf).is_some() {
+            if let Ok((_, Packet::ReportAck(a))) = wire::parse(&buf) {
+                acked.push(a.nodes.len());
+            }
+        }
+    }
+    // The first MAX_ACK_NODES at once; the one past it waits for its delay.
+    assert_eq!(acked, [MAX_ACK_NODES]);
+}
+
+#[test]
+fn joins_arriving_together_are_welcomed_together_after_the_ack_delay() {
+    let (mut s, _obj) = sender(1000, SenderConfig::default());
+    let welcomes_in = |s: &mut Sender, now: Instant| {
+        let mut buf = Vec::new();
+        let mut welcomes = Vec::new();
+        while s.poll_transmit(now, &mut buf).is_some() {
+            if let Ok((_, Packet::Hello(Hello::Welcome { nodes }))) = wire::parse(&buf) {
+                welcomes.push(nodes);
+            }
+        }
+        welcomes
+    };
+    let t0 = Instant::ZERO;
+    for node in [10, 11, 12] {
+        let host = HostName::new(&format!("h{node}")).unwrap();
+        let mut b = Vec::new();
+        wire::emit(
+            &Header { flags: 0, session: 1, node },
+            &Packet::Hello(Hello::Join { host }),
+            &mut b,
+        );
+        s.handle_datagram(t0, addr(), &b);
+    }
+    assert!(welcomes_in(&mut s, t0).is_empty(), "held for the ack delay");
+    let delay = ack_delay(s.grtt());
+    let (at, just_before) = (t0 + delay, t0 + (delay - Duration::from_micros(1)));
+    s.handle_timeout(just_before);
+    assert!(welcomes_in(&mut s, just_before).is_empty());
+    s.handle_timeout(at);
+    assert_eq!(welcomes_in(&mut s, at), [vec![10, 11, 12]], "one welcome for all three");
+}

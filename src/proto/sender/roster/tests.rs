@@ -176,6 +176,9 @@ fn the_sender_welcomes_joins_and_ignores_reports_from_strangers() {
     s.handle_datagram(t, at(3), &datagram(3, &Packet::Report(ok())));
     s.handle_datagram(t, at(4), &datagram(4, &Packet::Hello(Hello::Join { host: host("web-4") })));
     s.handle_datagram(t, at(5), &datagram(4, &Packet::Report(ok())));
+    // Welcomes wait for the ack delay, so that joins arriving together share one.
+    let t = t + crate::proto::sender::ack_delay(s.grtt());
+    s.handle_timeout(t);
     let mut sent = Vec::new();
     while s.poll_transmit(t, &mut buf).is_some() {
         sent.push(wire::parse(&buf).map(|(_, p)| p.kind()).unwrap());
