@@ -41,6 +41,9 @@ mod send;
 #[cfg(test)]
 mod tests;
 mod verify;
+mod waiting;
+
+pub use waiting::{receiver_config, NAK_BACKOFF_GRTTS};
 
 use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
@@ -179,6 +182,8 @@ pub struct RepairerStats {
     pub needs_unverified: u64,
     /// Blocks handed over (or read back) that did not hash as the hash list says.
     pub blocks_refuted: u64,
+    /// Needs heard before the block was held, answered once it was.
+    pub needs_woken: u64,
 }
 
 /// The sender's counters about repairers ([`Sender::repairer_stats`](crate::proto::sender::Sender::repairer_stats)).
@@ -206,6 +211,12 @@ pub struct SenderRepairerStats {
     pub repairs_saved: u64,
     /// Repairer symbols heard.
     pub symbols_heard: u64,
+    /// Blocks whose NAKs from non-repairers were deferred to the repairers (once each).
+    pub blocks_deferred: u64,
+    /// NAK needs deferred to the repairers.
+    pub needs_deferred: u64,
+    /// Deferrals that ended without a repairer's advertisement for their block.
+    pub deferrals_futile: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +262,8 @@ pub struct Repairer {
     /// Per block, the next ESI offset within the slot.
     next_esi: HashMap<u32, u32>,
     pending: BTreeMap<u32, Pending>,
+    /// Needs heard for blocks not held yet (see `waiting`).
+    waiting: BTreeMap<u32, u32>,
     /// Answers waiting for their block to come back from the driver.
     fetching: BTreeMap<u32, u32>,
     /// Symbols left to send per block.
@@ -284,6 +297,7 @@ impl Repairer {
             use_clock: 0,
             next_esi: HashMap::new(),
             pending: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             fetching: BTreeMap::new(),
             queue: BTreeMap::new(),
             last_served: None,
@@ -353,11 +367,13 @@ impl Repairer {
         if let Some(count) = self.fetching.remove(&block) {
             self.start_sending(block, count);
         }
+        self.wake_waiting(now, block);
     }
 
     /// The driver could not read `block` back: it is no longer held.
     pub fn handle_block_failed(&mut self, block: u32) {
         self.held.remove(&block);
+        self.waiting.remove(&block);
         self.fetching.remove(&block);
         self.pending.remove(&block);
     }
@@ -458,6 +474,7 @@ impl Repairer {
                 } else {
                     self.stats.needs_unheld += 1;
                 }
+                self.wait_for(n.block, u32::from(n.count.min(k.saturating_add(NEED_SLACK))));
                 continue;
             }
             self.stats.needs_held += 1;
@@ -476,6 +493,7 @@ impl Repairer {
     /// answered again.
     fn on_covered(&mut self, needs: &[Need]) {
         for n in needs.iter().filter(|n| n.object == ObjectId::Payload) {
+            self.lower_waiting(n.block, u32::from(n.count));
             if let Some(p) = self.pending.get_mut(&n.block) {
                 p.count = p.count.saturating_sub(u32::from(n.count));
                 if p.count == 0 {
@@ -492,6 +510,7 @@ impl Repairer {
         if object != ObjectId::Payload {
             return;
         }
+        self.lower_waiting(block, 1);
         if let Some(p) = self.pending.get_mut(&block) {
             p.count = p.count.saturating_sub(1);
             if p.count == 0 {

@@ -137,6 +137,40 @@ impl CoveredGroup {
     }
 }
 
+/// `sample` without one entry per receiver in `covered` (receiver, the loss rate of what
+/// covers it) whose repairer loses at most [`COMPARABLE_LOSS`] times as much as it does, and
+/// how many were taken out.
+pub(crate) fn without_covered(
+    sample: Vec<f64>,
+    group: &Group,
+    covered: &[(u32, f64)],
+) -> (Vec<f64>, usize) {
+    let mut drop: HashMap<u64, usize> = HashMap::new();
+    let mut taken = 0;
+    for &(node, rep) in covered {
+        let own = group.get(node).and_then(|m| m.loss_ppm).map(|p| f64::from(p) / 1e6);
+        match own {
+            Some(own) if rep <= own * COMPARABLE_LOSS => {
+                *drop.entry(own.to_bits()).or_default() += 1
+            }
+            Some(_) => continue,
+            None => {} // unmeasured: not in the sample, still covered
+        }
+        taken += 1;
+    }
+    let out = sample
+        .into_iter()
+        .filter(|p| match drop.get_mut(&p.to_bits()) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (out, taken)
+}
+
 /// `sample` (the group's loss sample) with the loss of each receiver in `covered`
 /// (receiver, the loss rate of what covers it) replaced by that, where it is lower.
 pub(crate) fn substitute(sample: Vec<f64>, group: &Group, covered: &[(u32, f64)]) -> Vec<f64> {
@@ -158,9 +192,90 @@ pub(crate) fn substitute(sample: Vec<f64>, group: &Group, covered: &[(u32, f64)]
     out
 }
 
+/// A covered receiver leaves auto parity's sample when its repairer loses at most this many
+/// times as much as it does (a repairer far lossier than the receivers it covers would make
+/// them pay for its losses).
+pub const COMPARABLE_LOSS: f64 = 2.0;
+
+/// Expected repairers short of a block that auto parity allows, per active repairer, where
+/// repairers cover receivers: a short repairer asks for exactly what it lacks, and the
+/// receivers it covers are then repaired by it, so parity beyond a repairer's typical loss
+/// would be symbols sent for nobody.
+pub const REPAIRER_SHORT_TARGET: f64 = 0.5;
+
+/// What auto parity plans for ([`Sender::parity_plan`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParityPlan {
+    /// Loss rates.
+    pub(crate) sample: Vec<f64>,
+    /// The group size the sample stands for.
+    pub(crate) group: u32,
+    /// Expected receivers short of a block after the proactive symbols.
+    pub(crate) target: f64,
+}
+
 impl Sender {
+    /// What auto parity plans for. Without active repairers: the group's loss sample, its
+    /// size and the configured target. With them: the receivers they cover (see the module
+    /// docs) leave the sample and the group when their repairer's loss is comparable
+    /// ([`COMPARABLE_LOSS`]; the repairers, in the sample as receivers, stand for them), and the target allows
+    /// [`REPAIRER_SHORT_TARGET`] short repairers each: what the origin must get across is one
+    /// repairer's need, which NAK-driven repair meets exactly.
+    pub(crate) fn parity_plan(&self) -> ParityPlan {
+        let target = self.cfg.parity_target;
+        let sample = self.group.loss_sample();
+        let group = self.group.size();
+        let Some((active, covered)) = self.covered_receivers() else {
+            return ParityPlan { sample, group, target };
+        };
+        let (kept, taken) = without_covered(sample, &self.group, &covered);
+        if taken == 0 {
+            return ParityPlan { sample: kept, group, target };
+        }
+        let mut sample = kept;
+        if sample.is_empty() {
+            sample = active.iter().map(|(_, l)| *l).collect();
+        }
+        let group = (group as usize).saturating_sub(taken).max(sample.len()).max(1) as u32;
+        let target = target + REPAIRER_SHORT_TARGET * active.len() as f64;
+        ParityPlan { sample, group, target }
+    }
+
+    /// The active repairers (node, loss) and the receivers they cover (node, their
+    /// repairer's loss), or `None` without an active repairer.
+    #[allow(clippy::type_complexity)]
+    fn covered_receivers(&self) -> Option<(Vec<(u32, f64)>, Vec<(u32, f64)>)> {
+        let r = &self.repairers;
+        let now = self.last_now;
+        let loss = |node: u32| self.group.get(node)?.loss_ppm.map(|p| f64::from(p) / 1e6);
+        // Repairers heard lately, with their loss.
+        let active: Vec<(u32, f64)> = self
+            .roster
+            .nodes()
+            .filter(|e| r.slot(e.node).is_some())
+            .filter(|e| now.saturating_duration_since(e.last_heard) <= COVERED_FOR)
+            .filter_map(|e| Some((e.node, loss(e.node)?)))
+            .collect();
+        if active.is_empty() {
+            return None;
+        }
+        let presumed = active.iter().map(|(_, l)| *l).fold(0.0, f64::max);
+        let covered: Vec<(u32, f64)> = self
+            .roster
+            .nodes()
+            .filter(|e| r.slot(e.node).is_none())
+            .filter_map(|e| match r.served.verdict(e.node, now) {
+                Verdict::By(by) => Some((e.node, active.iter().find(|a| a.0 == by)?.1)),
+                Verdict::Presumed => Some((e.node, presumed)),
+                Verdict::Uncovered => None,
+            })
+            .collect();
+        Some((active, covered))
+    }
+
     /// The loss sample auto parity plans for: the group's, with the receivers a local
     /// repairer covers counted at their repairer's loss (see the module docs).
+    #[allow(dead_code)]
     pub(crate) fn parity_loss_sample(&self) -> Vec<f64> {
         let sample = self.group.loss_sample();
         let r = &self.repairers;
