@@ -74,6 +74,20 @@ pub const COVER_HOLD_MIN: Duration = Duration::from_millis(20);
 pub const COVER_HOLD_GRTTS: u32 = 4;
 /// A block is covered for at most this many times its source symbols (plus slack) in all.
 pub const COVER_LIMIT_BLOCKS: u32 = 2;
+/// A repairer counts as active this long after it was last heard (join, NAK, advert, symbol).
+pub const ACTIVE_FOR: Duration = Duration::from_secs(2);
+/// A block's deferral lasts this many GRTTs (within the bounds below): the repairer's NAK, the
+/// sender's holdoff, its repairs, a second round for the repairer, and its answer.
+pub const DEFER_GRTTS: u32 = 8;
+/// Shortest deferral.
+pub const DEFER_MIN: Duration = Duration::from_millis(5);
+/// Longest deferral.
+pub const DEFER_MAX: Duration = Duration::from_millis(500);
+/// Futile deferrals in a row after which no block is deferred until an advert is believed.
+pub const FUTILE_LIMIT: u32 = 8;
+/// Blocks whose deferral is remembered (beyond, blocks are not deferred).
+pub const MAX_DEFERRALS: usize = 1 << 16;
+
 /// A slot holder not heard for this long loses its slot to a new join once all are taken
 /// (receivers echo several times a second).
 pub const SLOT_IDLE: Duration = Duration::from_secs(2);

@@ -30,23 +30,9 @@
 use super::repair::BlockKey;
 use super::*;
 use crate::proto::repairer::{
-    SenderRepairerStats, COVER_HOLD_GRTTS, COVER_HOLD_MAX, COVER_HOLD_MIN, COVER_LIMIT_BLOCKS,
-    SLOT_IDLE,
+    SenderRepairerStats, ACTIVE_FOR, COVER_HOLD_GRTTS, COVER_HOLD_MAX, COVER_HOLD_MIN,
+    COVER_LIMIT_BLOCKS, DEFER_GRTTS, DEFER_MAX, DEFER_MIN, FUTILE_LIMIT, MAX_DEFERRALS, SLOT_IDLE,
 };
-
-/// A repairer counts as active this long after it was last heard (join, NAK, advert, symbol).
-pub const ACTIVE_FOR: Duration = Duration::from_secs(2);
-/// A block's deferral lasts this many GRTTs (within the bounds below): the repairer's NAK, the
-/// sender's holdoff, its repairs, a second round for the repairer, and its answer.
-pub const DEFER_GRTTS: u32 = 8;
-/// Shortest deferral.
-pub const DEFER_MIN: Duration = Duration::from_millis(5);
-/// Longest deferral.
-pub const DEFER_MAX: Duration = Duration::from_millis(500);
-/// Futile deferrals in a row after which no block is deferred until an advert is believed.
-pub const FUTILE_LIMIT: u32 = 8;
-/// Blocks whose deferral is remembered (beyond, blocks are not deferred).
-pub const MAX_DEFERRALS: usize = 1 << 16;
 
 /// A block's deferral (see the module docs).
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,6 @@
 //! Auto parity where local repairers cover a segment: the receivers whose needs a repairer
-//! covers are repaired by it, so the origin's proactive parity for them should follow the
-//! loss of the repairer that serves them (what the origin must get across to it), not their
-//! own (what the repairer closes locally).
+//! covers are repaired by it, so the origin's proactive parity should follow what it must get
+//! across to the repairers, not what the repairers close locally.
 //!
 //! The sender learns who is covered from what it already hears. A NAK heard while a
 //! repairer's advertisement covers its block, or an advertisement arriving within a cover
@@ -11,8 +10,10 @@
 //! heard within [`COVERED_FOR`], is presumed covered by the lossiest such repairer (else
 //! auto parity high enough that nobody NAKs would never find out that a repairer could serve
 //! them); its first NAK the repairers do not cover puts its own loss back.
-//! [`Sender::parity_loss_sample`] gives auto parity the group's loss sample with each covered
-//! receiver's loss replaced by its repairer's (when lower).
+//! [`Sender::parity_plan`] gives auto parity the group's loss sample without the covered
+//! receivers whose repairer loses at most [`COMPARABLE_LOSS`] times as much as they do (the
+//! repairers, in the sample as receivers, stand for them), the group size less them, and a
+//! target that allows [`REPAIRER_SHORT_TARGET`] short repairers each.
 //!
 //! Hostile input: only NAKs that passed the sender's checks (bound address, in range) and
 //! adverts from slot holders at their joined address are counted; the tables are bounded
@@ -171,27 +172,6 @@ pub(crate) fn without_covered(
     (out, taken)
 }
 
-/// `sample` (the group's loss sample) with the loss of each receiver in `covered`
-/// (receiver, the loss rate of what covers it) replaced by that, where it is lower.
-pub(crate) fn substitute(sample: Vec<f64>, group: &Group, covered: &[(u32, f64)]) -> Vec<f64> {
-    let mut swaps: HashMap<u64, Vec<f64>> = HashMap::new();
-    for &(node, rep) in covered {
-        let own = group.get(node).and_then(|m| m.loss_ppm).map(|p| f64::from(p) / 1e6);
-        if let Some(own) = own.filter(|own| rep < *own) {
-            swaps.entry(own.to_bits()).or_default().push(rep);
-        }
-    }
-    if swaps.is_empty() {
-        return sample;
-    }
-    let mut out: Vec<f64> = sample
-        .into_iter()
-        .map(|p| swaps.get_mut(&p.to_bits()).and_then(Vec::pop).unwrap_or(p))
-        .collect();
-    out.sort_by(f64::total_cmp);
-    out
-}
-
 /// A covered receiver leaves auto parity's sample when its repairer loses at most this many
 /// times as much as it does (a repairer far lossier than the receivers it covers would make
 /// them pay for its losses).
@@ -272,39 +252,6 @@ impl Sender {
             .collect();
         Some((active, covered))
     }
-
-    /// The loss sample auto parity plans for: the group's, with the receivers a local
-    /// repairer covers counted at their repairer's loss (see the module docs).
-    #[allow(dead_code)]
-    pub(crate) fn parity_loss_sample(&self) -> Vec<f64> {
-        let sample = self.group.loss_sample();
-        let r = &self.repairers;
-        let now = self.last_now;
-        let loss = |node: u32| self.group.get(node)?.loss_ppm.map(|p| f64::from(p) / 1e6);
-        // Repairers heard lately, with their loss.
-        let active: Vec<(u32, f64)> = self
-            .roster
-            .nodes()
-            .filter(|e| r.slot(e.node).is_some())
-            .filter(|e| now.saturating_duration_since(e.last_heard) <= COVERED_FOR)
-            .filter_map(|e| Some((e.node, loss(e.node)?)))
-            .collect();
-        if active.is_empty() {
-            return sample;
-        }
-        let presumed = active.iter().map(|(_, l)| *l).fold(0.0, f64::max);
-        let covered: Vec<(u32, f64)> = self
-            .roster
-            .nodes()
-            .filter(|e| r.slot(e.node).is_none())
-            .filter_map(|e| match r.served.verdict(e.node, now) {
-                Verdict::By(by) => Some((e.node, active.iter().find(|a| a.0 == by)?.1)),
-                Verdict::Presumed => Some((e.node, presumed)),
-                Verdict::Uncovered => None,
-            })
-            .collect();
-        substitute(sample, &self.group, &covered)
-    }
 }
 
 #[cfg(test)]
@@ -364,15 +311,19 @@ mod tests {
     }
 
     #[test]
-    fn covered_losses_follow_their_repairer_when_lower() {
+    fn covered_receivers_leave_the_sample_when_their_repairer_is_comparable() {
         let mut g = Group::new(None, 100);
-        for (node, ppm) in [(1, 50_000), (2, 50_000), (3, 50_000), (7, 0), (8, 80_000)] {
+        for (node, ppm) in [(1, 50_000), (2, 50_000), (3, 10_000), (7, 0), (8, 80_000)] {
             g.report_loss(node, ppm);
         }
         let sample = g.loss_sample();
-        // 1 and 2 covered by a clean repairer, 3 by a lossier one (kept at its own).
-        let out = substitute(sample.clone(), &g, &[(1, 0.0), (2, 0.0), (3, 0.08)]);
-        assert_eq!(out, vec![0.0, 0.0, 0.0, 0.05, 0.08]);
-        assert_eq!(substitute(sample.clone(), &g, &[]), sample);
+        // 1 covered by a clean repairer, 2 by one at exactly twice its loss (out), 3 by one
+        // just past twice its loss (kept), 9 unmeasured (out of the group, not the sample).
+        let covered = [(1, 0.0), (2, 0.1), (3, 0.020_001), (9, 0.0)];
+        let (out, taken) = without_covered(sample.clone(), &g, &covered);
+        let expected: Vec<f64> = sample.iter().copied().filter(|p| *p != 0.05).collect();
+        assert_eq!(out, expected);
+        assert_eq!(taken, 3);
+        assert_eq!(without_covered(sample.clone(), &g, &[]), (sample, 0));
     }
 }
