@@ -12,7 +12,14 @@
 //! repairers; `--topology relay --downstream-receivers 50 --downstream-loss 0.05 [--no-relay]`
 //! adds a downstream segment behind a relay (or, with `--no-relay`, reached directly through
 //! the lossy segment). Either prints the topology's report (`complete`,
-//! `sender_repair_datagrams`, `repairer_datagrams`, `duplicate_esis`, ...).
+//! `sender_repair_datagrams`, `repairer_datagrams`, `duplicate_esis`, ...); with repairers it
+//! also runs the same push without them and adds `alone_sender_repair_datagrams`,
+//! `origin_repair_cut` (the share of the origin's repairs the repairers took) and `floor_cut`
+//! (the most any repairers could take: see `repair_floor`).
+//!
+//! ```text
+//! cargo run --release --example sim -- --receivers 50 --loss 0.05 --repairers 2 --json
+//! ```
 
 use clap::Parser;
 use mcast::sim::topology::{self, Downstream, TopologyConfig};
@@ -62,6 +69,11 @@ struct Args {
     /// Loss rate of the repairers' own links (default: `--loss`).
     #[arg(long)]
     repairer_loss: Option<f64>,
+    /// Repairers serve a block only once the hash list verified it (open mode; a streamed
+    /// push sends the list at the end of its first pass). Default: as soon as decoded, as in
+    /// keyed mode.
+    #[arg(long)]
+    open_repairers: bool,
     /// Proactive repair share of the topology runs: `auto`, or a share such as 0 (NAK-driven
     /// repair only: what the origin repairs is what it was asked).
     #[arg(long, default_value = "auto")]
@@ -73,6 +85,7 @@ fn run_topology(a: &Args) -> Result<(), String> {
     let mut cfg = TopologyConfig::scaled(a.receivers, a.loss, a.seed, a.size_mib << 20);
     cfg.repairers = a.repairers.min(a.receivers);
     cfg.repairer_loss = a.repairer_loss;
+    cfg.repairer.serve_unverified = !a.open_repairers;
     if a.fec_overhead != "auto" {
         let share: f64 = a.fec_overhead.parse().map_err(|_| "--fec-overhead: auto or a share")?;
         cfg.sender.auto_parity = false;
@@ -88,7 +101,19 @@ fn run_topology(a: &Args) -> Result<(), String> {
         other => return Err(format!("unknown topology {other:?} (flat or relay)")),
     };
     let r = topology::run(&cfg);
-    let text = if a.json { serde_json::to_string(&r) } else { serde_json::to_string_pretty(&r) };
+    // With repairers, the same run without them: what they saved the origin.
+    let alone = (cfg.repairers > 0).then(|| topology::run(&TopologyConfig { repairers: 0, ..cfg }));
+    let mut value = serde_json::to_value(&r).map_err(|e| e.to_string())?;
+    if let (Some(alone), Some(map)) = (&alone, value.as_object_mut()) {
+        let (with, without) =
+            (r.sender_repair_datagrams as f64, alone.sender_repair_datagrams as f64);
+        map.insert("alone_sender_repair_datagrams".into(), alone.sender_repair_datagrams.into());
+        map.insert("alone_complete".into(), alone.complete.into());
+        map.insert("origin_repair_cut".into(), (1.0 - with / without.max(1.0)).into());
+        map.insert("floor_cut".into(), (1.0 - r.repair_floor as f64 / without.max(1.0)).into());
+    }
+    let text =
+        if a.json { serde_json::to_string(&value) } else { serde_json::to_string_pretty(&value) };
     println!("{}", text.map_err(|e| e.to_string())?);
     if r.complete != r.receivers {
         return Err(format!("only {} of {} receivers complete", r.complete, r.receivers));

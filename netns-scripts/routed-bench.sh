@@ -3,7 +3,9 @@
 # segment A to the hosts on segment B (and A, with --receivers-a) by
 #   mcast       mcast-send/mcast-recv through multicast routing (smcroute or pimd), --ttl 8;
 #   relay       no multicast routing: mcast-relay on the router re-sends the push on B;
-#   repairers   as mcast, with --repairers R of the B receivers running `mcast-recv --repairer`;
+#   repairers   as mcast, with --repairers R of the B receivers running `mcast-recv --repairer`
+#               (their ports as lossy as the others');
+#   repairers-clean  the same with the repairers' ports clean (routed.sh --clean-b R);
 #   bittorrent  aria2c across the unicast router (in the --mrouting lab) (opentracker and the seed on the sender, every
 #               receiver downloading and seeding at once; DHT, PEX, LPD and encryption off).
 # Needs root. Each variant gets a fresh lab (`routed.sh up`), torn down on exit. A variant whose
@@ -47,7 +49,8 @@ Usage: netns-scripts/routed-bench.sh [options]
   --loss-b PCT         loss on every B receiver's port, both directions        [5]
   --rate RATE          every link's rate (routed.sh --rate-a/--rate-b)        [1G]
   --tool-rate RATE     mcast-send --rate (and the relay's, via --relay-args)  [200M]
-  --variants LIST      any of mcast,relay,repairers,bittorrent                 [all four]
+  --variants LIST      any of mcast,relay,repairers,repairers-clean,bittorrent
+                                                       [mcast,relay,repairers,bittorrent]
   --repairers R        B receivers that run --repairer in the repairers variant [2]
   --mrouting MODE      multicast routing of the mcast, repairers and bittorrent labs:
                        smcroute | pimd (installing one removes the other)     [smcroute]
@@ -125,7 +128,7 @@ if ! [[ $n_rep =~ ^[0-9]+$ ]] || ((n_rep > nb)); then die "--repairers must be 0
 [[ $routed_mode =~ ^(smcroute|pimd)$ ]] || die "--mrouting smcroute|pimd, got '$routed_mode'"
 IFS=, read -r -a variant_list <<<"$variants"
 for v in "${variant_list[@]}"; do
-    [[ $v =~ ^(mcast|relay|repairers|bittorrent)$ ]] || die "unknown variant '$v'"
+    [[ $v =~ ^(mcast|relay|repairers|repairers-clean|bittorrent)$ ]] || die "unknown variant '$v'"
 done
 up_args=(--receivers-a "$na" -n "$nb" --rate-a "$rate" --rate-b "$rate" --loss-a "$loss_a"
     --loss-b "$loss_b")
@@ -160,7 +163,7 @@ for v in "${variant_list[@]}"; do
         echo "routed-bench: skipping relay: no $MCAST_BIN_DIR/mcast-relay" >&2
         continue
     fi
-    if [[ $v == repairers ]] && ! "$MCAST_BIN_DIR/mcast-recv" --help 2>/dev/null | grep -q -- '--repairer'; then
+    if [[ $v == repairers* ]] && ! "$MCAST_BIN_DIR/mcast-recv" --help 2>/dev/null | grep -q -- '--repairer'; then
         echo "routed-bench: skipping repairers: $MCAST_BIN_DIR/mcast-recv has no --repairer" >&2
         continue
     fi
@@ -198,7 +201,7 @@ for ((i = 1; i <= nb; i++)); do hosts+=("b$i"); done
 nh=${#hosts[@]}
 
 # The B receivers that repair in the repairers variant: the first R of them.
-is_repairer() { [[ $variant == repairers && $1 =~ ^b([0-9]+)$ ]] && ((BASH_REMATCH[1] <= n_rep)); }
+is_repairer() { [[ $variant == repairers* && $1 =~ ^b([0-9]+)$ ]] && ((BASH_REMATCH[1] <= n_rep)); }
 
 wait_ready() { # wait_ready DIR: every host's --ready-file (bounded)
     local d=$1 tries ready h
@@ -388,7 +391,9 @@ rows=()
 for variant in "${variant_list[@]}"; do
     mrouting=$routed_mode
     [[ $variant == relay ]] && mrouting=none
-    "$LAB" up "${up_args[@]}" --mrouting "$mrouting" >&2
+    clean=()
+    [[ $variant == repairers-clean ]] && clean=(--clean-b "$n_rep")
+    "$LAB" up "${up_args[@]}" "${clean[@]}" --mrouting "$mrouting" >&2
     d=$work/run-$variant
     mkdir -p "$d"
     for h in "${hosts[@]}"; do mkdir -p "$d/$h"; done
@@ -418,7 +423,7 @@ for variant in "${variant_list[@]}"; do
     fi
     read -r o_complete o_repair o_proactive o_data r_dgrams relay_repair fp_loss <<<"$figs"
     reps=0
-    [[ $variant == repairers ]] && reps=$n_rep
+    [[ $variant == repairers* ]] && reps=$n_rep
     cpu=$(cpu_mean "$d")
     cpu_gb=-
     [[ $cpu == - ]] || cpu_gb=$(awk -v c="$cpu" -v b="$size_bytes" 'BEGIN { printf "%.3f", c / (b / 1e9) }')

@@ -69,6 +69,7 @@ Options for `up`:
   --rate-b RATE          every link on segment B                                [1G]
   --loss-a PCT           random loss on A's receiving ports (A receivers, the router's leg) [0]
   --loss-b PCT           random loss on every B receiver's port, both directions [0]
+  --clean-b N            ... except the first N B receivers' ports (b1..bN: clean)  [0]
   --snooping on|off      multicast snooping on both bridges (each is an IGMPv3 querier) [on]
   --qlen PACKETS         queue length of each shaped link                       [1000]
   --offload on|off       as lab.sh: off = segmentation in software, loss per frame [off]
@@ -253,7 +254,7 @@ EOF
 }
 
 cmd_up() {
-    local na=0 nb=4 mrouting=smcroute rate_a=1G rate_b=1G loss_a=0 loss_b=0 snooping=on
+    local na=0 nb=4 mrouting=smcroute rate_a=1G rate_b=1G loss_a=0 loss_b=0 snooping=on clean_b=0
     QLEN=1000 OFFLOAD=off INSTALL=1
     while (($#)); do
         case $1 in
@@ -264,6 +265,7 @@ cmd_up() {
         --rate-b) rate_b=${2:?}; shift 2 ;;
         --loss-a) loss_a=${2:?}; shift 2 ;;
         --loss-b) loss_b=${2:?}; shift 2 ;;
+        --clean-b) clean_b=${2:?}; shift 2 ;;
         --snooping) snooping=${2:?}; shift 2 ;;
         --qlen) QLEN=${2:?}; shift 2 ;;
         --offload) OFFLOAD=${2:?}; shift 2 ;;
@@ -274,6 +276,7 @@ cmd_up() {
     done
     if ! [[ $na =~ ^[0-9]+$ ]] || ((na > 100)); then die "--receivers-a must be 0..100, got '$na'"; fi
     if ! [[ $nb =~ ^[1-9][0-9]*$ ]] || ((nb > 200)); then die "--receivers-b must be 1..200, got '$nb'"; fi
+    if ! [[ $clean_b =~ ^[0-9]+$ ]] || ((clean_b > nb)); then die "--clean-b must be 0..$nb, got '$clean_b'"; fi
     [[ $mrouting =~ ^(smcroute|pimd|none)$ ]] || die "--mrouting smcroute|pimd|none, got '$mrouting'"
     [[ $snooping == on || $snooping == off ]] || die "--snooping on|off, got '$snooping'"
     [[ $QLEN =~ ^[1-9][0-9]*$ ]] || die "bad --qlen '$QLEN'"
@@ -311,7 +314,7 @@ cmd_up() {
     done
     for ((i = 1; i <= nb; i++)); do
         add_host "b$i" "${P}brb" "$(host_ip b "$i")" "$RT_B" "$rb"
-        ports_b+=("b$i")
+        ((i <= clean_b)) || ports_b+=("b$i") # the first --clean-b ports lose nothing
     done
     t ip -n "${P}bra" link set br0 up
     t ip -n "${P}brb" link set br0 up

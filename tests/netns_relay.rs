@@ -115,3 +115,106 @@ exit 0
     assert_eq!(relay["forwarded_acknowledged"], 3, "{relay}");
     assert!(std::fs::read_dir(d.join("spool")).unwrap().next().is_none(), "spool removed");
 }
+
+/// Two relays in a chain: the origin on loopback, relay 1 from there onto a middle network
+/// (a nested namespace), relay 2 in that namespace from the middle network onto the far one
+/// (another nested namespace, reached by a veth pair between the two), the far receivers
+/// there. Nothing forwards multicast between the networks. Every far host gets its copy, and
+/// the origin lists each once, through the first relay.
+#[test]
+fn a_push_crosses_two_chained_relays_and_the_far_reports_reach_the_origin() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut rng = common::TestRng(0x51_7cc1_b727_220a);
+    std::fs::write(d.join("src.bin"), rng.bytes(3 << 20)).unwrap();
+    std::fs::write(d.join("expect.txt"), FAR_HOSTS.join("\n") + "\n").unwrap();
+    for h in FAR_HOSTS {
+        std::fs::create_dir(d.join(h)).unwrap();
+    }
+    std::fs::create_dir(d.join("spool1")).unwrap();
+    std::fs::create_dir(d.join("spool2")).unwrap();
+    let script = r#"
+set -u
+ip link set lo up; ip link set lo multicast on; ip route add 239.0.0.0/8 dev lo
+# The middle and far networks: nested network namespaces, held open by sleepers.
+unshare -n sleep 60 & MID=$!
+unshare -n sleep 60 & FAR=$!
+for _ in $(seq 200); do
+  [ "$(readlink /proc/$MID/ns/net)" != "$(readlink /proc/self/ns/net)" ] &&
+  [ "$(readlink /proc/$FAR/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.01
+done
+mid() { nsenter -t $MID -n "$@"; }
+far() { nsenter -t $FAR -n "$@"; }
+ip link add ry-near type veth peer name ry-mid
+ip link set ry-mid netns $MID
+ip addr add 198.18.0.1/24 dev ry-near; ip link set ry-near up; ip link set ry-near multicast on
+ip link add rz-mid type veth peer name rz-far
+ip link set rz-mid netns $MID
+ip link set rz-far netns $FAR
+mid sh -c 'ip link set lo up; ip addr add 198.18.0.2/24 dev ry-mid; ip link set ry-mid up;
+           ip link set ry-mid multicast on; ip route add 239.255.1.0/24 dev ry-mid;
+           ip addr add 198.18.1.1/24 dev rz-mid; ip link set rz-mid up;
+           ip link set rz-mid multicast on; ip route add 239.255.2.0/24 dev rz-mid'
+far sh -c 'ip link set lo up; ip addr add 198.18.1.2/24 dev rz-far; ip link set rz-far up;
+           ip link set rz-far multicast on; ip route add 239.0.0.0/8 dev rz-far'
+for h in far1 far2 far3; do
+  far $RECV --group 239.255.2.1:7000 --interface rz-far --output $h --once --host-name $h \
+      --drop-rate 0.03 --drop-seed ${#h}$RANDOM --timeout 40s --json --ready-file $h.ready \
+      > $h.json 2> $h.err & FARS="${FARS:-} $!"
+done
+mid $RELAY --upstream 239.255.1.1:7000 --upstream-interface ry-mid \
+    --downstream 239.255.2.1:7000 --downstream-interface rz-mid --spool spool2 --window 2 \
+    --receivers 3 --rate 200M --host-name relay2 --timeout 40s --json \
+    --ready-file relay2.ready > relay2.json 2> relay2.err & RELAY2=$!
+for _ in $(seq 500); do
+  [ -e far1.ready ] && [ -e far2.ready ] && [ -e far3.ready ] && [ -e relay2.ready ] && break; sleep 0.01
+done
+$RELAY --upstream 239.255.0.1:7000 --upstream-interface lo --downstream 239.255.1.1:7000 \
+    --downstream-interface ry-near --spool spool1 --window 2 --receivers 4 --rate 200M \
+    --host-name relay1 --timeout 40s --json --ready-file relay1.ready > relay1.json 2> relay1.err & RELAY1=$!
+for _ in $(seq 500); do [ -e relay1.ready ] && break; sleep 0.01; done
+$SEND src.bin --group 239.255.0.1:7000 --interface lo --rate 200M --expect expect.txt \
+    --timeout 40s --json > send.json 2> send.err
+echo $? > send.rc
+wait $RELAY1; echo $? > relay1.rc
+wait $RELAY2; echo $? > relay2.rc
+wait $FARS
+kill $MID $FAR 2>/dev/null
+exit 0
+"#;
+    let status = common::ns_bash(d, 90, script)
+        .env("RELAY", env!("CARGO_BIN_EXE_mcast-relay"))
+        .env_remove("RUST_LOG")
+        .status()
+        .unwrap();
+    assert!(status.success(), "namespace script failed: {status}");
+    let logs = || {
+        ["send.err", "relay1.err", "relay2.err", "far1.err"]
+            .map(|f| format!("--- {f}\n{}", common::read_text(&d.join(f))))
+            .join("\n")
+    };
+    let src = std::fs::read(d.join("src.bin")).unwrap();
+    for h in FAR_HOSTS {
+        let copy = std::fs::read(d.join(h).join("src.bin"));
+        assert!(copy.is_ok_and(|c| c == src), "{h} has no verified copy\n{}", logs());
+        assert_eq!(json(&d.join(format!("{h}.json")))["status"], "complete", "{}", logs());
+    }
+    assert_eq!(common::read_text(&d.join("send.rc")).trim(), "0", "{}", logs());
+    let send = json(&d.join("send.json"));
+    assert_eq!(send["status"], "complete", "{send}");
+    let completed = send["completed"].as_array().unwrap();
+    for h in FAR_HOSTS {
+        let n = completed.iter().filter(|e| e["host"] == h).count();
+        assert_eq!(n, 1, "{h} listed {n} times: {send}");
+        let e = completed.iter().find(|e| e["host"] == h).unwrap();
+        assert_eq!(e["via"], "relay1", "{h} came through the first relay: {send}");
+    }
+    for r in ["relay1", "relay2"] {
+        assert_eq!(common::read_text(&d.join(format!("{r}.rc"))).trim(), "0", "{}", logs());
+        let relay = json(&d.join(format!("{r}.json")));
+        assert_eq!(relay["status"], "complete", "{r}: {relay}");
+    }
+}

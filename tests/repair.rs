@@ -90,17 +90,35 @@ fn with_auto_parity_two_repairers_halve_the_origin_repairs() {
     );
 }
 
-/// Repairers whose own links lose as much as their neighbours' (5 %), NAK-only: the figure
-/// is reported, and what must hold holds (everyone completes, no symbol twice, fewer origin
-/// repairs than alone).
+/// The issue's case: two of the 50 repair, their own links losing 5 % like everyone's. Nobody
+/// but the origin can make a symbol of a block before a repairer decoded it, so the origin
+/// must send at least `repair_floor` (per block, the fewest source symbols any repairer lost):
+/// here more than half of what it sends alone, so a 50 % cut is out of reach for any scheme.
+/// What the repairers do reach (the origin repairs them first and leaves the others to them):
+/// at least 20 % fewer origin repairs (26 % NAK-only, 28 % with auto parity measured, seed 7),
+/// everyone complete, no symbol twice.
 #[test]
-fn repairers_on_lossy_links_still_cut_the_origin_repairs() {
-    let alone = repairers_with(0, 0.05, true);
-    let helped = repairers_with(2, 0.05, true);
-    let cut = 1.0 - helped.sender_repair_datagrams as f64 / alone.sender_repair_datagrams as f64;
-    eprintln!("lossy repairers: alone {alone:?}\nhelped {helped:?}\ncut {:.0} %", cut * 100.0);
-    assert_eq!(helped.complete, 50);
-    assert_eq!(helped.duplicate_esis, 0);
-    assert!(helped.repairer_datagrams > 0);
-    assert!(helped.sender_repair_datagrams < alone.sender_repair_datagrams);
+fn repairers_on_lossy_links_cut_the_origin_repairs_towards_the_floor() {
+    for nak_only_repair in [true, false] {
+        let alone = repairers_with(0, 0.05, nak_only_repair);
+        let helped = repairers_with(2, 0.05, nak_only_repair);
+        let (with, without) = (helped.sender_repair_datagrams, alone.sender_repair_datagrams);
+        let cut = 1.0 - with as f64 / without as f64;
+        let floor_cut = 1.0 - helped.repair_floor as f64 / without as f64;
+        eprintln!(
+            "lossy repairers (NAK-only {nak_only_repair}): alone {without}, helped {with} \
+             (cut {:.0} %), floor {} (cut {:.0} %)\n{helped:?}",
+            cut * 100.0,
+            helped.repair_floor,
+            floor_cut * 100.0
+        );
+        assert_eq!(alone.complete, 50);
+        assert_eq!(helped.complete, 50);
+        assert_eq!(helped.duplicate_esis, 0);
+        assert!(helped.repairer_datagrams > 0);
+        assert!(helped.blocks_deferred > 0, "the origin left blocks to the repairers");
+        assert!(helped.repair_floor <= with, "nothing beats the floor");
+        assert!(helped.repair_floor * 2 > without, "a 50 % cut is beyond any repairer scheme");
+        assert!(with * 5 <= without * 4, "origin repairs {with} against {without}: under 20 % cut");
+    }
 }

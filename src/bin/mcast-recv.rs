@@ -349,6 +349,10 @@ async fn receive(
         window_blocks: args.repair_window as usize,
         linger: args.linger,
     });
+    if args.repairer {
+        // A repairer's receiver NAKs first: the sender repairs it before anyone else.
+        cfg.receiver = mcast::proto::repairer::receiver_config(cfg.receiver);
+    }
     let opts =
         SocketOptions { ttl: args.ttl, recv_buffer: cfg.recv_buffer, ..SocketOptions::default() };
     let mut sock = recv::open_socket(args.group, &args.interface, &opts)

@@ -38,9 +38,14 @@
 //! it is already sending is not asked again until that round is out.
 
 mod send;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod verify;
+mod waiting;
+
+pub use stats::{RepairerStats, SenderRepairerStats};
+pub use waiting::{receiver_config, NAK_BACKOFF_GRTTS};
 
 use crate::proto::fec::BlockEncoder;
 use crate::proto::layout::Layout;
@@ -71,6 +76,20 @@ pub const COVER_HOLD_MIN: Duration = Duration::from_millis(20);
 pub const COVER_HOLD_GRTTS: u32 = 4;
 /// A block is covered for at most this many times its source symbols (plus slack) in all.
 pub const COVER_LIMIT_BLOCKS: u32 = 2;
+/// A repairer counts as active this long after it was last heard (join, NAK, advert, symbol).
+pub const ACTIVE_FOR: Duration = Duration::from_secs(2);
+/// A block's deferral lasts this many GRTTs (within the bounds below): the repairer's NAK, the
+/// sender's holdoff, its repairs, a second round for the repairer, and its answer.
+pub const DEFER_GRTTS: u32 = 8;
+/// Shortest deferral.
+pub const DEFER_MIN: Duration = Duration::from_millis(5);
+/// Longest deferral.
+pub const DEFER_MAX: Duration = Duration::from_millis(500);
+/// Futile deferrals in a row after which no block is deferred until an advert is believed.
+pub const FUTILE_LIMIT: u32 = 8;
+/// Blocks whose deferral is remembered (beyond, blocks are not deferred).
+pub const MAX_DEFERRALS: usize = 1 << 16;
+
 /// A slot holder not heard for this long loses its slot to a new join once all are taken
 /// (receivers echo several times a second).
 pub const SLOT_IDLE: Duration = Duration::from_secs(2);
@@ -148,66 +167,6 @@ pub enum RepairerEvent {
     },
 }
 
-/// Counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct RepairerStats {
-    /// NAKs heard from other receivers.
-    pub naks_heard: u64,
-    /// Needs heard for blocks it holds.
-    pub needs_held: u64,
-    /// Needs heard for blocks it does not hold.
-    pub needs_unheld: u64,
-    /// Backoffs that ended in an answer (an advertisement and its symbols).
-    pub answers: u64,
-    /// Backoffs cancelled by what was heard meanwhile.
-    pub suppressed: u64,
-    /// Advertisements sent.
-    pub adverts_sent: u64,
-    /// Repair symbols sent.
-    pub symbols_sent: u64,
-    /// Evicted blocks asked back from the driver.
-    pub blocks_fetched: u64,
-    /// Answers dropped for want of a slot.
-    pub no_slot: u64,
-    /// Symbols not sent because the slot's ESIs of a block are used up.
-    pub esis_exhausted: u64,
-    /// Datagrams that did not parse.
-    pub dropped_malformed: u64,
-    /// Datagrams of another session, or control not from the sender's address.
-    pub dropped_foreign: u64,
-    /// Needs heard for blocks held but not verified yet (no hash list): not answered.
-    pub needs_unverified: u64,
-    /// Blocks handed over (or read back) that did not hash as the hash list says.
-    pub blocks_refuted: u64,
-}
-
-/// The sender's counters about repairers ([`Sender::repairer_stats`](crate::proto::sender::Sender::repairer_stats)).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SenderRepairerStats {
-    /// Repairer joins refused (an address that does not match the node's).
-    pub joins_refused: u64,
-    /// Repairer joins refused because every slot is taken.
-    pub slots_full: u64,
-    /// Repairer joins refused because a slot is held from the same IP address.
-    pub joins_same_address: u64,
-    /// Slots taken back from silent holders for a new join.
-    pub slots_reclaimed: u64,
-    /// Advertisements believed.
-    pub adverts_heard: u64,
-    /// Advertisements from a node without a slot, or not from its address.
-    pub adverts_ignored: u64,
-    /// Advertised needs outside the object or not sent yet.
-    pub needs_ignored: u64,
-    /// NAK needs cut by a repairer's cover.
-    pub needs_covered: u64,
-    /// Advertised needs beyond a block's cover limit (the sender repairs anyway).
-    pub covers_over_limit: u64,
-    /// Repairs the sender had queued or was collecting and left to a repairer.
-    pub repairs_saved: u64,
-    /// Repairer symbols heard.
-    pub symbols_heard: u64,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     Join,
@@ -251,6 +210,8 @@ pub struct Repairer {
     /// Per block, the next ESI offset within the slot.
     next_esi: HashMap<u32, u32>,
     pending: BTreeMap<u32, Pending>,
+    /// Needs heard for blocks not held yet (see `waiting`).
+    waiting: BTreeMap<u32, u32>,
     /// Answers waiting for their block to come back from the driver.
     fetching: BTreeMap<u32, u32>,
     /// Symbols left to send per block.
@@ -284,6 +245,7 @@ impl Repairer {
             use_clock: 0,
             next_esi: HashMap::new(),
             pending: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             fetching: BTreeMap::new(),
             queue: BTreeMap::new(),
             last_served: None,
@@ -353,11 +315,13 @@ impl Repairer {
         if let Some(count) = self.fetching.remove(&block) {
             self.start_sending(block, count);
         }
+        self.wake_waiting(now, block);
     }
 
     /// The driver could not read `block` back: it is no longer held.
     pub fn handle_block_failed(&mut self, block: u32) {
         self.held.remove(&block);
+        self.waiting.remove(&block);
         self.fetching.remove(&block);
         self.pending.remove(&block);
     }
@@ -458,6 +422,7 @@ impl Repairer {
                 } else {
                     self.stats.needs_unheld += 1;
                 }
+                self.wait_for(n.block, u32::from(n.count.min(k.saturating_add(NEED_SLACK))));
                 continue;
             }
             self.stats.needs_held += 1;
@@ -476,6 +441,7 @@ impl Repairer {
     /// answered again.
     fn on_covered(&mut self, needs: &[Need]) {
         for n in needs.iter().filter(|n| n.object == ObjectId::Payload) {
+            self.lower_waiting(n.block, u32::from(n.count));
             if let Some(p) = self.pending.get_mut(&n.block) {
                 p.count = p.count.saturating_sub(u32::from(n.count));
                 if p.count == 0 {
@@ -492,6 +458,7 @@ impl Repairer {
         if object != ObjectId::Payload {
             return;
         }
+        self.lower_waiting(block, 1);
         if let Some(p) = self.pending.get_mut(&block) {
             p.count = p.count.saturating_sub(1);
             if p.count == 0 {

@@ -12,13 +12,37 @@
 //! address that holds one is refused, so one host cannot take them all). A full table
 //! reclaims the slot of a holder not heard at all (no echo, NAK, join or report) for
 //! [`SLOT_IDLE`]; otherwise it refuses the join (counted).
+//!
+//! **Repairers first.** While a repairer is active (a slot holder heard within
+//! [`ACTIVE_FOR`]), the first NAK of a block from a receiver that is not a repairer opens a
+//! deferral of `clamp(DEFER_GRTTS × GRTT, DEFER_MIN, DEFER_MAX)`: until it ends, NAKs from
+//! non-repairers for that block are not answered, and the repairers' own NAKs are. The sender
+//! then repairs only what a repairer lacks (its losses are as many as anyone's, but one
+//! repairer's need, not the worst of the group's), the repairer decodes, and it answers the
+//! others from there. Each block is deferred once per session; a deferral that ends without a
+//! repairer's advertisement for its block counts as futile, and after [`FUTILE_LIMIT`] futile
+//! ones in a row (repairers that cannot serve: unverified blocks, gone) no block is deferred
+//! until an advertisement is believed again. A forged repairer therefore delays each block's
+//! repair once by a bounded time, never stops it. Among the repairers, the first to NAK a
+//! block is repaired, and for the same span the others' NAKs of it are left to that one (it
+//! decodes first and repairs them): the sender sends one repairer's need, not the largest.
 
 use super::repair::BlockKey;
 use super::*;
 use crate::proto::repairer::{
-    SenderRepairerStats, COVER_HOLD_GRTTS, COVER_HOLD_MAX, COVER_HOLD_MIN, COVER_LIMIT_BLOCKS,
-    SLOT_IDLE,
+    SenderRepairerStats, ACTIVE_FOR, COVER_HOLD_GRTTS, COVER_HOLD_MAX, COVER_HOLD_MIN,
+    COVER_LIMIT_BLOCKS, DEFER_GRTTS, DEFER_MAX, DEFER_MIN, FUTILE_LIMIT, MAX_DEFERRALS, SLOT_IDLE,
 };
+
+/// A block's deferral (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Deferral {
+    until: Instant,
+    /// A repairer advertised a cover of the block while it ran.
+    covered: bool,
+    /// Its end was counted (futile or not).
+    settled: bool,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Cover {
@@ -42,6 +66,14 @@ pub(crate) struct Repairers {
     pub(crate) served: super::repairer_parity::CoveredGroup,
     /// How long after a NAK an advertisement still covers it (the cover hold).
     hold: Duration,
+    /// When a slot holder was last heard.
+    last_active: Option<Instant>,
+    /// Per block, its deferral (one per session).
+    deferrals: HashMap<BlockKey, Deferral>,
+    /// Deferrals in a row that ended without a repairer's advert.
+    futile: u32,
+    /// Per block, the repairer repaired first and until when the others wait for it.
+    first: HashMap<BlockKey, (u32, Instant)>,
     pub(crate) stats: SenderRepairerStats,
 }
 
@@ -65,12 +97,82 @@ impl Repairers {
         self.slots.get(&node).map(|(s, _)| *s)
     }
 
-    /// What of `need` (from `node`'s NAK heard at `now`) is not covered by a repairer.
-    pub(crate) fn uncovered(&mut self, now: Instant, node: u32, need: Need) -> u16 {
+    /// A slot holder was heard at `now`.
+    fn heard_repairer(&mut self, now: Instant) {
+        self.last_active = Some(self.last_active.map_or(now, |t| t.max(now)));
+    }
+
+    /// Whether a repairer was heard within [`ACTIVE_FOR`] of `now`.
+    fn active(&self, now: Instant) -> bool {
+        self.last_active.is_some_and(|t| now.saturating_duration_since(t) <= ACTIVE_FOR)
+    }
+
+    /// Whether a NAK of `key` from a non-repairer at `now` is deferred (see the module docs).
+    fn deferred(&mut self, now: Instant, grtt: Duration, key: BlockKey) -> bool {
+        if let Some(d) = self.deferrals.get_mut(&key) {
+            if now < d.until {
+                self.stats.needs_deferred += 1;
+                return true;
+            }
+            if !d.settled {
+                d.settled = true;
+                self.futile = if d.covered { 0 } else { self.futile + 1 };
+                self.stats.deferrals_futile += u64::from(!d.covered);
+            }
+            return false;
+        }
+        if !self.active(now) || self.futile >= FUTILE_LIMIT || self.deferrals.len() >= MAX_DEFERRALS
+        {
+            return false;
+        }
+        let span = (grtt * DEFER_GRTTS).clamp(DEFER_MIN, DEFER_MAX);
+        let d = Deferral { until: now + span, covered: false, settled: false };
+        self.deferrals.insert(key, d);
+        self.stats.blocks_deferred += 1;
+        self.stats.needs_deferred += 1;
+        true
+    }
+
+    /// Whether repairer `node`'s NAK of `key` waits for another repairer repaired first: the
+    /// first repairer to NAK a block is repaired, and for a deferral's span the others are
+    /// left to it (it decodes first and repairs them), so that the sender sends one
+    /// repairer's need, not the largest.
+    fn second_repairer(&mut self, now: Instant, grtt: Duration, node: u32, key: BlockKey) -> bool {
+        match self.first.get(&key) {
+            Some((first, until)) if now < *until => {
+                if *first != node {
+                    self.stats.needs_deferred += 1;
+                }
+                *first != node
+            }
+            Some(_) => false,
+            None if self.first.len() < MAX_DEFERRALS => {
+                let span = (grtt * DEFER_GRTTS).clamp(DEFER_MIN, DEFER_MAX);
+                self.first.insert(key, (node, now + span));
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// What of `need` (from `node`'s NAK heard at `now`, the GRTT being `grtt`) is not covered
+    /// by a repairer, or deferred to one.
+    pub(crate) fn uncovered(&mut self, now: Instant, grtt: Duration, node: u32, need: Need) -> u16 {
         let key = (need.object, need.block);
         let live = self.covers.get(&key).filter(|c| c.until > now).map(|c| c.by);
         if !self.slots.is_empty() {
             self.served.on_nak(now, node, key, live, self.hold.max(COVER_HOLD_MIN));
+        }
+        if self.slots.contains_key(&node) {
+            self.heard_repairer(now); // a repairer's own need: served, for the first one
+            if need.object == ObjectId::Payload && self.second_repairer(now, grtt, node, key) {
+                return 0;
+            }
+        } else if live.is_none()
+            && need.object == ObjectId::Payload
+            && self.deferred(now, grtt, key)
+        {
+            return 0;
         }
         match self.covers.get(&key) {
             Some(c) if c.until > now => {
@@ -144,6 +246,7 @@ impl Sender {
                 tracing::debug!(node, slot = free, "repairer joined");
             }
         }
+        r.heard_repairer(now);
         r.slots_due = true;
     }
 
@@ -155,16 +258,21 @@ impl Sender {
         from: SocketAddr,
         p: RepairerPacket<'_>,
     ) {
+        let joined = self.repairers.slots.get(&node).is_some_and(|(_, a)| *a == from);
         let RepairerPacket::Advert(list) = p else {
             self.repairers.stats.symbols_heard += 1;
+            if joined {
+                self.repairers.heard_repairer(now);
+            }
             return;
         };
-        let joined = self.repairers.slots.get(&node).is_some_and(|(_, a)| *a == from);
         if !joined {
             self.repairers.stats.adverts_ignored += 1;
             return;
         }
         self.repairers.stats.adverts_heard += 1;
+        self.repairers.heard_repairer(now);
+        self.repairers.futile = 0;
         let hold = (self.grtt.get() * COVER_HOLD_GRTTS).clamp(COVER_HOLD_MIN, COVER_HOLD_MAX);
         self.repairers.hold = hold;
         for need in list.needs {
@@ -178,6 +286,9 @@ impl Sender {
             }
             let key = (need.object, need.block);
             self.repairers.served.on_cover(now, node, key, hold);
+            if let Some(d) = self.repairers.deferrals.get_mut(&key) {
+                d.covered |= now < d.until;
+            }
             let most = u32::from(k) + u32::from(feedback::NEED_SLACK);
             let count = u32::from(need.count).min(most);
             let covered = self.repairers.covered.entry(key).or_insert(0);

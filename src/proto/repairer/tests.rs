@@ -313,8 +313,12 @@ fn a_repairer_advert_holds_the_sender_off_for_a_bounded_time_only() {
     s.handle_datagram(t, addr(30), &dgram(30, &nak(1, 5)));
     assert_eq!(s.repairer_stats().needs_covered, 1);
     let repairs = s.stats().repair_packets;
-    // ...one after it is answered in full, whatever the advert said.
+    // ...one after it is answered in full, whatever the advert said (once the block's one
+    // deferral to the repairers, opened by that NAK, is over).
     let later = t + COVER_HOLD_MAX + Duration::from_millis(1);
+    s.handle_datagram(later, addr(30), &dgram(30, &nak(1, 5)));
+    assert_eq!(s.repairer_stats().blocks_deferred, 1);
+    let later = later + DEFER_MAX;
     s.handle_datagram(later, addr(30), &dgram(30, &nak(1, 5)));
     assert_eq!(s.repairer_stats().needs_covered, 1);
     let mut u = later;
@@ -379,4 +383,119 @@ fn a_repairer_left_out_of_the_slots_asks_again() {
     assert!(out
         .iter()
         .any(|(_, d)| matches!(wire::parse(d).unwrap().1, Packet::Hello(Hello::RepairerJoin))));
+}
+
+/// The sender after its first pass, repairer 20 holding a slot (heard at the returned time).
+fn sender_with_repairer() -> (Sender, MemSource, SenderLog, Instant) {
+    let (mut s, src, mut log) = sender();
+    let mut t = Instant::ZERO;
+    for _ in 0..200 {
+        pump(&mut s, &src, &mut log, t);
+        t += Duration::from_millis(1);
+    }
+    s.handle_datagram(t, addr(20), &dgram(20, &Packet::Hello(Hello::RepairerJoin)));
+    assert!(s.repairer_slot(20).is_some());
+    (s, src, log, t)
+}
+
+#[test]
+fn a_blocks_naks_wait_for_the_repairers_once_and_for_a_bounded_time() {
+    let (mut s, _src, _log, t) = sender_with_repairer();
+    let deferred = |s: &Sender| s.repairer_stats().needs_deferred;
+    // A receiver's NAK: deferred to the repairer.
+    s.handle_datagram(t, addr(30), &dgram(30, &nak(1, 5)));
+    assert_eq!((s.repairer_stats().blocks_deferred, deferred(&s)), (1, 1));
+    // The repairer's own NAK of it is not.
+    s.handle_datagram(t, addr(20), &dgram(20, &nak(1, 3)));
+    assert_eq!(deferred(&s), 1);
+    // Still deferred just before the shortest span, answered at the longest.
+    let before = t + (DEFER_MIN - Duration::from_micros(1));
+    s.handle_datagram(before, addr(30), &dgram(30, &nak(1, 5)));
+    assert_eq!(deferred(&s), 2);
+    s.handle_datagram(t + DEFER_MAX, addr(30), &dgram(30, &nak(1, 5)));
+    assert_eq!(deferred(&s), 2);
+    // Once only: a block whose deferral is over is never deferred again.
+    s.handle_datagram(t + DEFER_MAX * 2, addr(31), &dgram(31, &nak(1, 5)));
+    assert_eq!((s.repairer_stats().blocks_deferred, deferred(&s)), (1, 2));
+    assert_eq!(s.repairer_stats().deferrals_futile, 1, "no repairer advertised block 1");
+}
+
+#[test]
+fn the_second_repairer_waits_for_the_first() {
+    let (mut s, _src, _log, t) = sender_with_repairer();
+    s.handle_datagram(t, addr(21), &dgram(21, &Packet::Hello(Hello::RepairerJoin)));
+    s.handle_datagram(t, addr(20), &dgram(20, &nak(2, 4)));
+    s.handle_datagram(t, addr(20), &dgram(20, &nak(2, 4)));
+    assert_eq!(s.repairer_stats().needs_deferred, 0, "the first repairer is served");
+    s.handle_datagram(t, addr(21), &dgram(21, &nak(2, 6)));
+    assert_eq!(s.repairer_stats().needs_deferred, 1, "the second is left to the first");
+    s.handle_datagram(t + DEFER_MAX, addr(21), &dgram(21, &nak(2, 6)));
+    assert_eq!(s.repairer_stats().needs_deferred, 1, "not past the span");
+}
+
+#[test]
+fn futile_deferrals_stop_deferring_until_an_advert_is_believed() {
+    let blocks = FUTILE_LIMIT + 2;
+    let bytes: Vec<u8> = (0..blocks * 640).map(|i| (i % 251) as u8).collect();
+    let object = Rc::new(Object::new(bytes, 64, 10).unwrap());
+    let cfg = SenderConfig { session: SESSION, node: SENDER_NODE, ..SenderConfig::default() };
+    let (mut s, src, mut log) =
+        (object.sender(cfg, Instant::ZERO).unwrap(), MemSource::new(object), SenderLog::default());
+    let mut u = Instant::ZERO;
+    for _ in 0..400 {
+        pump(&mut s, &src, &mut log, u);
+        u += Duration::from_millis(1);
+    }
+    let join = Packet::Hello(Hello::RepairerJoin);
+    let deferred = |s: &Sender| s.repairer_stats().blocks_deferred;
+    for b in 0..FUTILE_LIMIT {
+        s.handle_datagram(u, addr(20), &dgram(20, &join)); // the repairer stays active
+        s.handle_datagram(u, addr(30), &dgram(30, &nak(b, 2)));
+        u += DEFER_MAX;
+        s.handle_datagram(u, addr(30), &dgram(30, &nak(b, 2))); // ends it: futile
+    }
+    let limit = u64::from(FUTILE_LIMIT);
+    assert_eq!((deferred(&s), s.repairer_stats().deferrals_futile), (limit, limit));
+    s.handle_datagram(u, addr(20), &dgram(20, &join));
+    s.handle_datagram(u, addr(30), &dgram(30, &nak(FUTILE_LIMIT, 2)));
+    assert_eq!(deferred(&s), limit, "the limit reached: not deferred");
+    // An advert believed: repairers serve again, blocks are deferred again.
+    s.handle_datagram(u, addr(20), &dgram(20, &advert(0, 1)));
+    s.handle_datagram(u, addr(30), &dgram(30, &nak(FUTILE_LIMIT + 1, 2)));
+    assert_eq!(deferred(&s), limit + 1);
+}
+
+#[test]
+fn needs_heard_before_a_block_is_held_are_answered_once_it_is() {
+    let cfg = RepairerConfig { node: ME, serve_unverified: true, ..Default::default() };
+    let mut r = Repairer::new(cfg, Instant::ZERO);
+    let view = RepairView {
+        session: SESSION,
+        sender_node: SENDER_NODE,
+        sender: addr(1),
+        layout: layout(),
+        grtt: Duration::from_millis(4),
+    };
+    r.set_view(Instant::ZERO, view);
+    give_slot(&mut r, 1);
+    drain(&mut r, Instant::ZERO);
+    r.handle_datagram(Instant::ZERO, addr(5), &dgram(50, &nak(2, 5)));
+    assert_eq!((r.stats().needs_unheld, r.waiting()), (1, 1));
+    assert!(symbols(&drain(&mut r, Instant::ZERO + Duration::from_secs(1))).is_empty());
+    // Two repair symbols of block 2 heard meanwhile (the sender's, for this repairer).
+    let mut sym = vec![0u8; 64];
+    for esi in [10, 11] {
+        let d = Data { object: ObjectId::Payload, block: 2, esi, seq: 0, symbol: &sym };
+        r.handle_datagram(Instant::ZERO, addr(1), &dgram(SENDER_NODE, &Packet::Data(d)));
+    }
+    sym.clear();
+    let t = Instant::ZERO + Duration::from_secs(1);
+    r.handle_block(t, 2, block(2));
+    assert_eq!((r.stats().needs_woken, r.waiting()), (1, 0));
+    let sent = symbols(&drain(&mut r, t + Duration::from_secs(1)));
+    assert_eq!(sent.len(), 5 - 2 + 1, "the need less what was heard, plus the margin");
+    assert!(sent.iter().all(|(b, _)| *b == 2));
+    // A block not held never wakes: its needs wait (bounded by the layout's blocks).
+    r.handle_datagram(t, addr(5), &dgram(50, &nak(9, 5)));
+    assert_eq!(r.waiting(), 0, "outside the layout");
 }

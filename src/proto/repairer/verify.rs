@@ -32,6 +32,7 @@ impl Repairer {
                 // In memory and right, or evicted: checked when it is read back.
                 _ => {
                     self.held.insert(block);
+                    self.wake_waiting(now, block);
                 }
             }
         }

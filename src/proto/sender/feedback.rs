@@ -120,7 +120,8 @@ impl Sender {
             }
             let need = Need { count: need.count.min(most), ..need };
             // What a local repairer advertised for this block is not asked again.
-            let need = Need { count: self.repairers.uncovered(now, node, need), ..need };
+            let need =
+                Need { count: self.repairers.uncovered(now, self.grtt.get(), node, need), ..need };
             if need.count == 0 {
                 self.stats.needs_ignored += 1;
                 continue;

@@ -1,7 +1,6 @@
 //! Auto parity where local repairers cover a segment: the receivers whose needs a repairer
-//! covers are repaired by it, so the origin's proactive parity for them should follow the
-//! loss of the repairer that serves them (what the origin must get across to it), not their
-//! own (what the repairer closes locally).
+//! covers are repaired by it, so the origin's proactive parity should follow what it must get
+//! across to the repairers, not what the repairers close locally.
 //!
 //! The sender learns who is covered from what it already hears. A NAK heard while a
 //! repairer's advertisement covers its block, or an advertisement arriving within a cover
@@ -11,8 +10,10 @@
 //! heard within [`COVERED_FOR`], is presumed covered by the lossiest such repairer (else
 //! auto parity high enough that nobody NAKs would never find out that a repairer could serve
 //! them); its first NAK the repairers do not cover puts its own loss back.
-//! [`Sender::parity_loss_sample`] gives auto parity the group's loss sample with each covered
-//! receiver's loss replaced by its repairer's (when lower).
+//! [`Sender::parity_plan`] gives auto parity the group's loss sample without the covered
+//! receivers whose repairer loses at most [`COMPARABLE_LOSS`] times as much as they do (the
+//! repairers, in the sample as receivers, stand for them), the group size less them, and a
+//! target that allows [`REPAIRER_SHORT_TARGET`] short repairers each.
 //!
 //! Hostile input: only NAKs that passed the sender's checks (bound address, in range) and
 //! adverts from slot holders at their joined address are counted; the tables are bounded
@@ -137,32 +138,93 @@ impl CoveredGroup {
     }
 }
 
-/// `sample` (the group's loss sample) with the loss of each receiver in `covered`
-/// (receiver, the loss rate of what covers it) replaced by that, where it is lower.
-pub(crate) fn substitute(sample: Vec<f64>, group: &Group, covered: &[(u32, f64)]) -> Vec<f64> {
-    let mut swaps: HashMap<u64, Vec<f64>> = HashMap::new();
+/// `sample` without one entry per receiver in `covered` (receiver, the loss rate of what
+/// covers it) whose repairer loses at most [`COMPARABLE_LOSS`] times as much as it does, and
+/// how many were taken out.
+pub(crate) fn without_covered(
+    sample: Vec<f64>,
+    group: &Group,
+    covered: &[(u32, f64)],
+) -> (Vec<f64>, usize) {
+    let mut drop: HashMap<u64, usize> = HashMap::new();
+    let mut taken = 0;
     for &(node, rep) in covered {
         let own = group.get(node).and_then(|m| m.loss_ppm).map(|p| f64::from(p) / 1e6);
-        if let Some(own) = own.filter(|own| rep < *own) {
-            swaps.entry(own.to_bits()).or_default().push(rep);
+        match own {
+            Some(own) if rep <= own * COMPARABLE_LOSS => {
+                *drop.entry(own.to_bits()).or_default() += 1
+            }
+            Some(_) => continue,
+            None => {} // unmeasured: not in the sample, still covered
         }
+        taken += 1;
     }
-    if swaps.is_empty() {
-        return sample;
-    }
-    let mut out: Vec<f64> = sample
+    let out = sample
         .into_iter()
-        .map(|p| swaps.get_mut(&p.to_bits()).and_then(Vec::pop).unwrap_or(p))
+        .filter(|p| match drop.get_mut(&p.to_bits()) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        })
         .collect();
-    out.sort_by(f64::total_cmp);
-    out
+    (out, taken)
+}
+
+/// A covered receiver leaves auto parity's sample when its repairer loses at most this many
+/// times as much as it does (a repairer far lossier than the receivers it covers would make
+/// them pay for its losses).
+pub const COMPARABLE_LOSS: f64 = 2.0;
+
+/// Expected repairers short of a block that auto parity allows, per active repairer, where
+/// repairers cover receivers: a short repairer asks for exactly what it lacks, and the
+/// receivers it covers are then repaired by it, so parity beyond a repairer's typical loss
+/// would be symbols sent for nobody.
+pub const REPAIRER_SHORT_TARGET: f64 = 0.5;
+
+/// What auto parity plans for ([`Sender::parity_plan`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParityPlan {
+    /// Loss rates.
+    pub(crate) sample: Vec<f64>,
+    /// The group size the sample stands for.
+    pub(crate) group: u32,
+    /// Expected receivers short of a block after the proactive symbols.
+    pub(crate) target: f64,
 }
 
 impl Sender {
-    /// The loss sample auto parity plans for: the group's, with the receivers a local
-    /// repairer covers counted at their repairer's loss (see the module docs).
-    pub(crate) fn parity_loss_sample(&self) -> Vec<f64> {
+    /// What auto parity plans for. Without active repairers: the group's loss sample, its
+    /// size and the configured target. With them: the receivers they cover (see the module
+    /// docs) leave the sample and the group when their repairer's loss is comparable
+    /// ([`COMPARABLE_LOSS`]; the repairers, in the sample as receivers, stand for them), and the target allows
+    /// [`REPAIRER_SHORT_TARGET`] short repairers each: what the origin must get across is one
+    /// repairer's need, which NAK-driven repair meets exactly.
+    pub(crate) fn parity_plan(&self) -> ParityPlan {
+        let target = self.cfg.parity_target;
         let sample = self.group.loss_sample();
+        let group = self.group.size();
+        let Some((active, covered)) = self.covered_receivers() else {
+            return ParityPlan { sample, group, target };
+        };
+        let (kept, taken) = without_covered(sample, &self.group, &covered);
+        if taken == 0 {
+            return ParityPlan { sample: kept, group, target };
+        }
+        let mut sample = kept;
+        if sample.is_empty() {
+            sample = active.iter().map(|(_, l)| *l).collect();
+        }
+        let group = (group as usize).saturating_sub(taken).max(sample.len()).max(1) as u32;
+        let target = target + REPAIRER_SHORT_TARGET * active.len() as f64;
+        ParityPlan { sample, group, target }
+    }
+
+    /// The active repairers (node, loss) and the receivers they cover (node, their
+    /// repairer's loss), or `None` without an active repairer.
+    #[allow(clippy::type_complexity)]
+    fn covered_receivers(&self) -> Option<(Vec<(u32, f64)>, Vec<(u32, f64)>)> {
         let r = &self.repairers;
         let now = self.last_now;
         let loss = |node: u32| self.group.get(node)?.loss_ppm.map(|p| f64::from(p) / 1e6);
@@ -175,7 +237,7 @@ impl Sender {
             .filter_map(|e| Some((e.node, loss(e.node)?)))
             .collect();
         if active.is_empty() {
-            return sample;
+            return None;
         }
         let presumed = active.iter().map(|(_, l)| *l).fold(0.0, f64::max);
         let covered: Vec<(u32, f64)> = self
@@ -188,7 +250,7 @@ impl Sender {
                 Verdict::Uncovered => None,
             })
             .collect();
-        substitute(sample, &self.group, &covered)
+        Some((active, covered))
     }
 }
 
@@ -249,15 +311,19 @@ mod tests {
     }
 
     #[test]
-    fn covered_losses_follow_their_repairer_when_lower() {
+    fn covered_receivers_leave_the_sample_when_their_repairer_is_comparable() {
         let mut g = Group::new(None, 100);
-        for (node, ppm) in [(1, 50_000), (2, 50_000), (3, 50_000), (7, 0), (8, 80_000)] {
+        for (node, ppm) in [(1, 50_000), (2, 50_000), (3, 10_000), (7, 0), (8, 80_000)] {
             g.report_loss(node, ppm);
         }
         let sample = g.loss_sample();
-        // 1 and 2 covered by a clean repairer, 3 by a lossier one (kept at its own).
-        let out = substitute(sample.clone(), &g, &[(1, 0.0), (2, 0.0), (3, 0.08)]);
-        assert_eq!(out, vec![0.0, 0.0, 0.0, 0.05, 0.08]);
-        assert_eq!(substitute(sample.clone(), &g, &[]), sample);
+        // 1 covered by a clean repairer, 2 by one at exactly twice its loss (out), 3 by one
+        // just past twice its loss (kept), 9 unmeasured (out of the group, not the sample).
+        let covered = [(1, 0.0), (2, 0.1), (3, 0.020_001), (9, 0.0)];
+        let (out, taken) = without_covered(sample.clone(), &g, &covered);
+        let expected: Vec<f64> = sample.iter().copied().filter(|p| *p != 0.05).collect();
+        assert_eq!(out, expected);
+        assert_eq!(taken, 3);
+        assert_eq!(without_covered(sample.clone(), &g, &[]), (sample, 0));
     }
 }

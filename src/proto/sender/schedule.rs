@@ -171,12 +171,11 @@ impl Sender {
             return fixed;
         }
         let max = (f64::from(k) * self.cfg.max_parity.max(0.0)).floor() as u32;
-        let sample = self.parity_loss_sample();
-        if sample.is_empty() {
+        let plan = self.parity_plan(); // the group, or what local repairers leave of it
+        if plan.sample.is_empty() {
             return fixed.min(max);
         }
-        let modelled =
-            proactive_symbols(k, &sample, self.group.size(), self.cfg.parity_target, max);
+        let modelled = proactive_symbols(k, &plan.sample, plan.group, plan.target, max);
         self.modelled_parity = modelled;
         self.bias.apply(modelled, max)
     }

@@ -98,8 +98,16 @@ impl TopologyConfig {
             relays: 1,
             sender: s.sender,
             receiver: s.receiver,
-            // A tenth of the sender's rate: repairs are a share of the traffic.
-            repairer: RepairerConfig { rate_bps: rate / 10, ..RepairerConfig::default() },
+            // A tenth of the sender's rate: repairs are a share of the traffic. Blocks are
+            // served as soon as decoded, as in keyed mode (`--key-file`: every datagram
+            // authenticated; the simulator forges nothing). In open mode a repairer serves a
+            // block only once the hash list verified it, which a streamed push sends at the
+            // end of its first pass (`serve_unverified: false`).
+            repairer: RepairerConfig {
+                rate_bps: rate / 10,
+                serve_unverified: true,
+                ..RepairerConfig::default()
+            },
             fec: s.fec,
             time_limit: s.time_limit,
             event_limit: 200_000_000,
@@ -130,6 +138,10 @@ pub struct TopologyResult {
     pub repairer_adverts: u64,
     /// Needs the origin left to a repairer's cover.
     pub needs_covered: u64,
+    /// Blocks whose NAKs the origin deferred to the repairers, and the needs it deferred.
+    pub blocks_deferred: u64,
+    /// NAK needs deferred.
+    pub needs_deferred: u64,
     /// Per downstream host (relays after the first included) whose complete report the origin
     /// holds, the relay the origin lists it `via` (node ids).
     pub via: std::collections::BTreeMap<u32, u32>,
@@ -137,6 +149,11 @@ pub struct TopologyResult {
     pub relay_datagrams: u64,
     /// Symbols of a block sent more than once within one session, by anyone.
     pub duplicate_esis: u64,
+    /// With repairers: the fewest payload repair symbols the origin could have sent, the sum
+    /// over blocks of the fewest source symbols of the block any repairer lost. Nobody but the
+    /// origin can make a symbol of a block before some repairer decoded it, and that repairer
+    /// needs one fresh symbol per source symbol it lost: no scheme of repairers beats this.
+    pub repair_floor: u64,
     /// Virtual seconds until the last receiver completed.
     pub seconds: f64,
     /// Events processed.

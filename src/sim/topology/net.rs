@@ -132,6 +132,12 @@ pub(super) struct Net {
     res: TopologyResult,
     /// Receivers counted in the result (not the relay).
     counted: Vec<usize>,
+    /// The object's layout.
+    layout: crate::proto::layout::Layout,
+    /// Nodes that are local repairers.
+    repairer_nodes: Vec<usize>,
+    /// Per (repairer node, block), the origin's source symbols of the block lost on the way.
+    repairer_lost: HashMap<(usize, u32), u64>,
 }
 
 impl Net {
@@ -167,6 +173,9 @@ impl Net {
             sent: HashSet::new(),
             res: TopologyResult::default(),
             counted: Vec::new(),
+            layout: *object.layout(),
+            repairer_nodes: Vec::new(),
+            repairer_lost: HashMap::new(),
         };
         let lat = cfg.port_latency;
         let kind = NodeKind::Origin {
@@ -182,8 +191,13 @@ impl Net {
             ..cfg.receiver.clone()
         };
         let rx_node = |node: u32, repairer: Option<Repairer>| {
+            // A repairer's own receiver NAKs first (see `proto::repairer::receiver_config`).
+            let rc = match repairer {
+                Some(_) => crate::proto::repairer::receiver_config(rx_cfg(node)),
+                None => rx_cfg(node),
+            };
             NodeKind::Rx(Box::new(RxNode {
-                rx: Receiver::new(rx_cfg(node)),
+                rx: Receiver::new(rc),
                 sink: Disk::new(&object, repairer.is_some()),
                 repairer,
             }))
@@ -198,8 +212,12 @@ impl Net {
                 };
                 Repairer::new(rc, Instant::ZERO)
             });
-            let loss = if rep.is_some() { cfg.repairer_loss.unwrap_or(cfg.loss) } else { cfg.loss };
+            let is_rep = rep.is_some();
+            let loss = if is_rep { cfg.repairer_loss.unwrap_or(cfg.loss) } else { cfg.loss };
             let n = net.add_node(rx_node(node, rep));
+            if is_rep {
+                net.repairer_nodes.push(n);
+            }
             net.add_port(n, Side::Rx, 0, loss, lat);
             net.counted.push(n);
         }
@@ -376,6 +394,15 @@ impl Net {
             return;
         };
         self.count(n, &data);
+        // The origin's source symbols (block, whether the repairers' floor counts them).
+        let source = match (n, wire::parse(&data)) {
+            (0, Ok((_, Packet::Data(d)))) if d.object == wire::ObjectId::Payload => self
+                .layout
+                .source_symbols(d.block)
+                .filter(|k| d.esi < u32::from(*k))
+                .map(|_| d.block),
+            _ => None,
+        };
         let src = self.ports[from].clone();
         if src.loss > 0.0 && self.rng.gen::<f64>() < src.loss {
             return; // lost on the sender's own link: for everyone
@@ -395,6 +422,10 @@ impl Net {
             }
             let (loss, at) = (dst.loss, self.now + src.latency + dst.latency);
             if loss > 0.0 && self.rng.gen::<f64>() < loss {
+                let node = dst.node;
+                if let Some(block) = source.filter(|_| self.repairer_nodes.contains(&node)) {
+                    *self.repairer_lost.entry((node, block)).or_insert(0) += 1;
+                }
                 continue;
             }
             self.push(at, Ev::Deliver { port: p, from, data: Rc::clone(&data) });
@@ -447,7 +478,10 @@ impl Net {
             self.res.sender_repair_datagrams = st.repair_packets;
             self.res.sender_proactive_datagrams = st.proactive_repair_packets;
             self.res.sender_naks = st.naks_received;
-            self.res.needs_covered = tx.repairer_stats().needs_covered;
+            let rs = tx.repairer_stats();
+            self.res.needs_covered = rs.needs_covered;
+            self.res.blocks_deferred = rs.blocks_deferred;
+            self.res.needs_deferred = rs.needs_deferred;
             self.res.origin_reports = tx
                 .receivers()
                 .values()
@@ -458,6 +492,14 @@ impl Net {
                     self.res.via.insert(r.node, v.node);
                 }
             }
+        }
+        if !self.repairer_nodes.is_empty() {
+            self.res.repair_floor = (0..self.layout.block_count())
+                .map(|b| {
+                    let lost = |r: &usize| self.repairer_lost.get(&(*r, b)).copied().unwrap_or(0);
+                    self.repairer_nodes.iter().map(lost).min().unwrap_or(0)
+                })
+                .sum();
         }
         self.res.seconds = last.as_secs_f64();
         self.res.events = self.events;
