@@ -13,6 +13,13 @@
 //!   and only while the rate is within a headroom of the highest receive rate reported lately
 //!   (a sender that cannot send as fast as it paces stops growing).
 //!
+//! - **Host-limited** (no congestion, but some receiver's extended report says its own socket
+//!   dropped more than `host_hold` of the data: the host, not the path, cannot keep up): no
+//!   growth (slow start ends; that receiver becomes the CLR, so it answers every tick and the
+//!   report names it), and above `host_back` the rate goes down to that receiver's receive rate
+//!   × (1 + `host_hold`), which is not a multiplicative decrease and not counted as one. Loss up
+//!   to `host_hold` is what proactive FEC and repairs absorb anyway.
+//!
 //! Straggler rule: a receiver that reports congestion while the rate is at the floor
 //! (`min_bps`) for `exclude_after` without a break is excluded from rate decisions (its reports
 //! are ignored and counted); the straggler policy then handles it like any lossy receiver.
@@ -75,6 +82,10 @@ pub struct AutoConfig {
     pub drain: f64,
     /// Congested at the floor this long: excluded from rate decisions.
     pub exclude_after: Duration,
+    /// Socket-overflow loss at a receiver (a share) above which the rate stops growing.
+    pub host_hold: f64,
+    /// Socket-overflow loss above which the rate goes down to what that receiver takes.
+    pub host_back: f64,
 }
 
 impl Default for AutoConfig {
@@ -91,6 +102,8 @@ impl Default for AutoConfig {
             decrease: 0.85,
             drain: 0.9,
             exclude_after: Duration::from_secs(3),
+            host_hold: 0.05,
+            host_back: 0.15,
         }
     }
 }
@@ -101,6 +114,14 @@ struct Worst {
     node: u32,
     recv_bps: u64,
     report: RateReport,
+}
+
+/// The receiver whose socket dropped the most since the last decision.
+#[derive(Debug, Clone, Copy)]
+struct HostLimited {
+    node: u32,
+    overflow: f64,
+    recv_bps: u64,
 }
 
 /// The automatic rate controller (see the module docs).
@@ -114,6 +135,9 @@ pub struct AutoRate {
     hold_until: Instant,
     ticks: VecDeque<u64>,
     worst: Option<Worst>,
+    host: Option<HostLimited>,
+    /// Intervals the rate was held (or brought down) for a host's socket overflow.
+    host_holds: u32,
     clr: Option<u32>,
     clr_since: Instant,
     /// When the limiting receiver last reported congestion, and what it received then.
@@ -157,6 +181,8 @@ impl AutoRate {
             hold_until: now,
             ticks: VecDeque::with_capacity(TICKS_KEPT),
             worst: None,
+            host: None,
+            host_holds: 0,
             clr: None,
             clr_since: now,
             clr_congested: None,
@@ -289,6 +315,7 @@ impl AutoRate {
 
     fn decide(&mut self, now: Instant) {
         let rtt = self.rtt.unwrap_or(Duration::ZERO);
+        let host = self.host.take();
         if let Some(w) = self.worst.take() {
             let keep = match (self.clr, self.clr_congested) {
                 (Some(c), Some((at, recv))) if c != w.node => {
@@ -324,6 +351,26 @@ impl AutoRate {
                 self.set_rate(now, target);
                 self.slow_start = false;
                 self.decreases += 1;
+                self.hold_until = now + self.interval * 2 + rtt;
+            }
+            return;
+        }
+        if let Some(h) = host.filter(|h| h.overflow > self.cfg.host_hold) {
+            // The host, not the path: hold (and name it), come down only to what it takes.
+            self.set_clr(now, Some(h.node));
+            self.slow_start = false;
+            self.host_holds += 1;
+            let target = h.recv_bps as f64 * (1.0 + self.cfg.host_hold);
+            if h.overflow > self.cfg.host_back && now >= self.hold_until && target < self.rate {
+                tracing::debug!(
+                    "rate: {:08x} drops {:.1} % at its socket, receiving {} kbit/s: {} -> {} kbit/s",
+                    h.node,
+                    h.overflow * 100.0,
+                    h.recv_bps / 1000,
+                    self.rate as u64 / 1000,
+                    target as u64 / 1000
+                );
+                self.set_rate(now, target.max(self.rate * 0.5));
                 self.hold_until = now + self.interval * 2 + rtt;
             }
             return;
@@ -410,10 +457,17 @@ impl RateController for AutoRate {
         }
         self.recent_recv.push_back((now, u64::from(r.recv_rate_kbps) * 1000));
         self.floor_rule(now, node, congested);
-        if self.excluded.contains(&node) || !congested {
+        if self.excluded.contains(&node) {
             return true;
         }
         let recv_bps = u64::from(r.recv_rate_kbps) * 1000;
+        let overflow = f64::from(r.overflow_ppm.unwrap_or(0)) / 1e6;
+        if overflow > 0.0 && self.host.is_none_or(|h| overflow > h.overflow) {
+            self.host = Some(HostLimited { node, overflow, recv_bps });
+        }
+        if !congested {
+            return true;
+        }
         if self.clr == Some(node) {
             self.clr_congested = Some((now, recv_bps));
         }
@@ -458,6 +512,7 @@ impl RateController for AutoRate {
             limited_by: limited_by.map(|(n, _)| *n),
             limiting: limiting.into_iter().collect(),
             excluded: self.excluded.iter().copied().collect(),
+            host_holds: self.host_holds,
         }
     }
 }
