@@ -53,6 +53,17 @@ const SLOW_START_HEADROOM: f64 = 2.0;
 /// ...and after it. A sender that cannot send as fast as it paces (CPU, a full socket
 /// buffer) then stops growing instead of climbing to `max_bps` on reports of no congestion.
 const GROWTH_HEADROOM: f64 = 1.25;
+/// How long (in control intervals, and at least [`HOST_FRESH`]) the latest socket-overflow
+/// report holds the rate: a host that drops at its socket also drops ticks, so it may not
+/// answer for a while; its own next report replaces the figure.
+const HOST_FRESH_INTERVALS: u32 = 10;
+/// See [`HOST_FRESH_INTERVALS`].
+const HOST_FRESH: Duration = Duration::from_millis(500);
+/// The rate does not grow while the limiting receiver has been silent this long (and four
+/// intervals)...
+const CLR_QUIET: Duration = Duration::from_millis(100);
+/// ...and after this long it is no longer the limiting receiver.
+const CLR_GONE: Duration = Duration::from_secs(2);
 /// Points of the rate history kept for the settled mean (halved in resolution when full).
 const HISTORY_KEPT: usize = 4096;
 
@@ -103,7 +114,7 @@ impl Default for AutoConfig {
             drain: 0.9,
             exclude_after: Duration::from_secs(3),
             host_hold: 0.05,
-            host_back: 0.15,
+            host_back: 0.07,
         }
     }
 }
@@ -122,6 +133,7 @@ struct HostLimited {
     node: u32,
     overflow: f64,
     recv_bps: u64,
+    at: Instant,
 }
 
 /// The automatic rate controller (see the module docs).
@@ -140,6 +152,8 @@ pub struct AutoRate {
     host_holds: u32,
     clr: Option<u32>,
     clr_since: Instant,
+    /// When the limiting receiver was last heard (or became the limiting receiver).
+    clr_heard: Instant,
     /// When the limiting receiver last reported congestion, and what it received then.
     clr_congested: Option<(Instant, u64)>,
     rtt: Option<Duration>,
@@ -185,6 +199,7 @@ impl AutoRate {
             host_holds: 0,
             clr: None,
             clr_since: now,
+            clr_heard: now,
             clr_congested: None,
             rtt: None,
             share: u16::MAX,
@@ -232,6 +247,7 @@ impl AutoRate {
         self.close_clr(now);
         self.clr = node;
         self.clr_since = now;
+        self.clr_heard = now;
         self.clr_congested = None;
     }
 
@@ -315,7 +331,11 @@ impl AutoRate {
 
     fn decide(&mut self, now: Instant) {
         let rtt = self.rtt.unwrap_or(Duration::ZERO);
-        let host = self.host.take();
+        // The latest overflow heard holds for a few intervals (the receiver measures it over
+        // loss windows that span several ticks, and a tick it dropped gets no answer).
+        let fresh = (self.interval * HOST_FRESH_INTERVALS).max(HOST_FRESH);
+        let host = self.host.filter(|h| now.saturating_duration_since(h.at) <= fresh);
+        self.host = host;
         if let Some(w) = self.worst.take() {
             let keep = match (self.clr, self.clr_congested) {
                 (Some(c), Some((at, recv))) if c != w.node => {
@@ -378,6 +398,16 @@ impl AutoRate {
         let silent = Duration::from_secs(1).max(self.interval * SILENT_INTERVALS);
         let heard = self.last_heard.is_some_and(|t| now.saturating_duration_since(t) <= silent);
         if now < self.hold_until || !heard {
+            return;
+        }
+        // The limiting receiver answers every tick: while it is silent its state is unknown
+        // (a host dropping at its socket drops ticks too), so hold; long silent, it is no
+        // longer the limit (every receiver may then answer again).
+        let clr_silent = now.saturating_duration_since(self.clr_heard);
+        if self.clr.is_some() && clr_silent > (self.interval * 4).max(CLR_QUIET) {
+            if clr_silent > CLR_GONE {
+                self.set_clr(now, None);
+            }
             return;
         }
         let headroom = if self.slow_start { SLOW_START_HEADROOM } else { GROWTH_HEADROOM };
@@ -443,6 +473,9 @@ impl RateController for AutoRate {
         }
         self.reports += 1;
         self.last_heard = Some(now);
+        if self.clr == Some(node) {
+            self.clr_heard = now;
+        }
         let sent = Instant::from_micros(r.tick_time_us);
         let rtt = now
             .saturating_duration_since(sent)
@@ -462,8 +495,20 @@ impl RateController for AutoRate {
         }
         let recv_bps = u64::from(r.recv_rate_kbps) * 1000;
         let overflow = f64::from(r.overflow_ppm.unwrap_or(0)) / 1e6;
-        if overflow > 0.0 && self.host.is_none_or(|h| overflow > h.overflow) {
-            self.host = Some(HostLimited { node, overflow, recv_bps });
+        tracing::trace!(
+            "rate report {node:08x} at {now:?}: recv {} kbit/s, loss {} ppm, overflow {:?} ppm, queue {} us, \
+             flags {:#x}",
+            r.recv_rate_kbps,
+            r.loss_ppm,
+            r.overflow_ppm,
+            r.queue_delay_us,
+            r.flags
+        );
+        // The worst host heard lately; its own newer report replaces it (even a lower one).
+        if self.host.is_none_or(|h| h.node == node || overflow > h.overflow) && overflow > 0.0
+            || self.host.is_some_and(|h| h.node == node)
+        {
+            self.host = Some(HostLimited { node, overflow, recv_bps, at: now });
         }
         if !congested {
             return true;

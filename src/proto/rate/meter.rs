@@ -94,6 +94,8 @@ pub struct RateMeter {
     pool: std::collections::VecDeque<(Instant, u64)>,
     /// Datagrams the socket dropped, in all (matched by gaps).
     overflow_total: u64,
+    /// The last judged window's socket-overflow share, ppm (reported until the next one).
+    last_overflow_ppm: u32,
     baseline: Option<f64>,
     pending: Option<(RateReport, Instant)>,
     ticks: u64,
@@ -227,6 +229,9 @@ impl RateMeter {
         self.congested += u64::from(congested);
         let flags = if congested { RATE_CONGESTED } else { 0 }
             | if loss_event { RATE_LOSS_EVENT } else { 0 };
+        if judged {
+            self.last_overflow_ppm = (share(overflow) * 1e6).round().min(1e6) as u32;
+        }
         let report = RateReport {
             tick_time_us: tick.send_time_us,
             hold_us: 0,
@@ -235,13 +240,7 @@ impl RateMeter {
             recv_rate_kbps: (recv_bps / 1000.0).round().min(f64::from(u32::MAX)) as u32,
             ce_ppm: 0,
             flags,
-            overflow_ppm: ext.then(|| {
-                if judged {
-                    (share(overflow) * 1e6).round().min(1e6) as u32
-                } else {
-                    0
-                }
-            }),
+            overflow_ppm: ext.then_some(self.last_overflow_ppm),
         };
         if judged {
             self.expected = 0;
@@ -249,7 +248,7 @@ impl RateMeter {
         }
         let drawn = tick.report_share == u16::MAX || draw < tick.report_share;
         // A host dropping at its socket speaks up too (its sender caps the growth on it).
-        let host_limited = ext && share(overflow) > HOST_SPEAK;
+        let host_limited = ext && f64::from(self.last_overflow_ppm) / 1e6 > HOST_SPEAK;
         let speak = congested || host_limited || tick.clr_node == 0;
         let answer = (me != 0 && tick.clr_node == me) || (speak && drawn);
         if answer {

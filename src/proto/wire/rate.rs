@@ -74,8 +74,8 @@ pub struct RateReport {
     pub ce_ppm: u32,
     /// [`RATE_CONGESTED`], [`RATE_LOSS_EVENT`].
     pub flags: u8,
-    /// Extended report only: the share of the interval's data datagrams that the receiver's
-    /// own kernel dropped (socket receive buffer full: the host did not keep up), parts per
+    /// Extended report only: the share of the latest loss window's data datagrams that the
+    /// receiver's own kernel dropped (socket receive buffer full: the host did not keep up), parts per
     /// million, part of `loss_ppm`. `None`: a base-layout report (an older receiver, or one
     /// answering an older sender), which says nothing about where its loss happened.
     pub overflow_ppm: Option<u32>,
