@@ -205,6 +205,8 @@ pub struct RateEntry {
     pub excluded: Vec<u32>,
     /// Control intervals the rate was held for a receiver's socket overflow (host-limited).
     pub host_holds: u32,
+    /// Congested reports taken for a receiver's scheduling hiccup, not a queue.
+    pub hiccups: u64,
 }
 
 impl RateEntry {
@@ -223,6 +225,7 @@ impl RateEntry {
             limiting: s.limiting.iter().map(|(n, us)| (*n, *us as f64 / 1e6)).collect(),
             excluded: s.excluded.clone(),
             host_holds: s.host_holds,
+            hiccups: s.hiccups,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! - **Congestion** (some believed report since the last decision says congested): the worst
 //!   such receiver (lowest receive rate) becomes the limiting receiver (CLR) unless the current
 //!   one is still congested and not much better; unless a decrease is still being held, the
-//!   rate drops to `min(rate × decrease, receive rate × drain)` (never below half the rate or
+//!   rate drops to `min(rate × decrease, receive rate × drain)` (the higher of its last two reported receive rates; never below half the rate or
 //!   the floor), slow start ends, and the next change waits two intervals and an RTT, so that
 //!   the receivers measure the new rate before the next judgement.
 //! - **No congestion**: grow, by `slow_start_gain` per interval until the first congestion, then
@@ -28,7 +28,7 @@
 
 use super::{RateController, RateSummary};
 use crate::proto::time::{Duration, Instant};
-use crate::proto::wire::{RateReport, RateTick};
+use crate::proto::wire::{RateReport, RateTick, RATE_LOSS_EVENT};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Receivers tracked at most (limiting-receiver times, floor timers, exclusions).
@@ -45,6 +45,8 @@ const REPORTS_PER_TICK: f64 = 8.0;
 const SILENT_INTERVALS: u32 = 10;
 /// Receive rates remembered for the growth cap (the most recent believed reports).
 const RECV_KEPT: usize = 64;
+/// Receive rates remembered per receiver for the drain target.
+const RECV_PER_NODE: usize = 2;
 /// How far back the growth cap looks at the receive rates reported.
 const RECV_HORIZON: Duration = Duration::from_millis(500);
 /// The rate grows only while it is below this many times the highest receive rate reported
@@ -93,6 +95,12 @@ pub struct AutoConfig {
     pub drain: f64,
     /// Congested at the floor this long: excluded from rate decisions.
     pub exclude_after: Duration,
+    /// A report congested by its queueing delay alone (no loss event, no CE) whose receive
+    /// rate fell below this share of the same receiver's previous report is taken for a
+    /// receiver that was not scheduled (it read its ticks late and its data in a burst), not
+    /// for a queue: a bottleneck's queue delays every tick while the receiver goes on receiving
+    /// at the bottleneck's rate. Its next report, if still congested, counts.
+    pub hiccup_share: f64,
     /// Socket-overflow loss at a receiver (a share) above which the rate stops growing.
     pub host_hold: f64,
     /// Socket-overflow loss above which the rate goes down to what that receiver takes.
@@ -113,6 +121,7 @@ impl Default for AutoConfig {
             decrease: 0.85,
             drain: 0.9,
             exclude_after: Duration::from_secs(3),
+            hiccup_share: 0.4,
             host_hold: 0.05,
             host_back: 0.07,
         }
@@ -150,6 +159,8 @@ pub struct AutoRate {
     host: Option<HostLimited>,
     /// Intervals the rate was held (or brought down) for a host's socket overflow.
     host_holds: u32,
+    /// Congested reports taken for a receiver's scheduling hiccup (see `hiccup_share`).
+    hiccups: u64,
     clr: Option<u32>,
     clr_since: Instant,
     /// When the limiting receiver was last heard (or became the limiting receiver).
@@ -164,6 +175,10 @@ pub struct AutoRate {
     last_heard: Option<Instant>,
     /// Receive rates of the latest believed reports (for the growth cap).
     recent_recv: VecDeque<(Instant, u64)>,
+    /// Each receiver's last [`RECV_PER_NODE`] reported receive rates, newest first (the drain
+    /// target takes their highest: one window of a receiver that was not scheduled reads as
+    /// a collapse of its receive rate).
+    node_recv: BTreeMap<u32, [u64; RECV_PER_NODE]>,
     floor_since: BTreeMap<u32, Instant>,
     excluded: BTreeSet<u32>,
     limiting: BTreeMap<u32, u64>,
@@ -197,6 +212,7 @@ impl AutoRate {
             worst: None,
             host: None,
             host_holds: 0,
+            hiccups: 0,
             clr: None,
             clr_since: now,
             clr_heard: now,
@@ -206,6 +222,7 @@ impl AutoRate {
             group_size: 1,
             last_heard: None,
             recent_recv: VecDeque::with_capacity(RECV_KEPT),
+            node_recv: BTreeMap::new(),
             floor_since: BTreeMap::new(),
             excluded: BTreeSet::new(),
             limiting: BTreeMap::new(),
@@ -352,8 +369,12 @@ impl AutoRate {
             }
             if now >= self.hold_until {
                 let mut target = self.rate * self.cfg.decrease;
-                if w.recv_bps > 0 {
-                    target = target.min(w.recv_bps as f64 * self.cfg.drain);
+                let recv = self
+                    .node_recv
+                    .get(&w.node)
+                    .map_or(w.recv_bps, |r| r.iter().copied().max().unwrap_or(0).max(w.recv_bps));
+                if recv > 0 {
+                    target = target.min(recv as f64 * self.cfg.drain);
                 }
                 let target = target.max(self.rate * 0.5);
                 tracing::debug!(
@@ -484,11 +505,23 @@ impl RateController for AutoRate {
             Some(old) => (old * 7 + rtt) / 8,
             None => rtt,
         });
-        let congested = r.congested();
+        let delay_only = r.flags & RATE_LOSS_EVENT == 0 && r.ce_ppm == 0;
+        let recv_now = u64::from(r.recv_rate_kbps) * 1000;
+        let before = self.node_recv.get(&node).map_or(0, |h| h[0]);
+        let hiccup = delay_only && (recv_now as f64) < before as f64 * self.cfg.hiccup_share;
+        if r.congested() && hiccup {
+            self.hiccups += 1;
+        }
+        let congested = r.congested() && !hiccup;
         if self.recent_recv.len() == RECV_KEPT {
             self.recent_recv.pop_front();
         }
         self.recent_recv.push_back((now, u64::from(r.recv_rate_kbps) * 1000));
+        if self.node_recv.len() < MAX_RATE_NODES || self.node_recv.contains_key(&node) {
+            let h = self.node_recv.entry(node).or_default();
+            h.rotate_right(1);
+            h[0] = u64::from(r.recv_rate_kbps) * 1000;
+        }
         self.floor_rule(now, node, congested);
         if self.excluded.contains(&node) {
             return true;
@@ -558,6 +591,7 @@ impl RateController for AutoRate {
             limiting: limiting.into_iter().collect(),
             excluded: self.excluded.iter().copied().collect(),
             host_holds: self.host_holds,
+            hiccups: self.hiccups,
         }
     }
 }

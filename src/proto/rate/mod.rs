@@ -72,6 +72,9 @@ pub struct RateSummary {
     /// Control intervals in which the rate was held (or brought down to what a host takes)
     /// because a receiver's own socket dropped data (host-limited, not congestion).
     pub host_holds: u32,
+    /// Congested reports not acted on because the receiver's receive rate had collapsed
+    /// against its previous report (a receiver that was not scheduled, not a queue).
+    pub hiccups: u64,
 }
 
 /// The fixed rate: today's behaviour. It never changes the rate and never asks for a tick.

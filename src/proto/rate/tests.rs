@@ -118,9 +118,11 @@ fn congestion_drains_to_the_receive_rate_once_per_hold() {
     drive(&mut c, 120, 1, 3, |_| vec![]);
     assert_eq!(c.clr(), Some(2));
     let s = c.summary(at(130));
-    // The decrease at 100 ms went to 0.9 x 42; the one due at 120 ms was still held.
+    // The decrease at 100 ms went to 0.85 x the rate: node 2's previous report said 100
+    // Mbit/s, and the drain takes the higher of a receiver's last two (0.9 x 42 would be
+    // 37.8; 0.85 x 47.3 is 40.2); the one due at 120 ms was still held.
     assert_eq!(s.limited_by, Some(3));
-    assert!((37_799_000..=37_800_000).contains(&s.min_bps), "{}", s.min_bps);
+    assert!((40_197_000..=40_198_000).contains(&s.min_bps), "{}", s.min_bps);
     assert_eq!(s.decreases, 3);
 }
 
@@ -183,6 +185,27 @@ fn meter_reads_queue_growth_not_the_clock_offset() {
     }
     // Queue samples 2, 4, 6, 8 ...; smoothed 1, 2.5, 4.25: third tick on.
     assert_eq!(flagged, [false, false, true, true, true, true]);
+}
+
+#[test]
+fn with_a_delay_filter_a_receiver_that_reads_two_ticks_late_is_not_a_queue() {
+    let mut m = RateMeter::new(MeterConfig { delay_filter: 3, ..MeterConfig::default() });
+    for i in 0..10 {
+        m.on_tick(at(i * 10), &tick_at(i * 10, 2, 0), 2, 0, true);
+        m.take_report(at(i * 10));
+    }
+    // Two ticks read 15 ms late (the receiver was not scheduled), then on time: no queue.
+    for (i, late) in [(10, 15), (11, 15), (12, 0), (13, 0)] {
+        m.on_tick(at(i * 10 + late), &tick_at(i * 10, 2, 0), 2, 0, true);
+        assert!(!m.take_report(at(i * 10 + late)).unwrap().congested());
+    }
+    // Three in a row are a queue.
+    let mut flagged = Vec::new();
+    for i in 14..18 {
+        m.on_tick(at(i * 10 + 15), &tick_at(i * 10, 2, 0), 2, 0, true);
+        flagged.push(m.take_report(at(i * 10 + 15)).unwrap().congested());
+    }
+    assert_eq!(flagged, [false, false, true, true]);
 }
 
 /// Windows of 1000 datagrams, `lost_per_100` lost of every 100 (of which the socket dropped
