@@ -12,6 +12,8 @@
 #          IPERF_S seconds, the push starting 2 s into it: iperf3's throughput during the
 #          overlap as a fraction of LINK (target >= 1/3) and mcast's rate meanwhile
 # (ECN and the "fraction of the others" straggler rule are not implemented yet: no cases.)
+# Per run it also prints what the receivers say about where loss happened (drops, rxloss,
+# softnet_drops) and the controller's host_holds and hiccups (see below).
 #
 # Per mcast run one line, e.g.
 #   rate: case=a n=3 link=1G loss=0% seconds=2.95 bytes=268435456 ok=3/3 steady=905.3Mbit/s
