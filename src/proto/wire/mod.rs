@@ -120,9 +120,7 @@ pub fn emit(header: &Header, packet: &Packet<'_>, buf: &mut Vec<u8>) {
     buf.extend_from_slice(&MAGIC);
     buf.put_u8(VERSION);
     buf.put_u8(packet.kind() as u8);
-    // A tick says its sender reads extended rate reports (`rate.rs`, compatibility).
-    let ext = matches!(packet, Packet::Rate(RatePacket::Tick(_)));
-    buf.put_u16(header.flags | if ext { FLAG_RATE_EXT } else { 0 });
+    buf.put_u16(header.flags);
     buf.put_u32(header.session);
     buf.put_u32(header.node);
     packet.emit_body(buf);

@@ -12,18 +12,17 @@
 //! report  kind 1 u8 | tick_time_us u64 | hold_us u32 | queue_delay_us u32 | loss_ppm u32
 //!         | recv_rate_kbps u32 | ce_ppm u32 | flags u8
 //!         [ | overflow_ppm u32 ]                                   (extended report)
-//!         [ | anything later versions add: ignored ]
 //! ```
 //!
 //! Parsing checks the kind, the ppm fields (at most 10^6) and the flags (unknown bits refused).
 //!
 //! **Compatibility.** Builds before the extended report parse a report of exactly the base
 //! length and refuse anything longer, so a receiver sends the extension only when the tick it
-//! answers says its sender reads it: [`emit`](crate::proto::wire::emit) sets [`FLAG_RATE_EXT`] in the header
-//! of every tick this build sends (older receivers ignore header flags they do not know), and
-//! the receiver answers a tick without it in the base layout. This build parses both layouts
-//! (the base one gives `overflow_ppm: None`) and ignores bytes after the fields it knows, so a
-//! later extension parses here too.
+//! answers says its sender reads it: the sender sets [`FLAG_RATE_EXT`] in the header of every
+//! tick ([`tick_header`]; older receivers ignore header flags they do not know, and the tick
+//! body is unchanged), and the receiver answers a tick without it in the base layout. This
+//! build parses both layouts (the base one gives `overflow_ppm: None`); anything else is
+//! refused as before, so that every packet that parses emits back to the same bytes.
 
 use crate::proto::wire::cursor::{Reader, Writer};
 use crate::proto::wire::WireError;
@@ -37,10 +36,23 @@ pub const RATE_CONGESTED: u8 = 0x01;
 /// Report flag: the loss part of the judgement (loss above the receiver's random-loss baseline).
 pub const RATE_LOSS_EVENT: u8 = 0x02;
 const KNOWN_FLAGS: u8 = RATE_CONGESTED | RATE_LOSS_EVENT;
+/// The header a sender emits `packet` with: `header`, plus [`FLAG_RATE_EXT`] on a tick.
+pub fn tick_header(
+    header: &crate::proto::wire::Header,
+    packet: &crate::proto::wire::Packet<'_>,
+) -> crate::proto::wire::Header {
+    match packet {
+        crate::proto::wire::Packet::Rate(RatePacket::Tick(_)) => {
+            crate::proto::wire::Header { flags: header.flags | FLAG_RATE_EXT, ..*header }
+        }
+        _ => *header,
+    }
+}
+
 /// Bytes the extended report adds (`overflow_ppm`).
 pub const RATE_REPORT_EXT_LEN: usize = 4;
 /// Header flag on a tick: its sender reads extended reports (see the module docs). Set by
-/// [`emit`](crate::proto::wire::emit) on every tick; meaningless on other packets.
+/// the sender on every tick ([`tick_header`]); meaningless on other packets.
 pub const FLAG_RATE_EXT: u16 = 0x0001;
 const PPM_MAX: u32 = 1_000_000;
 
@@ -127,8 +139,7 @@ pub(super) fn parse_rate(r: &mut Reader<'_>) -> Result<RatePacket, WireError> {
             if r.remaining() >= RATE_REPORT_EXT_LEN {
                 report.overflow_ppm = Some(ppm(r.u32()?)?);
             }
-            // A later version's fields: ignored (bounded by the datagram, nothing allocated).
-            let _ = r.rest();
+
             if report.flags & !KNOWN_FLAGS != 0 {
                 return Err(WireError::BadField("rate flags"));
             }
@@ -175,8 +186,7 @@ mod tests {
         let mut buf = Vec::new();
         wire::emit(&header, &Packet::Rate(p), &mut buf);
         let (h, parsed) = wire::parse(&buf).expect("parses");
-        let ext = if matches!(p, RatePacket::Tick(_)) { FLAG_RATE_EXT } else { 0 };
-        assert_eq!(h, Header { flags: ext, ..header });
+        assert_eq!(h, header);
         assert_eq!(parsed, Packet::Rate(p));
         buf
     }
@@ -229,51 +239,31 @@ mod tests {
             report_share: 4,
         });
         let mut buf = Vec::new();
-        wire::emit(&header, &Packet::Rate(tick), &mut buf);
+        let tick = Packet::Rate(tick);
+        wire::emit(&tick_header(&header, &tick), &tick, &mut buf);
         assert_eq!(buf.len(), 16 + RATE_TICK_LEN + 4);
         let (h, _) = wire::parse(&buf).expect("tick parses");
         assert_eq!(h.flags & FLAG_RATE_EXT, FLAG_RATE_EXT);
         // Other packets do not get the flag.
-        let (h, _) = wire::parse(&ext).expect("report parses");
-        assert_eq!(h.flags, 0);
+        assert_eq!(tick_header(&header, &Packet::Rate(extended(1))), header);
     }
 
     #[test]
-    fn fields_a_later_version_appends_are_ignored() {
+    fn only_the_two_layouts_parse() {
         let header = Header { flags: 0, session: 7, node: 9 };
-        let mut buf = Vec::new();
-        wire::emit(&header, &Packet::Rate(extended(7)), &mut buf);
-        let body_end = buf.len() - 4;
-        buf.truncate(body_end);
-        buf.extend_from_slice(&[0xab; 9]);
-        let crc = crc32fast::hash(&buf);
-        buf.extend_from_slice(&crc.to_be_bytes());
-        let (_, p) = wire::parse(&buf).expect("a longer report parses");
-        assert_eq!(p, Packet::Rate(extended(7)));
-        // A partial extension (fewer bytes than the field) is ignored too: base report.
-        let mut buf = Vec::new();
-        wire::emit(&header, &Packet::Rate(report(0, 0)), &mut buf);
-        buf.truncate(buf.len() - 4);
-        buf.extend_from_slice(&[1, 2, 3]);
-        let crc = crc32fast::hash(&buf);
-        buf.extend_from_slice(&crc.to_be_bytes());
-        let (_, p) = wire::parse(&buf).expect("parses");
-        assert_eq!(p, Packet::Rate(report(0, 0)));
-    }
-
-    #[test]
-    fn both_kinds_round_trip() {
-        let tick = RatePacket::Tick(RateTick {
-            send_time_us: 42,
-            rate_bps: 1_000_000_000,
-            clr_node: 0xdead_beef,
-            report_share: 9000,
-        });
-        let a = round_trip(tick);
-        let b = round_trip(report(RATE_CONGESTED | RATE_LOSS_EVENT, 1_000_000));
-        // Header 16 + kind and fields + CRC 4.
-        assert_eq!(a.len(), 16 + RATE_TICK_LEN + 4);
-        assert_eq!(b.len(), 16 + RATE_REPORT_LEN + 4);
+        let with_tail = |p: RatePacket, tail: &[u8]| {
+            let mut buf = Vec::new();
+            wire::emit(&header, &Packet::Rate(p), &mut buf);
+            buf.truncate(buf.len() - 4);
+            buf.extend_from_slice(tail);
+            let crc = crc32fast::hash(&buf);
+            buf.extend_from_slice(&crc.to_be_bytes());
+            wire::parse(&buf).map(|_| ())
+        };
+        // A base report with 3 bytes more (not a whole field), an extended one with 1 more.
+        assert_eq!(with_tail(report(0, 0), &[1, 2, 3]), Err(WireError::TrailingBytes(3)));
+        assert_eq!(with_tail(extended(7), &[1]), Err(WireError::TrailingBytes(1)));
+        assert!(with_tail(extended(7), &[]).is_ok());
     }
 
     /// Rewrite one body byte of an emitted packet (CRC recomputed) and parse it again.
