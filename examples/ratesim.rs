@@ -1,6 +1,6 @@
 //! Rate-over-time plots of automatic rate control in the simulator (issue 17's four cases:
 //! one slow receiver link, a link that halves mid-push, random loss without congestion, a
-//! competing TCP-like flow). Writes one SVG per case into the given directory and prints a
+//! competing TCP-like flow; and a receiver whose host, not its link, is the limit). Writes one SVG per case into the given directory and prints a
 //! line of figures per case.
 //!
 //! ```sh
@@ -21,11 +21,14 @@ fn main() -> anyhow::Result<()> {
         let end = sc.duration.as_secs_f64();
         println!(
             "{name}: mean rate {:.1} Mbit/s over the second half (bottleneck {:.1}), TCP {:.1} \
-             Mbit/s, {} decreases, limited by {:?}, excluded {:?}, completed {:?} -> {path}",
+             Mbit/s, {} decreases, {} host holds, socket drops {:?}, limited by {:?}, excluded \
+             {:?}, completed {:?} -> {path}",
             r.mean(late, end, |s| s.rate_bps as f64) / 1e6,
             r.mean(late, end, |s| s.capacity_bps as f64) / 1e6,
             r.mean(late, end, |s| s.tcp_bps as f64) / 1e6,
             r.summary.decreases,
+            r.summary.host_holds,
+            r.socket_drops,
             r.summary.limited_by,
             r.summary.excluded,
             r.completed,

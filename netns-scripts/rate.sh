@@ -12,18 +12,24 @@
 #          IPERF_S seconds, the push starting 2 s into it: iperf3's throughput during the
 #          overlap as a fraction of LINK (target >= 1/3) and mcast's rate meanwhile
 # (ECN and the "fraction of the others" straggler rule are not implemented yet: no cases.)
+# Per run it also prints what the receivers say about where loss happened (drops, rxloss,
+# softnet_drops) and the controller's host_holds and hiccups (see below).
 #
 # Per mcast run one line, e.g.
 #   rate: case=a n=3 link=1G loss=0% seconds=2.95 bytes=268435456 ok=3/3 steady=905.3Mbit/s
 #         (0.905 of link) wire=880.1Mbit/s (0.880) mean=850.2Mbit/s decreases=4 limited_by=r2
-#         excluded=- ce=0
+#         excluded=- host_holds=0 drops=0 rxloss=0.2% softnet_drops=0 ce=0
 # steady: the controller's time-weighted mean rate over the middle half of the push
 #   (`rate.steady_bps` in mcast-send's --json report); wire: bytes the sender put on its link
 #   (bridge port s0, sampled every 100 ms) over the middle half of the push, per second;
 #   mean: the controller's mean over the whole push (slow start and tail included);
 #   limited_by: host name of the receiver that limited the rate longest (`rate_limited_by`);
-#   excluded: receivers dropped from rate decisions; ce: CE marks the receivers counted (0 until
-#   ECN is read).
+#   excluded: receivers dropped from rate decisions; host_holds: control intervals the rate was
+#   held for a receiver's socket overflow; drops: datagrams the receivers' kernels dropped at
+#   their sockets (receive buffer full: `kernel_drops`, summed); rxloss: the highest first-pass
+#   loss of any receiver (path and socket together); softnet_drops: the machine's softirq
+#   backlog drops during the run (/proc/net/softnet_stat, all CPUs; loss inside this host that
+#   no socket sees); ce: CE marks the receivers counted (0 until ECN is read).
 #
 # This script owns: the lab with LAB_PREFIX (default mcl-ra-; `lab.sh up` per case, `lab.sh
 # down` on exit), a work directory /tmp/mcast-rate.XXXXXX (removed on exit unless --keep), and
@@ -200,14 +206,28 @@ s = [x for x in s if lo <= x[0] <= hi]
 wire = (s[-1][1] - s[0][1]) * 8 / (s[-1][0] - s[0][0]) if len(s) > 2 else 0.0
 ce = 0
 ok = 0
+drops = 0
+rxloss = 0.0
 for i in range(1, n + 1):
     try:
         for line in open(f"{d}/recv-{i}.json"):
             rr = json.loads(line)
             ok += rr.get("status") == "complete"
-            ce += rr.get("stats", {}).get("ecn_ce", 0)
+            st = rr.get("stats", {})
+            ce += st.get("ecn_ce", 0)
+            drops += rr.get("kernel_drops") or 0
+            exp = st.get("first_pass_expected", 0)
+            if exp:
+                rxloss = max(rxloss, st.get("first_pass_missing", 0) / exp)
     except (OSError, ValueError):
         pass
+def softnet(f):
+    try:
+        return sum(int(l.split()[1], 16) for l in open(f) if l.strip())
+    except (OSError, ValueError, IndexError):
+        return None
+sn0, sn1 = softnet(f"{d}/softnet.0"), softnet(f"{d}/softnet.1")
+softnet_drops = sn1 - sn0 if sn0 is not None and sn1 is not None else "?"
 steady = rate.get("steady_bps", rate["mean_bps"])
 lim = r.get("rate_limited_by")
 exc = ",".join(name(x) for x in rate["excluded"]) or "-"
@@ -219,7 +239,8 @@ print(f"rate: case={case} n={n} link={link} loss={loss}% seconds={r['seconds']:.
       f"min={rate['min_bps'] / 1e6:.1f} max={rate['max_bps'] / 1e6:.1f} "
       f"decreases={rate['decreases']} reports={rate['reports']} "
       f"limited_by={name(lim) if lim is not None else '-'} limiting=[{limiting}] excluded={exc} "
-      f"dropped={len(r['dropped'])} ce={ce}")
+      f"dropped={len(r['dropped'])} host_holds={rate.get('host_holds', 0)} hiccups={rate.get('hiccups', 0)} drops={drops} "
+      f"rxloss={rxloss * 100:.1f}% softnet_drops={softnet_drops} ce={ce}")
 PY
 }
 
@@ -236,7 +257,9 @@ mcast_case() {
     mkdir -p "$d"
     lab_up "${labopts[@]}"
     start_sampler "$d/samples"
+    cat /proc/net/softnet_stat >"$d/softnet.0" 2>/dev/null || true
     run_mcast "$d" "$@" || rc=$?
+    cat /proc/net/softnet_stat >"$d/softnet.1" 2>/dev/null || true
     stop_pids
     summarize "$case" "$d" "$lossl"
     ((rc == 0)) || echo "rate: case=$case mcast-send exit status $rc (tail of its log below)" >&2

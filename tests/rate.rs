@@ -1,4 +1,5 @@
-//! Automatic rate control in the rate simulator (`mcast::sim::rate`): issue 17's four cases,
+//! Automatic rate control in the rate simulator (`mcast::sim::rate`): issue 17's four cases
+//! and a host-limited receiver,
 //! seeded and on a virtual clock, each asserting its target. `cargo run --example ratesim`
 //! plots the same cases.
 
@@ -66,5 +67,22 @@ fn a_competing_tcp_flow_keeps_at_least_a_third_of_the_link() {
     // mcast keeps at least its floor and is not excluded: the bottleneck is the whole group's.
     let floor = mbps(cases::competing_tcp(SEED).auto.min_bps as f64);
     assert!(rate(&r, 3.0, 8.0) >= floor);
+    assert!(r.summary.excluded.is_empty());
+}
+
+#[test]
+fn a_host_that_drops_at_its_socket_caps_the_rate_without_decreases() {
+    let r = run(&cases::host_limited(SEED));
+    let host = mbps(cases::LINK_BPS as f64);
+    // The links take twice the host: the rate settles just above what the host takes (its
+    // socket overflow held within about 5 %, what FEC and repairs absorb), not below it.
+    let settled = rate(&r, 3.0, 8.0);
+    assert!(settled >= 0.9 * host && settled <= 1.15 * host, "{settled:.1} of {host}");
+    // Socket overflow is not congestion: no train of multiplicative decreases (the 1 %
+    // random loss does not cause any either), and the host is named as the limit.
+    assert!(r.summary.decreases <= 3, "{:?}", r.summary);
+    assert!(r.summary.host_holds > 0, "{:?}", r.summary);
+    assert_eq!(r.summary.limited_by, Some(r.first_node + 2), "{:?}", r.summary);
+    assert!(r.socket_drops[2] > 0 && r.socket_drops[..2] == [0, 0], "{:?}", r.socket_drops);
     assert!(r.summary.excluded.is_empty());
 }

@@ -158,6 +158,8 @@ struct RecvRole<'a> {
     sink: Option<Box<dyn Sink>>,
     placed: Placed,
     sized_for_rate: bool,
+    /// When the socket's drop counter was last read for rate control.
+    drops_read_at: Option<Instant>,
     recv_buffer: usize,
     recv_buffer_requested: usize,
     progress: Option<Progress>,
@@ -361,6 +363,9 @@ impl RecvRole<'_> {
     }
 }
 
+/// How often the receiver reads its socket's drop counter for rate control.
+const DROPS_EVERY: Duration = Duration::from_millis(5);
+
 impl Role for RecvRole<'_> {
     type Endpoint = repairer::RecvEndpoint;
     type Job = DecodeJob;
@@ -411,6 +416,13 @@ impl Role for RecvRole<'_> {
                     self.recv_buffer = resize_recv_buffer(cx.socket.socket(), want)?.0;
                 }
                 warn_recv_buffer_once(self.recv_buffer, rate);
+            }
+        }
+        // The socket's drops (every 5 ms): rate control tells this host's loss from the path's.
+        if self.drops_read_at.is_none_or(|t| now.saturating_duration_since(t) >= DROPS_EVERY) {
+            self.drops_read_at = Some(now);
+            if let Some(d) = socket_drops(cx.socket.socket()) {
+                self.receiver.note_socket_drops(now, d);
             }
         }
         Ok(())
@@ -492,6 +504,7 @@ pub async fn run(
             tree: None,
         },
         sized_for_rate: false,
+        drops_read_at: None,
         recv_buffer,
         recv_buffer_requested: cfg.recv_buffer,
         progress: None,

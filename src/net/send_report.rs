@@ -203,6 +203,10 @@ pub struct RateEntry {
     pub limiting: Vec<(u32, f64)>,
     /// Receivers dropped from rate decisions under the straggler rule (node ids).
     pub excluded: Vec<u32>,
+    /// Control intervals the rate was held for a receiver's socket overflow (host-limited).
+    pub host_holds: u32,
+    /// Congested reports taken for a receiver's scheduling hiccup, not a queue.
+    pub hiccups: u64,
 }
 
 impl RateEntry {
@@ -220,6 +224,8 @@ impl RateEntry {
             reports_ignored: s.reports_ignored,
             limiting: s.limiting.iter().map(|(n, us)| (*n, *us as f64 / 1e6)).collect(),
             excluded: s.excluded.clone(),
+            host_holds: s.host_holds,
+            hiccups: s.hiccups,
         }
     }
 }

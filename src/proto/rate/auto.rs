@@ -4,7 +4,7 @@
 //! - **Congestion** (some believed report since the last decision says congested): the worst
 //!   such receiver (lowest receive rate) becomes the limiting receiver (CLR) unless the current
 //!   one is still congested and not much better; unless a decrease is still being held, the
-//!   rate drops to `min(rate × decrease, receive rate × drain)` (never below half the rate or
+//!   rate drops to `min(rate × decrease, receive rate × drain)` (the higher of its last two reported receive rates; never below half the rate or
 //!   the floor), slow start ends, and the next change waits two intervals and an RTT, so that
 //!   the receivers measure the new rate before the next judgement.
 //! - **No congestion**: grow, by `slow_start_gain` per interval until the first congestion, then
@@ -12,6 +12,13 @@
 //!   `max_bps`, only while some receiver was heard recently (a silent group holds the rate),
 //!   and only while the rate is within a headroom of the highest receive rate reported lately
 //!   (a sender that cannot send as fast as it paces stops growing).
+//!
+//! - **Host-limited** (no congestion, but some receiver's extended report says its own socket
+//!   dropped more than `host_hold` of the data: the host, not the path, cannot keep up): no
+//!   growth (slow start ends; that receiver becomes the CLR, so it answers every tick and the
+//!   report names it), and above `host_back` the rate goes down to that receiver's receive rate
+//!   × (1 + `host_hold`), which is not a multiplicative decrease and not counted as one. Loss up
+//!   to `host_hold` is what proactive FEC and repairs absorb anyway.
 //!
 //! Straggler rule: a receiver that reports congestion while the rate is at the floor
 //! (`min_bps`) for `exclude_after` without a break is excluded from rate decisions (its reports
@@ -21,7 +28,7 @@
 
 use super::{RateController, RateSummary};
 use crate::proto::time::{Duration, Instant};
-use crate::proto::wire::{RateReport, RateTick};
+use crate::proto::wire::{RateReport, RateTick, RATE_LOSS_EVENT};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Receivers tracked at most (limiting-receiver times, floor timers, exclusions).
@@ -38,6 +45,8 @@ const REPORTS_PER_TICK: f64 = 8.0;
 const SILENT_INTERVALS: u32 = 10;
 /// Receive rates remembered for the growth cap (the most recent believed reports).
 const RECV_KEPT: usize = 64;
+/// Receive rates remembered per receiver for the drain target.
+const RECV_PER_NODE: usize = 2;
 /// How far back the growth cap looks at the receive rates reported.
 const RECV_HORIZON: Duration = Duration::from_millis(500);
 /// The rate grows only while it is below this many times the highest receive rate reported
@@ -46,6 +55,17 @@ const SLOW_START_HEADROOM: f64 = 2.0;
 /// ...and after it. A sender that cannot send as fast as it paces (CPU, a full socket
 /// buffer) then stops growing instead of climbing to `max_bps` on reports of no congestion.
 const GROWTH_HEADROOM: f64 = 1.25;
+/// How long (in control intervals, and at least [`HOST_FRESH`]) the latest socket-overflow
+/// report holds the rate: a host that drops at its socket also drops ticks, so it may not
+/// answer for a while; its own next report replaces the figure.
+const HOST_FRESH_INTERVALS: u32 = 10;
+/// See [`HOST_FRESH_INTERVALS`].
+const HOST_FRESH: Duration = Duration::from_millis(500);
+/// The rate does not grow while the limiting receiver has been silent this long (and four
+/// intervals)...
+const CLR_QUIET: Duration = Duration::from_millis(100);
+/// ...and after this long it is no longer the limiting receiver.
+const CLR_GONE: Duration = Duration::from_secs(2);
 /// Points of the rate history kept for the settled mean (halved in resolution when full).
 const HISTORY_KEPT: usize = 4096;
 
@@ -75,6 +95,16 @@ pub struct AutoConfig {
     pub drain: f64,
     /// Congested at the floor this long: excluded from rate decisions.
     pub exclude_after: Duration,
+    /// A report congested by its queueing delay alone (no loss event, no CE) whose receive
+    /// rate fell below this share of the same receiver's previous report is taken for a
+    /// receiver that was not scheduled (it read its ticks late and its data in a burst), not
+    /// for a queue: a bottleneck's queue delays every tick while the receiver goes on receiving
+    /// at the bottleneck's rate. Its next report, if still congested, counts.
+    pub hiccup_share: f64,
+    /// Socket-overflow loss at a receiver (a share) above which the rate stops growing.
+    pub host_hold: f64,
+    /// Socket-overflow loss above which the rate goes down to what that receiver takes.
+    pub host_back: f64,
 }
 
 impl Default for AutoConfig {
@@ -91,6 +121,9 @@ impl Default for AutoConfig {
             decrease: 0.85,
             drain: 0.9,
             exclude_after: Duration::from_secs(3),
+            hiccup_share: 0.4,
+            host_hold: 0.05,
+            host_back: 0.07,
         }
     }
 }
@@ -101,6 +134,15 @@ struct Worst {
     node: u32,
     recv_bps: u64,
     report: RateReport,
+}
+
+/// The receiver whose socket dropped the most since the last decision.
+#[derive(Debug, Clone, Copy)]
+struct HostLimited {
+    node: u32,
+    overflow: f64,
+    recv_bps: u64,
+    at: Instant,
 }
 
 /// The automatic rate controller (see the module docs).
@@ -114,8 +156,15 @@ pub struct AutoRate {
     hold_until: Instant,
     ticks: VecDeque<u64>,
     worst: Option<Worst>,
+    host: Option<HostLimited>,
+    /// Intervals the rate was held (or brought down) for a host's socket overflow.
+    host_holds: u32,
+    /// Congested reports taken for a receiver's scheduling hiccup (see `hiccup_share`).
+    hiccups: u64,
     clr: Option<u32>,
     clr_since: Instant,
+    /// When the limiting receiver was last heard (or became the limiting receiver).
+    clr_heard: Instant,
     /// When the limiting receiver last reported congestion, and what it received then.
     clr_congested: Option<(Instant, u64)>,
     rtt: Option<Duration>,
@@ -126,6 +175,10 @@ pub struct AutoRate {
     last_heard: Option<Instant>,
     /// Receive rates of the latest believed reports (for the growth cap).
     recent_recv: VecDeque<(Instant, u64)>,
+    /// Each receiver's last [`RECV_PER_NODE`] reported receive rates, newest first (the drain
+    /// target takes their highest: one window of a receiver that was not scheduled reads as
+    /// a collapse of its receive rate).
+    node_recv: BTreeMap<u32, [u64; RECV_PER_NODE]>,
     floor_since: BTreeMap<u32, Instant>,
     excluded: BTreeSet<u32>,
     limiting: BTreeMap<u32, u64>,
@@ -157,14 +210,19 @@ impl AutoRate {
             hold_until: now,
             ticks: VecDeque::with_capacity(TICKS_KEPT),
             worst: None,
+            host: None,
+            host_holds: 0,
+            hiccups: 0,
             clr: None,
             clr_since: now,
+            clr_heard: now,
             clr_congested: None,
             rtt: None,
             share: u16::MAX,
             group_size: 1,
             last_heard: None,
             recent_recv: VecDeque::with_capacity(RECV_KEPT),
+            node_recv: BTreeMap::new(),
             floor_since: BTreeMap::new(),
             excluded: BTreeSet::new(),
             limiting: BTreeMap::new(),
@@ -206,6 +264,7 @@ impl AutoRate {
         self.close_clr(now);
         self.clr = node;
         self.clr_since = now;
+        self.clr_heard = now;
         self.clr_congested = None;
     }
 
@@ -289,6 +348,11 @@ impl AutoRate {
 
     fn decide(&mut self, now: Instant) {
         let rtt = self.rtt.unwrap_or(Duration::ZERO);
+        // The latest overflow heard holds for a few intervals (the receiver measures it over
+        // loss windows that span several ticks, and a tick it dropped gets no answer).
+        let fresh = (self.interval * HOST_FRESH_INTERVALS).max(HOST_FRESH);
+        let host = self.host.filter(|h| now.saturating_duration_since(h.at) <= fresh);
+        self.host = host;
         if let Some(w) = self.worst.take() {
             let keep = match (self.clr, self.clr_congested) {
                 (Some(c), Some((at, recv))) if c != w.node => {
@@ -305,8 +369,12 @@ impl AutoRate {
             }
             if now >= self.hold_until {
                 let mut target = self.rate * self.cfg.decrease;
-                if w.recv_bps > 0 {
-                    target = target.min(w.recv_bps as f64 * self.cfg.drain);
+                let recv = self
+                    .node_recv
+                    .get(&w.node)
+                    .map_or(w.recv_bps, |r| r.iter().copied().max().unwrap_or(0).max(w.recv_bps));
+                if recv > 0 {
+                    target = target.min(recv as f64 * self.cfg.drain);
                 }
                 let target = target.max(self.rate * 0.5);
                 tracing::debug!(
@@ -328,9 +396,39 @@ impl AutoRate {
             }
             return;
         }
+        if let Some(h) = host.filter(|h| h.overflow > self.cfg.host_hold) {
+            // The host, not the path: hold (and name it), come down only to what it takes.
+            self.set_clr(now, Some(h.node));
+            self.slow_start = false;
+            self.host_holds += 1;
+            let target = h.recv_bps as f64 * (1.0 + self.cfg.host_hold);
+            if h.overflow > self.cfg.host_back && now >= self.hold_until && target < self.rate {
+                tracing::debug!(
+                    "rate: {:08x} drops {:.1} % at its socket, receiving {} kbit/s: {} -> {} kbit/s",
+                    h.node,
+                    h.overflow * 100.0,
+                    h.recv_bps / 1000,
+                    self.rate as u64 / 1000,
+                    target as u64 / 1000
+                );
+                self.set_rate(now, target.max(self.rate * 0.5));
+                self.hold_until = now + self.interval * 2 + rtt;
+            }
+            return;
+        }
         let silent = Duration::from_secs(1).max(self.interval * SILENT_INTERVALS);
         let heard = self.last_heard.is_some_and(|t| now.saturating_duration_since(t) <= silent);
         if now < self.hold_until || !heard {
+            return;
+        }
+        // The limiting receiver answers every tick: while it is silent its state is unknown
+        // (a host dropping at its socket drops ticks too), so hold; long silent, it is no
+        // longer the limit (every receiver may then answer again).
+        let clr_silent = now.saturating_duration_since(self.clr_heard);
+        if self.clr.is_some() && clr_silent > (self.interval * 4).max(CLR_QUIET) {
+            if clr_silent > CLR_GONE {
+                self.set_clr(now, None);
+            }
             return;
         }
         let headroom = if self.slow_start { SLOW_START_HEADROOM } else { GROWTH_HEADROOM };
@@ -396,6 +494,9 @@ impl RateController for AutoRate {
         }
         self.reports += 1;
         self.last_heard = Some(now);
+        if self.clr == Some(node) {
+            self.clr_heard = now;
+        }
         let sent = Instant::from_micros(r.tick_time_us);
         let rtt = now
             .saturating_duration_since(sent)
@@ -404,16 +505,47 @@ impl RateController for AutoRate {
             Some(old) => (old * 7 + rtt) / 8,
             None => rtt,
         });
-        let congested = r.congested();
+        let delay_only = r.flags & RATE_LOSS_EVENT == 0 && r.ce_ppm == 0;
+        let recv_now = u64::from(r.recv_rate_kbps) * 1000;
+        let before = self.node_recv.get(&node).map_or(0, |h| h[0]);
+        let hiccup = delay_only && (recv_now as f64) < before as f64 * self.cfg.hiccup_share;
+        if r.congested() && hiccup {
+            self.hiccups += 1;
+        }
+        let congested = r.congested() && !hiccup;
         if self.recent_recv.len() == RECV_KEPT {
             self.recent_recv.pop_front();
         }
         self.recent_recv.push_back((now, u64::from(r.recv_rate_kbps) * 1000));
+        if self.node_recv.len() < MAX_RATE_NODES || self.node_recv.contains_key(&node) {
+            let h = self.node_recv.entry(node).or_default();
+            h.rotate_right(1);
+            h[0] = u64::from(r.recv_rate_kbps) * 1000;
+        }
         self.floor_rule(now, node, congested);
-        if self.excluded.contains(&node) || !congested {
+        if self.excluded.contains(&node) {
             return true;
         }
         let recv_bps = u64::from(r.recv_rate_kbps) * 1000;
+        let overflow = f64::from(r.overflow_ppm.unwrap_or(0)) / 1e6;
+        tracing::trace!(
+            "rate report {node:08x} at {now:?}: recv {} kbit/s, loss {} ppm, overflow {:?} ppm, queue {} us, \
+             flags {:#x}",
+            r.recv_rate_kbps,
+            r.loss_ppm,
+            r.overflow_ppm,
+            r.queue_delay_us,
+            r.flags
+        );
+        // The worst host heard lately; its own newer report replaces it (even a lower one).
+        if self.host.is_none_or(|h| h.node == node || overflow > h.overflow) && overflow > 0.0
+            || self.host.is_some_and(|h| h.node == node)
+        {
+            self.host = Some(HostLimited { node, overflow, recv_bps, at: now });
+        }
+        if !congested {
+            return true;
+        }
         if self.clr == Some(node) {
             self.clr_congested = Some((now, recv_bps));
         }
@@ -458,6 +590,8 @@ impl RateController for AutoRate {
             limited_by: limited_by.map(|(n, _)| *n),
             limiting: limiting.into_iter().collect(),
             excluded: self.excluded.iter().copied().collect(),
+            host_holds: self.host_holds,
+            hiccups: self.hiccups,
         }
     }
 }

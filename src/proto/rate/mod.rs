@@ -69,6 +69,12 @@ pub struct RateSummary {
     pub limiting: Vec<(u32, u64)>,
     /// Receivers dropped from rate decisions under the straggler rule.
     pub excluded: Vec<u32>,
+    /// Control intervals in which the rate was held (or brought down to what a host takes)
+    /// because a receiver's own socket dropped data (host-limited, not congestion).
+    pub host_holds: u32,
+    /// Congested reports not acted on because the receiver's receive rate had collapsed
+    /// against its previous report (a receiver that was not scheduled, not a queue).
+    pub hiccups: u64,
 }
 
 /// The fixed rate: today's behaviour. It never changes the rate and never asks for a tick.

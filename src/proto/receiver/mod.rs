@@ -399,6 +399,15 @@ impl Receiver {
         }
     }
 
+    /// The kernel's running count of datagrams it dropped on this receiver's socket (receive
+    /// buffer full), read by the driver at `now`: rate control tells the host's loss from the
+    /// path's with it (`RateMeter::on_socket_drops`).
+    pub fn note_socket_drops(&mut self, now: Instant, total: u64) {
+        if let Some(s) = self.session.as_mut() {
+            s.rate_meter.on_socket_drops(now, total);
+        }
+    }
+
     /// Fire the timers due at `now` (NAK backoff, lapsed covers, report repetition).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.check_watch(now);

@@ -374,7 +374,8 @@ impl Session {
                 let draw = cx.rng.gen::<u16>();
                 let live = matches!(self.phase, Phase::Receiving | Phase::Storing);
                 if live && self.locked {
-                    self.rate_meter.on_tick(now, &t, self.header.node, draw);
+                    let ext = header.flags & wire::FLAG_RATE_EXT != 0;
+                    self.rate_meter.on_tick(now, &t, self.header.node, draw, ext);
                 }
             }
             Packet::Rate(RatePacket::Report(_)) => {} // another receiver's

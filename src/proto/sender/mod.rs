@@ -671,7 +671,7 @@ impl Sender {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         let slots = self.aborting.is_none().then(|| self.repairers.take_slots()).flatten();
         if let Some(packet) = slots.or_else(|| self.next_control(now)) {
-            wire::emit(&self.header, &packet, buf);
+            wire::emit(&wire::tick_header(&self.header, &packet), &packet, buf);
             self.stats.control_packets += 1;
             return Some(self.sent(now, buf.len()));
         }
@@ -694,7 +694,7 @@ impl Sender {
         }
         // The pass may have made control datagrams due (the hash list's announcements).
         if let Some(packet) = self.next_control(now) {
-            wire::emit(&self.header, &packet, buf);
+            wire::emit(&wire::tick_header(&self.header, &packet), &packet, buf);
             self.stats.control_packets += 1;
             return Some(self.sent(now, buf.len()));
         }

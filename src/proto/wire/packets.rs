@@ -21,8 +21,8 @@ pub use cdata::{CData, CDATA_FIELDS_LEN};
 #[path = "rate.rs"]
 mod rate;
 pub use rate::{
-    RatePacket, RateReport, RateTick, RATE_CONGESTED, RATE_LOSS_EVENT, RATE_REPORT_LEN,
-    RATE_TICK_LEN,
+    tick_header, RatePacket, RateReport, RateTick, FLAG_RATE_EXT, RATE_CONGESTED, RATE_LOSS_EVENT,
+    RATE_REPORT_EXT_LEN, RATE_REPORT_LEN, RATE_TICK_LEN,
 };
 
 /// Largest manifest accepted (bytes).

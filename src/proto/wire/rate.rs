@@ -11,9 +11,18 @@
 //! tick    kind 0 u8 | send_time_us u64 | rate_bps u64 | clr_node u32 | report_share u16
 //! report  kind 1 u8 | tick_time_us u64 | hold_us u32 | queue_delay_us u32 | loss_ppm u32
 //!         | recv_rate_kbps u32 | ce_ppm u32 | flags u8
+//!         [ | overflow_ppm u32 ]                                   (extended report)
 //! ```
 //!
 //! Parsing checks the kind, the ppm fields (at most 10^6) and the flags (unknown bits refused).
+//!
+//! **Compatibility.** Builds before the extended report parse a report of exactly the base
+//! length and refuse anything longer, so a receiver sends the extension only when the tick it
+//! answers says its sender reads it: the sender sets [`FLAG_RATE_EXT`] in the header of every
+//! tick ([`tick_header`]; older receivers ignore header flags they do not know, and the tick
+//! body is unchanged), and the receiver answers a tick without it in the base layout. This
+//! build parses both layouts (the base one gives `overflow_ppm: None`); anything else is
+//! refused as before, so that every packet that parses emits back to the same bytes.
 
 use crate::proto::wire::cursor::{Reader, Writer};
 use crate::proto::wire::WireError;
@@ -27,6 +36,24 @@ pub const RATE_CONGESTED: u8 = 0x01;
 /// Report flag: the loss part of the judgement (loss above the receiver's random-loss baseline).
 pub const RATE_LOSS_EVENT: u8 = 0x02;
 const KNOWN_FLAGS: u8 = RATE_CONGESTED | RATE_LOSS_EVENT;
+/// The header a sender emits `packet` with: `header`, plus [`FLAG_RATE_EXT`] on a tick.
+pub fn tick_header(
+    header: &crate::proto::wire::Header,
+    packet: &crate::proto::wire::Packet<'_>,
+) -> crate::proto::wire::Header {
+    match packet {
+        crate::proto::wire::Packet::Rate(RatePacket::Tick(_)) => {
+            crate::proto::wire::Header { flags: header.flags | FLAG_RATE_EXT, ..*header }
+        }
+        _ => *header,
+    }
+}
+
+/// Bytes the extended report adds (`overflow_ppm`).
+pub const RATE_REPORT_EXT_LEN: usize = 4;
+/// Header flag on a tick: its sender reads extended reports (see the module docs). Set by
+/// the sender on every tick ([`tick_header`]); meaningless on other packets.
+pub const FLAG_RATE_EXT: u16 = 0x0001;
 const PPM_MAX: u32 = 1_000_000;
 
 /// The sender's control tick.
@@ -59,6 +86,11 @@ pub struct RateReport {
     pub ce_ppm: u32,
     /// [`RATE_CONGESTED`], [`RATE_LOSS_EVENT`].
     pub flags: u8,
+    /// Extended report only: the share of the latest loss window's data datagrams that the
+    /// receiver's own kernel dropped (socket receive buffer full: the host did not keep up), parts per
+    /// million, part of `loss_ppm`. `None`: a base-layout report (an older receiver, or one
+    /// answering an older sender), which says nothing about where its loss happened.
+    pub overflow_ppm: Option<u32>,
 }
 
 impl RateReport {
@@ -94,7 +126,7 @@ pub(super) fn parse_rate(r: &mut Reader<'_>) -> Result<RatePacket, WireError> {
             report_share: r.u16()?,
         })),
         1 => {
-            let report = RateReport {
+            let mut report = RateReport {
                 tick_time_us: r.u64()?,
                 hold_us: r.u32()?,
                 queue_delay_us: r.u32()?,
@@ -102,7 +134,12 @@ pub(super) fn parse_rate(r: &mut Reader<'_>) -> Result<RatePacket, WireError> {
                 recv_rate_kbps: r.u32()?,
                 ce_ppm: ppm(r.u32()?)?,
                 flags: r.u8()?,
+                overflow_ppm: None,
             };
+            if r.remaining() >= RATE_REPORT_EXT_LEN {
+                report.overflow_ppm = Some(ppm(r.u32()?)?);
+            }
+
             if report.flags & !KNOWN_FLAGS != 0 {
                 return Err(WireError::BadField("rate flags"));
             }
@@ -131,6 +168,9 @@ pub(super) fn emit_rate(p: &RatePacket, buf: &mut Vec<u8>) {
             buf.put_u32(r.recv_rate_kbps);
             buf.put_u32(r.ce_ppm.min(PPM_MAX));
             buf.put_u8(r.flags & KNOWN_FLAGS);
+            if let Some(o) = r.overflow_ppm {
+                buf.put_u32(o.min(PPM_MAX));
+            }
         }
     }
 }
@@ -160,22 +200,70 @@ mod tests {
             recv_rate_kbps: 950_000,
             ce_ppm: 0,
             flags,
+            overflow_ppm: None,
         })
     }
 
+    fn extended(overflow_ppm: u32) -> RatePacket {
+        match report(RATE_CONGESTED, 50_000) {
+            RatePacket::Report(r) => {
+                RatePacket::Report(RateReport { overflow_ppm: Some(overflow_ppm), ..r })
+            }
+            t => t,
+        }
+    }
+
+    /// What a build before the extended report accepts: exactly the base body.
+    fn old_parser_accepts(datagram: &[u8]) -> bool {
+        datagram.len() == 16 + RATE_REPORT_LEN + 4 && wire::parse(datagram).is_ok()
+    }
+
     #[test]
-    fn both_kinds_round_trip() {
+    fn the_base_layout_still_parses_and_the_extended_one_parses_in_both_directions() {
+        // An older receiver's report (base layout) parses here, without overflow.
+        let base = round_trip(report(RATE_CONGESTED, 20_000));
+        assert_eq!(base.len(), 16 + RATE_REPORT_LEN + 4);
+        assert!(old_parser_accepts(&base));
+        // The extended one parses here with its field...
+        let ext = round_trip(extended(30_000));
+        assert_eq!(ext.len(), 16 + RATE_REPORT_LEN + RATE_REPORT_EXT_LEN + 4);
+        // ...and an older sender would refuse it: which is why it only answers ticks that
+        // carry FLAG_RATE_EXT (checked in the meter's tests), and why every tick this build
+        // sends carries the flag in the header while its body keeps the old, exact length.
+        assert!(!old_parser_accepts(&ext));
+        let header = Header { flags: 0, session: 7, node: 9 };
         let tick = RatePacket::Tick(RateTick {
-            send_time_us: 42,
-            rate_bps: 1_000_000_000,
-            clr_node: 0xdead_beef,
-            report_share: 9000,
+            send_time_us: 1,
+            rate_bps: 2,
+            clr_node: 3,
+            report_share: 4,
         });
-        let a = round_trip(tick);
-        let b = round_trip(report(RATE_CONGESTED | RATE_LOSS_EVENT, 1_000_000));
-        // Header 16 + kind and fields + CRC 4.
-        assert_eq!(a.len(), 16 + RATE_TICK_LEN + 4);
-        assert_eq!(b.len(), 16 + RATE_REPORT_LEN + 4);
+        let mut buf = Vec::new();
+        let tick = Packet::Rate(tick);
+        wire::emit(&tick_header(&header, &tick), &tick, &mut buf);
+        assert_eq!(buf.len(), 16 + RATE_TICK_LEN + 4);
+        let (h, _) = wire::parse(&buf).expect("tick parses");
+        assert_eq!(h.flags & FLAG_RATE_EXT, FLAG_RATE_EXT);
+        // Other packets do not get the flag.
+        assert_eq!(tick_header(&header, &Packet::Rate(extended(1))), header);
+    }
+
+    #[test]
+    fn only_the_two_layouts_parse() {
+        let header = Header { flags: 0, session: 7, node: 9 };
+        let with_tail = |p: RatePacket, tail: &[u8]| {
+            let mut buf = Vec::new();
+            wire::emit(&header, &Packet::Rate(p), &mut buf);
+            buf.truncate(buf.len() - 4);
+            buf.extend_from_slice(tail);
+            let crc = crc32fast::hash(&buf);
+            buf.extend_from_slice(&crc.to_be_bytes());
+            wire::parse(&buf).map(|_| ())
+        };
+        // A base report with 3 bytes more (not a whole field), an extended one with 1 more.
+        assert_eq!(with_tail(report(0, 0), &[1, 2, 3]), Err(WireError::TrailingBytes(3)));
+        assert_eq!(with_tail(extended(7), &[1]), Err(WireError::TrailingBytes(1)));
+        assert!(with_tail(extended(7), &[]).is_ok());
     }
 
     /// Rewrite one body byte of an emitted packet (CRC recomputed) and parse it again.
@@ -204,5 +292,11 @@ mod tests {
         assert_eq!(flags, Err(WireError::BadField("rate flags")));
         let kind = mutated(report(0, 0), 0, |b| b[0] = 2);
         assert_eq!(kind, Err(WireError::BadField("rate kind")));
+        // The extension's ppm: at the limit parses, one past it does not.
+        assert!(mutated(extended(1_000_000), 0, |_| {}).is_ok());
+        let over = mutated(extended(0), RATE_REPORT_LEN, |b| {
+            b[..4].copy_from_slice(&1_000_001u32.to_be_bytes())
+        });
+        assert_eq!(over, Err(WireError::BadField("rate ppm")));
     }
 }

@@ -1,4 +1,4 @@
-//! The four cases of issue 17, shared by `tests/rate.rs` (which asserts their targets) and
+//! The cases of issue 17 (and a host-limited receiver), shared by `tests/rate.rs` (which asserts their targets) and
 //! `examples/ratesim.rs` (which plots them).
 
 use super::{queue_bytes, Bottleneck, Scenario};
@@ -40,6 +40,17 @@ pub fn competing_tcp(seed: u64) -> Scenario {
     sc
 }
 
+/// Three receivers on links twice [`LINK_BPS`], each with 1 % random loss; receiver 2's host
+/// takes only [`LINK_BPS`] (beyond a 2 ms burst its socket drops, without a queue).
+pub fn host_limited(seed: u64) -> Scenario {
+    let mut sc = Scenario::links(3, 2 * LINK_BPS, 20, seed);
+    for r in &mut sc.receivers {
+        r.loss = 0.01;
+    }
+    sc.receivers[2].host = Some(Bottleneck::new(LINK_BPS, queue_bytes(LINK_BPS, 2)));
+    sc
+}
+
 /// Every case with its name (the plots' file names).
 pub fn all(seed: u64) -> Vec<(&'static str, Scenario)> {
     vec![
@@ -47,5 +58,6 @@ pub fn all(seed: u64) -> Vec<(&'static str, Scenario)> {
         ("halving-link", halving_link(seed)),
         ("random-loss", random_loss(seed)),
         ("competing-tcp", competing_tcp(seed)),
+        ("host-limited", host_limited(seed)),
     ]
 }

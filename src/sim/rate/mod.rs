@@ -44,6 +44,11 @@ pub struct RxPath {
     pub loss: f64,
     /// One-way propagation delay (each way).
     pub delay: Duration,
+    /// The receiving host's capacity, if it is a limit: datagrams above it (beyond a burst of
+    /// its `queue_bytes`) are dropped at arrival without delaying the others, as a full socket
+    /// receive buffer does, and reported to the receiver as socket drops
+    /// (`Receiver::note_socket_drops`).
+    pub host: Option<Bottleneck>,
 }
 
 /// What to simulate.
@@ -75,6 +80,7 @@ impl Scenario {
             link: Bottleneck::new(bps, queue_bytes(bps, queue_ms)),
             loss: 0.0,
             delay: Duration::from_millis(5),
+            host: None,
         };
         Scenario {
             receivers: vec![path; receivers],
@@ -110,7 +116,8 @@ pub struct Sample {
     pub recv_bps: Vec<u64>,
     /// What the TCP flow got over the period, bits per second.
     pub tcp_bps: u64,
-    /// The lowest link capacity on the path to any receiver at the sample, bits per second.
+    /// The lowest link (or host) capacity on the path to any receiver at the sample, bits per
+    /// second.
     pub capacity_bps: u64,
 }
 
@@ -129,6 +136,8 @@ pub struct RateRun {
     pub first_node: u32,
     /// Drops at each receiver link's queue.
     pub queue_drops: Vec<u64>,
+    /// Datagrams each receiving host dropped at its socket (see [`RxPath::host`]).
+    pub socket_drops: Vec<u64>,
     /// Virtual time at the end.
     pub end: Duration,
 }
@@ -187,6 +196,7 @@ struct Sim<'a> {
     decoder: Decoder,
     rxs: Vec<(Receiver, MemSink)>,
     links: Vec<Bottleneck>,
+    hosts: Vec<Option<Bottleneck>>,
     uplink: Option<Bottleneck>,
     tcp: Option<TcpFlow>,
     planned: Vec<Option<Instant>>,
@@ -238,6 +248,7 @@ pub fn run(sc: &Scenario) -> RateRun {
         decoder: Decoder::new(FecModel::Ideal, Rc::clone(&object)),
         rxs,
         links: sc.receivers.iter().map(|r| r.link.clone()).collect(),
+        hosts: sc.receivers.iter().map(|r| r.host.clone()).collect(),
         uplink: sc.uplink.clone(),
         tcp: None,
         planned: vec![None; n + 1],
@@ -303,6 +314,7 @@ impl Sim<'_> {
             dropped: self.log.dropped.clone(),
             first_node: FIRST_NODE,
             queue_drops: self.links.iter().map(|l| l.drops).collect(),
+            socket_drops: self.hosts.iter().map(|h| h.as_ref().map_or(0, |h| h.drops)).collect(),
             end: self.now.saturating_duration_since(Instant::ZERO),
         }
     }
@@ -316,6 +328,8 @@ impl Sim<'_> {
         *last_tcp = self.tcp_got;
         let up = self.uplink.as_ref().map_or(u64::MAX, |u| u.capacity_at(at));
         let links = self.links.iter().map(|l| l.capacity_at(at)).min().unwrap_or(u64::MAX);
+        let hosts = self.hosts.iter().flatten().map(|h| h.capacity_at(at)).min();
+        let links = links.min(hosts.unwrap_or(u64::MAX));
         Sample {
             t: at.saturating_duration_since(Instant::ZERO).as_secs_f64(),
             rate_bps: self.sender.rate(),
@@ -350,6 +364,13 @@ impl Sim<'_> {
                 }
             }
             Item::Deliver(i, data) => {
+                if let Some(host) = self.hosts[i].as_mut() {
+                    if host.enqueue(self.now, data.len()).is_none() {
+                        let total = host.drops;
+                        self.rxs[i].0.note_socket_drops(self.now, total);
+                        return;
+                    }
+                }
                 self.got[i] += data.len() as u64;
                 self.rxs[i].0.handle_datagram(self.now, addr(0), &data);
                 self.drain(i + 1);
