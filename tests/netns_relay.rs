@@ -48,7 +48,7 @@ far sh -c 'ip link set lo up; ip addr add 198.18.0.2/24 dev ry-far; ip link set 
            ip link set ry-far multicast on; ip route add 239.0.0.0/8 dev ry-far'
 for h in far1 far2 far3; do
   far $RECV --group 239.255.1.1:7000 --interface ry-far --output $h --once --host-name $h \
-      --drop-rate 0.03 --drop-seed ${#h}$RANDOM --timeout 40s --json --ready-file $h.ready \
+      --drop-rate 0.03 --drop-seed 7${h#far} --timeout 40s --json --ready-file $h.ready \
       > $h.json 2> $h.err & FARS="${FARS:-} $!"
 done
 # On the far side, joined to the origin's group: must never hear a session.
@@ -56,7 +56,7 @@ far $RECV --group 239.255.0.1:7000 --interface ry-far --output probe --once --id
     --json > probe.json 2> probe.err & PROBE=$!
 $RELAY --upstream 239.255.0.1:7000 --upstream-interface lo --downstream 239.255.1.1:7000 \
     --downstream-interface ry-near --spool spool --window 2 --receivers 3 --rate 200M \
-    --host-name relay1 --timeout 40s --json --ready-file relay.ready > relay.json 2> relay.err & RELAY_PID=$!
+    --fec-overhead 0% --host-name relay1 --timeout 40s --json --ready-file relay.ready > relay.json 2> relay.err & RELAY_PID=$!
 for _ in $(seq 500); do
   [ -e far1.ready ] && [ -e far2.ready ] && [ -e far3.ready ] && [ -e relay.ready ] && break; sleep 0.01
 done
@@ -110,7 +110,10 @@ exit 0
     assert_eq!(relay["status"], "complete", "{relay}");
     assert_eq!(relay["upstream"]["status"], "complete", "{relay}");
     assert_eq!(relay["downstream"]["complete"], 3, "{relay}");
-    assert!(relay["downstream"]["naks_received"].as_u64().unwrap() > 0, "3 % loss: {relay}");
+    assert!(
+        relay["downstream"]["naks_received"].as_u64().unwrap() > 0,
+        "3 % loss, no proactive parity: every loss is NAKed: {relay}"
+    );
     assert_eq!(relay["forwarded"], 3, "{relay}");
     assert_eq!(relay["forwarded_acknowledged"], 3, "{relay}");
     assert!(std::fs::read_dir(d.join("spool")).unwrap().next().is_none(), "spool removed");
@@ -162,7 +165,7 @@ far sh -c 'ip link set lo up; ip addr add 198.18.1.2/24 dev rz-far; ip link set 
            ip link set rz-far multicast on; ip route add 239.0.0.0/8 dev rz-far'
 for h in far1 far2 far3; do
   far $RECV --group 239.255.2.1:7000 --interface rz-far --output $h --once --host-name $h \
-      --drop-rate 0.03 --drop-seed ${#h}$RANDOM --timeout 40s --json --ready-file $h.ready \
+      --drop-rate 0.03 --drop-seed 7${h#far} --timeout 40s --json --ready-file $h.ready \
       > $h.json 2> $h.err & FARS="${FARS:-} $!"
 done
 mid $RELAY --upstream 239.255.1.1:7000 --upstream-interface ry-mid \
