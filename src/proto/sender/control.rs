@@ -282,6 +282,15 @@ impl Sender {
         if self.aborting.is_some() {
             return self.next_abort(now);
         }
+        // Welcomes before acknowledgements: a receiver whose join and completion report wait
+        // together (a push shorter than the ack delay) hears it was welcomed before the ack
+        // that lets it exit.
+        if self.welcomes_due() {
+            if let Some(welcome) = self.roster.take_welcome() {
+                self.answered();
+                return Some(welcome);
+            }
+        }
         if self.acks_due() {
             let n = self.acks.len().min(MAX_ACK_NODES);
             let nodes: Vec<u32> = self.acks.iter().copied().take(n).collect();
@@ -290,12 +299,6 @@ impl Sender {
             }
             self.answered();
             return Some(Packet::ReportAck(ReportAck { nodes }));
-        }
-        if self.welcomes_due() {
-            if let Some(welcome) = self.roster.take_welcome() {
-                self.answered();
-                return Some(welcome);
-            }
         }
         if !self.squelch_nodes.is_empty() {
             let n = self.squelch_nodes.len().min(MAX_ACK_NODES);
