@@ -196,3 +196,31 @@ fn a_stream_of_exactly_the_bound_passes_and_one_byte_more_fails() {
     let dev = fs::read(run.path("dev.raw")).unwrap();
     assert!(dev.starts_with(b"MCAST-IMAGE-INCOMPLETE"), "the device stays marked incomplete");
 }
+
+/// `--image-from CMD`: a producer that wrote the whole image and then failed (exit 1) fails
+/// the push; through a plain pipe the same death would read as the stream's end. Nothing is
+/// placed and the device stays marked incomplete.
+#[test]
+fn a_producer_that_fails_fails_the_push_even_after_writing_everything() {
+    if common::skip_without_netns() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let stream = image_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    let producer = dir.path().join("producer.sh");
+    fs::write(&producer, "#!/bin/sh\ncat src.img\nexit 1\n").unwrap();
+    fs::set_permissions(&producer, fs::Permissions::from_mode(0o755)).unwrap();
+    // push() runs in its own directory: point at the producer by absolute path.
+    let flags = format!("--image-from {}", producer.display());
+    let run = push(&stream, 64 * MIB, 64 * MIB, &flags, "20s");
+    let log = common::read_text(&run.path("send.log"));
+    assert_eq!(run.rc("send"), "1", "the push fails:\n{log}");
+    assert!(log.contains("--image-from command") && log.contains("exit status: 1"), "{log}");
+    for who in ["a", "b"] {
+        assert_ne!(run.rc(who), "0", "receiver {who} does not complete");
+    }
+    assert_eq!(fs::read_dir(run.path("out")).unwrap().count(), 0, "nothing placed, no temp file");
+    let dev = fs::read(run.path("dev.raw")).unwrap();
+    assert!(dev.starts_with(b"MCAST-IMAGE-INCOMPLETE"), "the device stays marked incomplete");
+}

@@ -45,6 +45,9 @@ Examples:
   # symbol each):
   partclone.ext4 -c -s /dev/sdb -o - | mcast-send --image - --max-size 64G --compress zstd \\
       --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 4
+  # The same, but a producer that fails (or is killed) fails the push instead of ending it:
+  mcast-send --image - --max-size 64G --image-from 'partclone.ext4 -c -s /dev/sdb -o -' \\
+      --compress zstd --group 239.255.0.1:7000 --interface eth0 --rate 1G --receivers 4
 
   # Carousel for hosts that boot at any time: repeat until stopped (Ctrl-C):
   mcast-send image.raw --group 239.255.0.1:7000 --interface eth0 --rate 500M --repeat
@@ -84,6 +87,12 @@ struct Args {
     /// large. A longer stream fails the push (no receiver places anything).
     #[arg(long, requires = "image", value_name = "BYTES", value_parser = cli::parse_size)]
     max_size: Option<u64>,
+    /// With --image -: read the stream from the standard output of `sh -c COMMAND` instead of
+    /// standard input. Its end counts as the image's end only if COMMAND exits 0; if it fails
+    /// or is killed, so does the push (through a plain pipe a producer that dies looks like a
+    /// normal end, and receivers would place the shorter image).
+    #[arg(long, requires = "max_size", value_name = "COMMAND")]
+    image_from: Option<String>,
     /// With --image: send every byte, holes and zeros included (the baseline).
     #[arg(long, requires = "image")]
     no_sparse: bool,
@@ -562,6 +571,7 @@ fn config(args: &Args) -> anyhow::Result<SendConfig> {
     cfg.image = args.image.then(|| mcast::storage::ImageOptions {
         sparse: !args.no_sparse,
         stream_bound: args.max_size,
+        stream_command: args.image_from.clone(),
         ..Default::default()
     });
     cfg.compress = args.compress;

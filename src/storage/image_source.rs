@@ -8,7 +8,9 @@
 //! (`stream.rs`): read as it is sent, under an upper bound ([`ImageOptions::stream_bound`],
 //! `--max-size`); [`open_image`] picks the one a path needs.
 
+pub mod producer;
 pub mod stream;
+pub use producer::Producer;
 pub use stream::StreamSource;
 
 use std::collections::BTreeMap;
@@ -33,7 +35,7 @@ const SCAN_ITEM: u64 = 64 << 20;
 const SCAN_READ: usize = 1 << 20;
 
 /// How an image is scanned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageOptions {
     /// Leave holes and all-zero runs out of the payload (`--no-sparse`: off).
     pub sparse: bool,
@@ -44,12 +46,21 @@ pub struct ImageOptions {
     /// For a pipe (`-`): the most bytes it may hold (`mcast-send --max-size`), announced as the
     /// image's size. Required for a pipe.
     pub stream_bound: Option<u64>,
+    /// For a pipe: read the standard output of `sh -c COMMAND` (`--image-from`), whose failure
+    /// fails the push, instead of standard input ([`Producer`]).
+    pub stream_command: Option<String>,
 }
 
 impl Default for ImageOptions {
     fn default() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        ImageOptions { sparse: true, granularity: DEFAULT_GRANULARITY, threads, stream_bound: None }
+        ImageOptions {
+            sparse: true,
+            granularity: DEFAULT_GRANULARITY,
+            threads,
+            stream_bound: None,
+            stream_command: None,
+        }
     }
 }
 
@@ -67,8 +78,14 @@ pub fn open_image(
             "an image from standard input needs --max-size (the most bytes it may hold)",
         ));
     };
-    let stdin = Box::new(std::io::stdin());
-    Ok(std::sync::Arc::new(StreamSource::new(stdin, bound, "image", &std::env::temp_dir())?))
+    let input: Box<dyn std::io::Read + Send> = match &opts.stream_command {
+        Some(command) => Box::new(
+            Producer::spawn(command)
+                .map_err(|e| StorageError::io("start", "the --image-from command", e))?,
+        ),
+        None => Box::new(std::io::stdin()),
+    };
+    Ok(std::sync::Arc::new(StreamSource::new(input, bound, "image", &std::env::temp_dir())?))
 }
 
 /// A disk image or block device as a payload of its data extents.

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 const G: u64 = DEFAULT_GRANULARITY;
 
 fn opts(sparse: bool, threads: usize) -> ImageOptions {
-    ImageOptions { sparse, granularity: G, threads, stream_bound: None }
+    ImageOptions { sparse, granularity: G, threads, stream_bound: None, stream_command: None }
 }
 
 /// A 64-granule image: data at granule 1 (random-ish), a written zero run at granules 2..4,
