@@ -14,33 +14,16 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const MIB: u64 = 1 << 20;
-/// Image size, and its data: 1.5 MiB from 512 KiB (inside and past the first MiB), 3 MiB at
-/// 20 MiB, 64 KiB at the last MiB; 4 MiB of written zeros at 8 MiB; holes elsewhere.
-const SIZE: u64 = 48 * MIB;
-const DATA: [(u64, u64); 3] = [(MIB / 2, 3 * MIB / 2), (20 * MIB, 3 * MIB), (SIZE - MIB, 64 << 10)];
+use common::image::{image_bytes, DATA, MIB, SIZE};
 
+/// Writes the test image at `path` (holes, 4 MiB of written zeros at 8 MiB, the data runs)
+/// and returns its bytes.
 fn make_image(path: &Path) -> Vec<u8> {
     let f = fs::File::create(path).unwrap();
     f.set_len(SIZE).unwrap();
-    let mut content = vec![0u8; SIZE as usize];
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    for (i, &(off, len)) in DATA.iter().enumerate() {
-        let part = &mut content[off as usize..(off + len) as usize];
-        if i == 1 {
-            // Compressible text.
-            for (j, b) in part.iter_mut().enumerate() {
-                *b = b"the quick brown fox jumps over the lazy dog\n"[j % 44];
-            }
-        } else {
-            for b in part.iter_mut() {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *b = (state >> 24) as u8;
-            }
-        }
-        f.write_all_at(part, off).unwrap();
+    let content = image_bytes();
+    for &(off, len) in &DATA {
+        f.write_all_at(&content[off as usize..(off + len) as usize], off).unwrap();
     }
     f.write_all_at(&vec![0u8; 4 * MIB as usize], 8 * MIB).unwrap();
     content

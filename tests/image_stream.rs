@@ -14,32 +14,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-const MIB: u64 = 1 << 20;
-/// Stream length, and its data: 1.5 MiB from 512 KiB (inside and past the first MiB), 3 MiB of
-/// text at 20 MiB, 64 KiB in the last MiB; 4 MiB of zeros at 8 MiB; zeros elsewhere.
-const SIZE: u64 = 48 * MIB;
-const DATA: [(u64, u64); 3] = [(MIB / 2, 3 * MIB / 2), (20 * MIB, 3 * MIB), (SIZE - MIB, 64 << 10)];
-
-fn image_bytes() -> Vec<u8> {
-    let mut content = vec![0u8; SIZE as usize];
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    for (i, &(off, len)) in DATA.iter().enumerate() {
-        let part = &mut content[off as usize..(off + len) as usize];
-        if i == 1 {
-            for (j, b) in part.iter_mut().enumerate() {
-                *b = b"the quick brown fox jumps over the lazy dog\n"[j % 44];
-            }
-        } else {
-            for b in part.iter_mut() {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *b = (state >> 24) as u8;
-            }
-        }
-    }
-    content
-}
+use common::image::{image_bytes, DATA, MIB, SIZE};
 
 /// Writes `content` as a sparse file (zeros left as holes).
 fn write_sparse(path: &Path, content: &[u8]) {

@@ -5,6 +5,8 @@
 // Each test crate that includes this module uses only some of it.
 #![allow(dead_code)]
 
+pub mod image;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
