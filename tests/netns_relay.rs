@@ -17,6 +17,58 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display()))
 }
 
+/// Makes the source file (`size` bytes from `seed`), the `--expect` list and the far hosts'
+/// output directories in `d`.
+fn prepare(d: &Path, seed: u64, size: usize) {
+    let mut rng = common::TestRng(seed);
+    std::fs::write(d.join("src.bin"), rng.bytes(size)).unwrap();
+    std::fs::write(d.join("expect.txt"), FAR_HOSTS.join("\n") + "\n").unwrap();
+    for h in FAR_HOSTS {
+        std::fs::create_dir(d.join(h)).unwrap();
+    }
+}
+
+/// Runs `script` in a private namespace in `d`, with `$RELAY` set.
+fn run(d: &Path, script: &str) {
+    let status = common::ns_bash(d, 90, script)
+        .env("RELAY", env!("CARGO_BIN_EXE_mcast-relay"))
+        .env_remove("RUST_LOG")
+        .status()
+        .unwrap();
+    assert!(status.success(), "namespace script failed: {status}");
+}
+
+/// The contents of the log `files` in `d`, for assertion messages.
+fn logs(d: &Path, files: &[&str]) -> String {
+    files
+        .iter()
+        .map(|f| format!("--- {f}\n{}", common::read_text(&d.join(f))))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every far host holds a verified copy of `src.bin` and reported complete; the origin
+/// completed and lists each far host once, through `via`.
+fn check_far_side(d: &Path, via: &str, logs: &str) {
+    let src = std::fs::read(d.join("src.bin")).unwrap();
+    for h in FAR_HOSTS {
+        let copy = std::fs::read(d.join(h).join("src.bin"));
+        assert!(copy.is_ok_and(|c| c == src), "{h} has no verified copy\n{logs}");
+        assert_eq!(json(&d.join(format!("{h}.json")))["status"], "complete", "{logs}");
+    }
+    assert_eq!(common::read_text(&d.join("send.rc")).trim(), "0", "{logs}");
+    let send = json(&d.join("send.json"));
+    assert_eq!(send["status"], "complete", "{send}");
+    let completed = send["completed"].as_array().unwrap();
+    for h in FAR_HOSTS {
+        let n = completed.iter().filter(|e| e["host"] == h).count();
+        assert_eq!(n, 1, "{h} listed {n} times: {send}");
+        let e = completed.iter().find(|e| e["host"] == h).unwrap();
+        assert_eq!(e["via"], via, "{h} came through {via}: {send}");
+    }
+    assert!(send["missing"].as_array().unwrap().is_empty(), "{send}");
+}
+
 #[test]
 fn a_push_reaches_a_second_network_through_the_relay_and_its_reports_reach_the_origin() {
     if common::skip_without_netns() {
@@ -24,12 +76,7 @@ fn a_push_reaches_a_second_network_through_the_relay_and_its_reports_reach_the_o
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut rng = common::TestRng(0x9e37_79b9_7f4a_7c15);
-    std::fs::write(d.join("src.bin"), rng.bytes(6 << 20)).unwrap();
-    std::fs::write(d.join("expect.txt"), FAR_HOSTS.join("\n") + "\n").unwrap();
-    for h in FAR_HOSTS {
-        std::fs::create_dir(d.join(h)).unwrap();
-    }
+    prepare(d, 0x9e37_79b9_7f4a_7c15, 6 << 20);
     std::fs::create_dir(d.join("spool")).unwrap();
     std::fs::create_dir(d.join("probe")).unwrap();
     let script = r#"
@@ -69,43 +116,17 @@ wait $FARS
 kill $FAR 2>/dev/null
 exit 0
 "#;
-    let status = common::ns_bash(d, 90, script)
-        .env("RELAY", env!("CARGO_BIN_EXE_mcast-relay"))
-        .env_remove("RUST_LOG")
-        .status()
-        .unwrap();
-    assert!(status.success(), "namespace script failed: {status}");
-    let logs = || {
-        ["send.err", "relay.err", "far1.err", "probe.err"]
-            .map(|f| format!("--- {f}\n{}", common::read_text(&d.join(f))))
-            .join("\n")
-    };
-    let src = std::fs::read(d.join("src.bin")).unwrap();
-    for h in FAR_HOSTS {
-        let copy = std::fs::read(d.join(h).join("src.bin"));
-        assert!(copy.is_ok_and(|c| c == src), "{h} has no verified copy\n{}", logs());
-        assert_eq!(json(&d.join(format!("{h}.json")))["status"], "complete", "{}", logs());
-    }
+    run(d, script);
+    let logs = logs(d, &["send.err", "relay.err", "far1.err", "probe.err"]);
+    // The far copies; the origin: complete, every far host listed once, through the relay.
+    check_far_side(d, "relay1", &logs);
     // The far side never heard the origin itself.
-    assert_eq!(common::read_text(&d.join("probe.rc")).trim(), "3", "{}", logs());
-    assert!(json(&d.join("probe.json"))["first_datagram_seconds"].is_null(), "{}", logs());
+    assert_eq!(common::read_text(&d.join("probe.rc")).trim(), "3", "{logs}");
+    assert!(json(&d.join("probe.json"))["first_datagram_seconds"].is_null(), "{logs}");
     assert!(std::fs::read_dir(d.join("probe")).unwrap().next().is_none());
 
-    // The origin: complete, every far host listed once, through the relay.
-    assert_eq!(common::read_text(&d.join("send.rc")).trim(), "0", "{}", logs());
-    let send = json(&d.join("send.json"));
-    assert_eq!(send["status"], "complete", "{send}");
-    let completed = send["completed"].as_array().unwrap();
-    for h in FAR_HOSTS {
-        let n = completed.iter().filter(|e| e["host"] == h).count();
-        assert_eq!(n, 1, "{h} listed {n} times: {send}");
-        let e = completed.iter().find(|e| e["host"] == h).unwrap();
-        assert_eq!(e["via"], "relay1", "{h} came through the relay: {send}");
-    }
-    assert!(send["missing"].as_array().unwrap().is_empty(), "{send}");
-
     // The relay: complete on both sides, its repairs downstream, its spool gone.
-    assert_eq!(common::read_text(&d.join("relay.rc")).trim(), "0", "{}", logs());
+    assert_eq!(common::read_text(&d.join("relay.rc")).trim(), "0", "{logs}");
     let relay = json(&d.join("relay.json"));
     assert_eq!(relay["status"], "complete", "{relay}");
     assert_eq!(relay["upstream"]["status"], "complete", "{relay}");
@@ -131,12 +152,7 @@ fn a_push_crosses_two_chained_relays_and_the_far_reports_reach_the_origin() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut rng = common::TestRng(0x51_7cc1_b727_220a);
-    std::fs::write(d.join("src.bin"), rng.bytes(3 << 20)).unwrap();
-    std::fs::write(d.join("expect.txt"), FAR_HOSTS.join("\n") + "\n").unwrap();
-    for h in FAR_HOSTS {
-        std::fs::create_dir(d.join(h)).unwrap();
-    }
+    prepare(d, 0x51_7cc1_b727_220a, 3 << 20);
     std::fs::create_dir(d.join("spool1")).unwrap();
     std::fs::create_dir(d.join("spool2")).unwrap();
     let script = r#"
@@ -188,35 +204,11 @@ wait $FARS
 kill $MID $FAR 2>/dev/null
 exit 0
 "#;
-    let status = common::ns_bash(d, 90, script)
-        .env("RELAY", env!("CARGO_BIN_EXE_mcast-relay"))
-        .env_remove("RUST_LOG")
-        .status()
-        .unwrap();
-    assert!(status.success(), "namespace script failed: {status}");
-    let logs = || {
-        ["send.err", "relay1.err", "relay2.err", "far1.err"]
-            .map(|f| format!("--- {f}\n{}", common::read_text(&d.join(f))))
-            .join("\n")
-    };
-    let src = std::fs::read(d.join("src.bin")).unwrap();
-    for h in FAR_HOSTS {
-        let copy = std::fs::read(d.join(h).join("src.bin"));
-        assert!(copy.is_ok_and(|c| c == src), "{h} has no verified copy\n{}", logs());
-        assert_eq!(json(&d.join(format!("{h}.json")))["status"], "complete", "{}", logs());
-    }
-    assert_eq!(common::read_text(&d.join("send.rc")).trim(), "0", "{}", logs());
-    let send = json(&d.join("send.json"));
-    assert_eq!(send["status"], "complete", "{send}");
-    let completed = send["completed"].as_array().unwrap();
-    for h in FAR_HOSTS {
-        let n = completed.iter().filter(|e| e["host"] == h).count();
-        assert_eq!(n, 1, "{h} listed {n} times: {send}");
-        let e = completed.iter().find(|e| e["host"] == h).unwrap();
-        assert_eq!(e["via"], "relay1", "{h} came through the first relay: {send}");
-    }
+    run(d, script);
+    let logs = logs(d, &["send.err", "relay1.err", "relay2.err", "far1.err"]);
+    check_far_side(d, "relay1", &logs);
     for r in ["relay1", "relay2"] {
-        assert_eq!(common::read_text(&d.join(format!("{r}.rc"))).trim(), "0", "{}", logs());
+        assert_eq!(common::read_text(&d.join(format!("{r}.rc"))).trim(), "0", "{logs}");
         let relay = json(&d.join(format!("{r}.json")));
         assert_eq!(relay["status"], "complete", "{r}: {relay}");
     }
