@@ -51,6 +51,17 @@ fn hash_list() -> HashList {
 }
 
 /// The fixture's repairer holding the 4 blocks, before the hash list arrived.
+/// The session the tests' repairers serve: the sender at `addr(1)`, GRTT 4 ms.
+fn view() -> RepairView {
+    RepairView {
+        session: SESSION,
+        sender_node: SENDER_NODE,
+        sender: addr(1),
+        layout: layout(),
+        grtt: Duration::from_millis(4),
+    }
+}
+
 fn unverified_repairer(window: usize, serve_unverified: bool) -> Repairer {
     let cfg = RepairerConfig {
         serve_unverified,
@@ -61,14 +72,7 @@ fn unverified_repairer(window: usize, serve_unverified: bool) -> Repairer {
         ..Default::default()
     };
     let mut r = Repairer::new(cfg, Instant::ZERO);
-    let view = RepairView {
-        session: SESSION,
-        sender_node: SENDER_NODE,
-        sender: addr(1),
-        layout: layout(),
-        grtt: Duration::from_millis(4),
-    };
-    r.set_view(Instant::ZERO, view);
+    r.set_view(Instant::ZERO, view());
     for b in 0..4u32 {
         r.handle_block(Instant::ZERO, b, block(b));
     }
@@ -469,14 +473,7 @@ fn futile_deferrals_stop_deferring_until_an_advert_is_believed() {
 fn needs_heard_before_a_block_is_held_are_answered_once_it_is() {
     let cfg = RepairerConfig { node: ME, serve_unverified: true, ..Default::default() };
     let mut r = Repairer::new(cfg, Instant::ZERO);
-    let view = RepairView {
-        session: SESSION,
-        sender_node: SENDER_NODE,
-        sender: addr(1),
-        layout: layout(),
-        grtt: Duration::from_millis(4),
-    };
-    r.set_view(Instant::ZERO, view);
+    r.set_view(Instant::ZERO, view());
     give_slot(&mut r, 1);
     drain(&mut r, Instant::ZERO);
     r.handle_datagram(Instant::ZERO, addr(5), &dgram(50, &nak(2, 5)));

@@ -126,19 +126,24 @@ fn evicted_blocks_are_requested_again() {
         .any(|(_, d)| matches!(wire::parse(d), Ok((_, Packet::Data(x))) if x.block == 0)));
 }
 
-#[test]
-fn finishes_when_expected_receivers_report() {
-    let cfg = SenderConfig { expected_receivers: Some(2), ..SenderConfig::default() };
-    let (mut s, _obj) = sender(1000, cfg);
-    let report = Report {
+/// A receiver's report that it holds all `bytes`, verified.
+fn complete_report(bytes: u64) -> Report {
+    Report {
         status: ReportStatus::Complete,
-        bytes: 1000,
+        bytes,
         object_hash: [0; 32],
         naks_sent: 0,
         naks_suppressed: 0,
         elapsed_ms: 1,
         reason: String::new(),
-    };
+    }
+}
+
+#[test]
+fn finishes_when_expected_receivers_report() {
+    let cfg = SenderConfig { expected_receivers: Some(2), ..SenderConfig::default() };
+    let (mut s, _obj) = sender(1000, cfg);
+    let report = complete_report(1000);
     for node in [10, 11] {
         // Reports count only from receivers heard before (roster.rs).
         let host = HostName::new(&format!("h{node}")).unwrap();
@@ -363,15 +368,7 @@ fn reports_arriving_together_are_acknowledged_together_after_the_ack_delay() {
     // acknowledgement waits for the ack delay and then goes out as one datagram.
     let cfg = SenderConfig { expected_receivers: Some(3), ..SenderConfig::default() };
     let (mut s, _obj) = sender(1000, cfg);
-    let report = Report {
-        status: ReportStatus::Complete,
-        bytes: 1000,
-        object_hash: [0; 32],
-        naks_sent: 0,
-        naks_suppressed: 0,
-        elapsed_ms: 1,
-        reason: String::new(),
-    };
+    let report = complete_report(1000);
     let emit = |node: u32, packet: &Packet<'_>| {
         let mut b = Vec::new();
         wire::emit(&Header { flags: 0, session: 1, node }, packet, &mut b);
@@ -417,15 +414,7 @@ fn a_full_datagram_of_acknowledgements_goes_out_without_waiting() {
     let n = MAX_ACK_NODES as u32 + 1;
     let cfg = SenderConfig { expected_receivers: Some(n + 1), ..SenderConfig::default() };
     let (mut s, _obj) = sender(1000, cfg);
-    let report = Report {
-        status: ReportStatus::Complete,
-        bytes: 1000,
-        object_hash: [0; 32],
-        naks_sent: 0,
-        naks_suppressed: 0,
-        elapsed_ms: 1,
-        reason: String::new(),
-    };
+    let report = complete_report(1000);
     let mut buf = Vec::new();
     for node in 10..10 + n {
         let host = HostName::new(&format!("h{node}")).unwrap();
