@@ -248,7 +248,7 @@ impl RecvRole<'_> {
                 // hash list refuted what was written; on the writer thread, not this loop.
                 if let Some(s) = self.sink.as_mut() {
                     if let Err(e) = s.write(writer::Write { block, offset, data, rewrite, hash }) {
-                        return self.write_failed(now, &e);
+                        self.write_failed(now, &e);
                     }
                 }
             }

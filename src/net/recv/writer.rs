@@ -159,7 +159,8 @@ impl Writer {
 }
 
 impl Drop for Writer {
-    /// Like dropping the sink: the thread ends (dropping it) before this returns.
+    /// Like dropping the sink: the writes already queued run, then the thread drops the sink
+    /// and ends, before this returns.
     fn drop(&mut self) {
         self.join();
     }
@@ -204,4 +205,145 @@ fn serve(sink: Box<dyn Sink>, commands: Receiver<Command>, done: mpsc::Sender<Wr
 /// The error of a writer whose thread is gone (it panicked in the sink).
 fn gone() -> StorageError {
     StorageError::Unsupported("the block writer thread stopped".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::layout::Layout;
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    /// What the test sink saw, shared with the test.
+    #[derive(Default)]
+    struct Log {
+        calls: Vec<String>,
+    }
+
+    /// A sink in memory that logs every call and fails the write at `fail_at`.
+    struct Memory {
+        log: Arc<Mutex<Log>>,
+        fail_at: Option<u64>,
+        dest: PathBuf,
+    }
+
+    impl Memory {
+        fn push(&self, s: String) {
+            self.log.lock().unwrap().calls.push(s);
+        }
+    }
+
+    impl Sink for Memory {
+        fn len(&self) -> u64 {
+            1 << 20
+        }
+        fn destination(&self) -> &std::path::Path {
+            &self.dest
+        }
+        fn write_block(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError> {
+            if self.fail_at == Some(offset) {
+                return Err(StorageError::io("write", &self.dest, std::io::Error::other("full")));
+            }
+            self.push(format!("write {offset} {}", data.len()));
+            Ok(true)
+        }
+        fn rewrite_block(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+            self.push(format!("rewrite {offset} {}", data.len()));
+            Ok(())
+        }
+        fn record_block(&mut self, block: u32, _hash: [u8; 32]) {
+            self.push(format!("record {block}"));
+        }
+        fn finish(
+            self: Box<Self>,
+            hashes: &HashList,
+            readback: bool,
+        ) -> Result<[u8; 32], StorageError> {
+            self.push(format!("finish {readback}"));
+            Ok(hashes.root())
+        }
+        fn abort(self: Box<Self>) {
+            self.push("abort".into());
+        }
+        fn suspend(self: Box<Self>) {
+            self.push("suspend".into());
+        }
+    }
+
+    fn writer(fail_at: Option<u64>) -> (Writer, Arc<Mutex<Log>>) {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let sink = Memory { log: Arc::clone(&log), fail_at, dest: PathBuf::from("/nowhere") };
+        (Writer::start(Box::new(sink)).unwrap(), log)
+    }
+
+    fn block(block: u32, rewrite: bool) -> Write {
+        let data = vec![block as u8; 100 + block as usize];
+        Write { block, offset: u64::from(block) * 1000, data, rewrite, hash: [block as u8; 32] }
+    }
+
+    fn calls(log: &Arc<Mutex<Log>>) -> Vec<String> {
+        log.lock().unwrap().calls.clone()
+    }
+
+    #[test]
+    fn writes_run_in_order_and_come_back_with_their_bytes_before_the_finish() {
+        let (mut w, log) = writer(None);
+        // More blocks than the queue holds: the loop waits for room, nothing is lost.
+        let n = QUEUE_BLOCKS as u32 * 3;
+        for b in 0..n {
+            w.write(block(b, b == n - 1)).unwrap();
+        }
+        w.flush().unwrap();
+        let back: Vec<_> = std::iter::from_fn(|| w.try_written()).collect();
+        assert_eq!(back.iter().map(|x| x.block).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+        assert!(back.iter().all(|x| x.result.is_ok() && x.data == block(x.block, false).data));
+        assert!(back[n as usize - 1].rewrite);
+        let hashes = HashList::new(Layout::new(0, 100, 10).unwrap(), Vec::new()).unwrap();
+        assert_eq!(w.finish(hashes.clone(), true).unwrap(), hashes.root());
+        let c = calls(&log);
+        assert_eq!(c.len(), 2 * n as usize + 1);
+        assert_eq!(c[0], "write 0 100");
+        assert_eq!(c[1], "record 0");
+        assert_eq!(c[2 * n as usize - 2], format!("rewrite {} {}", (n - 1) * 1000, 100 + n - 1));
+        assert_eq!(c.last().unwrap(), "finish true");
+    }
+
+    #[test]
+    fn after_a_failed_write_the_rest_are_skipped_and_the_first_error_comes_first() {
+        let (mut w, log) = writer(Some(1000));
+        for b in 0..4 {
+            w.write(block(b, false)).unwrap();
+        }
+        w.flush().unwrap();
+        let back: Vec<_> = std::iter::from_fn(|| w.try_written()).collect();
+        assert_eq!(back.len(), 4);
+        assert!(back[0].result.is_ok());
+        let first = back[1].result.as_ref().unwrap_err().to_string();
+        assert!(first.contains("full"), "{first}");
+        assert!(back[2].result.is_err() && back[3].result.is_err());
+        w.abort();
+        assert_eq!(calls(&log), ["write 0 100", "record 0", "abort"]);
+    }
+
+    #[test]
+    fn write_now_returns_its_own_outcome_and_keeps_the_others_for_later() {
+        let (mut w, log) = writer(Some(3000));
+        w.write(block(1, false)).unwrap();
+        w.write(block(2, false)).unwrap();
+        assert!(w.write_now(block(3, false)).is_err());
+        let back: Vec<_> = std::iter::from_fn(|| w.try_written()).map(|x| x.block).collect();
+        assert_eq!(back, [1, 2]);
+        w.suspend();
+        assert_eq!(calls(&log).last().unwrap(), "suspend");
+    }
+
+    #[test]
+    fn dropping_the_writer_drops_the_sink_before_it_returns() {
+        let (mut w, log) = writer(None);
+        w.write(block(0, false)).unwrap();
+        drop(w);
+        // The write queued before ran, then the sink was dropped (neither finished nor aborted).
+        assert_eq!(calls(&log), ["write 0 100", "record 0"]);
+        assert_eq!(Arc::strong_count(&log), 1, "the sink was dropped with the writer");
+    }
 }
