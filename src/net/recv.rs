@@ -1,7 +1,8 @@
 //! The receiver role: run the sans-IO [`Receiver`] on the shared
 //! [driver loop](crate::net::driver), decode short blocks on worker threads (a block that lost
 //! nothing is copied there too), write decoded blocks into a temp file beside the destination
-//! (a block the hash list later refutes is written again), place it once every block verified
+//! on a writer thread (`writer.rs`, bounded queue; a block the hash list later refutes is
+//! written again), place it once every block verified
 //! (fsync and rename; no re-read unless `verify_readback`), and build the report. [`run`] is what
 //! `mcast-recv` calls for each object, on a socket it opened with [`open_socket`]; tests can
 //! call it in-process too.
