@@ -1,7 +1,8 @@
 //! The receiver role: run the sans-IO [`Receiver`] on the shared
 //! [driver loop](crate::net::driver), decode short blocks on worker threads (a block that lost
 //! nothing is copied there too), write decoded blocks into a temp file beside the destination
-//! (a block the hash list later refutes is written again), place it once every block verified
+//! on a writer thread (`writer.rs`, bounded queue; a block the hash list later refutes is
+//! written again), place it once every block verified
 //! (fsync and rename; no re-read unless `verify_readback`), and build the report. [`run`] is what
 //! `mcast-recv` calls for each object, on a socket it opened with [`open_socket`]; tests can
 //! call it in-process too.
@@ -15,6 +16,7 @@
 mod faults;
 mod previous;
 pub mod repairer;
+mod writer;
 
 pub use faults::{DEFAULT_IDLE_TIMEOUT, DEFAULT_SESSION_TIMEOUT};
 
@@ -33,7 +35,7 @@ use crate::proto::receiver::{
     default_host_name, DecodeJob, Decoded, Event, Outcome, Receiver, ReceiverConfig,
 };
 use crate::proto::time::{Duration, Instant};
-use crate::storage::{Sink, StorageError};
+use crate::storage::StorageError;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::SocketAddr;
@@ -155,7 +157,8 @@ struct RecvRole<'a> {
     drop_rng: ChaCha8Rng,
     dropped_on_purpose: u64,
     first_datagram_seconds: Option<f64>,
-    sink: Option<Box<dyn Sink>>,
+    /// The staging sink, on its writer thread.
+    sink: Option<writer::Writer>,
     placed: Placed,
     sized_for_rate: bool,
     /// When the socket's drop counter was last read for rate control.
@@ -218,8 +221,16 @@ impl RecvRole<'_> {
                             }
                             return self.storage_failed(now, why);
                         }
-                        self.placed.path = Some(s.destination().to_path_buf());
-                        self.sink = Some(s);
+                        let dest = s.destination().to_path_buf();
+                        match writer::Writer::start(s) {
+                            Ok(w) => self.sink = Some(w),
+                            Err(e) => {
+                                let e = StorageError::io("start the block writer for", &dest, e);
+                                return self
+                                    .storage_failed(now, faults::storage_reason(&e, 0, None));
+                            }
+                        }
+                        self.placed.path = Some(dest);
                         // Blocks an interrupted run staged: not fetched again.
                         self.receiver.handle_held(now, &held);
                         self.placed.resumed = resumed;
@@ -234,27 +245,20 @@ impl RecvRole<'_> {
             // Copy or decode, and hash: never on this loop.
             Event::Decode(job) => workers.submit(job),
             Event::Block { block, offset, data, rewrite, hash } => {
+                // Each block is written once (zero blocks stay holes), again only when the
+                // hash list refuted what was written; on the writer thread, not this loop.
                 if let Some(s) = self.sink.as_mut() {
-                    // Each block is written once (zero blocks stay holes), again only when the
-                    // hash list refuted what was written.
-                    let written = if rewrite {
-                        s.rewrite_block(offset, &data)
-                    } else {
-                        s.write_block(offset, &data).map(|_| ())
-                    };
-                    if written.is_ok() {
-                        s.record_block(block, hash);
+                    if let Err(e) = s.write(writer::Write { block, offset, data, rewrite, hash }) {
+                        self.write_failed(now, &e);
                     }
-                    self.placed.last_block_seconds = Some(self.wall.elapsed().as_secs_f64());
-                    match written {
-                        Ok(()) if !rewrite => self.placed.held += data.len() as u64,
-                        Ok(()) => {}
-                        Err(e) => return self.write_failed(now, &e),
-                    }
-                    self.receiver.handle_block(now, block, data);
                 }
             }
             Event::Complete { bytes, hashes } => {
+                // Every block was queued for writing: wait for the writes and their outcomes.
+                if let Some(Err(e)) = self.sink.as_mut().map(|s| s.flush()) {
+                    self.write_failed(now, &e);
+                }
+                self.drain_written(now);
                 let received = self.wall.elapsed().as_secs_f64();
                 if let Some(p) = self.progress.as_mut() {
                     p.finish(&format!("{} NAKs", self.receiver.stats().naks_sent));
@@ -270,7 +274,7 @@ impl RecvRole<'_> {
                 self.placed.received_seconds = Some(received);
                 let result = match (self.sink.take(), self.placed.error.clone()) {
                     (Some(s), None) => s
-                        .finish(&hashes, readback)
+                        .finish(hashes, readback)
                         .map_err(|e| faults::storage_reason(&e, bytes, None)),
                     (_, Some(e)) => Err(e),
                     (None, None) => Err("no destination file".to_string()),
@@ -307,6 +311,23 @@ impl RecvRole<'_> {
 }
 
 impl RecvRole<'_> {
+    /// Take the outcomes of finished writes: count the bytes held, hand each block to the
+    /// local repairer, or end the receive at the first failure.
+    fn drain_written(&mut self, now: Instant) {
+        while let Some(w) = self.sink.as_mut().and_then(|s| s.try_written()) {
+            self.placed.last_block_seconds = Some(self.wall.elapsed().as_secs_f64());
+            match w.result {
+                Ok(()) => {
+                    if !w.rewrite {
+                        self.placed.held += w.data.len() as u64;
+                    }
+                    self.receiver.handle_block(now, w.block, w.data);
+                }
+                Err(e) => self.write_failed(now, &e),
+            }
+        }
+    }
+
     /// The first storage error: abort the sink at once (its staged data goes) and give up,
     /// reporting `why` to the sender (the core logs it). Later ones change nothing.
     fn storage_failed(&mut self, now: Instant, why: String) {
@@ -400,6 +421,7 @@ impl Role for RecvRole<'_> {
         now: Instant,
         cx: &mut Context<'_, DecodeJob, Decoded>,
     ) -> Result<(), DriverError> {
+        self.drain_written(now);
         while let Some(ev) = self.receiver.poll_event() {
             self.handle_event(now, ev, cx.workers);
         }

@@ -12,6 +12,7 @@
 //! runs the core wakes the loop every [`SEARCH_POLL`](crate::proto::receiver::SEARCH_POLL)
 //! (`Receiver::handle_searching`), as these threads have no wake-up of their own.
 
+use super::writer::Write;
 use super::RecvRole;
 use crate::net::io::fmt_bytes;
 use crate::proto::manifest::Manifest;
@@ -202,21 +203,19 @@ impl RecvRole<'_> {
 
     /// Write a found block into the sink (unless it arrived meanwhile) and hand it over.
     fn take_previous(&mut self, now: Instant, f: Found) {
-        let (Some(rewrite), Some(sink)) = (self.receiver.takes_block(f.block), self.sink.as_mut())
-        else {
-            return;
-        };
-        let written = if rewrite {
-            sink.rewrite_block(f.offset, &f.data)
-        } else {
-            sink.write_block(f.offset, &f.data).map(|_| ())
-        };
+        let Some(rewrite) = self.receiver.takes_block(f.block) else { return };
+        // Outcomes of earlier writes first, so that a failure among them is the one reported.
+        self.drain_written(now);
+        let Some(sink) = self.sink.as_mut() else { return };
+        let len = f.data.len() as u64;
+        let w = Write { block: f.block, offset: f.offset, data: f.data, rewrite, hash: f.hash };
+        let written = sink.write_now(w);
+        self.drain_written(now);
         match written {
             Ok(()) => {
-                sink.record_block(f.block, f.hash);
                 self.receiver.handle_previous(now, &[(f.block, f.hash)]);
                 if !rewrite {
-                    self.placed.held += f.data.len() as u64;
+                    self.placed.held += len;
                 }
             }
             Err(e) => self.write_failed(now, &e),
