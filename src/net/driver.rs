@@ -8,7 +8,11 @@
 //!
 //! 1. drain the socket (`recvmmsg`/GRO, bounded per turn) into the role, each datagram opened
 //!    by the [`Keyring`] first (keyed mode: authenticated, replays and stale ones dropped;
-//!    open mode: keyed ones dropped);
+//!    open mode: keyed ones dropped). Each datagram's `now` is its *arrival*: the kernel's
+//!    receive timestamp converted to the loop's clock by an [`ArrivalClock`] (offset sampled
+//!    once per turn), clamped to be no earlier than any time already given to the role and no
+//!    later than the loop's clock; the loop's clock where the kernel gave no stamp. So the core
+//!    (rate control's one-way delays above all) does not see the loop's own scheduling;
 //! 2. hand finished worker results to the role;
 //! 3. fire the endpoint's timers, let the role act on its events, send what the endpoint emits
 //!    (GSO batches, to the group and/or the feedback port; each datagram sealed on its own in
@@ -24,6 +28,7 @@
 //! remainder is a `ppoll` on the loop's thread (it still wakes on a datagram), followed by a
 //! `yield_now` so the runtime's other tasks (signal handlers) keep running.
 
+use crate::net::arrival::ArrivalClock;
 use crate::net::batch::{BatchSocket, TxBatch};
 use crate::net::io::{precise_wait, Clock, Workers};
 use crate::net::DriverError;
@@ -224,7 +229,12 @@ pub struct Io<'a, J, R> {
 
 /// The wall clock in Unix seconds, for sealing and for the age check (0 before 1970).
 pub fn unix_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    unix_now().as_secs()
+}
+
+/// The wall clock since the Unix epoch (zero before 1970).
+fn unix_now() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 /// Drive `role` over `io` until it is done, `timeout` (on `clock`) passes, or `shutdown` is
@@ -242,7 +252,7 @@ pub async fn run<R: Role>(
 ) -> Result<Exit, DriverError> {
     let Io { socket, dest, workers, auth } = io;
     let exit = run_loop(
-        Io { socket, dest, workers, auth: &mut *auth },
+        Io { socket: &mut *socket, dest, workers, auth: &mut *auth },
         role,
         clock,
         timeout,
@@ -253,6 +263,16 @@ pub async fn run<R: Role>(
     if let Some(w) = auth.flush_warning() {
         tracing::warn!("{w}");
     }
+    let st = socket.stats();
+    tracing::debug!(
+        "receive stamps: {} of {} datagrams stamped by the kernel; {} raised to a time already \
+         given ({} us in all), {} lowered to the loop's clock",
+        st.datagrams_stamped,
+        st.datagrams_received,
+        st.arrivals_raised,
+        st.arrivals_raised_us,
+        st.arrivals_lowered
+    );
     exit
 }
 
@@ -277,6 +297,7 @@ async fn run_loop<R: Role>(
     // The sealed form of `tbuf`, and the opened form of a received datagram.
     let (mut sbuf, mut obuf) = (Vec::with_capacity(9000), Vec::with_capacity(9000));
     let mut batch = TxBatch::new();
+    let mut arrivals = ArrivalClock::new();
     loop {
         if shutdown.is_cancelled() {
             return Ok(Exit::Interrupted);
@@ -284,24 +305,30 @@ async fn run_loop<R: Role>(
         if timeout.is_some_and(|t| clock.now() >= t) {
             return Ok(Exit::Timeout);
         }
-        let unix = unix_secs();
+        let wall = unix_now();
+        arrivals.sample(clock.now(), wall);
+        let unix = wall.as_secs();
         let got = sock
-            .recv(cfg.recv_per_turn, |from, d| {
-                if let Some(d) = auth.open(d, unix, &mut obuf) {
-                    role.handle_datagram(clock.now(), from, d)
+            .recv(cfg.recv_per_turn, |r| {
+                if let Some(d) = auth.open(r.data, unix, &mut obuf) {
+                    role.handle_datagram(arrivals.arrival(r.stamp, clock.now()), r.from, d)
                 }
             })
             .map_err(DriverError::io("recv"))?;
+        sock.count_arrivals(arrivals.take_counts());
         // Stopped at the cap: more may be queued, and the readiness edge that announced them
         // was consumed, so look again at once rather than waiting for the next datagram.
         let more_queued = got >= cfg.recv_per_turn;
         while let Some(done) = workers.try_recv() {
-            role.handle_done(clock.now(), done)?;
+            let now = clock.now();
+            arrivals.given(now);
+            role.handle_done(now, done)?;
         }
         if workers.panicked() > 0 {
             return Err(DriverError::WorkerPanicked);
         }
         let now = clock.now();
+        arrivals.given(now);
         role.endpoint().handle_timeout(now);
         role.handle_events(now, &mut Context { socket: sock, workers })?;
         let unix = unix_secs();
@@ -318,7 +345,9 @@ async fn run_loop<R: Role>(
         if let Some(w) = auth.poll_warning(now) {
             tracing::warn!("{w}");
         }
-        if role.is_done(clock.now()) {
+        let now = clock.now();
+        arrivals.given(now);
+        if role.is_done(now) {
             return Ok(Exit::Done);
         }
         let deadline = role.endpoint_ref().poll_timeout().map(|t| t + role.wake_slack());
@@ -347,7 +376,11 @@ async fn run_loop<R: Role>(
                         // arrives after the drain sets readiness again.
                         r.map_err(DriverError::io("poll"))?.clear_ready();
                     }
-                    Some(done) = workers.recv() => role.handle_done(clock.now(), done)?,
+                    Some(done) = workers.recv() => {
+                        let now = clock.now();
+                        arrivals.given(now);
+                        role.handle_done(now, done)?;
+                    }
                     _ = sleep, if timer.is_some() => {}
                 }
             }
