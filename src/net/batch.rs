@@ -53,12 +53,15 @@ pub struct BatchStats {
     /// Datagrams that came with a kernel receive timestamp (`SO_TIMESTAMPNS`); the others
     /// (`datagrams_received - datagrams_stamped`) were timed when the loop read them.
     pub datagrams_stamped: u64,
-    /// Stamped datagrams whose arrival was earlier than a time the driver had already given
-    /// the role, and so was handed over as that time instead (time never runs backwards for
-    /// the core); see `net::driver`.
+    /// Stamped datagrams handed over with an arrival earlier than a time the driver had
+    /// already given the role (they arrived while the loop was busy or not scheduled; see
+    /// `net::arrival`)...
+    pub arrivals_early: u64,
+    /// ...and by how many microseconds, in all.
+    pub arrivals_early_us: u64,
+    /// Stamped datagrams moved up to the previous arrival or to `net::arrival::MAX_STEP_BACK`
+    /// before the latest time given (out of order, or a wall-clock step).
     pub arrivals_raised: u64,
-    /// Microseconds the raised arrivals were moved, in all.
-    pub arrivals_raised_us: u64,
     /// Stamped datagrams whose arrival was later than the loop's clock when it read them (the
     /// wall clock stepped, or the offset sample was off), handed over as the loop's time.
     pub arrivals_lowered: u64,
@@ -139,8 +142,9 @@ impl BatchSocket {
 
     /// Count how the driver placed stamped arrivals in time (`net::arrival`).
     pub fn count_arrivals(&mut self, c: crate::net::arrival::ArrivalCounts) {
+        self.stats.arrivals_early += c.early;
+        self.stats.arrivals_early_us += c.early_us;
         self.stats.arrivals_raised += c.raised;
-        self.stats.arrivals_raised_us += c.raised_us;
         self.stats.arrivals_lowered += c.lowered;
     }
 

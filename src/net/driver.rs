@@ -10,9 +10,10 @@
 //!    by the [`Keyring`] first (keyed mode: authenticated, replays and stale ones dropped;
 //!    open mode: keyed ones dropped). Each datagram's `now` is its *arrival*: the kernel's
 //!    receive timestamp converted to the loop's clock by an [`ArrivalClock`] (offset sampled
-//!    once per turn), clamped to be no earlier than any time already given to the role and no
-//!    later than the loop's clock; the loop's clock where the kernel gave no stamp. So the core
-//!    (rate control's one-way delays above all) does not see the loop's own scheduling;
+//!    once per turn; see `net::arrival` for how it is placed: arrivals never run backwards and
+//!    never pass the loop's clock, but may be a little earlier than the role's last timeout);
+//!    the loop's clock where the kernel gave no stamp. So the core (rate control's one-way
+//!    delays above all) does not read the loop's own scheduling as a queue on the path;
 //! 2. hand finished worker results to the role;
 //! 3. fire the endpoint's timers, let the role act on its events, send what the endpoint emits
 //!    (GSO batches, to the group and/or the feedback port; each datagram sealed on its own in
@@ -29,7 +30,7 @@
 //! `yield_now` so the runtime's other tasks (signal handlers) keep running.
 
 use crate::net::arrival::ArrivalClock;
-use crate::net::batch::{BatchSocket, TxBatch};
+use crate::net::batch::{pace_slack, BatchSocket, TxBatch};
 use crate::net::io::{precise_wait, Clock, Workers};
 use crate::net::DriverError;
 use crate::proto::auth::Keyring;
@@ -52,6 +53,14 @@ pub trait Endpoint {
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit>;
     /// When `handle_timeout` or `poll_transmit` next has work.
     fn poll_timeout(&self) -> Option<Instant>;
+    /// How long after its deadline a paced endpoint may be woken at its *current* rate
+    /// ([`pace_slack`]); `None` if it does not pace. The loop wakes after the smaller of this
+    /// and the role's [`Role::wake_slack`]: a role sets its slack once, from the rate it
+    /// starts at, while an automatic rate moves (a slack of 1 ms, right for 10 Mbit/s, held
+    /// the pacer's one-batch bucket to about half of 1 Gbit/s).
+    fn pace_slack(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl Endpoint for Sender {
@@ -66,6 +75,9 @@ impl Endpoint for Sender {
     }
     fn poll_timeout(&self) -> Option<Instant> {
         Sender::poll_timeout(self)
+    }
+    fn pace_slack(&self) -> Option<Duration> {
+        Some(pace_slack(self.rate()))
     }
 }
 
@@ -265,12 +277,13 @@ pub async fn run<R: Role>(
     }
     let st = socket.stats();
     tracing::debug!(
-        "receive stamps: {} of {} datagrams stamped by the kernel; {} raised to a time already \
-         given ({} us in all), {} lowered to the loop's clock",
+        "receive stamps: {} of {} datagrams stamped by the kernel; {} earlier than a time \
+         already given ({} us in all), {} raised, {} lowered to the loop's clock",
         st.datagrams_stamped,
         st.datagrams_received,
+        st.arrivals_early,
+        st.arrivals_early_us,
         st.arrivals_raised,
-        st.arrivals_raised_us,
         st.arrivals_lowered
     );
     exit
@@ -350,7 +363,11 @@ async fn run_loop<R: Role>(
         if role.is_done(now) {
             return Ok(Exit::Done);
         }
-        let deadline = role.endpoint_ref().poll_timeout().map(|t| t + role.wake_slack());
+        let slack = role
+            .endpoint_ref()
+            .pace_slack()
+            .map_or(role.wake_slack(), |s| s.min(role.wake_slack()));
+        let deadline = role.endpoint_ref().poll_timeout().map(|t| t + slack);
         let deadline = match (deadline, timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
