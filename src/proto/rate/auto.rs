@@ -20,6 +20,12 @@
 //!   × (1 + `host_hold`), which is not a multiplicative decrease and not counted as one. Loss up
 //!   to `host_hold` is what proactive FEC and repairs absorb anyway.
 //!
+//! - **Sender-limited** ([`RateController::on_sent`]): a sender that stayed backlogged over a
+//!   window (at least 50 ms and 1.5 MB) yet sent less than the rate allowed by more than 15 %
+//!   is its own limit (CPU, socket buffer): the rate comes down to 1.1 × the most it sent over
+//!   any such window of the last second, by at most 10 % per window (half in slow start, which
+//!   this ends). Not counted as a decrease.
+//!
 //! Straggler rule: a receiver that reports congestion while the rate is at the floor
 //! (`min_bps`) for `exclude_after` without a break is excluded from rate decisions (its reports
 //! are ignored and counted); the straggler policy then handles it like any lossy receiver.
