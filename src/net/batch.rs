@@ -7,7 +7,9 @@
 //! * [`BatchSocket`] owns the socket and quinn-udp's per-socket state; [`BatchSocket::send`]
 //!   sends one batch (falling back to one datagram per call when the kernel refuses GSO, e.g.
 //!   with `EIO` from a device without it), [`BatchSocket::recv`] hands every waiting datagram to
-//!   a closure, splitting GRO buffers at their stride.
+//!   a closure, splitting GRO buffers at their stride, each datagram with the kernel's receive
+//!   timestamp (`SO_TIMESTAMPNS`, which quinn-udp turns on and reads from the control messages
+//!   of `recvmmsg`: one stamp per buffer, so the datagrams of one GRO buffer share it).
 //! * [`TxBatch`] collects the datagrams a sender core emits into GSO batches: all segments the
 //!   same size except the last, one destination, at most 64 KiB in all.
 //! * [`socket_drops`] and [`udp_rcvbuf_errors`] read the kernel's drop counters, so a receiver
@@ -48,6 +50,33 @@ pub struct BatchStats {
     pub datagrams_received: u64,
     /// Receive buffers that held more than one datagram (GRO).
     pub gro_buffers: u64,
+    /// Datagrams that came with a kernel receive timestamp (`SO_TIMESTAMPNS`); the others
+    /// (`datagrams_received - datagrams_stamped`) were timed when the loop read them.
+    pub datagrams_stamped: u64,
+    /// Stamped datagrams handed over with an arrival earlier than a time the driver had
+    /// already given the role (they arrived while the loop was busy or not scheduled; see
+    /// `net::arrival`)...
+    pub arrivals_early: u64,
+    /// ...and by how many microseconds, in all.
+    pub arrivals_early_us: u64,
+    /// Stamped datagrams moved up to the previous arrival or to `net::arrival::MAX_STEP_BACK`
+    /// before the latest time given (out of order, or a wall-clock step).
+    pub arrivals_raised: u64,
+    /// Stamped datagrams whose arrival was later than the loop's clock when it read them (the
+    /// wall clock stepped, or the offset sample was off), handed over as the loop's time.
+    pub arrivals_lowered: u64,
+}
+
+/// One received datagram, as [`BatchSocket::recv`] hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    /// Where it came from.
+    pub from: SocketAddr,
+    /// Its payload.
+    pub data: &'a [u8],
+    /// The kernel's receive timestamp (`CLOCK_REALTIME`, since the Unix epoch), if the kernel
+    /// gave one; all datagrams of one GRO buffer share the buffer's stamp.
+    pub stamp: Option<Duration>,
 }
 
 /// A UDP socket driven in batches through quinn-udp.
@@ -109,6 +138,14 @@ impl BatchSocket {
     /// Counters so far.
     pub fn stats(&self) -> BatchStats {
         self.stats
+    }
+
+    /// Count how the driver placed stamped arrivals in time (`net::arrival`).
+    pub fn count_arrivals(&mut self, c: crate::net::arrival::ArrivalCounts) {
+        self.stats.arrivals_early += c.early;
+        self.stats.arrivals_early_us += c.early_us;
+        self.stats.arrivals_raised += c.raised;
+        self.stats.arrivals_lowered += c.lowered;
     }
 
     /// Send `contents` to `to` as datagrams of `segment_size` bytes (the last may be shorter).
@@ -173,7 +210,7 @@ impl BatchSocket {
     /// Hand every waiting datagram to `f` (stopping after about `max`, so timers and
     /// transmissions get their turn). GRO buffers are split at their stride, so `f` always sees
     /// single datagrams. Returns how many were handed over.
-    pub fn recv(&mut self, max: usize, mut f: impl FnMut(SocketAddr, &[u8])) -> io::Result<usize> {
+    pub fn recv(&mut self, max: usize, mut f: impl FnMut(Received<'_>)) -> io::Result<usize> {
         let mut n = 0;
         while n < max {
             let got = {
@@ -196,7 +233,8 @@ impl BatchSocket {
                 for d in data.chunks(stride) {
                     n += 1;
                     self.stats.datagrams_received += 1;
-                    f(meta.addr, d);
+                    self.stats.datagrams_stamped += u64::from(meta.timestamp.is_some());
+                    f(Received { from: meta.addr, data: d, stamp: meta.timestamp });
                 }
             }
             if got < RECV_BATCH {
@@ -401,7 +439,7 @@ mod tests {
                 break;
             }
             crate::net::io::precise_wait(sock.socket(), Duration::from_millis(50)).expect("poll");
-            sock.recv(usize::MAX, |_, d| got.push(d.to_vec())).expect("recv");
+            sock.recv(usize::MAX, |r| got.push(r.data.to_vec())).expect("recv");
         }
         got
     }
@@ -444,6 +482,40 @@ mod tests {
         assert_eq!(stats.gso_batches, 0);
         assert_eq!(stats.send_calls, sent.len() as u64);
         assert_eq!(largest, 1);
+    }
+
+    /// The kernel stamps what it receives (`SO_TIMESTAMPNS`), every datagram of a GRO buffer
+    /// with the buffer's stamp, and each stamp lies between the send and the read.
+    #[test]
+    fn received_datagrams_carry_kernel_stamps() {
+        let (mut a, mut b) = pair();
+        let to = b.socket().local_addr().expect("addr");
+        let wall = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let before = wall();
+        let mut batch = TxBatch::new();
+        for i in 0..20 {
+            batch.push(&mut a, to, &datagram(i, 1000)).expect("push");
+        }
+        batch.flush(&mut a).expect("flush");
+        let mut stamps = Vec::new();
+        for _ in 0..200 {
+            if stamps.len() >= 20 {
+                break;
+            }
+            crate::net::io::precise_wait(b.socket(), Duration::from_millis(50)).expect("poll");
+            b.recv(usize::MAX, |r| stamps.push(r.stamp)).expect("recv");
+        }
+        let after = wall();
+        assert_eq!(stamps.len(), 20);
+        let stats = b.stats();
+        if cfg!(target_os = "linux") {
+            assert_eq!(stats.datagrams_stamped, 20, "{stats:?}");
+            for s in &stamps {
+                let s = s.expect("stamped");
+                assert!(s >= before - Duration::from_millis(1) && s <= after, "{s:?}");
+            }
+        }
+        assert_eq!(stats.datagrams_stamped, stamps.iter().filter(|s| s.is_some()).count() as u64);
     }
 
     #[test]

@@ -8,7 +8,12 @@
 //!
 //! 1. drain the socket (`recvmmsg`/GRO, bounded per turn) into the role, each datagram opened
 //!    by the [`Keyring`] first (keyed mode: authenticated, replays and stale ones dropped;
-//!    open mode: keyed ones dropped);
+//!    open mode: keyed ones dropped). Each datagram's `now` is its *arrival*: the kernel's
+//!    receive timestamp converted to the loop's clock by an [`ArrivalClock`] (offset sampled
+//!    once per turn; see `net::arrival` for how it is placed: arrivals never run backwards and
+//!    never pass the loop's clock, but may be a little earlier than the role's last timeout);
+//!    the loop's clock where the kernel gave no stamp. So the core (rate control's one-way
+//!    delays above all) does not read the loop's own scheduling as a queue on the path;
 //! 2. hand finished worker results to the role;
 //! 3. fire the endpoint's timers, let the role act on its events, send what the endpoint emits
 //!    (GSO batches, to the group and/or the feedback port; each datagram sealed on its own in
@@ -24,7 +29,8 @@
 //! remainder is a `ppoll` on the loop's thread (it still wakes on a datagram), followed by a
 //! `yield_now` so the runtime's other tasks (signal handlers) keep running.
 
-use crate::net::batch::{BatchSocket, TxBatch};
+use crate::net::arrival::ArrivalClock;
+use crate::net::batch::{pace_slack, BatchSocket, TxBatch};
 use crate::net::io::{precise_wait, Clock, Workers};
 use crate::net::DriverError;
 use crate::proto::auth::Keyring;
@@ -47,6 +53,14 @@ pub trait Endpoint {
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit>;
     /// When `handle_timeout` or `poll_transmit` next has work.
     fn poll_timeout(&self) -> Option<Instant>;
+    /// How long after its deadline a paced endpoint may be woken at its *current* rate
+    /// ([`pace_slack`]); `None` if it does not pace. The loop wakes after the smaller of this
+    /// and the role's [`Role::wake_slack`]: a role sets its slack once, from the rate it
+    /// starts at, while an automatic rate moves (a slack of 1 ms, right for 10 Mbit/s, held
+    /// the pacer's one-batch bucket to about half of 1 Gbit/s).
+    fn pace_slack(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl Endpoint for Sender {
@@ -61,6 +75,9 @@ impl Endpoint for Sender {
     }
     fn poll_timeout(&self) -> Option<Instant> {
         Sender::poll_timeout(self)
+    }
+    fn pace_slack(&self) -> Option<Duration> {
+        Some(pace_slack(self.rate()))
     }
 }
 
@@ -224,7 +241,12 @@ pub struct Io<'a, J, R> {
 
 /// The wall clock in Unix seconds, for sealing and for the age check (0 before 1970).
 pub fn unix_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    unix_now().as_secs()
+}
+
+/// The wall clock since the Unix epoch (zero before 1970).
+fn unix_now() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 /// Drive `role` over `io` until it is done, `timeout` (on `clock`) passes, or `shutdown` is
@@ -242,7 +264,7 @@ pub async fn run<R: Role>(
 ) -> Result<Exit, DriverError> {
     let Io { socket, dest, workers, auth } = io;
     let exit = run_loop(
-        Io { socket, dest, workers, auth: &mut *auth },
+        Io { socket: &mut *socket, dest, workers, auth: &mut *auth },
         role,
         clock,
         timeout,
@@ -253,6 +275,17 @@ pub async fn run<R: Role>(
     if let Some(w) = auth.flush_warning() {
         tracing::warn!("{w}");
     }
+    let st = socket.stats();
+    tracing::debug!(
+        "receive stamps: {} of {} datagrams stamped by the kernel; {} earlier than a time \
+         already given ({} us in all), {} raised, {} lowered to the loop's clock",
+        st.datagrams_stamped,
+        st.datagrams_received,
+        st.arrivals_early,
+        st.arrivals_early_us,
+        st.arrivals_raised,
+        st.arrivals_lowered
+    );
     exit
 }
 
@@ -277,6 +310,7 @@ async fn run_loop<R: Role>(
     // The sealed form of `tbuf`, and the opened form of a received datagram.
     let (mut sbuf, mut obuf) = (Vec::with_capacity(9000), Vec::with_capacity(9000));
     let mut batch = TxBatch::new();
+    let mut arrivals = ArrivalClock::new();
     loop {
         if shutdown.is_cancelled() {
             return Ok(Exit::Interrupted);
@@ -284,24 +318,30 @@ async fn run_loop<R: Role>(
         if timeout.is_some_and(|t| clock.now() >= t) {
             return Ok(Exit::Timeout);
         }
-        let unix = unix_secs();
+        let wall = unix_now();
+        arrivals.sample(clock.now(), wall);
+        let unix = wall.as_secs();
         let got = sock
-            .recv(cfg.recv_per_turn, |from, d| {
-                if let Some(d) = auth.open(d, unix, &mut obuf) {
-                    role.handle_datagram(clock.now(), from, d)
+            .recv(cfg.recv_per_turn, |r| {
+                if let Some(d) = auth.open(r.data, unix, &mut obuf) {
+                    role.handle_datagram(arrivals.arrival(r.stamp, clock.now()), r.from, d)
                 }
             })
             .map_err(DriverError::io("recv"))?;
+        sock.count_arrivals(arrivals.take_counts());
         // Stopped at the cap: more may be queued, and the readiness edge that announced them
         // was consumed, so look again at once rather than waiting for the next datagram.
         let more_queued = got >= cfg.recv_per_turn;
         while let Some(done) = workers.try_recv() {
-            role.handle_done(clock.now(), done)?;
+            let now = clock.now();
+            arrivals.given(now);
+            role.handle_done(now, done)?;
         }
         if workers.panicked() > 0 {
             return Err(DriverError::WorkerPanicked);
         }
         let now = clock.now();
+        arrivals.given(now);
         role.endpoint().handle_timeout(now);
         role.handle_events(now, &mut Context { socket: sock, workers })?;
         let unix = unix_secs();
@@ -318,10 +358,16 @@ async fn run_loop<R: Role>(
         if let Some(w) = auth.poll_warning(now) {
             tracing::warn!("{w}");
         }
-        if role.is_done(clock.now()) {
+        let now = clock.now();
+        arrivals.given(now);
+        if role.is_done(now) {
             return Ok(Exit::Done);
         }
-        let deadline = role.endpoint_ref().poll_timeout().map(|t| t + role.wake_slack());
+        let slack = role
+            .endpoint_ref()
+            .pace_slack()
+            .map_or(role.wake_slack(), |s| s.min(role.wake_slack()));
+        let deadline = role.endpoint_ref().poll_timeout().map(|t| t + slack);
         let deadline = match (deadline, timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -347,7 +393,11 @@ async fn run_loop<R: Role>(
                         // arrives after the drain sets readiness again.
                         r.map_err(DriverError::io("poll"))?.clear_ready();
                     }
-                    Some(done) = workers.recv() => role.handle_done(clock.now(), done)?,
+                    Some(done) = workers.recv() => {
+                        let now = clock.now();
+                        arrivals.given(now);
+                        role.handle_done(now, done)?;
+                    }
                     _ = sleep, if timer.is_some() => {}
                 }
             }

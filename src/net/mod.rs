@@ -11,6 +11,7 @@
 //! pool. [`keyfile`] writes and reads keyed mode's key files.
 
 pub mod addr;
+pub mod arrival;
 pub mod batch;
 pub mod daemon;
 pub mod driver;

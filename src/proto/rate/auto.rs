@@ -20,6 +20,12 @@
 //!   × (1 + `host_hold`), which is not a multiplicative decrease and not counted as one. Loss up
 //!   to `host_hold` is what proactive FEC and repairs absorb anyway.
 //!
+//! - **Sender-limited** ([`RateController::on_sent`]): a sender that stayed backlogged over a
+//!   window (at least 50 ms and 1.5 MB) yet sent less than the rate allowed by more than 15 %
+//!   is its own limit (CPU, socket buffer): the rate comes down to 1.1 × the most it sent over
+//!   any such window of the last second, by at most 10 % per window (half in slow start, which
+//!   this ends). Not counted as a decrease.
+//!
 //! Straggler rule: a receiver that reports congestion while the rate is at the floor
 //! (`min_bps`) for `exclude_after` without a break is excluded from rate decisions (its reports
 //! are ignored and counted); the straggler policy then handles it like any lossy receiver.
@@ -68,6 +74,24 @@ const CLR_QUIET: Duration = Duration::from_millis(100);
 const CLR_GONE: Duration = Duration::from_secs(2);
 /// Points of the rate history kept for the settled mean (halved in resolution when full).
 const HISTORY_KEPT: usize = 4096;
+/// A sender that stays backlogged is judged by what it sent over at least this long...
+const SENT_WINDOW: Duration = Duration::from_millis(50);
+/// ...and at least this many bytes (about a thousand datagrams, so that the pacer's one-batch
+/// bursts weigh under 5 %).
+const SENT_WINDOW_BYTES: u64 = 1_500_000;
+/// A backlogged sender that sent less than the rate allowed over the window by more than this
+/// factor is limited by itself (CPU, socket buffer), not by the path...
+const SENT_LIMITED: f64 = 1.15;
+/// ...and the rate comes down to this factor of the most it sent over any window of the last
+/// [`SENT_BEST_HORIZON`] (never below what it has shown it can send: a sender that sends a
+/// share of whatever it is allowed, because the receivers' work takes its CPU, would otherwise
+/// be walked down step by step)...
+const SENT_HEADROOM: f64 = 1.1;
+/// See [`SENT_HEADROOM`].
+const SENT_BEST_HORIZON: Duration = Duration::from_secs(1);
+/// ...by at most this share per window after slow start (a passing stall costs little), and
+/// by at most half in slow start (which it ends).
+const SENT_STEP: f64 = 0.9;
 
 /// [`AutoRate`] settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +185,12 @@ pub struct AutoRate {
     host_holds: u32,
     /// Congested reports taken for a receiver's scheduling hiccup (see `hiccup_share`).
     hiccups: u64,
+    /// The current window of a backlogged sender: when it opened and the bytes sent by then.
+    sent_window: Option<(Instant, u64)>,
+    /// Windows in which the rate came down towards what the sender sent.
+    sender_limited: u32,
+    /// The send rates of the latest backlogged windows (at most [`RECV_KEPT`]).
+    sent_rates: VecDeque<(Instant, f64)>,
     clr: Option<u32>,
     clr_since: Instant,
     /// When the limiting receiver was last heard (or became the limiting receiver).
@@ -213,6 +243,9 @@ impl AutoRate {
             host: None,
             host_holds: 0,
             hiccups: 0,
+            sent_window: None,
+            sender_limited: 0,
+            sent_rates: VecDeque::new(),
             clr: None,
             clr_since: now,
             clr_heard: now,
@@ -561,6 +594,58 @@ impl RateController for AutoRate {
         }
     }
 
+    fn on_sent(&mut self, now: Instant, sent_total: u64, backlogged: bool) {
+        if !backlogged {
+            self.sent_window = None;
+            return;
+        }
+        let Some((since, base)) = self.sent_window else {
+            self.sent_window = Some((now, sent_total));
+            return;
+        };
+        let span = now.saturating_duration_since(since);
+        let bytes = sent_total.saturating_sub(base);
+        if span < SENT_WINDOW || bytes < SENT_WINDOW_BYTES {
+            return;
+        }
+        self.sent_window = Some((now, sent_total));
+        // What the rate allowed over the same window (the rate history's area), against what
+        // went out.
+        let allowed = self.area_now(now) - self.area_at(since, now);
+        let sent_bits = bytes as f64 * 8.0;
+        let sent_bps = sent_bits / span.as_secs_f64();
+        if self.sent_rates.len() == RECV_KEPT {
+            self.sent_rates.pop_front();
+        }
+        self.sent_rates.push_back((now, sent_bps));
+        if allowed <= sent_bits * SENT_LIMITED {
+            return;
+        }
+        let best = self
+            .sent_rates
+            .iter()
+            .filter(|(t, _)| now.saturating_duration_since(*t) <= SENT_BEST_HORIZON)
+            .map(|(_, r)| *r)
+            .fold(sent_bps, f64::max);
+        let step = if self.slow_start { 0.5 } else { SENT_STEP };
+        let target = (best * SENT_HEADROOM).max(self.rate * step);
+        if target >= self.rate {
+            return;
+        }
+        tracing::debug!(
+            "rate: the sender sent {} kbit/s while backlogged (allowed {}, best lately {}): \
+             {} -> {} kbit/s",
+            sent_bps as u64 / 1000,
+            (allowed / span.as_secs_f64()) as u64 / 1000,
+            best as u64 / 1000,
+            self.rate as u64 / 1000,
+            target as u64 / 1000
+        );
+        self.slow_start = false;
+        self.sender_limited += 1;
+        AutoRate::set_rate(self, now, target);
+    }
+
     fn summary(&self, now: Instant) -> RateSummary {
         let mut limiting = self.limiting.clone();
         if let Some(node) = self.clr {
@@ -592,6 +677,7 @@ impl RateController for AutoRate {
             excluded: self.excluded.iter().copied().collect(),
             host_holds: self.host_holds,
             hiccups: self.hiccups,
+            sender_limited: self.sender_limited,
         }
     }
 }

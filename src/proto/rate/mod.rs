@@ -39,6 +39,11 @@ pub trait RateController: Send + std::fmt::Debug {
     fn summary(&self, now: Instant) -> RateSummary;
     /// The sender's rate was set from outside (`Sender::set_rate`) at `now`: go on from it.
     fn set_rate(&mut self, now: Instant, rate_bps: u64);
+    /// Before each decision: the bytes the sender has put out so far (`sent_total`) and
+    /// whether it has a symbol waiting for the pacer (`backlogged`). A sender that stays
+    /// backlogged yet sends less than its rate is limited by itself (CPU, socket), not by the
+    /// path: the automatic rate comes down towards what it sends. Ignored by default.
+    fn on_sent(&mut self, _now: Instant, _sent_total: u64, _backlogged: bool) {}
 }
 
 /// A controller's account, for the sender's report.
@@ -75,6 +80,9 @@ pub struct RateSummary {
     /// Congested reports not acted on because the receiver's receive rate had collapsed
     /// against its previous report (a receiver that was not scheduled, not a queue).
     pub hiccups: u64,
+    /// Decisions that brought the rate down towards what a backlogged sender actually sent
+    /// (the sender, not the path, was the limit; not counted as decreases).
+    pub sender_limited: u32,
 }
 
 /// The fixed rate: today's behaviour. It never changes the rate and never asks for a tick.

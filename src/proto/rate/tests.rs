@@ -362,3 +362,49 @@ fn only_the_clr_and_drawn_congested_receivers_answer() {
     m.take_report(at(30));
     assert!(!m.on_tick(at(40), &tick_at(40, 0, 100), 5, 100, false));
 }
+
+/// Sender-limited: a backlogged sender that sends half of what its rate allows brings the rate
+/// down (ending slow start, never below 1.1 × the most it sent lately, by at most half in slow
+/// start and 10 % after it); one that sends what it may, or is not backlogged, does not.
+#[test]
+fn a_backlogged_sender_below_its_rate_brings_the_rate_down() {
+    let start = AutoConfig { start_bps: 400_000_000, ..cfg() };
+    // Sends exactly the rate: nothing changes (slow start goes on; no report, no growth).
+    let mut c = AutoRate::new(start.clone(), at(0));
+    let mut sent = 0u64;
+    for i in 0..=20u64 {
+        c.on_sent(at(i * 10), sent, true);
+        sent += 400_000_000 / 8 / 100; // 10 ms at 400 Mbit/s
+    }
+    assert_eq!(c.summary(at(200)).sender_limited, 0);
+    assert_eq!(c.rate_bps(), 400_000_000);
+    // Sends half of it while backlogged: down to 1.1 × 200 Mbit/s at once in slow start
+    // (the floor of half is 200 Mbit/s)...
+    let mut c = AutoRate::new(start.clone(), at(0));
+    let mut sent = 0u64;
+    let mut t = 0u64;
+    for _ in 0..=6 {
+        c.on_sent(at(t), sent, true);
+        sent += 200_000_000 / 8 / 100;
+        t += 10;
+    }
+    assert_eq!(c.summary(at(t)).sender_limited, 1);
+    assert!(!c.in_slow_start());
+    assert_eq!(c.rate_bps(), 220_000_000);
+    // ...and no further while it sends what 220 Mbit/s allows within 15 %.
+    for _ in 0..20 {
+        c.on_sent(at(t), sent, true);
+        sent += 200_000_000 / 8 / 100;
+        t += 10;
+    }
+    assert_eq!(c.rate_bps(), 220_000_000);
+    // Not backlogged (nothing to send): a low send rate says nothing.
+    let mut c = AutoRate::new(start, at(0));
+    let mut sent = 0u64;
+    for i in 0..=20u64 {
+        c.on_sent(at(i * 10), sent, i % 3 != 0);
+        sent += 100_000_000 / 8 / 100;
+    }
+    assert_eq!(c.summary(at(200)).sender_limited, 0);
+    assert_eq!(c.rate_bps(), 400_000_000);
+}

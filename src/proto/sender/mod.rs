@@ -465,6 +465,8 @@ impl Sender {
 
     /// Let the rate controller decide at `now`: its tick may become due, its rate applies.
     fn rate_timeout(&mut self, now: Instant) {
+        let backlogged = self.symbol_ready() && !self.finished;
+        self.rate_ctl.on_sent(now, self.stats.bytes_sent, backlogged);
         let group = self.group.size();
         if self.rate_ctl.on_timeout(now, self.grtt.get(), group) && !self.finished {
             self.rate_tick_due = true;
