@@ -207,6 +207,8 @@ pub struct RateEntry {
     pub host_holds: u32,
     /// Congested reports taken for a receiver's scheduling hiccup, not a queue.
     pub hiccups: u64,
+    /// Control windows the rate came down to what a backlogged sender could push.
+    pub sender_limited: u32,
 }
 
 impl RateEntry {
@@ -226,6 +228,7 @@ impl RateEntry {
             excluded: s.excluded.clone(),
             host_holds: s.host_holds,
             hiccups: s.hiccups,
+            sender_limited: s.sender_limited,
         }
     }
 }
