@@ -9,14 +9,27 @@
 //! the sender, listening on port + 1, may never hear it): a heard need is clamped to the block's
 //! K plus [`COVER_MARGIN`], needs for blocks outside the layout are skipped, a heard cover lasts
 //! the repair wait with its sending time capped at [`MAX_HEARD_TX`] and is never extended by
-//! what is heard later, and once a heard cover has lapsed with our need unmet, no heard need
-//! covers that block again (until it is done).
+//! what is heard later, and once [`MAX_STALLED_COVERS`] heard covers of a block have lapsed with
+//! our need unmet *and no symbol of the block received under them*, no heard need covers that
+//! block again (until it is done). A cover under which our need fell was a real repair round
+//! (the sender answered someone's NAK) of which we lost a repair, and one that brought nothing
+//! is most often a round whose only repair we lost: so the next round is suppressed like the
+//! first, instead of every receiver that lost a repair NAKing on its own (at 10,000 receivers
+//! that was most of the NAKs, in the end game above all). A forger's need, which the sender
+//! does not answer, brings no symbols: it holds ours off for at most [`MAX_STALLED_COVERS`]
+//! covers.
 
 use super::session::{Cover, Ctx, Phase, Session, Timer};
 use super::*;
 
 /// Symbols a heard need may exceed its block's K by and still count in full.
 pub const COVER_MARGIN: u32 = 16;
+/// Heard covers of a block that may lapse with nothing received under them before no heard
+/// need covers it any more.
+pub const MAX_STALLED_COVERS: u8 = 2;
+/// GRTTs a heard cover waits, besides the repairs' sending time, for the repairs it asked for
+/// (the sender's holdoff of one GRTT, a round trip, one GRTT of slack).
+pub const HEARD_WAIT_GRTTS: f64 = 3.0;
 /// Longest time a heard cover allows for sending the repairs it asks for.
 pub const MAX_HEARD_TX: Duration = Duration::from_secs(1);
 
@@ -32,6 +45,23 @@ fn takes(id: ObjectId, o: &ObjectState, b: u32, free: &mut usize) -> bool {
         return true;
     }
     false
+}
+
+/// A heard cover of block `b` (of `o`) lapsed: whether no heard need may cover the block any
+/// more (our need is unmet, and [`MAX_STALLED_COVERS`] heard covers brought no symbol of it).
+fn lapse_heard(o: &mut ObjectState, b: u32) -> bool {
+    let need = o.need(b);
+    let h = o.heard.entry(b).or_default();
+    if need > 0 && need >= h.need {
+        h.stalled = h.stalled.saturating_add(1);
+    }
+    need > 0 && h.stalled >= MAX_STALLED_COVERS
+}
+
+/// A heard need of ours for block `b` (of `o`) is now covered: note our need.
+fn take_heard(o: &mut ObjectState, b: u32) {
+    let need = o.need(b);
+    o.heard.entry(b).or_default().need = need;
 }
 
 /// Whether a need of `need` symbols for block `b` is covered by what was heard or sent.
@@ -60,11 +90,17 @@ impl Session {
 
     /// How long a NAK for `symbols` symbols covers its blocks: the sender's holdoff, a round
     /// trip, the longest backoff of the others, and the time to send the repairs (at the rate
-    /// announced last; for a heard NAK at most [`MAX_HEARD_TX`]).
+    /// announced last). A heard NAK's cover leaves out the others' backoff (the repairs it
+    /// asked for are on their way a holdoff after it: [`HEARD_WAIT_GRTTS`] covers holdoff,
+    /// round trip and slack), and its sending time is at most [`MAX_HEARD_TX`]: a receiver
+    /// whose repair of that round was lost asks again a backoff sooner.
     fn repair_wait(&self, backoff_factor: f64, symbols: u32, heard: bool) -> Duration {
         let tx = self.tx_time(symbols);
-        let tx = if heard { tx.min(MAX_HEARD_TX) } else { tx };
-        self.grtt.mul_f64(backoff_factor + 2.0) + tx
+        if heard {
+            self.grtt.mul_f64(HEARD_WAIT_GRTTS.min(backoff_factor + 2.0)) + tx.min(MAX_HEARD_TX)
+        } else {
+            self.grtt.mul_f64(backoff_factor + 2.0) + tx
+        }
     }
 
     /// Check the covers again when the one ending at `until` lapses (or earlier).
@@ -100,17 +136,23 @@ impl Session {
                 // millisecond would hold ours off for ever); a larger need raises its count.
                 Some(c) if c.until > now => {
                     if count > c.count {
+                        if !c.heard {
+                            take_heard(&mut self.objects[object], block);
+                        }
                         (c.count, c.heard) = (count, true);
                     }
                 }
-                // A heard cover lapsed (its check not yet run) with our need unmet: ours now.
-                Some(c) if c.heard && self.objects[object].need(block) > 0 => {
+                // A heard cover lapsed (its check not yet run) with our need unmet, once too
+                // often without progress: ours now.
+                Some(c) if c.heard && lapse_heard(&mut self.objects[object], block) => {
                     self.covers.remove(&key);
                     self.must_nak.insert(key);
                 }
-                // Our own cover lapsed, or none: only what was just heard counts.
+                // Our own cover lapsed, or none (or a heard one forgiven): only what was just
+                // heard counts.
                 _ => {
                     self.covers.insert(key, h);
+                    take_heard(&mut self.objects[object], block);
                 }
             }
         }
@@ -135,10 +177,10 @@ impl Session {
     /// The cover check: forget the covers that lapsed (a heard one whose block still lacks
     /// symbols leaves the block to our own NAK) and re-arm for the next.
     pub(super) fn lapse_covers(&mut self, now: Instant) {
-        let (objects, must_nak) = (&self.objects, &mut self.must_nak);
+        let (objects, must_nak) = (&mut self.objects, &mut self.must_nak);
         self.covers.retain(|&(id, b), c| {
             let lapsed = c.until <= now;
-            if lapsed && c.heard && objects[id].need(b) > 0 {
+            if lapsed && c.heard && lapse_heard(&mut objects[id], b) {
                 must_nak.insert((id, b));
             }
             !lapsed
@@ -286,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn covers_take_the_larger_need_are_never_extended_and_lapse_once() {
+    fn covers_take_the_larger_need_are_never_extended_and_lapse() {
         let mut r = receiver_in_session();
         let t0 = Instant::ZERO;
         cover(&mut r, t0, &heard(10));
@@ -301,13 +343,47 @@ mod tests {
         let s = r.session.as_ref().unwrap();
         assert_eq!(s.covers[&(ObjectId::Payload, 3)].until, until);
         assert!(!s.covered(ObjectId::Payload, 3, 1, until), "lapsed at its deadline");
-        // Heard again once it lapsed with the need unmet: it covers nothing any more.
+        // Heard again once it lapsed with the need unmet and nothing received: forgiven once
+        // (a real round's only repair may have been lost) ...
         cover(&mut r, until, &heard(2));
+        let s = r.session.as_ref().unwrap();
+        assert!(s.covered(ObjectId::Payload, 3, 2, until), "forgiven once");
+        assert!(!s.must_nak.contains(&(ObjectId::Payload, 3)));
+        let until = s.covers[&(ObjectId::Payload, 3)].until;
+        // ... but after MAX_STALLED_COVERS covers that brought nothing, none heard covers it.
+        cover(&mut r, until, &heard(10));
         let s = r.session.as_ref().unwrap();
         assert!(!s.covered(ObjectId::Payload, 3, 1, until));
         assert!(s.must_nak.contains(&(ObjectId::Payload, 3)));
-        cover(&mut r, until, &heard(2));
+        cover(&mut r, until, &heard(10));
         assert!(!r.session.as_ref().unwrap().covered(ObjectId::Payload, 3, 1, until));
+    }
+
+    #[test]
+    fn heard_covers_under_which_symbols_arrived_never_count_against_the_block() {
+        let mut r = receiver_in_session(); // blocks of K = 10 symbols of 100 bytes
+        let mut at = Instant::ZERO;
+        for round in 0..2 * u32::from(MAX_STALLED_COVERS) {
+            cover(&mut r, at, &heard(10));
+            let (s, _) = r.enter(at).unwrap();
+            assert!(s.covered(ObjectId::Payload, 3, 10 - round, at), "round {round}");
+            // One repair of the round arrives, the rest are lost.
+            let o = &mut s.objects[ObjectId::Payload];
+            let b = o.pending.entry(3).or_insert_with(|| BlockSymbols::new(100, 10).unwrap());
+            assert_eq!(b.insert(round, &[0; 100]), Ok(Inserted::New));
+            at = s.covers[&(ObjectId::Payload, 3)].until;
+            s.lapse_covers(at);
+            assert!(!s.must_nak.contains(&(ObjectId::Payload, 3)), "round {round}");
+        }
+        // A round that brings nothing is forgiven once more, the next is not.
+        for stalled in 1..=MAX_STALLED_COVERS {
+            cover(&mut r, at, &heard(10));
+            let (s, _) = r.enter(at).unwrap();
+            at = s.covers[&(ObjectId::Payload, 3)].until;
+            s.lapse_covers(at);
+            let ours = s.must_nak.contains(&(ObjectId::Payload, 3));
+            assert_eq!(ours, stalled == MAX_STALLED_COVERS, "stalled {stalled}");
+        }
     }
 
     #[test]

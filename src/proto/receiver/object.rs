@@ -22,6 +22,19 @@ pub struct ObjectState {
     pub decoding: HashSet<u32>,
     /// Blocks below this the sender has passed.
     frontier: u32,
+    /// Per block once a heard need covered it: what became of the heard covers
+    /// (`receiver::nak`).
+    pub heard: BTreeMap<u32, HeardCovers>,
+}
+
+/// What became of the heard covers of one block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeardCovers {
+    /// Our need when the last heard cover was taken.
+    pub need: u32,
+    /// Heard covers that lapsed with our need unmet and no symbol of the block received under
+    /// them.
+    pub stalled: u8,
 }
 
 impl ObjectState {
@@ -34,6 +47,7 @@ impl ObjectState {
             pending: BTreeMap::new(),
             decoding: HashSet::new(),
             frontier: 0,
+            heard: BTreeMap::new(),
         }
     }
 
@@ -72,6 +86,7 @@ impl ObjectState {
         }
         self.pending.remove(&b);
         self.decoding.remove(&b);
+        self.heard.remove(&b);
     }
 
     /// Forget `b`'s data and progress (a failed hash check): outstanding again if passed.
