@@ -51,17 +51,24 @@ fn takes(id: ObjectId, o: &ObjectState, b: u32, free: &mut usize) -> bool {
 /// more (our need is unmet, and [`MAX_STALLED_COVERS`] heard covers brought no symbol of it).
 fn lapse_heard(o: &mut ObjectState, b: u32) -> bool {
     let need = o.need(b);
+    if need == 0 || !(o.is_outstanding(b) || o.pending.contains_key(&b)) {
+        return false;
+    }
     let h = o.heard.entry(b).or_default();
-    if need > 0 && need >= h.need {
+    if need >= h.need {
         h.stalled = h.stalled.saturating_add(1);
     }
-    need > 0 && h.stalled >= MAX_STALLED_COVERS
+    h.stalled >= MAX_STALLED_COVERS
 }
 
-/// A heard need of ours for block `b` (of `o`) is now covered: note our need.
+/// A heard need of ours for block `b` (of `o`) is now covered: note our need. Only blocks we
+/// lack and the sender has passed or we are collecting are noted (and forgotten once done), so
+/// heard needs for blocks we hold or nobody sent yet cost no memory.
 fn take_heard(o: &mut ObjectState, b: u32) {
     let need = o.need(b);
-    o.heard.entry(b).or_default().need = need;
+    if need > 0 && (o.is_outstanding(b) || o.pending.contains_key(&b)) {
+        o.heard.entry(b).or_default().need = need;
+    }
 }
 
 /// Whether a need of `need` symbols for block `b` is covered by what was heard or sent.
@@ -297,6 +304,26 @@ mod tests {
         t::locked(cfg, a).0
     }
 
+    /// A receiver in session whose sender has passed the blocks below `to`.
+    fn receiver_passed(to: u32) -> Receiver {
+        let mut r = receiver_in_session();
+        r.session.as_mut().unwrap().objects[ObjectId::Payload].advance(to);
+        r
+    }
+
+    #[test]
+    fn heard_needs_for_blocks_not_passed_nor_collected_are_not_noted() {
+        let mut r = receiver_in_session();
+        let t0 = Instant::ZERO;
+        cover(&mut r, t0, &heard(10)); // block 3: not passed, nothing of it collected
+        let s = r.session.as_ref().unwrap();
+        assert!(s.objects[ObjectId::Payload].heard.is_empty());
+        let mut r = receiver_passed(4);
+        cover(&mut r, t0, &heard(10));
+        let s = r.session.as_ref().unwrap();
+        assert_eq!(s.objects[ObjectId::Payload].heard.len(), 1, "passed and lacking: noted");
+    }
+
     fn heard(count: u16) -> NeedList {
         NeedList {
             seq: 0,
@@ -329,7 +356,7 @@ mod tests {
 
     #[test]
     fn covers_take_the_larger_need_are_never_extended_and_lapse() {
-        let mut r = receiver_in_session();
+        let mut r = receiver_passed(4);
         let t0 = Instant::ZERO;
         cover(&mut r, t0, &heard(10));
         cover(&mut r, t0, &heard(4));
@@ -361,7 +388,7 @@ mod tests {
 
     #[test]
     fn heard_covers_under_which_symbols_arrived_never_count_against_the_block() {
-        let mut r = receiver_in_session(); // blocks of K = 10 symbols of 100 bytes
+        let mut r = receiver_passed(4); // blocks of K = 10 symbols of 100 bytes
         let mut at = Instant::ZERO;
         for round in 0..2 * u32::from(MAX_STALLED_COVERS) {
             cover(&mut r, at, &heard(10));

@@ -2,7 +2,8 @@
 //! symbols, which are being decoded, and how far the sender has got (`frontier`). A block the
 //! sender has passed without it being done is *outstanding*, a candidate for a NAK; that is
 //! derived from the bits and the frontier, so nothing is sized by the block count but one bit
-//! a block.
+//! a block, and a few bytes for each outstanding or collecting block that a heard NAK covered
+//! (`heard`, what the NAK logic remembers of those covers; dropped once the block is done).
 
 use crate::proto::fec::BlockSymbols;
 use crate::proto::layout::Layout;
