@@ -69,9 +69,10 @@ impl ArrivalClock {
     }
 
     /// A time `now` (a fresh reading of the loop's clock) given to the role other than as a
-    /// datagram's arrival.
-    pub fn given(&mut self, now: Instant) {
+    /// datagram's arrival; returns it, to hand over.
+    pub fn given(&mut self, now: Instant) -> Instant {
         self.given = self.given.max(now);
+        now
     }
 
     /// The time to hand a datagram over with: its `stamp` converted to the loop's clock and

@@ -333,15 +333,12 @@ async fn run_loop<R: Role>(
         // was consumed, so look again at once rather than waiting for the next datagram.
         let more_queued = got >= cfg.recv_per_turn;
         while let Some(done) = workers.try_recv() {
-            let now = clock.now();
-            arrivals.given(now);
-            role.handle_done(now, done)?;
+            role.handle_done(arrivals.given(clock.now()), done)?;
         }
         if workers.panicked() > 0 {
             return Err(DriverError::WorkerPanicked);
         }
-        let now = clock.now();
-        arrivals.given(now);
+        let now = arrivals.given(clock.now());
         role.endpoint().handle_timeout(now);
         role.handle_events(now, &mut Context { socket: sock, workers })?;
         let unix = unix_secs();
@@ -358,9 +355,7 @@ async fn run_loop<R: Role>(
         if let Some(w) = auth.poll_warning(now) {
             tracing::warn!("{w}");
         }
-        let now = clock.now();
-        arrivals.given(now);
-        if role.is_done(now) {
+        if role.is_done(arrivals.given(clock.now())) {
             return Ok(Exit::Done);
         }
         let slack = role
@@ -394,9 +389,7 @@ async fn run_loop<R: Role>(
                         r.map_err(DriverError::io("poll"))?.clear_ready();
                     }
                     Some(done) = workers.recv() => {
-                        let now = clock.now();
-                        arrivals.given(now);
-                        role.handle_done(now, done)?;
+                        role.handle_done(arrivals.given(clock.now()), done)?
                     }
                     _ = sleep, if timer.is_some() => {}
                 }

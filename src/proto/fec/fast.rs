@@ -14,6 +14,7 @@
 
 use super::coeffs::CoefficientCache;
 use super::gf256::{fma, left_inverse};
+use bitvec::slice::BitSlice;
 use raptorq::Symbol;
 
 /// What [`recover`] did.
@@ -44,14 +45,14 @@ pub(super) fn recover(
     cache: &CoefficientCache,
     t: usize,
     source: &mut [u8],
-    have: &[bool],
+    have: &BitSlice,
     repairs: &[(u32, Vec<u8>)],
 ) -> Outcome {
     let Ok(k) = u16::try_from(have.len()) else { return Outcome::Declined };
     if source.len() != have.len() * t || repairs.iter().any(|(_, s)| s.len() != t) {
         return Outcome::Declined;
     }
-    let lost: Vec<usize> = (0..have.len()).filter(|&i| !have[i]).collect();
+    let lost: Vec<usize> = have.iter_zeros().collect();
     let e = lost.len();
     if e == 0 {
         return Outcome::Recovered;
@@ -96,7 +97,7 @@ pub(super) fn recover(
         scratch = sym.into_bytes();
     }
     // Source part, likewise one received symbol at a time.
-    for i in (0..have.len()).filter(|&i| have[i]) {
+    for i in have.iter_ones() {
         scratch.clear();
         scratch.extend_from_slice(&source[i * t..(i + 1) * t]);
         let sym = Symbol::new(scratch);

@@ -29,6 +29,7 @@ mod tests;
 
 use crate::proto::compress::{self, BlockCodec, Codec};
 use crate::proto::wire::MAX_ESI;
+use bitvec::vec::BitVec;
 pub use coded::block_coding;
 use coeffs::CoefficientCache;
 use fast::Outcome;
@@ -210,9 +211,9 @@ pub struct BlockSymbols {
     target: u32,
     /// Source symbols at their offsets (K * T bytes).
     source: Vec<u8>,
-    /// A bit per source symbol held (a bitset, not a `bool` per symbol: at 10,000 simulated
-    /// receivers this is the state every copy touches, and an eighth of it stays in cache).
-    have_source: Vec<u64>,
+    /// A bit per source symbol held (not a `bool` per symbol: at 10,000 simulated receivers
+    /// this is the state every copy touches, and an eighth of it stays in cache).
+    have_source: BitVec,
     source_count: u32,
     repairs: Vec<(u32, Vec<u8>)>,
     /// Compressed session: the codec the block's first datagram named.
@@ -244,7 +245,7 @@ impl BlockSymbols {
             k,
             target: u32::from(k),
             source: vec![0; usize::from(t) * usize::from(k)],
-            have_source: vec![0; usize::from(k).div_ceil(64)],
+            have_source: BitVec::repeat(false, usize::from(k)),
             source_count: 0,
             repairs: Vec::new(),
             codec: None,
@@ -312,8 +313,7 @@ impl BlockSymbols {
         }
         if esi < u32::from(self.k) {
             let i = esi as usize;
-            let (word, bit) = (i / 64, 1u64 << (i % 64));
-            if self.have_source[word] & bit != 0 {
+            if self.have_source[i] {
                 return Ok(Inserted::Duplicate);
             }
             // A source symbol is always worth keeping: it can turn a decode into a copy.
@@ -321,7 +321,7 @@ impl BlockSymbols {
                 let t = usize::from(self.t);
                 self.source[i * t..(i + 1) * t].copy_from_slice(symbol);
             }
-            self.have_source[word] |= bit;
+            self.have_source.set(i, true);
             self.source_count += 1;
             return Ok(Inserted::New);
         }
@@ -380,8 +380,7 @@ impl BlockSymbols {
             return (Err(Box::new(self)), Path::NotReady);
         }
         let t = usize::from(self.t);
-        let have = self.have_flags();
-        match fast::recover(cache, t, &mut self.source, &have, &self.repairs) {
+        match fast::recover(cache, t, &mut self.source, &self.have_source, &self.repairs) {
             Outcome::Recovered => return (Ok(self.source), Path::Fast),
             Outcome::Singular => {
                 // Not determined by what arrived: no decoder could do better (see `fast`).
@@ -393,18 +392,12 @@ impl BlockSymbols {
         (self.decode_full(), Path::Full)
     }
 
-    /// Per source symbol, whether it is held (the decoders' view of the bitset).
-    fn have_flags(&self) -> Vec<bool> {
-        (0..usize::from(self.k)).map(|i| self.have_source[i / 64] & (1 << (i % 64)) != 0).collect()
-    }
-
     /// The RaptorQ decoder over every symbol held.
     fn decode_full(mut self) -> Result<Vec<u8>, Box<BlockSymbols>> {
         let t = usize::from(self.t);
         let mut decoder =
             SourceBlockDecoder::new(0, &oti(self.t, self.k), self.source.len() as u64);
-        let have = self.have_flags();
-        let sources = have.iter().enumerate().filter(|(_, h)| **h).map(|(i, _)| {
+        let sources = self.have_source.iter_ones().map(|i| {
             EncodingPacket::new(
                 PayloadId::new(0, i as u32),
                 self.source[i * t..(i + 1) * t].to_vec(),
