@@ -8,6 +8,7 @@ use std::process::Command;
 
 const SEND: &str = env!("CARGO_BIN_EXE_mcast-send");
 const RECV: &str = env!("CARGO_BIN_EXE_mcast-recv");
+const RELAY: &str = env!("CARGO_BIN_EXE_mcast-relay");
 const GROUP: &str = "239.255.42.1:7200";
 
 /// Exit code and stderr lines of `bin args` run in `dir`, with backtraces asked for.
@@ -98,6 +99,30 @@ fn recv_mistakes_are_one_line_and_exit_2() {
     let (code, err) = run(RECV, &["--group", GROUP, "--output", "."], d);
     assert_eq!(code, 2, "a missing argument is a bad argument: {err:#?}");
     assert!(err[0].contains("required arguments were not provided"), "{err:#?}");
+}
+
+#[test]
+fn a_relay_signs_only_behind_a_trusted_origin_and_with_a_readable_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gen = Command::new(SEND).args(["--gen-sign-key", "relay.key"]).current_dir(d).output();
+    let public = String::from_utf8(gen.expect("gen-sign-key").stdout).unwrap();
+    let relay = |extra: &[&str]| {
+        let mut args = vec!["--upstream", GROUP, "--upstream-interface", "lo"];
+        args.extend(["--downstream", "239.255.42.2:7200", "--downstream-interface", "lo"]);
+        args.extend(["--spool", "."]);
+        args.extend(extra);
+        run(RELAY, &args, d)
+    };
+    // Signing what no trusted key vouched for would launder an open push: refused.
+    let (code, err) = relay(&["--sign-key", "relay.key"]);
+    assert_eq!(code, 2, "{err:#?}");
+    assert!(err[0].contains("required arguments were not provided"), "{err:#?}");
+    assert!(err.iter().any(|l| l.contains("--trust")), "names what is missing: {err:#?}");
+    let (code, err) = relay(&["--trust", public.trim(), "--sign-key", "nosuch.key"]);
+    assert_eq!(code, 2, "{err:#?}");
+    assert_eq!(err.len(), 1, "{err:#?}");
+    assert!(err[0].starts_with("mcast-relay: error: --sign-key nosuch.key: "), "{err:#?}");
 }
 
 /// The "Exit status:" paragraph of a text: from that phrase to the first line that ends with a

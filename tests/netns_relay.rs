@@ -213,3 +213,79 @@ exit 0
         assert_eq!(relay["status"], "complete", "{r}: {relay}");
     }
 }
+
+/// A signed push through a relay that re-signs: the origin signs with key A at version 9, the
+/// relay accepts only A upstream and signs downstream with key R; the far hosts trust only R
+/// and get verified copies at version 9 (the origin's), and a far host that trusts only A
+/// hears nothing it can accept: the relay's session is the relay's, not a replay of the
+/// origin's.
+#[test]
+fn a_signed_push_crosses_a_relay_that_re_signs_it_for_the_far_side() {
+    if common::skip_without_netns() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    prepare(d, 0x2545_f491_4f6c_dd1d, 3 << 20);
+    std::fs::create_dir(d.join("spool")).unwrap();
+    std::fs::create_dir(d.join("other")).unwrap();
+    let script = r#"
+set -u
+ip link set lo up; ip link set lo multicast on; ip route add 239.0.0.0/8 dev lo
+$SEND --gen-sign-key origin.key > origin.pub 2> gen.err
+$SEND --gen-sign-key relay.key > relay.pub 2>> gen.err
+unshare -n sleep 60 & FAR=$!
+for _ in $(seq 200); do
+  [ "$(readlink /proc/$FAR/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.01
+done
+ip link add ry-near type veth peer name ry-far
+ip link set ry-far netns $FAR
+ip addr add 198.18.0.1/24 dev ry-near; ip link set ry-near up; ip link set ry-near multicast on
+far() { nsenter -t $FAR -n "$@"; }
+far sh -c 'ip link set lo up; ip addr add 198.18.0.2/24 dev ry-far; ip link set ry-far up;
+           ip link set ry-far multicast on; ip route add 239.0.0.0/8 dev ry-far'
+for h in far1 far2 far3; do
+  far $RECV --group 239.255.1.1:7000 --interface ry-far --output $h --once --host-name $h \
+      --trust relay.pub --drop-rate 0.03 --drop-seed 5${h#far} --timeout 40s --json \
+      --ready-file $h.ready > $h.json 2> $h.err & FARS="${FARS:-} $!"
+done
+# Trusts the origin's key only: the relay's session is not the origin's.
+far $RECV --group 239.255.1.1:7000 --interface ry-far --output other --once --trust origin.pub \
+    --timeout 6s --json --ready-file other.ready > other.json 2> other.err & OTHER=$!
+$RELAY --upstream 239.255.0.1:7000 --upstream-interface lo --downstream 239.255.1.1:7000 \
+    --downstream-interface ry-near --spool spool --window 2 --receivers 3 --rate 200M \
+    --trust origin.pub --sign-key relay.key --host-name relay1 --timeout 40s --json \
+    --ready-file relay.ready > relay.json 2> relay.err & RELAY_PID=$!
+for _ in $(seq 500); do
+  [ -e far1.ready ] && [ -e far2.ready ] && [ -e far3.ready ] && [ -e other.ready ] &&
+  [ -e relay.ready ] && break; sleep 0.01
+done
+$SEND src.bin --group 239.255.0.1:7000 --interface lo --rate 200M --expect expect.txt \
+    --sign-key origin.key --sign-version 9 --timeout 40s --json > send.json 2> send.err
+echo $? > send.rc
+wait $RELAY_PID; echo $? > relay.rc
+wait $OTHER; echo $? > other.rc
+wait $FARS
+kill $FAR 2>/dev/null
+exit 0
+"#;
+    run(d, script);
+    let logs = logs(d, &["gen.err", "send.err", "relay.err", "far1.err", "other.err"]);
+    check_far_side(d, "relay1", &logs);
+    let relay = json(&d.join("relay.json"));
+    assert_eq!(common::read_text(&d.join("relay.rc")).trim(), "0", "{logs}");
+    let origin_id = json(&d.join("send.json"))["signed"]["key_id"].clone();
+    assert_eq!(relay["upstream"]["signed"]["key_id"], origin_id, "{relay}");
+    let relay_id = relay["downstream"]["signed"]["key_id"].clone();
+    assert!(relay_id.is_string() && relay_id != origin_id, "{relay}");
+    for h in FAR_HOSTS {
+        let far = json(&d.join(format!("{h}.json")));
+        assert_eq!(far["signed"]["key_id"], relay_id, "{h} accepted the relay's key: {far}");
+        assert_eq!(far["signed"]["version"], 9, "at the origin's version: {far}");
+        assert_eq!(relay["downstream"]["signed"]["version"], 9, "{relay}");
+    }
+    // Trusting only the origin's key downstream: nothing accepted, nothing placed.
+    assert_eq!(common::read_text(&d.join("other.rc")).trim(), "3", "{logs}");
+    assert!(common::read_text(&d.join("other.err")).contains("untrusted key"), "{logs}");
+    assert!(std::fs::read_dir(d.join("other")).unwrap().next().is_none(), "{logs}");
+}

@@ -29,6 +29,12 @@ Examples:
   # Receivers behind the relay join the relay's group as usual:
   mcast-recv --group 239.255.1.1:7000 --interface eth0 --output /srv/releases --once
 
+  # Signed end to end: accept only the origin's key, re-sign downstream with the relay's;
+  # the far receivers trust the relay's public key (mcast-send --print-public-key):
+  mcast-relay --upstream 239.255.0.1:7000 --upstream-interface eth0 \
+      --downstream 239.255.1.1:7000 --downstream-interface eth1 --spool /var/tmp \
+      --trust /etc/mcast/origin.pub --sign-key /etc/mcast/relay.key
+
 The relay joins the origin's push as a receiver: what it decodes goes into a spool file in
 --spool DIR (removed at the end), the most recent --window blocks also in memory; it asks the
 origin (NAKs) only for what it lacks. As soon as the manifest is known it sends the push again
@@ -124,9 +130,14 @@ struct Args {
     #[command(flatten)]
     keyed: cli::KeyedArgs,
     /// Signed mode upstream: accept only pushes signed by this ed25519 public key (repeat for
-    /// several). The downstream session is the relay's own and is not signed.
+    /// several). The downstream session is the relay's own: unsigned unless --sign-key.
     #[arg(long, value_name = "PUBKEY")]
     trust: Vec<String>,
+    /// Sign the downstream session with this ed25519 secret key (see mcast-send
+    /// --gen-sign-key), at the origin's version; needs --trust (the relay signs only what it
+    /// verified against a trusted origin). Far receivers --trust the relay's public key.
+    #[arg(long, value_name = "FILE", requires = "trust")]
+    sign_key: Option<PathBuf>,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -157,6 +168,14 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
             args.spool.display()
         )));
     }
+    let downstream_signer = match &args.sign_key {
+        None => None,
+        Some(path) => {
+            let signer = mcast::net::signing::load_signer(path)
+                .map_err(|e| usage(format!("--sign-key {e}")))?;
+            Some(std::sync::Arc::new(signer))
+        }
+    };
     cli::check_interface(&args.upstream_interface)?;
     cli::check_interface(&args.downstream_interface)?;
     for g in [&args.upstream, &args.downstream] {
@@ -219,6 +238,7 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
         sender,
         upstream_key: key.clone(),
         downstream_key: key,
+        downstream_signer,
         timeout: args.timeout,
         workers: args.workers.max(1),
         socket: SocketOptions { ttl: args.ttl, ..SocketOptions::default() },

@@ -22,10 +22,12 @@ pub use spool::Spool;
 use crate::net::batch::{pace_slack, BatchSocket};
 use crate::net::driver::{self, DriverConfig, Exit, Io};
 use crate::net::io::{Clock, Workers};
+use crate::net::signing::SignedEntry;
 use crate::net::{feedback_addr, DriverError, SocketOptions};
 use crate::proto::auth::{KeyConfig, Keyring};
 use crate::proto::receiver::{DecodeJob, Decoded, Outcome, Receiver, ReceiverConfig};
 use crate::proto::sender::{Sender, SenderConfig};
+use crate::proto::sign::Signer;
 use crate::proto::time::Duration;
 use crate::proto::wire::{AbortReason, ReportStatus};
 use std::net::SocketAddr;
@@ -59,6 +61,11 @@ pub struct RelayConfig {
     pub upstream_key: Option<KeyConfig>,
     /// Keyed mode downstream.
     pub downstream_key: Option<KeyConfig>,
+    /// Re-sign downstream with this key (needs a signed upstream: `receiver.trust`). The
+    /// downstream session then starts once the origin's signed hash list verified, with the
+    /// origin's version, so far receivers that trust the relay's key keep their rollback
+    /// protection.
+    pub downstream_signer: Option<Arc<Signer>>,
     /// Give up after this long.
     pub timeout: Option<Duration>,
     /// Worker threads per side.
@@ -205,6 +212,7 @@ async fn upstream_main(
         size: role.size,
         bytes: role.held_bytes,
         naks_sent: rx.stats().naks_sent,
+        signed: rx.accepted().map(|a| SignedEntry::new(&a.key_id, a.version)),
         error,
     };
     Ok((exit, UpResult { entry, outcome: role.outcome.clone(), forwarded: role.forwarded() }))
@@ -232,7 +240,20 @@ fn downstream_main(
     };
     let rt = crate::cli::runtime().map_err(DriverError::io("start the downstream runtime"))?;
     let clock = Clock::new();
-    let tx = Sender::new(cfg.sender.clone(), &manifest, clock.now())?;
+    let mut signed = None;
+    let tx = match &cfg.downstream_signer {
+        None => Sender::new(cfg.sender.clone(), &manifest, clock.now())?,
+        Some(signer) => {
+            // Signed upstream sends its hash list right after the manifest; without it nothing
+            // can be signed, and the upstream side's end (or a stop) ends the wait.
+            let Some((hashes, version)) = wait_signed(&spool, stop) else {
+                return Ok(DownstreamEntry::default());
+            };
+            signed = Some(SignedEntry::new(&signer.key_id(), version));
+            let hashes = hashes.as_ref().clone();
+            Sender::new_signed(cfg.sender.clone(), &manifest, hashes, signer, version, clock.now())?
+        }
+    };
     tracing::info!(
         "relaying downstream to {} as session {:08x}",
         cfg.downstream,
@@ -298,6 +319,22 @@ fn downstream_main(
         data_packets: s.data_packets,
         repair_packets: s.repair_packets,
         naks_received: s.naks_received,
+        signed,
         aborted: role.aborted.clone(),
     })
+}
+
+/// Waits until the origin's signed hash list verified upstream ([`Spool::signed`]); `None`
+/// when the upstream side ended or `stop` was cancelled first.
+fn wait_signed(spool: &Spool, stop: &CancellationToken) -> Option<(Arc<Vec<[u8; 32]>>, u64)> {
+    loop {
+        let over = stop.is_cancelled() || spool.upstream_end().is_some();
+        let limit = if over { 0 } else { 50 };
+        if let Some(s) = spool.wait_signed(std::time::Duration::from_millis(limit)) {
+            return Some(s);
+        }
+        if over {
+            return None;
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! What a relay reports (`mcast-relay --json`): how each side ended, who downstream reported,
 //! and how many of those reports reached the origin.
 
+use crate::net::signing::SignedEntry;
 use serde::Serialize;
 
 /// How a relay ended.
@@ -46,6 +47,8 @@ pub struct UpstreamEntry {
     pub bytes: u64,
     /// NAKs sent upstream (only for what the relay lacked).
     pub naks_sent: u64,
+    /// Signed upstream (`--trust`): the origin's key and version, once accepted.
+    pub signed: Option<SignedEntry>,
     /// Why it failed.
     pub error: Option<String>,
 }
@@ -80,6 +83,8 @@ pub struct DownstreamEntry {
     pub repair_packets: u64,
     /// NAKs heard downstream.
     pub naks_received: u64,
+    /// Re-signed downstream (`--sign-key`): the relay's key and the version (the origin's).
+    pub signed: Option<SignedEntry>,
     /// Why the downstream session was stopped early, if it was.
     pub aborted: Option<String>,
 }

@@ -47,6 +47,8 @@ struct State {
     generation: u64,
     window: VecDeque<(u32, Arc<Vec<u8>>)>,
     verified: Option<Arc<Vec<[u8; 32]>>>,
+    /// Signed upstream: the version the origin signed, known with its hash list.
+    signed_version: Option<u64>,
     upstream_end: Option<UpstreamEnd>,
     forwards: Vec<Forwarded>,
     downstream_done: bool,
@@ -59,6 +61,7 @@ pub struct Spool {
     dir: PathBuf,
     window: usize,
     state: Mutex<State>,
+    /// Notified when the manifest, the signed hash list or the upstream end arrives.
     manifest_known: Condvar,
 }
 
@@ -193,6 +196,30 @@ impl Spool {
     /// The origin's verified hash list, once known.
     pub fn verified(&self) -> Option<Arc<Vec<[u8; 32]>>> {
         self.lock().verified.clone()
+    }
+
+    /// Signed upstream: the origin's hash list verified against its signed announcement
+    /// before the payload (so every block written is already checked), at `version`. Sets the
+    /// verified list too.
+    pub fn set_signed(&self, hashes: Vec<[u8; 32]>, version: u64) {
+        let mut st = self.lock();
+        st.verified = Some(Arc::new(hashes));
+        st.signed_version = Some(version);
+        drop(st);
+        self.manifest_known.notify_all();
+    }
+
+    /// Wait up to `limit` for the origin's signed hash list and version (see
+    /// [`Spool::set_signed`]), or for the upstream side to end without them.
+    pub fn wait_signed(&self, limit: Duration) -> Option<(Arc<Vec<[u8; 32]>>, u64)> {
+        let s = self.lock();
+        let (s, _) = self
+            .manifest_known
+            .wait_timeout_while(s, limit, |s| {
+                s.signed_version.is_none() && s.upstream_end.is_none()
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        Some((s.verified.clone()?, s.signed_version?))
     }
 
     /// The upstream side ended.

@@ -77,6 +77,8 @@ pub struct UpRole {
     show_progress: bool,
     last_progress: std::time::Instant,
     acked: u64,
+    /// The signed hash list was given to the spool.
+    signed_noted: bool,
 }
 
 impl UpRole {
@@ -93,6 +95,7 @@ impl UpRole {
             show_progress: progress,
             last_progress: std::time::Instant::now(),
             acked: 0,
+            signed_noted: false,
         }
     }
 
@@ -186,6 +189,13 @@ impl Role for UpRole {
     ) -> Result<(), DriverError> {
         while let Some(ev) = self.ep.rx.poll_event() {
             self.handle_event(now, ev, cx.workers);
+        }
+        if !self.signed_noted {
+            if let Some((list, accepted)) = self.ep.rx.signed_hash_list() {
+                // Before the payload: the downstream side may start (and sign) at once.
+                self.spool.set_signed(list.as_slice().to_vec(), accepted.version);
+                self.signed_noted = true;
+            }
         }
         for f in self.spool.take_forwards() {
             self.ep.fwd.push(now, f);

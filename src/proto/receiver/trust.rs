@@ -14,6 +14,7 @@
 use super::session::{Identity, Session};
 use super::Receiver;
 use super::ReceiverConfig;
+use crate::proto::manifest::HashList;
 use crate::proto::sign::{hex_id, verify, SignError, SignedFields, TrustedKey, KEY_ID_LEN};
 use crate::proto::time::Instant;
 use crate::proto::wire::{Announce, Header, ObjectId, Packet, Signature};
@@ -294,6 +295,14 @@ pub(super) fn sent_before(signed: bool, a: ObjectId, b: ObjectId) -> bool {
 }
 
 impl Receiver {
+    /// With `trust`: the signed push's hash list, once it verified against the signed
+    /// announcement, with what was accepted (key and version). Every block handed out since
+    /// was checked against it; a relay re-signing downstream builds its session from it.
+    pub fn signed_hash_list(&self) -> Option<(&HashList, &Accepted)> {
+        let s = self.session.as_ref().filter(|s| s.signed)?;
+        Some((s.hash_list.as_ref()?, self.accepted()?))
+    }
+
     /// Before locking, with `trust`: announcements and signatures go to the gate, and only an
     /// announcement whose signature verified becomes a candidate (marked signed: its payload
     /// blocks wait for the signed hash list). Later announcements of that candidate, and every
