@@ -121,7 +121,9 @@ fn a_full_disk_fails_the_receive_at_once_and_the_sender_hears_why() {
 }
 
 /// A tree (two 8 MiB files) into `out/tree` on the 4 MiB tmpfs: the tree is staged beside its
-/// destination by its own writer thread, whose ENOSPC fails the receive at the next block.
+/// destination by its own writer thread, whose ENOSPC fails the receive at once, not at the
+/// next block (blocks complete 8 at a time, a window of 8 MiB: at 10 Mbit/s the next block
+/// after the failing window's comes 6.7 s later).
 const TREE_ENOSPC: &str = r#"
 mount -t tmpfs -o size=4m tmpfs out
 "$RECV" $RX --output out/tree --once --json --timeout 60s --no-space-check --ready-file ready \

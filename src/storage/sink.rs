@@ -56,6 +56,15 @@ pub trait Sink: Send {
     /// Discard everything staged. The destination is never touched.
     fn abort(self: Box<Self>);
 
+    /// A write that failed after [`write_block`](Self::write_block) returned, if one did: a
+    /// sink that writes on a thread of its own learns of it late, and the receiver's writer
+    /// asks after every write and while it waits, so the receive fails at once rather than at
+    /// the next block (which, with windows of blocks completing together, can be seconds
+    /// away). Default: never (writes fail in `write_block`).
+    fn deferred_failure(&self) -> Option<StorageError> {
+        None
+    }
+
     /// Payload block `block` was just written (by [`write_block`](Self::write_block) or
     /// [`rewrite_block`](Self::rewrite_block)) with bytes whose BLAKE3 is `hash`: a resumable
     /// sink records it, once its bytes are durable, so a later run can keep it. Default:

@@ -7,19 +7,25 @@
 //! in order, so a [`Writer::flush`] or [`Writer::finish`] sees every write queued before it.
 //! Each write's outcome (and its bytes, for a local repairer) comes back on a channel that the
 //! loop drains every turn ([`Writer::try_written`]); after the first failed write the thread
-//! skips the writes still queued (the loop aborts the sink when it sees the failure). Ending
+//! skips the writes still queued (the loop aborts the sink when it sees the failure). A sink
+//! that fails late (a tree's own writer thread, [`Sink::deferred_failure`]) is asked after
+//! every write and every [`FAILURE_POLL`] while the queue is empty, and its failure comes back
+//! as one more failed outcome, without waiting for another block. Ending
 //! the writer ([`Writer::abort`], [`Writer::suspend`], dropping it) waits for the thread, so
 //! the staged data is gone (or kept) when the call returns.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::proto::manifest::HashList;
 use crate::storage::{Sink, StorageError};
 
 /// Blocks (about 1 MiB each) that may wait for the writer before the loop waits for room.
 pub(super) const QUEUE_BLOCKS: usize = 8;
+/// How often an idle writer asks its sink for a late failure ([`Sink::deferred_failure`]).
+pub(super) const FAILURE_POLL: Duration = Duration::from_millis(10);
 
 /// One block to write.
 pub(super) struct Write {
@@ -170,9 +176,17 @@ impl Drop for Writer {
 fn serve(sink: Box<dyn Sink>, commands: Receiver<Command>, done: mpsc::Sender<Written>) {
     let mut sink = sink;
     let mut failed = false;
-    for c in commands {
+    let mut last_block = 0;
+    loop {
+        let c = match commands.recv_timeout(FAILURE_POLL) {
+            Ok(c) => Some(c),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         match c {
-            Command::Write(w) => {
+            None => {}
+            Some(Command::Write(w)) => {
+                last_block = w.block;
                 let result = if failed {
                     Err(StorageError::Unsupported("not written after an earlier failure".into()))
                 } else if w.rewrite {
@@ -189,15 +203,25 @@ fn serve(sink: Box<dyn Sink>, commands: Receiver<Command>, done: mpsc::Sender<Wr
                     return;
                 }
             }
-            Command::Flush(reply) => {
+            Some(Command::Flush(reply)) => {
                 let _ = reply.send(());
             }
-            Command::Finish { hashes, readback, reply } => {
+            Some(Command::Finish { hashes, readback, reply }) => {
                 let _ = reply.send(sink.finish(&hashes, readback));
                 return;
             }
-            Command::Abort => return sink.abort(),
-            Command::Suspend => return sink.suspend(),
+            Some(Command::Abort) => return sink.abort(),
+            Some(Command::Suspend) => return sink.suspend(),
+        }
+        if !failed {
+            if let Some(e) = sink.deferred_failure() {
+                failed = true;
+                let out =
+                    Written { block: last_block, data: Vec::new(), rewrite: false, result: Err(e) };
+                if done.send(out).is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -220,16 +244,22 @@ mod tests {
         calls: Vec<String>,
     }
 
-    /// A sink in memory that logs every call and fails the write at `fail_at`.
+    /// A sink in memory that logs every call and fails the write at `fail_at` (at once, or
+    /// with `late`, as a thread of its own would: the write returns, the failure comes after).
     struct Memory {
         log: Arc<Mutex<Log>>,
         fail_at: Option<u64>,
+        late: bool,
+        failed_late: bool,
         dest: PathBuf,
     }
 
     impl Memory {
         fn push(&self, s: String) {
             self.log.lock().unwrap().calls.push(s);
+        }
+        fn full(&self) -> StorageError {
+            StorageError::io("write", &self.dest, std::io::Error::other("full"))
         }
     }
 
@@ -241,9 +271,10 @@ mod tests {
             &self.dest
         }
         fn write_block(&mut self, offset: u64, data: &[u8]) -> Result<bool, StorageError> {
-            if self.fail_at == Some(offset) {
-                return Err(StorageError::io("write", &self.dest, std::io::Error::other("full")));
+            if self.fail_at == Some(offset) && !self.late {
+                return Err(self.full());
             }
+            self.failed_late |= self.fail_at == Some(offset);
             self.push(format!("write {offset} {}", data.len()));
             Ok(true)
         }
@@ -253,6 +284,9 @@ mod tests {
         }
         fn record_block(&mut self, block: u32, _hash: [u8; 32]) {
             self.push(format!("record {block}"));
+        }
+        fn deferred_failure(&self) -> Option<StorageError> {
+            self.failed_late.then(|| self.full())
         }
         fn finish(
             self: Box<Self>,
@@ -271,8 +305,13 @@ mod tests {
     }
 
     fn writer(fail_at: Option<u64>) -> (Writer, Arc<Mutex<Log>>) {
+        writer_with(fail_at, false)
+    }
+
+    fn writer_with(fail_at: Option<u64>, late: bool) -> (Writer, Arc<Mutex<Log>>) {
         let log = Arc::new(Mutex::new(Log::default()));
-        let sink = Memory { log: Arc::clone(&log), fail_at, dest: PathBuf::from("/nowhere") };
+        let dest = PathBuf::from("/nowhere");
+        let sink = Memory { log: Arc::clone(&log), fail_at, late, failed_late: false, dest };
         (Writer::start(Box::new(sink)).unwrap(), log)
     }
 
@@ -323,6 +362,27 @@ mod tests {
         assert!(back[2].result.is_err() && back[3].result.is_err());
         w.abort();
         assert_eq!(calls(&log), ["write 0 100", "record 0", "abort"]);
+    }
+
+    #[test]
+    fn a_failure_the_sink_finds_late_comes_back_before_another_block_is_written() {
+        let (mut w, log) = writer_with(Some(1000), true);
+        w.write(block(0, false)).unwrap();
+        w.write(block(1, false)).unwrap();
+        w.flush().unwrap();
+        let back: Vec<_> = std::iter::from_fn(|| w.try_written()).collect();
+        assert_eq!(back.len(), 3, "both writes and the late failure, with no third block");
+        assert!(back[0].result.is_ok() && back[1].result.is_ok(), "both were taken");
+        let late = back[2].result.as_ref().unwrap_err().to_string();
+        assert!(late.contains("full"), "{late}");
+        // Asked once: after the failure, later writes are skipped, not failed again.
+        w.write(block(2, false)).unwrap();
+        w.flush().unwrap();
+        let after: Vec<_> = std::iter::from_fn(|| w.try_written()).collect();
+        assert_eq!(after.len(), 1);
+        assert!(after[0].result.as_ref().unwrap_err().to_string().contains("earlier failure"));
+        w.abort();
+        assert_eq!(calls(&log), ["write 0 100", "record 0", "write 1000 101", "record 1", "abort"]);
     }
 
     #[test]

@@ -207,6 +207,12 @@ impl Sink for Staged {
         self.queue(offset, data, true)
     }
 
+    /// The thread's first error, once it had one (a queued write that failed).
+    fn deferred_failure(&self) -> Option<StorageError> {
+        let f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        f.as_ref().map(|f| f.to_error(&self.dest))
+    }
+
     fn finish(
         mut self: Box<Self>,
         hashes: &HashList,
