@@ -7,6 +7,8 @@
 #   a      sender uplink LINK, no `--rate`, no loss                       target >= 90 % of LINK
 #   b      the same with LOSS % random loss on every receiver link        target >= 85 %,
 #          and UFTP with TFMCC (`uftp -C tfmcc`) and UFTP at a fixed LINK on the same lab
+#   bfixed reference for b: `--rate LINK` fixed with the same loss (what this machine pushes
+#          with the receivers' repair work; b's ratio against it is the controller's share)
 #   c      receiver 1's link at SLOW: the group follows it (default); prints who limited
 #   d      an iperf3 TCP flow (sender -> receiver 1, so it shares the sender's uplink) for
 #          IPERF_S seconds, the push starting 2 s into it: iperf3's throughput during the
@@ -29,7 +31,11 @@
 #   their sockets (receive buffer full: `kernel_drops`, summed); rxloss: the highest first-pass
 #   loss of any receiver (path and socket together); softnet_drops: the machine's softirq
 #   backlog drops during the run (/proc/net/softnet_stat, all CPUs; loss inside this host that
-#   no socket sees); ce: CE marks the receivers counted (0 until ECN is read).
+#   no socket sees); ce: CE marks the receivers counted (0 until ECN is read);
+#   stamped: datagrams that carried a kernel receive timestamp of those received, receivers
+#   summed (`io.datagrams_stamped` / `io.datagrams_received`), and the sender's; early: of the
+#   receivers' stamped arrivals, those placed before a time already given to the role
+#   (`io.arrivals_early`), raised/lowered: moved up or down (`arrivals_raised`/`_lowered`).
 #
 # This script owns: the lab with LAB_PREFIX (default mcl-ra-; `lab.sh up` per case, `lab.sh
 # down` on exit), a work directory /tmp/mcast-rate.XXXXXX (removed on exit unless --keep), and
@@ -41,7 +47,7 @@ usage() {
     cat <<'EOF'
 Usage: netns-scripts/rate.sh [options] [-- extra mcast-send options]
 
-  --cases LIST       any of fixed,a,b,c,d                                 [fixed,a,b,c,d]
+  --cases LIST       any of fixed,a,b,bfixed,c,d                          [fixed,a,b,c,d]
   --receivers N      receiver namespaces                                  [3]
   --size SIZE        file size, K/M/G suffix (binary)                     [256M]
   --link RATE        sender uplink and receiver link rate (tc syntax: 1G, 500M)  [1G]
@@ -118,7 +124,7 @@ if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n < 2 || n > 50)); then die "--receivers mus
 [[ $iperf_s =~ ^[1-9][0-9]*$ ]] || die "bad --iperf-seconds"
 [[ $run_timeout =~ ^[1-9][0-9]*$ ]] || die "bad --timeout"
 IFS=, read -r -a case_list <<<"$cases"
-for c in "${case_list[@]}"; do [[ $c =~ ^(fixed|a|b|c|d)$ ]] || die "unknown case '$c'"; done
+for c in "${case_list[@]}"; do [[ $c =~ ^(fixed|a|b|bfixed|c|d)$ ]] || die "unknown case '$c'"; done
 for c in ip tc nft ethtool python3 iperf3; do command -v "$c" >/dev/null || die "$c not found"; done
 ((uftp == 0)) || { command -v uftp >/dev/null && command -v uftpd >/dev/null; } ||
     die "uftp/uftpd not found (apt-get install uftp, or --no-uftp)"
@@ -208,10 +214,15 @@ ce = 0
 ok = 0
 drops = 0
 rxloss = 0.0
+stamps = {k: 0 for k in ("datagrams_stamped", "datagrams_received", "arrivals_early",
+                         "arrivals_raised", "arrivals_lowered")}
+sio = r.get("io", {})
 for i in range(1, n + 1):
     try:
         for line in open(f"{d}/recv-{i}.json"):
             rr = json.loads(line)
+            for k in stamps:
+                stamps[k] += (rr.get("io") or {}).get(k, 0)
             ok += rr.get("status") == "complete"
             st = rr.get("stats", {})
             ce += st.get("ecn_ce", 0)
@@ -240,7 +251,11 @@ print(f"rate: case={case} n={n} link={link} loss={loss}% seconds={r['seconds']:.
       f"decreases={rate['decreases']} reports={rate['reports']} "
       f"limited_by={name(lim) if lim is not None else '-'} limiting=[{limiting}] excluded={exc} "
       f"dropped={len(r['dropped'])} host_holds={rate.get('host_holds', 0)} hiccups={rate.get('hiccups', 0)} drops={drops} "
-      f"rxloss={rxloss * 100:.1f}% softnet_drops={softnet_drops} ce={ce}")
+      f"rxloss={rxloss * 100:.1f}% softnet_drops={softnet_drops} ce={ce} "
+      f"stamped={stamps['datagrams_stamped']}/{stamps['datagrams_received']} "
+      f"sender_stamped={sio.get('datagrams_stamped', 0)}/{sio.get('datagrams_received', 0)} "
+      f"early={stamps['arrivals_early']} raised={stamps['arrivals_raised']} "
+      f"lowered={stamps['arrivals_lowered']} sender_limited={rate.get('sender_limited', 0)}")
 PY
 }
 
@@ -378,6 +393,7 @@ for c in "${case_list[@]}"; do
             uftp_case fixed none
         fi
         ;;
+    bfixed) mcast_case bfixed "$loss" --loss "$loss" -- --rate "$link" ;;
     c) mcast_case c 0 --rate-override "1:$slow" -- ;;
     d) iperf_case ;;
     esac

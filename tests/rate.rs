@@ -1,5 +1,6 @@
 //! Automatic rate control in the rate simulator (`mcast::sim::rate`): issue 17's four cases
-//! and a host-limited receiver,
+//! a host-limited receiver and the straggler rules (a slow receiver excluded at the floor, or
+//! dropped while it limits the rate),
 //! seeded and on a virtual clock, each asserting its target. `cargo run --example ratesim`
 //! plots the same cases.
 
@@ -85,4 +86,35 @@ fn a_host_that_drops_at_its_socket_caps_the_rate_without_decreases() {
     assert_eq!(r.summary.limited_by, Some(r.first_node + 2), "{:?}", r.summary);
     assert!(r.socket_drops[2] > 0 && r.socket_drops[..2] == [0, 0], "{:?}", r.socket_drops);
     assert!(r.summary.excluded.is_empty());
+}
+
+#[test]
+fn a_straggler_congested_at_the_floor_is_excluded_and_the_others_set_the_rate() {
+    let sc = cases::straggler_floor(SEED);
+    let floor = mbps(sc.auto.min_bps as f64);
+    let r = run(&sc);
+    let full = mbps(cases::LINK_BPS as f64);
+    let slow = r.first_node + 1;
+    // Never below the floor, whatever the slow receiver says.
+    assert!(r.samples.iter().all(|s| mbps(s.rate_bps as f64) >= floor * 0.999), "{:?}", r.summary);
+    // Receiver 1 limited the rate at the floor, then was excluded; nobody was dropped.
+    assert_eq!(r.summary.excluded, vec![slow], "{:?}", r.summary);
+    assert!(r.summary.limiting.iter().any(|(n, _)| *n == slow), "{:?}", r.summary);
+    assert!(r.summary.reports_ignored > 0, "{:?}", r.summary);
+    assert!(r.dropped.is_empty(), "{:?}", r.dropped);
+    // Afterwards the others set the rate: near their links, not at the straggler's floor.
+    let after = rate(&r, 9.0, 12.0);
+    assert!(after >= 0.8 * full, "after the exclusion: {after:.1} of {full}");
+}
+
+#[test]
+fn a_limiting_straggler_the_sender_drops_no_longer_holds_the_rate() {
+    let r = run(&cases::straggler_dropped(SEED));
+    let full = mbps(cases::LINK_BPS as f64);
+    let slow = r.first_node + 1;
+    assert_eq!(r.dropped, vec![slow], "{:?}", r.summary);
+    assert!(r.summary.limiting.iter().any(|(n, _)| *n == slow), "{:?}", r.summary);
+    // The dropped receiver was the limiting one: the others speak again and the rate grows.
+    let after = rate(&r, 6.0, 8.0);
+    assert!(after >= 0.8 * full, "after the drop: {after:.1} of {full}");
 }

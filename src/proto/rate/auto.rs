@@ -27,8 +27,13 @@
 //!   this ends). Not counted as a decrease.
 //!
 //! Straggler rule: a receiver that reports congestion while the rate is at the floor
-//! (`min_bps`) for `exclude_after` without a break is excluded from rate decisions (its reports
-//! are ignored and counted); the straggler policy then handles it like any lossy receiver.
+//! (`min_bps`, or within [`FLOOR_BAND`] of it: the additive probes between two of its reports
+//! are no break) for `exclude_after` without a break is excluded from rate decisions (its
+//! reports are ignored and counted); the straggler policy then handles it like any lossy
+//! receiver. A receiver the sender no longer serves (dropped as a straggler,
+//! [`RateController::on_receiver_gone`]) is forgotten at once: if it was the limiting receiver,
+//! the others speak again from the next tick on. A limiting receiver that falls silent for
+//! [`CLR_GONE`] is let go even while nobody else speaks (they answer only an open tick).
 //! Reports are believed only if they answer a tick actually sent (one of the last
 //! [`TICKS_KEPT`]); one forged report can cost at most one decrease.
 
@@ -72,6 +77,9 @@ const HOST_FRESH: Duration = Duration::from_millis(500);
 const CLR_QUIET: Duration = Duration::from_millis(100);
 /// ...and after this long it is no longer the limiting receiver.
 const CLR_GONE: Duration = Duration::from_secs(2);
+/// The straggler rule's "at the floor": a rate up to this share above `min_bps` (one additive
+/// step is 1 %; a congested straggler brings the rate back down at its next report).
+const FLOOR_BAND: f64 = 0.1;
 /// Points of the rate history kept for the settled mean (halved in resolution when full).
 const HISTORY_KEPT: usize = 4096;
 /// A sender that stays backlogged is judged by what it sent over at least this long...
@@ -211,6 +219,9 @@ pub struct AutoRate {
     node_recv: BTreeMap<u32, [u64; RECV_PER_NODE]>,
     floor_since: BTreeMap<u32, Instant>,
     excluded: BTreeSet<u32>,
+    /// Receivers the sender no longer serves (at most [`MAX_RATE_NODES`]; see
+    /// [`RateController::on_receiver_gone`]).
+    gone: BTreeSet<u32>,
     limiting: BTreeMap<u32, u64>,
     start: Instant,
     last_change: Instant,
@@ -258,6 +269,7 @@ impl AutoRate {
             node_recv: BTreeMap::new(),
             floor_since: BTreeMap::new(),
             excluded: BTreeSet::new(),
+            gone: BTreeSet::new(),
             limiting: BTreeMap::new(),
             start: now,
             last_change: now,
@@ -344,7 +356,21 @@ impl AutoRate {
     }
 
     fn at_floor(&self) -> bool {
-        self.rate <= self.cfg.min_bps as f64 * 1.001
+        self.rate <= self.cfg.min_bps as f64 * (1.0 + FLOOR_BAND)
+    }
+
+    /// `node` no longer steers the rate: not the limiting receiver, not the worst one heard.
+    fn let_go(&mut self, now: Instant, node: u32) {
+        self.floor_since.remove(&node);
+        if self.clr == Some(node) {
+            self.set_clr(now, None);
+        }
+        if self.worst.is_some_and(|w| w.node == node) {
+            self.worst = None;
+        }
+        if self.host.is_some_and(|h| h.node == node) {
+            self.host = None;
+        }
     }
 
     /// The straggler rule's bookkeeping for a believed report.
@@ -369,13 +395,7 @@ impl AutoRate {
                 self.cfg.exclude_after
             );
             self.excluded.insert(node);
-            self.floor_since.remove(&node);
-            if self.clr == Some(node) {
-                self.set_clr(now, None);
-            }
-            if self.worst.is_some_and(|w| w.node == node) {
-                self.worst = None;
-            }
+            self.let_go(now, node);
         }
     }
 
@@ -449,19 +469,20 @@ impl AutoRate {
             }
             return;
         }
+        // The limiting receiver answers every tick: while it is silent its state is unknown
+        // (a host dropping at its socket drops ticks too), so hold; long silent, it is no
+        // longer the limit (every receiver may then answer again). Checked before the
+        // silence below: while a limiting receiver is named, nobody else answers.
+        let clr_silent = now.saturating_duration_since(self.clr_heard);
+        if self.clr.is_some() && clr_silent > CLR_GONE {
+            self.set_clr(now, None);
+        }
         let silent = Duration::from_secs(1).max(self.interval * SILENT_INTERVALS);
         let heard = self.last_heard.is_some_and(|t| now.saturating_duration_since(t) <= silent);
         if now < self.hold_until || !heard {
             return;
         }
-        // The limiting receiver answers every tick: while it is silent its state is unknown
-        // (a host dropping at its socket drops ticks too), so hold; long silent, it is no
-        // longer the limit (every receiver may then answer again).
-        let clr_silent = now.saturating_duration_since(self.clr_heard);
         if self.clr.is_some() && clr_silent > (self.interval * 4).max(CLR_QUIET) {
-            if clr_silent > CLR_GONE {
-                self.set_clr(now, None);
-            }
             return;
         }
         let headroom = if self.slow_start { SLOW_START_HEADROOM } else { GROWTH_HEADROOM };
@@ -521,7 +542,10 @@ impl RateController for AutoRate {
     }
 
     fn on_report(&mut self, now: Instant, node: u32, r: &RateReport) -> bool {
-        if self.excluded.contains(&node) || !self.ticks.contains(&r.tick_time_us) {
+        if self.excluded.contains(&node)
+            || self.gone.contains(&node)
+            || !self.ticks.contains(&r.tick_time_us)
+        {
             self.ignored += 1;
             return false;
         }
@@ -592,6 +616,13 @@ impl RateController for AutoRate {
         if rate_bps != self.rate as u64 {
             AutoRate::set_rate(self, now, rate_bps as f64);
         }
+    }
+
+    fn on_receiver_gone(&mut self, now: Instant, node: u32) {
+        if self.gone.len() < MAX_RATE_NODES {
+            self.gone.insert(node);
+        }
+        self.let_go(now, node);
     }
 
     fn on_sent(&mut self, now: Instant, sent_total: u64, backlogged: bool) {

@@ -44,6 +44,9 @@ pub trait RateController: Send + std::fmt::Debug {
     /// backlogged yet sends less than its rate is limited by itself (CPU, socket), not by the
     /// path: the automatic rate comes down towards what it sends. Ignored by default.
     fn on_sent(&mut self, _now: Instant, _sent_total: u64, _backlogged: bool) {}
+    /// The sender no longer serves `node` (dropped as a straggler): its reports stop steering
+    /// the rate from `now` on. Ignored by default.
+    fn on_receiver_gone(&mut self, _now: Instant, _node: u32) {}
 }
 
 /// A controller's account, for the sender's report.

@@ -156,6 +156,58 @@ fn a_straggler_at_the_floor_is_excluded_after_its_time_but_not_a_majority() {
     assert_eq!(c.rate_bps(), 2_000_000);
 }
 
+/// Node 4 of a group of 3 congested at the floor, one tick every 10 ms from 0; at 500 ms the
+/// rate is set to `probe_bps` (an additive probe) just before its report. Whether it is
+/// excluded by 1010 ms.
+fn excluded_by_1010_after_a_probe_to(probe_bps: u64) -> bool {
+    let floor = AutoConfig { start_bps: 2_000_000, exclude_after: Duration::from_secs(1), ..cfg() };
+    let mut c = AutoRate::new(floor, at(0));
+    for i in 0..=101 {
+        let now = at(i * 10);
+        assert!(c.on_timeout(now, Duration::from_millis(5), 3));
+        let tick = c.tick(now);
+        if i == 50 {
+            RateController::set_rate(&mut c, now, probe_bps);
+        }
+        c.on_report(now + Duration::from_millis(2), 4, &report(&tick, true, 1));
+    }
+    c.summary(at(1020)).excluded == vec![4]
+}
+
+#[test]
+fn a_probe_within_the_floor_band_is_no_break_for_the_straggler_rule() {
+    // The band is 10 % of the 2 Mbit/s floor.
+    assert!(excluded_by_1010_after_a_probe_to(2_200_000));
+    assert!(!excluded_by_1010_after_a_probe_to(2_200_001));
+}
+
+#[test]
+fn a_receiver_the_sender_drops_stops_being_the_limit_at_once() {
+    let mut c = AutoRate::new(cfg(), at(0));
+    // Node 4 congested: it becomes the limiting receiver, and ticks name it.
+    drive(&mut c, 0, 5, 3, |t| vec![(4, report(t, true, 5))]);
+    assert_eq!(c.tick(at(50)).clr_node, 4);
+    c.on_receiver_gone(at(55), 4);
+    assert_eq!(c.tick(at(60)).clr_node, 0, "everyone may answer again");
+    // Its reports are no longer believed; the others' are.
+    let t = c.tick(at(70));
+    assert!(!c.on_report(at(72), 4, &report(&t, true, 5)));
+    assert!(c.on_report(at(72), 2, &report(&t, false, 5)));
+}
+
+#[test]
+fn a_silent_limiting_receiver_is_let_go_even_when_nobody_else_speaks() {
+    let mut c = AutoRate::new(cfg(), at(0));
+    drive(&mut c, 0, 5, 3, |t| vec![(4, report(t, true, 5))]);
+    assert_eq!(c.tick(at(50)).clr_node, 4);
+    // Nobody answers (the others do not while a limiting receiver is named) for 2 s...
+    drive(&mut c, 50, 200, 3, |_| vec![]);
+    assert_eq!(c.tick(at(2050)).clr_node, 4);
+    // ...and then it is no longer the limit.
+    drive(&mut c, 2050, 2, 3, |_| vec![]);
+    assert_eq!(c.tick(at(2070)).clr_node, 0);
+}
+
 fn tick_at(ms: u64, clr: u32, share: u16) -> RateTick {
     // The sender's clock is 1 s ahead of the receiver's: only growth matters.
     RateTick { send_time_us: (ms + 1000) * MS, rate_bps: 1, clr_node: clr, report_share: share }

@@ -150,6 +150,7 @@ impl Sender {
                 "dropping a straggler: it lost far more than the group and used up its repair budget"
             );
             self.squelch_nodes.insert(node);
+            self.rate_ctl.on_receiver_gone(now, node);
             self.events.push_back(Event::ReceiverDropped {
                 node,
                 loss_ppm: m.loss_ppm.unwrap_or(0),

@@ -1,4 +1,4 @@
-//! The cases of issue 17 (and a host-limited receiver), shared by `tests/rate.rs` (which asserts their targets) and
+//! The cases of issue 17 (and a host-limited receiver, and the straggler rule's floor), shared by `tests/rate.rs` (which asserts their targets) and
 //! `examples/ratesim.rs` (which plots them).
 
 use super::{queue_bytes, Bottleneck, Scenario};
@@ -51,6 +51,28 @@ pub fn host_limited(seed: u64) -> Scenario {
     sc
 }
 
+/// The straggler rule: three receivers on [`LINK_BPS`] links, receiver 1's at a quarter of it,
+/// a floor (`--min-rate`) of half the link and a straggler policy that never drops: receiver
+/// 1 is congested at the floor, so after `exclude_after` (3 s) it is excluded from rate
+/// decisions and the others set the rate. 12 s.
+pub fn straggler_floor(seed: u64) -> Scenario {
+    let mut sc = straggler_dropped(seed);
+    sc.straggler.budget = f64::INFINITY;
+    sc.duration = Duration::from_secs(12);
+    sc.object_bytes = (LINK_BPS as f64 / 8.0 * 12.0) as usize;
+    sc
+}
+
+/// The same straggler under the default straggler policy: the sender drops it (it loses half
+/// of what it is sent) before the floor rule's time is up, while it is the limiting receiver;
+/// the others then set the rate.
+pub fn straggler_dropped(seed: u64) -> Scenario {
+    let mut sc = Scenario::links(3, LINK_BPS, 20, seed);
+    sc.receivers[1].link = Bottleneck::new(LINK_BPS / 4, queue_bytes(LINK_BPS / 4, 20));
+    sc.auto.min_bps = LINK_BPS / 2;
+    sc
+}
+
 /// Every case with its name (the plots' file names).
 pub fn all(seed: u64) -> Vec<(&'static str, Scenario)> {
     vec![
@@ -59,5 +81,7 @@ pub fn all(seed: u64) -> Vec<(&'static str, Scenario)> {
         ("random-loss", random_loss(seed)),
         ("competing-tcp", competing_tcp(seed)),
         ("host-limited", host_limited(seed)),
+        ("straggler-floor", straggler_floor(seed)),
+        ("straggler-dropped", straggler_dropped(seed)),
     ]
 }

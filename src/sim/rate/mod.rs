@@ -22,7 +22,7 @@ use super::object::Object;
 use super::serve::{serve_sender_events, MemSource, SenderLog};
 use crate::proto::rate::{AutoConfig, RateControl, RateSummary};
 use crate::proto::receiver::{Receiver, ReceiverConfig};
-use crate::proto::sender::{Sender, SenderConfig};
+use crate::proto::sender::{Sender, SenderConfig, StragglerPolicy};
 use crate::proto::time::{Duration, Instant};
 use crate::proto::Dest;
 use rand::{Rng, RngCore, SeedableRng};
@@ -70,6 +70,8 @@ pub struct Scenario {
     pub seed: u64,
     /// The controller's settings.
     pub auto: AutoConfig,
+    /// The sender's straggler policy.
+    pub straggler: StragglerPolicy,
 }
 
 impl Scenario {
@@ -96,6 +98,7 @@ impl Scenario {
                 max_bps: 10_000_000_000,
                 ..AutoConfig::default()
             },
+            straggler: StragglerPolicy::default(),
         }
     }
 }
@@ -222,6 +225,7 @@ pub fn run(sc: &Scenario) -> RateRun {
     let cfg = SenderConfig {
         rate_control: RateControl::Auto(sc.auto.clone()),
         expected_receivers: Some(n as u32),
+        straggler: sc.straggler,
         linger: Duration::from_millis(200),
         ..SenderConfig::default()
     };
