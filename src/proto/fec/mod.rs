@@ -20,6 +20,7 @@
 //! disagree ([`BlockSymbols::conflict`]: once they are as many as the symbols held, the block
 //! starts over with theirs), and [`BlockSymbols::decode_payload`] decompresses what it decoded.
 
+mod bits;
 mod coded;
 mod coeffs;
 mod fast;
@@ -29,7 +30,7 @@ mod tests;
 
 use crate::proto::compress::{self, BlockCodec, Codec};
 use crate::proto::wire::MAX_ESI;
-use bitvec::vec::BitVec;
+use bits::SourceBits;
 pub use coded::block_coding;
 use coeffs::CoefficientCache;
 use fast::Outcome;
@@ -211,9 +212,8 @@ pub struct BlockSymbols {
     target: u32,
     /// Source symbols at their offsets (K * T bytes).
     source: Vec<u8>,
-    /// A bit per source symbol held (not a `bool` per symbol: at 10,000 simulated receivers
-    /// this is the state every copy touches, and an eighth of it stays in cache).
-    have_source: BitVec,
+    /// A bit per source symbol held (inline for the usual block sizes, see module `bits`).
+    have_source: SourceBits,
     source_count: u32,
     repairs: Vec<(u32, Vec<u8>)>,
     /// Compressed session: the codec the block's first datagram named.
@@ -245,7 +245,7 @@ impl BlockSymbols {
             k,
             target: u32::from(k),
             source: vec![0; usize::from(t) * usize::from(k)],
-            have_source: BitVec::repeat(false, usize::from(k)),
+            have_source: SourceBits::new(k),
             source_count: 0,
             repairs: Vec::new(),
             codec: None,
@@ -313,7 +313,7 @@ impl BlockSymbols {
         }
         if esi < u32::from(self.k) {
             let i = esi as usize;
-            if self.have_source[i] {
+            if !self.have_source.set(i) {
                 return Ok(Inserted::Duplicate);
             }
             // A source symbol is always worth keeping: it can turn a decode into a copy.
@@ -321,7 +321,6 @@ impl BlockSymbols {
                 let t = usize::from(self.t);
                 self.source[i * t..(i + 1) * t].copy_from_slice(symbol);
             }
-            self.have_source.set(i, true);
             self.source_count += 1;
             return Ok(Inserted::New);
         }
@@ -380,7 +379,13 @@ impl BlockSymbols {
             return (Err(Box::new(self)), Path::NotReady);
         }
         let t = usize::from(self.t);
-        match fast::recover(cache, t, &mut self.source, &self.have_source, &self.repairs) {
+        match fast::recover(
+            cache,
+            t,
+            &mut self.source,
+            self.have_source.as_bitslice(),
+            &self.repairs,
+        ) {
             Outcome::Recovered => return (Ok(self.source), Path::Fast),
             Outcome::Singular => {
                 // Not determined by what arrived: no decoder could do better (see `fast`).
@@ -397,7 +402,7 @@ impl BlockSymbols {
         let t = usize::from(self.t);
         let mut decoder =
             SourceBlockDecoder::new(0, &oti(self.t, self.k), self.source.len() as u64);
-        let sources = self.have_source.iter_ones().map(|i| {
+        let sources = self.have_source.as_bitslice().iter_ones().map(|i| {
             EncodingPacket::new(
                 PayloadId::new(0, i as u32),
                 self.source[i * t..(i + 1) * t].to_vec(),
