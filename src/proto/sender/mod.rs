@@ -72,7 +72,7 @@ pub use group::{Binding, Group, Member, StragglerPolicy, LOSS_SAMPLE, STRAGGLER_
 pub use grtt::{Grtt, MAX_RISE, PROBES_KEPT};
 pub use holdings::{max_holders, MAX_HOLDINGS_BITS};
 pub use pacer::{DataShare, Pacer};
-pub use parity::{proactive_symbols, short_probability, ParityBias};
+pub use parity::{proactive_symbols, short_probability, ParityBias, FINAL_WINDOW_SHARE};
 pub use repair::{BlockKey, Repairs};
 pub use roster::{parse_node_id, Expected, NodeOutcome, Roster, RosterEntry, Tally, MAX_ROSTER};
 pub use signing::SigningError;

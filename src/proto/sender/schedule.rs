@@ -164,8 +164,11 @@ impl Sender {
 
     /// Proactive repair symbols for a block of `k` source symbols: fixed, or following the
     /// loss the group reports (the fixed share until anyone has), corrected by what the NAKs
-    /// of earlier blocks showed.
-    fn proactive(&mut self, k: u16) -> u32 {
+    /// of earlier blocks showed. A block of the payload's end game (`last`: no full window follows
+    /// its own) is planned for [`FINAL_WINDOW_SHARE`] of the usual short receivers: nothing
+    /// follows it to overlap with its NAK round, which a receiver short of it waits for at the
+    /// end of the push.
+    fn proactive(&mut self, k: u16, last: bool) -> u32 {
         let fixed = (f64::from(k) * self.cfg.fec_overhead.max(0.0)).ceil() as u32;
         if !self.cfg.auto_parity {
             return fixed;
@@ -177,6 +180,12 @@ impl Sender {
         }
         let modelled = proactive_symbols(k, &plan.sample, plan.group, plan.target, max);
         self.modelled_parity = modelled;
+        if last {
+            // Not lowered by the bias: an end game short of parity costs the whole push a
+            // round, one symbol too many costs one datagram.
+            let target = plan.target * FINAL_WINDOW_SHARE;
+            return proactive_symbols(k, &plan.sample, plan.group, target, max);
+        }
         self.bias.apply(modelled, max)
     }
 
@@ -264,7 +273,10 @@ impl Sender {
             if cur.slot == cur.width {
                 if !cur.sent {
                     // Nothing left in the window.
-                    if cur.object == ObjectId::Payload && self.cfg.auto_parity {
+                    // The end game's blocks are planned for another target: they do not
+                    // teach the bias.
+                    let learns = !end_game(&cur, &layout);
+                    if cur.object == ObjectId::Payload && self.cfg.auto_parity && learns {
                         let closes = now + self.nak_window();
                         for b in cur.base..cur.base.saturating_add(cur.width) {
                             let skipped = cur.skipped & (1 << (b - cur.base)) != 0;
@@ -310,7 +322,7 @@ impl Sender {
                         // Decided when the source symbols are out, not before the first: the
                         // loss reports heard meanwhile count (at the start of a push, the
                         // first echoes arrive while the first blocks are going out).
-                        let mut parity = self.proactive(k);
+                        let mut parity = self.proactive(k, end_game(&cur, &layout));
                         let proactive = self.cfg.auto_parity || self.cfg.fec_overhead > 0.0;
                         if cur.object == ObjectId::Hashes && proactive {
                             // The list is the last thing a receiver needs and tiny: as many
@@ -366,4 +378,11 @@ impl Sender {
             return true;
         }
     }
+}
+
+/// Whether the window at `cur` is the payload's end game: no full window follows it, so the
+/// NAK rounds of its blocks come after the pass (see [`FINAL_WINDOW_SHARE`]).
+fn end_game(cur: &Cursor, layout: &Layout) -> bool {
+    cur.object == ObjectId::Payload
+        && u64::from(cur.base) + 2 * u64::from(cur.width) > u64::from(layout.block_count())
 }

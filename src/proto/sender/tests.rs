@@ -474,3 +474,41 @@ fn joins_arriving_together_are_welcomed_together_after_the_ack_delay() {
     s.handle_timeout(at);
     assert_eq!(welcomes_in(&mut s, at), [vec![10, 11, 12]], "one welcome for all three");
 }
+
+/// The end game (the blocks that no full window follows) is planned for
+/// [`FINAL_WINDOW_SHARE`] of the short receivers: at the same reported loss, each of its blocks
+/// gets more proactive repair than any block before it, and the window just before it none
+/// more than the rest. One receiver losing 5 %; its NAKs are dropped, so every repair is
+/// proactive.
+#[test]
+fn the_end_game_gets_more_parity_than_the_blocks_before_it() {
+    let blocks = 41; // windows of 8: 0..8, ..., 32..40, and 40 alone; the end game is 32..=40
+    let obj = Rc::new(Object::new(object(blocks * usize::from(K) * usize::from(T)), T, K).unwrap());
+    let cfg = SenderConfig { rate_bps: 1_000_000, burst_bytes: 1500, ..SenderConfig::default() };
+    let s = obj.sender(cfg, Instant::ZERO).unwrap();
+    let net = Network {
+        latency: Duration::from_micros(100),
+        loss: crate::sim::LossModel::Independent(0.05),
+        ..Network::default()
+    };
+    let rng = ChaCha8Rng::seed_from_u64(1);
+    let mut h = Harness::new(net, s, MemSource::new(obj), FecModel::Real, rng);
+    h.add_receiver(crate::proto::receiver::Receiver::new(Default::default()), Default::default());
+    let mut parity = vec![0u32; blocks];
+    h.run_until_with(Instant::ZERO + Duration::from_secs(20), &mut |d: &mut Datagram| {
+        match wire::parse(&d.data) {
+            Ok((_, Packet::Data(d))) if d.object == ObjectId::Payload && d.esi >= u32::from(K) => {
+                parity[d.block as usize] += 1;
+            }
+            Ok((_, Packet::Nak(_))) => return false,
+            _ => {}
+        }
+        true
+    });
+    let before = *parity[8..32].iter().max().unwrap();
+    let end_game = *parity[32..].iter().min().unwrap();
+    // Mid-push the quiet blocks (no NAK reaches the sender) lower the bias to none at all;
+    // the end game is planned for 3 at 5 % loss and K = 10, less the same bias.
+    assert!(end_game >= before + 2, "{parity:?}");
+    assert!(parity[24..32].iter().all(|p| *p <= parity[23]), "{parity:?}");
+}
