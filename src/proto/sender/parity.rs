@@ -25,6 +25,10 @@
 //! overshoots: a parity far too low for a moment makes hundreds of receivers NAK the same block
 //! with different needs. Letting it raise the parity, for bursty loss, made the independent
 //! case worse by its noise.)
+//!
+//! The end game is planned apart ([`FINAL_WINDOW_SHARE`]): the blocks that no full window
+//! follows get the parity for a far smaller target, without the bias, and do not teach it. Their
+//! NAK rounds cannot overlap with later blocks, so each one is added to the push's completion.
 
 use crate::proto::time::Instant;
 use std::collections::{HashSet, VecDeque};
