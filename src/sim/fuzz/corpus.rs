@@ -56,7 +56,9 @@ pub fn object() -> Object {
 }
 
 /// The sender settings of the corpus push and of the sender harness: 2 Mbit/s (so a pass
-/// takes tens of milliseconds), waiting for two receivers.
+/// takes tens of milliseconds), waiting for two receivers, proactive repair capped at a
+/// quarter of a block (the six blocks are all end game, whose parity would otherwise leave
+/// the push without the NAKs the seeds must carry).
 pub fn sender_config() -> SenderConfig {
     SenderConfig {
         session: SESSION,
@@ -65,6 +67,7 @@ pub fn sender_config() -> SenderConfig {
         burst_bytes: 4096,
         expected_receivers: Some(2),
         linger: Duration::from_millis(200),
+        max_parity: 0.25,
         ..SenderConfig::default()
     }
 }
@@ -200,11 +203,12 @@ fn ticks(from: Instant, to: Instant) -> u16 {
 }
 
 /// What receiver 0 heard of the push (everything but its own datagrams, less one source symbol
-/// in nine), as a script that
+/// in seventeen, at most one a block), as a script that
 /// decodes and stores as soon as it can: replayed, it completes the object. Then the same
 /// with a storage failure, and its first quarter (a push cut short).
 fn receiver_seeds(trace: &[Datagram]) -> Vec<Vec<u8>> {
-    // Every ninth source symbol is lost, so that blocks need repair symbols to decode.
+    // Every seventeenth source symbol is lost, so that blocks need repair symbols to decode
+    // (each gets at least one, however few the real receivers asked for).
     let mut sources = 0;
     let heard: Vec<&Datagram> = trace
         .iter()
@@ -212,7 +216,7 @@ fn receiver_seeds(trace: &[Datagram]) -> Vec<Vec<u8>> {
         .filter(|d| match wire::parse(&d.data) {
             Ok((_, Packet::Data(data))) if data.esi < u32::from(BLOCK_SYMBOLS) => {
                 sources += 1;
-                sources % 9 != 0
+                sources % 17 != 0
             }
             _ => true,
         })
