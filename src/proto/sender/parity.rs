@@ -39,7 +39,8 @@ use std::collections::{HashSet, VecDeque};
 /// blocks go out; one of the end game costs that receiver, and so the push's completion, a NAK
 /// round after the pass (two when a repair is lost, likely at 10,000 receivers). At the default
 /// target (0.3) a last window of 8 blocks expects 0.07 receivers short, not 2.4, for about 3
-/// more symbols a block at 1 % loss.
+/// more symbols a block at 1 % loss. Not while active local repairers cover part of the group:
+/// their neighbours' shortfalls are theirs to repair, in the end game too.
 pub const FINAL_WINDOW_SHARE: f64 = 0.03;
 
 /// Loss rates are clamped to this (beyond it, proactive repair is meaningless).

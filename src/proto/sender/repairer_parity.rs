@@ -192,6 +192,9 @@ pub(crate) struct ParityPlan {
     pub(crate) group: u32,
     /// Expected receivers short of a block after the proactive symbols.
     pub(crate) target: f64,
+    /// Whether active repairers cover some of the group (their shortfalls are repaired
+    /// locally, so the end game is planned like the rest: see `FINAL_WINDOW_SHARE`).
+    pub(crate) local: bool,
 }
 
 impl Sender {
@@ -206,11 +209,11 @@ impl Sender {
         let sample = self.group.loss_sample();
         let group = self.group.size();
         let Some((active, covered)) = self.covered_receivers() else {
-            return ParityPlan { sample, group, target };
+            return ParityPlan { sample, group, target, local: false };
         };
         let (kept, taken) = without_covered(sample, &self.group, &covered);
         if taken == 0 {
-            return ParityPlan { sample: kept, group, target };
+            return ParityPlan { sample: kept, group, target, local: false };
         }
         let mut sample = kept;
         if sample.is_empty() {
@@ -218,7 +221,7 @@ impl Sender {
         }
         let group = (group as usize).saturating_sub(taken).max(sample.len()).max(1) as u32;
         let target = target + REPAIRER_SHORT_TARGET * active.len() as f64;
-        ParityPlan { sample, group, target }
+        ParityPlan { sample, group, target, local: true }
     }
 
     /// The active repairers (node, loss) and the receivers they cover (node, their

@@ -180,9 +180,10 @@ impl Sender {
         }
         let modelled = proactive_symbols(k, &plan.sample, plan.group, plan.target, max);
         self.modelled_parity = modelled;
-        if last {
+        if last && !plan.local {
             // Not lowered by the bias: an end game short of parity costs the whole push a
-            // round, one symbol too many costs one datagram.
+            // round, one symbol too many costs one datagram. (With active repairers, what they
+            // cover is repaired on its own segment: the end game is left to them too.)
             let target = plan.target * FINAL_WINDOW_SHARE;
             return proactive_symbols(k, &plan.sample, plan.group, target, max);
         }
