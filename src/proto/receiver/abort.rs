@@ -43,6 +43,11 @@ pub const ABORT_CONFIRM: Duration = Duration::from_millis(300);
 impl Watch {
     /// The event of a receiver that gave up without a session, once.
     pub(super) fn take_event(&mut self) -> Option<Event> {
+        // Looked at first: `take` would move the whole (large) slot on every poll, and a
+        // driver polls after every datagram.
+        if self.event.is_none() {
+            return None;
+        }
         self.event.take()
     }
 

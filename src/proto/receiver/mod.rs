@@ -43,6 +43,7 @@
 mod abort;
 pub use abort::ABORT_CONFIRM;
 mod backoff;
+mod block_map;
 mod candidate;
 mod have;
 mod hello;

@@ -41,7 +41,7 @@ fn takes(id: ObjectId, o: &ObjectState, b: u32, free: &mut usize) -> bool {
     if id != ObjectId::Payload || o.pending.contains_key(&b) {
         return true;
     }
-    if *free > 0 && !o.decoding.contains(&b) {
+    if *free > 0 && !o.decoding.contains_key(&b) {
         *free -= 1;
         return true;
     }

@@ -5,10 +5,11 @@
 //! a block, and a few bytes for each outstanding or collecting block that a heard NAK covered
 //! (`heard`, what the NAK logic remembers of those covers; dropped once the block is done).
 
+use super::block_map::BlockMap;
 use crate::proto::fec::BlockSymbols;
 use crate::proto::layout::Layout;
 use bitvec::vec::BitVec;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Reception state of one object.
 #[derive(Debug)]
@@ -18,9 +19,9 @@ pub struct ObjectState {
     done: BitVec,
     done_count: u32,
     /// Blocks collecting symbols.
-    pub pending: BTreeMap<u32, BlockSymbols>,
+    pub pending: BlockMap<BlockSymbols>,
     /// Blocks handed out for decoding.
-    pub decoding: HashSet<u32>,
+    pub decoding: BlockMap<()>,
     /// Blocks below this the sender has passed.
     frontier: u32,
     /// Per block once a heard need covered it: what became of the heard covers
@@ -45,8 +46,8 @@ impl ObjectState {
             done: BitVec::repeat(false, layout.block_count() as usize),
             layout,
             done_count: 0,
-            pending: BTreeMap::new(),
-            decoding: HashSet::new(),
+            pending: BlockMap::new(),
+            decoding: BlockMap::new(),
             frontier: 0,
             heard: BTreeMap::new(),
         }
@@ -116,7 +117,7 @@ impl ObjectState {
 
     /// Symbols block `b` still needs (0 when done or being decoded).
     pub fn need(&self, b: u32) -> u32 {
-        if self.is_done(b) || self.decoding.contains(&b) {
+        if self.is_done(b) || self.decoding.contains_key(&b) {
             return 0;
         }
         match self.pending.get(&b) {

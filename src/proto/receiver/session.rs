@@ -458,11 +458,11 @@ impl Session {
         // own limits, and must always find room.
         let full = d.object == ObjectId::Payload && self.free_slots(cx.slots) == 0;
         let o = &mut self.objects[d.object];
-        if o.is_done(d.block) || o.decoding.contains(&d.block) {
+        if o.is_done(d.block) || o.decoding.contains_key(&d.block) {
             cx.stats.symbols_duplicate += 1;
         } else {
             let symbols = match o.pending.entry(d.block) {
-                std::collections::btree_map::Entry::Occupied(e) => {
+                super::block_map::Entry::Occupied(e) => {
                     let symbols = e.into_mut();
                     if !symbols.is_coded_as(k, codec) {
                         // Another K_b or codec than the block's first datagram said: one of
@@ -486,7 +486,7 @@ impl Session {
                     }
                     symbols
                 }
-                std::collections::btree_map::Entry::Vacant(e) => {
+                super::block_map::Entry::Vacant(e) => {
                     if full {
                         cx.stats.dropped_memory += 1;
                         if grew {
@@ -510,7 +510,7 @@ impl Session {
             // is locked onto (see `Session::release_held`).
             if symbols.ready() && (self.locked || d.object == ObjectId::Manifest) {
                 let symbols = o.pending.remove(&d.block).expect("present");
-                o.decoding.insert(d.block);
+                o.decoding.insert_key(d.block);
                 let len = o.layout.block_len(d.block).unwrap_or(0);
                 let job = DecodeJob { object: d.object, block: d.block, symbols, len };
                 if d.object == ObjectId::Manifest {
@@ -561,7 +561,7 @@ impl Session {
         let full: Vec<u32> = o.pending.iter().filter(|(_, s)| s.ready()).map(|(b, _)| *b).collect();
         for block in full {
             let symbols = o.pending.remove(&block).expect("present");
-            o.decoding.insert(block);
+            o.decoding.insert_key(block);
             let len = o.layout.block_len(block).unwrap_or(0);
             let job = DecodeJob { object: ObjectId::Payload, block, symbols, len };
             self.events.push_back(Event::Decode(job));

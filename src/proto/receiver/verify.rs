@@ -11,7 +11,7 @@ impl Session {
     /// The result of a [`DecodeJob`].
     pub(super) fn on_decoded(&mut self, cx: &mut Ctx, now: Instant, decoded: Decoded) {
         let o = &mut self.objects[decoded.object];
-        if !o.decoding.remove(&decoded.block) {
+        if o.decoding.remove(&decoded.block).is_none() {
             return; // not ours (stale or foreign)
         }
         let (data, hash) = match decoded.result {
