@@ -32,10 +32,18 @@ pub fn block_coding(
 impl BlockSymbols {
     /// A collector for `k` symbols of `t` bytes, coded as [`block_coding`] said.
     pub fn for_coding(t: u16, k: u16, codec: Option<BlockCodec>) -> Result<Self, FecError> {
-        match codec {
-            Some(c) => BlockSymbols::new_coded(t, k, c),
-            None => BlockSymbols::new(t, k),
-        }
+        BlockSymbols::build(t, k, codec, false)
+    }
+
+    /// [`Self::for_coding`], [`counting`](Self::counting) from the start when `count_only`
+    /// (no block-sized buffer made and dropped for every block a simulated receiver collects).
+    pub fn for_coding_counting(
+        t: u16,
+        k: u16,
+        codec: Option<BlockCodec>,
+        count_only: bool,
+    ) -> Result<Self, FecError> {
+        BlockSymbols::build(t, k, codec, count_only)
     }
 }
 

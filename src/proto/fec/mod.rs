@@ -237,29 +237,39 @@ impl std::fmt::Debug for BlockSymbols {
 impl BlockSymbols {
     /// An empty collector for a block of `k` symbols of `t` bytes.
     pub fn new(t: u16, k: u16) -> Result<Self, FecError> {
+        Self::build(t, k, None, false)
+    }
+
+    /// An empty collector, with its codec, keeping bytes or only counts ([`Self::counting`]):
+    /// a counting collector never allocates the block's bytes.
+    pub(crate) fn build(
+        t: u16,
+        k: u16,
+        codec: Option<BlockCodec>,
+        count_only: bool,
+    ) -> Result<Self, FecError> {
         if t == 0 || k == 0 {
             return Err(FecError::Empty);
         }
+        let source = if count_only { Vec::new() } else { vec![0; usize::from(t) * usize::from(k)] };
         Ok(BlockSymbols {
             t,
             k,
             target: u32::from(k),
-            source: vec![0; usize::from(t) * usize::from(k)],
+            source,
             have_source: SourceBits::new(k),
             source_count: 0,
             repairs: Vec::new(),
-            codec: None,
+            codec,
             conflicts: 0,
-            count_only: false,
+            count_only,
         })
     }
 
     /// An empty collector for a block of a compressed session: `k` is its `K_b`, `codec` how
     /// it travels (both as its first datagram said).
     pub fn new_coded(t: u16, k: u16, codec: BlockCodec) -> Result<Self, FecError> {
-        let mut s = BlockSymbols::new(t, k)?;
-        s.codec = Some(codec);
-        Ok(s)
+        Self::build(t, k, Some(codec), false)
     }
 
     /// With `on`, keep only which symbols arrive, not their bytes: counts, targets and

@@ -262,11 +262,9 @@ impl Session {
             for n in needs.iter().filter(|n| n.object == id) {
                 if !o.pending.contains_key(&n.block) {
                     let k = o.layout.source_symbols(n.block).unwrap_or(0);
-                    if let Ok(slot) = BlockSymbols::new(t, k) {
-                        o.pending.insert(
-                            n.block,
-                            slot.counting(cx.cfg.count_only_symbols && id == ObjectId::Payload),
-                        );
+                    let counting = cx.cfg.count_only_symbols && id == ObjectId::Payload;
+                    if let Ok(slot) = BlockSymbols::for_coding_counting(t, k, None, counting) {
+                        o.pending.insert(n.block, slot);
                     }
                 }
             }

@@ -469,13 +469,15 @@ impl Session {
                         // them is forged. Start over with this one once they are as many.
                         // (A slot reserved by a NAK holds nothing yet and is simply resized.)
                         cx.stats.symbols_conflicting += u64::from(symbols.count() > 0);
-                        let Ok(fresh) =
-                            BlockSymbols::for_coding(self.identity.symbol_size, k, codec)
-                        else {
+                        let counting = cx.cfg.count_only_symbols && d.object == ObjectId::Payload;
+                        let Ok(fresh) = BlockSymbols::for_coding_counting(
+                            self.identity.symbol_size,
+                            k,
+                            codec,
+                            counting,
+                        ) else {
                             return;
                         };
-                        let fresh = fresh
-                            .counting(cx.cfg.count_only_symbols && d.object == ObjectId::Payload);
                         if !symbols.conflict() {
                             if grew {
                                 self.update_nak_timer(cx, now);
@@ -494,11 +496,16 @@ impl Session {
                         }
                         return;
                     }
-                    let Ok(b) = BlockSymbols::for_coding(self.identity.symbol_size, k, codec)
-                    else {
+                    let counting = cx.cfg.count_only_symbols && d.object == ObjectId::Payload;
+                    let Ok(b) = BlockSymbols::for_coding_counting(
+                        self.identity.symbol_size,
+                        k,
+                        codec,
+                        counting,
+                    ) else {
                         return;
                     };
-                    e.insert(b.counting(cx.cfg.count_only_symbols && d.object == ObjectId::Payload))
+                    e.insert(b)
                 }
             };
             match symbols.insert(d.esi, d.symbol) {

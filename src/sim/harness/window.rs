@@ -220,7 +220,7 @@ impl Harness {
                     self.now = c.at;
                     match (&parsed[i], self.opens_nothing(node)) {
                         (Some((header, packet)), true) => {
-                            let packet = packet.clone();
+                            let packet = super::copy_packet(packet);
                             self.receive_parsed(node, c.from, *header, packet, c.source_block);
                             self.drain(node, None);
                         }
