@@ -1,5 +1,6 @@
-//! Automatic rate control in the rate simulator (`mcast::sim::rate`): issue 17's four cases
-//! a host-limited receiver and the straggler rules (a slow receiver excluded at the floor, or
+//! Automatic rate control in the rate simulator (`mcast::sim::rate`): issue 17's four cases,
+//! a slow link that marks ECN instead of dropping, a host-limited receiver and the straggler
+//! rules (a slow receiver excluded at the floor, or
 //! dropped while it limits the rate),
 //! seeded and on a virtual clock, each asserting its target. `cargo run --example ratesim`
 //! plots the same cases.
@@ -117,4 +118,50 @@ fn a_limiting_straggler_the_sender_drops_no_longer_holds_the_rate() {
     // The dropped receiver was the limiting one: the others speak again and the rate grows.
     let after = rate(&r, 6.0, 8.0);
     assert!(after >= 0.8 * full, "after the drop: {after:.1} of {full}");
+}
+
+/// Drops on receiver `i`'s link after `from` seconds.
+fn drops_after(r: &RateRun, i: usize, from: f64) -> usize {
+    r.queue_drop_times[i].iter().filter(|t| t.as_secs_f64() > from).count()
+}
+
+/// Highest queueing delay on receiver `i`'s link over the samples within `(from, to]`, ms.
+fn queue_ms(r: &RateRun, i: usize, from: f64, to: f64) -> f64 {
+    r.samples
+        .iter()
+        .filter(|s| s.t > from && s.t <= to)
+        .map(|s| s.queue_delay[i].as_secs_f64() * 1e3)
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn ecn_marks_take_the_place_of_drops_and_keep_the_queue_short() {
+    let plain = run(&cases::one_slow_link(SEED));
+    let ecn = run(&cases::ecn_slow_link(SEED));
+    let cap = mbps(cases::LINK_BPS as f64 / 2.0);
+    let settled = rate(&ecn, 3.0, 8.0);
+    eprintln!(
+        "ECN: settled {settled:.1} of {cap} Mbit/s, {} marks, drops after 0.1 s {}, queue \
+         after 1 s up to {:.1} ms; drop-tail: settled {:.1}, drops after 0.1 s {}, queue up to \
+         {:.1} ms",
+        ecn.queue_marks[1],
+        drops_after(&ecn, 1, 0.1),
+        queue_ms(&ecn, 1, 1.0, 8.0),
+        rate(&plain, 3.0, 8.0),
+        drops_after(&plain, 1, 0.1),
+        queue_ms(&plain, 1, 1.0, 8.0),
+    );
+    // The group follows the slow link as well as on the drop-tail one...
+    assert!(settled >= 0.85 * cap && settled <= 1.05 * cap, "{settled:.1} of {cap}");
+    assert_eq!(ecn.summary.limited_by, Some(ecn.first_node + 1), "{:?}", ecn.summary);
+    // ...told by marks: slow start's overshoot, which drop-tail answers with drops, is marked
+    // instead (the drops at 0 s are the start's burst, before any feedback can exist).
+    assert!(ecn.queue_marks[1] > 0, "the slow link marked");
+    assert!(drops_after(&plain, 1, 0.1) > 0, "drop-tail dropped at slow start");
+    assert_eq!(drops_after(&ecn, 1, 0.1), 0, "marked, not dropped");
+    // And the marks come at a millisecond of queue, long before the 4 ms delay target: the
+    // settled queue stays near the threshold, a fraction of what drop-tail holds.
+    let (q_ecn, q_plain) = (queue_ms(&ecn, 1, 1.0, 8.0), queue_ms(&plain, 1, 1.0, 8.0));
+    assert!(q_ecn <= 2.0 * cases::ECN_MARK_MS as f64, "queue {q_ecn:.1} ms with ECN");
+    assert!(q_ecn < 0.5 * q_plain, "queue {q_ecn:.1} ms with ECN, {q_plain:.1} ms drop-tail");
 }

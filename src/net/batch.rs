@@ -18,7 +18,7 @@
 //! Nothing here knows the protocol: bytes in, bytes out.
 
 use crate::proto::time::Duration;
-use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use quinn_udp::{EcnCodepoint, RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -50,6 +50,10 @@ pub struct BatchStats {
     pub datagrams_received: u64,
     /// Receive buffers that held more than one datagram (GRO).
     pub gro_buffers: u64,
+    /// Datagrams that arrived with the IP header's ECN field at Congestion Experienced (an
+    /// AQM on the path marked them instead of dropping; quinn-udp reads the field with
+    /// `IP_RECVTOS` / `IPV6_RECVTCLASS`).
+    pub datagrams_ce: u64,
     /// Datagrams that came with a kernel receive timestamp (`SO_TIMESTAMPNS`); the others
     /// (`datagrams_received - datagrams_stamped`) were timed when the loop read them.
     pub datagrams_stamped: u64,
@@ -77,6 +81,9 @@ pub struct Received<'a> {
     /// The kernel's receive timestamp (`CLOCK_REALTIME`, since the Unix epoch), if the kernel
     /// gave one; all datagrams of one GRO buffer share the buffer's stamp.
     pub stamp: Option<Duration>,
+    /// Whether it arrived marked ECN Congestion Experienced (the kernel coalesces only
+    /// datagrams of one ECN field into a GRO buffer).
+    pub ce: bool,
 }
 
 /// A UDP socket driven in batches through quinn-udp.
@@ -88,6 +95,8 @@ pub struct BatchSocket {
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
     stats: BatchStats,
+    /// The ECN codepoint put on every datagram sent (`None`: not ECN-capable).
+    ecn: Option<EcnCodepoint>,
 }
 
 impl std::fmt::Debug for BatchSocket {
@@ -100,10 +109,28 @@ impl std::fmt::Debug for BatchSocket {
 }
 
 impl BatchSocket {
-    /// Wrap `sock` (made non-blocking). quinn-udp also turns on `UDP_GRO`, `IP_PKTINFO` and
-    /// path-MTU probing; multicast settings made before (`IP_MULTICAST_IF`, TTL, loop) stay.
+    /// Wrap `sock` (made non-blocking). quinn-udp also turns on `UDP_GRO`, `IP_RECVTOS` (the
+    /// ECN field) and path-MTU probing; multicast settings made before (`IP_MULTICAST_IF`,
+    /// TTL, loop) stay.
+    ///
+    /// It would turn on `IP_PKTINFO` too, which is turned off again: with a receive timestamp,
+    /// a GRO segment size and the packet info, the ECN field's control message no longer fits
+    /// quinn-udp's control buffer (88 bytes; the kernel truncates, `MSG_CTRUNC`), so a GRO
+    /// buffer's CE mark would be lost. Nothing here reads the destination address.
     pub fn new(sock: UdpSocket) -> io::Result<Self> {
         let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
+        let s = socket2::SockRef::from(&sock);
+        let v4 = sock.local_addr()?.is_ipv4();
+        let (level, name) = if v4 {
+            (libc::IPPROTO_IP, libc::IP_PKTINFO)
+        } else {
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+        };
+        if let Err(e) = crate::net::socket::setsockopt_int(&s, level, name, 0) {
+            tracing::debug!(
+                "could not turn packet info off ({e}): CE marks of GRO buffers are lost"
+            );
+        }
         Ok(BatchSocket {
             sock,
             state,
@@ -111,7 +138,15 @@ impl BatchSocket {
             bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect(),
             metas: vec![RecvMeta::default(); RECV_BATCH],
             stats: BatchStats::default(),
+            ecn: None,
         })
+    }
+
+    /// Mark every datagram sent from now on ECN-capable (ECT(0), RFC 3168), or not. Only a
+    /// sender that answers congestion marks may say so: an AQM then marks its datagrams
+    /// Congestion Experienced instead of dropping them.
+    pub fn set_ecn_capable(&mut self, on: bool) {
+        self.ecn = on.then_some(EcnCodepoint::Ect0);
     }
 
     /// Never put more than `cap` (at least 1) segments in one send; 1 disables GSO.
@@ -186,7 +221,7 @@ impl BatchSocket {
         segment_size: Option<usize>,
     ) -> io::Result<()> {
         let transmit =
-            Transmit { destination: to, ecn: None, contents, segment_size, src_ip: None };
+            Transmit { destination: to, ecn: self.ecn, contents, segment_size, src_ip: None };
         for _ in 0..1000 {
             match self.state.try_send(UdpSockRef::from(&self.sock), &transmit) {
                 Ok(()) => {
@@ -230,11 +265,13 @@ impl BatchSocket {
                 if data.len() > stride {
                     self.stats.gro_buffers += 1;
                 }
+                let ce = meta.ecn == Some(EcnCodepoint::Ce);
                 for d in data.chunks(stride) {
                     n += 1;
                     self.stats.datagrams_received += 1;
                     self.stats.datagrams_stamped += u64::from(meta.timestamp.is_some());
-                    f(Received { from: meta.addr, data: d, stamp: meta.timestamp });
+                    self.stats.datagrams_ce += u64::from(ce);
+                    f(Received { from: meta.addr, data: d, stamp: meta.timestamp, ce });
                 }
             }
             if got < RECV_BATCH {
@@ -460,6 +497,39 @@ mod tests {
         batch.flush(&mut a).expect("flush");
         let got = recv_all(&mut b, sent.len());
         (sent, got, a.stats(), batch.largest())
+    }
+
+    #[test]
+    fn the_ecn_field_goes_out_as_set_and_a_ce_mark_is_read_back() {
+        let (mut a, mut b) = pair();
+        let to = b.socket().local_addr().expect("addr");
+        // What an AQM would have written on the path, sent directly: CE, then ECT(0).
+        let mut marks = Vec::new();
+        for (ecn, n) in [(Some(EcnCodepoint::Ce), 3), (Some(EcnCodepoint::Ect0), 2), (None, 1)] {
+            a.ecn = ecn;
+            let mut batch = TxBatch::new();
+            for i in 0..n {
+                batch.push(&mut a, to, &datagram(i, 1000)).expect("push");
+            }
+            batch.flush(&mut a).expect("flush");
+            let mut got = Vec::new();
+            for _ in 0..200 {
+                if got.len() >= n {
+                    break;
+                }
+                crate::net::io::precise_wait(b.socket(), Duration::from_millis(50)).expect("poll");
+                b.recv(usize::MAX, |r| got.push(r.ce)).expect("recv");
+            }
+            assert_eq!(got.len(), n);
+            marks.push(got);
+        }
+        assert_eq!(marks, [vec![true; 3], vec![false; 2], vec![false]]);
+        assert_eq!(b.stats().datagrams_ce, 3);
+        // The sender's switch: ECT(0) or nothing.
+        a.set_ecn_capable(true);
+        assert_eq!(a.ecn, Some(EcnCodepoint::Ect0));
+        a.set_ecn_capable(false);
+        assert_eq!(a.ecn, None);
     }
 
     #[test]

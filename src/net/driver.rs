@@ -122,6 +122,9 @@ pub trait Role {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.endpoint().handle_datagram(now, from, data)
     }
+    /// `n` datagrams about to be handed over arrived marked ECN Congestion Experienced; by
+    /// default ignored (only a receiver's rate control reads them).
+    fn handle_ce_marks(&mut self, _n: u64) {}
     /// A worker finished a job.
     fn handle_done(&mut self, now: Instant, done: Self::Done) -> Result<(), DriverError>;
     /// Act on the endpoint's pending events.
@@ -324,6 +327,9 @@ async fn run_loop<R: Role>(
         let got = sock
             .recv(cfg.recv_per_turn, |r| {
                 if let Some(d) = auth.open(r.data, unix, &mut obuf) {
+                    if r.ce {
+                        role.handle_ce_marks(1);
+                    }
                     role.handle_datagram(arrivals.arrival(r.stamp, clock.now()), r.from, d)
                 }
             })

@@ -400,6 +400,10 @@ impl Role for RecvRole<'_> {
         &self.receiver
     }
 
+    fn handle_ce_marks(&mut self, n: u64) {
+        self.receiver.note_ce_marks(n);
+    }
+
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if self.first_datagram_seconds.is_none() {
             self.first_datagram_seconds = Some(self.wall.elapsed().as_secs_f64());

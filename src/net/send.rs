@@ -410,6 +410,12 @@ pub async fn run(
     let dest = Destinations::new(cfg.group, feedback_addr(cfg.group)?);
     let cpu_at_start = thread_cpu_seconds();
     let mut auth = Keyring::new(cfg.key.as_ref(), crate::net::keyfile::nonce_prefix());
+    // ECN-capable (ECT(0)) only when the rate answers congestion marks, as RFC 3168 asks of
+    // whoever sets it: an AQM on the path then marks instead of dropping (`--rate auto`).
+    sock.set_ecn_capable(matches!(
+        cfg.sender.rate_control,
+        crate::proto::rate::RateControl::Auto(_)
+    ));
     let exit = driver::run(
         Io { socket: sock, dest, workers: &mut workers, auth: &mut auth },
         &mut role,

@@ -98,7 +98,7 @@ pub struct SocketInfo {
 
 /// Set an integer socket option directly with `setsockopt(2)`.
 #[cfg(target_os = "linux")]
-fn setsockopt_int(
+pub(crate) fn setsockopt_int(
     socket: &Socket,
     level: libc::c_int,
     name: libc::c_int,

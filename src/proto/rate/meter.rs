@@ -21,7 +21,14 @@
 //! its own (the extended report's `overflow_ppm`) and never makes an interval congested: the
 //! sender caps its growth on it instead.
 //!
-//! Either makes the interval congested. Whether to answer the tick: always when this receiver
+//! - **ECN**: data datagrams that arrived marked Congestion Experienced (the sender marks
+//!   its data ECN-capable under automatic rate control; an AQM such as fq_codel marks instead
+//!   of dropping), which the driver feeds in with [`RateMeter::on_ce_marks`]. Any mark in the
+//!   interval makes it congested: the mark is the bottleneck's own word for a standing queue,
+//!   given before the queue costs a drop, and random loss never marks. The share of the
+//!   interval's data that was marked travels as `ce_ppm`.
+//!
+//! Any of these makes the interval congested. Whether to answer the tick: always when this receiver
 //! is the tick's limiting receiver; otherwise, when congested, when its socket dropped more
 //! than [`HOST_SPEAK`] of the interval's data, or when the sender has no
 //! limiting receiver yet, with the tick's report share (so about a fixed number of receivers
@@ -107,6 +114,11 @@ pub struct RateMeter {
     overflow_total: u64,
     /// The last judged window's socket-overflow share, ppm (reported until the next one).
     last_overflow_ppm: u32,
+    /// Data datagrams since the last tick, and how many of them arrived CE-marked.
+    tick_datagrams: u64,
+    tick_ce: u64,
+    /// CE-marked datagrams, in all.
+    ce_total: u64,
     baseline: Option<f64>,
     pending: Option<(RateReport, Instant)>,
     ticks: u64,
@@ -123,6 +135,7 @@ impl RateMeter {
     /// A data datagram of `bytes` arrived; it moved the sequence position by `gap` (1: nothing
     /// lost before it).
     pub fn on_data(&mut self, bytes: usize, gap: u32) {
+        self.tick_datagrams += 1;
         self.bytes += bytes as u64;
         self.expected += u64::from(gap.max(1));
         self.missing += u64::from(gap.saturating_sub(1));
@@ -143,6 +156,14 @@ impl RateMeter {
             Some(last) if full => last.1 += new,
             _ => self.pool.push_back((now, new)),
         }
+    }
+
+    /// `n` more datagrams arrived with the IP header's ECN field at Congestion Experienced
+    /// (the driver reads it with each datagram where the kernel gives it: `IP_RECVTOS`,
+    /// `IPV6_RECVTCLASS`). Counted into the interval that the next tick ends.
+    pub fn on_ce_marks(&mut self, n: u64) {
+        self.tick_ce = self.tick_ce.saturating_add(n);
+        self.ce_total = self.ce_total.saturating_add(n);
     }
 
     /// Match up to `missing` gaps with pooled socket drops (oldest first, stale ones
@@ -197,6 +218,11 @@ impl RateMeter {
         let sample =
             self.recent_delay[..self.delay_samples].iter().copied().fold(f64::MAX, f64::min);
         self.queue_us = if self.ticks == 1 { sample } else { 0.5 * self.queue_us + 0.5 * sample };
+        // The interval's marks: a share of its data datagrams (a mark on a datagram that was
+        // not data, or counted before its datagram, never makes the share exceed one).
+        let ce = std::mem::take(&mut self.tick_ce);
+        let of = std::mem::take(&mut self.tick_datagrams).max(ce).max(1);
+        let ce_ppm = (ce as f64 * 1e6 / of as f64).round().min(1e6) as u32;
         if self.prev.replace(now).is_none() {
             self.bytes = 0;
             self.rate_since = Some(now);
@@ -243,7 +269,7 @@ impl RateMeter {
                 None => path_loss,
             });
         }
-        let congested = queue || loss_event;
+        let congested = queue || loss_event || ce > 0;
         self.congested += u64::from(congested);
         let flags = if congested { RATE_CONGESTED } else { 0 }
             | if loss_event { RATE_LOSS_EVENT } else { 0 };
@@ -256,7 +282,7 @@ impl RateMeter {
             queue_delay_us: self.queue_us.clamp(0.0, f64::from(u32::MAX)) as u32,
             loss_ppm: if judged { (loss * 1e6).round().min(1e6) as u32 } else { 0 },
             recv_rate_kbps: (recv_bps / 1000.0).round().min(f64::from(u32::MAX)) as u32,
-            ce_ppm: 0,
+            ce_ppm,
             flags,
             overflow_ppm: ext.then_some(self.last_overflow_ppm),
         };
@@ -296,6 +322,11 @@ impl RateMeter {
     /// The random-loss baseline (a share), once measured.
     pub fn baseline_loss(&self) -> Option<f64> {
         self.baseline
+    }
+
+    /// Datagrams that arrived CE-marked, in all.
+    pub fn ce_marks(&self) -> u64 {
+        self.ce_total
     }
 
     /// Datagrams the socket dropped (receive buffer full) that gaps accounted for, in all.

@@ -400,6 +400,32 @@ fn a_tick_without_the_extension_flag_gets_a_base_report() {
 }
 
 #[test]
+fn ce_marks_congest_their_interval_only_and_report_their_share() {
+    let mut m = RateMeter::default();
+    // Marks before the first tick belong to no interval: the first tick starts the count.
+    m.on_ce_marks(3);
+    m.on_tick(at(0), &tick_at(0, 2, 0), 2, 0, false);
+    let interval = |m: &mut RateMeter, t: u64, marks: u64| {
+        for _ in 0..200 {
+            m.on_data(1000, 1);
+        }
+        m.on_ce_marks(marks);
+        m.on_tick(at(t), &tick_at(t, 2, 0), 2, 0, false);
+        let r = m.take_report(at(t)).expect("the CLR always answers");
+        (r.congested(), r.ce_ppm, r.flags & RATE_LOSS_EVENT)
+    };
+    // No queue, no loss: a single mark of 200 datagrams congests the interval (5000 ppm)...
+    assert_eq!(interval(&mut m, 10, 0), (false, 0, 0));
+    assert_eq!(interval(&mut m, 20, 1), (true, 5000, 0));
+    // ...and only that one: the next interval has none.
+    assert_eq!(interval(&mut m, 30, 0), (false, 0, 0));
+    assert_eq!(interval(&mut m, 40, 200), (true, 1_000_000, 0));
+    // More marks than data datagrams (a marked datagram that was not data) stay a whole share.
+    assert_eq!(interval(&mut m, 50, 500), (true, 1_000_000, 0));
+    assert_eq!(m.ce_marks(), 704);
+}
+
+#[test]
 fn only_the_clr_and_drawn_congested_receivers_answer() {
     let mut m = RateMeter::default();
     m.on_tick(at(0), &tick_at(0, 0, 0), 5, 0, false);

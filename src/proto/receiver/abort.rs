@@ -45,9 +45,7 @@ impl Watch {
     pub(super) fn take_event(&mut self) -> Option<Event> {
         // Looked at first: `take` would move the whole (large) slot on every poll, and a
         // driver polls after every datagram.
-        if self.event.is_none() {
-            return None;
-        }
+        self.event.as_ref()?;
         self.event.take()
     }
 

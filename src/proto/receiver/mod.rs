@@ -409,6 +409,15 @@ impl Receiver {
         }
     }
 
+    /// `n` more datagrams arrived marked ECN Congestion Experienced (the driver reads the IP
+    /// header's ECN field with each datagram): congestion to rate control
+    /// (`RateMeter::on_ce_marks`).
+    pub fn note_ce_marks(&mut self, n: u64) {
+        if let Some(s) = self.session.as_mut() {
+            s.rate_meter.on_ce_marks(n);
+        }
+    }
+
     /// Fire the timers due at `now` (NAK backoff, lapsed covers, report repetition).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.check_watch(now);

@@ -273,7 +273,13 @@ impl Harness {
             } else if to != 0 && !self.net.receiver_service.is_zero() {
                 self.enqueue(to, f.from, Rc::clone(&f.data), f.source_block);
             } else if let (Some((header, packet)), true) = (&parsed, self.opens_nothing(to)) {
-                self.receive_parsed(to, f.from, *header, super::copy_packet(packet), f.source_block);
+                self.receive_parsed(
+                    to,
+                    f.from,
+                    *header,
+                    super::copy_packet(packet),
+                    f.source_block,
+                );
                 self.drain(to, tap.as_deref_mut());
             } else {
                 self.receive(to, f.from, &f.data, f.source_block, tap.as_deref_mut());

@@ -414,7 +414,9 @@ mod tests;
 /// A copy of a datagram parsed once for all its recipients: a data symbol (nearly every copy)
 /// is copied field by field, without the derived `clone`'s walk over every kind of packet.
 #[inline]
-pub(super) fn copy_packet<'a>(p: &crate::proto::wire::Packet<'a>) -> crate::proto::wire::Packet<'a> {
+pub(super) fn copy_packet<'a>(
+    p: &crate::proto::wire::Packet<'a>,
+) -> crate::proto::wire::Packet<'a> {
     match p {
         crate::proto::wire::Packet::Data(d) => crate::proto::wire::Packet::Data(*d),
         other => other.clone(),

@@ -73,10 +73,24 @@ pub fn straggler_dropped(seed: u64) -> Scenario {
     sc
 }
 
+/// [`one_slow_link`] with an ECN-marking AQM on the slow link: what waits there longer than
+/// [`ECN_MARK_MS`] is marked Congestion Experienced, not dropped.
+pub fn ecn_slow_link(seed: u64) -> Scenario {
+    let mut sc = one_slow_link(seed);
+    let link = sc.receivers[1].link.clone();
+    sc.receivers[1].link = link.marking(Duration::from_millis(ECN_MARK_MS));
+    sc
+}
+
+/// The marking threshold of [`ecn_slow_link`], milliseconds (below the receivers' 4 ms delay
+/// target, as fq_codel's 5 ms target is near it).
+pub const ECN_MARK_MS: u64 = 1;
+
 /// Every case with its name (the plots' file names).
 pub fn all(seed: u64) -> Vec<(&'static str, Scenario)> {
     vec![
         ("one-slow-link", one_slow_link(seed)),
+        ("ecn-slow-link", ecn_slow_link(seed)),
         ("halving-link", halving_link(seed)),
         ("random-loss", random_loss(seed)),
         ("competing-tcp", competing_tcp(seed)),

@@ -1,6 +1,7 @@
 //! The rate simulator's network pieces: a [`Bottleneck`] (a link of some capacity, which may
 //! change at set times, behind a drop-tail FIFO of a bounded number of bytes, so that delay
-//! builds before anything is dropped) and a [`TcpFlow`] (a TCP-Reno-like AIMD flow: slow
+//! builds before anything is dropped; optionally an ECN-marking AQM, which marks what waits
+//! longer than a threshold Congestion Experienced) and a [`TcpFlow`] (a TCP-Reno-like AIMD flow: slow
 //! start, one window halving per round trip on loss, one packet per round trip of growth).
 
 use crate::proto::time::{Duration, Instant};
@@ -17,7 +18,18 @@ pub struct Bottleneck {
     pub drops: u64,
     /// Highest queueing delay seen.
     pub max_delay: Duration,
+    /// ECN marking: a packet that waits longer than this is marked Congestion Experienced
+    /// (a step-marking AQM, as DCTCP's switches or fq_codel's target do); `None`: drop-tail
+    /// only.
+    pub mark_above: Option<Duration>,
+    /// Packets marked.
+    pub marks: u64,
+    /// When the first [`MAX_DROP_TIMES`] drops happened.
+    pub drop_times: Vec<Instant>,
 }
+
+/// Drops whose times a [`Bottleneck`] keeps.
+pub const MAX_DROP_TIMES: usize = 4096;
 
 impl Bottleneck {
     /// A link of `bps` with a queue of `queue_bytes`.
@@ -33,7 +45,21 @@ impl Bottleneck {
             busy_until: Instant::ZERO,
             drops: 0,
             max_delay: Duration::ZERO,
+            mark_above: None,
+            marks: 0,
+            drop_times: Vec::new(),
         }
+    }
+
+    /// The same link, marking what waits longer than `above` (see [`Bottleneck::mark_above`]).
+    pub fn marking(mut self, above: Duration) -> Self {
+        self.mark_above = Some(above);
+        self
+    }
+
+    /// How long a packet arriving at `now` would wait.
+    pub fn delay_at(&self, now: Instant) -> Duration {
+        self.busy_until.saturating_duration_since(now)
     }
 
     /// The capacity at `now`, bits per second.
@@ -45,18 +71,34 @@ impl Bottleneck {
     /// A packet of `bytes` arrives at `now` (calls come in time order): when its last bit
     /// leaves, or `None` if the queue is full and it is dropped.
     pub fn enqueue(&mut self, now: Instant, bytes: usize) -> Option<Instant> {
+        self.enqueue_ect(now, bytes, false).map(|(left, _)| left)
+    }
+
+    /// [`Bottleneck::enqueue`] for a packet that is ECN-capable when `ect`: also whether it
+    /// was marked Congestion Experienced (only an ECN-capable packet is).
+    pub fn enqueue_ect(
+        &mut self,
+        now: Instant,
+        bytes: usize,
+        ect: bool,
+    ) -> Option<(Instant, bool)> {
         let bps = self.capacity_at(now) as f64;
         let wait = self.busy_until.saturating_duration_since(now);
         let backlog = wait.as_secs_f64() * bps / 8.0;
         if backlog > self.queue_bytes as f64 {
             self.drops += 1;
+            if self.drop_times.len() < MAX_DROP_TIMES {
+                self.drop_times.push(now);
+            }
             return None;
         }
         self.max_delay = self.max_delay.max(wait);
+        let marked = ect && self.mark_above.is_some_and(|above| wait > above);
+        self.marks += u64::from(marked);
         let start = self.busy_until.max(now);
         let service = Duration::from_secs_f64(bytes as f64 * 8.0 / bps);
         self.busy_until = start + service;
-        Some(self.busy_until)
+        Some((self.busy_until, marked))
     }
 }
 
@@ -150,6 +192,20 @@ mod tests {
         // Once 1000 bytes have left, it fits again.
         assert_eq!(b.enqueue(Instant::from_micros(1000), 1000), Some(Instant::from_micros(4000)));
         assert_eq!(b.max_delay, Duration::from_micros(2000));
+    }
+
+    #[test]
+    fn a_marking_queue_marks_only_capable_packets_that_wait_past_its_threshold() {
+        // 1 byte/us; mark what waits more than 1000 us.
+        let mut b = Bottleneck::new(8_000_000, 10_000).marking(Duration::from_micros(1000));
+        let t0 = Instant::ZERO;
+        assert_eq!(b.enqueue_ect(t0, 1000, true), Some((Instant::from_micros(1000), false)));
+        // Waits exactly 1000 us: at the threshold, not past it.
+        assert_eq!(b.enqueue_ect(t0, 1000, true), Some((Instant::from_micros(2000), false)));
+        // Waits 2000 us: marked, if it is ECN-capable.
+        assert_eq!(b.enqueue_ect(t0, 1000, true), Some((Instant::from_micros(3000), true)));
+        assert_eq!(b.enqueue_ect(t0, 1000, false), Some((Instant::from_micros(4000), false)));
+        assert_eq!((b.marks, b.drops), (1, 0));
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct Sample {
     /// The lowest link (or host) capacity on the path to any receiver at the sample, bits per
     /// second.
     pub capacity_bps: u64,
+    /// How long a datagram would wait in each receiver link's queue at the sample.
+    pub queue_delay: Vec<Duration>,
 }
 
 /// The result of a run.
@@ -141,6 +143,12 @@ pub struct RateRun {
     pub queue_drops: Vec<u64>,
     /// Datagrams each receiving host dropped at its socket (see [`RxPath::host`]).
     pub socket_drops: Vec<u64>,
+    /// Datagrams each receiver link's queue marked ECN Congestion Experienced.
+    pub queue_marks: Vec<u64>,
+    /// The highest queueing delay on each receiver link.
+    pub queue_delay_max: Vec<Duration>,
+    /// When each receiver link's queue dropped (the first `MAX_DROP_TIMES`).
+    pub queue_drop_times: Vec<Vec<Duration>>,
     /// Virtual time at the end.
     pub end: Duration,
 }
@@ -160,8 +168,10 @@ impl RateRun {
 #[derive(Debug)]
 enum Item {
     Wake(usize),
-    Fanout(Rc<[u8]>),
-    Deliver(usize, Rc<[u8]>),
+    /// A sender datagram past the uplink; whether it was marked CE there.
+    Fanout(Rc<[u8]>, bool),
+    /// A sender datagram to receiver i; whether it was marked CE on the way.
+    Deliver(usize, Rc<[u8]>, bool),
     Feedback(usize, Rc<[u8]>),
     Overheard(usize, usize, Rc<[u8]>),
     TcpAck,
@@ -319,6 +329,18 @@ impl Sim<'_> {
             first_node: FIRST_NODE,
             queue_drops: self.links.iter().map(|l| l.drops).collect(),
             socket_drops: self.hosts.iter().map(|h| h.as_ref().map_or(0, |h| h.drops)).collect(),
+            queue_marks: self.links.iter().map(|l| l.marks).collect(),
+            queue_delay_max: self.links.iter().map(|l| l.max_delay).collect(),
+            queue_drop_times: self
+                .links
+                .iter()
+                .map(|l| {
+                    l.drop_times
+                        .iter()
+                        .map(|t| t.saturating_duration_since(Instant::ZERO))
+                        .collect()
+                })
+                .collect(),
             end: self.now.saturating_duration_since(Instant::ZERO),
         }
     }
@@ -340,6 +362,7 @@ impl Sim<'_> {
             recv_bps,
             tcp_bps,
             capacity_bps: links.min(up),
+            queue_delay: self.links.iter().map(|l| l.delay_at(at)).collect(),
         }
     }
 
@@ -357,17 +380,22 @@ impl Sim<'_> {
                 }
                 self.drain(node);
             }
-            Item::Fanout(data) => {
+            Item::Fanout(data, ce) => {
+                // The sender's datagrams are ECN-capable (automatic rate control answers marks).
                 for i in 0..self.rxs.len() {
                     let path = &self.sc.receivers[i];
-                    let Some(left) = self.links[i].enqueue(self.now, data.len()) else { continue };
+                    let Some((left, marked)) =
+                        self.links[i].enqueue_ect(self.now, data.len(), true)
+                    else {
+                        continue;
+                    };
                     if self.rng.gen::<f64>() < path.loss {
                         continue;
                     }
-                    self.push(left + path.delay, Item::Deliver(i, Rc::clone(&data)));
+                    self.push(left + path.delay, Item::Deliver(i, Rc::clone(&data), ce || marked));
                 }
             }
-            Item::Deliver(i, data) => {
+            Item::Deliver(i, data, ce) => {
                 if let Some(host) = self.hosts[i].as_mut() {
                     if host.enqueue(self.now, data.len()).is_none() {
                         let total = host.drops;
@@ -376,6 +404,9 @@ impl Sim<'_> {
                     }
                 }
                 self.got[i] += data.len() as u64;
+                if ce {
+                    self.rxs[i].0.note_ce_marks(1);
+                }
                 self.rxs[i].0.handle_datagram(self.now, addr(0), &data);
                 self.drain(i + 1);
             }
@@ -467,11 +498,11 @@ impl Sim<'_> {
         if node == 0 {
             match self.uplink.as_mut() {
                 Some(u) => {
-                    if let Some(left) = u.enqueue(self.now, data.len()) {
-                        self.push(left, Item::Fanout(data));
+                    if let Some((left, ce)) = u.enqueue_ect(self.now, data.len(), true) {
+                        self.push(left, Item::Fanout(data, ce));
                     }
                 }
-                None => self.push(self.now, Item::Fanout(data)),
+                None => self.push(self.now, Item::Fanout(data, false)),
             }
             return;
         }
