@@ -54,6 +54,10 @@ Options for `up`:
   --rate-override I:RATE receiver I's link rate instead of --recv-rate (repeatable), e.g. 3:100M
   --aqm pfifo|ecn        leaf queue of every shaped link: pfifo of --qlen packets, or
                          fq_codel with ECN marking (CE instead of drops for ECT traffic)  [pfifo]
+                         (needs the kernel's fq_codel; some kernels have only pfifo, htb, tbf)
+  --ce-override I:PCT    mark PCT % of the ECN-capable (ECT(0)) frames towards receiver I
+                         Congestion Experienced (repeatable; an nftables rule, as the loss:
+                         a stand-in for a marking AQM where the kernel has none)
 
 Environment: LAB_PREFIX (namespace prefix, must start with "mcl-"; default "mcl-").
 
@@ -186,7 +190,7 @@ cmd_down() {
 cmd_up() {
     local n=4 send_rate=1G recv_rate=1G loss_down=0 loss_up=0 snooping=on qlen=1000
     OFFLOAD=off AQM=pfifo
-    local -a overrides=() rate_overrides=()
+    local -a overrides=() rate_overrides=() ce_overrides=()
     while (($#)); do
         case $1 in
         -n | --receivers) n=${2:?}; shift 2 ;;
@@ -201,6 +205,7 @@ cmd_up() {
         --offload) OFFLOAD=${2:?}; shift 2 ;;
         --rate-override) rate_overrides+=("${2:?}"); shift 2 ;;
         --aqm) AQM=${2:?}; shift 2 ;;
+        --ce-override) ce_overrides+=("${2:?}"); shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "up: unknown option '$1' (see --help)" ;;
         esac
@@ -237,9 +242,18 @@ cmd_up() {
         down_ppm[i]=$(loss_ppm "${BASH_REMATCH[2]}")
         up_ppm[i]=$(loss_ppm "${BASH_REMATCH[4]:-${BASH_REMATCH[2]}}")
     done
+    # Per-receiver CE marking, in ppm of its ECT(0) frames.
+    local -a ce_ppm=()
+    for ((i = 1; i <= n; i++)); do ce_ppm[i]=0; done
+    for o in "${ce_overrides[@]}"; do
+        [[ $o =~ ^([0-9]+):([0-9.]+)$ ]] || die "bad --ce-override '$o' (I:PCT)"
+        i=${BASH_REMATCH[1]}
+        ((i >= 1 && i <= n)) || die "--ce-override: no receiver $i"
+        ce_ppm[i]=$(loss_ppm "${BASH_REMATCH[2]}")
+    done
     local any_loss=0
     for ((i = 1; i <= n; i++)); do
-        ((down_ppm[i] > 0 || up_ppm[i] > 0)) && any_loss=1
+        ((down_ppm[i] > 0 || up_ppm[i] > 0 || ce_ppm[i] > 0)) && any_loss=1
     done
     if ((any_loss)) && ! command -v nft >/dev/null; then
         die "loss needs nft (apt-get install nftables)"
@@ -293,6 +307,8 @@ cmd_up() {
                     echo "    oifname \"r$i\" numgen random mod 1000000 < ${down_ppm[i]} counter drop"
                 ((up_ppm[i] > 0)) &&
                     echo "    iifname \"r$i\" numgen random mod 1000000 < ${up_ppm[i]} counter drop"
+                ((ce_ppm[i] > 0)) &&
+                    echo "    oifname \"r$i\" ip ecn ect0 numgen random mod 1000000 < ${ce_ppm[i]} ip ecn set ce counter"
             done
             echo "  }"
             echo "}"

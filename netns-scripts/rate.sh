@@ -13,7 +13,11 @@
 #   d      an iperf3 TCP flow (sender -> receiver 1, so it shares the sender's uplink) for
 #          IPERF_S seconds, the push starting 2 s into it: iperf3's throughput during the
 #          overlap as a fraction of LINK (target >= 1/3) and mcast's rate meanwhile
-# (ECN and the "fraction of the others" straggler rule are not implemented yet: no cases.)
+#   e      ECN: receiver 1's link marks CE_PCT % of the sender's ECT(0) frames Congestion
+#          Experienced (`lab.sh --ce-override`, an nftables rule: a stand-in for a marking AQM,
+#          which kernels without fq_codel lack); nothing is dropped, yet the group backs off
+#          and receiver 1 limits the rate (compare a); prints the marks the receivers counted
+# (The "fraction of the others" straggler rule is not implemented yet: no case.)
 # Per run it also prints what the receivers say about where loss happened (drops, rxloss,
 # softnet_drops) and the controller's host_holds and hiccups (see below).
 #
@@ -31,7 +35,7 @@
 #   their sockets (receive buffer full: `kernel_drops`, summed); rxloss: the highest first-pass
 #   loss of any receiver (path and socket together); softnet_drops: the machine's softirq
 #   backlog drops during the run (/proc/net/softnet_stat, all CPUs; loss inside this host that
-#   no socket sees); ce: CE marks the receivers counted (0 until ECN is read);
+#   no socket sees); ce: datagrams the receivers got marked CE (`io.datagrams_ce`, summed);
 #   stamped: datagrams that carried a kernel receive timestamp of those received, receivers
 #   summed (`io.datagrams_stamped` / `io.datagrams_received`), and the sender's; early: of the
 #   receivers' stamped arrivals, those placed before a time already given to the role
@@ -47,12 +51,13 @@ usage() {
     cat <<'EOF'
 Usage: netns-scripts/rate.sh [options] [-- extra mcast-send options]
 
-  --cases LIST       any of fixed,a,b,bfixed,c,d                          [fixed,a,b,c,d]
+  --cases LIST       any of fixed,a,b,bfixed,c,d,e                        [fixed,a,b,c,d]
   --receivers N      receiver namespaces                                  [3]
   --size SIZE        file size, K/M/G suffix (binary)                     [256M]
   --link RATE        sender uplink and receiver link rate (tc syntax: 1G, 500M)  [1G]
   --loss PCT         random loss per receiver link and direction in case b [1]
   --slow RATE        receiver 1's link in case c                          [100M]
+  --ce PCT           CE marks on receiver 1's link in case e              [0.1]
   --iperf-seconds S  length of the iperf3 flow in case d                  [20]
   --timeout SECONDS  bound of each push                                   [120]
   --no-uftp          skip UFTP in case b
@@ -79,7 +84,7 @@ source "$here/lab-lib.sh"
 export LAB_PREFIX=${LAB_PREFIX:-mcl-ra-}
 P=$LAB_PREFIX
 
-cases=fixed,a,b,c,d n=3 size=256M link=1G loss=1 slow=100M iperf_s=20 run_timeout=120
+cases=fixed,a,b,c,d n=3 size=256M link=1G loss=1 slow=100M ce_pct=0.1 iperf_s=20 run_timeout=120
 uftp=1 keep=0
 extra=()
 while (($#)); do
@@ -90,6 +95,7 @@ while (($#)); do
     --link) link=${2:?}; shift 2 ;;
     --loss) loss=${2:?}; shift 2 ;;
     --slow) slow=${2:?}; shift 2 ;;
+    --ce) ce_pct=${2:?}; shift 2 ;;
     --iperf-seconds) iperf_s=${2:?}; shift 2 ;;
     --timeout) run_timeout=${2:?}; shift 2 ;;
     --no-uftp) uftp=0; shift ;;
@@ -124,7 +130,7 @@ if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n < 2 || n > 50)); then die "--receivers mus
 [[ $iperf_s =~ ^[1-9][0-9]*$ ]] || die "bad --iperf-seconds"
 [[ $run_timeout =~ ^[1-9][0-9]*$ ]] || die "bad --timeout"
 IFS=, read -r -a case_list <<<"$cases"
-for c in "${case_list[@]}"; do [[ $c =~ ^(fixed|a|b|bfixed|c|d)$ ]] || die "unknown case '$c'"; done
+for c in "${case_list[@]}"; do [[ $c =~ ^(fixed|a|b|bfixed|c|d|e)$ ]] || die "unknown case '$c'"; done
 for c in ip tc nft ethtool python3 iperf3; do command -v "$c" >/dev/null || die "$c not found"; done
 ((uftp == 0)) || { command -v uftp >/dev/null && command -v uftpd >/dev/null; } ||
     die "uftp/uftpd not found (apt-get install uftp, or --no-uftp)"
@@ -225,7 +231,7 @@ for i in range(1, n + 1):
                 stamps[k] += (rr.get("io") or {}).get(k, 0)
             ok += rr.get("status") == "complete"
             st = rr.get("stats", {})
-            ce += st.get("ecn_ce", 0)
+            ce += (rr.get("io") or {}).get("datagrams_ce", 0)
             drops += rr.get("kernel_drops") or 0
             exp = st.get("first_pass_expected", 0)
             if exp:
@@ -395,6 +401,7 @@ for c in "${case_list[@]}"; do
         ;;
     bfixed) mcast_case bfixed "$loss" --loss "$loss" -- --rate "$link" ;;
     c) mcast_case c 0 --rate-override "1:$slow" -- ;;
+    e) mcast_case e 0 --ce-override "1:$ce_pct" -- ;;
     d) iperf_case ;;
     esac
     "$LAB" down >/dev/null 2>&1 || true
