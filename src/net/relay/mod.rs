@@ -267,6 +267,11 @@ fn downstream_main(
             .map_err(DriverError::io("spawn workers"))?;
     let dest = driver::Destinations::new(cfg.downstream, feedback_addr(cfg.downstream)?);
     let mut auth = Keyring::new(cfg.downstream_key.as_ref(), crate::net::keyfile::nonce_prefix());
+    // ECN-capable downstream only when its rate answers marks (as `mcast-send`).
+    sock.set_ecn_capable(matches!(
+        cfg.sender.rate_control,
+        crate::proto::rate::RateControl::Auto(_)
+    ));
     let exit = rt.block_on(driver::run(
         Io { socket: &mut sock, dest, workers: &mut workers, auth: &mut auth },
         &mut role,

@@ -177,6 +177,10 @@ impl Role for UpRole {
         &self.ep
     }
 
+    fn handle_ce_marks(&mut self, n: u64) {
+        self.ep.rx.note_ce_marks(n);
+    }
+
     fn handle_done(&mut self, now: Instant, done: Decoded) -> Result<(), DriverError> {
         self.ep.rx.handle_decoded(now, done);
         Ok(())
