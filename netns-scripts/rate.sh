@@ -17,7 +17,9 @@
 #          Experienced (`lab.sh --ce-override`, an nftables rule: a stand-in for a marking AQM,
 #          which kernels without fq_codel lack); nothing is dropped, yet the group backs off
 #          and receiver 1 limits the rate (compare a); prints the marks the receivers counted
-# (The "fraction of the others" straggler rule is not implemented yet: no case.)
+#   cf     case c with `--straggler-fraction 0.5`: receiver 1 limits the group, is tried out
+#          after 3 s and excluded once the others take twice its rate; the straggler policy
+#          then drops it (ok=2/3 expected), and the rest of the push runs near the link
 # Per run it also prints what the receivers say about where loss happened (drops, rxloss,
 # softnet_drops) and the controller's host_holds and hiccups (see below).
 #
@@ -51,7 +53,7 @@ usage() {
     cat <<'EOF'
 Usage: netns-scripts/rate.sh [options] [-- extra mcast-send options]
 
-  --cases LIST       any of fixed,a,b,bfixed,c,d,e                        [fixed,a,b,c,d]
+  --cases LIST       any of fixed,a,b,bfixed,c,cf,d,e                     [fixed,a,b,c,d]
   --receivers N      receiver namespaces                                  [3]
   --size SIZE        file size, K/M/G suffix (binary)                     [256M]
   --link RATE        sender uplink and receiver link rate (tc syntax: 1G, 500M)  [1G]
@@ -130,7 +132,7 @@ if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n < 2 || n > 50)); then die "--receivers mus
 [[ $iperf_s =~ ^[1-9][0-9]*$ ]] || die "bad --iperf-seconds"
 [[ $run_timeout =~ ^[1-9][0-9]*$ ]] || die "bad --timeout"
 IFS=, read -r -a case_list <<<"$cases"
-for c in "${case_list[@]}"; do [[ $c =~ ^(fixed|a|b|bfixed|c|d|e)$ ]] || die "unknown case '$c'"; done
+for c in "${case_list[@]}"; do [[ $c =~ ^(fixed|a|b|bfixed|c|cf|d|e)$ ]] || die "unknown case '$c'"; done
 for c in ip tc nft ethtool python3 iperf3; do command -v "$c" >/dev/null || die "$c not found"; done
 ((uftp == 0)) || { command -v uftp >/dev/null && command -v uftpd >/dev/null; } ||
     die "uftp/uftpd not found (apt-get install uftp, or --no-uftp)"
@@ -401,6 +403,7 @@ for c in "${case_list[@]}"; do
         ;;
     bfixed) mcast_case bfixed "$loss" --loss "$loss" -- --rate "$link" ;;
     c) mcast_case c 0 --rate-override "1:$slow" -- ;;
+    cf) mcast_case cf 0 --rate-override "1:$slow" -- --straggler-fraction 0.5 ;;
     e) mcast_case e 0 --ce-override "1:$ce_pct" -- ;;
     d) iperf_case ;;
     esac

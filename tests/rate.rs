@@ -165,3 +165,38 @@ fn ecn_marks_take_the_place_of_drops_and_keep_the_queue_short() {
     assert!(q_ecn <= 2.0 * cases::ECN_MARK_MS as f64, "queue {q_ecn:.1} ms with ECN");
     assert!(q_ecn < 0.5 * q_plain, "queue {q_ecn:.1} ms with ECN, {q_plain:.1} ms drop-tail");
 }
+
+#[test]
+fn a_receiver_far_slower_than_the_others_is_tried_out_and_excluded_without_a_floor() {
+    let r = run(&cases::straggler_fraction(SEED));
+    let full = mbps(cases::LINK_BPS as f64);
+    let settled = rate(&r, 9.0, 12.0);
+    eprintln!(
+        "fraction: trials {}, excluded {:?}, rate 2-3 s {:.1}, 9-12 s {settled:.1} of {full}",
+        r.summary.trials,
+        r.summary.excluded,
+        rate(&r, 2.0, 3.0)
+    );
+    // First it holds the group at its quarter of the link...
+    assert!(rate(&r, 2.0, 3.0) <= 0.35 * full, "{:.1}", rate(&r, 2.0, 3.0));
+    // ...then, tried out, it is excluded and the others set the rate.
+    assert_eq!(r.summary.excluded, vec![r.first_node + 1], "{:?}", r.summary);
+    assert!(settled >= 0.8 * full, "after the trial: {settled:.1} of {full}");
+}
+
+#[test]
+fn where_the_limit_is_shared_the_trial_gives_the_receiver_back_its_say() {
+    let r = run(&cases::shared_limit_fraction(SEED));
+    let full = mbps(cases::LINK_BPS as f64);
+    eprintln!(
+        "shared: trials {}, excluded {:?}, rate 3-12 s {:.1} of {full}",
+        r.summary.trials,
+        r.summary.excluded,
+        rate(&r, 3.0, 12.0)
+    );
+    assert!(r.summary.trials >= 1, "somebody limited the rate and was tried: {:?}", r.summary);
+    assert!(r.summary.excluded.is_empty(), "{:?}", r.summary);
+    // The probe of a failed trial costs little: the group stays near the shared link.
+    let kept = rate(&r, 3.0, 12.0);
+    assert!(kept >= 0.75 * full && kept <= 1.1 * full, "{kept:.1} of {full}");
+}

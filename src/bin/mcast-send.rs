@@ -115,6 +115,13 @@ struct Args {
     /// for 3 s, while it is a minority of the group, no longer slows the group down.
     #[arg(long, default_value = "10M", value_parser = |s: &str| parse_rate(s).map_err(|e| e.to_string()))]
     min_rate: u64,
+    /// With --rate auto: a receiver that has limited the group for 3 s is tried out: its rate
+    /// reports are set aside for 3 s while the rate probes; if the others then take at least
+    /// its rate divided by F (0.5: twice its rate), it no longer slows the group down (the
+    /// straggler policy handles it), else it steers again (a shared bottleneck). Off unless
+    /// given; 0 < F < 1.
+    #[arg(long, value_name = "F", value_parser = parse_fraction)]
+    straggler_fraction: Option<f64>,
     /// With --rate auto: the ceiling in bit/s.
     #[arg(long, default_value = "10G", value_parser = |s: &str| parse_rate(s).map_err(|e| e.to_string()))]
     max_rate: u64,
@@ -227,6 +234,16 @@ fn parse_overhead(s: &str) -> Result<Overhead, String> {
         return Ok(Overhead::Auto);
     }
     cli::parse_share(s, 10.0).map(Overhead::Fixed)
+}
+
+/// `--straggler-fraction`: a share strictly between 0 and 1 (`0.5` or `50%`).
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let f = cli::parse_share(s, 1.0)?;
+    if f > 0.0 && f < 1.0 {
+        Ok(f)
+    } else {
+        Err(format!("'{s}': a fraction between 0 and 1, exclusive"))
+    }
 }
 
 fn parse_budget(s: &str) -> Result<f64, String> {
@@ -543,6 +560,7 @@ fn config(args: &Args) -> anyhow::Result<SendConfig> {
                     min_bps: args.min_rate,
                     start_bps: args.min_rate,
                     max_bps: args.max_rate,
+                    straggler_fraction: args.straggler_fraction,
                     ..Default::default()
                 });
         }

@@ -203,6 +203,8 @@ pub struct RateEntry {
     pub limiting: Vec<(u32, f64)>,
     /// Receivers dropped from rate decisions under the straggler rule (node ids).
     pub excluded: Vec<u32>,
+    /// Straggler trials begun under `--straggler-fraction`.
+    pub trials: u32,
     /// Control intervals the rate was held for a receiver's socket overflow (host-limited).
     pub host_holds: u32,
     /// Congested reports taken for a receiver's scheduling hiccup, not a queue.
@@ -226,6 +228,7 @@ impl RateEntry {
             reports_ignored: s.reports_ignored,
             limiting: s.limiting.iter().map(|(n, us)| (*n, *us as f64 / 1e6)).collect(),
             excluded: s.excluded.clone(),
+            trials: s.trials,
             host_holds: s.host_holds,
             hiccups: s.hiccups,
             sender_limited: s.sender_limited,

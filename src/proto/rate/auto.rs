@@ -34,8 +34,13 @@
 //! [`RateController::on_receiver_gone`]) is forgotten at once: if it was the limiting receiver,
 //! the others speak again from the next tick on. A limiting receiver that falls silent for
 //! [`CLR_GONE`] is let go even while nobody else speaks (they answer only an open tick).
+//! With [`AutoConfig::straggler_fraction`], a receiver that limits the group without a floor is
+//! also tried out (module `trial`): excluded if the others then take more than its rate by that
+//! fraction's inverse.
 //! Reports are believed only if they answer a tick actually sent (one of the last
 //! [`TICKS_KEPT`]); one forged report can cost at most one decrease.
+
+mod trial;
 
 use super::{RateController, RateSummary};
 use crate::proto::time::{Duration, Instant};
@@ -125,8 +130,15 @@ pub struct AutoConfig {
     /// On congestion, at most this share of the limiting receiver's receive rate (drains the
     /// queue that built while the rate was above the bottleneck).
     pub drain: f64,
-    /// Congested at the floor this long: excluded from rate decisions.
+    /// Congested at the floor this long: excluded from rate decisions. Also the length of a
+    /// trial under `straggler_fraction`, and how long a receiver must have limited the rate
+    /// before one.
     pub exclude_after: Duration,
+    /// The "fraction of the others" straggler rule (`--straggler-fraction`, module `trial`): a
+    /// receiver that has limited the group for `exclude_after` is excluded if, its reports set
+    /// aside for as long, the others take at least its rate divided by this (0.5: twice its
+    /// rate). `None` (the default): only the floor rule.
+    pub straggler_fraction: Option<f64>,
     /// A report congested by its queueing delay alone (no loss event, no CE) whose receive
     /// rate fell below this share of the same receiver's previous report is taken for a
     /// receiver that was not scheduled (it read its ticks late and its data in a burst), not
@@ -153,6 +165,7 @@ impl Default for AutoConfig {
             decrease: 0.85,
             drain: 0.9,
             exclude_after: Duration::from_secs(3),
+            straggler_fraction: None,
             hiccup_share: 0.4,
             host_hold: 0.05,
             host_back: 0.07,
@@ -219,6 +232,12 @@ pub struct AutoRate {
     node_recv: BTreeMap<u32, [u64; RECV_PER_NODE]>,
     floor_since: BTreeMap<u32, Instant>,
     excluded: BTreeSet<u32>,
+    /// The receiver on trial under `straggler_fraction`, if any.
+    trial: Option<trial::Trial>,
+    /// Trials begun.
+    trials: u32,
+    /// Receivers whose trial failed: not tried again before this.
+    retry_at: BTreeMap<u32, Instant>,
     /// Receivers the sender no longer serves (at most [`MAX_RATE_NODES`]; see
     /// [`RateController::on_receiver_gone`]).
     gone: BTreeSet<u32>,
@@ -269,6 +288,9 @@ impl AutoRate {
             node_recv: BTreeMap::new(),
             floor_since: BTreeMap::new(),
             excluded: BTreeSet::new(),
+            trial: None,
+            trials: 0,
+            retry_at: BTreeMap::new(),
             gone: BTreeSet::new(),
             limiting: BTreeMap::new(),
             start: now,
@@ -400,6 +422,7 @@ impl AutoRate {
     }
 
     fn decide(&mut self, now: Instant) {
+        self.trial_rule(now);
         let rtt = self.rtt.unwrap_or(Duration::ZERO);
         // The latest overflow heard holds for a few intervals (the receiver measures it over
         // loss windows that span several ticks, and a tick it dropped gets no answer).
@@ -543,6 +566,7 @@ impl RateController for AutoRate {
 
     fn on_report(&mut self, now: Instant, node: u32, r: &RateReport) -> bool {
         if self.excluded.contains(&node)
+            || self.on_trial(node)
             || self.gone.contains(&node)
             || !self.ticks.contains(&r.tick_time_us)
         {
@@ -621,6 +645,9 @@ impl RateController for AutoRate {
     fn on_receiver_gone(&mut self, now: Instant, node: u32) {
         if self.gone.len() < MAX_RATE_NODES {
             self.gone.insert(node);
+        }
+        if self.on_trial(node) {
+            self.trial = None;
         }
         self.let_go(now, node);
     }
@@ -706,6 +733,7 @@ impl RateController for AutoRate {
             limited_by: limited_by.map(|(n, _)| *n),
             limiting: limiting.into_iter().collect(),
             excluded: self.excluded.iter().copied().collect(),
+            trials: self.trials,
             host_holds: self.host_holds,
             hiccups: self.hiccups,
             sender_limited: self.sender_limited,

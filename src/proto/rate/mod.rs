@@ -77,6 +77,9 @@ pub struct RateSummary {
     pub limiting: Vec<(u32, u64)>,
     /// Receivers dropped from rate decisions under the straggler rule.
     pub excluded: Vec<u32>,
+    /// Straggler trials begun under `AutoConfig::straggler_fraction` (each either excluded its
+    /// receiver or gave it back its say).
+    pub trials: u32,
     /// Control intervals in which the rate was held (or brought down to what a host takes)
     /// because a receiver's own socket dropped data (host-limited, not congestion).
     pub host_holds: u32,

@@ -73,6 +73,33 @@ pub fn straggler_dropped(seed: u64) -> Scenario {
     sc
 }
 
+/// The "fraction of the others" rule: three receivers on [`LINK_BPS`] links, receiver 1's at
+/// a quarter of it, no floor to speak of (2 Mbit/s), a straggler policy that never drops, and
+/// `straggler_fraction` 0.5: receiver 1 limits the group, is tried out after 3 s, and is
+/// excluded once the others have taken twice its rate without it. 12 s.
+pub fn straggler_fraction(seed: u64) -> Scenario {
+    let mut sc = Scenario::links(3, LINK_BPS, 20, seed);
+    sc.receivers[1].link = Bottleneck::new(LINK_BPS / 4, queue_bytes(LINK_BPS / 4, 20));
+    sc.straggler.budget = f64::INFINITY;
+    sc.auto.straggler_fraction = Some(0.5);
+    sc.duration = Duration::from_secs(12);
+    sc.object_bytes = (LINK_BPS as f64 / 8.0 * 12.0) as usize;
+    sc
+}
+
+/// The same rule where the limit is shared: three receivers behind one uplink of
+/// [`LINK_BPS`] (their own links four times faster). Whoever limits is tried out, the others
+/// are congested at the same rate, and nobody is excluded. 12 s.
+pub fn shared_limit_fraction(seed: u64) -> Scenario {
+    let mut sc = Scenario::links(3, 4 * LINK_BPS, 20, seed);
+    sc.uplink = Some(Bottleneck::new(LINK_BPS, queue_bytes(LINK_BPS, 20)));
+    sc.straggler.budget = f64::INFINITY;
+    sc.auto.straggler_fraction = Some(0.5);
+    sc.duration = Duration::from_secs(12);
+    sc.object_bytes = (LINK_BPS as f64 / 8.0 * 12.0) as usize;
+    sc
+}
+
 /// [`one_slow_link`] with an ECN-marking AQM on the slow link: what waits there longer than
 /// [`ECN_MARK_MS`] is marked Congestion Experienced, not dropped.
 pub fn ecn_slow_link(seed: u64) -> Scenario {
@@ -97,5 +124,7 @@ pub fn all(seed: u64) -> Vec<(&'static str, Scenario)> {
         ("host-limited", host_limited(seed)),
         ("straggler-floor", straggler_floor(seed)),
         ("straggler-dropped", straggler_dropped(seed)),
+        ("straggler-fraction", straggler_fraction(seed)),
+        ("shared-limit-fraction", shared_limit_fraction(seed)),
     ]
 }
