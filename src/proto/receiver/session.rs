@@ -457,6 +457,10 @@ impl Session {
         // The bound is on payload blocks: the manifest and the hash list are bounded by their
         // own limits, and must always find room.
         let full = d.object == ObjectId::Payload && self.free_slots(cx.slots) == 0;
+        // A new collector for the block (the simulator's counting ones hold no bytes).
+        let (t, counting) =
+            (self.identity.symbol_size, cx.cfg.count_only_symbols && d.object == ObjectId::Payload);
+        let collector = || BlockSymbols::for_coding_counting(t, k, codec, counting);
         let o = &mut self.objects[d.object];
         if o.is_done(d.block) || o.decoding.contains_key(&d.block) {
             cx.stats.symbols_duplicate += 1;
@@ -469,15 +473,7 @@ impl Session {
                         // them is forged. Start over with this one once they are as many.
                         // (A slot reserved by a NAK holds nothing yet and is simply resized.)
                         cx.stats.symbols_conflicting += u64::from(symbols.count() > 0);
-                        let counting = cx.cfg.count_only_symbols && d.object == ObjectId::Payload;
-                        let Ok(fresh) = BlockSymbols::for_coding_counting(
-                            self.identity.symbol_size,
-                            k,
-                            codec,
-                            counting,
-                        ) else {
-                            return;
-                        };
+                        let Ok(fresh) = collector() else { return };
                         if !symbols.conflict() {
                             if grew {
                                 self.update_nak_timer(cx, now);
@@ -496,15 +492,7 @@ impl Session {
                         }
                         return;
                     }
-                    let counting = cx.cfg.count_only_symbols && d.object == ObjectId::Payload;
-                    let Ok(b) = BlockSymbols::for_coding_counting(
-                        self.identity.symbol_size,
-                        k,
-                        codec,
-                        counting,
-                    ) else {
-                        return;
-                    };
+                    let Ok(b) = collector() else { return };
                     e.insert(b)
                 }
             };
