@@ -122,9 +122,9 @@ pub trait Role {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.endpoint().handle_datagram(now, from, data)
     }
-    /// `n` datagrams about to be handed over arrived marked ECN Congestion Experienced; by
-    /// default ignored (only a receiver's rate control reads them).
-    fn handle_ce_marks(&mut self, _n: u64) {}
+    /// The datagram about to be handed over arrived marked ECN Congestion Experienced; by
+    /// default ignored (only a receiver's rate control reads marks).
+    fn handle_ce_mark(&mut self) {}
     /// A worker finished a job.
     fn handle_done(&mut self, now: Instant, done: Self::Done) -> Result<(), DriverError>;
     /// Act on the endpoint's pending events.
@@ -328,7 +328,7 @@ async fn run_loop<R: Role>(
             .recv(cfg.recv_per_turn, |r| {
                 if let Some(d) = auth.open(r.data, unix, &mut obuf) {
                     if r.ce {
-                        role.handle_ce_marks(1);
+                        role.handle_ce_mark();
                     }
                     role.handle_datagram(arrivals.arrival(r.stamp, clock.now()), r.from, d)
                 }

@@ -156,6 +156,8 @@ struct RecvRole<'a> {
     wall: std::time::Instant,
     drop_rng: ChaCha8Rng,
     dropped_on_purpose: u64,
+    /// The next datagram handed over arrived marked ECN Congestion Experienced.
+    ce_next: bool,
     first_datagram_seconds: Option<f64>,
     /// The staging sink, on its writer thread.
     sink: Option<writer::Writer>,
@@ -400,17 +402,22 @@ impl Role for RecvRole<'_> {
         &self.receiver
     }
 
-    fn handle_ce_marks(&mut self, n: u64) {
-        self.receiver.note_ce_marks(n);
+    fn handle_ce_mark(&mut self) {
+        self.ce_next = true;
     }
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if self.first_datagram_seconds.is_none() {
             self.first_datagram_seconds = Some(self.wall.elapsed().as_secs_f64());
         }
+        // A datagram's CE mark goes with it (and goes away with it when dropped on purpose).
+        let ce = std::mem::take(&mut self.ce_next);
         if self.cfg.drop_rate > 0.0 && self.drop_rng.gen::<f64>() < self.cfg.drop_rate {
             self.dropped_on_purpose += 1;
         } else {
+            if ce {
+                self.receiver.note_ce_mark();
+            }
             self.receiver.handle_datagram(now, from, data);
         }
     }
@@ -515,6 +522,7 @@ pub async fn run(
         wall,
         drop_rng: ChaCha8Rng::seed_from_u64(cfg.drop_seed),
         dropped_on_purpose: 0,
+        ce_next: false,
         first_datagram_seconds: None,
         sink: None,
         placed: Placed {

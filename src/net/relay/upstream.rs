@@ -177,8 +177,8 @@ impl Role for UpRole {
         &self.ep
     }
 
-    fn handle_ce_marks(&mut self, n: u64) {
-        self.ep.rx.note_ce_marks(n);
+    fn handle_ce_mark(&mut self) {
+        self.ep.rx.note_ce_mark();
     }
 
     fn handle_done(&mut self, now: Instant, done: Decoded) -> Result<(), DriverError> {

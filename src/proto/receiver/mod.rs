@@ -272,6 +272,9 @@ pub struct Receiver {
     last_now: Instant,
     stats: ReceiverStats,
     watch: abort::Watch,
+    /// The next datagram handed over arrived marked ECN Congestion Experienced
+    /// ([`Receiver::note_ce_mark`]).
+    ce_next: bool,
 }
 
 impl Receiver {
@@ -287,6 +290,7 @@ impl Receiver {
             last_now: Instant::ZERO,
             stats: ReceiverStats::default(),
             watch: abort::Watch::default(),
+            ce_next: false,
             cfg,
         }
     }
@@ -345,6 +349,7 @@ impl Receiver {
             Ok(p) => p,
             Err(_) => {
                 self.stats.dropped_malformed += 1;
+                self.ce_next = false; // the mark was this datagram's
                 return;
             }
         };
@@ -367,6 +372,7 @@ impl Receiver {
     }
 
     fn on_parsed(&mut self, now: Instant, from: SocketAddr, header: Header, packet: Packet) {
+        let ce = std::mem::take(&mut self.ce_next);
         if header.node == self.cfg.node {
             return; // our own datagram looped back
         }
@@ -380,7 +386,12 @@ impl Receiver {
         self.watch_heard(now, from, &header);
         let gated = self.gate.is_some();
         match self.enter(now) {
-            Some((s, mut cx)) => s.on_packet(&mut cx, now, from, header, packet),
+            Some((s, mut cx)) => {
+                if ce {
+                    s.note_ce_mark(from, &header);
+                }
+                s.on_packet(&mut cx, now, from, header, packet)
+            }
             None if gated => self.on_unlocked_gated(now, from, header, packet),
             None => self.on_unlocked(now, from, header, packet),
         }
@@ -409,13 +420,13 @@ impl Receiver {
         }
     }
 
-    /// `n` more datagrams arrived marked ECN Congestion Experienced (the driver reads the IP
-    /// header's ECN field with each datagram): congestion to rate control
-    /// (`RateMeter::on_ce_marks`).
-    pub fn note_ce_marks(&mut self, n: u64) {
-        if let Some(s) = self.session.as_mut() {
-            s.rate_meter.on_ce_marks(n);
-        }
+    /// The next datagram handed over ([`Receiver::handle_datagram`] or
+    /// [`Receiver::handle_parsed`]) arrived marked ECN Congestion Experienced (the driver reads
+    /// the IP header's ECN field with each datagram). The mark is congestion to rate control
+    /// (`RateMeter::on_ce_marks`) only if that datagram proves to be the locked session's,
+    /// from its sender's node and address: a forged datagram's mark counts for nothing.
+    pub fn note_ce_mark(&mut self) {
+        self.ce_next = true;
     }
 
     /// Fire the timers due at `now` (NAK backoff, lapsed covers, report repetition).

@@ -313,6 +313,18 @@ impl Session {
     }
 
     /// A datagram of this session (or not: checked here) from `header.node` at `from`.
+    /// The datagram about to be handled arrived marked ECN Congestion Experienced: a mark for
+    /// rate control if it is this session's, from its sender's node and address (data, or the
+    /// ticks and probes that travel the same path).
+    pub(super) fn note_ce_mark(&mut self, from: SocketAddr, header: &Header) {
+        if header.session == self.id()
+            && header.node == self.identity.sender_node
+            && from == self.from
+        {
+            self.rate_meter.on_ce_marks(1);
+        }
+    }
+
     pub(super) fn on_packet(
         &mut self,
         cx: &mut Ctx,

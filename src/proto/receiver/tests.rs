@@ -480,3 +480,57 @@ fn a_falling_grtt_pulls_in_the_nak_backoff_armed_under_a_huge_one() {
     r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe(2000))));
     assert_eq!(r.poll_timeout(), Some(pulled));
 }
+
+#[test]
+fn a_ce_mark_counts_only_from_the_sender_and_goes_with_its_datagram() {
+    let cfg = ReceiverConfig { node: 2, ..ReceiverConfig::default() };
+    let (mut r, _) = locked(cfg, announce(1_000_000));
+    let t = Instant::ZERO;
+    let marks = |r: &Receiver| r.session.as_ref().expect("locked").rate_meter.ce_marks();
+    let symbol = [0u8; 100];
+    let data = |seq: u32| {
+        let d = Data {
+            object: ObjectId::Payload,
+            block: 0,
+            esi: seq,
+            seq: 1000 + seq,
+            symbol: &symbol,
+        };
+        datagram(SENDER, &Packet::Data(d))
+    };
+    // The sender's data, marked: one mark.
+    r.note_ce_mark();
+    r.handle_datagram(t, from(), &data(0));
+    assert_eq!(marks(&r), 1);
+    // Unmarked: none; the mark does not outlive its datagram.
+    r.handle_datagram(t, from(), &data(1));
+    assert_eq!(marks(&r), 1);
+    // Marked, but from another address (a forger naming the sender's node): nothing.
+    r.note_ce_mark();
+    r.handle_datagram(t, other(), &data(2));
+    assert_eq!(marks(&r), 1);
+    // Marked, from the sender: a probe counts as its data does (it took the same path).
+    r.note_ce_mark();
+    let probe = Probe { send_time_us: 1, grtt_us: 1000, group_size: 1, echo_share: 0 };
+    r.handle_datagram(t, from(), &datagram(SENDER, &Packet::Probe(probe)));
+    assert_eq!(marks(&r), 2);
+    // Marked, but not a datagram at all: nothing, and the next one is unmarked.
+    r.note_ce_mark();
+    r.handle_datagram(t, from(), b"not a datagram");
+    r.handle_datagram(t, from(), &data(3));
+    assert_eq!(marks(&r), 2);
+    // Marked, from the sender's address, but another session's: nothing.
+    r.note_ce_mark();
+    let d = Data { object: ObjectId::Payload, block: 0, esi: 4, seq: 1004, symbol: &symbol };
+    let mut foreign = Vec::new();
+    wire::emit(
+        &Header { flags: 0, session: SESSION + 1, node: SENDER },
+        &Packet::Data(d),
+        &mut foreign,
+    );
+    r.handle_datagram(t, from(), &foreign);
+    assert_eq!(marks(&r), 2);
+    r.note_ce_mark();
+    r.handle_datagram(t, from(), &data(5));
+    assert_eq!(marks(&r), 3);
+}

@@ -405,7 +405,7 @@ impl Sim<'_> {
                 }
                 self.got[i] += data.len() as u64;
                 if ce {
-                    self.rxs[i].0.note_ce_marks(1);
+                    self.rxs[i].0.note_ce_mark();
                 }
                 self.rxs[i].0.handle_datagram(self.now, addr(0), &data);
                 self.drain(i + 1);
