@@ -119,17 +119,19 @@ impl BatchSocket {
     /// buffer's CE mark would be lost. Nothing here reads the destination address.
     pub fn new(sock: UdpSocket) -> io::Result<Self> {
         let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
-        let s = socket2::SockRef::from(&sock);
-        let v4 = sock.local_addr()?.is_ipv4();
-        let (level, name) = if v4 {
-            (libc::IPPROTO_IP, libc::IP_PKTINFO)
-        } else {
-            (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
-        };
-        if let Err(e) = crate::net::socket::setsockopt_int(&s, level, name, 0) {
-            tracing::debug!(
-                "could not turn packet info off ({e}): CE marks of GRO buffers are lost"
-            );
+        #[cfg(target_os = "linux")]
+        {
+            let s = socket2::SockRef::from(&sock);
+            let (level, name) = if sock.local_addr()?.is_ipv4() {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO)
+            } else {
+                (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+            };
+            if let Err(e) = crate::net::socket::setsockopt_int(&s, level, name, 0) {
+                tracing::debug!(
+                    "could not turn packet info off ({e}): CE marks of GRO buffers are lost"
+                );
+            }
         }
         Ok(BatchSocket {
             sock,
