@@ -35,8 +35,11 @@ impl BlockSymbols {
         BlockSymbols::build(t, k, codec, false)
     }
 
-    /// [`Self::for_coding`], [`counting`](Self::counting) from the start when `count_only`
-    /// (no block-sized buffer made and dropped for every block a simulated receiver collects).
+    /// [`Self::for_coding`], or, with `count_only`, a collector that keeps only which symbols
+    /// arrive, not their bytes: counts, targets and duplicates behave as before, but the block
+    /// cannot be decoded ([`Self::decode`] gives the symbols back as not ready, and a
+    /// systematic block has no bytes). For the simulator's ideal FEC model, which takes a
+    /// block's bytes from the object it knows; it never allocates the block's bytes.
     pub fn for_coding_counting(
         t: u16,
         k: u16,

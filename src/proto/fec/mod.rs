@@ -220,7 +220,7 @@ pub struct BlockSymbols {
     codec: Option<BlockCodec>,
     /// Datagrams that named another `K_b` or codec.
     conflicts: u32,
-    /// Only which symbols arrived is kept, not their bytes ([`Self::counting`]).
+    /// Only which symbols arrived is kept, not their bytes ([`Self::for_coding_counting`]).
     count_only: bool,
 }
 
@@ -240,8 +240,8 @@ impl BlockSymbols {
         Self::build(t, k, None, false)
     }
 
-    /// An empty collector, with its codec, keeping bytes or only counts ([`Self::counting`]):
-    /// a counting collector never allocates the block's bytes.
+    /// An empty collector, with its codec, keeping bytes or only counts
+    /// ([`Self::for_coding_counting`]): a counting collector never allocates the block's bytes.
     pub(crate) fn build(
         t: u16,
         k: u16,
@@ -270,19 +270,6 @@ impl BlockSymbols {
     /// it travels (both as its first datagram said).
     pub fn new_coded(t: u16, k: u16, codec: BlockCodec) -> Result<Self, FecError> {
         Self::build(t, k, Some(codec), false)
-    }
-
-    /// With `on`, keep only which symbols arrive, not their bytes: counts, targets and
-    /// duplicates behave as before, but the block cannot be decoded ([`Self::decode`] gives
-    /// the symbols back as not ready, and a systematic block has no bytes). For the simulator's
-    /// ideal FEC model, which takes a block's bytes from the object it knows.
-    pub fn counting(mut self, on: bool) -> Self {
-        if on {
-            self.count_only = true;
-            self.source = Vec::new();
-            self.repairs.iter_mut().for_each(|(_, s)| *s = Vec::new());
-        }
-        self
     }
 
     /// Whether a datagram naming `k` source symbols and `codec` belongs to this collector.

@@ -37,7 +37,7 @@ fn a_counting_collector_counts_as_a_full_one_and_holds_no_bytes() {
     let (t, k) = (32u16, 20u16);
     let enc = BlockEncoder::new(t, k, block(usize::from(t) * usize::from(k), 9)).unwrap();
     let mut full = BlockSymbols::new(t, k).unwrap();
-    let mut counting = BlockSymbols::new(t, k).unwrap().counting(true);
+    let mut counting = BlockSymbols::for_coding_counting(t, k, None, true).unwrap();
     // Source symbols with gaps, a duplicate, repairs up to K and one past it (surplus), and a
     // symbol of the wrong size: both collectors answer alike at every step.
     let mut seq: Vec<(u32, Vec<u8>)> = Vec::new();

@@ -395,6 +395,13 @@ impl AutoRate {
         }
     }
 
+    /// Whether excluding one more receiver still leaves it among a minority excluded: when
+    /// most of the group is congested, the bottleneck is theirs too (a shared link), not one
+    /// straggler's. Both straggler rules ask.
+    fn one_more_is_a_minority(&self) -> bool {
+        (self.excluded.len() + 1) * 2 < self.group_size as usize
+    }
+
     /// The straggler rule's bookkeeping for a believed report.
     fn floor_rule(&mut self, now: Instant, node: u32, congested: bool) {
         if !(congested && self.at_floor()) {
@@ -405,9 +412,7 @@ impl AutoRate {
             return;
         }
         let since = *self.floor_since.entry(node).or_insert(now);
-        // Only a minority is ever excluded: when most of the group is congested at the floor,
-        // the bottleneck is theirs too (a shared link), not one straggler's.
-        let minority = (self.excluded.len() + 1) * 2 < self.group_size as usize;
+        let minority = self.one_more_is_a_minority();
         if now.saturating_duration_since(since) >= self.cfg.exclude_after
             && minority
             && self.excluded.len() < MAX_RATE_NODES

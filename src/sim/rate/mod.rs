@@ -145,8 +145,6 @@ pub struct RateRun {
     pub socket_drops: Vec<u64>,
     /// Datagrams each receiver link's queue marked ECN Congestion Experienced.
     pub queue_marks: Vec<u64>,
-    /// The highest queueing delay on each receiver link.
-    pub queue_delay_max: Vec<Duration>,
     /// When each receiver link's queue dropped (the first `MAX_DROP_TIMES`).
     pub queue_drop_times: Vec<Vec<Duration>>,
     /// Virtual time at the end.
@@ -330,7 +328,6 @@ impl Sim<'_> {
             queue_drops: self.links.iter().map(|l| l.drops).collect(),
             socket_drops: self.hosts.iter().map(|h| h.as_ref().map_or(0, |h| h.drops)).collect(),
             queue_marks: self.links.iter().map(|l| l.marks).collect(),
-            queue_delay_max: self.links.iter().map(|l| l.max_delay).collect(),
             queue_drop_times: self
                 .links
                 .iter()

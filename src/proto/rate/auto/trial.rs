@@ -78,7 +78,7 @@ impl AutoRate {
         let congested = self
             .clr_congested
             .is_some_and(|(at, _)| now.saturating_duration_since(at) <= self.interval * 4);
-        let minority = (self.excluded.len() + 1) * 2 < self.group_size as usize;
+        let minority = self.one_more_is_a_minority();
         let may = self.retry_at.get(&node).is_none_or(|at| now >= *at);
         if !(held && congested && minority && may) {
             return;
