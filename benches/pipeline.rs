@@ -20,7 +20,7 @@ use mcast::proto::time::{Duration, Instant};
 use mcast::proto::wire::{self, ObjectId, Packet};
 use mcast::sim::{serve_sender_events, MemSource, Object, SenderLog};
 use mcast::storage::FileSink;
-use std::rc::Rc;
+use std::sync::Arc;
 
 const T: u16 = 1400;
 
@@ -47,7 +47,7 @@ struct Case {
 
 impl Case {
     fn new(block: Vec<u8>, k: u16, fec_overhead: f64) -> Self {
-        let object = Rc::new(Object::new(block, T, k).expect("one-block object"));
+        let object = Arc::new(Object::new(block, T, k).expect("one-block object"));
         let cfg = SenderConfig {
             fec_overhead,
             auto_parity: false,

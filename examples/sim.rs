@@ -51,6 +51,10 @@ struct Args {
     /// memory flat per receiver).
     #[arg(long)]
     no_window: bool,
+    /// Threads the receivers of a window run on (0: every core, at most 8); the results do not
+    /// depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// `flat` (one segment) or `relay` (a downstream segment behind a relay).
     #[arg(long, default_value = "flat")]
     topology: String,
@@ -156,6 +160,7 @@ fn main() -> Result<(), String> {
     let bytes = a.size_mib << 20;
     let config = |n| SimConfig {
         windowed: !a.no_window,
+        threads: a.threads,
         ..SimConfig::scaled(n, model.clone(), a.seed, bytes)
     };
     let r = sim::run(&config(a.receivers));

@@ -15,7 +15,7 @@ use mcast::proto::wire::{self, Announce, CData, Data, Header, ObjectId, Packet, 
 use mcast::sim::{Datagram, FecModel, Harness, Link, LossModel, MemSource, Network, Node, Object};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::rc::Rc;
+use std::sync::Arc;
 
 const T: u16 = 256;
 const K: u16 = 64;
@@ -78,13 +78,13 @@ fn half_text(blocks: usize, seed: u64) -> Vec<u8> {
 
 struct Run {
     h: Harness,
-    object: Rc<Object>,
+    object: Arc<Object>,
 }
 
 impl Run {
     fn new(bytes: Vec<u8>, codec: Option<Codec>, loss: f64, receivers: usize, seed: u64) -> Self {
         let object = Object::new(bytes, T, K).unwrap();
-        let object = Rc::new(object.with_compression(codec.map(Codec::block_codec)).unwrap());
+        let object = Arc::new(object.with_compression(codec.map(Codec::block_codec)).unwrap());
         let cfg = SenderConfig {
             rate_bps: 100_000_000,
             linger: Duration::from_millis(200),
@@ -103,7 +103,7 @@ impl Run {
             loss: LossModel::Independent(loss),
             ..Network::default()
         };
-        let source = MemSource::new(Rc::clone(&object));
+        let source = MemSource::new(Arc::clone(&object));
         let rng = ChaCha8Rng::seed_from_u64(seed);
         let mut h = Harness::new(net, sender, source, FecModel::Real, rng);
         for i in 0..receivers {

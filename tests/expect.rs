@@ -25,11 +25,11 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::Arc;
 
 const LINGER: Duration = Duration::from_millis(300);
 
-fn sender(object: &Rc<Object>, expect: &[&str]) -> Sender {
+fn sender(object: &Arc<Object>, expect: &[&str]) -> Sender {
     let cfg = SenderConfig { linger: LINGER, rate_bps: 50_000_000, ..SenderConfig::default() };
     let mut s = object.sender(cfg, Instant::ZERO).unwrap();
     s.expect(expect.iter().map(|e| Expected::new(e)).collect());
@@ -40,13 +40,13 @@ fn sender(object: &Rc<Object>, expect: &[&str]) -> Sender {
 /// expecting `expect`, its storage failing `unreadable` blocks.
 fn harness(hosts: &[&str], expect: &[&str], unreadable: Vec<u32>, loss: f64, seed: u64) -> Harness {
     let bytes: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 + i / 509) as u8).collect();
-    let object = Rc::new(Object::new(bytes, 256, 32).unwrap());
+    let object = Arc::new(Object::new(bytes, 256, 32).unwrap());
     let net = Network {
         latency: Duration::from_micros(200),
         loss: LossModel::Independent(loss),
         ..Network::default()
     };
-    let source = MemSource::new(Rc::clone(&object)).with_unreadable(unreadable);
+    let source = MemSource::new(Arc::clone(&object)).with_unreadable(unreadable);
     let rng = ChaCha8Rng::seed_from_u64(seed);
     let mut h = Harness::new(net, sender(&object, expect), source, FecModel::Real, rng);
     for (i, host) in hosts.iter().enumerate() {

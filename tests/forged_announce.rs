@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Counts the bytes this thread allocates (tests run on threads of their own).
 struct Counting;
@@ -83,7 +83,7 @@ fn stranger() -> SocketAddr {
 
 /// The sender of [`object`] in session [`SESSION`] and one receiver with `cfg` (node 77).
 fn harness(cfg: ReceiverConfig, net: Network) -> Harness {
-    let object = Rc::new(Object::new(object(), T, K).unwrap());
+    let object = Arc::new(Object::new(object(), T, K).unwrap());
     let sc = SenderConfig { session: SESSION, expected_receivers: Some(1), ..Default::default() };
     let sender = object.sender(sc, Instant::ZERO).unwrap();
     let rng = ChaCha8Rng::seed_from_u64(0);

@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
-use std::rc::Rc;
+use std::sync::Arc;
 
 const T: u16 = 1000;
 const K: u16 = 100;
@@ -58,7 +58,7 @@ fn push(cfg: SenderConfig, loss: f64) -> Harness {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let bytes: Vec<u8> =
         (0..BLOCKS as usize * usize::from(K) * usize::from(T)).map(|_| rng.gen()).collect();
-    let object = Rc::new(Object::new(bytes, T, K).unwrap());
+    let object = Arc::new(Object::new(bytes, T, K).unwrap());
     let sender = object.sender(cfg, Instant::ZERO).unwrap();
     let net = Network {
         latency: Duration::from_micros(200),

@@ -16,7 +16,7 @@ use mcast::sim::{Datagram, FecModel, Harness, Link, MemSource, Network, Node, Ob
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 const T: u16 = 128;
 const K: u16 = 32;
@@ -32,7 +32,7 @@ fn object(len: usize) -> Vec<u8> {
 
 /// A sender of `object` in session `session` and one receiver (node 77).
 fn pair(object: Vec<u8>, session: u32) -> Harness {
-    let object = Rc::new(Object::new(object, T, K).unwrap());
+    let object = Arc::new(Object::new(object, T, K).unwrap());
     let cfg = SenderConfig { session, expected_receivers: Some(1), ..SenderConfig::default() };
     let sender = object.sender(cfg, Instant::ZERO).unwrap();
     let source = MemSource::new(object);

@@ -19,7 +19,7 @@ use mcast::sim::{Datagram, FecModel, Harness, Link, LossModel, MemSource, Networ
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
-use std::rc::Rc;
+use std::sync::Arc;
 
 const T: u16 = 128;
 const K: u16 = 32;
@@ -63,7 +63,7 @@ const OPEN: Keys = Keys { sender: None, receivers: None, encrypt: false };
 
 /// A sender of a 40 000-byte object in `session` and two receivers (nodes 100, 101).
 fn harness(session: u32, net: Network, keys: Keys) -> Harness {
-    let object = Rc::new(Object::new(object(40_000), T, K).unwrap());
+    let object = Arc::new(Object::new(object(40_000), T, K).unwrap());
     let cfg = SenderConfig {
         session,
         node: SENDER_NODE,

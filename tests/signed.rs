@@ -15,7 +15,7 @@ use mcast::sim::{Datagram, FecModel, Harness, Link, LossModel, MemSource, Networ
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 const T: u16 = 128;
 const K: u16 = 32;
@@ -23,10 +23,10 @@ const K: u16 = 32;
 const BLOCK: usize = T as usize * K as usize;
 const VERSION: u64 = 1_000;
 
-fn object(blocks: usize, seed: u64) -> Rc<Object> {
+fn object(blocks: usize, seed: u64) -> Arc<Object> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let bytes: Vec<u8> = (0..blocks * BLOCK - 100).map(|_| rng.gen()).collect();
-    Rc::new(Object::new(bytes, T, K).unwrap())
+    Arc::new(Object::new(bytes, T, K).unwrap())
 }
 
 fn key(seed: u8) -> Signer {
@@ -54,9 +54,9 @@ fn trusting(node: u32, signer: &Signer, held: Option<u64>, max_pending: usize) -
     Receiver::new(cfg)
 }
 
-fn harness(obj: &Rc<Object>, sender: Sender, net: Network) -> Harness {
+fn harness(obj: &Arc<Object>, sender: Sender, net: Network) -> Harness {
     let rng = ChaCha8Rng::seed_from_u64(3);
-    Harness::new(net, sender, MemSource::new(Rc::clone(obj)), FecModel::Real, rng)
+    Harness::new(net, sender, MemSource::new(Arc::clone(obj)), FecModel::Real, rng)
 }
 
 fn reseal(d: &mut Vec<u8>) {
@@ -101,7 +101,7 @@ fn a_signed_push_completes_at_trusting_receivers_and_at_one_that_trusts_nothing(
 /// Run a signed push to one trusting receiver whose every datagram passes `tap`, which may
 /// rewrite it; returns the harness.
 fn forged_run(
-    obj: &Rc<Object>,
+    obj: &Arc<Object>,
     max_pending: usize,
     tap: &mut dyn FnMut(&mut Datagram) -> bool,
 ) -> Harness {
@@ -175,7 +175,7 @@ fn a_forged_symbol_decoded_before_the_hash_list_waits_in_memory_and_is_never_wri
 
 /// Runs `sender` to a receiver for `secs` of virtual time; the receiver must lock onto
 /// nothing and write nothing. Returns the harness.
-fn refused(sender: Sender, rx: Receiver, obj: &Rc<Object>) -> Harness {
+fn refused(sender: Sender, rx: Receiver, obj: &Arc<Object>) -> Harness {
     let mut h = harness(obj, sender, Network::default());
     h.add_receiver(rx, Link::default());
     h.run(Instant::ZERO + Duration::from_secs(3));

@@ -15,7 +15,7 @@ use crate::proto::receiver::{DecodeJob, Decoded, Event, Outcome, Receiver};
 use crate::proto::time::Instant;
 use crate::proto::wire::ObjectId;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// How blocks are decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +30,12 @@ pub enum FecModel {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     model: FecModel,
-    object: Rc<Object>,
+    object: Arc<Object>,
 }
 
 impl Decoder {
     /// A decoder for jobs about `object` under `model`.
-    pub fn new(model: FecModel, object: Rc<Object>) -> Self {
+    pub fn new(model: FecModel, object: Arc<Object>) -> Self {
         Decoder { model, object }
     }
 
@@ -82,7 +82,7 @@ impl Decoder {
 /// records how the receiver ended.
 #[derive(Debug, Clone)]
 pub struct MemSink {
-    object: Rc<Object>,
+    object: Arc<Object>,
     /// Written ranges (offset, length), in the order written.
     writes: Vec<(u64, usize)>,
     wrong_writes: u64,
@@ -95,7 +95,7 @@ pub struct MemSink {
 
 impl MemSink {
     /// A sink for a copy of `object`.
-    pub fn new(object: Rc<Object>) -> Self {
+    pub fn new(object: Arc<Object>) -> Self {
         MemSink {
             object,
             writes: Vec::new(),
@@ -208,15 +208,15 @@ mod tests {
     use super::*;
     use crate::proto::fec::BlockSymbols;
 
-    fn object() -> Rc<Object> {
+    fn object() -> Arc<Object> {
         let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 13) as u8).collect();
-        Rc::new(Object::new(bytes, 16, 10).unwrap())
+        Arc::new(Object::new(bytes, 16, 10).unwrap())
     }
 
     #[test]
     fn a_sink_is_exact_only_when_every_byte_is_covered_and_right() {
         let o = object();
-        let mut sink = MemSink::new(Rc::clone(&o));
+        let mut sink = MemSink::new(Arc::clone(&o));
         sink.write(160, o.block(1).unwrap());
         assert!(!sink.is_exact(), "block 0 missing");
         for b in 0..7 {
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn the_ideal_decoder_gives_true_bytes_and_falls_back_for_unknown_blocks() {
         let o = object();
-        let ideal = Decoder::new(FecModel::Ideal, Rc::clone(&o));
+        let ideal = Decoder::new(FecModel::Ideal, Arc::clone(&o));
         let job = |block, len| DecodeJob {
             object: ObjectId::Payload,
             block,

@@ -16,14 +16,14 @@
 //! Scale: a datagram is one event however many receivers it reaches (it fans out when it
 //! arrives), and with [`FecModel::Ideal`] a block decodes as soon as it holds `K` symbols
 //! without running RaptorQ, so a thousand receivers are cheap. [`SimConfig::windowed`] steps
-//! window by window of one latency (each receiver handles its datagrams of a window back to
-//! back; the same results, down to the trace). What a run costs is then the receivers' own
-//! work on each copy: about 1,200 instructions (`valgrind --tool=cachegrind`, 500 receivers),
-//! half of them in `Receiver::handle_parsed` and a quarter in the driver's polls after it, run
-//! at the same pace at 2,000 receivers as at 10,000 (so not bound by memory): 10,000 receivers
-//! of a 64 MiB push take about two and a half minutes on the 2-core machine. [`SimConfig::scaled`] keeps
-//! every quantity the protocol sees (datagrams, symbols per block, blocks, timing at the link
-//! rate) of a real push while shrinking the bytes in each symbol.
+//! window by window of one latency: each receiver handles its datagrams of a window back to
+//! back, and the receivers of a window run side by side on [`SimConfig::threads`] threads (the
+//! same results for any number, down to the trace). What a run costs is then the receivers' own
+//! work on each copy, about 1,200 instructions (`valgrind --tool=cachegrind`, 500 receivers),
+//! half of them in `Receiver::handle_parsed` and a quarter in the driver's polls after it, and
+//! their cache misses: each copy of an interleaved push touches another block's collector.
+//! [`SimConfig::scaled`] keeps every quantity the protocol sees (datagrams, symbols per block,
+//! blocks, timing at the link rate) of a real push while shrinking the bytes in each symbol.
 
 pub mod consume;
 pub mod fuzz;
@@ -48,7 +48,7 @@ use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::DATA_OVERHEAD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// One simulated run.
 #[derive(Debug, Clone)]
@@ -94,6 +94,9 @@ pub struct SimConfig {
     /// flat per receiver: 290 MB peak at 10,000 receivers (`examples/sim`, 64 MiB), about what
     /// event-by-event stepping holds.
     pub windowed: bool,
+    /// Threads a window's receivers run on ([`Harness::set_threads`]; 0: the machine's
+    /// parallelism, at most 8). The results do not depend on it.
+    pub threads: usize,
 }
 
 impl SimConfig {
@@ -122,6 +125,7 @@ impl SimConfig {
             extra_loss: Vec::new(),
             unreadable_blocks: Vec::new(),
             windowed: true,
+            threads: 0,
         }
     }
 
@@ -162,6 +166,7 @@ impl SimConfig {
             extra_loss: Vec::new(),
             unreadable_blocks: Vec::new(),
             windowed: true,
+            threads: 0,
         }
     }
 }
@@ -246,7 +251,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let bytes: Vec<u8> = (0..cfg.object_size).map(|_| rng.gen()).collect();
     let object =
-        Rc::new(Object::new(bytes, cfg.symbol_size, cfg.block_symbols).expect("valid sim layout"));
+        Arc::new(Object::new(bytes, cfg.symbol_size, cfg.block_symbols).expect("valid sim layout"));
     let mut scfg = cfg.sender.clone();
     scfg.expected_receivers = Some(cfg.receivers as u32);
     scfg.node = 1;
@@ -261,6 +266,9 @@ pub fn run(cfg: &SimConfig) -> SimResult {
     let mut h = Harness::new(net, sender, source, cfg.fec, rng);
     h.set_event_limit(cfg.event_limit);
     h.set_windowed(cfg.windowed);
+    if cfg.threads > 0 {
+        h.set_threads(cfg.threads);
+    }
     for i in 0..cfg.receivers {
         let rx = Receiver::new(ReceiverConfig {
             node: 2 + i as u32,

@@ -6,18 +6,18 @@
 use super::object::Object;
 use crate::proto::sender::{BlockRequest, Event, ReceiverInfo, Sender, SenderError};
 use crate::proto::time::Instant;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Block contents from memory, as a sender's storage would provide them.
 #[derive(Debug, Clone)]
 pub struct MemSource {
-    object: Rc<Object>,
+    object: Arc<Object>,
     unreadable: Vec<u32>,
 }
 
 impl MemSource {
     /// A source that can read every block of `object`.
-    pub fn new(object: Rc<Object>) -> Self {
+    pub fn new(object: Arc<Object>) -> Self {
         MemSource { object, unreadable: Vec::new() }
     }
 
@@ -28,7 +28,7 @@ impl MemSource {
     }
 
     /// The object it serves.
-    pub fn object(&self) -> &Rc<Object> {
+    pub fn object(&self) -> &Arc<Object> {
         &self.object
     }
 
@@ -103,7 +103,7 @@ mod tests {
 
     fn setup(unreadable: Vec<u32>) -> (Sender, MemSource) {
         let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        let object = Rc::new(Object::new(bytes, 100, 10).unwrap());
+        let object = Arc::new(Object::new(bytes, 100, 10).unwrap());
         let cfg = SenderConfig { read_ahead: 2, ..SenderConfig::default() };
         let sender = object.sender(cfg, Instant::ZERO).unwrap();
         (sender, MemSource::new(object).with_unreadable(unreadable))

@@ -2,7 +2,7 @@ use super::*;
 use crate::proto::manifest::HashList;
 use crate::proto::sender::{Sender, SenderConfig};
 use crate::sim::{serve_sender_events, MemSource, Object, SenderLog};
-use std::rc::Rc;
+use std::sync::Arc;
 
 const SESSION: u32 = 0x77;
 const SENDER_NODE: u32 = 1;
@@ -250,7 +250,7 @@ fn keyed_mode_serves_decoded_blocks_before_the_list() {
 
 fn sender() -> (Sender, MemSource, SenderLog) {
     let bytes: Vec<u8> = (0..4 * 640u32).map(|i| (i % 251) as u8).collect();
-    let object = Rc::new(Object::new(bytes, 64, 10).unwrap());
+    let object = Arc::new(Object::new(bytes, 64, 10).unwrap());
     let cfg = SenderConfig { session: SESSION, node: SENDER_NODE, ..SenderConfig::default() };
     let s = object.sender(cfg, Instant::ZERO).unwrap();
     (s, MemSource::new(object), SenderLog::default())
@@ -441,7 +441,7 @@ fn the_second_repairer_waits_for_the_first() {
 fn futile_deferrals_stop_deferring_until_an_advert_is_believed() {
     let blocks = FUTILE_LIMIT + 2;
     let bytes: Vec<u8> = (0..blocks * 640).map(|i| (i % 251) as u8).collect();
-    let object = Rc::new(Object::new(bytes, 64, 10).unwrap());
+    let object = Arc::new(Object::new(bytes, 64, 10).unwrap());
     let cfg = SenderConfig { session: SESSION, node: SENDER_NODE, ..SenderConfig::default() };
     let (mut s, src, mut log) =
         (object.sender(cfg, Instant::ZERO).unwrap(), MemSource::new(object), SenderLog::default());

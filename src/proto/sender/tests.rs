@@ -5,7 +5,7 @@ use crate::sim::{manifest_for, Datagram, FecModel, Harness, MemSource, Network, 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
-use std::rc::Rc;
+use std::sync::Arc;
 
 const T: u16 = 100;
 const K: u16 = 10;
@@ -37,7 +37,7 @@ fn nak(block: u32, count: u16, seq: u32) -> Vec<u8> {
 
 /// The sender alone in the in-memory harness (no receivers), its blocks served from `object(len)`.
 fn harness(len: usize, cfg: SenderConfig) -> Harness {
-    let obj = Rc::new(Object::new(object(len), T, K).unwrap());
+    let obj = Arc::new(Object::new(object(len), T, K).unwrap());
     let s = obj.sender(cfg, Instant::ZERO).unwrap();
     let rng = ChaCha8Rng::seed_from_u64(0);
     Harness::new(Network::default(), s, MemSource::new(obj), FecModel::Real, rng)
@@ -316,10 +316,10 @@ fn on_the_harness_the_session_starts_with_no_block_read() {
     // Every payload block is unreadable: nothing is ever hashed or encoded. The push still
     // starts, announces and delivers its manifest, so nothing before the first payload symbol
     // waits on the source's bytes.
-    let obj = Rc::new(Object::new(object(5000), T, K).unwrap());
+    let obj = Arc::new(Object::new(object(5000), T, K).unwrap());
     let cfg = SenderConfig { session: 3, ..SenderConfig::default() };
     let s = obj.sender(cfg, Instant::ZERO).unwrap();
-    let source = MemSource::new(Rc::clone(&obj)).with_unreadable((0..5).collect());
+    let source = MemSource::new(Arc::clone(&obj)).with_unreadable((0..5).collect());
     let rng = ChaCha8Rng::seed_from_u64(0);
     let mut h = Harness::new(Network::default(), s, source, FecModel::Real, rng);
     let rx = crate::proto::receiver::Receiver::new(Default::default());
@@ -483,7 +483,8 @@ fn joins_arriving_together_are_welcomed_together_after_the_ack_delay() {
 #[test]
 fn the_end_game_gets_more_parity_than_the_blocks_before_it() {
     let blocks = 41; // windows of 8: 0..8, ..., 32..40, and 40 alone; the end game is 32..=40
-    let obj = Rc::new(Object::new(object(blocks * usize::from(K) * usize::from(T)), T, K).unwrap());
+    let obj =
+        Arc::new(Object::new(object(blocks * usize::from(K) * usize::from(T)), T, K).unwrap());
     let cfg = SenderConfig { rate_bps: 1_000_000, burst_bytes: 1500, ..SenderConfig::default() };
     let s = obj.sender(cfg, Instant::ZERO).unwrap();
     let net = Network {

@@ -17,7 +17,7 @@ use crate::sim::{Datagram, FecModel, Harness, Link, LossModel, MemSource, Networ
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Session id of the corpus push (and of the sender harness).
 pub const SESSION: u32 = 0x5eed_0001;
@@ -74,14 +74,14 @@ pub fn sender_config() -> SenderConfig {
 
 /// Every datagram of the corpus push, as sent (before loss), in order.
 pub fn push_trace() -> Vec<Datagram> {
-    let object = Rc::new(object());
+    let object = Arc::new(object());
     let sender = object.sender(sender_config(), Instant::ZERO).expect("a valid manifest");
     let net = Network {
         latency: Duration::from_micros(300),
         loss: LossModel::Independent(0.15),
         ..Network::default()
     };
-    let source = MemSource::new(Rc::clone(&object));
+    let source = MemSource::new(Arc::clone(&object));
     let mut h = Harness::new(net, sender, source, FecModel::Real, ChaCha8Rng::seed_from_u64(5));
     for i in 0..2u32 {
         let cfg = ReceiverConfig {

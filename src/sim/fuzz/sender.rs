@@ -23,7 +23,7 @@ use crate::proto::time::{Duration, Instant};
 use crate::proto::wire::{self, Announce, Need, Packet};
 use crate::sim::serve::{serve_sender_events, MemSource, SenderLog};
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 const MAX_WAKES_PER_TICK: usize = 2048;
 const MAX_ROUNDS_PER_INSTANT: usize = 64;
@@ -59,7 +59,7 @@ struct Run {
 /// Run a mid-push sender on the script `data` and check its invariants (module doc).
 pub fn fuzz_sender(data: &[u8]) -> SenderRun {
     let heap = HeapScope::start();
-    let object = Rc::new(corpus::object());
+    let object = Arc::new(corpus::object());
     let cfg = corpus::sender_config();
     let margin = cfg.repair_margin;
     let tx = object.sender(cfg, Instant::ZERO).expect("the corpus object has a valid layout");

@@ -2,20 +2,20 @@
 //! a node after each input, the tap, the fan-out of a datagram to the group through the loss
 //! model, and slow receivers' queues. Private to [`super::Harness`].
 
+use super::local::{Env, Local, Out};
 use super::{Datagram, Harness, Node, Stop, Tap};
 use crate::proto::time::Instant;
 use crate::proto::wire::{self, Header, ObjectId, Packet};
 use crate::proto::Dest;
-use crate::sim::consume::drive_receiver_events;
 use crate::sim::serve::serve_sender_events;
 use std::cmp::Reverse;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A datagram on its way: one event for all its copies.
 pub(super) struct Flight {
     from: usize,
     dest: Dest,
-    data: Rc<[u8]>,
+    data: Arc<[u8]>,
     /// A payload source symbol: its block.
     source_block: Option<u32>,
 }
@@ -55,7 +55,7 @@ pub(super) enum Item {
     /// A datagram reaches the group.
     Arrive(Flight),
     /// A copy leaves a slow receiver's queue.
-    Dequeue { to: usize, from: usize, data: Rc<[u8]>, source_block: Option<u32> },
+    Dequeue { to: usize, from: usize, data: Arc<[u8]>, source_block: Option<u32> },
     /// A node's timer.
     Timer { node: usize },
 }
@@ -144,38 +144,60 @@ impl Harness {
 
     /// Send everything node `i` has to send, act on its events, and re-arm its timer.
     pub(super) fn drain(&mut self, i: usize, mut tap: Tap<'_, '_>) {
+        if i != 0 {
+            let mut outs = std::mem::take(&mut self.outs);
+            let now = self.now;
+            let (mut local, env) = self.local(i);
+            local.drain(env, now, &mut outs);
+            return self.apply(outs, tap);
+        }
         loop {
             let mut progressed = false;
             let mut buf = std::mem::take(&mut self.buf);
-            loop {
-                let sent = if i == 0 {
-                    self.sender.poll_transmit(self.now, &mut buf)
-                } else {
-                    self.rxs[i - 1].ep.poll_transmit(self.now, &mut buf)
-                };
-                let Some(t) = sent else { break };
+            while let Some(t) = self.sender.poll_transmit(self.now, &mut buf) {
                 progressed = true;
-                self.multicast(i, t.dest, &buf, tap.as_deref_mut());
+                self.multicast(0, t.dest, &buf, tap.as_deref_mut());
             }
             self.buf = buf;
-            progressed |= if i == 0 {
-                serve_sender_events(&mut self.sender, self.now, &self.source, &mut self.log)
-            } else {
-                let rx = &mut self.rxs[i - 1];
-                drive_receiver_events(&mut rx.ep, self.now, &self.decoder, &mut rx.sink)
-            };
+            progressed |=
+                serve_sender_events(&mut self.sender, self.now, &self.source, &mut self.log);
             if !progressed {
                 break;
             }
         }
-        let t = if i == 0 { self.sender.poll_timeout() } else { self.rxs[i - 1].ep.poll_timeout() };
-        if let Some(t) = t {
+        if let Some(t) = self.sender.poll_timeout() {
             let t = t.max(self.now);
-            if self.peers[i].timer != Some(t) {
-                self.peers[i].timer = Some(t);
-                self.push(t, Item::Timer { node: i });
+            if self.peers[0].timer != Some(t) {
+                self.peers[0].timer = Some(t);
+                self.push(t, Item::Timer { node: 0 });
             }
         }
+    }
+
+    /// Receiver node `node`'s own share of the harness, and what every receiver reads.
+    pub(super) fn local(&mut self, node: usize) -> (Local<'_>, Env<'_>) {
+        let local = Local {
+            node,
+            rx: &mut self.rxs[node - 1],
+            peer: &mut self.peers[node],
+            auth: &mut self.auth[node],
+        };
+        (local, Env { decoder: &self.decoder, unix_base: self.unix_base })
+    }
+
+    /// Act on what receivers' drains left, in order: datagrams onto the wire (through the
+    /// tap), timers onto the queue. `outs` comes back empty into the harness's spare list.
+    pub(super) fn apply(&mut self, mut outs: Vec<(usize, Out)>, mut tap: Tap<'_, '_>) {
+        for (node, out) in outs.drain(..) {
+            match out {
+                Out::Send { at, dest, data } => {
+                    self.now = at;
+                    self.multicast(node, dest, &data, tap.as_deref_mut());
+                }
+                Out::Timer(t) => self.push(t, Item::Timer { node }),
+            }
+        }
+        self.outs = outs;
     }
 
     /// Node `from` sends a datagram (sealed first if the node is keyed): after the tap, it is
@@ -204,15 +226,15 @@ impl Harness {
         kind: Option<Option<Result<u32, ()>>>,
         tap: Tap<'_, '_>,
     ) {
-        let (dest, data): (Dest, Rc<[u8]>) = match tap {
-            None => (dest, Rc::from(data)),
+        let (dest, data): (Dest, Arc<[u8]>) = match tap {
+            None => (dest, Arc::from(data)),
             Some(tap) => {
                 let from = Node::from_index(from);
                 let mut d = Datagram { at: self.now, from, dest, data: data.to_vec() };
                 if !tap(&mut d) {
                     return;
                 }
-                (d.dest, Rc::from(d.data))
+                (d.dest, Arc::from(d.data))
             }
         };
         let kind = kind.unwrap_or_else(|| self.classify(from, &data));
@@ -271,16 +293,11 @@ impl Harness {
             if self.window.collecting {
                 self.window.put(to);
             } else if to != 0 && !self.net.receiver_service.is_zero() {
-                self.enqueue(to, f.from, Rc::clone(&f.data), f.source_block);
+                self.enqueue(to, f.from, Arc::clone(&f.data), f.source_block);
             } else if let (Some((header, packet)), true) = (&parsed, self.opens_nothing(to)) {
-                self.receive_parsed(
-                    to,
-                    f.from,
-                    *header,
-                    super::copy_packet(packet),
-                    f.source_block,
-                );
-                self.drain(to, tap.as_deref_mut());
+                let packet = super::copy_packet(packet);
+                let tap = tap.as_deref_mut();
+                self.receive_parsed(to, f.from, *header, packet, f.source_block, tap);
             } else {
                 self.receive(to, f.from, &f.data, f.source_block, tap.as_deref_mut());
             }
@@ -301,26 +318,25 @@ impl Harness {
         source_block: Option<u32>,
         tap: Tap<'_, '_>,
     ) {
+        if to != 0 {
+            let mut outs = std::mem::take(&mut self.outs);
+            let now = self.now;
+            let (mut local, env) = self.local(to);
+            local.receive(env, now, from, data, source_block, &mut outs);
+            return self.apply(outs, tap);
+        }
         let from = Node::from_index(from).addr();
         let unix = self.unix_secs();
         let mut opened = Vec::new();
-        let data = match self.auth[to].as_mut() {
+        let data = match self.auth[0].as_mut() {
             Some(ring) => match ring.open(data, unix, &mut opened) {
                 Some(d) => d,
-                None => return self.drain(to, tap),
+                None => return self.drain(0, tap),
             },
             None => data,
         };
-        if to == 0 {
-            self.sender.handle_datagram(self.now, from, data);
-        } else {
-            let rx = &mut self.rxs[to - 1];
-            if let Some(got) = source_block.and_then(|b| rx.got.get_mut(b as usize)) {
-                *got = got.saturating_add(1);
-            }
-            rx.ep.handle_datagram(self.now, from, data);
-        }
-        self.drain(to, tap);
+        self.sender.handle_datagram(self.now, from, data);
+        self.drain(0, tap);
     }
 
     /// Whether `to` is a receiver in open mode (it takes datagrams as they are).
@@ -328,8 +344,8 @@ impl Harness {
         to != 0 && self.auth[to].is_none()
     }
 
-    /// Receiver `to` (in open mode) takes a copy that parsed to `header` and `packet`; the
-    /// caller drains it.
+    /// Receiver `to` (in open mode) takes a copy that parsed to `header` and `packet`, and
+    /// is drained.
     pub(super) fn receive_parsed(
         &mut self,
         to: usize,
@@ -337,13 +353,13 @@ impl Harness {
         header: Header,
         packet: Packet<'_>,
         source_block: Option<u32>,
+        tap: Tap<'_, '_>,
     ) {
-        let from = Node::from_index(from).addr();
-        let rx = &mut self.rxs[to - 1];
-        if let Some(got) = source_block.and_then(|b| rx.got.get_mut(b as usize)) {
-            *got = got.saturating_add(1);
-        }
-        rx.ep.handle_parsed(self.now, from, header, packet);
+        let mut outs = std::mem::take(&mut self.outs);
+        let now = self.now;
+        let (mut local, env) = self.local(to);
+        local.receive_parsed(env, now, from, header, packet, source_block, &mut outs);
+        self.apply(outs, tap);
     }
 
     /// A copy reaches a slow receiver: it waits its turn, or is dropped when the queue is full.
@@ -351,7 +367,7 @@ impl Harness {
         &mut self,
         to: usize,
         from: usize,
-        data: Rc<[u8]>,
+        data: Arc<[u8]>,
         source_block: Option<u32>,
     ) {
         let peer = &mut self.peers[to];

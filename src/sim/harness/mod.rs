@@ -18,6 +18,8 @@
 //! [`Harness::set_unix_base`] plus the virtual time).
 
 mod events;
+mod local;
+mod visit;
 mod window;
 
 use super::consume::{Decoder, FecModel, MemSink};
@@ -33,7 +35,7 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Unix time of the virtual origin unless [`Harness::set_unix_base`] says otherwise.
 pub const DEFAULT_UNIX_BASE: u64 = 1_800_000_000;
@@ -134,7 +136,7 @@ pub enum Stop {
 type Tap<'a, 'f> = Option<&'a mut (dyn FnMut(&mut Datagram) -> bool + 'f)>;
 
 /// Per node (0 the sender): the timer armed for it and its link state.
-struct Peer {
+pub(super) struct Peer {
     timer: Option<Instant>,
     /// Datagrams it put on the network (their tie order).
     sent: u64,
@@ -143,7 +145,7 @@ struct Peer {
     joins_at: Instant,
 }
 
-struct Rx {
+pub(super) struct Rx {
     ep: Receiver,
     sink: MemSink,
     /// Per payload block: source symbols received.
@@ -177,6 +179,12 @@ pub struct Harness {
     unix_base: u64,
     /// Windowed stepping's state.
     window: window::Window,
+    /// Threads a window's receivers run on.
+    threads: usize,
+    /// Touched receivers a window gives each thread at least.
+    per_thread: usize,
+    /// A spare list for receivers' outputs.
+    outs: Vec<(usize, local::Out)>,
 }
 
 impl Harness {
@@ -189,7 +197,7 @@ impl Harness {
         fec: FecModel,
         rng: ChaCha8Rng,
     ) -> Self {
-        let decoder = Decoder::new(fec, Rc::clone(source.object()));
+        let decoder = Decoder::new(fec, Arc::clone(source.object()));
         Harness {
             now: Instant::ZERO,
             seq: 0,
@@ -217,6 +225,9 @@ impl Harness {
             auth: vec![None],
             unix_base: DEFAULT_UNIX_BASE,
             window: window::Window::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            per_thread: visit::MIN_PER_THREAD,
+            outs: Vec::new(),
         }
     }
 
@@ -225,7 +236,7 @@ impl Harness {
         let blocks = self.source.object().layout().block_count() as usize;
         self.rxs.push(Rx {
             ep: rx,
-            sink: MemSink::new(Rc::clone(self.source.object())),
+            sink: MemSink::new(Arc::clone(self.source.object())),
             got: vec![0; blocks],
             queue_drops: 0,
         });

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 
 fn harness(net: Network, receivers: &[Link], seed: u64) -> Harness {
     let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 31 + i / 251) as u8).collect();
-    let object = Rc::new(Object::new(bytes, 128, 32).unwrap());
+    let object = Arc::new(Object::new(bytes, 128, 32).unwrap());
     let cfg = SenderConfig {
         expected_receivers: Some(receivers.len() as u32),
         ..SenderConfig::default()
@@ -170,6 +170,17 @@ fn windowed_stepping_gives_every_node_the_same_inputs_at_the_same_times() {
         for r in 0..links.len() {
             assert!(windowed.sink(r).is_exact());
         }
+        // The receivers on 3 threads (one each at least: shares of 1, 1 and 2 when all are
+        // touched, fewer threads when fewer are): the same again.
+        let mut threaded = harness(net.clone(), &links, seed);
+        threaded.set_windowed(true);
+        threaded.set_threads(3);
+        threaded.per_thread = 1;
+        threaded.window.cap = windowed.window.cap;
+        assert_eq!(threaded.run_until(secs(30)), Stop::Deadline);
+        assert_eq!(outcomes(&threaded), outcomes(&plain), "seed {seed}");
+        assert_eq!(threaded.sender().stats(), plain.sender().stats(), "seed {seed}");
+        assert_eq!(threaded.trace(), plain.trace(), "seed {seed}");
     }
     // Without latency there is no lookahead: the flag is ignored.
     let mut h = harness(Network::default(), &[Link::default()], 1);
@@ -190,4 +201,40 @@ fn a_windowed_run_until_stops_at_its_deadline() {
     plain.run_until(t);
     assert_eq!(outcomes(&h), outcomes(&plain));
     assert_eq!(h.trace(), plain.trace());
+}
+
+#[test]
+fn keyed_receivers_on_threads_fare_as_in_the_event_loop() {
+    use crate::proto::auth::{Key, KeyConfig, KEY_LEN, PREFIX_LEN};
+    let ring = |p: u8| {
+        let cfg =
+            KeyConfig { key: Key::from_bytes([9; KEY_LEN]), encrypt: true, max_skew_secs: 10 };
+        Keyring::new(Some(&cfg), [p; PREFIX_LEN])
+    };
+    let links = [Link::default(); 5];
+    let keyed = |windowed: bool| {
+        let mut h = harness(lossy(), &links, 21);
+        h.set_keyring(Node::Sender, ring(1));
+        // Receiver 2 stays in open mode: it drops every sealed datagram and never completes.
+        for r in [0, 1, 3, 4] {
+            h.set_keyring(Node::Receiver(r), ring(10 + r as u8));
+        }
+        h.set_windowed(windowed);
+        h.set_threads(2);
+        h.per_thread = 1;
+        assert_eq!(h.run_until(secs(30)), Stop::Deadline);
+        h
+    };
+    let (plain, threaded) = (keyed(false), keyed(true));
+    assert!(threaded.windowed());
+    assert!(plain.sender().stats().naks_received > 0, "NAK rounds");
+    assert_eq!(outcomes(&threaded), outcomes(&plain));
+    assert_eq!(threaded.trace(), plain.trace());
+    for r in [0, 1, 3, 4] {
+        assert_eq!(threaded.sink(r).outcome(), Some(&Outcome::Complete), "receiver {r}");
+        let (a, b) = (threaded.keyring(Node::Receiver(r)), plain.keyring(Node::Receiver(r)));
+        assert_eq!(a.map(Keyring::counters), b.map(Keyring::counters), "receiver {r}");
+    }
+    assert_eq!(threaded.sink(2).outcome(), plain.sink(2).outcome());
+    assert_ne!(threaded.sink(2).outcome(), Some(&Outcome::Complete), "open among keyed");
 }

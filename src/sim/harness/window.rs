@@ -7,8 +7,9 @@
 //! 1. every arrival due in the window is fanned out in time order, exactly as in the event
 //!    loop (the same loss draws, in the same order; the same trace), but each copy is put on
 //!    its recipient's list instead of being handled at once;
-//! 2. each node in turn (sender first, then receivers by index) handles its copies and its
-//!    timers due in the window, in time order, on its own clock.
+//! 2. each node (the sender first, then the receivers, side by side on several threads; module
+//!    `visit`) handles its copies and its timers due in the window, in time order, on its own
+//!    clock; what the receivers send and arm is applied afterwards, in node order.
 //!
 //! Each node sees exactly the inputs, at exactly the times, that the event loop would give it,
 //! and since losses are drawn as arrivals fan out (phase 1, in the event loop's order) and ties
@@ -27,14 +28,14 @@ use super::{Harness, Stop};
 use crate::proto::time::{Duration, Instant};
 use crate::proto::wire;
 use std::cmp::Reverse;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A datagram arriving within the current window.
 pub(super) struct Flight {
-    at: Instant,
-    from: usize,
-    data: Rc<[u8]>,
-    source_block: Option<u32>,
+    pub(super) at: Instant,
+    pub(super) from: usize,
+    pub(super) data: Arc<[u8]>,
+    pub(super) source_block: Option<u32>,
 }
 
 /// The current window: its datagrams and, per datagram, who got a copy.
@@ -97,10 +98,10 @@ impl Window {
         &mut self,
         at: Instant,
         from: usize,
-        data: &Rc<[u8]>,
+        data: &Arc<[u8]>,
         source_block: Option<u32>,
     ) {
-        self.flights.push(Flight { at, from, data: Rc::clone(data), source_block });
+        self.flights.push(Flight { at, from, data: Arc::clone(data), source_block });
         self.got.resize(self.got.len() + self.words, 0);
     }
 
@@ -117,8 +118,13 @@ impl Window {
         self.got[i * self.words + node / 64] & (1 << (node % 64)) != 0
     }
 
+    /// The flights (of the first `n`) of which `node` got a copy, in arrival order.
+    pub(super) fn copies(&self, node: usize, n: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..n).filter(move |&i| self.has(i, node))
+    }
+
     /// The first node at or after `from` with something to do in the window.
-    fn next_touched(&self, from: usize) -> Option<usize> {
+    pub(super) fn next_touched(&self, from: usize) -> Option<usize> {
         let mut w = from / 64;
         let mut bits = *self.touched.get(w)? & (!0u64 << (from % 64));
         loop {
@@ -196,50 +202,19 @@ impl Harness {
             }
         }
         self.window.collecting = false;
-        // Phase 2: each node on its own clock, in index order. Each datagram is parsed once
-        // for all its open-mode recipients, as the event loop does.
+        // Phase 2: each node on its own clock, the sender first, then the receivers side by
+        // side. Each datagram is parsed once for all its open-mode recipients, as the event loop
+        // does.
         let flights = std::mem::take(&mut self.window.flights);
         let parsed: Vec<_> = flights.iter().map(|f| wire::parse(&f.data).ok()).collect();
         let mut latest = self.now;
-        let mut next = self.window.next_touched(0);
-        while let Some(node) = next {
-            let mut i = 0;
-            loop {
-                while i < flights.len() && !self.window.has(i, node) {
-                    i += 1;
-                }
-                let timer = self.peers[node].timer.filter(|t| *t < end);
-                let copy_first = match (flights.get(i), timer) {
-                    (Some(c), Some(t)) => c.at <= t,
-                    (Some(_), None) => true,
-                    (None, Some(_)) => false,
-                    (None, None) => break,
-                };
-                if copy_first {
-                    let c = &flights[i];
-                    self.now = c.at;
-                    match (&parsed[i], self.opens_nothing(node)) {
-                        (Some((header, packet)), true) => {
-                            let packet = super::copy_packet(packet);
-                            self.receive_parsed(node, c.from, *header, packet, c.source_block);
-                            self.drain(node, None);
-                        }
-                        _ => self.receive(node, c.from, &c.data, c.source_block, None),
-                    }
-                    i += 1;
-                } else {
-                    self.now = timer.expect("due");
-                    self.peers[node].timer = None;
-                    if node == 0 {
-                        self.sender.handle_timeout(self.now);
-                    } else {
-                        self.rxs[node - 1].ep.handle_timeout(self.now);
-                    }
-                    self.drain(node, None);
-                }
-                latest = latest.max(self.now);
-            }
-            next = self.window.next_touched(node + 1);
+        if self.window.next_touched(0) == Some(0) {
+            let copies: Vec<usize> = self.window.copies(0, flights.len()).collect();
+            latest = latest.max(self.visit_sender(&flights, &copies, end));
+        }
+        let outs = self.visit_receivers(&flights, &parsed, end, &mut latest);
+        for out in outs {
+            self.apply(out, None);
         }
         drop(parsed);
         self.window.flights = flights;

@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Sampling period of a run.
 pub const SAMPLE: Duration = Duration::from_millis(100);
@@ -167,11 +167,11 @@ impl RateRun {
 enum Item {
     Wake(usize),
     /// A sender datagram past the uplink; whether it was marked CE there.
-    Fanout(Rc<[u8]>, bool),
+    Fanout(Arc<[u8]>, bool),
     /// A sender datagram to receiver i; whether it was marked CE on the way.
-    Deliver(usize, Rc<[u8]>, bool),
-    Feedback(usize, Rc<[u8]>),
-    Overheard(usize, usize, Rc<[u8]>),
+    Deliver(usize, Arc<[u8]>, bool),
+    Feedback(usize, Arc<[u8]>),
+    Overheard(usize, usize, Arc<[u8]>),
     TcpAck,
     TcpLoss,
     TcpStart,
@@ -228,7 +228,7 @@ pub fn run(sc: &Scenario) -> RateRun {
     let mut rng = ChaCha8Rng::seed_from_u64(sc.seed);
     let mut bytes = vec![0u8; sc.object_bytes.max(1)];
     rng.fill_bytes(&mut bytes);
-    let object = Rc::new(Object::new(bytes, 1200, 64).expect("a valid object"));
+    let object = Arc::new(Object::new(bytes, 1200, 64).expect("a valid object"));
     let n = sc.receivers.len();
     let cfg = SenderConfig {
         rate_control: RateControl::Auto(sc.auto.clone()),
@@ -245,7 +245,7 @@ pub fn run(sc: &Scenario) -> RateRun {
                 seed: sc.seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
                 ..ReceiverConfig::default()
             });
-            (rx, MemSink::new(Rc::clone(&object)))
+            (rx, MemSink::new(Arc::clone(&object)))
         })
         .collect();
     let mut sim = Sim {
@@ -255,9 +255,9 @@ pub fn run(sc: &Scenario) -> RateRun {
         heap: BinaryHeap::new(),
         rng,
         sender,
-        source: MemSource::new(Rc::clone(&object)),
+        source: MemSource::new(Arc::clone(&object)),
         log: SenderLog::default(),
-        decoder: Decoder::new(FecModel::Ideal, Rc::clone(&object)),
+        decoder: Decoder::new(FecModel::Ideal, Arc::clone(&object)),
         rxs,
         links: sc.receivers.iter().map(|r| r.link.clone()).collect(),
         hosts: sc.receivers.iter().map(|r| r.host.clone()).collect(),
@@ -389,7 +389,7 @@ impl Sim<'_> {
                     if self.rng.gen::<f64>() < path.loss {
                         continue;
                     }
-                    self.push(left + path.delay, Item::Deliver(i, Rc::clone(&data), ce || marked));
+                    self.push(left + path.delay, Item::Deliver(i, Arc::clone(&data), ce || marked));
                 }
             }
             Item::Deliver(i, data, ce) => {
@@ -464,7 +464,7 @@ impl Sim<'_> {
                 };
                 let Some(t) = sent else { break };
                 progressed = true;
-                self.route(node, t.dest, Rc::from(&buf[..t.size]));
+                self.route(node, t.dest, Arc::from(&buf[..t.size]));
             }
             progressed |= if node == 0 {
                 serve_sender_events(&mut self.sender, self.now, &self.source, &mut self.log)
@@ -491,7 +491,7 @@ impl Sim<'_> {
         }
     }
 
-    fn route(&mut self, node: usize, dest: Dest, data: Rc<[u8]>) {
+    fn route(&mut self, node: usize, dest: Dest, data: Arc<[u8]>) {
         if node == 0 {
             match self.uplink.as_mut() {
                 Some(u) => {
@@ -505,11 +505,11 @@ impl Sim<'_> {
         }
         let i = node - 1;
         let back = self.sc.receivers[i].delay;
-        self.push(self.now + back, Item::Feedback(i, Rc::clone(&data)));
+        self.push(self.now + back, Item::Feedback(i, Arc::clone(&data)));
         if dest == Dest::All {
             for j in (0..self.rxs.len()).filter(|j| *j != i) {
                 let d = back + self.sc.receivers[j].delay;
-                self.push(self.now + d, Item::Overheard(i, j, Rc::clone(&data)));
+                self.push(self.now + d, Item::Overheard(i, j, Arc::clone(&data)));
             }
         }
     }

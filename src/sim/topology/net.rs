@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Which side of a node a port is: where its receiver listens, or where its sender sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub(super) struct Port {
 /// What a receiver wrote, checked against the object: the blocks themselves only where they
 /// are read back (a repairer, the relay).
 pub(super) struct Disk {
-    object: Rc<Object>,
+    object: Arc<Object>,
     keep: bool,
     pub(super) blocks: HashMap<u32, Vec<u8>>,
     right: Vec<bool>,
@@ -48,10 +48,10 @@ pub(super) struct Disk {
 }
 
 impl Disk {
-    pub(super) fn new(object: &Rc<Object>, keep: bool) -> Self {
+    pub(super) fn new(object: &Arc<Object>, keep: bool) -> Self {
         let n = object.layout().block_count() as usize;
         Disk {
-            object: Rc::clone(object),
+            object: Arc::clone(object),
             keep,
             blocks: HashMap::new(),
             right: vec![false; n],
@@ -110,7 +110,7 @@ struct NodeSt {
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
-    Deliver { port: usize, from: usize, data: Rc<Vec<u8>> },
+    Deliver { port: usize, from: usize, data: Arc<Vec<u8>> },
     Wake { node: usize },
 }
 
@@ -145,7 +145,7 @@ impl Net {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let bytes: Vec<u8> = (0..cfg.object_size).map(|_| rng.gen()).collect();
         let object =
-            Rc::new(Object::new(bytes, cfg.symbol_size, cfg.block_symbols).expect("valid layout"));
+            Arc::new(Object::new(bytes, cfg.symbol_size, cfg.block_symbols).expect("valid layout"));
         let down = cfg.downstream.clone();
         let via_relay = down.as_ref().is_some_and(|d| d.relay);
         let down_n = down.as_ref().map_or(0, |d| d.receivers);
@@ -164,7 +164,7 @@ impl Net {
             nodes: Vec::new(),
             ports: Vec::new(),
             segments: vec![Vec::new(), Vec::new()],
-            decoder: Decoder::new(cfg.fec, Rc::clone(&object)),
+            decoder: Decoder::new(cfg.fec, Arc::clone(&object)),
             buf: Vec::with_capacity(2048),
             events: 0,
             limit: Instant::ZERO + cfg.time_limit,
@@ -180,7 +180,7 @@ impl Net {
         let lat = cfg.port_latency;
         let kind = NodeKind::Origin {
             tx: Box::new(origin),
-            source: MemSource::new(Rc::clone(&object)),
+            source: MemSource::new(Arc::clone(&object)),
             log: SenderLog::default(),
         };
         let o = net.add_node(kind);
@@ -407,7 +407,7 @@ impl Net {
         if src.loss > 0.0 && self.rng.gen::<f64>() < src.loss {
             return; // lost on the sender's own link: for everyone
         }
-        let data = Rc::new(data);
+        let data = Arc::new(data);
         for i in 0..self.segments[src.segment].len() {
             let p = self.segments[src.segment][i];
             let dst = &self.ports[p];
@@ -428,7 +428,7 @@ impl Net {
                 }
                 continue;
             }
-            self.push(at, Ev::Deliver { port: p, from, data: Rc::clone(&data) });
+            self.push(at, Ev::Deliver { port: p, from, data: Arc::clone(&data) });
         }
     }
 

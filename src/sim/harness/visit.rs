@@ -1,0 +1,219 @@
+//! Phase 2 of a window (module `window`): each node takes its copies and its timer due in the
+//! window, in time order, on its own clock. The sender goes first, on the calling thread; the
+//! receivers then run side by side on up to [`Harness::set_threads`] threads, each thread a
+//! contiguous range of receivers taken in index order. What they send and arm comes back as
+//! lists ([`Out`]) that the caller applies in node order, so the event queue, the trace and
+//! every result are the same for any number of threads.
+
+use super::local::{Env, Local, Out};
+use super::window::{Flight, Window};
+use super::{Harness, Peer, Rx};
+use crate::proto::auth::Keyring;
+use crate::proto::time::Instant;
+use crate::proto::wire::{Header, Packet};
+
+/// A datagram of the window, parsed (`None`: it does not parse).
+type Parsed<'a> = Option<(Header, Packet<'a>)>;
+
+/// Receivers a thread takes at least (unless a test says less): below this a window runs on
+/// one thread, where a thread would cost more than it saves.
+pub(super) const MIN_PER_THREAD: usize = 64;
+
+/// One node's side of phase 2.
+trait Visit {
+    /// When its armed timer is due, if it is armed.
+    fn timer(&self) -> Option<Instant>;
+    /// Flight `i` of the window reaches it.
+    fn copy(&mut self, i: usize);
+    /// Its timer fires at `at`.
+    fn fire(&mut self, at: Instant);
+}
+
+/// Take `copies` (flight indices, arrival order) and every timer due before `end`, in time
+/// order (a copy before a timer due at the same instant); returns the last instant acted at.
+fn visit(v: &mut impl Visit, flights: &[Flight], copies: &[usize], end: Instant) -> Instant {
+    let (mut next, mut latest) = (0, Instant::ZERO);
+    loop {
+        let timer = v.timer().filter(|t| *t < end);
+        let copy = copies.get(next).map(|&i| (i, flights[i].at));
+        match (copy, timer) {
+            (Some((i, at)), t) if t.is_none_or(|t| at <= t) => {
+                next += 1;
+                v.copy(i);
+                latest = latest.max(at);
+            }
+            (_, Some(t)) => {
+                v.fire(t);
+                latest = latest.max(t);
+            }
+            (_, None) => return latest,
+        }
+    }
+}
+
+/// The sender in phase 2: it acts through the harness at once.
+struct SenderVisit<'h, 'f> {
+    h: &'h mut Harness,
+    flights: &'f [Flight],
+}
+
+impl Visit for SenderVisit<'_, '_> {
+    fn timer(&self) -> Option<Instant> {
+        self.h.peers[0].timer
+    }
+
+    fn copy(&mut self, i: usize) {
+        let f = &self.flights[i];
+        self.h.now = f.at;
+        self.h.receive(0, f.from, &f.data, f.source_block, None);
+    }
+
+    fn fire(&mut self, at: Instant) {
+        self.h.now = at;
+        self.h.peers[0].timer = None;
+        self.h.sender.handle_timeout(at);
+        self.h.drain(0, None);
+    }
+}
+
+/// A receiver in phase 2: what it sends and arms goes to `out`.
+struct ReceiverVisit<'a, 'w> {
+    local: Local<'a>,
+    env: Env<'w>,
+    flights: &'w [Flight],
+    parsed: &'w [Parsed<'w>],
+    out: &'a mut Vec<(usize, Out)>,
+}
+
+impl Visit for ReceiverVisit<'_, '_> {
+    fn timer(&self) -> Option<Instant> {
+        self.local.peer.timer
+    }
+
+    fn copy(&mut self, i: usize) {
+        let f = &self.flights[i];
+        match (&self.parsed[i], self.local.opens_nothing()) {
+            (Some((header, packet)), true) => {
+                let packet = super::copy_packet(packet);
+                let (env, out) = (self.env, &mut *self.out);
+                self.local.receive_parsed(env, f.at, f.from, *header, packet, f.source_block, out);
+            }
+            _ => self.local.receive(self.env, f.at, f.from, &f.data, f.source_block, self.out),
+        }
+    }
+
+    fn fire(&mut self, at: Instant) {
+        self.local.timeout(self.env, at, self.out);
+    }
+}
+
+/// A thread's share of the receivers: nodes `base..base + rxs.len()`, of which `nodes` are
+/// touched in the window.
+struct Share<'a> {
+    base: usize,
+    rxs: &'a mut [Rx],
+    peers: &'a mut [Peer],
+    auth: &'a mut [Option<Keyring>],
+    nodes: &'a [usize],
+}
+
+impl Share<'_> {
+    /// Visit every touched node in index order; their outputs and the last instant acted at.
+    fn run(
+        self,
+        env: Env<'_>,
+        window: &Window,
+        flights: &[Flight],
+        parsed: &[Parsed<'_>],
+        end: Instant,
+    ) -> (Vec<(usize, Out)>, Instant) {
+        let (mut out, mut latest, mut copies) = (Vec::new(), Instant::ZERO, Vec::new());
+        for &node in self.nodes {
+            let j = node - self.base;
+            copies.clear();
+            copies.extend(window.copies(node, flights.len()));
+            let local = Local {
+                node,
+                rx: &mut self.rxs[j],
+                peer: &mut self.peers[j],
+                auth: &mut self.auth[j],
+            };
+            let mut v = ReceiverVisit { local, env, flights, parsed, out: &mut out };
+            latest = latest.max(visit(&mut v, flights, &copies, end));
+        }
+        (out, latest)
+    }
+}
+
+impl Harness {
+    /// Receivers of a window run on up to `threads` threads (at least 1; the default is the
+    /// machine's parallelism). The results do not depend on it.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Phase 2 for the sender: its `copies` of `flights` and its timer; the last instant.
+    pub(super) fn visit_sender(
+        &mut self,
+        flights: &[Flight],
+        copies: &[usize],
+        end: Instant,
+    ) -> Instant {
+        visit(&mut SenderVisit { h: self, flights }, flights, copies, end)
+    }
+
+    /// Phase 2 for the receivers touched in the window; their outputs, one list per thread in
+    /// node order, and `latest` moved to the last instant any of them acted at.
+    pub(super) fn visit_receivers(
+        &mut self,
+        flights: &[Flight],
+        parsed: &[Parsed<'_>],
+        end: Instant,
+        latest: &mut Instant,
+    ) -> Vec<Vec<(usize, Out)>> {
+        let mut nodes = Vec::new();
+        let mut at = self.window.next_touched(1);
+        while let Some(n) = at {
+            nodes.push(n);
+            at = self.window.next_touched(n + 1);
+        }
+        if nodes.is_empty() {
+            return Vec::new();
+        }
+        let threads = self.threads.min(nodes.len() / self.per_thread).max(1);
+        let Harness { rxs, peers, auth, window, decoder, unix_base, .. } = self;
+        let env = Env { decoder, unix_base: *unix_base };
+        // Contiguous node ranges with about as many touched receivers each.
+        let (mut rxs, mut peers, mut auth) = (&mut rxs[..], &mut peers[1..], &mut auth[1..]);
+        let mut shares = Vec::with_capacity(threads);
+        let mut base = 1;
+        for t in 0..threads {
+            let (lo, hi) = (nodes.len() * t / threads, nodes.len() * (t + 1) / threads);
+            let upto = if t + 1 == threads { base + rxs.len() } else { nodes[hi] };
+            let (r, rest_r) = std::mem::take(&mut rxs).split_at_mut(upto - base);
+            let (p, rest_p) = std::mem::take(&mut peers).split_at_mut(upto - base);
+            let (a, rest_a) = std::mem::take(&mut auth).split_at_mut(upto - base);
+            (rxs, peers, auth) = (rest_r, rest_p, rest_a);
+            shares.push(Share { base, rxs: r, peers: p, auth: a, nodes: &nodes[lo..hi] });
+            base = upto;
+        }
+        let window = &*window;
+        let mut shares = shares.into_iter();
+        let first = shares.next().expect("one share at least");
+        let results: Vec<_> = std::thread::scope(|s| {
+            let others: Vec<_> = shares
+                .map(|share| s.spawn(move || share.run(env, window, flights, parsed, end)))
+                .collect();
+            let mut results = vec![first.run(env, window, flights, parsed, end)];
+            results.extend(others.into_iter().map(|h| h.join().expect("a receiver thread")));
+            results
+        });
+        results
+            .into_iter()
+            .map(|(out, at)| {
+                *latest = (*latest).max(at);
+                out
+            })
+            .collect()
+    }
+}
