@@ -41,6 +41,11 @@ pub(super) struct Watch {
 pub const ABORT_CONFIRM: Duration = Duration::from_millis(300);
 
 impl Watch {
+    /// Whether an event is waiting for [`Watch::take_event`].
+    pub(super) fn has_event(&self) -> bool {
+        self.event.is_some()
+    }
+
     /// The event of a receiver that gave up without a session, once.
     pub(super) fn take_event(&mut self) -> Option<Event> {
         // Looked at first: `take` would move the whole (large) slot on every poll, and a

@@ -442,6 +442,19 @@ impl Receiver {
         }
     }
 
+    /// Whether [`Receiver::poll_transmit`] or [`Receiver::poll_event`] has something now: a
+    /// driver that polls after every input may skip both while this is `false` (the simulator
+    /// does, for thousands of receivers); [`Receiver::poll_timeout`] is still to be asked.
+    pub fn has_output(&self) -> bool {
+        if self.watch.has_event() {
+            return true;
+        }
+        match &self.session {
+            Some(s) => s.has_output() || !s.events.is_empty(),
+            None => self.candidates.iter().any(session::Session::has_output),
+        }
+    }
+
     /// The next event for the driver.
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(ev) = self.watch.take_event() {
