@@ -105,11 +105,18 @@ impl ObjectState {
 
     /// The sender has passed every block below `to`. Returns whether new blocks became
     /// outstanding.
+    #[inline]
     pub fn advance(&mut self, to: u32) -> bool {
+        // Called for every data datagram; nearly always the frontier is there already.
         let to = to.min(self.layout.block_count());
         if to <= self.frontier {
             return false;
         }
+        self.advance_past(to)
+    }
+
+    /// [`Self::advance`] to `to` (at most the block count) past the frontier.
+    fn advance_past(&mut self, to: u32) -> bool {
         let grew = self.done[self.frontier as usize..to as usize].not_all();
         self.frontier = to;
         grew
