@@ -126,9 +126,9 @@ fn check_snapshot(name: &str, table: &str) {
 }
 
 /// The 10,000-receiver row (issue 15), in its own snapshot so that it runs beside the table
-/// above: about three minutes on two cores (a test build; `cargo test --release --test netsim`
-/// about two and a half), the simulator being bound by the work every copy costs at that
-/// scale. `examples/sim` gives the same numbers (`--receivers 10000 --seed 7`); seed 3 gives
+/// above: this file takes about two and a quarter minutes in CI on two cores (a test build;
+/// the two tests then share the cores the simulator's threads would otherwise take), the
+/// simulator being bound by the work every copy costs at that scale. `examples/sim` gives the same numbers (`--receivers 10000 --seed 7`); seed 3 gives
 /// 0.75 NAKs per lossy block, repair ratio 1.121, time ratio 1.034 (1.052 before the end
 /// game's extra parity: the last receivers waited one or two NAK rounds after the pass for the
 /// last, short block).
