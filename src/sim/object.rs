@@ -1,6 +1,7 @@
 //! The object under test, as the sender holds it: its bytes, its manifest, its hash list, the
-//! layouts of all three and every hash a receiver will be checked against. One [`Object`] is shared (behind an `Rc`)
-//! by the harness's block source, every receiver's sink and the ideal decoder. All knowledge of
+//! layouts of all three and every hash a receiver will be checked against. One [`Object`] is
+//! shared (behind an `Arc`: the receivers of a window may run on several threads) by the
+//! harness's block source, every receiver's sink and the ideal decoder. All knowledge of
 //! [`Manifest`]'s fields lives in [`manifest_for`].
 
 use crate::proto::layout::Layout;
