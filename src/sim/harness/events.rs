@@ -116,13 +116,7 @@ impl Harness {
             }
             Item::Timer { node } => {
                 if self.peers[node].timer == Some(at) {
-                    self.peers[node].timer = None;
-                    if node == 0 {
-                        self.sender.handle_timeout(self.now);
-                    } else {
-                        self.rxs[node - 1].ep.handle_timeout(self.now);
-                    }
-                    self.drain(node, tap);
+                    self.fire(node, tap);
                 } // else superseded by a later arming
             }
         }
@@ -172,6 +166,20 @@ impl Harness {
                 self.push(t, Item::Timer { node: 0 });
             }
         }
+    }
+
+    /// Node `node`'s armed timer fires now; it is drained.
+    pub(super) fn fire(&mut self, node: usize, tap: Tap<'_, '_>) {
+        if node != 0 {
+            let mut outs = std::mem::take(&mut self.outs);
+            let now = self.now;
+            let (mut local, env) = self.local(node);
+            local.timeout(env, now, &mut outs);
+            return self.apply(outs, tap);
+        }
+        self.peers[0].timer = None;
+        self.sender.handle_timeout(self.now);
+        self.drain(0, tap);
     }
 
     /// Receiver node `node`'s own share of the harness, and what every receiver reads.

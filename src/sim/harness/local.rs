@@ -52,7 +52,7 @@ impl Local<'_> {
         out: &mut Vec<(usize, Out)>,
     ) {
         let from = super::Node::from_index(from).addr();
-        let unix = env.unix_base + now.as_micros() / 1_000_000;
+        let unix = super::unix_secs(env.unix_base, now);
         let mut opened = Vec::new();
         let data = match self.auth.as_mut() {
             Some(ring) => match ring.open(data, unix, &mut opened) {

@@ -272,7 +272,7 @@ impl Harness {
 
     /// The Unix time of the virtual clock, in seconds.
     pub fn unix_secs(&self) -> u64 {
-        self.unix_base + self.now.as_micros() / 1_000_000
+        unix_secs(self.unix_base, self.now)
     }
 
     /// Stop any run after this many processed events in all.
@@ -421,6 +421,11 @@ impl Harness {
 
 #[cfg(test)]
 mod tests;
+
+/// The Unix time, in seconds, of virtual instant `now` on a clock whose origin is `base`.
+pub(super) fn unix_secs(base: u64, now: Instant) -> u64 {
+    base + now.as_micros() / 1_000_000
+}
 
 /// A copy of a datagram parsed once for all its recipients: a data symbol (nearly every copy)
 /// is copied field by field, without the derived `clone`'s walk over every kind of packet.

@@ -70,9 +70,7 @@ impl Visit for SenderVisit<'_, '_> {
 
     fn fire(&mut self, at: Instant) {
         self.h.now = at;
-        self.h.peers[0].timer = None;
-        self.h.sender.handle_timeout(at);
-        self.h.drain(0, None);
+        self.h.fire(0, None);
     }
 }
 
