@@ -76,17 +76,21 @@ pub(crate) struct Links {
     bad: Vec<bool>,
     /// Extra independent loss per receiver.
     extra: Vec<f64>,
+    /// Whether no receiver has extra loss ([`Links::fixed_draws`]).
+    fixed: bool,
 }
 
 impl Links {
     pub(crate) fn new(model: LossModel, extra: Vec<f64>) -> Self {
-        Links { model, bad: vec![false; extra.len()], extra }
+        let fixed = extra.iter().all(|&e| e <= 0.0);
+        Links { model, bad: vec![false; extra.len()], extra, fixed }
     }
 
     /// One more receiver link, with `extra` independent loss of its own.
     pub(crate) fn add_receiver(&mut self, extra: f64) {
         self.bad.push(false);
         self.extra.push(extra);
+        self.fixed &= extra <= 0.0;
     }
 
     /// Whether a datagram from the sender is lost upstream (for everyone).
@@ -99,32 +103,71 @@ impl Links {
 
     /// Whether the copy of a sender datagram to receiver `r` is lost on its link.
     pub(crate) fn downstream(&mut self, r: usize, rng: &mut ChaCha8Rng) -> bool {
-        let lost = match self.model {
-            LossModel::Independent(p) => p > 0.0 && rng.gen::<f64>() < p,
-            LossModel::Shared(_) => false,
-            LossModel::Burst { loss, burst } => {
-                if loss <= 0.0 {
-                    false
-                } else {
-                    let burst = burst.max(1.0);
-                    let bad = &mut self.bad[r];
-                    let flip = if *bad { 1.0 / burst } else { loss / (burst * (1.0 - loss)) };
-                    if rng.gen::<f64>() < flip {
-                        *bad = !*bad;
-                    }
-                    *bad
-                }
-            }
-        };
+        let lost = link_lost(&self.model, &mut self.bad[r], rng);
         let extra = self.extra[r];
         lost || (extra > 0.0 && rng.gen::<f64>() < extra)
     }
 
     /// Whether a feedback copy (from a receiver) is lost.
     pub(crate) fn feedback(&mut self, rng: &mut ChaCha8Rng) -> bool {
-        let p = self.model.rate();
-        p > 0.0 && rng.gen::<f64>() < p
+        feedback_lost(&self.model, rng)
     }
+
+    /// Whether every copy takes the same number of draws from the loss stream whatever the
+    /// draws before it said (no receiver has extra loss, which is drawn only for a copy its
+    /// link kept): a copy's draws then have a place in the stream known in advance, and can be
+    /// made out of order (module `harness::draw`).
+    pub(crate) fn fixed_draws(&self) -> bool {
+        self.fixed
+    }
+
+    /// Words of the loss stream that one copy takes under [`Links::fixed_draws`]: a copy from the
+    /// sender on its receiver's link (`from_sender`), or a feedback copy.
+    pub(crate) fn words_per_copy(&self, from_sender: bool) -> u128 {
+        let p = match self.model {
+            LossModel::Shared(_) if from_sender => 0.0,
+            ref m => m.rate(),
+        };
+        // `gen::<f64>` takes one `u64`: two words.
+        if p > 0.0 {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// The model, and the receivers' Gilbert–Elliott states to draw with (receiver `r` at
+    /// `r`) under [`Links::fixed_draws`].
+    pub(crate) fn parts(&mut self) -> (&LossModel, &mut [bool]) {
+        (&self.model, &mut self.bad)
+    }
+}
+
+/// Whether the copy of a sender datagram is lost on a receiver's link in state `bad` (the
+/// receiver's extra loss aside).
+pub(crate) fn link_lost(model: &LossModel, bad: &mut bool, rng: &mut ChaCha8Rng) -> bool {
+    match *model {
+        LossModel::Independent(p) => p > 0.0 && rng.gen::<f64>() < p,
+        LossModel::Shared(_) => false,
+        LossModel::Burst { loss, burst } => {
+            if loss <= 0.0 {
+                false
+            } else {
+                let burst = burst.max(1.0);
+                let flip = if *bad { 1.0 / burst } else { loss / (burst * (1.0 - loss)) };
+                if rng.gen::<f64>() < flip {
+                    *bad = !*bad;
+                }
+                *bad
+            }
+        }
+    }
+}
+
+/// Whether a feedback copy (from a receiver) is lost.
+pub(crate) fn feedback_lost(model: &LossModel, rng: &mut ChaCha8Rng) -> bool {
+    let p = model.rate();
+    p > 0.0 && rng.gen::<f64>() < p
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! a node after each input, the tap, the fan-out of a datagram to the group through the loss
 //! model, and slow receivers' queues. Private to [`super::Harness`].
 
+use super::draw;
 use super::local::{Env, Local, Out};
 use super::{Datagram, Harness, Node, Stop, Tap};
 use crate::proto::time::Instant;
@@ -273,13 +274,16 @@ impl Harness {
     pub(super) fn arrive(&mut self, f: Flight, mut tap: Tap<'_, '_>) {
         // Drawn on arrival like every other loss, so that the draws come in arrival order.
         let upstream_lost = f.from == 0 && self.links.upstream(&mut self.rng);
+        if self.window.collecting && self.window.defers {
+            return self.defer(f, upstream_lost);
+        }
         // Parsed once for every open-mode receiver handed it at once (a receiver parses
         // nothing else before it acts: the same effects as parsing each copy).
         let parsed = wire::parse(&f.data).ok();
         if self.window.collecting {
             self.window.begin_flight(self.now, f.from, &f.data, f.source_block);
         }
-        let mut mix = 0xcbf2_9ce4_8422_2325u64;
+        let mut mix = draw::MIX_START;
         for to in 0..self.peers.len() {
             let wanted = match f.dest {
                 Dest::Receivers => to != 0,
@@ -297,7 +301,7 @@ impl Harness {
             if lost || self.now < self.peers[to].joins_at {
                 continue;
             }
-            mix = (mix ^ to as u64).wrapping_mul(0x0100_0000_01b3);
+            mix = draw::fold(mix, to);
             if self.window.collecting {
                 self.window.put(to);
             } else if to != 0 && !self.net.receiver_service.is_zero() {
@@ -310,10 +314,39 @@ impl Harness {
                 self.receive(to, f.from, &f.data, f.source_block, tap.as_deref_mut());
             }
         }
-        let crc = &f.data[f.data.len().saturating_sub(4)..];
-        self.trace.update(&self.now.as_micros().to_le_bytes());
-        self.trace.update(&(f.from as u32).to_le_bytes());
-        self.trace.update(&(f.data.len() as u32).to_le_bytes());
+        self.trace_flight(self.now, f.from, &f.data, mix);
+    }
+
+    /// [`Harness::arrive`] in a window whose receivers' threads draw their copies (module
+    /// `draw`): the sender's copy is drawn now, in the stream's order, and the receivers' copies
+    /// get their place in the stream, which moves past them. The trace entry is made once they
+    /// are drawn.
+    fn defer(&mut self, f: Flight, upstream_lost: bool) {
+        self.window.begin_flight(self.now, f.from, &f.data, f.source_block);
+        let to_sender = matches!(f.dest, Dest::Sender | Dest::All);
+        // Drawn whether or not it joined yet, as the fan-out does.
+        let kept = f.from != 0 && to_sender && !self.links.feedback(&mut self.rng);
+        if kept && self.now >= self.peers[0].joins_at {
+            self.window.put(0);
+        }
+        let receivers = self.peers.len() - 1 - usize::from(f.from != 0);
+        if receivers > 0 && !matches!(f.dest, Dest::Sender) && !upstream_lost {
+            let word = self.rng.get_word_pos();
+            let per_copy = self.links.words_per_copy(f.from == 0);
+            if per_copy > 0 {
+                self.rng.set_word_pos(word + per_copy * receivers as u128);
+            }
+            self.window.defer_last(draw::Deferred { word, per_copy }, receivers);
+        }
+    }
+
+    /// The trace's entry for a datagram that arrived at `at` from node `from`, its recipients
+    /// folded into `mix`.
+    pub(super) fn trace_flight(&mut self, at: Instant, from: usize, data: &[u8], mix: u64) {
+        let crc = &data[data.len().saturating_sub(4)..];
+        self.trace.update(&at.as_micros().to_le_bytes());
+        self.trace.update(&(from as u32).to_le_bytes());
+        self.trace.update(&(data.len() as u32).to_le_bytes());
         self.trace.update(crc);
         self.trace.update(&mix.to_le_bytes());
     }

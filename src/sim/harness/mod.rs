@@ -17,6 +17,7 @@
 //! sends (before the tap, which sees the wire) and opens what it receives (on a Unix clock of
 //! [`Harness::set_unix_base`] plus the virtual time).
 
+mod draw;
 mod events;
 mod local;
 mod visit;

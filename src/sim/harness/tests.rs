@@ -238,3 +238,44 @@ fn keyed_receivers_on_threads_fare_as_in_the_event_loop() {
     assert_eq!(threaded.sink(2).outcome(), plain.sink(2).outcome());
     assert_ne!(threaded.sink(2).outcome(), Some(&Outcome::Complete), "open among keyed");
 }
+
+#[test]
+fn threads_that_draw_their_receivers_copies_fare_as_the_event_loop() {
+    // 140 receivers: three words of node bitmap, so 3 threads draw ranges [1, 64), [64, 128)
+    // and [128, 141), each seeking the loss stream to its own receivers' words, NAKs from
+    // receivers in every range among them. A late joiner's copies before it joins must stay
+    // undelivered; a straggler (extra loss, drawn only for kept copies) makes phase 1 draw
+    // everything instead, on the same threads.
+    let late = Link { joins_at: Instant::ZERO + Duration::from_millis(3), extra_loss: 0.0 };
+    let straggler = Link { extra_loss: 0.2, ..Link::default() };
+    let cases = [
+        (LossModel::Independent(0.05), false),
+        (LossModel::Burst { loss: 0.1, burst: 5.0 }, false),
+        (LossModel::Shared(0.1), true),
+    ];
+    for (variant, (loss, stragglers)) in cases.iter().enumerate() {
+        let mut links = vec![Link::default(); 140];
+        links[70] = late;
+        if *stragglers {
+            links[130] = straggler;
+        }
+        let net = Network { loss: loss.clone(), ..lossy() };
+        let seed = 30 + variant as u64;
+        let mut plain = harness(net.clone(), &links, seed);
+        assert_eq!(plain.run_until(secs(30)), Stop::Deadline);
+        let mut threaded = harness(net.clone(), &links, seed);
+        threaded.set_windowed(true);
+        threaded.set_threads(3);
+        threaded.per_thread = 1;
+        assert_eq!(threaded.links.fixed_draws(), !stragglers);
+        assert_eq!(threaded.run_until(secs(30)), Stop::Deadline);
+        assert!(plain.is_done() && threaded.is_done(), "{loss:?}");
+        assert!(plain.sender().stats().naks_received > 0, "{loss:?}: NAK rounds");
+        assert_eq!(outcomes(&threaded), outcomes(&plain), "{loss:?} variant {variant}");
+        assert_eq!(threaded.sender().stats(), plain.sender().stats(), "{loss:?}");
+        assert_eq!(threaded.trace(), plain.trace(), "{loss:?} variant {variant}");
+        for r in 0..links.len() {
+            assert!(threaded.sink(r).is_exact(), "receiver {r}");
+        }
+    }
+}

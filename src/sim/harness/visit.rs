@@ -5,6 +5,7 @@
 //! lists ([`Out`]) that the caller applies in node order, so the event queue, the trace and
 //! every result are the same for any number of threads.
 
+use super::draw::{draw, Drawn};
 use super::local::{Env, Local, Out};
 use super::window::{Flight, Window};
 use super::{Harness, Peer, Rx};
@@ -105,6 +106,26 @@ impl Visit for ReceiverVisit<'_, '_> {
     }
 }
 
+/// Where a thread finds who got a copy of which flight.
+#[derive(Clone, Copy)]
+enum Copies<'a> {
+    /// Phase 1 drew every copy.
+    Window(&'a Window),
+    /// The thread drew its receivers' copies (module `draw`).
+    Drawn(&'a Drawn),
+}
+
+impl Copies<'_> {
+    /// `into` := the flights (of the first `n`) of which `node` got a copy, in arrival order.
+    fn fill(self, node: usize, n: usize, into: &mut Vec<usize>) {
+        into.clear();
+        match self {
+            Copies::Window(w) => into.extend(w.copies(node, n)),
+            Copies::Drawn(d) => into.extend(d.copies(node, n)),
+        }
+    }
+}
+
 /// A thread's share of the receivers: nodes `base..base + rxs.len()`, of which `nodes` are
 /// touched in the window.
 struct Share<'a> {
@@ -120,7 +141,7 @@ impl Share<'_> {
     fn run(
         self,
         env: Env<'_>,
-        window: &Window,
+        got: Copies<'_>,
         flights: &[Flight],
         parsed: &[Parsed<'_>],
         end: Instant,
@@ -128,8 +149,7 @@ impl Share<'_> {
         let (mut out, mut latest, mut copies) = (Vec::new(), Instant::ZERO, Vec::new());
         for &node in self.nodes {
             let j = node - self.base;
-            copies.clear();
-            copies.extend(window.copies(node, flights.len()));
+            got.fill(node, flights.len(), &mut copies);
             let local = Local {
                 node,
                 rx: &mut self.rxs[j],
@@ -161,14 +181,38 @@ impl Harness {
     }
 
     /// Phase 2 for the receivers touched in the window; their outputs, one list per thread in
-    /// node order, and `latest` moved to the last instant any of them acted at.
+    /// node order, the copies the threads drew (module `draw`; none unless the window defers
+    /// draws), and `latest` moved to the last instant any of them acted at.
     pub(super) fn visit_receivers(
         &mut self,
         flights: &[Flight],
         parsed: &[Parsed<'_>],
         end: Instant,
         latest: &mut Instant,
-    ) -> Vec<Vec<(usize, Out)>> {
+    ) -> (Vec<Vec<(usize, Out)>>, Vec<Drawn>) {
+        let results = if self.window.any_deferred(flights) {
+            self.draw_and_visit(flights, parsed, end)
+        } else {
+            self.visit_touched(flights, parsed, end)
+        };
+        let mut outs = Vec::with_capacity(results.len());
+        let mut drawn = Vec::new();
+        for (out, at, d) in results {
+            *latest = (*latest).max(at);
+            outs.push(out);
+            drawn.extend(d);
+        }
+        (outs, drawn)
+    }
+
+    /// Phase 2 when phase 1 drew every copy to a receiver: the touched receivers in contiguous
+    /// ranges with about as many each.
+    fn visit_touched(
+        &mut self,
+        flights: &[Flight],
+        parsed: &[Parsed<'_>],
+        end: Instant,
+    ) -> Vec<Done> {
         let mut nodes = Vec::new();
         let mut at = self.window.next_touched(1);
         while let Some(n) = at {
@@ -181,7 +225,6 @@ impl Harness {
         let threads = self.threads.min(nodes.len() / self.per_thread).max(1);
         let Harness { rxs, peers, auth, window, decoder, unix_base, .. } = self;
         let env = Env { decoder, unix_base: *unix_base };
-        // Contiguous node ranges with about as many touched receivers each.
         let (mut rxs, mut peers, mut auth) = (&mut rxs[..], &mut peers[1..], &mut auth[1..]);
         let mut shares = Vec::with_capacity(threads);
         let mut base = 1;
@@ -196,22 +239,65 @@ impl Harness {
             base = upto;
         }
         let window = &*window;
-        let mut shares = shares.into_iter();
-        let first = shares.next().expect("one share at least");
-        let results: Vec<_> = std::thread::scope(|s| {
-            let others: Vec<_> = shares
-                .map(|share| s.spawn(move || share.run(env, window, flights, parsed, end)))
-                .collect();
-            let mut results = vec![first.run(env, window, flights, parsed, end)];
-            results.extend(others.into_iter().map(|h| h.join().expect("a receiver thread")));
-            results
-        });
-        results
-            .into_iter()
-            .map(|(out, at)| {
-                *latest = (*latest).max(at);
-                out
-            })
-            .collect()
+        run_side_by_side(shares, |share| {
+            let (out, at) = share.run(env, Copies::Window(window), flights, parsed, end);
+            (out, at, None)
+        })
     }
+
+    /// Phase 2 when the receivers' threads draw their copies: every receiver, in contiguous
+    /// ranges of whole bitmap words with about as many receivers each; each thread draws its
+    /// range's copies, then visits the ones touched.
+    fn draw_and_visit(
+        &mut self,
+        flights: &[Flight],
+        parsed: &[Parsed<'_>],
+        end: Instant,
+    ) -> Vec<Done> {
+        let nodes = self.peers.len();
+        let words = self.window.words();
+        let threads = self.threads.min((nodes - 1) / self.per_thread).min(words).max(1);
+        let Harness { rxs, peers, auth, window, decoder, unix_base, links, rng, .. } = self;
+        let env = Env { decoder, unix_base: *unix_base };
+        let (model, mut bad) = links.parts();
+        let (mut rxs, mut peers, mut auth) = (&mut rxs[..], &mut peers[1..], &mut auth[1..]);
+        let mut ranges = Vec::with_capacity(threads);
+        let mut base = 1;
+        for t in 0..threads {
+            let (w_lo, w_hi) = (words * t / threads, words * (t + 1) / threads);
+            let upto = (64 * w_hi).min(nodes);
+            let (r, rest_r) = std::mem::take(&mut rxs).split_at_mut(upto - base);
+            let (p, rest_p) = std::mem::take(&mut peers).split_at_mut(upto - base);
+            let (a, rest_a) = std::mem::take(&mut auth).split_at_mut(upto - base);
+            let (b, rest_b) = std::mem::take(&mut bad).split_at_mut(upto - base);
+            (rxs, peers, auth, bad) = (rest_r, rest_p, rest_a, rest_b);
+            ranges.push((base, upto, w_lo, w_hi - w_lo, r, p, a, b));
+            base = upto;
+        }
+        let (window, stream) = (&*window, &*rng);
+        run_side_by_side(ranges, |(lo, hi, w_lo, w_n, rxs, peers, auth, bad)| {
+            let drawn = draw(flights, model, stream, w_lo, w_n, (lo, hi), bad, peers);
+            let nodes = drawn.touched(window, flights.len());
+            let share = Share { base: lo, rxs, peers, auth, nodes: &nodes };
+            let (out, at) = share.run(env, Copies::Drawn(&drawn), flights, parsed, end);
+            (out, at, Some(drawn))
+        })
+    }
+}
+
+/// What a thread did in phase 2: its outputs, the last instant it acted at, what it drew.
+type Done = (Vec<(usize, Out)>, Instant, Option<Drawn>);
+
+/// `work` on every item, the first on the calling thread and the others on threads of their
+/// own; the results in the items' order.
+fn run_side_by_side<T: Send>(items: Vec<T>, work: impl Fn(T) -> Done + Sync) -> Vec<Done> {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else { return Vec::new() };
+    let work = &work;
+    std::thread::scope(|s| {
+        let others: Vec<_> = items.map(|item| s.spawn(move || work(item))).collect();
+        let mut results = vec![work(first)];
+        results.extend(others.into_iter().map(|h| h.join().expect("a receiver thread")));
+        results
+    })
 }

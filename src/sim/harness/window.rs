@@ -23,6 +23,7 @@
 //! per datagram in flight, not a list entry per copy (which, kept per node with its capacity,
 //! grew with the square of the group: 512 MB at 3000 receivers).
 
+use super::draw::Deferred;
 use super::events::Item;
 use super::{Harness, Stop};
 use crate::proto::time::{Duration, Instant};
@@ -36,6 +37,8 @@ pub(super) struct Flight {
     pub(super) from: usize,
     pub(super) data: Arc<[u8]>,
     pub(super) source_block: Option<u32>,
+    /// Its copies to the receivers, drawn by their threads (module `draw`).
+    pub(super) deferred: Option<Deferred>,
 }
 
 /// The current window: its datagrams and, per datagram, who got a copy.
@@ -44,6 +47,8 @@ pub(super) struct Window {
     pub(super) on: bool,
     /// Whether a window is being collected (phase 1): arrivals go to the lists.
     pub(super) collecting: bool,
+    /// Whether the receivers' threads draw their copies (module `draw`) in this window.
+    pub(super) defers: bool,
     /// Datagrams arriving in the window, in arrival order.
     flights: Vec<Flight>,
     /// `words` words per flight: a bit per node that got a copy.
@@ -66,6 +71,7 @@ impl Default for Window {
         Window {
             on: false,
             collecting: false,
+            defers: false,
             flights: Vec::new(),
             got: Vec::new(),
             touched: Vec::new(),
@@ -77,9 +83,11 @@ impl Default for Window {
 }
 
 impl Window {
-    /// Start collecting a window for `nodes` nodes.
-    fn begin(&mut self, nodes: usize) {
+    /// Start collecting a window for `nodes` nodes; `defers`: the receivers' threads draw their
+    /// copies.
+    fn begin(&mut self, nodes: usize, defers: bool) {
         self.collecting = true;
+        self.defers = defers;
         self.held = 0;
         self.words = nodes.div_ceil(64);
         self.flights.clear();
@@ -101,7 +109,8 @@ impl Window {
         data: &Arc<[u8]>,
         source_block: Option<u32>,
     ) {
-        self.flights.push(Flight { at, from, data: Arc::clone(data), source_block });
+        let data = Arc::clone(data);
+        self.flights.push(Flight { at, from, data, source_block, deferred: None });
         self.got.resize(self.got.len() + self.words, 0);
     }
 
@@ -113,8 +122,33 @@ impl Window {
         self.held += 1;
     }
 
+    /// Phase 1: the `receivers` copies of the datagram that arrived last to the receivers are
+    /// drawn by their threads, from `at` on in the loss stream (module `draw`).
+    pub(super) fn defer_last(&mut self, at: Deferred, receivers: usize) {
+        if let Some(f) = self.flights.last_mut() {
+            f.deferred = Some(at);
+            // As many as could arrive: a bound for `cap`, which only ends windows early.
+            self.held += receivers;
+        }
+    }
+
+    /// Word `w` of the bitmap of nodes with a copy or a timer in the window (so far).
+    pub(super) fn touched_word(&self, w: usize) -> u64 {
+        self.touched.get(w).copied().unwrap_or(0)
+    }
+
+    /// Whether any datagram of the window has copies that the receivers' threads draw.
+    pub(super) fn any_deferred(&self, flights: &[Flight]) -> bool {
+        self.defers && flights.iter().any(|f| f.deferred.is_some())
+    }
+
+    /// Words of a node bitmap in this window.
+    pub(super) fn words(&self) -> usize {
+        self.words
+    }
+
     /// Whether `node` got a copy of flight `i`.
-    fn has(&self, i: usize, node: usize) -> bool {
+    pub(super) fn has(&self, i: usize, node: usize) -> bool {
         self.got[i * self.words + node / 64] & (1 << (node % 64)) != 0
     }
 
@@ -176,7 +210,7 @@ impl Harness {
         let mut end = (start + self.net.latency).min(until + Duration::from_micros(1));
         // Phase 1: fan out the arrivals; note the timers due. A window that holds too many
         // copies (everyone multicasting at once) ends early, between two instants.
-        self.window.begin(self.peers.len());
+        self.window.begin(self.peers.len(), self.links.fixed_draws());
         while let Some(Reverse(e)) = self.heap.peek() {
             if e.at >= end {
                 break;
@@ -212,7 +246,13 @@ impl Harness {
             let copies: Vec<usize> = self.window.copies(0, flights.len()).collect();
             latest = latest.max(self.visit_sender(&flights, &copies, end));
         }
-        let outs = self.visit_receivers(&flights, &parsed, end, &mut latest);
+        let (outs, drawn) = self.visit_receivers(&flights, &parsed, end, &mut latest);
+        if self.window.defers {
+            for (i, f) in flights.iter().enumerate() {
+                let mix = super::draw::mix(i, &self.window, &drawn);
+                self.trace_flight(f.at, f.from, &f.data, mix);
+            }
+        }
         for out in outs {
             self.apply(out, None);
         }
