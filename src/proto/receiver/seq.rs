@@ -57,18 +57,22 @@ impl SeqTrack {
     }
 
     /// Judge `seq`, seen at `now`; `bound(elapsed)` is the largest believable distance from a
-    /// number seen `elapsed` ago.
+    /// number seen `elapsed` ago, and never less than `floor`.
     pub(super) fn observe(
         &mut self,
         seq: u32,
         now: Instant,
+        floor: u32,
         bound: impl Fn(Duration) -> u32,
     ) -> Seq {
         let Some((pos, at)) = self.pos else {
             self.pos = Some((seq, now));
             return Seq::First;
         };
-        let limit = bound(now.saturating_duration_since(at));
+        // Within `floor` either way (nearly every datagram: the next one, or one of the few
+        // before it) the verdict is the same for any bound: it is not worked out.
+        let near = seq.wrapping_sub(pos) <= floor || pos.wrapping_sub(seq) <= floor;
+        let limit = if near { floor } else { bound(now.saturating_duration_since(at)) };
         if seq_after(seq, pos) && seq.wrapping_sub(pos) <= limit {
             self.pos = Some((seq, now));
             self.stray = None;
@@ -100,30 +104,62 @@ mod tests {
         100
     }
 
+    impl SeqTrack {
+        /// [`SeqTrack::observe`] with no floor: `bound` judges every number.
+        fn observe_all(&mut self, seq: u32, now: Instant, bound: impl Fn(Duration) -> u32) -> Seq {
+            self.observe(seq, now, 0, bound)
+        }
+    }
+
     #[test]
     fn gaps_up_to_the_bound_count_one_past_it_does_not() {
         let mut t = SeqTrack::default();
-        assert_eq!(t.observe(10, T0, fixed), Seq::First);
-        assert_eq!(t.observe(110, T0, fixed), Seq::Ahead(100), "at the bound");
-        assert_eq!(t.observe(211, T0, fixed), Seq::Implausible, "one past it");
+        assert_eq!(t.observe_all(10, T0, fixed), Seq::First);
+        assert_eq!(t.observe_all(110, T0, fixed), Seq::Ahead(100), "at the bound");
+        assert_eq!(t.observe_all(211, T0, fixed), Seq::Implausible, "one past it");
         assert_eq!(t.highest(), Some(110));
-        assert_eq!(t.observe(111, T0, fixed), Seq::Ahead(1), "the real stream goes on");
-        assert_eq!(t.observe(50, T0, fixed), Seq::Behind);
-        assert_eq!(t.observe(111u32.wrapping_sub(101), T0, fixed), Seq::Implausible);
+        assert_eq!(t.observe_all(111, T0, fixed), Seq::Ahead(1), "the real stream goes on");
+        assert_eq!(t.observe_all(50, T0, fixed), Seq::Behind);
+        assert_eq!(t.observe_all(111u32.wrapping_sub(101), T0, fixed), Seq::Implausible);
     }
 
     #[test]
     fn a_forged_first_number_is_left_behind_by_two_real_ones() {
         let mut t = SeqTrack::default();
-        assert_eq!(t.observe(3_000_000_000, T0, fixed), Seq::First);
-        assert_eq!(t.observe(7, T0, fixed), Seq::Implausible);
-        assert_eq!(t.observe(8, T0, fixed), Seq::Moved);
+        assert_eq!(t.observe_all(3_000_000_000, T0, fixed), Seq::First);
+        assert_eq!(t.observe_all(7, T0, fixed), Seq::Implausible);
+        assert_eq!(t.observe_all(8, T0, fixed), Seq::Moved);
         assert_eq!(t.highest(), Some(8));
-        assert_eq!(t.observe(9, T0, fixed), Seq::Ahead(1));
+        assert_eq!(t.observe_all(9, T0, fixed), Seq::Ahead(1));
         // Two implausible numbers that do not agree with each other move nothing.
-        assert_eq!(t.observe(1 << 20, T0, fixed), Seq::Implausible);
-        assert_eq!(t.observe(1 << 30, T0, fixed), Seq::Implausible);
+        assert_eq!(t.observe_all(1 << 20, T0, fixed), Seq::Implausible);
+        assert_eq!(t.observe_all(1 << 30, T0, fixed), Seq::Implausible);
         assert_eq!(t.highest(), Some(9));
+    }
+
+    #[test]
+    fn a_floor_changes_no_verdict_of_a_bound_at_or_above_it() {
+        // Numbers on both sides of the floor and of the bound, ahead and behind, and implausible
+        // ones: the tracker that skips the bound within the floor judges each the same.
+        let (floor, bound) = (SEQ_SLACK, |e: Duration| SEQ_SLACK + e.as_micros() as u32 / 10);
+        let (mut with, mut without) = (SeqTrack::default(), SeqTrack::default());
+        let mut seq = 5_000u32;
+        for i in 0..4_000u32 {
+            let now = T0 + Duration::from_micros(u64::from(i));
+            let step = match i % 7 {
+                0 => floor,
+                1 => floor + 1,
+                2 => 1,
+                3 => 0u32.wrapping_sub(floor),
+                4 => 0u32.wrapping_sub(floor + 1),
+                5 => 3 * floor + i,
+                _ => 1 << 31,
+            };
+            seq = seq.wrapping_add(step);
+            let verdict = with.observe(seq, now, floor, bound);
+            assert_eq!(verdict, without.observe_all(seq, now, bound), "step {i}");
+            assert_eq!(with.highest(), without.highest());
+        }
     }
 
     #[test]

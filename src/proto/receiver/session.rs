@@ -276,7 +276,8 @@ impl Session {
     /// (`gap` 1 means nothing lost), counting what is not believed.
     fn observe_seq(&mut self, cx: &mut Ctx, now: Instant, seq: u32) -> Option<u32> {
         let (rate, t) = (self.rate_bps(), self.identity.symbol_size);
-        match self.seq.observe(seq, now, |elapsed| max_gap(rate, t, elapsed)) {
+        let bound = |elapsed| max_gap(rate, t, elapsed);
+        match self.seq.observe(seq, now, super::seq::SEQ_SLACK, bound) {
             Seq::Ahead(gap) => Some(gap),
             Seq::First => Some(1),
             Seq::Behind => None,
