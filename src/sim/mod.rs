@@ -17,12 +17,13 @@
 //! arrives), and with [`FecModel::Ideal`] a block decodes as soon as it holds `K` symbols
 //! without running RaptorQ, so a thousand receivers are cheap. [`SimConfig::windowed`] steps
 //! window by window of one latency: each receiver handles its datagrams of a window back to
-//! back, and the receivers of a window run side by side on [`SimConfig::threads`] threads (the
-//! same results for any number, down to the trace). What a run costs is then the receivers' own
-//! work on each copy, about 1,050 instructions (`valgrind --tool=cachegrind`, 300 receivers),
+//! back, and the receivers of a window run side by side on [`SimConfig::threads`] threads,
+//! drawing their own copies' losses at their places in the one loss stream (the same results
+//! for any number of threads, down to the trace). What a run costs is then the receivers' own
+//! work on each copy, about 1,000 instructions (`valgrind --tool=cachegrind`, 300 receivers),
 //! more than half of them in `Receiver::handle_parsed`, and their cache misses: each copy of an
 //! interleaved push touches another block's collector. 10,000 receivers of a 64 MiB push take
-//! 86 s on 2 cores.
+//! 71 s on 2 cores.
 //! [`SimConfig::scaled`] keeps every quantity the protocol sees (datagrams, symbols per block,
 //! blocks, timing at the link rate) of a real push while shrinking the bytes in each symbol.
 

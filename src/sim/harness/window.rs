@@ -6,7 +6,9 @@
 //! simulation). A window is run in two phases:
 //! 1. every arrival due in the window is fanned out in time order, exactly as in the event
 //!    loop (the same loss draws, in the same order; the same trace), but each copy is put on
-//!    its recipient's list instead of being handled at once;
+//!    its recipient's list instead of being handled at once; when every copy takes a fixed
+//!    share of the loss stream, the receivers' copies are only given their place in it, and
+//!    their threads draw them in phase 2 (module `draw`);
 //! 2. each node (the sender first, then the receivers, side by side on several threads; module
 //!    `visit`) handles its copies and its timers due in the window, in time order, on its own
 //!    clock; what the receivers send and arm is applied afterwards, in node order.
