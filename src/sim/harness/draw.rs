@@ -44,7 +44,10 @@ impl Drawn {
         let mut nodes = Vec::new();
         for w in 0..self.words {
             let word = self.first_word + w;
-            let mut bits = window.touched_word(word) & !1; // never the sender
+            let mut bits = window.touched_word(word);
+            if word == 0 {
+                bits &= !1; // never the sender
+            }
             bits |= (0..flights).fold(0, |acc, i| acc | self.bits[i * self.words + w]);
             while bits != 0 {
                 nodes.push(word * 64 + bits.trailing_zeros() as usize);
@@ -123,4 +126,33 @@ pub(super) fn mix(i: usize, window: &Window, drawn: &[Drawn]) -> u64 {
         }
     }
     mix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_touches_its_receivers_with_a_copy_or_a_timer_and_never_the_sender() {
+        let mut window = Window::default();
+        window.begin(200, true);
+        for node in [0, 3, 64, 127, 128, 199] {
+            window.mark(node); // timers due in the window
+        }
+        // Two flights: node 5 got the first, node 130 the second.
+        let mut bits = vec![0u64; 2 * 4];
+        bits[0] |= 1 << 5;
+        bits[4 + 2] |= 1 << (130 - 128);
+        let all = Drawn { first_word: 0, words: 4, bits };
+        assert_eq!(all.touched(&window, 2), [3, 5, 64, 127, 128, 130, 199]);
+        assert_eq!(all.copies(130, 2).collect::<Vec<_>>(), [1]);
+        assert_eq!(all.copies(5, 2).collect::<Vec<_>>(), [0]);
+        assert_eq!(all.copies(64, 2).count(), 0, "a timer, no copy");
+        // A range of words 1..3 (nodes 64..192): its own nodes only.
+        let mut bits = vec![0u64; 2 * 2];
+        bits[2 + 1] |= 1 << 2;
+        let middle = Drawn { first_word: 1, words: 2, bits };
+        assert_eq!(middle.touched(&window, 2), [64, 127, 128, 130]);
+        assert_eq!(middle.copies(130, 2).collect::<Vec<_>>(), [1]);
+    }
 }

@@ -87,7 +87,7 @@ impl Default for Window {
 impl Window {
     /// Start collecting a window for `nodes` nodes; `defers`: the receivers' threads draw their
     /// copies.
-    fn begin(&mut self, nodes: usize, defers: bool) {
+    pub(super) fn begin(&mut self, nodes: usize, defers: bool) {
         self.collecting = true;
         self.defers = defers;
         self.held = 0;
