@@ -126,20 +126,36 @@ impl Copies<'_> {
     }
 }
 
-/// A thread's share of the receivers: nodes `base..base + rxs.len()`, of which `nodes` are
-/// touched in the window.
-struct Share<'a> {
-    base: usize,
+/// Consecutive receivers' state: endpoints, links and keyrings, receiver `i` at `i` in each.
+struct Part<'a> {
     rxs: &'a mut [Rx],
     peers: &'a mut [Peer],
     auth: &'a mut [Option<Keyring>],
+}
+
+impl<'a> Part<'a> {
+    /// The first `n` receivers, split off.
+    fn take_front(&mut self, n: usize) -> Part<'a> {
+        let (rxs, rest_r) = std::mem::take(&mut self.rxs).split_at_mut(n);
+        let (peers, rest_p) = std::mem::take(&mut self.peers).split_at_mut(n);
+        let (auth, rest_a) = std::mem::take(&mut self.auth).split_at_mut(n);
+        (self.rxs, self.peers, self.auth) = (rest_r, rest_p, rest_a);
+        Part { rxs, peers, auth }
+    }
+}
+
+/// A thread's share of the receivers: nodes `base..base + part.rxs.len()`, of which `nodes` are
+/// touched in the window.
+struct Share<'a> {
+    base: usize,
+    part: Part<'a>,
     nodes: &'a [usize],
 }
 
 impl Share<'_> {
     /// Visit every touched node in index order; their outputs and the last instant acted at.
     fn run(
-        self,
+        mut self,
         env: Env<'_>,
         got: Copies<'_>,
         flights: &[Flight],
@@ -150,12 +166,9 @@ impl Share<'_> {
         for &node in self.nodes {
             let j = node - self.base;
             got.fill(node, flights.len(), &mut copies);
-            let local = Local {
-                node,
-                rx: &mut self.rxs[j],
-                peer: &mut self.peers[j],
-                auth: &mut self.auth[j],
-            };
+            let p = &mut self.part;
+            let local =
+                Local { node, rx: &mut p.rxs[j], peer: &mut p.peers[j], auth: &mut p.auth[j] };
             let mut v = ReceiverVisit { local, env, flights, parsed, out: &mut out };
             latest = latest.max(visit(&mut v, flights, &copies, end));
         }
@@ -225,17 +238,14 @@ impl Harness {
         let threads = self.threads.min(nodes.len() / self.per_thread).max(1);
         let Harness { rxs, peers, auth, window, decoder, unix_base, .. } = self;
         let env = Env { decoder, unix_base: *unix_base };
-        let (mut rxs, mut peers, mut auth) = (&mut rxs[..], &mut peers[1..], &mut auth[1..]);
+        let mut rest = Part { rxs, peers: &mut peers[1..], auth: &mut auth[1..] };
         let mut shares = Vec::with_capacity(threads);
         let mut base = 1;
         for t in 0..threads {
             let (lo, hi) = (nodes.len() * t / threads, nodes.len() * (t + 1) / threads);
-            let upto = if t + 1 == threads { base + rxs.len() } else { nodes[hi] };
-            let (r, rest_r) = std::mem::take(&mut rxs).split_at_mut(upto - base);
-            let (p, rest_p) = std::mem::take(&mut peers).split_at_mut(upto - base);
-            let (a, rest_a) = std::mem::take(&mut auth).split_at_mut(upto - base);
-            (rxs, peers, auth) = (rest_r, rest_p, rest_a);
-            shares.push(Share { base, rxs: r, peers: p, auth: a, nodes: &nodes[lo..hi] });
+            let upto = if t + 1 == threads { base + rest.rxs.len() } else { nodes[hi] };
+            let part = rest.take_front(upto - base);
+            shares.push(Share { base, part, nodes: &nodes[lo..hi] });
             base = upto;
         }
         let window = &*window;
@@ -260,25 +270,22 @@ impl Harness {
         let Harness { rxs, peers, auth, window, decoder, unix_base, links, rng, .. } = self;
         let env = Env { decoder, unix_base: *unix_base };
         let (model, mut bad) = links.parts();
-        let (mut rxs, mut peers, mut auth) = (&mut rxs[..], &mut peers[1..], &mut auth[1..]);
+        let mut rest = Part { rxs, peers: &mut peers[1..], auth: &mut auth[1..] };
         let mut ranges = Vec::with_capacity(threads);
         let mut base = 1;
         for t in 0..threads {
             let (w_lo, w_hi) = (words * t / threads, words * (t + 1) / threads);
             let upto = (64 * w_hi).min(nodes);
-            let (r, rest_r) = std::mem::take(&mut rxs).split_at_mut(upto - base);
-            let (p, rest_p) = std::mem::take(&mut peers).split_at_mut(upto - base);
-            let (a, rest_a) = std::mem::take(&mut auth).split_at_mut(upto - base);
             let (b, rest_b) = std::mem::take(&mut bad).split_at_mut(upto - base);
-            (rxs, peers, auth, bad) = (rest_r, rest_p, rest_a, rest_b);
-            ranges.push((base, upto, w_lo, w_hi - w_lo, r, p, a, b));
+            bad = rest_b;
+            ranges.push((base, upto, w_lo, w_hi - w_lo, rest.take_front(upto - base), b));
             base = upto;
         }
         let (window, stream) = (&*window, &*rng);
-        run_side_by_side(ranges, |(lo, hi, w_lo, w_n, rxs, peers, auth, bad)| {
-            let drawn = draw(flights, model, stream, w_lo, w_n, (lo, hi), bad, peers);
+        run_side_by_side(ranges, |(lo, hi, w_lo, w_n, part, bad)| {
+            let drawn = draw(flights, model, stream, w_lo, w_n, (lo, hi), bad, &*part.peers);
             let nodes = drawn.touched(window, flights.len());
-            let share = Share { base: lo, rxs, peers, auth, nodes: &nodes };
+            let share = Share { base: lo, part, nodes: &nodes };
             let (out, at) = share.run(env, Copies::Drawn(&drawn), flights, parsed, end);
             (out, at, Some(drawn))
         })
